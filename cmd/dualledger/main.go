@@ -1,0 +1,236 @@
+// Command dualledger is a double-entry ledger service on PostgreSQL: posting, hash chain, audit,
+// the dual-ledger outbox to member banks, backfill and reconciliation. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"dualledger/db"
+	"dualledger/internal/ledger"
+	"dualledger/internal/pg"
+)
+
+// Exit codes (README "Exit codes").
+const (
+	exitOK       = 0
+	exitFindings = 1 // a check found a problem, or a posting was rejected
+	exitUsage    = 2 // bad flags or arguments
+	exitInfra    = 3 // the database or another dependency failed
+)
+
+// exitError carries an exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func findings(format string, args ...any) error {
+	return &exitError{code: exitFindings, err: fmt.Errorf(format, args...)}
+}
+
+func usage(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// app is the state shared by the commands of one invocation.
+type app struct {
+	dataDir string
+	jsonOut bool
+	verbose bool
+	out     io.Writer
+	errOut  io.Writer
+	logger  *slog.Logger
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	a := &app{out: stdout, errOut: stderr}
+	root := newRoot(a)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ee *exitError
+	code := exitInfra
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case isFlagError(err):
+		code = exitUsage
+	}
+	var le *ledger.Error
+	if a.jsonOut && errors.As(err, &le) {
+		_ = json.NewEncoder(stderr).Encode(map[string]any{"error": map[string]any{"code": le.Code, "message": le.Message, "details": le.Details}})
+	} else {
+		fmt.Fprintln(stderr, "dualledger:", err)
+	}
+	return code
+}
+
+func newRoot(a *app) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "dualledger",
+		Short: "A double-entry ledger on PostgreSQL with a hash-chained audit trail and a dual-ledger outbox",
+		Long: `dualledger posts double entries atomically and idempotently, keeps a hash-chained audit trail,
+enforces balances in the database, mirrors postings to member banks (SCBs) through a
+transactional outbox, imports history and reconciles all of it.
+
+With no DATABASE_URL every command uses a private PostgreSQL cluster in ./.dualledger/pg
+(--data-dir or DUALLEDGER_DATA to move it), started on demand and stopped when the last
+command using it exits. With DATABASE_URL set, that server is used and nothing is started.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelWarn
+			if a.verbose {
+				level = slog.LevelDebug
+			}
+			a.logger = slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: level}))
+			return nil
+		},
+	}
+	defaultDir := os.Getenv("DUALLEDGER_DATA")
+	if defaultDir == "" {
+		defaultDir = pg.DefaultDataDir
+	}
+	root.PersistentFlags().StringVar(&a.dataDir, "data-dir", defaultDir, "embedded PostgreSQL data directory (env DUALLEDGER_DATA); ignored when DATABASE_URL is set")
+	root.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "machine-readable JSON output")
+	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "debug logging on stderr")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return usage("%v (see %s --help)", err, cmd.CommandPath())
+	})
+
+	root.AddCommand(
+		newMigrateCmd(a),
+		newLedgersCmd(a),
+		newAccountsCmd(a),
+		newBanksCmd(a),
+		newPostCmd(a),
+		newEntriesCmd(a),
+	)
+	return root
+}
+
+func isFlagError(err error) bool {
+	var ee *exitError
+	return errors.As(err, &ee) && ee.code == exitUsage
+}
+
+// openOptions say how a command uses the database.
+type openOptions struct {
+	role     string // SET ROLE after connecting ("" = the login role)
+	maxConns int32
+}
+
+// open returns a pool on the ledger database. In embedded mode the schema is migrated first (so
+// a newcomer needs no setup); with DATABASE_URL the schema must already be current, because
+// migrating a shared server is the operator's decision (`dualledger migrate`).
+func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), error) {
+	url := os.Getenv("DATABASE_URL")
+	configure := func(cfg *pgxpool.Config) {
+		if o.maxConns > 0 {
+			cfg.MaxConns = o.maxConns
+		}
+		if o.role != "" {
+			role := o.role
+			cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+				if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+					return fmt.Errorf("SET ROLE %s (grant it to the login role, see docs/security.md): %w", role, err)
+				}
+				return nil
+			}
+		}
+	}
+	pool, release, err := pg.Open(ctx, url, a.dataDir, "", a.logger, configure)
+	if err != nil {
+		return nil, nil, &exitError{code: exitInfra, err: err}
+	}
+	if err := a.ensureSchema(ctx, pool, url == ""); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return pool, release, nil
+}
+
+func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool) error {
+	migs, err := pg.LoadMigrations(db.FS())
+	if err != nil {
+		return err
+	}
+	// A connection in the login role (the pool's AfterConnect SET ROLE does not apply to it):
+	// migrations need the owner's privileges.
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return &exitError{code: exitInfra, err: fmt.Errorf("connect: %w", err)}
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if migrate {
+		err := pg.Migrate(ctx, conn, migs, func(format string, args ...any) { a.logger.Info(fmt.Sprintf(format, args...)) })
+		if err != nil {
+			return &exitError{code: exitInfra, err: err}
+		}
+		return nil
+	}
+	states, err := pg.Status(ctx, conn, migs)
+	if err != nil {
+		return &exitError{code: exitInfra, err: err}
+	}
+	for _, s := range states {
+		if !s.Applied {
+			return &exitError{code: exitInfra, err: fmt.Errorf("the database is not migrated (%s is pending): run `dualledger migrate`", s.Name)}
+		}
+	}
+	return nil
+}
+
+// adminConn returns one connection in the login role (for migrate), and a release func.
+func (a *app) adminConn(ctx context.Context) (*pgx.Conn, func(), error) {
+	pool, release, err := pg.Open(ctx, os.Getenv("DATABASE_URL"), a.dataDir, "", a.logger, nil)
+	if err != nil {
+		return nil, nil, &exitError{code: exitInfra, err: err}
+	}
+	conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+	pool.Close()
+	if err != nil {
+		release()
+		return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("connect: %w", err)}
+	}
+	return conn, func() {
+		conn.Close(context.WithoutCancel(ctx))
+		release()
+	}, nil
+}
+
+func dbFS() fs.FS { return db.FS() }
+
+// printJSON writes v as indented JSON.
+func (a *app) printJSON(v any) error {
+	enc := json.NewEncoder(a.out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

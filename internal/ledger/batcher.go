@@ -1,0 +1,204 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PosterConfig tunes group commit.
+type PosterConfig struct {
+	// MaxBatch caps how many single postings go into one transaction (default 1000).
+	MaxBatch int
+	// MaxDelay is how long the first posting of a batch may wait for company (default 0: a batch
+	// leaves as soon as a flusher is free; under load the queue fills while the previous batch
+	// commits, so batches grow by themselves and an idle server adds no latency).
+	MaxDelay time.Duration
+	// Flushers is the number of batches per ledger in flight at once (default 2: one parses while
+	// the other holds the ledger head).
+	Flushers int
+	// Timeout bounds one batch's database call (default 30s).
+	Timeout time.Duration
+	// Observe, if set, is told about every batch (for metrics).
+	Observe func(ledgerID string, size int, took time.Duration, err error)
+}
+
+// ErrPosterClosed is returned by Post after Close.
+var ErrPosterClosed = errors.New("poster is shut down")
+
+// Poster posts single entries through per-ledger group commit (DESIGN 6): concurrent Post calls
+// for one ledger share one post_ledger_entries call, so throughput is set by entries per
+// transaction rather than by fsyncs per request. Each posting still gets its own result; the batch
+// is not atomic, so one rejection does not affect the others.
+type Poster struct {
+	db  *pgxpool.Pool
+	cfg PosterConfig
+
+	mu     sync.Mutex
+	queues map[string]chan *postRequest
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type postRequest struct {
+	ctx   context.Context
+	entry EntryInput
+	done  chan postReply
+}
+
+type postReply struct {
+	res Result
+	err error
+}
+
+// NewPoster starts a group-commit poster on db.
+func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
+	if cfg.MaxBatch <= 0 || cfg.MaxBatch > MaxBatch {
+		cfg.MaxBatch = 1000
+	}
+	if cfg.Flushers <= 0 {
+		cfg.Flushers = 2
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	return &Poster{db: db, cfg: cfg, queues: make(map[string]chan *postRequest)}
+}
+
+// Post posts one entry. A rejection is a Result with its code (Result.Err); an error means the
+// posting could not be run, or ctx ended first. If ctx ends after the posting was handed to the
+// database it may still commit: retry with the same reference_id to learn the outcome (replayed).
+func (p *Poster) Post(ctx context.Context, ledgerID string, e EntryInput) (Result, error) {
+	q, err := p.queue(ledgerID)
+	if err != nil {
+		return Result{}, err
+	}
+	req := &postRequest{ctx: ctx, entry: e, done: make(chan postReply, 1)}
+	select {
+	case q <- req:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	select {
+	case r := <-req.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+// Close stops accepting postings, lets queued ones finish and waits for the flushers.
+func (p *Poster) Close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		for _, q := range p.queues {
+			close(q)
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (p *Poster) queue(ledgerID string) (chan *postRequest, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrPosterClosed
+	}
+	q, ok := p.queues[ledgerID]
+	if !ok {
+		q = make(chan *postRequest, 4*p.cfg.MaxBatch)
+		p.queues[ledgerID] = q
+		for i := 0; i < p.cfg.Flushers; i++ {
+			p.wg.Add(1)
+			go p.flush(ledgerID, q)
+		}
+	}
+	return q, nil
+}
+
+func (p *Poster) flush(ledgerID string, q chan *postRequest) {
+	defer p.wg.Done()
+	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
+	for {
+		first, ok := <-q
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+		batch = p.gather(q, batch)
+		p.run(ledgerID, batch)
+	}
+}
+
+// gather adds whatever is already queued, then waits up to MaxDelay for more.
+func (p *Poster) gather(q chan *postRequest, batch []*postRequest) []*postRequest {
+	var timer *time.Timer
+	for len(batch) < p.cfg.MaxBatch {
+		select {
+		case r, ok := <-q:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		if p.cfg.MaxDelay <= 0 {
+			return batch
+		}
+		if timer == nil {
+			timer = time.NewTimer(p.cfg.MaxDelay)
+			defer timer.Stop()
+		}
+		select {
+		case r, ok := <-q:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-timer.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (p *Poster) run(ledgerID string, batch []*postRequest) {
+	// Postings whose caller already gave up are not sent: nobody would learn their outcome.
+	live := batch[:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- postReply{err: err}
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	entries := make([]EntryInput, len(live))
+	for i, r := range live {
+		entries[i] = r.entry
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
+	start := time.Now()
+	results, err := PostBatch(ctx, p.db, ledgerID, entries, false)
+	cancel()
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(ledgerID, len(live), time.Since(start), err)
+	}
+	for i, r := range live {
+		if err != nil {
+			r.done <- postReply{err: err}
+			continue
+		}
+		res := results[i]
+		res.Index = 0
+		r.done <- postReply{res: res}
+	}
+}

@@ -1,0 +1,136 @@
+package ledger
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Codes of the non-posting operations.
+const (
+	CodeLedgerExists  = "ledger_exists"
+	CodeAccountExists = "account_exists"
+	CodeBankExists    = "bank_exists"
+	CodeNotFound      = "not_found"
+	CodeUnavailable   = "unavailable" // the database could not be reached or timed out
+	CodeInternal      = "internal"
+)
+
+// Error is a stable, client-facing error: a code from docs/error-codes.md, a message that says
+// what was wrong, and details (JSON object) such as the field or the account.
+type Error struct {
+	Code    string
+	Message string
+	Details json.RawMessage
+	cause   error // kept for logs, never shown to clients
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func (e *Error) Unwrap() error { return e.cause }
+
+// Errorf builds an *Error.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// WithDetails returns e with details (marshalled to JSON).
+func (e *Error) WithDetails(d any) *Error {
+	b, err := json.Marshal(d)
+	if err == nil {
+		e.Details = b
+	}
+	return e
+}
+
+// CodeOf returns the code of err if it is (or wraps) an *Error, else CodeInternal.
+func CodeOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// sqlstateCodes maps the SQLSTATEs of post_ledger_entry (class DL, see dl_result_sqlstate) to codes.
+var sqlstateCodes = map[string]string{
+	"DL001": CodeInsufficientFunds,
+	"DL002": CodeUnknownAccount,
+	"DL003": CodeUnknownLedger,
+	"DL004": CodeCurrencyMismatch,
+	"DL005": CodeSameAccount,
+	"DL006": CodeInvalidAmount,
+	"DL007": CodeUnknownCurrency,
+	"DL008": CodeInvalidAssetType,
+	"DL009": CodeInvalidRequest,
+	"DL010": CodeAccountInactive,
+	"DL011": CodeNotApplied,
+	"DL012": CodeUnknownEntry,
+}
+
+// constraintCodes maps constraint names to what they mean for a client.
+var constraintCodes = map[string]struct{ code, msg string }{
+	"ledgers_pkey":                              {CodeLedgerExists, "a ledger with this id already exists"},
+	"ledgers_id_format":                         {CodeInvalidRequest, "ledger id must be 1-64 characters: letters, digits and _ . : - (starting with a letter or digit)"},
+	"banks_pkey":                                {CodeBankExists, "a bank with this id is already registered"},
+	"banks_id_format":                           {CodeInvalidRequest, "bank id must be 1-64 characters: letters, digits and _ . : - (starting with a letter or digit)"},
+	"banks_name_nonempty":                       {CodeInvalidRequest, "bank name must be 1-200 characters"},
+	"bank_accounts_pkey":                        {CodeAccountExists, "an account with this id already exists in the ledger"},
+	"bank_accounts_ledger_id_fkey":              {CodeUnknownLedger, "unknown ledger"},
+	"bank_accounts_currency_code_fkey":          {CodeUnknownCurrency, "unknown currency code"},
+	"bank_accounts_id_format":                   {CodeInvalidRequest, "account id must be 1-128 characters: letters, digits and _ . : @ / - (starting with a letter or digit)"},
+	"bank_accounts_bank_id_format":              {CodeInvalidRequest, "bank_id must be 1-64 characters: letters, digits and _ . : -"},
+	"bank_accounts_asset_type_valid":            {CodeInvalidAssetType, "asset_type must be one of fiat, cbdc, commodity, security"},
+	"bank_accounts_status_valid":                {CodeInvalidRequest, "status must be one of active, frozen, closed"},
+	"bank_accounts_metadata_object":             {CodeInvalidRequest, "metadata must be a JSON object"},
+	"bank_accounts_overdraft_limit_nonnegative": {CodeInvalidRequest, "overdraft_limit must be zero or positive"},
+	"ledger_entries_unique_ledger_reference":    {CodeReferenceConflict, "reference_id already used in this ledger"},
+}
+
+// FromDB turns a database error into an *Error with a stable code. Messages of unknown database
+// errors are not passed on (they may name internals); the cause stays available to logs through
+// errors.Unwrap.
+func FromDB(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		if code, ok := sqlstateCodes[pgErr.Code]; ok {
+			return &Error{Code: code, Message: pgErr.Message, Details: jsonOrNil(pgErr.Detail), cause: err}
+		}
+		if c, ok := constraintCodes[pgErr.ConstraintName]; ok {
+			return &Error{Code: c.code, Message: c.msg, cause: err}
+		}
+		switch pgErr.Code {
+		case pgerrcode.UniqueViolation:
+			return &Error{Code: CodeReferenceConflict, Message: "duplicate key", cause: err}
+		case pgerrcode.CheckViolation, pgerrcode.NotNullViolation, pgerrcode.InvalidTextRepresentation,
+			pgerrcode.NumericValueOutOfRange, pgerrcode.InvalidParameterValue, pgerrcode.StringDataRightTruncationDataException:
+			return &Error{Code: CodeInvalidRequest, Message: "the request breaks a rule of the ledger (" + pgErr.ConstraintName + ")", cause: err}
+		case pgerrcode.QueryCanceled, pgerrcode.AdminShutdown, pgerrcode.CannotConnectNow, pgerrcode.TooManyConnections:
+			return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
+		}
+		return &Error{Code: CodeInternal, Message: "internal error (SQLSTATE " + pgErr.Code + ")", cause: err}
+	}
+	if pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.Is(err, errNoConn) {
+		return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
+	}
+	return &Error{Code: CodeInternal, Message: "internal error", cause: err}
+}
+
+var errNoConn = errors.New("no database connection")
+
+func jsonOrNil(s string) json.RawMessage {
+	if s == "" || !json.Valid([]byte(s)) {
+		return nil
+	}
+	return json.RawMessage(s)
+}

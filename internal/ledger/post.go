@@ -1,0 +1,109 @@
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MaxBatch is the largest batch post_ledger_entries accepts.
+const MaxBatch = 10000
+
+// postSQL calls the batch function. The one statement is its own transaction (autocommit), so
+// the entries, balances, chain head and outbox rows of the batch commit together or not at all.
+const postSQL = `SELECT idx, result, entry_id, seq, block_hash, previous_hash, timestamp_utc, recorded_at,
+       debit_balance::text, credit_balance::text, message, details
+  FROM post_ledger_entries($1, $2::jsonb, $3)`
+
+// PostBatch posts entries to ledgerID in one transaction and returns one result per entry, in
+// order. With atomic, a single rejection means nothing was written (the others answer
+// not_applied). An error is returned only when the batch could not be run at all (invalid batch
+// size, database unavailable); then nothing was written, or, if the connection broke during
+// commit, the outcome is unknown and a retry with the same reference ids is answered replayed.
+func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
+	if len(entries) == 0 || len(entries) > MaxBatch {
+		return nil, Errorf(CodeInvalidRequest, "a batch holds 1 to %d entries, got %d", MaxBatch, len(entries))
+	}
+	body, err := json.Marshal(entries)
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	rows, err := db.Query(ctx, postSQL, ledgerID, body, atomic)
+	if err != nil {
+		return nil, FromDB(err)
+	}
+	results := make([]Result, 0, len(entries))
+	for rows.Next() {
+		var (
+			r               Result
+			idx             int
+			entryID, seq    *int64
+			hash, prev      *string
+			ts, rec         *time.Time
+			dbal, cbal, msg *string
+			details         []byte
+		)
+		if err := rows.Scan(&idx, &r.Code, &entryID, &seq, &hash, &prev, &ts, &rec, &dbal, &cbal, &msg, &details); err != nil {
+			rows.Close()
+			return nil, FromDB(err)
+		}
+		r.Index = idx - 1
+		r.EntryID = deref(entryID)
+		r.Seq = deref(seq)
+		r.BlockHash = deref(hash)
+		r.PreviousHash = deref(prev)
+		if ts != nil {
+			r.TimestampUTC = ts.UTC()
+		}
+		if rec != nil {
+			r.RecordedAt = rec.UTC()
+		}
+		r.DebitBalance = trimDecimal(deref(dbal))
+		r.CreditBalance = trimDecimal(deref(cbal))
+		r.Message = deref(msg)
+		if len(details) > 0 {
+			r.Details = details
+		}
+		results = append(results, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, FromDB(err)
+	}
+	if len(results) != len(entries) {
+		return nil, fmt.Errorf("post_ledger_entries returned %d results for %d entries", len(results), len(entries))
+	}
+	return results, nil
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// trimDecimal drops the trailing fractional zeros of NUMERIC(38,18) text ("12.500000" -> "12.5").
+func trimDecimal(s string) string {
+	dot := -1
+	for i := 0; i < len(s); i++ {
+		if s[i] == '.' {
+			dot = i
+			break
+		}
+	}
+	if dot < 0 {
+		return s
+	}
+	end := len(s)
+	for end > dot+1 && s[end-1] == '0' {
+		end--
+	}
+	if end == dot+1 {
+		end = dot
+	}
+	return s[:end]
+}

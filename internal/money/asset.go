@@ -1,0 +1,45 @@
+package money
+
+import "fmt"
+
+// AssetType classifies what a ledger account holds.
+type AssetType string
+
+// The asset types. Only Fiat is subject to the ISO 4217 minor-unit rule.
+const (
+	Fiat      AssetType = "fiat"
+	CBDC      AssetType = "cbdc"
+	Commodity AssetType = "commodity"
+	Security  AssetType = "security"
+)
+
+var assetTypes = []AssetType{Fiat, CBDC, Commodity, Security}
+
+// AssetTypes returns all valid asset types (a copy), in canonical order.
+func AssetTypes() []AssetType {
+	return append([]AssetType(nil), assetTypes...)
+}
+
+// ParseAssetType accepts exactly "fiat", "cbdc", "commodity" or "security"
+// (lower case, no surrounding spaces).
+func ParseAssetType(s string) (AssetType, error) {
+	for _, t := range assetTypes {
+		if s == string(t) {
+			return t, nil
+		}
+	}
+	return "", &Error{
+		Code:    CodeInvalidAssetType,
+		Field:   FieldAssetType,
+		Message: fmt.Sprintf("asset_type %s is not one of fiat, cbdc, commodity, security", quote(s)),
+	}
+}
+
+// Valid reports whether t is one of the defined asset types.
+func (t AssetType) Valid() bool {
+	_, err := ParseAssetType(string(t))
+	return err == nil
+}
+
+// String implements fmt.Stringer.
+func (t AssetType) String() string { return string(t) }
