@@ -132,6 +132,11 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newBanksCmd(a),
 		newPostCmd(a),
 		newEntriesCmd(a),
+		newVerifyChainCmd(a),
+		newAuditCmd(a),
+		newServeCmd(a),
+		newDemoCmd(a),
+		newBenchCmd(a),
 	)
 	return root
 }
