@@ -386,42 +386,50 @@ LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
 BEGIN
-    SELECT n.ledger_id, n.seq, 'block_hash is not sha256(previous_hash || canonical(entry))' AS why
+    -- Hashes and links. Inside the batch the predecessor is the previous new row; only the first
+    -- new row of each ledger looks its predecessor up (one index probe), so the cost does not
+    -- depend on the size of the table or on its statistics.
+    SELECT x.ledger_id, x.seq,
+           CASE WHEN x.hash_bad
+                THEN 'block_hash is not sha256(previous_hash || canonical(entry))'
+                ELSE 'previous_hash does not match the block_hash of seq-1 (or seq-1 is missing)' END AS why
       INTO bad
-      FROM new_entries n
-     WHERE n.block_hash <> ledger_entry_block_hash(n)
+      FROM (SELECT n.ledger_id, n.seq, n.block_hash, n.previous_hash,
+                   n.block_hash <> ledger_entry_block_hash(n) AS hash_bad,
+                   lag(n.seq) OVER w AS prev_seq, lag(n.block_hash) OVER w AS prev_hash
+              FROM new_entries n
+            WINDOW w AS (PARTITION BY n.ledger_id ORDER BY n.seq)) x
+     WHERE x.hash_bad
+        OR CASE WHEN x.prev_seq IS NOT NULL THEN x.prev_seq <> x.seq - 1 OR x.prev_hash <> x.previous_hash
+                WHEN x.seq = 1 THEN x.previous_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+                ELSE x.previous_hash IS DISTINCT FROM (SELECT p.block_hash FROM ledger_entries p
+                                                        WHERE p.ledger_id = x.ledger_id AND p.seq = x.seq - 1)
+           END
+     ORDER BY x.ledger_id, x.seq
      LIMIT 1;
     IF NOT FOUND THEN
-        SELECT n.ledger_id, n.seq, 'previous_hash does not match the block_hash of seq-1 (or seq-1 is missing)' AS why
+        -- Both accounts exist with the entry's currency and asset type: one probe per distinct account.
+        SELECT d.ledger_id, NULL::bigint AS seq,
+               format('account %s does not exist in ledger %s with currency %s and asset type %s',
+                      d.account_id, d.ledger_id, d.currency_code, d.asset_type) AS why
           INTO bad
-          FROM new_entries n
-          LEFT JOIN ledger_entries p ON p.ledger_id = n.ledger_id AND p.seq = n.seq - 1
-         WHERE CASE WHEN n.seq = 1 THEN n.previous_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
-                    ELSE p.block_hash IS DISTINCT FROM n.previous_hash END
-         LIMIT 1;
-    END IF;
-    IF NOT FOUND THEN
-        SELECT n.ledger_id, n.seq,
-               format('account %s or %s does not exist in the ledger with currency %s and asset type %s',
-                      n.debit_account_id, n.credit_account_id, n.currency_code, n.asset_type) AS why
-          INTO bad
-          FROM new_entries n
-         WHERE NOT EXISTS (SELECT 1 FROM bank_accounts a
-                            WHERE a.ledger_id = n.ledger_id AND a.id = n.debit_account_id
-                              AND a.currency_code = n.currency_code AND a.asset_type = n.asset_type)
-            OR NOT EXISTS (SELECT 1 FROM bank_accounts a
-                            WHERE a.ledger_id = n.ledger_id AND a.id = n.credit_account_id
-                              AND a.currency_code = n.currency_code AND a.asset_type = n.asset_type)
+          FROM (SELECT DISTINCT n.ledger_id, a.account_id, n.currency_code, n.asset_type
+                  FROM new_entries n
+                 CROSS JOIN LATERAL (VALUES (n.debit_account_id), (n.credit_account_id)) AS a(account_id)) d
+         WHERE NOT EXISTS (SELECT 1 FROM bank_accounts b
+                            WHERE b.ledger_id = d.ledger_id AND b.id = d.account_id
+                              AND b.currency_code = d.currency_code AND b.asset_type = d.asset_type
+                            OFFSET 0)
          LIMIT 1;
     END IF;
     IF NOT FOUND THEN
         SELECT l.id AS ledger_id, l.head_seq AS seq, 'ledger head does not point at the last entry' AS why
           INTO bad
-          FROM (SELECT DISTINCT ledger_id FROM new_entries) t
+          FROM (SELECT n.ledger_id, max(n.seq) AS last_seq FROM new_entries n GROUP BY n.ledger_id) t
           JOIN ledgers l ON l.id = t.ledger_id
-          LEFT JOIN ledger_entries e ON e.ledger_id = l.id AND e.seq = l.head_seq
-         WHERE e.block_hash IS DISTINCT FROM l.head_hash
-            OR EXISTS (SELECT 1 FROM new_entries n WHERE n.ledger_id = l.id AND n.seq > l.head_seq)
+         WHERE l.head_seq <> t.last_seq
+            OR l.head_hash IS DISTINCT FROM (SELECT e.block_hash FROM ledger_entries e
+                                              WHERE e.ledger_id = l.id AND e.seq = l.head_seq)
          LIMIT 1;
     END IF;
     IF FOUND THEN

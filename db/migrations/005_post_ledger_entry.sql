@@ -139,6 +139,7 @@ DECLARE
     e_id       bigint[];
     e_pre      bytea[];     -- canonical encoding up to seq ("DLE1" US id US ledger_id US)
     e_post     bytea[];     -- canonical encoding after seq (US debit_account_id ... reverses_entry_id)
+    e_pos      integer[];   -- 1..n, checked
     e_prev_dup integer[];   -- previous position in the batch with the same reference_id
     e_dbank    text[];      -- registered bank of the debit / credit account (outbox)
     e_cbank    text[];
@@ -186,20 +187,20 @@ BEGIN
     -- 1. Parse and validate every entry on its own, before taking any lock, and prepare the parts of
     --    the canonical encoding that do not depend on seq. `problem` names the first thing wrong,
     --    in order of precedence; code, field and message follow from it.
-    SELECT array_agg(v.debit ORDER BY v.i), array_agg(v.credit ORDER BY v.i), array_agg(v.amount ORDER BY v.i),
-           array_agg(v.currency ORDER BY v.i), array_agg(v.asset ORDER BY v.i), array_agg(v.ttype ORDER BY v.i),
-           array_agg(v.ref ORDER BY v.i), array_agg(v.fx ORDER BY v.i), array_agg(v.meta ORDER BY v.i),
-           array_agg(v.ts ORDER BY v.i), array_agg(v.ts_given ORDER BY v.i), array_agg(v.reverses ORDER BY v.i),
-           array_agg(v.id ORDER BY v.i),
-           array_agg(CASE WHEN v.id IS NOT NULL THEN convert_to(concat_ws(E'\x1f', 'DLE1', v.id, p_ledger_id, ''), 'UTF8') END ORDER BY v.i),
+    SELECT array_agg(v.debit), array_agg(v.credit), array_agg(v.amount),
+           array_agg(v.currency), array_agg(v.asset), array_agg(v.ttype),
+           array_agg(v.ref), array_agg(v.fx), array_agg(v.meta),
+           array_agg(v.ts), array_agg(v.ts_given), array_agg(v.reverses),
+           array_agg(v.id),
+           array_agg(CASE WHEN v.id IS NOT NULL THEN convert_to(concat_ws(E'\x1f', 'DLE1', v.id, p_ledger_id, ''), 'UTF8') END),
            array_agg(CASE WHEN v.id IS NOT NULL THEN
                    convert_to(concat_ws(E'\x1f', '', v.debit, v.credit, round(v.amount, 18), v.currency, v.asset, v.ttype, v.ref,
                                         coalesce(round(v.fx, 18)::text, ''), v.meta,
                                         to_char(v.ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                                        coalesce(v.reverses::text, '')), 'UTF8') END ORDER BY v.i),
-           array_agg(v.code ORDER BY v.i), array_agg(v.msg ORDER BY v.i), array_agg(v.det ORDER BY v.i)
+                                        coalesce(v.reverses::text, '')), 'UTF8') END),
+           array_agg(v.code), array_agg(v.msg), array_agg(v.det), array_agg(v.i)
       INTO e_debit, e_credit, e_amount, e_currency, e_asset, e_ttype, e_ref, e_fx, e_meta, e_ts, e_ts_given,
-           e_reverses, e_id, e_pre, e_post, r_code, r_msg, r_details
+           e_reverses, e_id, e_pre, e_post, r_code, r_msg, r_details, e_pos
       FROM (
         SELECT w.*,
                CASE WHEN w.code IS NULL THEN nextval('ledger_entries_id_seq'::regclass) END AS id,
@@ -300,14 +301,21 @@ BEGIN
                            jsonb_typeof(t.j -> 'reverses_entry_id') AS rev_type,
                            CASE WHEN jsonb_typeof(t.j -> 'reverses_entry_id') IN ('string', 'number') THEN t.j ->> 'reverses_entry_id' END AS reverses_txt
                       FROM jsonb_array_elements(p_entries) WITH ORDINALITY AS t(j, i)
+                    OFFSET 0  -- a fence: extract each field once, not once per reference below
                   ) r
                   LEFT JOIN currencies cur ON cur.code = r.currency
                  OFFSET 0  -- a fence: keep the planner from copying `problem` into every reference
               ) q
              OFFSET 0
           ) w
+         ORDER BY w.i  -- one sort; every array_agg above then sees the rows in batch order
          OFFSET 0
       ) v;
+    -- The arrays must be in batch order (results are matched to entries by position): check it
+    -- rather than trust it.
+    IF e_pos IS DISTINCT FROM ARRAY(SELECT generate_series(1, n)) THEN
+        RAISE EXCEPTION 'internal error: batch order not preserved' USING ERRCODE = 'XX000';
+    END IF;
 
     r_id := array_fill(NULL::bigint, ARRAY[n]);
     r_seq := array_fill(NULL::bigint, ARRAY[n]);
@@ -329,26 +337,28 @@ BEGIN
     --    wait for each other here, in a fixed order (no deadlocks), and the work done while holding
     --    the head (which serialises the whole ledger) stays as short as it can be. Whoever locks
     --    both an account and a ledger head takes the accounts first.
-    SELECT array_agg(a.id ORDER BY a.id), array_agg(a.balance ORDER BY a.id), array_agg(a.available_balance ORDER BY a.id),
-           array_agg(a.overdraft_limit ORDER BY a.id), array_agg(a.currency_code ORDER BY a.id),
-           array_agg(a.asset_type ORDER BY a.id), array_agg(a.status ORDER BY a.id), array_agg(b.id ORDER BY a.id),
-           jsonb_object_agg(a.id, a.k)
-      INTO a_id, a_bal, a_avail, a_limit, a_currency, a_asset, a_status, a_bank, a_map
+    SELECT array_agg(a.id), array_agg(a.balance), array_agg(a.available_balance), array_agg(a.overdraft_limit),
+           array_agg(a.currency_code), array_agg(a.asset_type), array_agg(a.status), array_agg(b.id)
+      INTO a_id, a_bal, a_avail, a_limit, a_currency, a_asset, a_status, a_bank
       FROM (
-        SELECT s.*, row_number() OVER (ORDER BY s.id) AS k
-          FROM (SELECT ba.id, ba.balance, ba.available_balance, ba.overdraft_limit, ba.currency_code, ba.asset_type,
-                       ba.status, ba.bank_id
-                  FROM bank_accounts ba
-                 WHERE ba.ledger_id = p_ledger_id
-                   AND ba.id IN (SELECT x.id
-                                   FROM unnest(e_debit, e_credit, r_code) AS u(debit, credit, code)
-                                  CROSS JOIN LATERAL (VALUES (u.debit), (u.credit)) AS x(id)
-                                  WHERE u.code IS NULL)
-                 ORDER BY ba.id
-                   FOR UPDATE) s
+        SELECT s.*
+          FROM (SELECT ba.*
+                  FROM (SELECT DISTINCT x.id
+                          FROM unnest(e_debit, e_credit, r_code) AS u(debit, credit, code)
+                         CROSS JOIN LATERAL (VALUES (u.debit), (u.credit)) AS x(id)
+                         WHERE u.code IS NULL
+                         ORDER BY x.id) ids
+                 CROSS JOIN LATERAL (
+                       -- One primary-key probe and row lock per account, in id order.
+                       SELECT b.id, b.balance, b.available_balance, b.overdraft_limit, b.currency_code,
+                              b.asset_type, b.status, b.bank_id
+                         FROM bank_accounts b
+                        WHERE b.ledger_id = p_ledger_id AND b.id = ids.id
+                          FOR UPDATE) ba) s
       ) a
       LEFT JOIN banks b ON b.id = a.bank_id;
-    a_map := coalesce(a_map, '{}'::jsonb);
+    -- Positions taken from the arrays themselves, so the map cannot disagree with them.
+    a_map := coalesce((SELECT jsonb_object_agg(x.id, x.k) FROM unnest(a_id) WITH ORDINALITY AS x(id, k)), '{}'::jsonb);
     a_changed := array_fill(false, ARRAY[coalesce(cardinality(a_id), 0)]);
 
     -- 3. The ledger head: one lock for the whole batch. From here on this ledger is ours alone.
@@ -374,7 +384,11 @@ BEGIN
                le.debit_account_id, le.credit_account_id, le.amount, le.currency_code, le.asset_type,
                le.transaction_type, le.fx_rate, le.metadata, le.timestamp_utc, le.reverses_entry_id
           FROM unnest(e_ref, r_code) WITH ORDINALITY AS u(ref, code, k)
-          JOIN ledger_entries le ON le.ledger_id = p_ledger_id AND le.reference_id = u.ref
+         CROSS JOIN LATERAL (
+               -- One probe of the unique index per reference, whatever the statistics say
+               -- (OFFSET 0 keeps the planner from turning this into a join that scans entries).
+               SELECT x.* FROM ledger_entries x
+                WHERE x.ledger_id = p_ledger_id AND x.reference_id = u.ref OFFSET 0) le
          WHERE u.code IS NULL
     LOOP
         i := rec.k;
