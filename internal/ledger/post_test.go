@@ -1,0 +1,196 @@
+package ledger_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"dualledger/internal/ledger"
+	"dualledger/internal/pg/pgtest"
+)
+
+func setupLedger(t *testing.T) (*pgtest.DB, string) {
+	t.Helper()
+	d := pgtest.New(t)
+	ctx := context.Background()
+	const L = "MASTER"
+	if _, err := ledger.CreateLedger(ctx, d.Pool, L); err != nil {
+		t.Fatal(err)
+	}
+	unlimited := "unlimited"
+	for _, a := range []ledger.AccountInput{
+		{ID: "issuance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited},
+		{ID: "alice", CurrencyCode: "USD", AssetType: "fiat"},
+		{ID: "bob", CurrencyCode: "USD", AssetType: "fiat"},
+		{ID: "jpy", CurrencyCode: "JPY", AssetType: "fiat"},
+		{ID: "eur", CurrencyCode: "EUR", AssetType: "fiat"},
+		{ID: "cbdc", CurrencyCode: "USD", AssetType: "cbdc"},
+	} {
+		if _, err := ledger.CreateAccount(ctx, d.Pool, L, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("issuance", "alice", "100.00", "USD", "fund-alice")}, false)
+	if err != nil || res[0].Code != ledger.CodeCreated {
+		t.Fatalf("fund: %v %+v", err, res)
+	}
+	return d, L
+}
+
+// TestPostResultCodes posts one entry per result code through the Go posting module, both as a
+// plain batch and through group commit, and checks the code, the message and the details.
+func TestPostResultCodes(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	poster := ledger.NewPoster(d.Pool, ledger.PosterConfig{})
+	defer poster.Close()
+
+	str := func(s string) *string { return &s }
+	cases := []struct {
+		name   string
+		ledger string
+		in     ledger.EntryInput
+		code   string
+		msg    string // substring of the message
+		detail string // substring of the details JSON
+	}{
+		{"created", L, entry("alice", "bob", "10.00", "USD", "p1"), ledger.CodeCreated, "", ""},
+		{"replayed", L, entry("alice", "bob", "10.00", "USD", "p1"), ledger.CodeReplayed, "", ""},
+		{"replayed with trailing zeros", L, entry("alice", "bob", "10.000", "USD", "p1"), ledger.CodeReplayed, "", ""},
+		{"reference_conflict", L, entry("alice", "bob", "11.00", "USD", "p1"), ledger.CodeReferenceConflict, "different amount", `"fields": ["amount"]`},
+		{"insufficient_funds", L, entry("alice", "bob", "1000.00", "USD", "p2"), ledger.CodeInsufficientFunds, "available 90", `"available_balance": "90"`},
+		{"unknown_account", L, entry("alice", "carol", "1.00", "USD", "p3"), ledger.CodeUnknownAccount, `unknown credit account "carol"`, `"missing_account_ids": ["carol"]`},
+		{"unknown_ledger", "NOPE", entry("alice", "bob", "1.00", "USD", "p4"), ledger.CodeUnknownLedger, `unknown ledger "NOPE"`, ""},
+		{"currency_mismatch", L, entry("alice", "eur", "1.00", "USD", "p5"), ledger.CodeCurrencyMismatch, `credit account "eur" holds EUR fiat`, ""},
+		{"asset type mismatch", L, entry("alice", "cbdc", "1.00", "USD", "p5b"), ledger.CodeCurrencyMismatch, "holds USD cbdc", ""},
+		{"same_account", L, entry("alice", "alice", "1.00", "USD", "p6"), ledger.CodeSameAccount, "same", ""},
+		{"zero", L, entry("alice", "bob", "0", "USD", "p7"), ledger.CodeInvalidAmount, "greater than zero", `"field": "amount"`},
+		{"negative", L, entry("alice", "bob", "-5.00", "USD", "p8"), ledger.CodeInvalidAmount, "greater than zero", ""},
+		{"too many decimals", L, entry("alice", "bob", "1.001", "USD", "p9"), ledger.CodeInvalidAmount, "has 3 decimals but USD allows at most 2", ""},
+		{"JPY decimals", L, entry("issuance", "jpy", "1.5", "JPY", "p10"), ledger.CodeInvalidAmount, "JPY allows at most 0", ""},
+		{"exponent", L, entry("alice", "bob", "1e3", "USD", "p11"), ledger.CodeInvalidAmount, "not a plain decimal", ""},
+		{"out of range", L, entry("alice", "bob", "123456789012345678901", "USD", "p12"), ledger.CodeInvalidAmount, "at most 20 integer digits", ""},
+		{"unknown_currency", L, entry("alice", "bob", "1.00", "usd", "p13"), ledger.CodeUnknownCurrency, `unknown currency code "usd"`, ""},
+		{"invalid_asset_type", L, func() ledger.EntryInput { e := entry("alice", "bob", "1.00", "USD", "p14"); e.AssetType = "crypto"; return e }(), ledger.CodeInvalidAssetType, `"crypto"`, ""},
+		{"missing reference", L, entry("alice", "bob", "1.00", "USD", ""), ledger.CodeInvalidRequest, "reference_id is required", `"field": "reference_id"`},
+		{"bad timestamp", L, func() ledger.EntryInput {
+			e := entry("alice", "bob", "1.00", "USD", "p15")
+			e.TimestampUTC = str("2025-02-30T00:00:00Z")
+			return e
+		}(), ledger.CodeInvalidRequest, "timestamp_utc", ""},
+		{"metadata not an object", L, func() ledger.EntryInput {
+			e := entry("alice", "bob", "1.00", "USD", "p16")
+			e.Metadata = json.RawMessage(`[1]`)
+			return e
+		}(), ledger.CodeInvalidRequest, "metadata must be a JSON object", ""},
+		{"unknown reversed entry", L, func() ledger.EntryInput {
+			e := entry("bob", "alice", "1.00", "USD", "p17")
+			n := int64(999999)
+			e.ReversesEntryID = &n
+			return e
+		}(), ledger.CodeUnknownEntry, "reverses_entry_id 999999", ""},
+	}
+	for _, via := range []string{"batch", "group"} {
+		for _, c := range cases {
+			t.Run(via+"/"+c.name, func(t *testing.T) {
+				in := c.in
+				if via == "group" && in.ReferenceID != "" && c.code != ledger.CodeReplayed && c.code != ledger.CodeReferenceConflict && c.code != ledger.CodeCreated {
+					in.ReferenceID += "-g"
+				}
+				var r ledger.Result
+				if via == "batch" {
+					res, err := ledger.PostBatch(ctx, d.Pool, c.ledger, []ledger.EntryInput{in}, false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					r = res[0]
+				} else {
+					var err error
+					r, err = poster.Post(ctx, c.ledger, in)
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				want := c.code
+				if via == "group" && c.name == "created" {
+					want = ledger.CodeReplayed // p1 was created by the batch pass
+				}
+				if r.Code != want {
+					t.Fatalf("code %s (%s), want %s", r.Code, r.Message, want)
+				}
+				if !strings.Contains(r.Message, c.msg) {
+					t.Errorf("message %q does not contain %q", r.Message, c.msg)
+				}
+				if !strings.Contains(string(r.Details), c.detail) {
+					t.Errorf("details %s do not contain %s", r.Details, c.detail)
+				}
+				var le *ledger.Error
+				if err := r.Err(); r.OK() != (err == nil) || (err != nil && (!errors.As(err, &le) || le.Code != want)) {
+					t.Errorf("Err() = %v", err)
+				}
+			})
+		}
+	}
+
+	// The replay returned the original entry.
+	e, err := ledger.GetEntryByReference(ctx, d.Pool, L, "p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("alice", "bob", "10.00", "USD", "p1")}, false)
+	if err != nil || res[0].EntryID != e.ID || res[0].BlockHash != e.BlockHash || res[0].DebitBalance != "90" || res[0].CreditBalance != "10" {
+		t.Fatalf("replay: %v %+v, entry %+v", err, res, e)
+	}
+	// Nothing but p1 and the funding was written.
+	es, err := ledger.ListEntries(ctx, d.Pool, L, 0, 100)
+	if err != nil || len(es) != 2 {
+		t.Fatalf("entries after the rejections: %d (%v), want 2", len(es), err)
+	}
+}
+
+// TestAtomicBatch: all or nothing, with not_applied naming the rejected entry.
+func TestAtomicBatch(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	batch := []ledger.EntryInput{
+		entry("alice", "bob", "60.00", "USD", "a1"),
+		entry("alice", "bob", "60.00", "USD", "a2"), // overdraws after a1
+		entry("bob", "alice", "1.00", "USD", "a3"),
+	}
+	res, err := ledger.PostBatch(ctx, d.Pool, L, batch, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{res[0].Code, res[1].Code, res[2].Code}
+	want := []string{ledger.CodeNotApplied, ledger.CodeInsufficientFunds, ledger.CodeNotApplied}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("atomic batch: %v, want %v", got, want)
+	}
+	if !strings.Contains(res[0].Message, "entry 2") {
+		t.Errorf("not_applied message %q should name entry 2", res[0].Message)
+	}
+	acct, err := ledger.GetAccount(ctx, d.Pool, L, "alice")
+	if err != nil || acct.Balance != "100" {
+		t.Fatalf("alice after a rejected atomic batch: %+v %v", acct, err)
+	}
+	// The same batch, non-atomic: the first and third go through.
+	res, err = ledger.PostBatch(ctx, d.Pool, L, batch, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = []string{res[0].Code, res[1].Code, res[2].Code}
+	want = []string{ledger.CodeCreated, ledger.CodeInsufficientFunds, ledger.CodeCreated}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("plain batch: %v, want %v", got, want)
+	}
+	// In-batch retry: the same reference twice in one batch is a replay of the first.
+	res, err = ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("alice", "bob", "1.00", "USD", "d1"), entry("alice", "bob", "1.00", "USD", "d1"), entry("alice", "bob", "2.00", "USD", "d1")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Code != ledger.CodeCreated || res[1].Code != ledger.CodeReplayed || res[1].EntryID != res[0].EntryID || res[2].Code != ledger.CodeReferenceConflict {
+		t.Fatalf("in-batch duplicates: %+v", res)
+	}
+}
