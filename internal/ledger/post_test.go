@@ -73,7 +73,11 @@ func TestPostResultCodes(t *testing.T) {
 		{"exponent", L, entry("alice", "bob", "1e3", "USD", "p11"), ledger.CodeInvalidAmount, "not a plain decimal", ""},
 		{"out of range", L, entry("alice", "bob", "123456789012345678901", "USD", "p12"), ledger.CodeInvalidAmount, "at most 20 integer digits", ""},
 		{"unknown_currency", L, entry("alice", "bob", "1.00", "usd", "p13"), ledger.CodeUnknownCurrency, `unknown currency code "usd"`, ""},
-		{"invalid_asset_type", L, func() ledger.EntryInput { e := entry("alice", "bob", "1.00", "USD", "p14"); e.AssetType = "crypto"; return e }(), ledger.CodeInvalidAssetType, `"crypto"`, ""},
+		{"invalid_asset_type", L, func() ledger.EntryInput {
+			e := entry("alice", "bob", "1.00", "USD", "p14")
+			e.AssetType = "crypto"
+			return e
+		}(), ledger.CodeInvalidAssetType, `"crypto"`, ""},
 		{"missing reference", L, entry("alice", "bob", "1.00", "USD", ""), ledger.CodeInvalidRequest, "reference_id is required", `"field": "reference_id"`},
 		{"bad timestamp", L, func() ledger.EntryInput {
 			e := entry("alice", "bob", "1.00", "USD", "p15")
