@@ -176,6 +176,18 @@ func New(t testing.TB) *DB {
 // NewWithConfig is New with a hook to adjust the pool configuration.
 func NewWithConfig(t testing.TB, configure func(*pgxpool.Config)) *DB {
 	t.Helper()
+	return newDB(t, "", configure)
+}
+
+// NewEmpty creates an empty (unmigrated) UTF8 database for t, for tests of the migrations
+// themselves.
+func NewEmpty(t testing.TB) *DB {
+	t.Helper()
+	return newDB(t, "template0", nil)
+}
+
+func newDB(t testing.TB, template string, configure func(*pgxpool.Config)) *DB {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	s, err := get(ctx)
@@ -190,7 +202,10 @@ func NewWithConfig(t testing.TB, configure func(*pgxpool.Config)) *DB {
 		t.Fatalf("pgtest: %v", err)
 	}
 	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{s.template}.Sanitize()); err != nil {
+	if template == "" {
+		template = s.template
+	}
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize()+" ENCODING 'UTF8'"); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	connStr := s.connFor(name)
@@ -223,7 +238,7 @@ func NewWithConfig(t testing.TB, configure func(*pgxpool.Config)) *DB {
 	return &DB{Name: name, ConnStr: connStr, Pool: pool}
 }
 
-// Superuser connects to db as the server's superuser (tests that tamper with rows).
+// Conn connects to the database as the server's superuser (tests that tamper with rows).
 func (d *DB) Conn(t testing.TB) *pgx.Conn {
 	t.Helper()
 	conn, err := pgx.Connect(context.Background(), d.ConnStr)
