@@ -137,6 +137,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newServeCmd(a),
 		newDemoCmd(a),
 		newBenchCmd(a),
+		newScbSimCmd(a),
 	)
 	return root
 }
