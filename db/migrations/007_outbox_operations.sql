@@ -1,0 +1,39 @@
+-- 007_outbox_operations.sql
+--
+-- What the worker and the operator need beyond the seed's outbox:
+--   attempts_base  attempts already spent when the row was last requeued by an operator: the
+--                  attempt budget (--max-attempts) counts from here, while `attempts` stays the
+--                  monotonic total for the audit.
+--   requeue_count  how often an operator requeued the row.
+--   failure_reason why the row is FAILED (permanent error, or attempts exhausted), kept apart from
+--                  last_error (which later attempts overwrite).
+
+ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS attempts_base integer NOT NULL DEFAULT 0;
+ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS requeue_count integer NOT NULL DEFAULT 0;
+ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS failure_reason text NULL;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'dual_ledger_outbox'::regclass
+                    AND conname = 'dual_ledger_outbox_attempts_base_valid') THEN
+        ALTER TABLE dual_ledger_outbox ADD CONSTRAINT dual_ledger_outbox_attempts_base_valid
+            CHECK (attempts_base >= 0 AND attempts_base <= attempts);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'dual_ledger_outbox'::regclass
+                    AND conname = 'dual_ledger_outbox_failed_has_reason') THEN
+        ALTER TABLE dual_ledger_outbox ADD CONSTRAINT dual_ledger_outbox_failed_has_reason
+            CHECK (status <> 'FAILED' OR failure_reason IS NOT NULL);
+    END IF;
+END $$;
+
+-- Entries that still wait for an SCB (DBIS_COMMITTED), cheaply: the settlement status query and
+-- `outbox status` count them.
+CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_unsettled
+    ON dual_ledger_outbox (ledger_id, reference_id) WHERE status <> 'FINALIZED';
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dualledger_app') THEN
+        GRANT UPDATE (attempts_base, requeue_count, failure_reason) ON dual_ledger_outbox TO dualledger_app;
+    END IF;
+END $$;

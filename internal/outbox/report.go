@@ -1,0 +1,150 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ScbStatus is the outbox of one SCB at a glance (`dualledger outbox status`, the seed's
+// monitor-outbox).
+type ScbStatus struct {
+	ScbID              string           `json:"scb_id"`
+	ByStatus           map[string]int64 `json:"by_status"`
+	OldestQueuedAgeSec float64          `json:"oldest_queued_age_seconds"` // 0 when nothing is queued
+	OldestUnfinalized  float64          `json:"oldest_unfinalized_age_seconds"`
+	AvgDeliverySec     float64          `json:"avg_delivery_seconds"` // created -> FINALIZED, rows finalized in the last hour
+	Finalized1h        int64            `json:"finalized_last_hour"`
+}
+
+// Report is the whole outbox.
+type Report struct {
+	At             time.Time   `json:"at"`
+	Scbs           []ScbStatus `json:"scbs"`
+	Total          ScbStatus   `json:"total"`
+	DBISCommitted  int64       `json:"dbis_committed_entries"` // entries with an outbox row not FINALIZED
+	Settled        int64       `json:"settled_entries"`        // entries whose rows are all FINALIZED
+	SyncLagSeconds float64     `json:"sync_lag_seconds"`       // age of the oldest row not FINALIZED
+}
+
+// Status reads the report.
+func (s *Store) Status(ctx context.Context) (Report, error) {
+	rep := Report{At: time.Now().UTC(), Total: ScbStatus{ScbID: "all", ByStatus: map[string]int64{}}}
+	rows, err := s.db.Query(ctx, `
+		SELECT scb_id, status, count(*),
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status <> 'FINALIZED')), 0)::float8,
+		       coalesce(extract(epoch FROM avg(finalized_at - created_at) FILTER (WHERE finalized_at > now() - interval '1 hour')), 0)::float8,
+		       count(*) FILTER (WHERE finalized_at > now() - interval '1 hour')
+		  FROM dual_ledger_outbox GROUP BY scb_id, status ORDER BY scb_id, status`)
+	if err != nil {
+		return rep, fmt.Errorf("outbox status: %w", err)
+	}
+	byScb := map[string]*ScbStatus{}
+	var order []string
+	var weighted float64
+	for rows.Next() {
+		var (
+			scb, status                string
+			n, fin                     int64
+			queuedAge, unfinAge, avgDl float64
+		)
+		if err := rows.Scan(&scb, &status, &n, &queuedAge, &unfinAge, &avgDl, &fin); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("outbox status: %w", err)
+		}
+		st, ok := byScb[scb]
+		if !ok {
+			st = &ScbStatus{ScbID: scb, ByStatus: map[string]int64{}}
+			byScb[scb] = st
+			order = append(order, scb)
+		}
+		st.ByStatus[status] = n
+		rep.Total.ByStatus[status] += n
+		st.OldestQueuedAgeSec = max(st.OldestQueuedAgeSec, queuedAge)
+		st.OldestUnfinalized = max(st.OldestUnfinalized, unfinAge)
+		if fin > 0 {
+			st.AvgDeliverySec = (st.AvgDeliverySec*float64(st.Finalized1h) + avgDl*float64(fin)) / float64(st.Finalized1h+fin)
+			st.Finalized1h += fin
+			weighted += avgDl * float64(fin)
+			rep.Total.Finalized1h += fin
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("outbox status: %w", err)
+	}
+	for _, id := range order {
+		st := byScb[id]
+		for _, s := range Statuses {
+			if _, ok := st.ByStatus[s]; !ok {
+				st.ByStatus[s] = 0
+			}
+		}
+		rep.Scbs = append(rep.Scbs, *st)
+		rep.Total.OldestQueuedAgeSec = max(rep.Total.OldestQueuedAgeSec, st.OldestQueuedAgeSec)
+		rep.Total.OldestUnfinalized = max(rep.Total.OldestUnfinalized, st.OldestUnfinalized)
+	}
+	for _, s := range Statuses {
+		if _, ok := rep.Total.ByStatus[s]; !ok {
+			rep.Total.ByStatus[s] = 0
+		}
+	}
+	if rep.Total.Finalized1h > 0 {
+		rep.Total.AvgDeliverySec = weighted / float64(rep.Total.Finalized1h)
+	}
+	rep.SyncLagSeconds = rep.Total.OldestUnfinalized
+	err = s.db.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE NOT settled), count(*) FILTER (WHERE settled)
+		  FROM (SELECT bool_and(status = 'FINALIZED') AS settled FROM dual_ledger_outbox GROUP BY ledger_id, reference_id) e`).
+		Scan(&rep.DBISCommitted, &rep.Settled)
+	if err != nil {
+		return rep, fmt.Errorf("outbox status: %w", err)
+	}
+	return rep, nil
+}
+
+// ListedRow is a row for `outbox list`.
+type ListedRow struct {
+	ID            int64      `json:"id"`
+	LedgerID      string     `json:"ledger_id"`
+	ReferenceID   string     `json:"reference_id"`
+	EntrySeq      int64      `json:"entry_seq"`
+	ScbID         string     `json:"scb_id"`
+	Status        string     `json:"status"`
+	Attempts      int        `json:"attempts"`
+	RequeueCount  int        `json:"requeue_count"`
+	LastStatus    *int       `json:"last_status_code"`
+	LastError     *string    `json:"last_error"`
+	FailureReason *string    `json:"failure_reason"`
+	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	LastAttemptAt *time.Time `json:"last_attempt_at"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LockedBy      *string    `json:"locked_by"`
+}
+
+// List returns up to limit rows with the given status ("" = any) and SCB ("" = any), newest
+// attempt first for FAILED, oldest first otherwise.
+func (s *Store) List(ctx context.Context, status, scbID string, limit int) ([]ListedRow, error) {
+	rows, err := s.db.Query(ctx, `
+		SELECT id, ledger_id, reference_id, entry_seq, scb_id, status, attempts, requeue_count, last_status_code,
+		       last_error, failure_reason, next_attempt_at, last_attempt_at, created_at, locked_by
+		  FROM dual_ledger_outbox
+		 WHERE ($1 = '' OR status = $1) AND ($2 = '' OR scb_id = $2)
+		 ORDER BY CASE WHEN $1 = 'FAILED' THEN last_attempt_at END DESC NULLS LAST, id
+		 LIMIT $3`, status, scbID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list outbox: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ListedRow, error) {
+		var x ListedRow
+		err := r.Scan(&x.ID, &x.LedgerID, &x.ReferenceID, &x.EntrySeq, &x.ScbID, &x.Status, &x.Attempts, &x.RequeueCount,
+			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy)
+		return x, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list outbox: %w", err)
+	}
+	return out, nil
+}
