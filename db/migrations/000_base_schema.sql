@@ -321,10 +321,13 @@ CREATE OR REPLACE FUNCTION ledger_entry_canonical(
     p_fx_rate numeric, p_metadata jsonb, p_timestamp_utc timestamptz, p_reverses_entry_id bigint
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN convert_to(concat_ws(E'\x1f', 'DLE1', p_id, p_ledger_id, p_seq, p_debit_account_id, p_credit_account_id,
-                            round(p_amount, 18), p_currency_code, p_asset_type, p_transaction_type, p_reference_id,
-                            coalesce(round(p_fx_rate, 18)::text, ''), p_metadata,
-                            to_char(p_timestamp_utc AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+-- (Every argument is coalesced: concat_ws skips NULLs, which would shift the fields.)
+RETURN convert_to(concat_ws(E'\x1f', 'DLE1', coalesce(p_id::text, ''), coalesce(p_ledger_id, ''),
+                            coalesce(p_seq::text, ''), coalesce(p_debit_account_id, ''), coalesce(p_credit_account_id, ''),
+                            coalesce(round(p_amount, 18)::text, ''), coalesce(p_currency_code, ''), coalesce(p_asset_type, ''),
+                            coalesce(p_transaction_type, ''), coalesce(p_reference_id, ''),
+                            coalesce(round(p_fx_rate, 18)::text, ''), coalesce(p_metadata::text, ''),
+                            coalesce(to_char(p_timestamp_utc AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), ''),
                             coalesce(p_reverses_entry_id::text, '')), 'UTF8');
 
 CREATE OR REPLACE FUNCTION ledger_entry_block_hash(e ledger_entries) RETURNS bytea

@@ -498,6 +498,16 @@ BEGIN
             CONTINUE;
         END IF;
 
+        -- NUMERIC(38,18) holds less than 10^20: a posting that would push a balance past it is
+        -- refused here (as a rejection of this entry), not by an overflow that fails the batch.
+        IF a_bal[d] - amt <= -1e20 OR a_bal[c] + amt >= 1e20 THEN
+            j := CASE WHEN a_bal[d] - amt <= -1e20 THEN d ELSE c END;
+            r_code[i] := 'invalid_amount';
+            r_msg[i] := format('amount %s would take the balance of account %s beyond NUMERIC(38,18) (20 integer digits)',
+                               trim_scale(amt), to_jsonb(a_id[j]));
+            r_details[i] := jsonb_build_object('field', 'amount', 'account_id', a_id[j]);
+            CONTINUE;
+        END IF;
         a_bal[d] := a_bal[d] - amt;
         a_avail[d] := a_avail[d] - amt;
         a_bal[c] := a_bal[c] + amt;

@@ -198,3 +198,24 @@ func TestAtomicBatch(t *testing.T) {
 		t.Fatalf("in-batch duplicates: %+v", res)
 	}
 }
+
+// TestBalanceOverflowRejectsOnlyThatEntry: a posting that would push a balance beyond
+// NUMERIC(38,18) is rejected on its own (invalid_amount); the rest of the batch goes through.
+func TestBalanceOverflowRejectsOnlyThatEntry(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{
+		entry("issuance", "bob", "99999999999999999000", "USD", "o1"), // bob just below 10^20
+		entry("issuance", "bob", "1000", "USD", "o2"),                 // bob would reach 10^20
+		entry("alice", "bob", "1.00", "USD", "o3"),
+	}, false)
+	if err != nil {
+		t.Fatalf("the batch failed as a whole: %v", err)
+	}
+	if res[0].Code != ledger.CodeCreated || res[1].Code != ledger.CodeInvalidAmount || res[2].Code != ledger.CodeCreated {
+		t.Fatalf("results %s %s %s (%s)", res[0].Code, res[1].Code, res[2].Code, res[1].Message)
+	}
+	if !strings.Contains(res[1].Message, `account "issuance"`) {
+		t.Errorf("message %q should name the account", res[1].Message)
+	}
+}

@@ -1,0 +1,203 @@
+package reconcile_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"dualledger/internal/pg/pgtest"
+	"dualledger/internal/reconcile"
+)
+
+func TestAuditClean(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	createLedger(t, d.Pool, "MASTER")
+	createLedger(t, d.Pool, "EMPTY")
+	post(t, d.Pool, "MASTER", genEntries(0, 50))
+	post(t, d.Pool, "MASTER", []entry{{
+		"debit_account_id": "vault:gold", "credit_account_id": "SCB-2/gold@reserve", "amount": "0.000000000000000001",
+		"currency_code": "XAU", "asset_type": "commodity", "transaction_type": "allocation", "reference_id": "gold-1",
+	}})
+
+	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.OK || len(r.Failed()) != 0 {
+		t.Fatalf("clean database fails the audit:\n%s", describe(r))
+	}
+	var names []string
+	for _, c := range r.Checks {
+		names = append(names, c.Name)
+		if c.Status != reconcile.StatusOK || c.Total != 0 || c.Findings == nil {
+			t.Errorf("%s: status %s, %d findings, findings %v", c.Name, c.Status, c.Total, c.Findings)
+		}
+	}
+	want := []string{reconcile.CheckColumnNames, reconcile.CheckAccountRules, reconcile.CheckReservedWithoutHolds,
+		reconcile.CheckDuplicateReferences, reconcile.CheckEntryAccounts, reconcile.CheckBalancesMatchEntries,
+		reconcile.CheckZeroSum, reconcile.CheckGaplessSeq, reconcile.CheckLedgerHead, reconcile.CheckHashChain,
+		reconcile.CheckBalanceAfter}
+	if !slices.Equal(names, want) {
+		t.Fatalf("checks %v, want %v", names, want)
+	}
+	// JSON: findings is [] (not null) for a passing check, so scripts can iterate without care.
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"findings":[]`) || strings.Contains(string(b), `"findings":null`) {
+		t.Fatalf("JSON: %s", b)
+	}
+}
+
+// TestAuditAccountRules breaks the balance rules the way data imported before migration 004
+// could (the CHECK constraints dropped, triggers off) and checks which accounts are named. The
+// issuance account is negative with overdraft_limit NULL (unlimited): that is allowed.
+func TestAuditAccountRules(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	createLedger(t, d.Pool, "L")
+	post(t, d.Pool, "L", genEntries(0, 20))
+	tamper(t, d,
+		`ALTER TABLE bank_accounts DROP CONSTRAINT bank_accounts_reserved_balance_nonnegative,
+		   DROP CONSTRAINT bank_accounts_available_balance_consistent,
+		   DROP CONSTRAINT bank_accounts_available_balance_within_overdraft`,
+		// reserved < 0 (available consistent with it)
+		`UPDATE bank_accounts SET reserved_balance = -1, available_balance = balance + 1 WHERE ledger_id = 'L' AND id = 'a1'`,
+		// available <> balance - reserved
+		`UPDATE bank_accounts SET available_balance = balance - 5 WHERE ledger_id = 'L' AND id = 'a2'`,
+		// consistent, but available below -overdraft_limit (0)
+		`UPDATE bank_accounts SET reserved_balance = balance + 10, available_balance = -10 WHERE ledger_id = 'L' AND id = 'a3'`,
+	)
+	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := sorted(r.Failed()), sorted([]string{reconcile.CheckAccountRules, reconcile.CheckReservedWithoutHolds}); !slices.Equal(got, want) {
+		t.Fatalf("failed %v, want %v\n%s", got, want, describe(r))
+	}
+	rules := check(t, r, reconcile.CheckAccountRules)
+	if rules.Total != 3 || len(rules.Findings) != 3 {
+		t.Fatalf("account_rules: %d findings, want 3 (a1, a2, a3)\n%s", rules.Total, describe(r))
+	}
+	for i, want := range []string{"L/a1: ", "L/a2: ", "L/a3: "} {
+		if !strings.HasPrefix(rules.Findings[i].Message, want) {
+			t.Errorf("finding %d: %s, want %s...", i, rules.Findings[i].Message, want)
+		}
+	}
+	for i, why := range []string{"reserved_balance < 0", "available_balance <> balance - reserved_balance", "available_balance below -overdraft_limit"} {
+		if !strings.Contains(rules.Findings[i].Message, why) {
+			t.Errorf("finding %d: %s, want it to say %q", i, rules.Findings[i].Message, why)
+		}
+	}
+	var det map[string]string
+	if err := json.Unmarshal(rules.Findings[0].Details, &det); err != nil || det["account_id"] != "a1" || det["reserved_balance"] != "-1" {
+		t.Errorf("details %s (%v)", rules.Findings[0].Details, err)
+	}
+	if res := check(t, r, reconcile.CheckReservedWithoutHolds); res.Total != 2 {
+		t.Errorf("reserved_without_holds: %d findings, want 2 (a1, a3)", res.Total)
+	}
+
+	// With a holds table, reserved funds are the holds module's to explain: the check is skipped.
+	if _, err := d.Pool.Exec(ctx, `CREATE TABLE holds (id bigint)`); err != nil {
+		t.Fatal(err)
+	}
+	r, err = reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := check(t, r, reconcile.CheckReservedWithoutHolds); c.Status != reconcile.StatusSkipped || c.Note == "" {
+		t.Fatalf("with a holds table: %+v", c)
+	}
+}
+
+func TestAuditDuplicateReferences(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	createLedger(t, d.Pool, "L")
+	post(t, d.Pool, "L", genEntries(0, 5))
+	tamper(t, d,
+		`ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_unique_ledger_reference`,
+		`INSERT INTO ledger_entries (id, ledger_id, seq, debit_account_id, credit_account_id, amount, currency_code, asset_type,
+		        transaction_type, reference_id, fx_rate, metadata, timestamp_utc, previous_hash, block_hash,
+		        debit_balance_after, credit_balance_after)
+		 SELECT 999999, ledger_id, 6, debit_account_id, credit_account_id, amount, currency_code, asset_type,
+		        transaction_type, reference_id, fx_rate, metadata, timestamp_utc, block_hash, block_hash,
+		        debit_balance_after, credit_balance_after
+		   FROM ledger_entries WHERE ledger_id = 'L' AND seq = 2`,
+	)
+	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dup := check(t, r, reconcile.CheckDuplicateReferences)
+	if dup.Status != reconcile.StatusFail || dup.Total != 1 || !strings.Contains(dup.Findings[0].Message, `"ref-1" is used by 2 entries (seq {2,6})`) {
+		t.Fatalf("duplicate_references: %+v", dup)
+	}
+	// The seed's schema check sees the constraint gone too.
+	cols := check(t, r, reconcile.CheckColumnNames)
+	if cols.Status != reconcile.StatusFail || !strings.Contains(cols.Findings[0].Message, "ledger_entries_unique_ledger_reference") {
+		t.Fatalf("column_names: %+v", cols)
+	}
+}
+
+// TestAuditLimit: a check lists at most Limit findings but counts all of them.
+func TestAuditLimit(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	createLedger(t, d.Pool, "L")
+	post(t, d.Pool, "L", genEntries(0, 30))
+	tamper(t, d, `UPDATE ledger_entries SET debit_account_id = 'ghost' WHERE ledger_id = 'L' AND debit_account_id = 'issuance'`)
+	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := check(t, r, reconcile.CheckEntryAccounts)
+	if c.Total != 24 || len(c.Findings) != 5 {
+		t.Fatalf("entry_accounts: total %d, listed %d; want 24 and 5", c.Total, len(c.Findings))
+	}
+	if !strings.Contains(c.Findings[0].Message, `L seq 1: debit account "ghost" does not exist`) {
+		t.Fatalf("first finding: %s", c.Findings[0].Message)
+	}
+}
+
+// TestAuditColumnNames renames a column the code relies on to camelCase: the schema check names
+// both the missing snake_case column and the camelCase one, and the other checks are skipped
+// instead of failing with SQL errors.
+func TestAuditColumnNames(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	createLedger(t, d.Pool, "L")
+	if _, err := d.Pool.Exec(ctx, `ALTER TABLE bank_accounts RENAME COLUMN reserved_balance TO "reservedBalance"`); err != nil {
+		t.Fatal(err)
+	}
+	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := check(t, r, reconcile.CheckColumnNames)
+	if c.Status != reconcile.StatusFail || c.Total != 2 ||
+		c.Findings[0].Message != "missing column bank_accounts.reserved_balance" ||
+		!strings.Contains(c.Findings[1].Message, `camelCase column bank_accounts."reservedBalance"`) {
+		t.Fatalf("column_names: %+v", c)
+	}
+	for _, c := range r.Checks[1:] {
+		if c.Status != reconcile.StatusSkipped {
+			t.Errorf("%s: %s, want skipped", c.Name, c.Status)
+		}
+	}
+}
+
+func check(t *testing.T, r reconcile.AuditReport, name string) reconcile.CheckResult {
+	t.Helper()
+	for _, c := range r.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no check %s", name)
+	return reconcile.CheckResult{}
+}
