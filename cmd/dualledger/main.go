@@ -155,24 +155,16 @@ type openOptions struct {
 
 // open returns a pool on the ledger database. In embedded mode the schema is migrated first (so
 // a newcomer needs no setup); with DATABASE_URL the schema must already be current, because
-// migrating a shared server is the operator's decision (`dualledger migrate`).
+// migrating a shared server is the operator's decision (`dualledger migrate`). With a role, the
+// returned pool runs as that role (SET ROLE after connecting); the schema is checked before that
+// pool connects, because the role itself is created by a migration.
 func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), error) {
 	url := os.Getenv("DATABASE_URL")
-	configure := func(cfg *pgxpool.Config) {
+	pool, release, err := pg.Open(ctx, url, a.dataDir, "", a.logger, func(cfg *pgxpool.Config) {
 		if o.maxConns > 0 {
 			cfg.MaxConns = o.maxConns
 		}
-		if o.role != "" {
-			role := o.role
-			cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-				if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
-					return fmt.Errorf("SET ROLE %s (grant it to the login role, see docs/security.md): %w", role, err)
-				}
-				return nil
-			}
-		}
-	}
-	pool, release, err := pg.Open(ctx, url, a.dataDir, "", a.logger, configure)
+	})
 	if err != nil {
 		return nil, nil, &exitError{code: exitInfra, err: err}
 	}
@@ -180,7 +172,30 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 		release()
 		return nil, nil, err
 	}
-	return pool, release, nil
+	if o.role == "" {
+		return pool, release, nil
+	}
+	cfg := pool.Config().Copy()
+	role := o.role
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return fmt.Errorf("SET ROLE %s (grant it to the login role, see docs/security.md): %w", role, err)
+		}
+		return nil
+	}
+	rolePool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err == nil {
+		err = rolePool.Ping(ctx)
+	}
+	pool.Close() // the embedded cluster stays up until release
+	if err != nil {
+		release()
+		return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("open pool as %s: %w", role, err)}
+	}
+	return rolePool, func() {
+		rolePool.Close()
+		release()
+	}, nil
 }
 
 func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool) error {

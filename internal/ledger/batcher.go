@@ -37,9 +37,12 @@ type Poster struct {
 	db  *pgxpool.Pool
 	cfg PosterConfig
 
-	mu     sync.Mutex
+	// mu guards queues and closed. Post holds it shared while it hands a posting over, Close
+	// exclusively while it shuts down, so no posting can be queued after the flushers' last drain.
+	mu     sync.RWMutex
 	queues map[string]chan *postRequest
 	closed bool
+	done   chan struct{} // closed by Close: flushers drain their queue and stop
 	wg     sync.WaitGroup
 }
 
@@ -65,22 +68,16 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	return &Poster{db: db, cfg: cfg, queues: make(map[string]chan *postRequest)}
+	return &Poster{db: db, cfg: cfg, queues: make(map[string]chan *postRequest), done: make(chan struct{})}
 }
 
 // Post posts one entry. A rejection is a Result with its code (Result.Err); an error means the
 // posting could not be run, or ctx ended first. If ctx ends after the posting was handed to the
 // database it may still commit: retry with the same reference_id to learn the outcome (replayed).
 func (p *Poster) Post(ctx context.Context, ledgerID string, e EntryInput) (Result, error) {
-	q, err := p.queue(ledgerID)
-	if err != nil {
-		return Result{}, err
-	}
 	req := &postRequest{ctx: ctx, entry: e, done: make(chan postReply, 1)}
-	select {
-	case q <- req:
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
+	if err := p.enqueue(ctx, ledgerID, req); err != nil {
+		return Result{}, err
 	}
 	select {
 	case r := <-req.done:
@@ -90,44 +87,73 @@ func (p *Poster) Post(ctx context.Context, ledgerID string, e EntryInput) (Resul
 	}
 }
 
-// Close stops accepting postings, lets queued ones finish and waits for the flushers.
+func (p *Poster) enqueue(ctx context.Context, ledgerID string, req *postRequest) error {
+	p.mu.RLock()
+	q, ok := p.queues[ledgerID]
+	closed := p.closed
+	p.mu.RUnlock()
+	if closed {
+		return ErrPosterClosed
+	}
+	if !ok {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return ErrPosterClosed
+		}
+		if q, ok = p.queues[ledgerID]; !ok {
+			q = make(chan *postRequest, 4*p.cfg.MaxBatch)
+			p.queues[ledgerID] = q
+			for i := 0; i < p.cfg.Flushers; i++ {
+				p.wg.Add(1)
+				go p.flush(ledgerID, q)
+			}
+		}
+		p.mu.Unlock()
+	}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.closed {
+		return ErrPosterClosed
+	}
+	select {
+	case q <- req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting postings, lets the queued ones finish and waits for the flushers.
 func (p *Poster) Close() {
 	p.mu.Lock()
 	if !p.closed {
 		p.closed = true
-		for _, q := range p.queues {
-			close(q)
-		}
+		close(p.done)
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
-}
-
-func (p *Poster) queue(ledgerID string) (chan *postRequest, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, ErrPosterClosed
-	}
-	q, ok := p.queues[ledgerID]
-	if !ok {
-		q = make(chan *postRequest, 4*p.cfg.MaxBatch)
-		p.queues[ledgerID] = q
-		for i := 0; i < p.cfg.Flushers; i++ {
-			p.wg.Add(1)
-			go p.flush(ledgerID, q)
-		}
-	}
-	return q, nil
 }
 
 func (p *Poster) flush(ledgerID string, q chan *postRequest) {
 	defer p.wg.Done()
 	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
 	for {
-		first, ok := <-q
-		if !ok {
-			return
+		var first *postRequest
+		select {
+		case first = <-q:
+		case <-p.done:
+			// No Post can enqueue any more (Close holds the lock before closing done): drain.
+			for {
+				select {
+				case first = <-q:
+				default:
+					return
+				}
+				batch = append(batch[:0], first)
+				batch = p.gather(q, batch)
+				p.run(ledgerID, batch)
+			}
 		}
 		batch = append(batch[:0], first)
 		batch = p.gather(q, batch)
@@ -140,10 +166,7 @@ func (p *Poster) gather(q chan *postRequest, batch []*postRequest) []*postReques
 	var timer *time.Timer
 	for len(batch) < p.cfg.MaxBatch {
 		select {
-		case r, ok := <-q:
-			if !ok {
-				return batch
-			}
+		case r := <-q:
 			batch = append(batch, r)
 			continue
 		default:
@@ -156,10 +179,7 @@ func (p *Poster) gather(q chan *postRequest, batch []*postRequest) []*postReques
 			defer timer.Stop()
 		}
 		select {
-		case r, ok := <-q:
-			if !ok {
-				return batch
-			}
+		case r := <-q:
 			batch = append(batch, r)
 		case <-timer.C:
 			return batch
@@ -188,6 +208,11 @@ func (p *Poster) run(ledgerID string, batch []*postRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
 	start := time.Now()
 	results, err := PostBatch(ctx, p.db, ledgerID, entries, false)
+	if err != nil && len(entries) > 1 && CodeOf(err) != CodeUnavailable {
+		// The database refused the batch as a whole (a payload it could not even parse, say):
+		// post each one on its own, so that one caller's bad input cannot fail the others.
+		results, err = postEach(ctx, p.db, ledgerID, entries)
+	}
 	cancel()
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(ledgerID, len(live), time.Since(start), err)
@@ -201,4 +226,27 @@ func (p *Poster) run(ledgerID string, batch []*postRequest) {
 		res.Index = 0
 		r.done <- postReply{res: res}
 	}
+}
+
+// postEach posts entries one transaction each; an entry whose own call fails gets a rejection
+// result with the error's code.
+func postEach(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput) ([]Result, error) {
+	out := make([]Result, len(entries))
+	for i, e := range entries {
+		res, err := PostBatch(ctx, db, ledgerID, []EntryInput{e}, false)
+		if err != nil {
+			if CodeOf(err) == CodeUnavailable {
+				return nil, err
+			}
+			var le *Error
+			if !errors.As(err, &le) {
+				le = &Error{Code: CodeInternal, Message: "internal error"}
+			}
+			out[i] = Result{Index: i, Code: le.Code, Message: le.Message, Details: le.Details}
+			continue
+		}
+		out[i] = res[0]
+		out[i].Index = i
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,7 +121,9 @@ func FromDB(err error) error {
 		}
 		return &Error{Code: CodeInternal, Message: "internal error (SQLSTATE " + pgErr.Code + ")", cause: err}
 	}
-	if pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.Is(err, errNoConn) {
+	var connErr *pgconn.ConnectError
+	if pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.As(err, &connErr) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, errNoConn) {
 		return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
 	}
 	return &Error{Code: CodeInternal, Message: "internal error", cause: err}

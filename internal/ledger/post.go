@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/money"
 )
 
 // MaxBatch is the largest batch post_ledger_entries accepts.
@@ -61,8 +64,10 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 		if rec != nil {
 			r.RecordedAt = rec.UTC()
 		}
-		r.DebitBalance = trimDecimal(deref(dbal))
-		r.CreditBalance = trimDecimal(deref(cbal))
+		if r.Index >= 0 && r.Index < len(entries) {
+			r.DebitBalance = displayAmount(deref(dbal), entries[r.Index].CurrencyCode)
+			r.CreditBalance = displayAmount(deref(cbal), entries[r.Index].CurrencyCode)
+		}
 		r.Message = deref(msg)
 		if len(details) > 0 {
 			r.Details = details
@@ -106,4 +111,29 @@ func trimDecimal(s string) string {
 		end = dot
 	}
 	return s[:end]
+}
+
+// displayAmount renders a NUMERIC text for clients: trailing zeros dropped, but at least the
+// currency's minor unit of decimals for the currencies that have a small one ("1259999.50" USD,
+// "1000" JPY, "12.345" BHD); codes with 18 decimals (metals, SDR) are shown trimmed.
+func displayAmount(s, currency string) string {
+	s = trimDecimal(s)
+	if s == "" {
+		return s
+	}
+	c, ok := money.LookupCurrency(currency)
+	if !ok || c.MinorUnit == 0 || c.MinorUnit > 4 {
+		return s
+	}
+	dot := strings.IndexByte(s, '.')
+	have := 0
+	if dot < 0 {
+		s += "."
+	} else {
+		have = len(s) - dot - 1
+	}
+	if have < c.MinorUnit {
+		s += strings.Repeat("0", c.MinorUnit-have)
+	}
+	return s
 }

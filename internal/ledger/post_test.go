@@ -144,7 +144,7 @@ func TestPostResultCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("alice", "bob", "10.00", "USD", "p1")}, false)
-	if err != nil || res[0].EntryID != e.ID || res[0].BlockHash != e.BlockHash || res[0].DebitBalance != "90" || res[0].CreditBalance != "10" {
+	if err != nil || res[0].EntryID != e.ID || res[0].BlockHash != e.BlockHash || res[0].DebitBalance != "90.00" || res[0].CreditBalance != "10.00" {
 		t.Fatalf("replay: %v %+v, entry %+v", err, res, e)
 	}
 	// Nothing but p1 and the funding was written.
@@ -176,7 +176,7 @@ func TestAtomicBatch(t *testing.T) {
 		t.Errorf("not_applied message %q should name entry 2", res[0].Message)
 	}
 	acct, err := ledger.GetAccount(ctx, d.Pool, L, "alice")
-	if err != nil || acct.Balance != "100" {
+	if err != nil || acct.Balance != "100.00" {
 		t.Fatalf("alice after a rejected atomic batch: %+v %v", acct, err)
 	}
 	// The same batch, non-atomic: the first and third go through.

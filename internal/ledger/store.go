@@ -177,10 +177,12 @@ func scanAccount(row pgx.Row) (Account, error) {
 	var meta []byte
 	err := row.Scan(&a.LedgerID, &a.ID, &a.BankID, &a.CurrencyCode, &a.AssetType, &a.Balance, &a.AvailableBalance,
 		&a.ReservedBalance, &a.OverdraftLimit, &a.Status, &meta, &a.CreatedAt, &a.UpdatedAt)
-	a.Balance = trimDecimal(a.Balance)
-	a.AvailableBalance = trimDecimal(a.AvailableBalance)
-	a.ReservedBalance = trimDecimal(a.ReservedBalance)
-	a.OverdraftLimit = trimDecimal(a.OverdraftLimit)
+	a.Balance = displayAmount(a.Balance, a.CurrencyCode)
+	a.AvailableBalance = displayAmount(a.AvailableBalance, a.CurrencyCode)
+	a.ReservedBalance = displayAmount(a.ReservedBalance, a.CurrencyCode)
+	if a.OverdraftLimit != "unlimited" {
+		a.OverdraftLimit = displayAmount(a.OverdraftLimit, a.CurrencyCode)
+	}
 	a.Metadata = meta
 	a.CreatedAt = a.CreatedAt.UTC()
 	a.UpdatedAt = a.UpdatedAt.UTC()
@@ -235,7 +237,7 @@ func scanEntry(row pgx.Row) (Entry, error) {
 	err := row.Scan(&e.ID, &e.LedgerID, &e.Seq, &e.DebitAccountID, &e.CreditAccountID, &e.Amount, &e.CurrencyCode,
 		&e.AssetType, &e.TransactionType, &e.ReferenceID, &e.FxRate, &meta, &e.TimestampUTC, &e.RecordedAt,
 		&e.PreviousHash, &e.BlockHash, &e.ReversesEntryID, &e.DebitBalanceAfter, &e.CreditBalanceAfter)
-	e.Amount = trimDecimal(e.Amount)
+	e.Amount = displayAmount(e.Amount, e.CurrencyCode)
 	if e.FxRate != nil {
 		s := trimDecimal(*e.FxRate)
 		e.FxRate = &s
@@ -243,8 +245,8 @@ func scanEntry(row pgx.Row) (Entry, error) {
 	e.Metadata = meta
 	e.TimestampUTC = e.TimestampUTC.UTC()
 	e.RecordedAt = e.RecordedAt.UTC()
-	e.DebitBalanceAfter = trimDecimal(e.DebitBalanceAfter)
-	e.CreditBalanceAfter = trimDecimal(e.CreditBalanceAfter)
+	e.DebitBalanceAfter = displayAmount(e.DebitBalanceAfter, e.CurrencyCode)
+	e.CreditBalanceAfter = displayAmount(e.CreditBalanceAfter, e.CurrencyCode)
 	return e, err
 }
 
@@ -313,7 +315,7 @@ func EntryFromResult(ledgerID string, in EntryInput, r Result) (Entry, error) {
 	}
 	amount := in.Amount
 	if a, err := money.ParseAmount(in.Amount); err == nil {
-		amount = a.String()
+		amount = displayAmount(a.String(), in.CurrencyCode)
 	}
 	return Entry{
 		ID: r.EntryID, LedgerID: ledgerID, Seq: r.Seq,

@@ -1,0 +1,154 @@
+package httpapi
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"time"
+
+	"dualledger/internal/ledger"
+)
+
+// postEntry posts one entry through the group-commit Poster: concurrent requests for one ledger
+// share a transaction, each still gets its own result.
+func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) error {
+	ledgerID := r.PathValue("ledger_id")
+	in, err := DecodeEntry(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := s.checkLedger(r.Context(), ledgerID); err != nil {
+		s.metrics.posted("single", ledger.CodeOf(clientError(err)), 1, 0)
+		return err
+	}
+	start := time.Now()
+	res, err := s.poster.Post(r.Context(), ledgerID, in)
+	took := time.Since(start)
+	if err != nil {
+		err = clientError(err)
+		s.metrics.posted("single", ledger.CodeOf(err), 1, took)
+		return err
+	}
+	s.metrics.posted("single", res.Code, 1, took)
+	if !res.OK() {
+		return res.Err()
+	}
+	// For a replay the result carries the original's id, seq, hashes, times and balances, and
+	// every other field equals the request's (that is what makes it a replay): the response is
+	// the original entry without another round trip.
+	entry, err := ledger.EntryFromResult(ledgerID, in, res)
+	if err != nil {
+		return fmt.Errorf("entry of result %s: %w", res.Code, err)
+	}
+	status := http.StatusCreated
+	if res.Code == ledger.CodeReplayed {
+		status = http.StatusOK
+	}
+	w.Header().Set("Location", entryPath(ledgerID, entry.ReferenceID))
+	writeJSON(w, status, PostingResponse{Result: res.Code, Replayed: res.Code == ledger.CodeReplayed, Entry: entry})
+	return nil
+}
+
+// postBatch posts a client's batch in one transaction (ledger.PostBatch), atomic or not.
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
+	ledgerID := r.PathValue("ledger_id")
+	data, err := readBody(r.Body)
+	if err != nil {
+		return err
+	}
+	atomic, entries, err := decodeBatch(data, s.cfg.MaxBatch)
+	if err != nil {
+		return err
+	}
+	if err := s.checkLedger(r.Context(), ledgerID); err != nil {
+		s.metrics.posted("batch", ledger.CodeOf(clientError(err)), len(entries), 0)
+		return err
+	}
+	start := time.Now()
+	results, err := ledger.PostBatch(r.Context(), s.pool, ledgerID, entries, atomic)
+	took := time.Since(start)
+	if err != nil {
+		err = clientError(err)
+		s.metrics.posted("batch", ledger.CodeOf(err), len(entries), took)
+		return err
+	}
+	s.metrics.postingDuration.WithLabelValues("batch").Observe(took.Seconds())
+
+	resp := BatchResponse{Atomic: atomic, Results: make([]BatchResult, len(results))}
+	firstRejected := -1
+	for i, res := range results {
+		s.metrics.posted("batch", res.Code, 1, 0)
+		br := BatchResult{Index: i, Result: res.Code}
+		switch res.Code {
+		case ledger.CodeCreated, ledger.CodeReplayed:
+			e, err := ledger.EntryFromResult(ledgerID, entries[i], res)
+			if err != nil {
+				return fmt.Errorf("entry %d of result %s: %w", i, res.Code, err)
+			}
+			br.Entry = &e
+			if res.Code == ledger.CodeCreated {
+				resp.Created++
+			} else {
+				resp.Replayed++
+			}
+		default:
+			body := errorBodyOf(res.Err())
+			br.Error = &body
+			resp.Rejected++
+			if firstRejected < 0 && res.Code != ledger.CodeNotApplied {
+				firstRejected = i
+			}
+		}
+		resp.Results[i] = br
+	}
+	resp.Applied = !atomic || resp.Rejected == 0
+	if resp.Applied {
+		writeJSON(w, http.StatusOK, resp)
+		return nil
+	}
+	first := results[max(firstRejected, 0)]
+	writeJSON(w, http.StatusUnprocessableEntity, BatchRejectedResponse{
+		BatchResponse: resp,
+		Error: errorBodyOf(ledger.Errorf(CodeBatchRejected,
+			"the atomic batch was not applied: entry %d was rejected (%s); nothing was written", max(firstRejected, 0), first.Code).
+			WithDetails(map[string]any{"index": max(firstRejected, 0), "result": first.Code})),
+	})
+	return nil
+}
+
+func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) error {
+	after, err := queryInt(r, "after_seq", 0, 0, math.MaxInt64)
+	if err != nil {
+		return err
+	}
+	limit, err := pageLimit(r)
+	if err != nil {
+		return err
+	}
+	page, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1)
+	if err != nil {
+		return err
+	}
+	out := EntryList{Entries: page}
+	if len(page) > limit {
+		out.Entries = page[:limit]
+		next := page[limit-1].Seq
+		out.NextAfterSeq = &next
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
+	e, err := ledger.GetEntryByReference(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("reference_id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, e)
+	return nil
+}
+
+func entryPath(ledgerID, ref string) string {
+	return "/v1/ledgers/" + url.PathEscape(ledgerID) + "/entries/" + url.PathEscape(ref)
+}

@@ -1,0 +1,117 @@
+package httpapi
+
+import "dualledger/internal/ledger"
+
+// fieldDoc describes one JSON field in the OpenAPI document. The field's type and whether it is
+// required come from the Go type; this adds what a type cannot say (meaning, format, values).
+type fieldDoc struct {
+	description string
+	pattern     string
+	enum        []string
+	example     any
+	override    func() *Schema
+}
+
+const decimalPattern = `^[0-9]+(\.[0-9]+)?$`
+
+var (
+	assetTypes  = []string{"fiat", "cbdc", "commodity", "security"}
+	resultCodes = []string{
+		ledger.CodeCreated, ledger.CodeReplayed, ledger.CodeReferenceConflict, ledger.CodeInsufficientFunds,
+		ledger.CodeUnknownAccount, ledger.CodeUnknownLedger, ledger.CodeCurrencyMismatch, ledger.CodeSameAccount,
+		ledger.CodeInvalidAmount, ledger.CodeUnknownCurrency, ledger.CodeInvalidAssetType, ledger.CodeInvalidRequest,
+		ledger.CodeAccountInactive, ledger.CodeUnknownEntry, ledger.CodeNotApplied,
+	}
+)
+
+// docFor returns the documentation of field of the Go type typeName ("" when there is none).
+// Type-specific entries come first; the rest holds for the field name wherever it appears,
+// because the API uses one vocabulary (DESIGN §1).
+func docFor(typeName, field string) fieldDoc {
+	switch typeName + "." + field {
+	case "EntryInput.amount":
+		return fieldDoc{description: "Amount moved from the debit to the credit account: a decimal string (never a JSON number), " +
+			"greater than zero, at most 20 integer digits and 18 decimals; for fiat at most the currency's ISO 4217 minor unit " +
+			"(USD 2, JPY 0, BHD 3).", pattern: decimalPattern, example: "100.00"}
+	case "EntryInput.timestamp_utc":
+		return fieldDoc{description: "Business time, RFC 3339 with a time zone, between 1900 and 9999; default: the commit time. " +
+			"A retry that leaves it out matches the original whatever its time.", example: "2025-01-20T10:00:00Z"}
+	case "EntryInput.metadata", "AccountInput.metadata":
+		return fieldDoc{description: "A JSON object (default {}). Numbers in it have at most 64 characters and an exponent " +
+			"within ±300; nesting is at most 32 levels (the whole body included)."}
+	case "EntryInput.reverses_entry_id":
+		return fieldDoc{description: "The id of the entry of this ledger that this entry reverses (corrections are new entries)."}
+	case "AccountInput.overdraft_limit":
+		return fieldDoc{description: `How far available_balance may go below zero: a decimal string (default "0"), or "unlimited" ` +
+			`for issuance and system accounts.`, example: "0"}
+	case "AccountInput.id":
+		return fieldDoc{description: "Account id, unique in the ledger: 1-128 characters, letters, digits and _ . : @ / - " +
+			"(starting with a letter or digit). In a URL, percent-encode / as %2F.", pattern: `^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`}
+	case "CreateLedgerRequest.id", "RegisterBankRequest.id":
+		return fieldDoc{description: "1-64 characters: letters, digits and _ . : - (starting with a letter or digit).",
+			pattern: `^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`}
+	case "RegisterBankRequest.name":
+		return fieldDoc{description: "Display name, 1-200 characters."}
+	case "Account.overdraft_limit":
+		return fieldDoc{description: `Decimal string, or "unlimited".`}
+	case "Account.balance":
+		return fieldDoc{description: "Σ credits − Σ debits of the account's entries (decimal string; may be negative)."}
+	case "Account.available_balance":
+		return fieldDoc{description: "balance − reserved_balance (decimal string)."}
+	case "Account.reserved_balance":
+		return fieldDoc{description: "Σ of the open holds on the account (decimal string, never negative)."}
+	case "Account.status":
+		return fieldDoc{enum: []string{"active", "frozen", "closed"}}
+	case "Entry.amount", "Entry.fx_rate", "Entry.debit_balance_after", "Entry.credit_balance_after":
+		return fieldDoc{description: "Decimal string."}
+	case "Entry.previous_hash":
+		return fieldDoc{description: "block_hash of the previous entry (hex; 64 zeros for seq 1)."}
+	case "Entry.block_hash":
+		return fieldDoc{description: "sha256(previous_hash || canonical(entry)), hex (docs/hash-chain.md)."}
+	case "Ledger.head_hash":
+		return fieldDoc{description: "block_hash of the last entry (hex; 64 zeros for an empty ledger)."}
+	case "PostingResponse.result":
+		return fieldDoc{enum: []string{ledger.CodeCreated, ledger.CodeReplayed}}
+	case "PostingResponse.replayed":
+		return fieldDoc{description: "true when the reference_id was already posted with the same content: entry is the original."}
+	case "PostingResponse.entry":
+		return fieldDoc{description: "The committed entry (for a replay, the original one). In a 201 its metadata echoes the " +
+			"request's object; GET returns it as stored (jsonb: same content, keys possibly reordered)."}
+	case "BatchResult.result":
+		return fieldDoc{enum: resultCodes}
+	case "BatchResult.index":
+		return fieldDoc{description: "0-based position of the entry in the request."}
+	case "BatchResponse.applied":
+		return fieldDoc{description: "Whether the batch was committed. A non-atomic batch always is (with whatever entries " +
+			"were accepted); an atomic batch is committed entirely or not at all."}
+	case "BatchRequest.atomic":
+		return fieldDoc{description: "true: all entries or none (any rejection answers 422 and writes nothing). " +
+			"false (default): every acceptable entry is posted, each rejection is reported in its result."}
+	case "AccountList.next_after":
+		return fieldDoc{description: "Pass as ?after= for the next page; null on the last page."}
+	case "EntryList.next_after_seq":
+		return fieldDoc{description: "Pass as ?after_seq= for the next page; null on the last page."}
+	case "ErrorBody.code":
+		return fieldDoc{description: "Stable error code (docs/error-codes.md); see x-error-codes on each response."}
+	case "ErrorBody.details":
+		return fieldDoc{description: "A JSON object with specifics, e.g. {\"field\": \"amount\"}; {} when there are none."}
+	}
+	switch field {
+	case "asset_type":
+		return fieldDoc{enum: assetTypes}
+	case "currency_code":
+		return fieldDoc{description: "ISO 4217 code.", pattern: `^[A-Z]{3}$`, example: "USD"}
+	case "fx_rate":
+		return fieldDoc{description: "Positive decimal string with at most 18 decimals.", pattern: decimalPattern}
+	case "reference_id":
+		return fieldDoc{description: "The caller's idempotency key, unique per ledger: 1-255 characters without control characters. " +
+			"Re-posting it with the same content answers replayed with the original entry; with different content, reference_conflict."}
+	case "debit_account_id":
+		return fieldDoc{description: "The account that pays (its balance goes down)."}
+	case "credit_account_id":
+		return fieldDoc{description: "The account that receives (its balance goes up)."}
+	case "transaction_type":
+		return fieldDoc{description: "1-64 characters without control characters, e.g. \"funding\", \"settlement\"."}
+	}
+	return fieldDoc{}
+}

@@ -1,0 +1,236 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"dualledger/internal/ledger"
+)
+
+// router builds the ServeMux from the route table and wraps it in the middleware every request
+// passes: request id, in-flight tracking, request timeout, panic recovery, metrics, debug log,
+// and JSON answers for unknown paths (404) and methods (405).
+func (s *Server) router(routes []route) http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range routes {
+		mux.Handle(rt.method+" "+rt.path, s.endpoint(rt))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		s.inflight.Add(1)
+		defer s.inflight.Done()
+
+		sw := &statusWriter{ResponseWriter: w}
+		reqID := requestID(r)
+		sw.Header().Set("X-Request-Id", reqID)
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+
+		_, pattern := mux.Handler(r)
+		routeLabel := "unmatched"
+		if _, path, ok := strings.Cut(pattern, " "); ok {
+			routeLabel = path
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.LogAttrs(ctx, slog.LevelError, "handler panicked", slog.Any("panic", p),
+					slog.String("stack", string(debug.Stack())), slog.String("request_id", reqID))
+				if sw.status == 0 {
+					s.writeError(sw, r, fmt.Errorf("panic: %v", p))
+				}
+			}
+			took := time.Since(start)
+			s.metrics.request(methodLabel(r.Method), routeLabel, sw.code(), took)
+			s.log.LogAttrs(ctx, slog.LevelDebug, "http request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", routeLabel),
+				slog.Int("status", sw.code()), slog.Int64("bytes", sw.bytes), slog.Duration("took", took),
+				slog.String("request_id", reqID), slog.String("remote", r.RemoteAddr))
+		}()
+		if pattern == "" {
+			s.unmatched(sw, r, mux)
+			return
+		}
+		mux.ServeHTTP(sw, r)
+	})
+}
+
+// unmatched answers a request no route takes, in the error envelope: 405 when the path exists
+// with other methods (the mux knows, and sets Allow), 404 otherwise. Anything else the mux says
+// (a redirect to a cleaned path) passes through.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
+	rec := &recorder{header: http.Header{}}
+	mux.ServeHTTP(rec, r)
+	switch rec.status {
+	case http.StatusMethodNotAllowed:
+		allow := rec.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		s.writeError(w, r, ledger.Errorf(CodeMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow).
+			WithDetails(map[string]any{"method": r.Method, "allowed": strings.Split(allow, ", ")}))
+	case http.StatusNotFound, 0:
+		s.writeError(w, r, ledger.Errorf(ledger.CodeNotFound, "no such endpoint: %s %s", r.Method, clip(r.URL.Path)))
+	default:
+		for k, v := range rec.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.status)
+		_, _ = w.Write(rec.body.Bytes())
+	}
+}
+
+// endpoint applies a route's request rules (query parameters, media type, body size) and runs
+// its handler.
+func (s *Server) endpoint(rt route) http.Handler {
+	known := map[string]bool{}
+	for _, q := range rt.query {
+		known[q.name] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt.strictQuery {
+			if err := checkQuery(r, known); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
+		if rt.body != nil {
+			if err := checkContentType(r); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if r.ContentLength > rt.maxBody {
+				s.writeError(w, r, bodyTooLarge(rt.maxBody))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+		}
+		if err := rt.handle(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// checkQuery refuses query parameters the route does not document, and repeated ones: a typo
+// such as ?afterseq= would otherwise silently return the first page.
+func checkQuery(r *http.Request, known map[string]bool) error {
+	q, err := parseQuery(r.URL.RawQuery)
+	if err != nil {
+		return err
+	}
+	for name, vals := range q {
+		if !known[name] {
+			if len(known) == 0 {
+				return fieldError(ledger.CodeInvalidRequest, clip(name), "unknown query parameter %s: this endpoint takes none", quoteField(name))
+			}
+			return fieldError(ledger.CodeInvalidRequest, clip(name), "unknown query parameter %s (the parameters are: %s)", quoteField(name), fieldList(known))
+		}
+		if len(vals) > 1 {
+			return fieldError(ledger.CodeInvalidRequest, name, "query parameter %s is given %d times", quoteField(name), len(vals))
+		}
+	}
+	return nil
+}
+
+// checkContentType requires application/json (parameters such as charset=utf-8 allowed).
+func checkContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || mt != "application/json" {
+		got := ct
+		if got == "" {
+			got = "none"
+		}
+		return ledger.Errorf(CodeUnsupportedMediaType, "Content-Type must be application/json, got %s", clip(got)).
+			WithDetails(map[string]string{"content_type": clip(got)})
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return ledger.Errorf(CodeUnsupportedMediaType, "the charset must be utf-8, got %s", clip(cs)).
+			WithDetails(map[string]string{"content_type": clip(ct)})
+	}
+	return nil
+}
+
+// requestID returns the client's X-Request-Id if it is sane, else a new random one.
+func requestID(r *http.Request) string {
+	id := r.Header.Get("X-Request-Id")
+	if id != "" && len(id) <= 128 && !strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return id
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// methodLabel keeps the metrics' method label to a known set (a client picks the method).
+func methodLabel(m string) string {
+	if slices.Contains([]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions}, m) {
+		return m
+	}
+	return "other"
+}
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// Unwrap lets http.ResponseController reach the connection (e.g. for Flush).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// recorder captures what the mux would answer for an unmatched request.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(b)
+}

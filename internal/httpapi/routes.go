@@ -1,0 +1,274 @@
+package httpapi
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"dualledger/internal/ledger"
+)
+
+// handlerFunc is an endpoint: it writes a success response itself, or returns an error that the
+// router answers in the error envelope.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// route is one endpoint. The table of routes is the single source of both the ServeMux and the
+// OpenAPI document, so the two cannot disagree (TestOpenAPIMatchesRoutes checks it anyway).
+type route struct {
+	method      string
+	path        string // ServeMux pattern path, e.g. /v1/ledgers/{ledger_id}; also the OpenAPI path
+	id          string // operationId
+	tag         string
+	summary     string
+	description string
+	query       []queryParam
+	body        any   // a zero value of the request body's type; nil: no body
+	maxBody     int64 // body limit in bytes (set by complete from Config)
+	strictQuery bool  // refuse undocumented query parameters (set by complete: the /v1 API)
+	responses   []response
+	handle      handlerFunc
+}
+
+// response is one documented answer of a route.
+type response struct {
+	status      int
+	body        any    // a zero value of the body's type; nil: no body
+	contentType string // default application/json
+	description string
+	codes       []string // error codes answered with this status (x-error-codes)
+}
+
+// queryParam is one documented query parameter; any other parameter is refused.
+type queryParam struct {
+	name        string
+	description string
+	integer     bool
+	min, max    *int64
+	def         any
+}
+
+func ok(status int, body any, description string) response {
+	return response{status: status, body: body, description: description}
+}
+
+func fail(status int, codes ...string) response {
+	return response{status: status, body: ErrorResponse{}, codes: codes}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Path parameters mean the same wherever they appear.
+var pathParamDocs = map[string]string{
+	"ledger_id":    "Ledger id, e.g. MASTER.",
+	"account_id":   "Account id; percent-encode a / in it as %2F.",
+	"reference_id": "The entry's reference_id; percent-encode a / in it as %2F.",
+}
+
+// routes is the route table of s.
+func (s *Server) routes() []route {
+	var (
+		pageLimit = queryParam{name: "limit", description: "Page size.", integer: true, min: ptr[int64](1), max: ptr[int64](maxPageLimit), def: defaultPageLimit}
+		postErrs  = []response{
+			fail(http.StatusBadRequest, ledger.CodeInvalidRequest, ledger.CodeInvalidAmount, ledger.CodeUnknownCurrency,
+				ledger.CodeInvalidAssetType, ledger.CodeSameAccount),
+			fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount, ledger.CodeUnknownEntry),
+			fail(http.StatusConflict, ledger.CodeReferenceConflict),
+			fail(http.StatusUnprocessableEntity, ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive),
+		}
+	)
+	rs := []route{
+		{
+			method: http.MethodPost, path: "/v1/ledgers", id: "createLedger", tag: "ledgers",
+			summary: "Create an empty ledger",
+			body:    CreateLedgerRequest{}, handle: s.createLedger,
+			responses: []response{
+				ok(http.StatusCreated, ledger.Ledger{}, "The new ledger (head_seq 0)."),
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
+				fail(http.StatusConflict, ledger.CodeLedgerExists),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers", id: "listLedgers", tag: "ledgers",
+			summary: "List all ledgers, by id", handle: s.listLedgers,
+			responses: []response{ok(http.StatusOK, LedgerList{}, "All ledgers.")},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}", id: "getLedger", tag: "ledgers",
+			summary: "Get a ledger with its chain head (head_seq, head_hash)", handle: s.getLedger,
+			responses: []response{
+				ok(http.StatusOK, ledger.Ledger{}, "The ledger."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/accounts", id: "createAccount", tag: "accounts",
+			summary: "Create an account (zero balances)",
+			body:    ledger.AccountInput{}, handle: s.createAccount,
+			responses: []response{
+				ok(http.StatusCreated, ledger.Account{}, "The new account."),
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest, ledger.CodeUnknownCurrency, ledger.CodeInvalidAssetType),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+				fail(http.StatusConflict, ledger.CodeAccountExists),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts", id: "listAccounts", tag: "accounts",
+			summary: "List a ledger's accounts with balances, by id, one page at a time",
+			query: []queryParam{
+				{name: "after", description: "Return accounts whose id sorts after this one (the previous page's next_after)."},
+				pageLimit,
+			},
+			handle: s.listAccounts,
+			responses: []response{
+				ok(http.StatusOK, AccountList{}, "One page of accounts."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}", id: "getAccount", tag: "accounts",
+			summary: "Get an account with balance, available_balance and reserved_balance", handle: s.getAccount,
+			responses: []response{
+				ok(http.StatusOK, ledger.Account{}, "The account."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/entries", id: "postEntry", tag: "entries",
+			summary: "Post one entry: amount moves from the debit account to the credit account",
+			description: "Idempotent by reference_id: a retry with the same content answers 200 with the original entry " +
+				"(\"replayed\": true); with different content, 409 reference_conflict naming the differing fields. " +
+				"Concurrent postings to one ledger are committed together (group commit), each with its own result. " +
+				"If the connection breaks before the answer, retry with the same reference_id to learn the outcome.",
+			body: ledger.EntryInput{}, handle: s.postEntry,
+			responses: append([]response{
+				ok(http.StatusCreated, PostingResponse{}, "Posted now (result created)."),
+				ok(http.StatusOK, PostingResponse{}, "Posted before with the same content (result replayed); entry is the original."),
+			}, postErrs...),
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/entries/batch", id: "postBatch", tag: "entries",
+			summary: "Post several entries in one transaction; one result per entry, in order",
+			description: "Non-atomic (default): every acceptable entry is committed; each result says created, replayed or why the " +
+				"entry was rejected; the answer is 200. Atomic: all entries are committed or none; when any entry is rejected " +
+				"nothing is written and the answer is 422 with the same body plus a top-level error batch_rejected (the rejected " +
+				"entries carry their own error, the others not_applied). A malformed body, or more entries than the server's " +
+				"--max-batch, is a 400 for the whole request (details.index names the entry).",
+			body: BatchRequest{}, handle: s.postBatch,
+			responses: []response{
+				ok(http.StatusOK, BatchResponse{}, "The batch was committed (applied: true); results in request order."),
+				{status: http.StatusUnprocessableEntity, body: BatchRejectedResponse{}, codes: []string{CodeBatchRejected},
+					description: "An atomic batch with a rejected entry: nothing was written (applied: false)."},
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest, ledger.CodeInvalidAmount),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/entries", id: "listEntries", tag: "entries",
+			summary: "List a ledger's entries in seq order, one page at a time",
+			query: []queryParam{
+				{name: "after_seq", description: "Return entries with seq greater than this (the previous page's next_after_seq).",
+					integer: true, min: ptr[int64](0), def: 0},
+				pageLimit,
+			},
+			handle: s.listEntries,
+			responses: []response{
+				ok(http.StatusOK, EntryList{}, "One page of entries."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/entries/{reference_id}", id: "getEntry", tag: "entries",
+			summary: "Get one entry by reference_id, with seq, previous_hash and block_hash (hex)", handle: s.getEntry,
+			responses: []response{
+				ok(http.StatusOK, ledger.Entry{}, "The entry."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeNotFound),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/banks", id: "registerBank", tag: "banks",
+			summary: "Register a member bank (SCB) whose ledger is mirrored: postings touching its accounts get outbox rows",
+			body:    RegisterBankRequest{}, handle: s.registerBank,
+			responses: []response{
+				ok(http.StatusCreated, ledger.Bank{}, "The registered bank."),
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
+				fail(http.StatusConflict, ledger.CodeBankExists),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/banks", id: "listBanks", tag: "banks",
+			summary: "List the registered member banks, by id", handle: s.listBanks,
+			responses: []response{ok(http.StatusOK, BankList{}, "All registered banks.")},
+		},
+		{
+			method: http.MethodGet, path: "/healthz", id: "healthz", tag: "operations",
+			summary: "Liveness: the process is up (never touches the database)", handle: s.healthz,
+			responses: []response{ok(http.StatusOK, Status{}, `Always {"status":"ok"}.`)},
+		},
+		{
+			method: http.MethodGet, path: "/readyz", id: "readyz", tag: "operations",
+			summary: "Readiness: the database answers SELECT 1 within 2 s, and the server is not shutting down", handle: s.readyz,
+			responses: []response{
+				ok(http.StatusOK, Status{}, `{"status":"ready"}.`),
+				fail(http.StatusServiceUnavailable, ledger.CodeUnavailable),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/metrics", id: "metrics", tag: "operations",
+			summary: "Prometheus metrics (text exposition format)", handle: s.serveMetrics,
+			responses: []response{{status: http.StatusOK, body: "", contentType: "text/plain; version=0.0.4",
+				description: "Metrics, among them dualledger_posting_duration_seconds, dualledger_postings_total{result}, " +
+					"dualledger_group_commit_batch_size and dualledger_http_requests_total{method,route,status}."}},
+		},
+		{
+			method: http.MethodGet, path: "/openapi.json", id: "openapi", tag: "operations",
+			summary: "This OpenAPI document", handle: s.serveOpenAPI,
+			responses: []response{ok(http.StatusOK, map[string]any{}, "The OpenAPI 3.1 document.")},
+		},
+	}
+	for i := range rs {
+		rs[i] = s.complete(rs[i])
+	}
+	return rs
+}
+
+// complete adds what every route of a kind answers, so that the table lists only what is
+// particular to a route: body rules (400, 413, 415), query rules (400), and 500/503.
+func (s *Server) complete(rt route) route {
+	var extra []response
+	if rt.body != nil {
+		rt.maxBody = s.cfg.MaxBody
+		if rt.id == "postBatch" {
+			rt.maxBody = s.cfg.MaxBatchBody
+		}
+		extra = append(extra,
+			fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
+			fail(http.StatusRequestEntityTooLarge, CodeBodyTooLarge),
+			fail(http.StatusUnsupportedMediaType, CodeUnsupportedMediaType))
+	}
+	// The API refuses query parameters it does not know (a typo must not pass silently); the
+	// operations endpoints ignore them, since probes and scrapers add their own.
+	if strings.HasPrefix(rt.path, "/v1/") {
+		rt.strictQuery = true
+		extra = append(extra,
+			fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
+			fail(http.StatusServiceUnavailable, ledger.CodeUnavailable))
+	}
+	if rt.path == "/readyz" {
+		extra = append(extra, fail(http.StatusServiceUnavailable, ledger.CodeUnavailable))
+	}
+	extra = append(extra, fail(http.StatusInternalServerError, ledger.CodeInternal))
+	for _, e := range extra {
+		i := slices.IndexFunc(rt.responses, func(r response) bool { return r.status == e.status })
+		switch {
+		case i < 0:
+			rt.responses = append(rt.responses, e)
+		case rt.responses[i].codes != nil:
+			for _, c := range e.codes {
+				if !slices.Contains(rt.responses[i].codes, c) {
+					rt.responses[i].codes = append(rt.responses[i].codes, c)
+				}
+			}
+		}
+	}
+	return rt
+}
