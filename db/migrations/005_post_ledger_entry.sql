@@ -110,6 +110,10 @@ RETURNS TABLE (
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = public, pg_temp
+-- Generic plans: a custom plan for a brand-new ledger (no statistics for its id yet, estimate
+-- "1 row") once looked references up by ledger_id alone and filtered every entry of the ledger
+-- per reference. With the ledger id as a parameter the planner uses the unique indexes.
+SET plan_cache_mode = force_generic_plan
 AS $fn$
 #variable_conflict use_column
 DECLARE
@@ -168,6 +172,9 @@ DECLARE
     -- The chain.
     v_head_seq  bigint;
     v_head_hash bytea;
+    v_seen_seq  bigint;      -- head seq when the references were looked up (before the lock)
+    v_refset    jsonb;       -- this batch's references, as a set
+    m_ids       bigint[];    -- entries that already hold one of this batch's references
     v_seq       bigint;
     v_hash      bytea;
     v_created   integer := 0;
@@ -333,35 +340,20 @@ BEGIN
                           FROM unnest(e_ref) WITH ORDINALITY AS u(ref, k) ORDER BY u.k);
 
 
-    -- 2. The accounts, locked in id order, before the ledger head: batches that share accounts
-    --    wait for each other here, in a fixed order (no deadlocks), and the work done while holding
-    --    the head (which serialises the whole ledger) stays as short as it can be. Whoever locks
-    --    both an account and a ledger head takes the accounts first.
-    SELECT array_agg(a.id), array_agg(a.balance), array_agg(a.available_balance), array_agg(a.overdraft_limit),
-           array_agg(a.currency_code), array_agg(a.asset_type), array_agg(a.status), array_agg(b.id)
-      INTO a_id, a_bal, a_avail, a_limit, a_currency, a_asset, a_status, a_bank
-      FROM (
-        SELECT s.*
-          FROM (SELECT ba.*
-                  FROM (SELECT DISTINCT x.id
-                          FROM unnest(e_debit, e_credit, r_code) AS u(debit, credit, code)
-                         CROSS JOIN LATERAL (VALUES (u.debit), (u.credit)) AS x(id)
-                         WHERE u.code IS NULL
-                         ORDER BY x.id) ids
-                 CROSS JOIN LATERAL (
-                       -- One primary-key probe and row lock per account, in id order.
-                       SELECT b.id, b.balance, b.available_balance, b.overdraft_limit, b.currency_code,
-                              b.asset_type, b.status, b.bank_id
-                         FROM bank_accounts b
-                        WHERE b.ledger_id = p_ledger_id AND b.id = ids.id
-                          FOR UPDATE) ba) s
-      ) a
-      LEFT JOIN banks b ON b.id = a.bank_id;
-    -- Positions taken from the arrays themselves, so the map cannot disagree with them.
-    a_map := coalesce((SELECT jsonb_object_agg(x.id, x.k) FROM unnest(a_id) WITH ORDINALITY AS x(id, k)), '{}'::jsonb);
-    a_changed := array_fill(false, ARRAY[coalesce(cardinality(a_id), 0)]);
+    -- References already in the ledger, looked up before the head lock (so batches do it in
+    -- parallel), with the head seq of the same snapshot: under the lock only entries committed
+    -- after that seq need a second look.
+    SELECT (SELECT l.head_seq FROM ledgers l WHERE l.id = p_ledger_id), array_agg(le.id)
+      INTO v_seen_seq, m_ids
+      FROM unnest(e_ref, r_code) AS u(ref, code)
+     CROSS JOIN LATERAL (
+           -- One probe of the unique index per reference (OFFSET 0: never a join that scans).
+           SELECT x.id FROM ledger_entries x
+            WHERE x.ledger_id = p_ledger_id AND x.reference_id = u.ref OFFSET 0) le
+     WHERE u.code IS NULL;
+    v_refset := (SELECT jsonb_object_agg(u.ref, true) FROM unnest(e_ref, r_code) AS u(ref, code) WHERE u.code IS NULL);
 
-    -- 3. The ledger head: one lock for the whole batch. From here on this ledger is ours alone.
+    -- 2. The ledger head: one lock for the whole batch. From here on this ledger is ours alone.
     SELECT l.head_seq, l.head_hash INTO v_head_seq, v_head_hash
       FROM ledgers l WHERE l.id = p_ledger_id
        FOR UPDATE;
@@ -374,22 +366,57 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 4. Idempotency, under the head lock: a reference already in the ledger is answered with the
-    --    original entry (replayed) or refused (reference_conflict, naming the fields). This comes
-    --    before the account and funds checks, so the retry of a posting that succeeded is a replay
-    --    even if the balance has moved on since.
+    -- 3. The accounts, read under the head lock. Every change of a balance happens in a posting
+    --    function holding its ledger's head, so the balances read here cannot change before our
+    --    UPDATE; no row lock is taken per account (a FOR UPDATE of every touched account writes a
+    --    WAL record per row and made concurrent batches queue account by account).
+    SELECT array_agg(a.id), array_agg(a.balance), array_agg(a.available_balance), array_agg(a.overdraft_limit),
+           array_agg(a.currency_code), array_agg(a.asset_type), array_agg(a.status), array_agg(b.id)
+      INTO a_id, a_bal, a_avail, a_limit, a_currency, a_asset, a_status, a_bank
+      FROM (
+        SELECT s.*
+          FROM (SELECT ba.*
+                  FROM (SELECT DISTINCT x.id
+                          FROM unnest(e_debit, e_credit, r_code) AS u(debit, credit, code)
+                         CROSS JOIN LATERAL (VALUES (u.debit), (u.credit)) AS x(id)
+                         WHERE u.code IS NULL
+                         ORDER BY x.id) ids
+                 CROSS JOIN LATERAL (
+                       -- One primary-key probe per account (OFFSET 0: never a scan of the table).
+                       SELECT b.id, b.balance, b.available_balance, b.overdraft_limit, b.currency_code,
+                              b.asset_type, b.status, b.bank_id
+                         FROM bank_accounts b
+                        WHERE b.ledger_id = p_ledger_id AND b.id = ids.id
+                       OFFSET 0) ba) s
+      ) a
+      LEFT JOIN banks b ON b.id = a.bank_id;
+    -- Positions taken from the arrays themselves, so the map cannot disagree with them.
+    a_map := coalesce((SELECT jsonb_object_agg(x.id, x.k) FROM unnest(a_id) WITH ORDINALITY AS x(id, k)), '{}'::jsonb);
+    a_changed := array_fill(false, ARRAY[coalesce(cardinality(a_id), 0)]);
+
+    -- 4. Idempotency: a reference already in the ledger is answered with the original entry
+    --    (replayed) or refused (reference_conflict, naming the fields). This comes before the
+    --    account and funds checks, so the retry of a posting that succeeded is a replay even if
+    --    the balance has moved on since. The entries committed between the look-up above and the
+    --    head lock are checked now, under the lock (a range of the primary key, usually empty).
+    IF v_head_seq > coalesce(v_seen_seq, 0) AND v_refset IS NOT NULL THEN
+        m_ids := coalesce(m_ids, '{}'::bigint[]) || ARRAY(
+            SELECT x.id FROM ledger_entries x
+             WHERE x.ledger_id = p_ledger_id
+               -- (both bounds: the generic plan then estimates a narrow range and scans the
+               -- primary key; "seq > $n" alone is estimated at a third of the table)
+               AND x.seq BETWEEN coalesce(v_seen_seq, 0) + 1 AND v_head_seq
+               AND v_refset ? x.reference_id);
+    END IF;
+    IF cardinality(m_ids) > 0 THEN
     FOR rec IN
         SELECT u.k::integer AS k, le.id, le.seq, le.block_hash, le.previous_hash, le.recorded_at,
                le.debit_balance_after, le.credit_balance_after,
                le.debit_account_id, le.credit_account_id, le.amount, le.currency_code, le.asset_type,
                le.transaction_type, le.fx_rate, le.metadata, le.timestamp_utc, le.reverses_entry_id
-          FROM unnest(e_ref, r_code) WITH ORDINALITY AS u(ref, code, k)
-         CROSS JOIN LATERAL (
-               -- One probe of the unique index per reference, whatever the statistics say
-               -- (OFFSET 0 keeps the planner from turning this into a join that scans entries).
-               SELECT x.* FROM ledger_entries x
-                WHERE x.ledger_id = p_ledger_id AND x.reference_id = u.ref OFFSET 0) le
-         WHERE u.code IS NULL
+          FROM ledger_entries le
+          JOIN unnest(e_ref, r_code) WITH ORDINALITY AS u(ref, code, k) ON u.ref = le.reference_id
+         WHERE le.id = ANY (m_ids) AND le.ledger_id = p_ledger_id AND u.code IS NULL
     LOOP
         i := rec.k;
         diff := dl_entry_diff(rec.debit_account_id, rec.credit_account_id, rec.amount, rec.currency_code, rec.asset_type,
@@ -413,6 +440,7 @@ BEGIN
             r_details[i] := jsonb_build_object('reference_id', e_ref[i], 'existing_entry_id', rec.id, 'fields', to_jsonb(diff));
         END IF;
     END LOOP;
+    END IF;
 
     -- 5. One pass in batch order: in-batch retries, accounts, funds, seq and the hash chain.
     v_seq := v_head_seq;

@@ -182,15 +182,14 @@ func scenario(ctx context.Context, pool *pgxpool.Pool, ledgerID, run string, mod
 	case ModeBatch1000:
 		per = 1000
 	}
-	var poster *ledger.Poster
+	// Every mode but the SQL-level ones goes through the posting module, as the API does: group
+	// commit for single postings, and the per-ledger admission limit for batches.
 	var groups, grouped atomic.Int64
-	if mode == ModeGroup {
-		poster = ledger.NewPoster(pool, ledger.PosterConfig{Observe: func(_ string, size int, _ time.Duration, _ error) {
-			groups.Add(1)
-			grouped.Add(int64(size))
-		}})
-		defer poster.Close()
-	}
+	poster := ledger.NewPoster(pool, ledger.PosterConfig{Observe: func(_ string, size int, _ time.Duration, _ error) {
+		groups.Add(1)
+		grouped.Add(int64(size))
+	}})
+	defer poster.Close()
 	var (
 		mu        sync.Mutex
 		latencies []time.Duration
@@ -291,7 +290,7 @@ func call(ctx context.Context, pool *pgxpool.Pool, poster *ledger.Poster, mode M
 		}
 		return 0, nil
 	default:
-		res, err := ledger.PostBatch(ctx, pool, ledgerID, batch, false)
+		res, err := poster.PostBatch(ctx, ledgerID, batch, false)
 		if err != nil {
 			return 0, err
 		}

@@ -17,8 +17,8 @@ type PosterConfig struct {
 	// leaves as soon as a flusher is free; under load the queue fills while the previous batch
 	// commits, so batches grow by themselves and an idle server adds no latency).
 	MaxDelay time.Duration
-	// Flushers is the number of batches per ledger in flight at once (default 2: one parses while
-	// the other holds the ledger head).
+	// Flushers is the number of posting transactions per ledger in flight at once, group commits
+	// and PostBatch calls together (default 2: one parses while the other holds the ledger head).
 	Flushers int
 	// Timeout bounds one batch's database call (default 30s).
 	Timeout time.Duration
@@ -40,10 +40,19 @@ type Poster struct {
 	// mu guards queues and closed. Post holds it shared while it hands a posting over, Close
 	// exclusively while it shuts down, so no posting can be queued after the flushers' last drain.
 	mu     sync.RWMutex
-	queues map[string]chan *postRequest
+	queues map[string]*ledgerQueue
 	closed bool
 	done   chan struct{} // closed by Close: flushers drain their queue and stop
 	wg     sync.WaitGroup
+}
+
+// ledgerQueue is one ledger's group-commit queue and its admission slots: at most Flushers
+// posting transactions per ledger are in flight from this process (group commits and direct
+// batches together). The ledger head serialises them in the database anyway; more would only wait
+// there, each holding a snapshot that keeps vacuum from pruning the account rows they all update.
+type ledgerQueue struct {
+	q     chan *postRequest
+	slots chan struct{}
 }
 
 type postRequest struct {
@@ -68,7 +77,7 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	return &Poster{db: db, cfg: cfg, queues: make(map[string]chan *postRequest), done: make(chan struct{})}
+	return &Poster{db: db, cfg: cfg, queues: make(map[string]*ledgerQueue), done: make(chan struct{})}
 }
 
 // Post posts one entry. A rejection is a Result with its code (Result.Err); an error means the
@@ -88,28 +97,9 @@ func (p *Poster) Post(ctx context.Context, ledgerID string, e EntryInput) (Resul
 }
 
 func (p *Poster) enqueue(ctx context.Context, ledgerID string, req *postRequest) error {
-	p.mu.RLock()
-	q, ok := p.queues[ledgerID]
-	closed := p.closed
-	p.mu.RUnlock()
-	if closed {
-		return ErrPosterClosed
-	}
-	if !ok {
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			return ErrPosterClosed
-		}
-		if q, ok = p.queues[ledgerID]; !ok {
-			q = make(chan *postRequest, 4*p.cfg.MaxBatch)
-			p.queues[ledgerID] = q
-			for i := 0; i < p.cfg.Flushers; i++ {
-				p.wg.Add(1)
-				go p.flush(ledgerID, q)
-			}
-		}
-		p.mu.Unlock()
+	lq, err := p.ledger(ledgerID)
+	if err != nil {
+		return err
 	}
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -117,11 +107,55 @@ func (p *Poster) enqueue(ctx context.Context, ledgerID string, req *postRequest)
 		return ErrPosterClosed
 	}
 	select {
-	case q <- req:
+	case lq.q <- req:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// ledger returns the ledger's queue, starting its flushers on first use.
+func (p *Poster) ledger(ledgerID string) (*ledgerQueue, error) {
+	p.mu.RLock()
+	lq, ok := p.queues[ledgerID]
+	closed := p.closed
+	p.mu.RUnlock()
+	if closed {
+		return nil, ErrPosterClosed
+	}
+	if ok {
+		return lq, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrPosterClosed
+	}
+	if lq, ok = p.queues[ledgerID]; !ok {
+		lq = &ledgerQueue{q: make(chan *postRequest, 4*p.cfg.MaxBatch), slots: make(chan struct{}, p.cfg.Flushers)}
+		p.queues[ledgerID] = lq
+		for i := 0; i < p.cfg.Flushers; i++ {
+			p.wg.Add(1)
+			go p.flush(ledgerID, lq)
+		}
+	}
+	return lq, nil
+}
+
+// PostBatch posts a whole batch (see the package function PostBatch) within the ledger's
+// admission limit shared with group commit.
+func (p *Poster) PostBatch(ctx context.Context, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
+	lq, err := p.ledger(ledgerID)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case lq.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-lq.slots }()
+	return PostBatch(ctx, p.db, ledgerID, entries, atomic)
 }
 
 // Close stops accepting postings, lets the queued ones finish and waits for the flushers.
@@ -135,7 +169,8 @@ func (p *Poster) Close() {
 	p.wg.Wait()
 }
 
-func (p *Poster) flush(ledgerID string, q chan *postRequest) {
+func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
+	q := lq.q
 	defer p.wg.Done()
 	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
 	for {
@@ -152,12 +187,12 @@ func (p *Poster) flush(ledgerID string, q chan *postRequest) {
 				}
 				batch = append(batch[:0], first)
 				batch = p.gather(q, batch)
-				p.run(ledgerID, batch)
+				p.run(ledgerID, lq, batch)
 			}
 		}
 		batch = append(batch[:0], first)
 		batch = p.gather(q, batch)
-		p.run(ledgerID, batch)
+		p.run(ledgerID, lq, batch)
 	}
 }
 
@@ -188,7 +223,7 @@ func (p *Poster) gather(q chan *postRequest, batch []*postRequest) []*postReques
 	return batch
 }
 
-func (p *Poster) run(ledgerID string, batch []*postRequest) {
+func (p *Poster) run(ledgerID string, lq *ledgerQueue, batch []*postRequest) {
 	// Postings whose caller already gave up are not sent: nobody would learn their outcome.
 	live := batch[:0]
 	for _, r := range batch {
@@ -205,6 +240,8 @@ func (p *Poster) run(ledgerID string, batch []*postRequest) {
 	for i, r := range live {
 		entries[i] = r.entry
 	}
+	lq.slots <- struct{}{}
+	defer func() { <-lq.slots }()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
 	start := time.Now()
 	results, err := PostBatch(ctx, p.db, ledgerID, entries, false)

@@ -1,0 +1,309 @@
+package scb
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envSpellings are the variable-name spellings of id, most literal first: as written
+// ("SCB-1", which only env(1) or a process manager can set), shell-safe ("SCB_1") and shell-safe
+// upper case.
+func envSpellings(id string) []string {
+	var out []string
+	for _, s := range []string{id, EnvName(id), strings.ToUpper(EnvName(id))} {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ConfigFromEnv reads SCB_<ID>_API_URL, SCB_<ID>_API_KEY and SCB_<ID>_TIMEOUT (a Go duration or
+// seconds) for each of ids, with <ID> spelled as in envSpellings. environ is os.Environ()'s
+// shape. It takes the ids because the shell-safe spelling cannot be mapped back to an id
+// ("SCB_1" may be "SCB-1" or "SCB_1"). Only ids with at least one variable set are in the result;
+// the configs are not validated (the file may supply the rest, see Load). Two spellings set to
+// different values are an error, because guessing which one the operator meant is unsafe.
+func ConfigFromEnv(environ []string, ids []string) (map[string]Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	owner := map[string]string{} // variable name -> id, to catch ids that share a spelling
+	out := map[string]Config{}
+	for _, id := range ids {
+		c, found := Config{ID: id}, false
+		for _, field := range []string{"API_URL", "API_KEY", "TIMEOUT"} {
+			name, val, err := lookupEnv(env, id, field)
+			if err != nil {
+				return nil, err
+			}
+			if name == "" {
+				continue
+			}
+			if other, ok := owner[name]; ok && other != id {
+				return nil, fmt.Errorf("SCBs %s and %s both read %s: set the variables with the ids as written", other, id, name)
+			}
+			owner[name] = id
+			found = true
+			switch field {
+			case "API_URL":
+				c.BaseURL = val
+			case "API_KEY":
+				c.APIKey = val
+			case "TIMEOUT":
+				d, err := parseTimeout(val)
+				if err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				c.Timeout = d
+			}
+		}
+		if found {
+			out[id] = c
+		}
+	}
+	return out, nil
+}
+
+// lookupEnv finds SCB_<spelling>_<field>; name is "" when none is set.
+func lookupEnv(env map[string]string, id, field string) (name, val string, err error) {
+	for _, sp := range envSpellings(id) {
+		n := "SCB_" + sp + "_" + field
+		v, ok := env[n]
+		if !ok {
+			continue
+		}
+		if name != "" && v != val {
+			// Never print the values: one of them may be a key.
+			return "", "", fmt.Errorf("SCB %s: %s and %s are both set, to different values", id, name, n)
+		}
+		if name == "" {
+			name, val = n, v
+		}
+	}
+	return name, val, nil
+}
+
+func parseTimeout(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if secs, err := strconv.ParseFloat(s, 64); err == nil {
+		if secs < 0 {
+			return 0, fmt.Errorf("timeout %q is negative", s)
+		}
+		return time.Duration(secs * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("timeout %q is not a duration such as 10s", s)
+	}
+	return d, nil
+}
+
+// fileConfig is one SCB in the config file.
+type fileConfig struct {
+	URL        string          `json:"url"`
+	APIKey     string          `json:"api_key"`
+	APIKeyFile string          `json:"api_key_file"` // a file holding the key (e.g. a systemd credential)
+	Timeout    json.RawMessage `json:"timeout"`      // "10s" or 10
+}
+
+// LoadConfigFile reads SCB configs from path, keyed by id as written in the file. Two formats:
+//
+//	{"scbs": {"SCB-1": {"url": "https://...", "api_key": "...", "timeout": "10s"}}}
+//
+// (api_key_file instead of api_key reads the key from a file, relative paths from path's
+// folder), or the simple format: lines of SCB_<ID>_API_URL=..., SCB_<ID>_API_KEY=...,
+// SCB_<ID>_TIMEOUT=..., with # comments and optional quotes, as in an environment file. Unknown
+// JSON fields are an error, so that a misspelt field does not silently drop a setting.
+func LoadConfigFile(path string) (map[string]Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("SCB config file: %w", err)
+	}
+	var out map[string]Config
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
+		out, err = parseJSONConfig(data, path)
+	} else {
+		out, err = parseSimpleConfig(data)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("SCB config file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+func parseJSONConfig(data []byte, path string) (map[string]Config, error) {
+	var doc struct {
+		SCBs map[string]fileConfig `json:"scbs"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
+	}
+	out := make(map[string]Config, len(doc.SCBs))
+	for id, fc := range doc.SCBs {
+		c := Config{ID: id, BaseURL: fc.URL, APIKey: fc.APIKey}
+		if fc.APIKeyFile != "" {
+			if c.APIKey != "" {
+				return nil, fmt.Errorf("SCB %s: set api_key or api_key_file, not both", id)
+			}
+			kp := fc.APIKeyFile
+			if !filepath.IsAbs(kp) {
+				kp = filepath.Join(filepath.Dir(path), kp)
+			}
+			b, err := os.ReadFile(kp)
+			if err != nil {
+				return nil, fmt.Errorf("SCB %s: api_key_file: %w", id, err)
+			}
+			c.APIKey = strings.TrimSpace(string(b))
+		}
+		if len(fc.Timeout) > 0 && string(fc.Timeout) != "null" {
+			var s string
+			if json.Unmarshal(fc.Timeout, &s) != nil {
+				s = string(fc.Timeout)
+			}
+			d, err := parseTimeout(s)
+			if err != nil {
+				return nil, fmt.Errorf("SCB %s: %w", id, err)
+			}
+			c.Timeout = d
+		}
+		out[id] = c
+	}
+	return out, nil
+}
+
+func parseSimpleConfig(data []byte) (map[string]Config, error) {
+	out := map[string]Config{}
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		line = strings.TrimPrefix(line, "export ")
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("line %d: expected NAME=VALUE", n+1)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = v[1 : len(v)-1]
+		}
+		id, field, ok := splitVarName(k)
+		if !ok {
+			return nil, fmt.Errorf("line %d: %s is not SCB_<ID>_API_URL, _API_KEY or _TIMEOUT", n+1, k)
+		}
+		c := out[id]
+		c.ID = id
+		switch field {
+		case "API_URL":
+			c.BaseURL = v
+		case "API_KEY":
+			c.APIKey = v
+		case "TIMEOUT":
+			d, err := parseTimeout(v)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", n+1, err)
+			}
+			c.Timeout = d
+		}
+		out[id] = c
+	}
+	return out, nil
+}
+
+func splitVarName(k string) (id, field string, ok bool) {
+	if !strings.HasPrefix(k, "SCB_") {
+		return "", "", false
+	}
+	for _, f := range []string{"API_URL", "API_KEY", "TIMEOUT"} {
+		if rest, found := strings.CutSuffix(k[4:], "_"+f); found && rest != "" {
+			return rest, f, true
+		}
+	}
+	return "", "", false
+}
+
+// Load resolves the configs of the SCBs ids: the config file at path (none if path is ""), then
+// the environment (environ, os.Environ()'s shape) overriding it field by field. A file entry
+// matches an id as written or in its shell-safe spelling. Every id with any setting must be
+// complete and valid; ids with none are left out of the result, and the caller decides whether
+// that is an error (a registered bank we do not deliver to yet) or not.
+func Load(environ []string, ids []string, path string) (map[string]Config, error) {
+	file := map[string]Config{}
+	if path != "" {
+		var err error
+		if file, err = LoadConfigFile(path); err != nil {
+			return nil, err
+		}
+	}
+	env, err := ConfigFromEnv(environ, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Config{}
+	var errs []error
+	for _, id := range ids {
+		c, inFile, err := matchFile(file, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		e, inEnv := env[id]
+		if !inFile && !inEnv {
+			continue
+		}
+		c.ID = id
+		if e.BaseURL != "" {
+			c.BaseURL = e.BaseURL
+		}
+		if e.APIKey != "" {
+			c.APIKey = e.APIKey
+		}
+		if e.Timeout != 0 {
+			c.Timeout = e.Timeout
+		}
+		if c.Timeout == 0 {
+			c.Timeout = DefaultTimeout
+		}
+		if err := c.Validate(); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[id] = c
+	}
+	return out, errors.Join(errs...)
+}
+
+func matchFile(file map[string]Config, id string) (Config, bool, error) {
+	if c, ok := file[id]; ok {
+		return c, true, nil
+	}
+	var hits []string
+	for k := range file {
+		if EnvName(k) == EnvName(id) || strings.EqualFold(EnvName(k), EnvName(id)) {
+			hits = append(hits, k)
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return Config{}, false, nil
+	case 1:
+		return file[hits[0]], true, nil
+	}
+	sort.Strings(hits)
+	return Config{}, false, fmt.Errorf("SCB %s: the config file has several matching entries: %s", id, strings.Join(hits, ", "))
+}

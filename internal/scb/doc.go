@@ -1,0 +1,16 @@
+// Package scb is the client of a member bank's own ledger API (an SCB, DESIGN §5): the outbox
+// worker posts each committed entry with POST /v1/entries under the Idempotency-Key
+// "<ledger_id>:<reference_id>", polls GET /v1/entries/{reference_id} until the SCB reports FINAL,
+// and reconciliation pages through GET /v1/entries?since=&limit=.
+//
+// Every failure is a *DeliveryError that says whether a retry can help (Retryable) and how long
+// the SCB asked us to wait (RetryAfter). Because the SCB deduplicates by the idempotency key, a
+// retry of a request whose answer was lost (timeout, connection dropped after the SCB committed)
+// is always safe: it is answered with the stored result and posts nothing twice.
+//
+// API keys never appear in errors, in String/GoString/LogValue/JSON output of a Config, or in
+// logs: they travel only in the Authorization header, and any text an SCB sends back is scrubbed
+// of the key before it becomes part of an error.
+//
+// The simulator that serves this API for tests and the demo is the sub-package sim.
+package scb
