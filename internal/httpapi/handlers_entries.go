@@ -50,7 +50,8 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// postBatch posts a client's batch in one transaction (ledger.PostBatch), atomic or not.
+// postBatch posts a client's batch in one transaction (within the per-ledger admission limit
+// shared with group commit), atomic or not.
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 	ledgerID := r.PathValue("ledger_id")
 	data, err := readBody(r.Body)
@@ -66,7 +67,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	start := time.Now()
-	results, err := ledger.PostBatch(r.Context(), s.pool, ledgerID, entries, atomic)
+	results, err := s.poster.PostBatch(r.Context(), ledgerID, entries, atomic)
 	took := time.Since(start)
 	if err != nil {
 		err = clientError(err)

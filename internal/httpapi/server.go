@@ -4,7 +4,7 @@
 //
 // One route table (routes.go) builds both the ServeMux and the OpenAPI document; request and
 // response schemas are derived from the Go types by reflection. Single-entry postings go through
-// one ledger.Poster per server (group commit, DESIGN §6); batches call ledger.PostBatch. The
+// one ledger.Poster per server (group commit, DESIGN §6), which batches also go through. The
 // database validates every posting; this package decodes strictly, maps the stable error codes
 // of internal/ledger to HTTP statuses and never shows SQL text to clients.
 package httpapi
