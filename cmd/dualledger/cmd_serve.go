@@ -16,6 +16,8 @@ func newServeCmd(a *app) *cobra.Command {
 	var (
 		addr         string
 		role         string
+		withWorker   bool
+		wopts        workerOptions
 		poolSize     int32
 		maxBody      = httpapi.ByteSize(httpapi.DefaultMaxBody)
 		maxBatchBody = httpapi.ByteSize(httpapi.DefaultMaxBatchBody)
@@ -40,7 +42,9 @@ Single-entry postings from concurrent clients are committed together per ledger 
 --group-commit-delay lets the first posting of a batch wait for company (default 0: batches grow
 by themselves under load), --group-commit-max caps a batch. The server connects as the restricted
 role dualledger_app (--db-role; "" keeps the login role), which can post only through the posting
-functions. The API is described at GET /openapi.json.`,
+functions. The API is described at GET /openapi.json. With --worker the outbox worker runs in the same
+process (see dualledger worker --help for its flags); without it, run dualledger worker
+separately.`,
 		Example: `  dualledger serve
   DUALLEDGER_ADDR=0.0.0.0:8080 dualledger serve --pool-size 32 -v
   curl -s localhost:8080/v1/ledgers -H 'Content-Type: application/json' -d '{"id":"MASTER"}'`,
@@ -60,6 +64,11 @@ functions. The API is described at GET /openapi.json.`,
 			}
 			if cfg.ShutdownTimeout <= 0 {
 				return usage("--shutdown-timeout must be positive")
+			}
+			if withWorker {
+				if err := wopts.validate(); err != nil {
+					return err
+				}
 			}
 			cfg.MaxBody = int64(maxBody)
 			cfg.MaxBatchBody = int64(maxBatchBody)
@@ -84,8 +93,14 @@ functions. The API is described at GET /openapi.json.`,
 			if err != nil {
 				return err
 			}
-			// Background tasks that share the server's lifetime register here with srv.Go; the
-			// --worker flag (in-process outbox worker) plugs in at this point.
+			if withWorker {
+				// The in-process outbox worker shares the server's lifetime and metrics.
+				w, err := wopts.newWorker(ctx, a, pool, srv.Registry())
+				if err != nil {
+					return err
+				}
+				srv.Go("outbox-worker", w.Run)
+			}
 
 			if a.jsonOut {
 				if err := a.printJSON(map[string]string{"listening": ln.Addr().String()}); err != nil {
@@ -113,5 +128,8 @@ functions. The API is described at GET /openapi.json.`,
 	f.DurationVar(&cfg.GroupCommitDelay, "group-commit-delay", 0, "how long a single posting may wait for others to share its transaction")
 	f.IntVar(&cfg.GroupCommitMax, "group-commit-max", cfg.GroupCommitMax, "most single postings in one group-commit transaction")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
+	f.StringVar(&cfg.MasterLedger, "master-ledger", "MASTER", "the ledger of GSS settlements (POST /v1/settlements)")
+	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
+	wopts.bind(f)
 	return cmd
 }

@@ -138,6 +138,10 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newDemoCmd(a),
 		newBenchCmd(a),
 		newScbSimCmd(a),
+		newWorkerCmd(a),
+		newOutboxCmd(a),
+		newSettleCmd(a),
+		newSettlementsCmd(a),
 	)
 	return root
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/settlement"
 )
 
 // Codes that only the HTTP layer produces; every other code comes from internal/ledger.
@@ -28,12 +29,14 @@ func statusOf(code string) int {
 	case ledger.CodeInvalidRequest, ledger.CodeInvalidAmount, ledger.CodeUnknownCurrency,
 		ledger.CodeInvalidAssetType, ledger.CodeSameAccount:
 		return http.StatusBadRequest
-	case ledger.CodeUnknownLedger, ledger.CodeUnknownAccount, ledger.CodeUnknownEntry, ledger.CodeNotFound:
+	case ledger.CodeUnknownLedger, ledger.CodeUnknownAccount, ledger.CodeUnknownEntry, ledger.CodeNotFound,
+		settlement.CodeUnknownBank:
 		return http.StatusNotFound
 	case ledger.CodeReferenceConflict, ledger.CodeLedgerExists, ledger.CodeAccountExists, ledger.CodeBankExists:
 		return http.StatusConflict
 	case ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive,
-		ledger.CodeNotApplied, CodeBatchRejected:
+		ledger.CodeNotApplied, CodeBatchRejected, settlement.CodeSettlementAccountNotFound,
+		settlement.CodeAmbiguousSettlementAccount:
 		return http.StatusUnprocessableEntity
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/settlement"
 )
 
 // The route table, the ServeMux built from it and the document agree: every route served is
@@ -63,7 +64,8 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	known := map[string]bool{CodeMethodNotAllowed: true, CodeUnsupportedMediaType: true, CodeBodyTooLarge: true, CodeBatchRejected: true,
 		ledger.CodeLedgerExists: true, ledger.CodeAccountExists: true, ledger.CodeBankExists: true, ledger.CodeNotFound: true,
-		ledger.CodeUnavailable: true, ledger.CodeInternal: true}
+		ledger.CodeUnavailable: true, ledger.CodeInternal: true, settlement.CodeUnknownBank: true,
+		settlement.CodeSettlementAccountNotFound: true, settlement.CodeAmbiguousSettlementAccount: true}
 	for _, c := range resultCodes {
 		known[c] = true
 	}

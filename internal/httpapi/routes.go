@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/settlement"
 )
 
 // handlerFunc is an endpoint: it writes a success response itself, or returns an error that the
@@ -192,6 +193,32 @@ func (s *Server) routes() []route {
 				ok(http.StatusCreated, ledger.Bank{}, "The registered bank."),
 				fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
 				fail(http.StatusConflict, ledger.CodeBankExists),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/settlements", id: "settle", tag: "settlements",
+			summary: "Post a GSS settlement between two member banks on the master ledger (DBIS-first)",
+			description: "Posts on the master ledger from the source bank's settlement account (its account there for the " +
+				"currency and asset type) to the destination's, writes one outbox row per SCB in the same transaction and " +
+				"answers 202 at once with status DBIS_COMMITTED, without waiting for any SCB. The worker mirrors the entry " +
+				"to both SCBs; GET /v1/settlements/{reference_id} shows their sync status and SETTLED once all are FINALIZED. " +
+				"Idempotent by reference_id: a retry answers 200 with \"replayed\": true and the current status.",
+			body: settlement.Request{}, handle: s.postSettlement,
+			responses: append([]response{
+				ok(http.StatusAccepted, settlement.Settlement{}, "Committed on the master ledger (DBIS_COMMITTED); the SCBs follow."),
+				ok(http.StatusOK, settlement.Settlement{}, "Posted before with the same content (replayed)."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, settlement.CodeUnknownBank),
+				fail(http.StatusUnprocessableEntity, ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive,
+					settlement.CodeSettlementAccountNotFound, settlement.CodeAmbiguousSettlementAccount),
+			}, postErrs[0], postErrs[2]),
+		},
+		{
+			method: http.MethodGet, path: "/v1/settlements/{reference_id}", id: "getSettlement", tag: "settlements",
+			summary: "A settlement's entry and each SCB's sync status; SETTLED once every outbox row is FINALIZED",
+			handle:  s.getSettlement,
+			responses: []response{
+				ok(http.StatusOK, settlement.Settlement{}, "The settlement."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeNotFound),
 			},
 		},
 		{

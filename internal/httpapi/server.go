@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/outbox"
+	"dualledger/internal/settlement"
 )
 
 // Defaults of Config.
@@ -52,6 +54,7 @@ type Config struct {
 	ShutdownTimeout  time.Duration // how long Serve lets in-flight requests finish
 	RequestTimeout   time.Duration // bound on one request's work (database calls included)
 	Version          string        // shown in the OpenAPI document
+	MasterLedger     string        // the ledger of GSS settlements (default MASTER)
 	Logger           *slog.Logger
 }
 
@@ -86,6 +89,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Version == "" {
 		c.Version = "dev"
 	}
+	if c.MasterLedger == "" {
+		c.MasterLedger = "MASTER"
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -99,6 +105,7 @@ type Server struct {
 	cfg     Config
 	pool    *pgxpool.Pool
 	poster  *ledger.Poster
+	settle  *settlement.Service
 	log     *slog.Logger
 	metrics *metrics
 	handler http.Handler
@@ -132,6 +139,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Server, error) {
 		MaxDelay: cfg.GroupCommitDelay,
 		Observe:  s.metrics.groupCommit,
 	})
+	s.settle = settlement.New(pool, cfg.MasterLedger, s.poster.Post)
+	// The outbox as the database sees it (depth, sync lag), on every scrape, worker or not.
+	s.metrics.reg.MustRegister(outbox.NewCollector(pool))
 	routes := s.routes()
 	doc, err := buildOpenAPI(routes, cfg.Version)
 	if err != nil {

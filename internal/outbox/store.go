@@ -40,6 +40,7 @@ type Row struct {
 	Attempts     int // including the current one
 	AttemptsBase int
 	Status       string
+	CreatedAt    time.Time
 	Entry        EntryData
 }
 
@@ -65,13 +66,13 @@ type Store struct {
 // NewStore returns a store on db.
 func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
 
-const rowColumns = `o.id, o.ledger_id, o.entry_seq, o.reference_id, o.scb_id, o.attempts, o.attempts_base, o.status,
+const rowColumns = `o.id, o.ledger_id, o.entry_seq, o.reference_id, o.scb_id, o.attempts, o.attempts_base, o.status, o.created_at,
 	e.id, e.debit_account_id, e.credit_account_id, trim_scale(e.amount)::text, e.currency_code, e.asset_type,
 	e.transaction_type, encode(e.block_hash, 'hex'), e.timestamp_utc`
 
 func scanRow(r pgx.CollectableRow) (Row, error) {
 	var x Row
-	err := r.Scan(&x.ID, &x.LedgerID, &x.EntrySeq, &x.ReferenceID, &x.ScbID, &x.Attempts, &x.AttemptsBase, &x.Status,
+	err := r.Scan(&x.ID, &x.LedgerID, &x.EntrySeq, &x.ReferenceID, &x.ScbID, &x.Attempts, &x.AttemptsBase, &x.Status, &x.CreatedAt,
 		&x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
 		&x.Entry.AssetType, &x.Entry.TransactionType, &x.Entry.BlockHash, &x.Entry.TimestampUTC)
 	x.Entry.TimestampUTC = x.Entry.TimestampUTC.UTC()

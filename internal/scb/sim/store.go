@@ -62,7 +62,13 @@ type store struct {
 
 // openStore loads (or creates) the log in dir for SCB id and starts the committer.
 func openStore(dir, id string) (*store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// Parents are created searchable (0755): the simulator's default dir is under ./.dualledger,
+	// which the embedded PostgreSQL (run as the postgres user when we are root) must traverse.
+	// The data dir itself stays private.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	lock, err := lockDir(dir)

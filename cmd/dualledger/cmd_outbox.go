@@ -1,0 +1,453 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"dualledger/internal/ledger"
+	"dualledger/internal/outbox"
+	"dualledger/internal/settlement"
+)
+
+// workerOptions are the outbox worker's flags, shared by `worker` and `serve --worker`.
+type workerOptions struct {
+	cfg        outbox.Config
+	scbConfig  string
+	scbTimeout time.Duration
+}
+
+func (o *workerOptions) bind(f *pflag.FlagSet) {
+	f.DurationVar(&o.cfg.Lease, "lease", 30*time.Second, "how long a claimed row belongs to this worker; an expired lease returns it to QUEUED")
+	f.DurationVar(&o.cfg.Backoff.Base, "backoff-base", time.Second, "first retry delay (exponential, full jitter)")
+	f.DurationVar(&o.cfg.Backoff.Cap, "backoff-cap", 5*time.Minute, "largest retry delay")
+	f.IntVar(&o.cfg.MaxAttempts, "max-attempts", 10, "attempts before a retryable failure becomes FAILED")
+	f.IntVar(&o.cfg.Concurrency, "concurrency", 8, "deliveries and polls in flight per SCB")
+	f.DurationVar(&o.cfg.PollEvery, "poll-every", 2*time.Second, "how often a SENT/ACKED row asks its SCB whether it is FINAL")
+	f.DurationVar(&o.cfg.Grace, "grace", 10*time.Second, "on SIGTERM, how long in-flight deliveries may finish before they are released")
+	f.StringVar(&o.cfg.WorkerID, "worker-id", "", "worker id recorded in leases and attempts (default host:pid)")
+	f.StringVar(&o.scbConfig, "scb-config", os.Getenv("DUALLEDGER_SCB_CONFIG"), "SCB config file (JSON or SCB_<ID>_API_URL=... lines); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
+	f.DurationVar(&o.scbTimeout, "scb-timeout", 10*time.Second, "timeout of one request to an SCB (keep it well below --lease)")
+}
+
+func (o *workerOptions) validate() error {
+	switch {
+	case o.cfg.Lease < time.Second:
+		return usage("--lease must be at least 1s")
+	case o.scbTimeout <= 0 || o.scbTimeout >= o.cfg.Lease:
+		return usage("--scb-timeout must be positive and shorter than --lease (%s)", o.cfg.Lease)
+	case o.cfg.Backoff.Base <= 0 || o.cfg.Backoff.Cap < o.cfg.Backoff.Base:
+		return usage("--backoff-base must be positive and --backoff-cap at least as large")
+	case o.cfg.MaxAttempts < 1:
+		return usage("--max-attempts must be at least 1")
+	case o.cfg.Concurrency < 1 || o.cfg.Concurrency > 1024:
+		return usage("--concurrency must be from 1 to 1024")
+	}
+	if o.cfg.WorkerID == "" {
+		host, _ := os.Hostname()
+		o.cfg.WorkerID = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	return nil
+}
+
+// newWorker builds a worker on pool with its SCB clients and metrics on reg.
+func (o *workerOptions) newWorker(ctx context.Context, a *app, pool *pgxpool.Pool, reg prometheus.Registerer) (*outbox.Worker, error) {
+	clients, err := outbox.NewClients(ctx, pool, os.Environ(), o.scbConfig, o.scbTimeout, a.logger)
+	if err != nil {
+		return nil, &exitError{code: exitInfra, err: err}
+	}
+	cfg := o.cfg
+	cfg.Logger = a.logger
+	cfg.Metrics = outbox.NewMetrics(reg)
+	return outbox.NewWorker(outbox.NewStore(pool), clients.Resolve, cfg), nil
+}
+
+func newWorkerCmd(a *app) *cobra.Command {
+	var (
+		o           workerOptions
+		role        string
+		metricsAddr string
+	)
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Deliver the dual-ledger outbox to the member banks' ledgers (SCBs) until SIGTERM",
+		Long: `Claims due outbox rows (FOR UPDATE SKIP LOCKED, with a lease), delivers each to its SCB
+(POST /v1/entries with Idempotency-Key <ledger_id>:<reference_id>), records every attempt, retries
+retryable failures with exponential backoff and full jitter (Retry-After honoured), moves
+permanent failures and exhausted rows to FAILED, returns rows of dead workers (expired leases) to
+QUEUED, and polls SENT/ACKED rows until the SCB says FINAL. Any number of workers may run at
+once. On SIGTERM it stops claiming, lets in-flight deliveries finish (--grace) and returns the
+rest to QUEUED.
+
+SCBs are the registered banks (dualledger banks register); each needs SCB_<ID>_API_URL and
+SCB_<ID>_API_KEY (the id as written, e.g. SCB-1, or with '-' replaced by '_': SCB_SCB_1_API_URL),
+or an entry in --scb-config.`,
+		Example: `  SCB_SCB_1_API_URL=http://127.0.0.1:9001 SCB_SCB_1_API_KEY=k1 dualledger worker --metrics-addr 127.0.0.1:9464`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: int32(4 + 2*o.cfg.Concurrency)})
+			if err != nil {
+				return err
+			}
+			defer release()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+				outbox.NewCollector(pool))
+			w, err := o.newWorker(ctx, a, pool, reg)
+			if err != nil {
+				return err
+			}
+			if metricsAddr != "" {
+				ln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return &exitError{code: exitInfra, err: fmt.Errorf("listen on %s: %w", metricsAddr, err)}
+				}
+				mux := http.NewServeMux()
+				mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, `{"status":"ok"}`) })
+				srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+				go func() { _ = srv.Serve(ln) }()
+				defer srv.Close()
+				fmt.Fprintf(a.errOut, "dualledger worker: metrics on http://%s/metrics\n", ln.Addr())
+			}
+			fmt.Fprintf(a.errOut, "dualledger worker %s: delivering (SIGTERM or Ctrl-C to stop)\n", o.cfg.WorkerID)
+			if err := w.Run(ctx); err != nil {
+				return &exitError{code: exitInfra, err: err}
+			}
+			fmt.Fprintln(a.errOut, "dualledger worker: stopped")
+			return nil
+		},
+	}
+	o.bind(cmd.Flags())
+	cmd.Flags().StringVar(&role, "db-role", "dualledger_app", `database role to SET ROLE to after connecting ("" = the login role)`)
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on HOST:PORT (off by default)")
+	return cmd
+}
+
+func newOutboxCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "outbox",
+		Short: "Inspect and repair the dual-ledger outbox (status, list, requeue)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(newOutboxStatusCmd(a), newOutboxListCmd(a), newOutboxRequeueCmd(a))
+	return cmd
+}
+
+func newOutboxStatusCmd(a *app) *cobra.Command {
+	var failOver struct {
+		queued int64
+		failed int64
+		lag    time.Duration
+	}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Outbox depth by status and SCB, oldest queued age, failures, delivery time, DBIS_COMMITTED vs SETTLED",
+		Long: `The seed's monitor-outbox: rows by status per SCB, the age of the oldest QUEUED row, the
+sync lag (age of the oldest row not FINALIZED), the average time from commit to FINAL over the
+last hour, and how many entries are DBIS_COMMITTED (some SCB not FINAL yet) or SETTLED.
+With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			rep, err := outbox.NewStore(pool).Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var alerts []string
+			if failOver.queued > 0 && rep.Total.ByStatus[outbox.Queued] > failOver.queued {
+				alerts = append(alerts, fmt.Sprintf("%d QUEUED > %d", rep.Total.ByStatus[outbox.Queued], failOver.queued))
+			}
+			if failOver.failed > 0 && rep.Total.ByStatus[outbox.Failed] > failOver.failed {
+				alerts = append(alerts, fmt.Sprintf("%d FAILED > %d", rep.Total.ByStatus[outbox.Failed], failOver.failed))
+			}
+			if failOver.lag > 0 && rep.SyncLagSeconds > failOver.lag.Seconds() {
+				alerts = append(alerts, fmt.Sprintf("sync lag %.0fs > %s", rep.SyncLagSeconds, failOver.lag))
+			}
+			if a.jsonOut {
+				if err := a.printJSON(map[string]any{"report": rep, "alerts": alerts}); err != nil {
+					return err
+				}
+			} else {
+				printOutboxReport(a, rep)
+				for _, al := range alerts {
+					fmt.Fprintln(a.out, "ALERT:", al)
+				}
+			}
+			if len(alerts) > 0 {
+				return findings("outbox: %s", strings.Join(alerts, "; "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&failOver.queued, "alert-queued", 0, "exit 1 if more rows than this are QUEUED (the seed's threshold: 100)")
+	cmd.Flags().Int64Var(&failOver.failed, "alert-failed", 0, "exit 1 if more rows than this are FAILED (the seed's threshold: 10)")
+	cmd.Flags().DurationVar(&failOver.lag, "alert-lag", 0, "exit 1 if the sync lag is longer than this")
+	return cmd
+}
+
+func printOutboxReport(a *app, rep outbox.Report) {
+	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SCB\tQUEUED\tPROCESSING\tSENT\tACKED\tFINALIZED\tFAILED\tOLDEST QUEUED\tSYNC LAG\tAVG DELIVERY (1h)\t")
+	line := func(s outbox.ScbStatus) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", s.ScbID, s.ByStatus[outbox.Queued], s.ByStatus[outbox.Processing],
+			s.ByStatus[outbox.Sent], s.ByStatus[outbox.Acked], s.ByStatus[outbox.Finalized], s.ByStatus[outbox.Failed],
+			secs(s.OldestQueuedAgeSec), secs(s.OldestUnfinalized), secs(s.AvgDeliverySec))
+	}
+	for _, s := range rep.Scbs {
+		line(s)
+	}
+	if len(rep.Scbs) != 1 {
+		line(rep.Total)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(a.out, "entries: %d DBIS_COMMITTED (waiting for an SCB), %d SETTLED\n", rep.DBISCommitted, rep.Settled)
+}
+
+func secs(s float64) string {
+	if s == 0 {
+		return "-"
+	}
+	return (time.Duration(s * float64(time.Second))).Round(time.Millisecond).String()
+}
+
+func newOutboxListCmd(a *app) *cobra.Command {
+	var (
+		status, scbID string
+		limit         int
+	)
+	cmd := &cobra.Command{
+		Use:     "list",
+		Short:   "List outbox rows (e.g. --status FAILED), with attempts and the last error",
+		Example: `  dualledger outbox list --status FAILED --scb SCB-1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			status = strings.ToUpper(status)
+			if status != "" && !contains(outbox.Statuses, status) {
+				return usage("--status %q is not one of %s", status, strings.Join(outbox.Statuses, ", "))
+			}
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			rows, err := outbox.NewStore(pool).List(cmd.Context(), status, scbID, limit)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(rows)
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSCB\tSTATUS\tLEDGER\tREFERENCE\tATTEMPTS\tLAST CODE\tLAST ERROR / FAILURE")
+			for _, r := range rows {
+				msg := ""
+				if r.FailureReason != nil {
+					msg = *r.FailureReason
+				} else if r.LastError != nil {
+					msg = *r.LastError
+				}
+				code := "-"
+				if r.LastStatus != nil {
+					code = fmt.Sprint(*r.LastStatus)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.ScbID, r.Status, r.LedgerID, r.ReferenceID, r.Attempts, code, msg)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&status, "status", "", "only rows with this status")
+	cmd.Flags().StringVar(&scbID, "scb", "", "only rows of this SCB")
+	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many rows")
+	return cmd
+}
+
+func newOutboxRequeueCmd(a *app) *cobra.Command {
+	var (
+		id        int64
+		allFailed bool
+		scbID     string
+	)
+	cmd := &cobra.Command{
+		Use:   "requeue (--id N | --all-failed [--scb ID])",
+		Short: "Return FAILED rows to QUEUED with a fresh attempt budget (after fixing the cause)",
+		Long: `Moves FAILED rows back to QUEUED, due now, with a fresh budget of --max-attempts, and records
+the requeue in the row's attempts. Fix the cause first (the SCB's key or URL, the SCB's data):
+docs/runbooks/stuck-outbox.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (id == 0) == !allFailed {
+				return usage("give exactly one of --id N or --all-failed")
+			}
+			if scbID != "" && !allFailed {
+				return usage("--scb goes with --all-failed")
+			}
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			user := os.Getenv("USER")
+			if user == "" {
+				user = "operator"
+			}
+			n, err := outbox.NewStore(pool).Requeue(cmd.Context(), "cli:"+user, id, allFailed, scbID)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]int64{"requeued": n})
+			}
+			fmt.Fprintf(a.out, "%d row(s) requeued\n", n)
+			if n == 0 && id != 0 {
+				return findings("row %d is not FAILED (see dualledger outbox list)", id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&id, "id", 0, "the outbox row to requeue")
+	cmd.Flags().BoolVar(&allFailed, "all-failed", false, "requeue every FAILED row")
+	cmd.Flags().StringVar(&scbID, "scb", "", "with --all-failed: only this SCB's rows")
+	return cmd
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func newSettleCmd(a *app) *cobra.Command {
+	var (
+		req      settlement.Request
+		ledgerID string
+	)
+	cmd := &cobra.Command{
+		Use:   "settle",
+		Short: "Post a GSS settlement between two member banks on the master ledger (DBIS-first)",
+		Long: `Posts the settlement on the master ledger from the source bank's settlement account (its
+account there for the currency and asset type) to the destination's, with one outbox row per
+SCB in the same transaction, and returns at once with status DBIS_COMMITTED. The worker mirrors
+it to both SCBs; it is SETTLED when both have it FINAL (dualledger settlements get REF).`,
+		Example: `  dualledger settle --node SSN-1 --from SCB-1 --to SCB-2 --amount 1000.00 --currency USD --ref stl-1`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			svc := settlement.New(pool, ledgerID, postOne(pool))
+			s, err := svc.Settle(cmd.Context(), req)
+			if err != nil {
+				return rejection(err)
+			}
+			if a.jsonOut {
+				return a.printJSON(s)
+			}
+			printSettlement(a, s)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.NodeID, "node", "", "settlement node id (node_id)")
+	f.StringVar(&req.SourceBankID, "from", "", "source bank (pays)")
+	f.StringVar(&req.DestinationBankID, "to", "", "destination bank (receives)")
+	f.StringVar(&req.Amount, "amount", "", "amount, a decimal string")
+	f.StringVar(&req.CurrencyCode, "currency", "", "ISO 4217 code")
+	f.StringVar(&req.AssetType, "asset-type", "fiat", "fiat, cbdc, commodity or security")
+	f.StringVar(&req.ReferenceID, "ref", "", "reference id (idempotency key)")
+	f.StringVar(&ledgerID, "ledger", "MASTER", "the master ledger")
+	for _, r := range []string{"node", "from", "to", "amount", "currency", "ref"} {
+		_ = cmd.MarkFlagRequired(r)
+	}
+	return cmd
+}
+
+func newSettlementsCmd(a *app) *cobra.Command {
+	var ledgerID string
+	cmd := &cobra.Command{
+		Use:   "settlements",
+		Short: "Show settlements (subcommand: get)",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+	cmd.PersistentFlags().StringVar(&ledgerID, "ledger", "MASTER", "the master ledger")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "get REFERENCE_ID",
+		Short: "A settlement's entry and each SCB's sync status (DBIS_COMMITTED or SETTLED)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			s, err := settlement.New(pool, ledgerID, postOne(pool)).Get(cmd.Context(), args[0])
+			if err != nil {
+				return rejection(err)
+			}
+			if a.jsonOut {
+				return a.printJSON(s)
+			}
+			printSettlement(a, s)
+			return nil
+		},
+	})
+	return cmd
+}
+
+func printSettlement(a *app, s settlement.Settlement) {
+	e := s.Entry
+	replay := ""
+	if s.Replayed {
+		replay = " (replayed)"
+	}
+	fmt.Fprintf(a.out, "settlement %s: %s%s\n  entry %d seq %d on %s: %s %s %s -> %s, block %s\n", s.ReferenceID, s.Status, replay,
+		e.ID, e.Seq, s.LedgerID, e.Amount, e.CurrencyCode, e.DebitAccountID, e.CreditAccountID, shortHash(e.BlockHash))
+	for _, x := range s.Sync {
+		extra := ""
+		if x.LastError != nil && x.Status != outbox.Finalized {
+			extra = " — " + *x.LastError
+		}
+		fmt.Fprintf(a.out, "  %-8s %-10s attempts %d%s\n", x.ScbID, x.Status, x.Attempts, extra)
+	}
+}
+
+// postOne posts a single entry as a batch of one (CLI commands run no group commit).
+func postOne(pool *pgxpool.Pool) func(ctx context.Context, ledgerID string, e ledger.EntryInput) (ledger.Result, error) {
+	return func(ctx context.Context, ledgerID string, e ledger.EntryInput) (ledger.Result, error) {
+		res, err := ledger.PostBatch(ctx, pool, ledgerID, []ledger.EntryInput{e}, false)
+		if err != nil {
+			return ledger.Result{}, err
+		}
+		return res[0], nil
+	}
+}
+

@@ -1,0 +1,116 @@
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/scb"
+)
+
+// Clients resolves the SCB client of each registered bank from the environment
+// (SCB_<ID>_API_URL / SCB_<ID>_API_KEY) and an optional config file. The list of banks is re-read
+// when an SCB without a client is asked for (at most every refreshEvery), so a bank registered
+// while the worker runs is picked up within seconds, without a restart.
+type Clients struct {
+	db        *pgxpool.Pool
+	environ   []string
+	path      string
+	timeout   time.Duration
+	transport http.RoundTripper
+	log       *slog.Logger
+
+	mu       sync.Mutex
+	clients  map[string]*scb.Client
+	loadedAt time.Time
+}
+
+const refreshEvery = 2 * time.Second
+
+// NewClients loads the clients for the registered banks. timeout overrides the per-request
+// timeout when non-zero (it should stay well below the worker's lease).
+func NewClients(ctx context.Context, db *pgxpool.Pool, environ []string, path string, timeout time.Duration, log *slog.Logger) (*Clients, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &Clients{db: db, environ: environ, path: path, timeout: timeout, transport: scb.NewTransport(), log: log}
+	if err := c.reload(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Resolve implements Resolver.
+func (c *Clients) Resolve(id string) (SCB, bool) {
+	c.mu.Lock()
+	cl, ok := c.clients[id]
+	stale := time.Since(c.loadedAt) > refreshEvery
+	c.mu.Unlock()
+	if ok {
+		return cl, true
+	}
+	if stale {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := c.reload(ctx); err != nil {
+			c.log.Error("outbox: reload SCB configuration", "err", err)
+		}
+		c.mu.Lock()
+		cl, ok = c.clients[id]
+		c.mu.Unlock()
+	}
+	if !ok {
+		return nil, false
+	}
+	return cl, true
+}
+
+// Configured lists the SCBs that have a client.
+func (c *Clients) Configured() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.clients))
+	for id := range c.clients {
+		out = append(out, id)
+	}
+	return out
+}
+
+func (c *Clients) reload(ctx context.Context) error {
+	rows, err := c.db.Query(ctx, `SELECT id FROM banks ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("list registered banks: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list registered banks: %w", err)
+	}
+	cfgs, err := scb.Load(c.environ, ids, c.path)
+	if err != nil {
+		// A bad entry for one SCB must not stop the others: keep what loaded, report the rest.
+		c.log.Error("outbox: SCB configuration", "err", err)
+	}
+	clients := make(map[string]*scb.Client, len(cfgs))
+	for id, cfg := range cfgs {
+		if c.timeout > 0 {
+			cfg.Timeout = c.timeout
+		}
+		cl, err := scb.NewClient(cfg, c.transport)
+		if err != nil {
+			c.log.Error("outbox: SCB client", "scb", id, "err", err)
+			continue
+		}
+		clients[id] = cl
+	}
+	c.mu.Lock()
+	c.clients = clients
+	c.loadedAt = time.Now()
+	c.mu.Unlock()
+	return nil
+}

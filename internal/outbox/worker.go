@@ -1,0 +1,446 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"dualledger/internal/scb"
+)
+
+// SCB is one member bank's API as the worker uses it (*scb.Client).
+type SCB interface {
+	Post(ctx context.Context, e scb.Entry) (scb.Response, error)
+	GetInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error)
+}
+
+// Resolver finds the client of an SCB; false means the SCB is not configured (its rows wait).
+type Resolver func(scbID string) (SCB, bool)
+
+// Config of a worker.
+type Config struct {
+	WorkerID    string        // recorded as locked_by and in every attempt (default host:pid)
+	Lease       time.Duration // how long a claimed row is ours (default 30s)
+	Backoff     Backoff       // retry delays (default base 1s, cap 5m)
+	MaxAttempts int           // attempts before a retryable failure becomes FAILED (default 10)
+	Concurrency int           // deliveries and polls in flight per SCB (default 8)
+	Idle        time.Duration // pause when nothing was due (default 200ms)
+	PollEvery   time.Duration // how often a SENT/ACKED row asks the SCB for news (default 2s)
+	Grace       time.Duration // on shutdown, how long in-flight deliveries may finish (default 10s)
+	Logger      *slog.Logger
+	Metrics     *Metrics // may be nil
+}
+
+func (c *Config) defaults() {
+	if c.Lease <= 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.Backoff.Base <= 0 {
+		c.Backoff.Base = time.Second
+	}
+	if c.Backoff.Cap <= 0 {
+		c.Backoff.Cap = 5 * time.Minute
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = 10
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.Idle <= 0 {
+		c.Idle = 200 * time.Millisecond
+	}
+	if c.PollEvery <= 0 {
+		c.PollEvery = 2 * time.Second
+	}
+	if c.Grace <= 0 {
+		c.Grace = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Worker delivers the outbox. Several workers (processes) may run at once against one database:
+// claims use FOR UPDATE SKIP LOCKED and every state change is guarded by the lease, so no row is
+// ever delivered by two workers at the same time, and a dead worker's rows come back when its
+// lease expires.
+type Worker struct {
+	store   *Store
+	resolve Resolver
+	cfg     Config
+
+	mu       sync.Mutex
+	slots    map[string]chan struct{} // per SCB
+	held     map[int64]Row            // rows in PROCESSING that we hold
+	warned   map[string]bool          // unconfigured SCBs already logged
+	wakeup   chan struct{}
+	delivery sync.WaitGroup
+}
+
+// NewWorker returns a worker; Run starts it.
+func NewWorker(store *Store, resolve Resolver, cfg Config) *Worker {
+	cfg.defaults()
+	return &Worker{store: store, resolve: resolve, cfg: cfg, slots: map[string]chan struct{}{},
+		held: map[int64]Row{}, warned: map[string]bool{}, wakeup: make(chan struct{}, 1)}
+}
+
+// Run delivers until ctx ends, then stops claiming, gives in-flight deliveries Grace to finish,
+// cancels the rest and returns their rows to QUEUED.
+func (w *Worker) Run(ctx context.Context) error {
+	log := w.cfg.Logger.With("worker", w.cfg.WorkerID)
+	log.Info("outbox worker started", "lease", w.cfg.Lease, "max_attempts", w.cfg.MaxAttempts, "concurrency", w.cfg.Concurrency)
+	// Deliveries run on their own context: a shutdown first lets them finish.
+	dctx, cancelDeliveries := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliveries()
+
+	reapDone := make(chan struct{})
+	go func() {
+		defer close(reapDone)
+		w.reapLoop(ctx, log)
+	}()
+
+	lastPoll := time.Time{}
+	for ctx.Err() == nil {
+		scbs, err := w.store.ScbsWithWork(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			log.Error("outbox: list SCBs with work", "err", err)
+			w.sleep(ctx, w.cfg.Idle*5)
+			continue
+		}
+		claimed := 0
+		pollNow := time.Since(lastPoll) >= w.cfg.PollEvery/4
+		for _, id := range scbs {
+			client, ok := w.resolve(id)
+			if !ok {
+				w.warnUnconfigured(log, id)
+				continue
+			}
+			w.configured(id)
+			n, err := w.claimAndDeliver(ctx, dctx, log, id, client)
+			if err != nil && ctx.Err() == nil {
+				log.Error("outbox: claim", "scb", id, "err", err)
+			}
+			claimed += n
+			if pollNow {
+				n, err := w.claimAndPoll(ctx, dctx, log, id, client)
+				if err != nil && ctx.Err() == nil {
+					log.Error("outbox: claim for poll", "scb", id, "err", err)
+				}
+				claimed += n
+			}
+		}
+		if pollNow {
+			lastPoll = time.Now()
+		}
+		if claimed == 0 {
+			w.sleep(ctx, w.cfg.Idle)
+		}
+	}
+
+	// Shutdown: finish what we hold, within the grace period; then cancel and release the rest.
+	done := make(chan struct{})
+	go func() { w.delivery.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.Grace):
+		cancelDeliveries()
+		<-done
+	}
+	<-reapDone
+	w.mu.Lock()
+	ids := make([]int64, 0, len(w.held))
+	for id := range w.held {
+		ids = append(ids, id)
+	}
+	w.mu.Unlock()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	n, err := w.store.Release(rctx, w.cfg.WorkerID, ids)
+	if err != nil {
+		return fmt.Errorf("release held rows on shutdown: %w", err)
+	}
+	log.Info("outbox worker stopped", "released", n)
+	return nil
+}
+
+func (w *Worker) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-w.wakeup:
+	}
+}
+
+func (w *Worker) warnUnconfigured(log *slog.Logger, id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.warned[id] {
+		w.warned[id] = true
+		log.Warn("outbox: SCB has rows to deliver but no API configuration; its rows wait",
+			"scb", id, "configure", "SCB_"+scb.EnvName(id)+"_API_URL and SCB_"+scb.EnvName(id)+"_API_KEY")
+	}
+	if w.cfg.Metrics != nil {
+		w.cfg.Metrics.unconfigured.WithLabelValues(id).Set(1)
+	}
+}
+
+// configured clears an earlier "not configured" warning once the SCB has a client.
+func (w *Worker) configured(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.warned[id] {
+		delete(w.warned, id)
+		if w.cfg.Metrics != nil {
+			w.cfg.Metrics.unconfigured.WithLabelValues(id).Set(0)
+		}
+	}
+}
+
+// slotsFor returns the SCB's semaphore.
+func (w *Worker) slotsFor(id string) chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s, ok := w.slots[id]
+	if !ok {
+		s = make(chan struct{}, w.cfg.Concurrency)
+		w.slots[id] = s
+	}
+	return s
+}
+
+// take reserves up to n free slots of an SCB without waiting.
+func take(s chan struct{}, n int) int {
+	got := 0
+	for got < n {
+		select {
+		case s <- struct{}{}:
+			got++
+		default:
+			return got
+		}
+	}
+	return got
+}
+
+func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
+	slots := w.slotsFor(id)
+	free := take(slots, w.cfg.Concurrency)
+	if free == 0 {
+		return 0, nil
+	}
+	rows, err := w.store.Claim(ctx, id, w.cfg.WorkerID, w.cfg.Lease, free)
+	for i := len(rows); i < free; i++ {
+		<-slots // give back what we did not use
+	}
+	if err != nil {
+		return 0, err
+	}
+	w.mu.Lock()
+	for _, r := range rows {
+		w.held[r.ID] = r
+	}
+	w.mu.Unlock()
+	for _, r := range rows {
+		w.delivery.Add(1)
+		go func(r Row) {
+			defer w.delivery.Done()
+			defer func() { <-slots; w.poke() }()
+			w.deliver(dctx, log, client, r)
+		}(r)
+	}
+	return len(rows), nil
+}
+
+func (w *Worker) poke() {
+	select {
+	case w.wakeup <- struct{}{}:
+	default:
+	}
+}
+
+// Entry is the body an outbox row sends: always the same bytes for the same row.
+func (r Row) SCBEntry() scb.Entry {
+	return scb.Entry{
+		ReferenceID: r.ReferenceID, LedgerID: r.LedgerID,
+		DebitAccountID: r.Entry.DebitAccountID, CreditAccountID: r.Entry.CreditAccountID,
+		Amount: r.Entry.Amount, CurrencyCode: r.Entry.CurrencyCode, AssetType: r.Entry.AssetType,
+		TransactionType: r.Entry.TransactionType, DBISEntryID: r.Entry.ID, BlockHash: r.Entry.BlockHash,
+		TimestampUTC: r.Entry.TimestampUTC,
+	}
+}
+
+func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Row) {
+	start := time.Now()
+	resp, err := client.Post(ctx, r.SCBEntry())
+	took := time.Since(start)
+	res := Result{Kind: "deliver", Started: start}
+	var de *scb.DeliveryError
+	switch {
+	case err == nil:
+		res.StatusCode, res.ScbEntryID, res.ScbStatus = resp.StatusCode, resp.SCBEntryID, resp.Status
+		switch resp.Status {
+		case scb.StatusFinal:
+			res.NewStatus, res.Outcome = Finalized, "final"
+		case scb.StatusPosted:
+			res.NewStatus, res.Outcome = Acked, "posted"
+		default:
+			res.NewStatus, res.Outcome = Sent, "accepted"
+		}
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		// Shutdown cut the request: the row goes back to QUEUED (Run releases it).
+		w.cfg.Metrics.attempt(r.ScbID, "deliver", "interrupted", 0, took)
+		return
+	case errors.As(err, &de) && de.Retryable:
+		res.StatusCode, res.Error = de.StatusCode, de.Reason
+		budget := r.Attempts - r.AttemptsBase
+		if budget >= w.cfg.MaxAttempts {
+			res.NewStatus, res.Outcome = Failed, "exhausted"
+			res.Error = fmt.Sprintf("gave up after %d attempts; last: %s", budget, de.Reason)
+		} else {
+			res.NewStatus, res.Outcome = Queued, "retry"
+			res.NextTry = time.Now().Add(w.cfg.Backoff.Delay(budget, de.RetryAfter))
+		}
+	case errors.As(err, &de):
+		res.NewStatus, res.Outcome, res.StatusCode, res.Error = Failed, "permanent", de.StatusCode, de.Reason
+	default:
+		res.NewStatus, res.Outcome, res.Error = Queued, "retry", err.Error()
+		res.NextTry = time.Now().Add(w.cfg.Backoff.Delay(r.Attempts-r.AttemptsBase, 0))
+	}
+	w.cfg.Metrics.attempt(r.ScbID, "deliver", res.Outcome, res.StatusCode, took)
+
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	ferr := w.store.Finish(fctx, r, w.cfg.WorkerID, res)
+	w.mu.Lock()
+	delete(w.held, r.ID)
+	w.mu.Unlock()
+	switch {
+	case errors.Is(ferr, ErrLeaseLost):
+		log.Warn("outbox: lease lost before the result was recorded (another worker redelivers, idempotently)",
+			"scb", r.ScbID, "row", r.ID, "reference_id", r.ReferenceID)
+	case ferr != nil:
+		// The row stays PROCESSING under our lease; when it expires it is delivered again.
+		log.Error("outbox: record delivery result", "scb", r.ScbID, "row", r.ID, "err", ferr)
+	default:
+		if res.NewStatus == Finalized {
+			w.cfg.Metrics.finalized(r.ScbID, time.Since(r.CreatedAt))
+		}
+		if res.NewStatus == Failed {
+			log.Warn("outbox: row FAILED", "scb", r.ScbID, "row", r.ID, "reference_id", r.ReferenceID, "reason", res.Error)
+		}
+	}
+}
+
+func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
+	slots := w.slotsFor(id)
+	free := take(slots, w.cfg.Concurrency)
+	if free == 0 {
+		return 0, nil
+	}
+	rows, err := w.store.ClaimForPoll(ctx, id, w.cfg.PollEvery, free)
+	for i := len(rows); i < free; i++ {
+		<-slots
+	}
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rows {
+		w.delivery.Add(1)
+		go func(r Row) {
+			defer w.delivery.Done()
+			defer func() { <-slots }()
+			w.poll(dctx, log, client, r)
+		}(r)
+	}
+	return len(rows), nil
+}
+
+func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) {
+	start := time.Now()
+	resp, err := client.GetInLedger(ctx, r.LedgerID, r.ReferenceID)
+	took := time.Since(start)
+	res := Result{Kind: "poll", Started: start}
+	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
+		var de *scb.DeliveryError
+		res.Outcome, res.Error = "poll_error", err.Error()
+		if errors.As(err, &de) {
+			res.StatusCode, res.Error = de.StatusCode, de.Reason
+			if de.NotFound {
+				// The SCB accepted the entry earlier and now does not know it: its ledger lost
+				// it. The row stays where it is (SENT/ACKED cannot go back to QUEUED) and the
+				// reconciliation report shows it; an operator decides.
+				res.Outcome = "unknown_at_scb"
+				res.Error = "the SCB no longer knows this entry although it accepted it: " + de.Reason
+				log.Error("outbox: SCB lost an accepted entry", "scb", r.ScbID, "row", r.ID, "reference_id", r.ReferenceID)
+			}
+		}
+		w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
+			log.Error("outbox: record poll error", "row", r.ID, "err", err)
+		}
+		return
+	}
+	res.StatusCode, res.ScbEntryID, res.ScbStatus = resp.StatusCode, resp.SCBEntryID, resp.Status
+	switch resp.Status {
+	case scb.StatusFinal:
+		res.NewStatus, res.Outcome = Finalized, "final"
+	case scb.StatusPosted:
+		res.NewStatus, res.Outcome = Acked, "posted"
+	default:
+		w.cfg.Metrics.attempt(r.ScbID, "poll", "unchanged", res.StatusCode, took)
+		return
+	}
+	w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	changed, err := w.store.Advance(fctx, r, w.cfg.WorkerID, res)
+	if err != nil {
+		log.Error("outbox: record poll result", "row", r.ID, "err", err)
+		return
+	}
+	if changed && res.NewStatus == Finalized {
+		w.cfg.Metrics.finalized(r.ScbID, time.Since(r.CreatedAt))
+	}
+}
+
+func (w *Worker) reapLoop(ctx context.Context, log *slog.Logger) {
+	every := w.cfg.Lease / 3
+	if every < time.Second {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := w.store.ReapExpiredLeases(ctx, w.cfg.WorkerID)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("outbox: reap expired leases", "err", err)
+			}
+			continue
+		}
+		if n > 0 {
+			log.Warn("outbox: rows of a dead or stuck worker returned to QUEUED", "rows", n)
+			w.cfg.Metrics.reaped(n)
+			w.poke()
+		}
+	}
+}
