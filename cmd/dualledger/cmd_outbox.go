@@ -450,4 +450,3 @@ func postOne(pool *pgxpool.Pool) func(ctx context.Context, ledgerID string, e le
 		return res[0], nil
 	}
 }
-
