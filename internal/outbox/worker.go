@@ -103,7 +103,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.reapLoop(ctx, log)
 	}()
 
-	lastPoll := time.Time{}
 	for ctx.Err() == nil {
 		scbs, err := w.store.ScbsWithWork(ctx)
 		if err != nil {
@@ -115,7 +114,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		claimed := 0
-		pollNow := time.Since(lastPoll) >= w.cfg.PollEvery/4
 		for _, id := range scbs {
 			client, ok := w.resolve(id)
 			if !ok {
@@ -128,16 +126,12 @@ func (w *Worker) Run(ctx context.Context) error {
 				log.Error("outbox: claim", "scb", id, "err", err)
 			}
 			claimed += n
-			if pollNow {
-				n, err := w.claimAndPoll(ctx, dctx, log, id, client)
-				if err != nil && ctx.Err() == nil {
-					log.Error("outbox: claim for poll", "scb", id, "err", err)
-				}
-				claimed += n
+			// Polls share the SCB's slots with deliveries; a row is polled at most every PollEvery.
+			n, err = w.claimAndPoll(ctx, dctx, log, id, client)
+			if err != nil && ctx.Err() == nil {
+				log.Error("outbox: claim for poll", "scb", id, "err", err)
 			}
-		}
-		if pollNow {
-			lastPoll = time.Now()
+			claimed += n
 		}
 		if claimed == 0 {
 			w.sleep(ctx, w.cfg.Idle)
@@ -357,7 +351,7 @@ func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id st
 		w.delivery.Add(1)
 		go func(r Row) {
 			defer w.delivery.Done()
-			defer func() { <-slots }()
+			defer func() { <-slots; w.poke() }()
 			w.poll(dctx, log, client, r)
 		}(r)
 	}
