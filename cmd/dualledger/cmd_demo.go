@@ -17,8 +17,11 @@ func newDemoCmd(a *app) *cobra.Command {
 PostgreSQL in ./.dualledger/pg, started for the occasion): a MASTER ledger with settlement
 accounts of two member banks, a funding entry from an issuance account, a batch of payments, a
 replayed duplicate, a conflicting reuse of a reference, a refused overdraft, the hash chain
-verified and the balances printed. It can run again on the same data dir: each run uses its own
-references. It exits non-zero if any step gets an answer other than the one it expects.`,
+verified and the balances printed; then two simulated member-bank ledgers (SCBs) on loopback
+and the outbox worker: settlements go QUEUED -> SENT -> ACKED -> FINALIZED and SETTLED, and a
+delivery that fails (a wrong API key) is requeued after the fix and delivered. It can run again
+on the same data dir: each run uses its own references. It exits non-zero if any step gets an
+answer other than the one it expects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
@@ -30,6 +33,9 @@ references. It exits non-zero if any step gets an answer other than the one it e
 			r := &demo.Runner{DB: pool, Out: a.out, Run: demo.RunID(start)}
 			fmt.Fprintf(a.out, "dualledger demo (run %s)\n", r.Run)
 			if err := r.Ledger(cmd.Context()); err != nil {
+				return findings("%v", err)
+			}
+			if err := r.Sync(cmd.Context()); err != nil {
 				return findings("%v", err)
 			}
 			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s (run `dualledger accounts` or the demo again)\n",

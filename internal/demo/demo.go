@@ -36,7 +36,7 @@ func (r *Runner) step(n int, title string) { r.say("\n%d. %s", n, title) }
 // overdraft, the hash chain and the balances.
 func (r *Runner) Ledger(ctx context.Context) error {
 	db := r.DB
-	r.step(1, "A master ledger with an issuance account and settlement accounts for two member banks")
+	r.step(1, "A master ledger, two registered member banks and their settlement accounts, an issuance account")
 	if _, err := ledger.GetLedger(ctx, db, Ledger); err != nil {
 		if _, err := ledger.CreateLedger(ctx, db, Ledger); err != nil {
 			return err
@@ -47,6 +47,15 @@ func (r *Runner) Ledger(ctx context.Context) error {
 	}
 	unlimited := "unlimited"
 	scb1, scb2 := "SCB-1", "SCB-2"
+	for _, b := range []string{scb1, scb2} {
+		_, err := ledger.RegisterBank(ctx, db, b, "Sovereign central bank "+b[len(b)-1:])
+		switch {
+		case err == nil:
+			r.say("   registered member bank %s: postings touching its accounts are mirrored to its ledger", b)
+		case ledger.CodeOf(err) != ledger.CodeBankExists:
+			return err
+		}
+	}
 	for _, a := range []ledger.AccountInput{
 		{ID: "DBIS-ISSUANCE-USD", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited},
 		{ID: "SCB-1-SETTLEMENT-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &scb1},
