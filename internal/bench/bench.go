@@ -165,6 +165,9 @@ CREATE OR REPLACE FUNCTION bench_naive.post(p_debit text, p_credit text, p_amoun
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_id bigint;
 BEGIN
+    -- Both rows locked in id order first, as any correct posting function must (otherwise two
+    -- opposite transfers deadlock).
+    PERFORM 1 FROM bench_naive.accounts WHERE id IN (p_debit, p_credit) ORDER BY id FOR UPDATE;
     UPDATE bench_naive.accounts SET balance = balance - p_amount WHERE id = p_debit AND balance >= p_amount;
     IF NOT FOUND THEN RAISE EXCEPTION 'insufficient funds'; END IF;
     UPDATE bench_naive.accounts SET balance = balance + p_amount WHERE id = p_credit;

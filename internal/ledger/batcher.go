@@ -17,9 +17,13 @@ type PosterConfig struct {
 	// leaves as soon as a flusher is free; under load the queue fills while the previous batch
 	// commits, so batches grow by themselves and an idle server adds no latency).
 	MaxDelay time.Duration
-	// Flushers is the number of posting transactions per ledger in flight at once, group commits
-	// and PostBatch calls together (default 2: one parses while the other holds the ledger head).
+	// Flushers is the number of group-commit batches per ledger in flight at once (default 1:
+	// the ledger head serialises them anyway, and one flusher makes the batches larger).
 	Flushers int
+	// Slots is the number of posting transactions per ledger in flight at once from this
+	// process, group commits and PostBatch calls together (default 2: one can parse while the
+	// other holds the ledger head).
+	Slots int
 	// Timeout bounds one batch's database call (default 30s).
 	Timeout time.Duration
 	// Observe, if set, is told about every batch (for metrics).
@@ -46,7 +50,7 @@ type Poster struct {
 	wg     sync.WaitGroup
 }
 
-// ledgerQueue is one ledger's group-commit queue and its admission slots: at most Flushers
+// ledgerQueue is one ledger's group-commit queue and its admission slots: at most Slots
 // posting transactions per ledger are in flight from this process (group commits and direct
 // batches together). The ledger head serialises them in the database anyway; more would only wait
 // there, each holding a snapshot that keeps vacuum from pruning the account rows they all update.
@@ -72,7 +76,10 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 		cfg.MaxBatch = 1000
 	}
 	if cfg.Flushers <= 0 {
-		cfg.Flushers = 2
+		cfg.Flushers = 1
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = 2
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -132,7 +139,7 @@ func (p *Poster) ledger(ledgerID string) (*ledgerQueue, error) {
 		return nil, ErrPosterClosed
 	}
 	if lq, ok = p.queues[ledgerID]; !ok {
-		lq = &ledgerQueue{q: make(chan *postRequest, 4*p.cfg.MaxBatch), slots: make(chan struct{}, p.cfg.Flushers)}
+		lq = &ledgerQueue{q: make(chan *postRequest, 4*p.cfg.MaxBatch), slots: make(chan struct{}, p.cfg.Slots)}
 		p.queues[ledgerID] = lq
 		for i := 0; i < p.cfg.Flushers; i++ {
 			p.wg.Add(1)
