@@ -44,9 +44,6 @@ CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_due
 -- Expired leases (dead workers).
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_lease
     ON dual_ledger_outbox (lease_expires_at) WHERE status = 'PROCESSING';
--- Rows waiting for the SCB's final confirmation (polled).
-CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_unfinalized
-    ON dual_ledger_outbox (last_polled_at NULLS FIRST, id) WHERE status IN ('SENT', 'ACKED');
 -- Monitoring by status and SCB, and lookups by reference.
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_status_scb ON dual_ledger_outbox (status, scb_id);
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_reference ON dual_ledger_outbox (ledger_id, reference_id);

@@ -7,10 +7,18 @@
 --   requeue_count  how often an operator requeued the row.
 --   failure_reason why the row is FAILED (permanent error, or attempts exhausted), kept apart from
 --                  last_error (which later attempts overwrite).
+--   next_poll_at   when a SENT/ACKED row may ask its SCB for news again; failed polls push it out
+--   poll_failures  (backoff, Retry-After) so an SCB outage is not hammered by polls.
 
 ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS attempts_base integer NOT NULL DEFAULT 0;
 ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS requeue_count integer NOT NULL DEFAULT 0;
 ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS failure_reason text NULL;
+ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS next_poll_at timestamptz NULL;
+ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS poll_failures integer NOT NULL DEFAULT 0;
+
+-- Rows waiting for the SCB's final confirmation, in the order they are due to be polled.
+CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_poll_due
+    ON dual_ledger_outbox (next_poll_at NULLS FIRST, id) WHERE status IN ('SENT', 'ACKED');
 
 DO $$
 BEGIN
@@ -34,6 +42,7 @@ CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_unsettled
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dualledger_app') THEN
-        GRANT UPDATE (attempts_base, requeue_count, failure_reason) ON dual_ledger_outbox TO dualledger_app;
+        GRANT UPDATE (attempts_base, requeue_count, failure_reason, next_poll_at, poll_failures)
+            ON dual_ledger_outbox TO dualledger_app;
     END IF;
 END $$;

@@ -113,6 +113,10 @@ func trimDecimal(s string) string {
 	return s[:end]
 }
 
+// FormatAmount renders a decimal (NUMERIC text) the way the ledger shows it to clients and
+// SCBs; see displayAmount.
+func FormatAmount(s, currency string) string { return displayAmount(s, currency) }
+
 // displayAmount renders a NUMERIC text for clients: trailing zeros dropped, but at least the
 // currency's minor unit of decimals for the currencies that have a small one ("1259999.50" USD,
 // "1000" JPY, "12.345" BHD); codes with 18 decimals (metals, SDR) are shown trimmed.

@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/ledger"
 )
 
 // Statuses (DESIGN 4).
@@ -41,6 +43,7 @@ type Row struct {
 	AttemptsBase int
 	Status       string
 	CreatedAt    time.Time
+	PollFailures int // consecutive failed polls (SENT/ACKED rows)
 	Entry        EntryData
 }
 
@@ -50,7 +53,7 @@ type EntryData struct {
 	ID              int64
 	DebitAccountID  string
 	CreditAccountID string
-	Amount          string // trimmed decimal
+	Amount          string // as the ledger shows it (ledger.FormatAmount): "125.50" USD
 	CurrencyCode    string
 	AssetType       string
 	TransactionType string
@@ -76,6 +79,7 @@ func scanRow(r pgx.CollectableRow) (Row, error) {
 		&x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
 		&x.Entry.AssetType, &x.Entry.TransactionType, &x.Entry.BlockHash, &x.Entry.TimestampUTC)
 	x.Entry.TimestampUTC = x.Entry.TimestampUTC.UTC()
+	x.Entry.Amount = ledger.FormatAmount(x.Entry.Amount, x.Entry.CurrencyCode)
 	return x, err
 }
 
@@ -129,7 +133,10 @@ var ErrLeaseLost = errors.New("lease lost: the row was reclaimed")
 // Finish records the outcome of a delivery of a row this worker holds (PROCESSING, locked_by
 // worker) and the attempt, in one transaction.
 func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) error {
-	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+	lost := false
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		// The lease is this worker's claim number `attempts`: a result that comes back after the
+		// lease expired and the row was claimed again (even by this same worker) changes nothing.
 		tag, err := tx.Exec(ctx, `
 			UPDATE dual_ledger_outbox
 			   SET status = $3, locked_by = NULL, lease_expires_at = NULL,
@@ -141,24 +148,28 @@ func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) er
 			       acked_at = CASE WHEN $3 IN ('ACKED', 'FINALIZED') THEN coalesce(acked_at, now()) ELSE acked_at END,
 			       finalized_at = CASE WHEN $3 = 'FINALIZED' THEN now() ELSE finalized_at END,
 			       failed_at = CASE WHEN $3 = 'FAILED' THEN now() ELSE failed_at END,
-			       failure_reason = CASE WHEN $3 = 'FAILED' THEN $5 ELSE failure_reason END
-			 WHERE id = $1 AND status = 'PROCESSING' AND locked_by = $2`,
-			row.ID, worker, r.NewStatus, r.StatusCode, r.Error, r.NextTry, r.ScbEntryID, r.ScbStatus)
+			       failure_reason = CASE WHEN $3 = 'FAILED' THEN $5 ELSE failure_reason END,
+			       next_poll_at = CASE WHEN $3 IN ('SENT', 'ACKED') THEN now() ELSE next_poll_at END
+			 WHERE id = $1 AND status = 'PROCESSING' AND locked_by = $2 AND attempts = $9`,
+			row.ID, worker, r.NewStatus, r.StatusCode, r.Error, r.NextTry, r.ScbEntryID, r.ScbStatus, row.Attempts)
 		if err != nil {
 			return fmt.Errorf("finish outbox row %d: %w", row.ID, err)
 		}
 		outcome := r.Outcome
 		if tag.RowsAffected() == 0 {
+			lost = true
 			outcome = "lease_lost"
 		}
-		if err := insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, r.Started, r.StatusCode, outcome, r.Error); err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return ErrLeaseLost
-		}
-		return nil
+		// The attempt is recorded either way: a lost lease is part of the row's history.
+		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, r.Started, r.StatusCode, outcome, r.Error)
 	})
+	if err != nil {
+		return err
+	}
+	if lost {
+		return ErrLeaseLost
+	}
+	return nil
 }
 
 func insertAttempt(ctx context.Context, tx pgx.Tx, id int64, attempt int, worker, kind string, started time.Time, code int, outcome, errText string) error {
@@ -172,19 +183,53 @@ func insertAttempt(ctx context.Context, tx pgx.Tx, id int64, attempt int, worker
 	return nil
 }
 
-// Release returns rows this worker holds to QUEUED, due now (graceful shutdown).
-func (s *Store) Release(ctx context.Context, worker string, ids []int64) (int64, error) {
-	if len(ids) == 0 {
+// Release returns rows this worker holds (claim numbers as in rows) to QUEUED, due now, and
+// records the interrupted attempt (graceful shutdown).
+func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, error) {
+	if len(rows) == 0 {
 		return 0, nil
 	}
-	tag, err := s.db.Exec(ctx, `UPDATE dual_ledger_outbox
-		   SET status = 'QUEUED', locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
-		       last_error = 'released by worker ' || $1 || ' on shutdown'
-		 WHERE id = ANY($2) AND status = 'PROCESSING' AND locked_by = $1`, worker, ids)
+	ids := make([]int64, len(rows))
+	attempts := make([]int32, len(rows))
+	for i, r := range rows {
+		ids[i], attempts[i] = r.ID, int32(r.Attempts)
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
+		res, err := tx.Query(ctx, `UPDATE dual_ledger_outbox o
+			   SET status = 'QUEUED', locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
+			       last_error = 'released by worker ' || $1 || ' on shutdown'
+			  FROM unnest($2::bigint[], $3::int[]) AS h(id, attempts)
+			 WHERE o.id = h.id AND o.attempts = h.attempts AND o.status = 'PROCESSING' AND o.locked_by = $1
+			RETURNING o.id, o.attempts, coalesce(o.last_attempt_at, now())`, worker, ids, attempts)
+		if err != nil {
+			return err
+		}
+		type rel struct {
+			id       int64
+			attempts int
+			started  time.Time
+		}
+		list, err := pgx.CollectRows(res, func(r pgx.CollectableRow) (rel, error) {
+			var x rel
+			return x, r.Scan(&x.id, &x.attempts, &x.started)
+		})
+		if err != nil {
+			return err
+		}
+		for _, x := range list {
+			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "deliver", x.started, 0, "released",
+				"interrupted by the worker's shutdown; returned to QUEUED"); err != nil {
+				return err
+			}
+		}
+		n = int64(len(list))
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("release outbox rows: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // ReapExpiredLeases returns PROCESSING rows whose lease expired (their worker died or hung) to
@@ -232,28 +277,37 @@ func (s *Store) ReapExpiredLeases(ctx context.Context, worker string) (int64, er
 	return n, nil
 }
 
-// ClaimForPoll picks up to limit SENT/ACKED rows of one SCB that were not polled within every,
-// and marks them polled now (so that concurrent workers poll different rows).
+// ClaimForPoll picks up to limit SENT/ACKED rows of one SCB whose next poll is due, and moves
+// their next poll to now+every (so that concurrent workers poll different rows, and each row at
+// most every `every`).
 func (s *Store) ClaimForPoll(ctx context.Context, scbID string, every time.Duration, limit int) ([]Row, error) {
 	rows, err := s.db.Query(ctx, `
 		WITH due AS (
 			SELECT id FROM dual_ledger_outbox
 			 WHERE status IN ('SENT', 'ACKED') AND scb_id = $1
-			   AND (last_polled_at IS NULL OR last_polled_at < now() - $2::interval)
-			 ORDER BY last_polled_at NULLS FIRST, id
+			   AND (next_poll_at IS NULL OR next_poll_at <= now())
+			 ORDER BY next_poll_at NULLS FIRST, id
 			 LIMIT $3
 			   FOR UPDATE SKIP LOCKED),
 		polled AS (
-			UPDATE dual_ledger_outbox o SET last_polled_at = now()
+			UPDATE dual_ledger_outbox o SET last_polled_at = now(), next_poll_at = now() + $2::interval
 			  FROM due WHERE o.id = due.id
 			RETURNING o.*)
-		SELECT `+rowColumns+`
+		SELECT `+rowColumns+`, o.poll_failures
 		  FROM polled o JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
 		 ORDER BY o.id`, scbID, every, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
 	}
-	out, err := pgx.CollectRows(rows, scanRow)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
+		var x Row
+		err := r.Scan(&x.ID, &x.LedgerID, &x.EntrySeq, &x.ReferenceID, &x.ScbID, &x.Attempts, &x.AttemptsBase, &x.Status, &x.CreatedAt,
+			&x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
+			&x.Entry.AssetType, &x.Entry.TransactionType, &x.Entry.BlockHash, &x.Entry.TimestampUTC, &x.PollFailures)
+		x.Entry.TimestampUTC = x.Entry.TimestampUTC.UTC()
+		x.Entry.Amount = ledger.FormatAmount(x.Entry.Amount, x.Entry.CurrencyCode)
+		return x, err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
 	}
@@ -271,7 +325,8 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 			       scb_entry_id = coalesce(nullif($3, ''), scb_entry_id),
 			       scb_status = coalesce(nullif($4, ''), scb_status),
 			       acked_at = coalesce(acked_at, now()),
-			       finalized_at = CASE WHEN $2 = 'FINALIZED' THEN now() ELSE finalized_at END
+			       finalized_at = CASE WHEN $2 = 'FINALIZED' THEN now() ELSE finalized_at END,
+			       poll_failures = 0
 			 WHERE id = $1 AND (status = 'SENT' AND $2 IN ('ACKED', 'FINALIZED') OR status = 'ACKED' AND $2 = 'FINALIZED')`,
 			row.ID, r.NewStatus, r.ScbEntryID, r.ScbStatus)
 		if err != nil {
@@ -286,15 +341,30 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 	return changed, err
 }
 
-// RecordPollError notes a failed poll on the row (the row stays SENT/ACKED; polling continues).
-func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result) error {
+// RecordPollError notes a failed poll on the row (the row stays SENT/ACKED) and when to ask
+// again: next (the caller's backoff, at least the SCB's Retry-After).
+func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result, next time.Time) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE dual_ledger_outbox SET last_error = $2, last_status_code = nullif($3, 0)
-			WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID, r.Error, r.StatusCode); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE dual_ledger_outbox
+			   SET last_error = $2, last_status_code = nullif($3, 0), poll_failures = poll_failures + 1,
+			       next_poll_at = greatest(next_poll_at, $4)
+			 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID, r.Error, r.StatusCode, next); err != nil {
 			return fmt.Errorf("record poll error of outbox row %d: %w", row.ID, err)
 		}
 		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, "poll", r.Started, r.StatusCode, r.Outcome, r.Error)
 	})
+}
+
+// PollSucceeded resets the row's poll backoff after an answer that changed nothing.
+func (s *Store) PollSucceeded(ctx context.Context, row Row) error {
+	if row.PollFailures == 0 {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `UPDATE dual_ledger_outbox SET poll_failures = 0 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID)
+	if err != nil {
+		return fmt.Errorf("reset poll backoff of outbox row %d: %w", row.ID, err)
+	}
+	return nil
 }
 
 // ScbsWithWork lists the SCBs that have rows to deliver or poll.

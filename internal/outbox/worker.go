@@ -149,14 +149,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	<-reapDone
 	w.mu.Lock()
-	ids := make([]int64, 0, len(w.held))
-	for id := range w.held {
-		ids = append(ids, id)
+	held := make([]Row, 0, len(w.held))
+	for _, r := range w.held {
+		held = append(held, r)
 	}
 	w.mu.Unlock()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	n, err := w.store.Release(rctx, w.cfg.WorkerID, ids)
+	n, err := w.store.Release(rctx, w.cfg.WorkerID, held)
 	if err != nil {
 		return fmt.Errorf("release held rows on shutdown: %w", err)
 	}
@@ -231,7 +231,11 @@ func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id
 	if free == 0 {
 		return 0, nil
 	}
-	rows, err := w.store.Claim(ctx, id, w.cfg.WorkerID, w.cfg.Lease, free)
+	// The claim runs to completion even if shutdown starts meanwhile: a claim committed but never
+	// read back would strand its rows in PROCESSING until their lease expired.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	rows, err := w.store.Claim(cctx, id, w.cfg.WorkerID, w.cfg.Lease, free)
+	cancel()
 	for i := len(rows); i < free; i++ {
 		<-slots // give back what we did not use
 	}
@@ -315,7 +319,9 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 	defer cancel()
 	ferr := w.store.Finish(fctx, r, w.cfg.WorkerID, res)
 	w.mu.Lock()
-	delete(w.held, r.ID)
+	if h, ok := w.held[r.ID]; ok && h.Attempts == r.Attempts {
+		delete(w.held, r.ID) // (a later claim of the same row by this worker stays held)
+	}
 	w.mu.Unlock()
 	switch {
 	case errors.Is(ferr, ErrLeaseLost):
@@ -369,7 +375,10 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		}
 		var de *scb.DeliveryError
 		res.Outcome, res.Error = "poll_error", err.Error()
-		if errors.As(err, &de) {
+		if !errors.As(err, &de) {
+			de = nil
+		}
+		if de != nil {
 			res.StatusCode, res.Error = de.StatusCode, de.Reason
 			if de.NotFound {
 				// The SCB accepted the entry earlier and now does not know it: its ledger lost
@@ -381,9 +390,16 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 			}
 		}
 		w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
+		// Failed polls back off like deliveries (and honour Retry-After), so an SCB outage is
+		// not polled for every SENT row every PollEvery.
+		var retryAfter time.Duration
+		if de != nil {
+			retryAfter = de.RetryAfter
+		}
+		next := time.Now().Add(max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, retryAfter)))
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
+		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res, next); err != nil {
 			log.Error("outbox: record poll error", "row", r.ID, "err", err)
 		}
 		return
@@ -396,6 +412,11 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		res.NewStatus, res.Outcome = Acked, "posted"
 	default:
 		w.cfg.Metrics.attempt(r.ScbID, "poll", "unchanged", res.StatusCode, took)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := w.store.PollSucceeded(fctx, r); err != nil {
+			log.Error("outbox: record poll result", "row", r.ID, "err", err)
+		}
 		return
 	}
 	w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/money"
 )
 
 // Statuses of a settlement (and of any entry that has outbox rows).
@@ -93,12 +94,29 @@ func (s *Service) Settle(ctx context.Context, req Request) (Settlement, error) {
 	if asset == "" {
 		asset = "fiat"
 	}
-	src, err := s.settlementAccount(ctx, req.SourceBankID, req.CurrencyCode, asset, "source_bank_id")
-	if err != nil {
-		return Settlement{}, err
+	if _, err := money.CheckCurrency(req.CurrencyCode); err != nil {
+		return Settlement{}, ledger.Errorf(ledger.CodeUnknownCurrency, "%s", err.Error()).WithDetails(map[string]string{"field": "currency_code"})
 	}
-	dst, err := s.settlementAccount(ctx, req.DestinationBankID, req.CurrencyCode, asset, "destination_bank_id")
-	if err != nil {
+	if _, err := money.ParseAssetType(asset); err != nil {
+		return Settlement{}, ledger.Errorf(ledger.CodeInvalidAssetType, "%s", err.Error()).WithDetails(map[string]string{"field": "asset_type"})
+	}
+	var src, dst string
+	// A retry of a settlement that is already on the ledger goes to the same two accounts, so
+	// the database answers replayed (or reference_conflict if the request differs) even if the
+	// banks' accounts changed since. The metadata names both banks: a retry that names other
+	// banks still conflicts.
+	prior, err := ledger.GetEntryByReference(ctx, s.db, s.ledgerID, req.ReferenceID)
+	switch {
+	case err == nil:
+		src, dst = prior.DebitAccountID, prior.CreditAccountID
+	case ledger.CodeOf(err) == ledger.CodeNotFound:
+		if src, err = s.settlementAccount(ctx, req.SourceBankID, req.CurrencyCode, asset, "source_bank_id"); err != nil {
+			return Settlement{}, err
+		}
+		if dst, err = s.settlementAccount(ctx, req.DestinationBankID, req.CurrencyCode, asset, "destination_bank_id"); err != nil {
+			return Settlement{}, err
+		}
+	default:
 		return Settlement{}, err
 	}
 	meta, _ := json.Marshal(map[string]string{
@@ -164,8 +182,10 @@ func (s *Service) settlementAccount(ctx context.Context, bankID, currency, asset
 		return "", ledger.Errorf(CodeUnknownBank, "bank %q is not registered (POST /v1/banks)", bankID).
 			WithDetails(map[string]string{"field": field, "bank_id": bankID})
 	}
+	// A closed account is history, not a settlement account (a frozen one is still the bank's:
+	// the posting then answers account_inactive).
 	rows, err := s.db.Query(ctx, `SELECT id FROM bank_accounts
-		WHERE ledger_id = $1 AND bank_id = $2 AND currency_code = $3 AND asset_type = $4 ORDER BY id`,
+		WHERE ledger_id = $1 AND bank_id = $2 AND currency_code = $3 AND asset_type = $4 AND status <> 'closed' ORDER BY id`,
 		s.ledgerID, bankID, currency, asset)
 	if err != nil {
 		return "", ledger.FromDB(err)

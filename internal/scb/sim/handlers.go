@@ -67,6 +67,13 @@ func (s *Server) withFaults(h func(http.ResponseWriter, *http.Request, plan)) ht
 		}
 		if p.delay > 0 {
 			s.countFault(faultLatency)
+			// Buffer the body first, as in the timeout case: only a server that has read the
+			// request notices a client that gives up, and this one must then not post.
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+			if err != nil {
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			t := time.NewTimer(p.delay)
 			select {
 			case <-t.C:

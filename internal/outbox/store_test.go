@@ -1,0 +1,312 @@
+package outbox
+
+// The Store's SQL directly: leases, their expiry, late results, the report.
+
+import (
+	"context"
+	"errors"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestLeaseExpiry: rows claimed by a worker that never finishes them come back to QUEUED once
+// the lease expires (recorded as a 'lease_expired' attempt); the late result of the original
+// worker is refused with ErrLeaseLost and changes nothing in the row.
+func TestLeaseExpiry(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(3, "lease", "SCB-1", "SCB-2")
+	ctx := context.Background()
+
+	claimed, err := f.store.Claim(ctx, "SCB-1", "dead-worker", 50*time.Millisecond, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 3 {
+		t.Fatalf("claimed %d rows, want 3", len(claimed))
+	}
+	for _, r := range claimed {
+		if r.Status != Processing || r.Attempts != 1 || r.ScbID != "SCB-1" || !strings.HasPrefix(r.Entry.Amount, "125.5") || r.Entry.BlockHash == "" {
+			t.Errorf("claimed row %+v", r)
+		}
+	}
+	// Nothing left to claim, and the lease is still good: the reaper leaves the rows alone.
+	if again, err := f.store.Claim(ctx, "SCB-1", "other", time.Minute, 10); err != nil || len(again) != 0 {
+		t.Fatalf("second claim: %d rows, %v; want none", len(again), err)
+	}
+	if n, err := f.store.ReapExpiredLeases(ctx, "reaper"); err != nil || n != 0 {
+		t.Fatalf("reap before expiry: %d, %v", n, err)
+	}
+
+	time.Sleep(100 * time.Millisecond)
+	n, err := f.store.ReapExpiredLeases(ctx, "reaper")
+	if err != nil || n != 3 {
+		t.Fatalf("reap: %d, %v; want 3", n, err)
+	}
+	before := f.rows("SCB-1")
+	for _, r := range before {
+		if r.Status != Queued || r.LockedBy != nil || r.LeaseExpires != nil || r.Attempts != 1 ||
+			!strings.Contains(deref2(r.LastError), "lease of worker dead-worker expired") || r.NextAttemptAt.After(time.Now()) {
+			t.Errorf("reaped row %d: status %s locked_by %v attempts %d last_error %q next %s",
+				r.ID, r.Status, deref(r.LockedBy), r.Attempts, deref2(r.LastError), r.NextAttemptAt)
+		}
+		as := f.attempts(r.ID)
+		if len(as) != 1 || as[0].Kind != "lease_expired" || as[0].Worker != "reaper" || as[0].Attempt != 1 {
+			t.Errorf("row %d attempts %+v, want one lease_expired by the reaper", r.ID, as)
+		}
+	}
+
+	// The dead worker wakes up and reports success for its first row: refused, row unchanged.
+	err = f.store.Finish(ctx, claimed[0], "dead-worker", Result{Kind: "deliver", Started: time.Now(), NewStatus: Finalized,
+		StatusCode: 201, ScbEntryID: "late", ScbStatus: "FINAL", Outcome: "final"})
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("late Finish: %v, want ErrLeaseLost", err)
+	}
+	if after := f.rows("SCB-1"); !reflect.DeepEqual(after, before) {
+		t.Errorf("a late Finish changed the rows:\nbefore %+v\nafter  %+v", before, after)
+	}
+
+	// Another worker claims them again; the dead worker's late results still count for nothing.
+	again, err := f.store.Claim(ctx, "SCB-1", "w2", time.Minute, 10)
+	if err != nil || len(again) != 3 || again[0].Attempts != 2 {
+		t.Fatalf("reclaim: %+v %v", again, err)
+	}
+	if err := f.store.Finish(ctx, claimed[1], "dead-worker", Result{Kind: "deliver", Started: time.Now(), NewStatus: Queued,
+		Outcome: "retry", Error: "late", NextTry: time.Now().Add(time.Hour)}); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("late Finish while another worker holds the row: %v, want ErrLeaseLost", err)
+	}
+	if n, err := f.store.Release(ctx, "dead-worker", []Row{claimed[2]}); err != nil || n != 0 {
+		t.Fatalf("late Release by the dead worker: %d %v; want 0", n, err)
+	}
+	for _, r := range f.rows("SCB-1") {
+		if r.Status != Processing || deref2(r.LockedBy) != "w2" {
+			t.Errorf("row %d: %s by %v, want PROCESSING by w2", r.ID, r.Status, deref(r.LockedBy))
+		}
+	}
+}
+
+// TestLateFinishIsAudited: a delivery whose result arrives after the lease was lost did reach the
+// SCB, so it belongs in the attempts log (the issue: "records every attempt"). Finish means to
+// record it with outcome "lease_lost", but inserts it in the transaction it then rolls back by
+// returning ErrLeaseLost from the pgx.BeginFunc callback, so the record is lost.
+func TestLateFinishIsAudited(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(1, "audit", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	claimed, err := f.store.Claim(ctx, "SCB-1", "slow-worker", 20*time.Millisecond, 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatal(claimed, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n, err := f.store.ReapExpiredLeases(ctx, "reaper"); err != nil || n != 1 {
+		t.Fatalf("reap: %d %v", n, err)
+	}
+	err = f.store.Finish(ctx, claimed[0], "slow-worker", Result{Kind: "deliver", Started: time.Now(), NewStatus: Sent,
+		StatusCode: 201, ScbStatus: "ACCEPTED", Outcome: "accepted"})
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("late Finish: %v, want ErrLeaseLost", err)
+	}
+	got := kinds(f.attempts(claimed[0].ID))
+	if !reflect.DeepEqual(got, []string{"lease_expired/lease_expired", "deliver/lease_lost"}) {
+		t.Errorf("attempts %v: the late delivery (201 from the SCB) is not in the audit log, want a deliver/lease_lost record", got)
+	}
+	if r := f.rows("SCB-1")[0]; r.Status != Queued {
+		t.Errorf("row %s after a late Finish, want QUEUED", r.Status)
+	}
+}
+
+// TestLateFinishOfEarlierClaimBySameWorker: the lease guard of Finish/Release is "PROCESSING and
+// locked_by = worker". When a worker's lease on a row expires (a delivery that outlived the lease)
+// and the same worker claims the row again, the stale result of the first delivery is applied to
+// the second claim: the row leaves PROCESSING while the second delivery is still in flight, so a
+// third claim can deliver it concurrently with the second. A claim must be identified by more
+// than the worker id (e.g. Finish and Release also require attempts = row.Attempts).
+func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(1, "same", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	first, err := f.store.Claim(ctx, "SCB-1", "w1", 20*time.Millisecond, 1)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("claim: %v %v", first, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n, err := f.store.ReapExpiredLeases(ctx, "w1"); err != nil || n != 1 {
+		t.Fatalf("reap: %d %v", n, err)
+	}
+	second, err := f.store.Claim(ctx, "SCB-1", "w1", time.Minute, 1)
+	if err != nil || len(second) != 1 || second[0].Attempts != 2 {
+		t.Fatalf("reclaim: %v %v", second, err)
+	}
+	// The first delivery (attempt 1) now reports a retryable failure.
+	err = f.store.Finish(ctx, first[0], "w1", Result{Kind: "deliver", Started: time.Now(), NewStatus: Queued, StatusCode: 503,
+		Outcome: "retry", Error: "503 from attempt 1", NextTry: time.Now()})
+	r := f.rows("SCB-1")[0]
+	if !errors.Is(err, ErrLeaseLost) || r.Status != Processing {
+		t.Errorf("stale Finish of attempt 1 while attempt 2 holds the row: err %v, row now %s (last_error %q); "+
+			"want ErrLeaseLost and the row still PROCESSING under attempt 2", err, r.Status, deref2(r.LastError))
+	}
+}
+
+// TestIllegalTransitionsRefused: the database refuses every status change outside DESIGN §4,
+// whoever sends it (here the application role the worker uses).
+func TestIllegalTransitionsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(1, "sm", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	var id int64
+	if err := f.db.Pool.QueryRow(ctx, `SELECT id FROM dual_ledger_outbox WHERE scb_id = 'SCB-1'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(sql string) {
+		t.Helper()
+		_, err := f.db.Pool.Exec(ctx, sql, id)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "DL110" {
+			t.Errorf("%s: %v, want DL110", sql, err)
+		}
+	}
+	for _, to := range []string{Sent, Acked, Finalized} {
+		refused(`UPDATE dual_ledger_outbox SET status = '` + to + `' WHERE id = $1`) // QUEUED -> ...
+	}
+	refused(`UPDATE dual_ledger_outbox SET status = 'FAILED', failure_reason = 'x' WHERE id = $1`)
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE dual_ledger_outbox SET status = 'PROCESSING', locked_by = 'w', lease_expires_at = now() + interval '1 minute', attempts = 1 WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, to := range []string{Queued, Processing, Sent, Acked} {
+		refused(`UPDATE dual_ledger_outbox SET status = '` + to + `' WHERE id = $1`)
+	}
+}
+
+// TestStatusReport: `outbox status` numbers on a known fixture.
+func TestStatusReport(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(4, "rep", "SCB-1", "SCB-2") // 4 entries, 8 rows
+	ctx := context.Background()
+	conn := f.db.Conn(t)
+	ids := map[string]map[string]int64{} // ref -> scb -> id
+	for _, r := range f.rows("") {
+		if ids[r.Ref] == nil {
+			ids[r.Ref] = map[string]int64{}
+		}
+		ids[r.Ref][r.ScbID] = r.ID
+	}
+	// Legal transitions only, as the worker would make them.
+	to := func(id int64, path ...string) {
+		t.Helper()
+		for _, st := range path {
+			var sql string
+			switch st {
+			case Processing:
+				sql = `UPDATE dual_ledger_outbox SET status = 'PROCESSING', locked_by = 'w', lease_expires_at = now() + interval '1 minute', attempts = attempts + 1 WHERE id = $1`
+			case Failed:
+				sql = `UPDATE dual_ledger_outbox SET status = 'FAILED', locked_by = NULL, lease_expires_at = NULL, failure_reason = 'x', failed_at = now() WHERE id = $1`
+			case Finalized:
+				sql = `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL, finalized_at = created_at + interval '2 seconds' WHERE id = $1`
+			default:
+				sql = `UPDATE dual_ledger_outbox SET status = '` + st + `', locked_by = NULL, lease_expires_at = NULL WHERE id = $1`
+			}
+			if _, err := conn.Exec(ctx, sql, id); err != nil {
+				t.Fatalf("row %d -> %s: %v", id, st, err)
+			}
+		}
+	}
+	// rep-0000: both FINALIZED (SETTLED). rep-0001: SCB-1 FINALIZED, SCB-2 SENT. rep-0002: SCB-1
+	// FAILED, SCB-2 ACKED. rep-0003: SCB-1 PROCESSING, SCB-2 QUEUED.
+	to(ids["rep-0000"]["SCB-1"], Processing, Finalized)
+	to(ids["rep-0000"]["SCB-2"], Processing, Finalized)
+	to(ids["rep-0001"]["SCB-1"], Processing, Finalized)
+	to(ids["rep-0001"]["SCB-2"], Processing, Sent)
+	to(ids["rep-0002"]["SCB-1"], Processing, Failed)
+	to(ids["rep-0002"]["SCB-2"], Processing, Acked)
+	to(ids["rep-0003"]["SCB-1"], Processing)
+	if _, err := conn.Exec(ctx, `UPDATE dual_ledger_outbox SET next_attempt_at = now() WHERE id = $1`, ids["rep-0003"]["SCB-2"]); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := f.store.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.DBISCommitted != 3 || rep.Settled != 1 {
+		t.Errorf("DBIS_COMMITTED %d, SETTLED %d; want 3 and 1", rep.DBISCommitted, rep.Settled)
+	}
+	want := map[string]map[string]int64{
+		"SCB-1": {Queued: 0, Processing: 1, Sent: 0, Acked: 0, Finalized: 2, Failed: 1},
+		"SCB-2": {Queued: 1, Processing: 0, Sent: 1, Acked: 1, Finalized: 1, Failed: 0},
+	}
+	if len(rep.Scbs) != 2 || rep.Scbs[0].ScbID != "SCB-1" || rep.Scbs[1].ScbID != "SCB-2" {
+		t.Fatalf("report SCBs %+v", rep.Scbs)
+	}
+	for _, s := range rep.Scbs {
+		if !reflect.DeepEqual(s.ByStatus, want[s.ScbID]) {
+			t.Errorf("%s by status %v, want %v", s.ScbID, s.ByStatus, want[s.ScbID])
+		}
+		if s.Finalized1h != want[s.ScbID][Finalized] || math.Abs(s.AvgDeliverySec-2) > 0.01 {
+			t.Errorf("%s: %d finalized in the last hour, avg delivery %.3fs; want %d and 2s", s.ScbID, s.Finalized1h, s.AvgDeliverySec, want[s.ScbID][Finalized])
+		}
+		if s.OldestUnfinalized <= 0 {
+			t.Errorf("%s: oldest unfinalized age %v", s.ScbID, s.OldestUnfinalized)
+		}
+	}
+	if rep.Scbs[0].OldestQueuedAgeSec != 0 || rep.Scbs[1].OldestQueuedAgeSec <= 0 {
+		t.Errorf("oldest queued age: SCB-1 %v (none queued), SCB-2 %v", rep.Scbs[0].OldestQueuedAgeSec, rep.Scbs[1].OldestQueuedAgeSec)
+	}
+	wantTotal := map[string]int64{Queued: 1, Processing: 1, Sent: 1, Acked: 1, Finalized: 3, Failed: 1}
+	if !reflect.DeepEqual(rep.Total.ByStatus, wantTotal) || rep.Total.Finalized1h != 3 || math.Abs(rep.Total.AvgDeliverySec-2) > 0.01 {
+		t.Errorf("total %+v, want by status %v, 3 finalized, avg 2s", rep.Total, wantTotal)
+	}
+	if rep.SyncLagSeconds <= 0 || rep.SyncLagSeconds != rep.Total.OldestUnfinalized {
+		t.Errorf("sync lag %v, oldest unfinalized %v", rep.SyncLagSeconds, rep.Total.OldestUnfinalized)
+	}
+
+	failed, err := f.store.List(ctx, Failed, "", 10)
+	if err != nil || len(failed) != 1 || failed[0].ID != ids["rep-0002"]["SCB-1"] || deref2(failed[0].FailureReason) != "x" {
+		t.Errorf("list FAILED: %+v %v", failed, err)
+	}
+	all, err := f.store.List(ctx, "", "SCB-2", 100)
+	if err != nil || len(all) != 4 {
+		t.Errorf("list SCB-2: %d rows, %v", len(all), err)
+	}
+}
+
+// TestAdvanceNeverGoesBack: a poll answer older than the row's status (a stale or reordered
+// answer) changes nothing, and FINALIZED is final.
+func TestAdvanceNeverGoesBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(1, "adv", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	rows, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 1)
+	if err != nil || len(rows) != 1 {
+		t.Fatal(rows, err)
+	}
+	if err := f.store.Finish(ctx, rows[0], "w", Result{Kind: "deliver", Started: time.Now(), NewStatus: Acked, StatusCode: 201, ScbStatus: "POSTED", Outcome: "posted"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{Sent, Acked, Queued, Failed} {
+		if changed, err := f.store.Advance(ctx, rows[0], "w", Result{Kind: "poll", Started: time.Now(), NewStatus: st, Outcome: "x"}); err != nil || changed {
+			t.Errorf("advance ACKED -> %s: changed %v, %v", st, changed, err)
+		}
+	}
+	if changed, err := f.store.Advance(ctx, rows[0], "w", Result{Kind: "poll", Started: time.Now(), NewStatus: Finalized, ScbStatus: "FINAL", Outcome: "final"}); err != nil || !changed {
+		t.Fatalf("advance ACKED -> FINALIZED: %v %v", changed, err)
+	}
+	if changed, err := f.store.Advance(ctx, rows[0], "w", Result{Kind: "poll", Started: time.Now(), NewStatus: Finalized, Outcome: "final"}); err != nil || changed {
+		t.Errorf("advance FINALIZED -> FINALIZED: %v %v", changed, err)
+	}
+	if got := kinds(f.attempts(rows[0].ID)); !reflect.DeepEqual(got, []string{"deliver/posted", "poll/final"}) {
+		t.Errorf("attempts %v", got)
+	}
+}
