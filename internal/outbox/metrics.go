@@ -98,7 +98,7 @@ type Collector struct {
 func NewCollector(db *pgxpool.Pool) *Collector {
 	return &Collector{
 		db: db,
-		depth: prometheus.NewDesc("dualledger_outbox_rows", "Outbox rows by SCB and status.",
+		depth: prometheus.NewDesc("dualledger_outbox_rows", "Outbox rows by SCB and status (all but FINALIZED, which only grows).",
 			[]string{"scb", "status"}, nil),
 		lag: prometheus.NewDesc("dualledger_outbox_sync_lag_seconds",
 			"Age of the oldest outbox row that is not FINALIZED (0 when all are).", []string{"scb"}, nil),
@@ -124,7 +124,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	rep, err := NewStore(c.db).Status(ctx)
+	rep, err := NewStore(c.db).Pending(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 0)
 		return
@@ -132,6 +132,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
 	for _, s := range rep.Scbs {
 		for _, st := range Statuses {
+			if st == Finalized {
+				continue // counted only by `outbox status`: it grows without bound
+			}
 			ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.ByStatus[st]), s.ScbID, st)
 		}
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, s.OldestUnfinalized, s.ScbID)

@@ -148,3 +148,56 @@ func (s *Store) List(ctx context.Context, status, scbID string, limit int) ([]Li
 	}
 	return out, nil
 }
+
+// Pending is the part of the report that stays cheap however large the outbox grows: rows not
+// FINALIZED by SCB and status (through the partial index on unfinalized rows), their ages, and the
+// entries still DBIS_COMMITTED. The metrics collector reads it on every scrape.
+func (s *Store) Pending(ctx context.Context) (Report, error) {
+	rep := Report{At: time.Now().UTC(), Total: ScbStatus{ScbID: "all", ByStatus: map[string]int64{}}}
+	rows, err := s.db.Query(ctx, `
+		SELECT scb_id, status, count(*),
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
+		       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
+		  FROM dual_ledger_outbox WHERE status <> 'FINALIZED'
+		 GROUP BY scb_id, status ORDER BY scb_id, status`)
+	if err != nil {
+		return rep, fmt.Errorf("outbox pending: %w", err)
+	}
+	byScb := map[string]*ScbStatus{}
+	var order []string
+	for rows.Next() {
+		var (
+			scb, status         string
+			n                   int64
+			queuedAge, unfinAge float64
+		)
+		if err := rows.Scan(&scb, &status, &n, &queuedAge, &unfinAge); err != nil {
+			rows.Close()
+			return rep, fmt.Errorf("outbox pending: %w", err)
+		}
+		st, ok := byScb[scb]
+		if !ok {
+			st = &ScbStatus{ScbID: scb, ByStatus: map[string]int64{}}
+			byScb[scb] = st
+			order = append(order, scb)
+		}
+		st.ByStatus[status] = n
+		rep.Total.ByStatus[status] += n
+		st.OldestQueuedAgeSec = max(st.OldestQueuedAgeSec, queuedAge)
+		st.OldestUnfinalized = max(st.OldestUnfinalized, unfinAge)
+	}
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("outbox pending: %w", err)
+	}
+	for _, id := range order {
+		rep.Scbs = append(rep.Scbs, *byScb[id])
+		rep.Total.OldestQueuedAgeSec = max(rep.Total.OldestQueuedAgeSec, byScb[id].OldestQueuedAgeSec)
+		rep.Total.OldestUnfinalized = max(rep.Total.OldestUnfinalized, byScb[id].OldestUnfinalized)
+	}
+	rep.SyncLagSeconds = rep.Total.OldestUnfinalized
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT ledger_id, reference_id
+		FROM dual_ledger_outbox WHERE status <> 'FINALIZED') e`).Scan(&rep.DBISCommitted); err != nil {
+		return rep, fmt.Errorf("outbox pending: %w", err)
+	}
+	return rep, nil
+}
