@@ -29,16 +29,54 @@ type Report struct {
 	SyncLagSeconds float64     `json:"sync_lag_seconds"`       // age of the oldest row not FINALIZED
 }
 
-// Status reads the report.
+// Status reads the report (every row: a full scan of the outbox; Pending is the cheap part).
 func (s *Store) Status(ctx context.Context) (Report, error) {
-	rep := Report{At: time.Now().UTC(), Total: ScbStatus{ScbID: "all", ByStatus: map[string]int64{}}}
-	rows, err := s.db.Query(ctx, `
+	rep, err := s.report(ctx, `
 		SELECT scb_id, status, count(*),
 		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
 		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status <> 'FINALIZED')), 0)::float8,
 		       coalesce(extract(epoch FROM avg(finalized_at - created_at) FILTER (WHERE finalized_at > now() - interval '1 hour')), 0)::float8,
 		       count(*) FILTER (WHERE finalized_at > now() - interval '1 hour')
 		  FROM dual_ledger_outbox GROUP BY scb_id, status ORDER BY scb_id, status`)
+	if err != nil {
+		return rep, err
+	}
+	err = s.db.QueryRow(ctx, `
+		SELECT count(*) FILTER (WHERE NOT settled), count(*) FILTER (WHERE settled)
+		  FROM (SELECT bool_and(status = 'FINALIZED') AS settled FROM dual_ledger_outbox GROUP BY ledger_id, reference_id) e`).
+		Scan(&rep.DBISCommitted, &rep.Settled)
+	if err != nil {
+		return rep, fmt.Errorf("outbox status: %w", err)
+	}
+	return rep, nil
+}
+
+// Pending is the part of the report that stays cheap however large the outbox grows: rows not
+// FINALIZED by SCB and status (through the partial index on unfinalized rows), their ages, and the
+// entries still DBIS_COMMITTED. The metrics collector reads it on every scrape.
+func (s *Store) Pending(ctx context.Context) (Report, error) {
+	rep, err := s.report(ctx, `
+		SELECT scb_id, status, count(*),
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
+		       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8,
+		       0::float8, 0::bigint
+		  FROM dual_ledger_outbox WHERE status <> 'FINALIZED'
+		 GROUP BY scb_id, status ORDER BY scb_id, status`)
+	if err != nil {
+		return rep, err
+	}
+	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT ledger_id, reference_id
+		FROM dual_ledger_outbox WHERE status <> 'FINALIZED') e`).Scan(&rep.DBISCommitted); err != nil {
+		return rep, fmt.Errorf("outbox pending: %w", err)
+	}
+	return rep, nil
+}
+
+// report runs a per-(SCB, status) query (count, oldest queued age, oldest unfinalized age,
+// average delivery time and rows finalized in the last hour) and sums it per SCB and in total.
+func (s *Store) report(ctx context.Context, sql string) (Report, error) {
+	rep := Report{At: time.Now().UTC(), Total: ScbStatus{ScbID: "all", ByStatus: map[string]int64{}}}
+	rows, err := s.db.Query(ctx, sql)
 	if err != nil {
 		return rep, fmt.Errorf("outbox status: %w", err)
 	}
@@ -75,33 +113,25 @@ func (s *Store) Status(ctx context.Context) (Report, error) {
 	if err := rows.Err(); err != nil {
 		return rep, fmt.Errorf("outbox status: %w", err)
 	}
-	for _, id := range order {
-		st := byScb[id]
+	fill := func(m map[string]int64) {
 		for _, s := range Statuses {
-			if _, ok := st.ByStatus[s]; !ok {
-				st.ByStatus[s] = 0
+			if _, ok := m[s]; !ok {
+				m[s] = 0
 			}
 		}
+	}
+	for _, id := range order {
+		st := byScb[id]
+		fill(st.ByStatus)
 		rep.Scbs = append(rep.Scbs, *st)
 		rep.Total.OldestQueuedAgeSec = max(rep.Total.OldestQueuedAgeSec, st.OldestQueuedAgeSec)
 		rep.Total.OldestUnfinalized = max(rep.Total.OldestUnfinalized, st.OldestUnfinalized)
 	}
-	for _, s := range Statuses {
-		if _, ok := rep.Total.ByStatus[s]; !ok {
-			rep.Total.ByStatus[s] = 0
-		}
-	}
+	fill(rep.Total.ByStatus)
 	if rep.Total.Finalized1h > 0 {
 		rep.Total.AvgDeliverySec = weighted / float64(rep.Total.Finalized1h)
 	}
 	rep.SyncLagSeconds = rep.Total.OldestUnfinalized
-	err = s.db.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE NOT settled), count(*) FILTER (WHERE settled)
-		  FROM (SELECT bool_and(status = 'FINALIZED') AS settled FROM dual_ledger_outbox GROUP BY ledger_id, reference_id) e`).
-		Scan(&rep.DBISCommitted, &rep.Settled)
-	if err != nil {
-		return rep, fmt.Errorf("outbox status: %w", err)
-	}
 	return rep, nil
 }
 
@@ -149,55 +179,3 @@ func (s *Store) List(ctx context.Context, status, scbID string, limit int) ([]Li
 	return out, nil
 }
 
-// Pending is the part of the report that stays cheap however large the outbox grows: rows not
-// FINALIZED by SCB and status (through the partial index on unfinalized rows), their ages, and the
-// entries still DBIS_COMMITTED. The metrics collector reads it on every scrape.
-func (s *Store) Pending(ctx context.Context) (Report, error) {
-	rep := Report{At: time.Now().UTC(), Total: ScbStatus{ScbID: "all", ByStatus: map[string]int64{}}}
-	rows, err := s.db.Query(ctx, `
-		SELECT scb_id, status, count(*),
-		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
-		       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8
-		  FROM dual_ledger_outbox WHERE status <> 'FINALIZED'
-		 GROUP BY scb_id, status ORDER BY scb_id, status`)
-	if err != nil {
-		return rep, fmt.Errorf("outbox pending: %w", err)
-	}
-	byScb := map[string]*ScbStatus{}
-	var order []string
-	for rows.Next() {
-		var (
-			scb, status         string
-			n                   int64
-			queuedAge, unfinAge float64
-		)
-		if err := rows.Scan(&scb, &status, &n, &queuedAge, &unfinAge); err != nil {
-			rows.Close()
-			return rep, fmt.Errorf("outbox pending: %w", err)
-		}
-		st, ok := byScb[scb]
-		if !ok {
-			st = &ScbStatus{ScbID: scb, ByStatus: map[string]int64{}}
-			byScb[scb] = st
-			order = append(order, scb)
-		}
-		st.ByStatus[status] = n
-		rep.Total.ByStatus[status] += n
-		st.OldestQueuedAgeSec = max(st.OldestQueuedAgeSec, queuedAge)
-		st.OldestUnfinalized = max(st.OldestUnfinalized, unfinAge)
-	}
-	if err := rows.Err(); err != nil {
-		return rep, fmt.Errorf("outbox pending: %w", err)
-	}
-	for _, id := range order {
-		rep.Scbs = append(rep.Scbs, *byScb[id])
-		rep.Total.OldestQueuedAgeSec = max(rep.Total.OldestQueuedAgeSec, byScb[id].OldestQueuedAgeSec)
-		rep.Total.OldestUnfinalized = max(rep.Total.OldestUnfinalized, byScb[id].OldestUnfinalized)
-	}
-	rep.SyncLagSeconds = rep.Total.OldestUnfinalized
-	if err := s.db.QueryRow(ctx, `SELECT count(*) FROM (SELECT DISTINCT ledger_id, reference_id
-		FROM dual_ledger_outbox WHERE status <> 'FINALIZED') e`).Scan(&rep.DBISCommitted); err != nil {
-		return rep, fmt.Errorf("outbox pending: %w", err)
-	}
-	return rep, nil
-}

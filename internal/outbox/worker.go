@@ -226,6 +226,20 @@ func take(s chan struct{}, n int) int {
 }
 
 func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
+	return w.dispatch(ctx, id, true, func(ctx context.Context, n int) ([]Row, error) {
+		return w.store.Claim(ctx, id, w.cfg.WorkerID, w.cfg.Lease, n)
+	}, func(r Row) { w.deliver(dctx, log, client, r) })
+}
+
+func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
+	return w.dispatch(ctx, id, false, func(ctx context.Context, n int) ([]Row, error) {
+		return w.store.ClaimForPoll(ctx, id, w.cfg.PollEvery, n)
+	}, func(r Row) { w.poll(dctx, log, client, r) })
+}
+
+// dispatch claims as many rows as the SCB has free slots and handles each in its own goroutine,
+// which gives its slot back when done. Held rows (deliveries) are remembered for the shutdown.
+func (w *Worker) dispatch(ctx context.Context, id string, hold bool, claim func(context.Context, int) ([]Row, error), handle func(Row)) (int, error) {
 	slots := w.slotsFor(id)
 	free := take(slots, w.cfg.Concurrency)
 	if free == 0 {
@@ -234,7 +248,7 @@ func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id
 	// The claim runs to completion even if shutdown starts meanwhile: a claim committed but never
 	// read back would strand its rows in PROCESSING until their lease expired.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	rows, err := w.store.Claim(cctx, id, w.cfg.WorkerID, w.cfg.Lease, free)
+	rows, err := claim(cctx, free)
 	cancel()
 	for i := len(rows); i < free; i++ {
 		<-slots // give back what we did not use
@@ -242,17 +256,19 @@ func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id
 	if err != nil {
 		return 0, err
 	}
-	w.mu.Lock()
-	for _, r := range rows {
-		w.held[r.ID] = r
+	if hold {
+		w.mu.Lock()
+		for _, r := range rows {
+			w.held[r.ID] = r
+		}
+		w.mu.Unlock()
 	}
-	w.mu.Unlock()
 	for _, r := range rows {
 		w.delivery.Add(1)
 		go func(r Row) {
 			defer w.delivery.Done()
 			defer func() { <-slots; w.poke() }()
-			w.deliver(dctx, log, client, r)
+			handle(r)
 		}(r)
 	}
 	return len(rows), nil
@@ -338,30 +354,6 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 			log.Warn("outbox: row FAILED", "scb", r.ScbID, "row", r.ID, "reference_id", r.ReferenceID, "reason", res.Error)
 		}
 	}
-}
-
-func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
-	slots := w.slotsFor(id)
-	free := take(slots, w.cfg.Concurrency)
-	if free == 0 {
-		return 0, nil
-	}
-	rows, err := w.store.ClaimForPoll(ctx, id, w.cfg.PollEvery, free)
-	for i := len(rows); i < free; i++ {
-		<-slots
-	}
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range rows {
-		w.delivery.Add(1)
-		go func(r Row) {
-			defer w.delivery.Done()
-			defer func() { <-slots; w.poke() }()
-			w.poll(dctx, log, client, r)
-		}(r)
-	}
-	return len(rows), nil
 }
 
 func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) {
