@@ -178,4 +178,3 @@ func (s *Store) List(ctx context.Context, status, scbID string, limit int) ([]Li
 	}
 	return out, nil
 }
-
