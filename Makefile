@@ -37,6 +37,7 @@ staticcheck:
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test ./internal/money -run '^$$' -fuzz FuzzParseAmount -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz FuzzDecodeEntry -fuzztime $(FUZZTIME)
 
 ## bench: the posting benchmark (docs/benchmarks.md).
 bench: postgres build

@@ -287,16 +287,19 @@ func newOutboxListCmd(a *app) *cobra.Command {
 
 func newOutboxRequeueCmd(a *app) *cobra.Command {
 	var (
-		id        int64
-		allFailed bool
-		scbID     string
+		id               int64
+		allFailed        bool
+		scbID            string
+		includeConflicts bool
 	)
 	cmd := &cobra.Command{
 		Use:   "requeue (--id N | --all-failed [--scb ID])",
 		Short: "Return FAILED rows to QUEUED with a fresh attempt budget (after fixing the cause)",
 		Long: `Moves FAILED rows back to QUEUED, due now, with a fresh budget of --max-attempts, and records
 the requeue in the row's attempts. Fix the cause first (the SCB's key or URL, the SCB's data):
-docs/runbooks/stuck-outbox.md.`,
+docs/runbooks/stuck-outbox.md. --all-failed leaves rows that failed on a 409 conflict alone
+unless --include-conflicts: the SCB holds another body under our idempotency key, and sending
+ours again cannot help.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (id == 0) == !allFailed {
@@ -314,7 +317,7 @@ docs/runbooks/stuck-outbox.md.`,
 			if user == "" {
 				user = "operator"
 			}
-			n, err := outbox.NewStore(pool).Requeue(cmd.Context(), "cli:"+user, id, allFailed, scbID)
+			n, err := outbox.NewStore(pool).Requeue(cmd.Context(), "cli:"+user, id, allFailed, scbID, includeConflicts)
 			if err != nil {
 				return err
 			}
@@ -331,6 +334,7 @@ docs/runbooks/stuck-outbox.md.`,
 	cmd.Flags().Int64Var(&id, "id", 0, "the outbox row to requeue")
 	cmd.Flags().BoolVar(&allFailed, "all-failed", false, "requeue every FAILED row")
 	cmd.Flags().StringVar(&scbID, "scb", "", "with --all-failed: only this SCB's rows")
+	cmd.Flags().BoolVar(&includeConflicts, "include-conflicts", false, "with --all-failed: also rows that failed on 409 (the SCB holds another body under our key; investigate first)")
 	return cmd
 }
 

@@ -25,6 +25,12 @@ BEGIN
     END IF;
 
     GRANT USAGE ON SCHEMA public TO dualledger_app;
+    -- Commands check that the schema is current before they run; the version table is tern's
+    -- (created by `dualledger migrate`), made here too when the files are applied with psql.
+    CREATE TABLE IF NOT EXISTS dualledger_schema_version (version int4 NOT NULL);
+    INSERT INTO dualledger_schema_version (version)
+        SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM dualledger_schema_version);
+    GRANT SELECT ON dualledger_schema_version TO dualledger_app;
     GRANT SELECT ON currencies, ledgers, banks, bank_accounts, ledger_entries,
                     dual_ledger_outbox, dual_ledger_outbox_attempts TO dualledger_app;
     GRANT INSERT (id) ON ledgers TO dualledger_app;

@@ -382,8 +382,11 @@ func (s *Store) ScbsWithWork(ctx context.Context) ([]string, error) {
 }
 
 // Requeue moves FAILED rows back to QUEUED (operator action) with a fresh attempt budget, and
-// records it. Select by id, or all FAILED rows (optionally of one SCB).
-func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFailed bool, scbID string) (int64, error) {
+// records it. Select by id, or all FAILED rows (optionally of one SCB). With allFailed, rows that
+// failed on a 409 (the SCB holds another body under our idempotency key) are left alone unless
+// includeConflicts: requeueing them cannot help, they need an investigation
+// (docs/runbooks/stuck-outbox.md); by id they are requeued.
+func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFailed bool, scbID string, includeConflicts bool) (int64, error) {
 	if id == 0 && !allFailed {
 		return 0, errors.New("requeue needs an id or all failed rows")
 	}
@@ -396,7 +399,8 @@ func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFaile
 			 WHERE status = 'FAILED'
 			   AND ($1 = 0 OR id = $1)
 			   AND ($2 = '' OR scb_id = $2)
-			RETURNING id, attempts`, id, scbID)
+			   AND ($1 <> 0 OR $3 OR last_status_code IS DISTINCT FROM 409)
+			RETURNING id, attempts`, id, scbID, includeConflicts)
 		if err != nil {
 			return err
 		}

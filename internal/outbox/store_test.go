@@ -5,6 +5,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strings"
@@ -308,5 +309,33 @@ func TestAdvanceNeverGoesBack(t *testing.T) {
 	}
 	if got := kinds(f.attempts(rows[0].ID)); !reflect.DeepEqual(got, []string{"deliver/posted", "poll/final"}) {
 		t.Errorf("attempts %v", got)
+	}
+}
+
+// TestRequeueAllSkipsConflicts: --all-failed leaves rows that failed on 409 (the SCB holds another
+// body under our key) unless asked; by id they are requeued.
+func TestRequeueAllSkipsConflicts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(2, "rq", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	claimed, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 2)
+	if err != nil || len(claimed) != 2 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	for i, code := range []int{409, 401} {
+		if err := f.store.Finish(ctx, claimed[i], "w", Result{Kind: "deliver", Started: time.Now(), NewStatus: Failed,
+			StatusCode: code, Outcome: "permanent", Error: fmt.Sprintf("%d from SCB-1", code)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := f.store.Requeue(ctx, "op", 0, true, "", false); err != nil || n != 1 {
+		t.Fatalf("requeue all: %d %v, want only the 401 row", n, err)
+	}
+	if n, err := f.store.Requeue(ctx, "op", 0, true, "", true); err != nil || n != 1 {
+		t.Fatalf("requeue all including conflicts: %d %v, want the 409 row", n, err)
+	}
+	if got := f.count(Queued, "SCB-1"); got != 2 {
+		t.Fatalf("%d rows QUEUED, want 2", got)
 	}
 }

@@ -32,8 +32,22 @@ func envSpellings(id string) []string {
 // shape. It takes the ids because the shell-safe spelling cannot be mapped back to an id
 // ("SCB_1" may be "SCB-1" or "SCB_1"). Only ids with at least one variable set are in the result;
 // the configs are not validated (the file may supply the rest, see Load). Two spellings set to
-// different values are an error, because guessing which one the operator meant is unsafe.
+// different values are an error for that SCB, because guessing which one the operator meant is
+// unsafe; the other SCBs are still returned (with the joined errors), so that one bad entry does
+// not stop every delivery.
 func ConfigFromEnv(environ []string, ids []string) (map[string]Config, error) {
+	out, bad := configFromEnv(environ, ids)
+	var errs []error
+	for _, id := range ids {
+		if err, ok := bad[id]; ok {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// configFromEnv is ConfigFromEnv with the error of each SCB it had to leave out.
+func configFromEnv(environ []string, ids []string) (map[string]Config, map[string]error) {
 	env := make(map[string]string, len(environ))
 	for _, kv := range environ {
 		if k, v, ok := strings.Cut(kv, "="); ok {
@@ -42,18 +56,24 @@ func ConfigFromEnv(environ []string, ids []string) (map[string]Config, error) {
 	}
 	owner := map[string]string{} // variable name -> id, to catch ids that share a spelling
 	out := map[string]Config{}
+	bad := map[string]error{}
+ids:
 	for _, id := range ids {
 		c, found := Config{ID: id}, false
 		for _, field := range []string{"API_URL", "API_KEY", "TIMEOUT"} {
 			name, val, err := lookupEnv(env, id, field)
 			if err != nil {
-				return nil, err
+				bad[id] = err
+				continue ids
 			}
 			if name == "" {
 				continue
 			}
 			if other, ok := owner[name]; ok && other != id {
-				return nil, fmt.Errorf("SCBs %s and %s both read %s: set the variables with the ids as written", other, id, name)
+				err := fmt.Errorf("SCBs %s and %s both read %s: set the variables with the ids as written", other, id, name)
+				bad[id], bad[other] = err, err
+				delete(out, other)
+				continue ids
 			}
 			owner[name] = id
 			found = true
@@ -65,7 +85,8 @@ func ConfigFromEnv(environ []string, ids []string) (map[string]Config, error) {
 			case "TIMEOUT":
 				d, err := parseTimeout(val)
 				if err != nil {
-					return nil, fmt.Errorf("%s: %w", name, err)
+					bad[id] = fmt.Errorf("%s: %w", name, err)
+					continue ids
 				}
 				c.Timeout = d
 			}
@@ -74,7 +95,7 @@ func ConfigFromEnv(environ []string, ids []string) (map[string]Config, error) {
 			out[id] = c
 		}
 	}
-	return out, nil
+	return out, bad
 }
 
 // lookupEnv finds SCB_<spelling>_<field>; name is "" when none is set.
@@ -250,13 +271,16 @@ func Load(environ []string, ids []string, path string) (map[string]Config, error
 			return nil, err
 		}
 	}
-	env, err := ConfigFromEnv(environ, ids)
-	if err != nil {
-		return nil, err
-	}
+	env, bad := configFromEnv(environ, ids)
 	out := map[string]Config{}
 	var errs []error
 	for _, id := range ids {
+		if err, ok := bad[id]; ok {
+			// Left out entirely: the environment says something ambiguous about this SCB, and
+			// falling back to the file would deliver with settings the operator did not mean.
+			errs = append(errs, err)
+			continue
+		}
 		c, inFile, err := matchFile(file, id)
 		if err != nil {
 			errs = append(errs, err)
