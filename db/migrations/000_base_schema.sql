@@ -297,6 +297,10 @@ CREATE TABLE IF NOT EXISTS ledger_entries (
     -- what the foreign keys would enforce.
 );
 
+-- Reversals of an entry (checked by the posting function: a reversal never exceeds its entry).
+CREATE INDEX IF NOT EXISTS ledger_entries_reverses_idx
+    ON ledger_entries (ledger_id, reverses_entry_id) WHERE reverses_entry_id IS NOT NULL;
+
 -- ---------------------------------------------------------------------------------------------
 -- Canonical encoding of an entry for the hash chain (docs/hash-chain.md has the specification and
 -- test vectors; internal/ledger/hash.go implements the same in Go):

@@ -33,6 +33,7 @@ RETURN CASE p_code
     WHEN 'invalid_request'    THEN 'DL009'
     WHEN 'account_inactive'   THEN 'DL010'
     WHEN 'unknown_entry'      THEN 'DL012'
+    WHEN 'invalid_reversal'   THEN 'DL013'
     WHEN 'not_applied'        THEN 'DL011'
     ELSE 'DL000' END;
 
@@ -180,6 +181,8 @@ DECLARE
     v_created   integer := 0;
     v_outbox    boolean := false;
     v_first_bad integer;
+    orig        record;      -- the entry a reversal reverses
+    v_reversed  jsonb := '{}'::jsonb; -- entry id -> amount reversed by this batch so far
 BEGIN
     IF p_entries IS NULL OR jsonb_typeof(p_entries) <> 'array' THEN
         RAISE EXCEPTION 'invalid_request: entries must be a JSON array of entry objects'
@@ -506,12 +509,41 @@ BEGIN
             CONTINUE;
         END IF;
         IF e_reverses[i] IS NOT NULL THEN
-            -- (nested IF: a condition with a subquery is not a "simple expression" and would cost
-            -- a full executor round on every iteration)
-            IF NOT EXISTS (SELECT 1 FROM ledger_entries le WHERE le.id = e_reverses[i] AND le.ledger_id = p_ledger_id) THEN
+            -- A reversal moves (part of) an entry's amount back: the same two accounts the other way
+            -- round, the same currency and asset type, and never more in total than the entry
+            -- moved. (Nested IF: a condition with a subquery is not a "simple expression" and
+            -- would cost a full executor round on every iteration.)
+            SELECT le.debit_account_id, le.credit_account_id, le.amount, le.currency_code, le.asset_type,
+                   coalesce((SELECT sum(r.amount) FROM ledger_entries r
+                              WHERE r.ledger_id = p_ledger_id AND r.reverses_entry_id = le.id), 0) AS reversed
+              INTO orig
+              FROM ledger_entries le WHERE le.id = e_reverses[i] AND le.ledger_id = p_ledger_id;
+            IF NOT FOUND THEN
                 r_code[i] := 'unknown_entry';
                 r_msg[i] := format('reverses_entry_id %s is not an entry of ledger %s', e_reverses[i], to_jsonb(p_ledger_id));
                 r_details[i] := jsonb_build_object('field', 'reverses_entry_id', 'reverses_entry_id', e_reverses[i]);
+                CONTINUE;
+            END IF;
+            IF orig.debit_account_id <> e_credit[i] OR orig.credit_account_id <> e_debit[i]
+               OR orig.currency_code <> e_currency[i] OR orig.asset_type <> e_asset[i] THEN
+                r_code[i] := 'invalid_reversal';
+                r_msg[i] := format('entry %s moved %s %s from %s to %s: its reversal must move it back (debit %s, credit %s, %s %s)',
+                                   e_reverses[i], trim_scale(orig.amount), orig.currency_code, to_jsonb(orig.debit_account_id),
+                                   to_jsonb(orig.credit_account_id), to_jsonb(orig.credit_account_id), to_jsonb(orig.debit_account_id),
+                                   orig.currency_code, orig.asset_type);
+                r_details[i] := jsonb_build_object('field', 'reverses_entry_id', 'reverses_entry_id', e_reverses[i],
+                                                   'debit_account_id', orig.credit_account_id, 'credit_account_id', orig.debit_account_id);
+                CONTINUE;
+            END IF;
+            IF orig.reversed + coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0) + e_amount[i] > orig.amount THEN
+                r_code[i] := 'invalid_reversal';
+                r_msg[i] := format('entry %s moved %s %s and %s of it is already reversed: at most %s more can be',
+                                   e_reverses[i], trim_scale(orig.amount), orig.currency_code,
+                                   trim_scale(orig.reversed + coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0)),
+                                   trim_scale(orig.amount - orig.reversed - coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0)));
+                r_details[i] := jsonb_build_object('field', 'amount', 'reverses_entry_id', e_reverses[i],
+                                                   'entry_amount', trim_scale(orig.amount)::text,
+                                                   'already_reversed', trim_scale(orig.reversed + coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0))::text);
                 CONTINUE;
             END IF;
         END IF;
@@ -553,6 +585,10 @@ BEGIN
         r_rec[i] := now();
         r_dbal[i] := a_bal[d];
         r_cbal[i] := a_bal[c];
+        IF e_reverses[i] IS NOT NULL THEN
+            v_reversed := v_reversed || jsonb_build_object(e_reverses[i]::text,
+                              coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0) + amt);
+        END IF;
         IF a_bank[d] IS NOT NULL OR a_bank[c] IS NOT NULL THEN
             e_dbank[i] := a_bank[d];
             e_cbank[i] := a_bank[c];

@@ -34,7 +34,7 @@ func statusOf(code string) int {
 		return http.StatusNotFound
 	case ledger.CodeReferenceConflict, ledger.CodeLedgerExists, ledger.CodeAccountExists, ledger.CodeBankExists:
 		return http.StatusConflict
-	case ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive,
+	case ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive, ledger.CodeInvalidReversal,
 		ledger.CodeNotApplied, CodeBatchRejected, settlement.CodeSettlementAccountNotFound,
 		settlement.CodeAmbiguousSettlementAccount:
 		return http.StatusUnprocessableEntity

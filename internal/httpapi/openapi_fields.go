@@ -20,7 +20,7 @@ var (
 		ledger.CodeCreated, ledger.CodeReplayed, ledger.CodeReferenceConflict, ledger.CodeInsufficientFunds,
 		ledger.CodeUnknownAccount, ledger.CodeUnknownLedger, ledger.CodeCurrencyMismatch, ledger.CodeSameAccount,
 		ledger.CodeInvalidAmount, ledger.CodeUnknownCurrency, ledger.CodeInvalidAssetType, ledger.CodeInvalidRequest,
-		ledger.CodeAccountInactive, ledger.CodeUnknownEntry, ledger.CodeNotApplied,
+		ledger.CodeAccountInactive, ledger.CodeUnknownEntry, ledger.CodeInvalidReversal, ledger.CodeNotApplied,
 	}
 )
 

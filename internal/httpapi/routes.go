@@ -74,7 +74,8 @@ func (s *Server) routes() []route {
 				ledger.CodeInvalidAssetType, ledger.CodeSameAccount),
 			fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount, ledger.CodeUnknownEntry),
 			fail(http.StatusConflict, ledger.CodeReferenceConflict),
-			fail(http.StatusUnprocessableEntity, ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive),
+			fail(http.StatusUnprocessableEntity, ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive,
+				ledger.CodeInvalidReversal),
 		}
 	)
 	rs := []route{

@@ -70,6 +70,7 @@ var sqlstateCodes = map[string]string{
 	"DL010": CodeAccountInactive,
 	"DL011": CodeNotApplied,
 	"DL012": CodeUnknownEntry,
+	"DL013": CodeInvalidReversal,
 }
 
 // constraintCodes maps constraint names to what they mean for a client.

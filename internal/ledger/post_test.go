@@ -219,3 +219,45 @@ func TestBalanceOverflowRejectsOnlyThatEntry(t *testing.T) {
 		t.Errorf("message %q should name the account", res[1].Message)
 	}
 }
+
+// TestReversals: a reversal moves (part of) an entry back between the same accounts; never the
+// wrong way round, in another currency, or more in total than the entry moved (across batches and
+// within one).
+func TestReversals(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	orig, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("alice", "bob", "30.00", "USD", "r-orig")}, false)
+	if err != nil || orig[0].Code != ledger.CodeCreated {
+		t.Fatalf("original: %v %+v", err, orig)
+	}
+	id := orig[0].EntryID
+	rev := func(debit, credit, amount, ref string) ledger.EntryInput {
+		e := entry(debit, credit, amount, "USD", ref)
+		e.ReversesEntryID = &id
+		return e
+	}
+	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{
+		rev("alice", "bob", "1.00", "r1"),  // the same direction: not a reversal
+		rev("bob", "alice", "10.00", "r2"), // a partial reversal
+		rev("bob", "alice", "15.00", "r3"), // 25 of 30 reversed
+		rev("bob", "alice", "5.01", "r4"),  // would exceed 30
+		rev("bob", "alice", "5.00", "r5"),  // exactly the rest
+	}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{ledger.CodeInvalidReversal, ledger.CodeCreated, ledger.CodeCreated, ledger.CodeInvalidReversal, ledger.CodeCreated}
+	for i, w := range want {
+		if res[i].Code != w {
+			t.Errorf("reversal %d: %s (%s), want %s", i+1, res[i].Code, res[i].Message, w)
+		}
+	}
+	if !strings.Contains(res[0].Message, "must move it back") || !strings.Contains(res[3].Message, "at most 5 more") {
+		t.Errorf("messages: %q / %q", res[0].Message, res[3].Message)
+	}
+	// Fully reversed now: nothing more, in a later batch either.
+	res, err = ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{rev("bob", "alice", "0.01", "r6")}, false)
+	if err != nil || res[0].Code != ledger.CodeInvalidReversal {
+		t.Fatalf("reversal beyond the entry in a later batch: %v %+v", err, res)
+	}
+}

@@ -25,6 +25,7 @@ const (
 	CodeInvalidRequest    = "invalid_request"
 	CodeAccountInactive   = "account_inactive"
 	CodeUnknownEntry      = "unknown_entry"
+	CodeInvalidReversal   = "invalid_reversal"
 	CodeNotApplied        = "not_applied"
 )
 
