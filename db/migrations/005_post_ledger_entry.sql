@@ -469,9 +469,10 @@ BEGIN
                     r_code[i] := 'replayed';
                 ELSE
                     r_code[i] := 'reference_conflict';
-                    r_msg[i] := format('reference_id %s was already used for entry %s with a different %s',
-                                       to_jsonb(e_ref[i]), r_id[j], array_to_string(diff, ', '));
-                    r_details[i] := jsonb_build_object('reference_id', e_ref[i], 'existing_entry_id', r_id[j], 'fields', to_jsonb(diff));
+                    r_msg[i] := format('reference_id %s is used by entry %s of this batch (entry id %s) with a different %s',
+                                       to_jsonb(e_ref[i]), j, r_id[j], array_to_string(diff, ', '));
+                    r_details[i] := jsonb_build_object('reference_id', e_ref[i], 'existing_entry_id', r_id[j],
+                                                       'batch_entry', j, 'fields', to_jsonb(diff));
                 END IF;
                 CONTINUE;
             END IF;
@@ -608,10 +609,17 @@ BEGIN
         END LOOP;
         IF v_first_bad IS NOT NULL THEN
             FOR i IN 1..n LOOP
-                IF r_code[i] = 'created' OR (r_code[i] IN ('replayed', 'reference_conflict') AND r_seq[i] > v_head_seq) THEN
-                    r_code[i] := 'not_applied';
-                    r_msg[i] := format('not applied: entry %s of this atomic batch was rejected (%s)', v_first_bad, r_code[v_first_bad]);
-                    r_details[i] := jsonb_build_object('rejected_entry', v_first_bad, 'rejected_result', r_code[v_first_bad]);
+                IF r_seq[i] > v_head_seq THEN
+                    -- Refers to an entry of this batch, which is not written: created entries and
+                    -- in-batch replays become not_applied; an in-batch conflict keeps its code (it
+                    -- is a reason in itself) but has no entry to show.
+                    IF r_code[i] IN ('created', 'replayed') THEN
+                        r_code[i] := 'not_applied';
+                        r_msg[i] := format('not applied: entry %s of this atomic batch was rejected (%s)', v_first_bad, r_code[v_first_bad]);
+                        r_details[i] := jsonb_build_object('rejected_entry', v_first_bad, 'rejected_result', r_code[v_first_bad]);
+                    ELSE
+                        r_details[i] := r_details[i] - 'existing_entry_id';
+                    END IF;
                     r_id[i] := NULL; r_seq[i] := NULL; r_hash[i] := NULL; r_prev[i] := NULL;
                     r_ts[i] := NULL; r_rec[i] := NULL; r_dbal[i] := NULL; r_cbal[i] := NULL;
                 END IF;

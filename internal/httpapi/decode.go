@@ -70,7 +70,7 @@ func decodeEntryBytes(data []byte) (ledger.EntryInput, error) {
 // decoded by DecodeEntry's rules; an error names the entry (details.index) and the field.
 func decodeBatch(data []byte, maxBatch int) (bool, []ledger.EntryInput, error) {
 	var wire batchWire
-	if err := decodeStrict(data, &wire); err != nil {
+	if err := decodeStrictDepth(data, &wire, maxJSONDepth+2); err != nil {
 		return false, nil, err
 	}
 	switch {
@@ -136,7 +136,11 @@ func bodyTooLarge(limit int64) *ledger.Error {
 }
 
 // decodeStrict decodes data, which must be exactly one JSON object with only the fields of *v.
-func decodeStrict(data []byte, v any) error {
+func decodeStrict(data []byte, v any) error { return decodeStrictDepth(data, v, maxJSONDepth) }
+
+// decodeStrictDepth is decodeStrict with another nesting limit (a batch wraps each entry in two
+// more levels, and an entry must be acceptable in a batch if it is on its own).
+func decodeStrictDepth(data []byte, v any, maxDepth int) error {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return ledger.Errorf(ledger.CodeInvalidRequest, "the request body is empty: send a JSON object")
 	}
@@ -147,7 +151,7 @@ func decodeStrict(data []byte, v any) error {
 		return err
 	}
 	fields := jsonFields(reflect.TypeOf(v).Elem())
-	if err := scanJSON(data, fields); err != nil {
+	if err := scanJSON(data, fields, maxDepth); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -289,7 +293,7 @@ func checkEscapes(data []byte) error {
 // object and nothing after it, its keys exactly the struct's field names, no duplicate keys at
 // any depth, nesting depth and number literals within the limits. Syntax errors are reported
 // with their byte offset.
-func scanJSON(data []byte, fields map[string]bool) error {
+func scanJSON(data []byte, fields map[string]bool, maxDepth int) error {
 	type frame struct {
 		object  bool
 		wantKey bool
@@ -378,8 +382,8 @@ func scanJSON(data []byte, fields map[string]bool) error {
 		case json.Delim:
 			switch v {
 			case '{', '[':
-				if len(stack) >= maxJSONDepth {
-					return ledger.Errorf(ledger.CodeInvalidRequest, "the JSON is nested more than %d levels deep", maxJSONDepth)
+				if len(stack) >= maxDepth {
+					return ledger.Errorf(ledger.CodeInvalidRequest, "the JSON is nested more than %d levels deep", maxDepth)
 				}
 				f := &frame{object: v == '{', wantKey: v == '{', name: elem()}
 				if f.object {
@@ -393,6 +397,10 @@ func scanJSON(data []byte, fields map[string]bool) error {
 		case json.Number:
 			if err := checkNumber(string(v)); err != nil {
 				at := path(elem())
+				if at == "amount" || strings.HasSuffix(at, ".amount") {
+					// An amount is never a JSON number, however large: say that, as for any number.
+					return fieldError(ledger.CodeInvalidAmount, clip(at), `%s must be a decimal string such as "100.00", not a JSON number`, quoteField(at))
+				}
 				return fieldError(ledger.CodeInvalidRequest, clip(at), "%s: %v", quoteField(at), err)
 			}
 			valueDone()

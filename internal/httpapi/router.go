@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"dualledger/internal/ledger"
 )
@@ -98,7 +99,17 @@ func (s *Server) endpoint(rt route) http.Handler {
 	for _, q := range rt.query {
 		known[q.name] = true
 	}
+	params := pathParams(rt.path)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Ids in the path are text: bytes that are not UTF-8 (or a NUL) can name nothing, and the
+		// database would refuse them as an encoding error.
+		for _, name := range params {
+			if v := r.PathValue(name); !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
+				s.writeError(w, r, ledger.Errorf(ledger.CodeInvalidRequest, "path parameter %s is not valid UTF-8 text", name).
+					WithDetails(map[string]string{"field": name}))
+				return
+			}
+		}
 		if rt.strictQuery {
 			if err := checkQuery(r, known); err != nil {
 				s.writeError(w, r, err)
@@ -233,4 +244,15 @@ func (r *recorder) Write(b []byte) (int, error) {
 		r.status = http.StatusOK
 	}
 	return r.body.Write(b)
+}
+
+// pathParams lists the {names} of a route path.
+func pathParams(path string) []string {
+	var out []string
+	for _, seg := range strings.Split(path, "/") {
+		if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			out = append(out, strings.Trim(seg, "{}"))
+		}
+	}
+	return out
 }

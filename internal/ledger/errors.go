@@ -112,6 +112,8 @@ func FromDB(err error) error {
 			return &Error{Code: c.code, Message: c.msg, cause: err}
 		}
 		switch pgErr.Code {
+		case pgerrcode.CharacterNotInRepertoire, pgerrcode.UntranslatableCharacter:
+			return &Error{Code: CodeInvalidRequest, Message: "the request contains text that is not valid UTF-8", cause: err}
 		case pgerrcode.UniqueViolation:
 			return &Error{Code: CodeReferenceConflict, Message: "duplicate key", cause: err}
 		case pgerrcode.CheckViolation, pgerrcode.NotNullViolation, pgerrcode.InvalidTextRepresentation,

@@ -261,3 +261,26 @@ func TestReversals(t *testing.T) {
 		t.Fatalf("reversal beyond the entry in a later batch: %v %+v", err, res)
 	}
 }
+
+// TestAtomicBatchInBatchConflict: an atomic batch whose second entry reuses the first one's
+// reference with other content is rejected because of that conflict: the first is not_applied,
+// the second keeps its reference_conflict (naming the batch entry), and neither shows an entry.
+func TestAtomicBatchInBatchConflict(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{
+		entry("alice", "bob", "1.00", "USD", "dup"), entry("alice", "bob", "2.00", "USD", "dup"),
+	}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Code != ledger.CodeNotApplied || res[1].Code != ledger.CodeReferenceConflict {
+		t.Fatalf("results %s, %s", res[0].Code, res[1].Code)
+	}
+	if res[1].EntryID != 0 || strings.Contains(string(res[1].Details), "existing_entry_id") || !strings.Contains(string(res[1].Details), `"batch_entry": 1`) {
+		t.Errorf("conflict result shows an entry that was not written: %+v", res[1])
+	}
+	if !strings.Contains(res[0].Message, "entry 2") || !strings.Contains(res[0].Message, "reference_conflict") {
+		t.Errorf("not_applied message %q", res[0].Message)
+	}
+}
