@@ -102,6 +102,7 @@ RETURNS TABLE (
     block_hash     text,     -- hex
     previous_hash  text,     -- hex
     timestamp_utc  timestamptz,
+    metadata       jsonb,    -- as stored (a replay answers the original's)
     recorded_at    timestamptz,
     debit_balance  numeric,  -- debit account's balance right after the entry
     credit_balance numeric,  -- credit account's balance right after the entry
@@ -157,6 +158,7 @@ DECLARE
     r_hash     bytea[];
     r_ts       timestamptz[];
     r_rec      timestamptz[];
+    r_meta     jsonb[];
     r_dbal     numeric[];
     r_cbal     numeric[];
     -- Per touched account, in id order (the lock order).
@@ -275,7 +277,7 @@ BEGIN
                          WHEN length(ltrim(split_part(r.amount_txt, '.', 1), '0')) > 20 THEN 'amount_range'
                          WHEN r.amount_txt ~ '\.[0-9]{18}[0-9]*[1-9]' THEN 'amount_precision'
                          WHEN r.amount_txt::numeric <= 0 THEN 'amount_sign'
-                         WHEN r.currency IS NULL THEN 'currency_missing'
+                         WHEN r.currency IS NULL OR r.currency = '' THEN 'currency_missing'
                          WHEN cur.code IS NULL THEN 'currency_code'
                          WHEN r.asset IS NULL OR r.asset NOT IN ('fiat', 'cbdc', 'commodity', 'security') THEN 'asset_type'
                          WHEN r.asset = 'fiat' AND r.amount_txt::numeric <> trunc(r.amount_txt::numeric, cur.minor_unit) THEN 'amount_minor_unit'
@@ -333,6 +335,7 @@ BEGIN
     r_hash := array_fill(NULL::bytea, ARRAY[n]);
     r_ts := array_fill(NULL::timestamptz, ARRAY[n]);
     r_rec := array_fill(NULL::timestamptz, ARRAY[n]);
+    r_meta := array_fill(NULL::jsonb, ARRAY[n]);
     r_dbal := array_fill(NULL::numeric, ARRAY[n]);
     r_cbal := array_fill(NULL::numeric, ARRAY[n]);
     e_dbank := array_fill(NULL::text, ARRAY[n]);
@@ -363,7 +366,7 @@ BEGIN
     IF NOT FOUND THEN
         RETURN QUERY
             SELECT k, 'unknown_ledger'::text, NULL::bigint, NULL::bigint, NULL::text, NULL::text, NULL::timestamptz,
-                   NULL::timestamptz, NULL::numeric, NULL::numeric,
+                   NULL::jsonb, NULL::timestamptz, NULL::numeric, NULL::numeric,
                    format('unknown ledger %s', to_jsonb(p_ledger_id)), jsonb_build_object('ledger_id', p_ledger_id)
               FROM generate_series(1, n) AS k;
         RETURN;
@@ -432,6 +435,7 @@ BEGIN
         r_prev[i] := rec.previous_hash;
         r_ts[i] := rec.timestamp_utc;
         r_rec[i] := rec.recorded_at;
+        r_meta[i] := rec.metadata;
         r_dbal[i] := rec.debit_balance_after;
         r_cbal[i] := rec.credit_balance_after;
         IF cardinality(diff) = 0 THEN
@@ -465,6 +469,7 @@ BEGIN
                                       e_fx[i], e_meta[i], e_ts[i], e_ts_given[i], e_reverses[i]);
                 r_id[i] := r_id[j]; r_seq[i] := r_seq[j]; r_hash[i] := r_hash[j]; r_prev[i] := r_prev[j];
                 r_ts[i] := r_ts[j]; r_rec[i] := r_rec[j]; r_dbal[i] := r_dbal[j]; r_cbal[i] := r_cbal[j];
+                r_meta[i] := r_meta[j];
                 IF cardinality(diff) = 0 THEN
                     r_code[i] := 'replayed';
                 ELSE
@@ -584,6 +589,7 @@ BEGIN
         r_hash[i] := v_hash;
         r_ts[i] := e_ts[i];
         r_rec[i] := now();
+        r_meta[i] := e_meta[i];
         r_dbal[i] := a_bal[d];
         r_cbal[i] := a_bal[c];
         IF e_reverses[i] IS NOT NULL THEN
@@ -621,7 +627,7 @@ BEGIN
                         r_details[i] := r_details[i] - 'existing_entry_id';
                     END IF;
                     r_id[i] := NULL; r_seq[i] := NULL; r_hash[i] := NULL; r_prev[i] := NULL;
-                    r_ts[i] := NULL; r_rec[i] := NULL; r_dbal[i] := NULL; r_cbal[i] := NULL;
+                    r_ts[i] := NULL; r_rec[i] := NULL; r_dbal[i] := NULL; r_cbal[i] := NULL; r_meta[i] := NULL;
                 END IF;
             END LOOP;
             v_created := 0;
@@ -660,10 +666,10 @@ BEGIN
     END IF;
 
     RETURN QUERY
-        SELECT u.k::integer, u.code, u.id, u.seq, encode(u.hash, 'hex'), encode(u.prev, 'hex'), u.ts, u.rec,
+        SELECT u.k::integer, u.code, u.id, u.seq, encode(u.hash, 'hex'), encode(u.prev, 'hex'), u.ts, u.meta, u.rec,
                u.dbal, u.cbal, u.msg, u.det
-          FROM unnest(r_code, r_id, r_seq, r_hash, r_prev, r_ts, r_rec, r_dbal, r_cbal, r_msg, r_details)
-               WITH ORDINALITY AS u(code, id, seq, hash, prev, ts, rec, dbal, cbal, msg, det, k);
+          FROM unnest(r_code, r_id, r_seq, r_hash, r_prev, r_ts, r_meta, r_rec, r_dbal, r_cbal, r_msg, r_details)
+               WITH ORDINALITY AS u(code, id, seq, hash, prev, ts, meta, rec, dbal, cbal, msg, det, k);
 END
 $fn$;
 

@@ -122,7 +122,8 @@ func FromDB(err error) error {
 		case pgerrcode.QueryCanceled, pgerrcode.AdminShutdown, pgerrcode.CannotConnectNow, pgerrcode.TooManyConnections:
 			return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
 		}
-		return &Error{Code: CodeInternal, Message: "internal error (SQLSTATE " + pgErr.Code + ")", cause: err}
+		// The SQLSTATE stays in the cause (for the log): clients get a stable code, not database text.
+		return &Error{Code: CodeInternal, Message: "internal error", cause: err}
 	}
 	var connErr *pgconn.ConnectError
 	if pgconn.Timeout(err) || pgconn.SafeToRetry(err) || errors.As(err, &connErr) ||

@@ -17,7 +17,7 @@ const MaxBatch = 10000
 
 // postSQL calls the batch function. The one statement is its own transaction (autocommit), so
 // the entries, balances, chain head and outbox rows of the batch commit together or not at all.
-const postSQL = `SELECT idx, result, entry_id, seq, block_hash, previous_hash, timestamp_utc, recorded_at,
+const postSQL = `SELECT idx, result, entry_id, seq, block_hash, previous_hash, timestamp_utc, metadata, recorded_at,
        debit_balance::text, credit_balance::text, message, details
   FROM post_ledger_entries($1, $2::jsonb, $3)`
 
@@ -47,9 +47,9 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 			hash, prev      *string
 			ts, rec         *time.Time
 			dbal, cbal, msg *string
-			details         []byte
+			details, meta   []byte
 		)
-		if err := rows.Scan(&idx, &r.Code, &entryID, &seq, &hash, &prev, &ts, &rec, &dbal, &cbal, &msg, &details); err != nil {
+		if err := rows.Scan(&idx, &r.Code, &entryID, &seq, &hash, &prev, &ts, &meta, &rec, &dbal, &cbal, &msg, &details); err != nil {
 			rows.Close()
 			return nil, FromDB(err)
 		}
@@ -71,6 +71,9 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 		r.Message = deref(msg)
 		if len(details) > 0 {
 			r.Details = details
+		}
+		if len(meta) > 0 {
+			r.Metadata = meta
 		}
 		results = append(results, r)
 	}

@@ -302,7 +302,10 @@ func EntryFromResult(ledgerID string, in EntryInput, r Result) (Entry, error) {
 	if !r.OK() {
 		return Entry{}, fmt.Errorf("result %s has no entry", r.Code)
 	}
-	meta := in.Metadata
+	meta := r.Metadata
+	if len(meta) == 0 {
+		meta = in.Metadata
+	}
 	if len(meta) == 0 || string(meta) == "null" {
 		meta = json.RawMessage(`{}`)
 	}

@@ -59,6 +59,7 @@ type Result struct {
 	BlockHash     string // hex
 	PreviousHash  string // hex
 	TimestampUTC  time.Time
+	Metadata      json.RawMessage // as stored (jsonb's rendering); a replay's is the original's
 	RecordedAt    time.Time
 	DebitBalance  string // decimal, the debit account's balance right after the entry
 	CreditBalance string
