@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,8 +39,8 @@ answer other than the one it expects.`,
 			if err := r.Sync(cmd.Context()); err != nil {
 				return findings("%v", err)
 			}
-			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s (run `dualledger accounts` or the demo again)\n",
-				time.Since(start).Seconds(), a.dataDir)
+			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s: try `%s accounts`, `%s outbox status`, or the demo again\n",
+				time.Since(start).Seconds(), a.dataDir, os.Args[0], os.Args[0])
 			return nil
 		},
 	}
