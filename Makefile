@@ -33,11 +33,20 @@ vet:
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-## fuzz: run each fuzz target for FUZZTIME (seed corpora already run in `make test`).
+## fuzz: run each fuzz target for FUZZTIME (seed corpora already run in `make test`). go test
+## fuzzes one target per run. Minimizing each new input is capped (default 60s), or it eats the time.
 FUZZTIME ?= 30s
+FUZZFLAGS ?= -fuzzminimizetime 5s
 fuzz:
-	$(GO) test ./internal/money -run '^$$' -fuzz FuzzParseAmount -fuzztime $(FUZZTIME)
-	$(GO) test ./internal/httpapi -run '^$$' -fuzz FuzzDecodeEntry -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/money -run '^$$' -fuzz '^FuzzParseAmount$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzDecodeJSONBodies$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzEntryBody$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzLoadConfigFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/scb/sim -run '^$$' -fuzz '^FuzzLogReplay$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/scb/sim -run '^$$' -fuzz '^FuzzPostBody$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 
 ## bench: the posting benchmark (docs/benchmarks.md).
 bench: postgres build

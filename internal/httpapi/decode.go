@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -397,7 +398,7 @@ func scanJSON(data []byte, fields map[string]bool, maxDepth int) error {
 		case json.Number:
 			if err := checkNumber(string(v)); err != nil {
 				at := path(elem())
-				if at == "amount" || strings.HasSuffix(at, ".amount") {
+				if at == "amount" || entryAmountPath.MatchString(at) {
 					// An amount is never a JSON number, however large: say that, as for any number.
 					return fieldError(ledger.CodeInvalidAmount, clip(at), `%s must be a decimal string such as "100.00", not a JSON number`, quoteField(at))
 				}
@@ -409,6 +410,9 @@ func scanJSON(data []byte, fields map[string]bool, maxDepth int) error {
 		}
 	}
 }
+
+// entryAmountPath is the path of a batch entry's amount (not a metadata key named amount).
+var entryAmountPath = regexp.MustCompile(`^entries\[[0-9]+\]\.amount$`)
 
 // checkNumber bounds a number literal (already valid JSON number syntax).
 func checkNumber(lit string) error {

@@ -66,7 +66,8 @@ func (c Config) Validate() error {
 	u, err := url.Parse(c.BaseURL)
 	if err != nil {
 		// url.Parse quotes the URL in its error; the URL holds no key (see below), so this is safe.
-		return fmt.Errorf("SCB %s: API URL: %w", c.ID, err)
+		// Not the URL itself: it may carry credentials.
+		return fmt.Errorf("SCB %s: API URL is not a valid URL", c.ID)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("SCB %s: API URL must be http:// or https:// with a host", c.ID)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -123,6 +124,9 @@ func parseTimeout(s string) (time.Duration, error) {
 		if secs < 0 {
 			return 0, fmt.Errorf("timeout %q is negative", s)
 		}
+		if math.IsNaN(secs) || secs >= float64(math.MaxInt64)/float64(time.Second) {
+			return 0, fmt.Errorf("timeout %q is out of range", s)
+		}
 		return time.Duration(secs * float64(time.Second)), nil
 	}
 	d, err := time.ParseDuration(s)
@@ -225,7 +229,7 @@ func parseSimpleConfig(data []byte) (map[string]Config, error) {
 		}
 		id, field, ok := splitVarName(k)
 		if !ok {
-			return nil, fmt.Errorf("line %d: %s is not SCB_<ID>_API_URL, _API_KEY or _TIMEOUT", n+1, k)
+			return nil, fmt.Errorf("line %d: expected SCB_<ID>_API_URL=, SCB_<ID>_API_KEY= or SCB_<ID>_TIMEOUT= (the line is not shown: it may hold a key)", n+1)
 		}
 		c := out[id]
 		c.ID = id

@@ -104,6 +104,8 @@ func (e Entry) Validate() error {
 	}
 	if e.TimestampUTC.IsZero() {
 		errs = append(errs, errors.New("timestamp_utc is required"))
+	} else if y := e.TimestampUTC.UTC().Year(); y < 0 || y > 9999 {
+		errs = append(errs, errors.New("timestamp_utc must be within the years 0000 to 9999 in UTC"))
 	}
 	return errors.Join(errs...)
 }
