@@ -128,7 +128,11 @@ fi
 
 # with the binary: its own thresholds (--alert-*) decide the exit status of `outbox status`.
 round_binary() {
-	local args=(outbox status --alert-queued "$queued" --alert-failed "$failed") rc
+	# (0 means "off" here; the binary's "off" is -1 and its 0 alerts on any row)
+	local aq=$queued af=$failed
+	[ "$aq" = 0 ] && aq=-1
+	[ "$af" = 0 ] && af=-1
+	local args=(outbox status --alert-queued "$aq" --alert-failed "$af") rc
 	[ -n "$lag" ] && args+=(--alert-lag "$lag")
 	"$bin" "${args[@]}"
 	rc=$?

@@ -34,10 +34,10 @@ answer other than the one it expects.`,
 			r := &demo.Runner{DB: pool, Out: a.out, Run: demo.RunID(start)}
 			fmt.Fprintf(a.out, "dualledger demo (run %s)\n", r.Run)
 			if err := r.Ledger(cmd.Context()); err != nil {
-				return findings("%v", err)
+				return findings("%w", err)
 			}
 			if err := r.Sync(cmd.Context()); err != nil {
-				return findings("%v", err)
+				return findings("%w", err)
 			}
 			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s: try `%s accounts`, `%s outbox status`, or the demo again\n",
 				time.Since(start).Seconds(), a.dataDir, os.Args[0], os.Args[0])

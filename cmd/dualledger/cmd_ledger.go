@@ -43,7 +43,7 @@ offending accounts and the fix, and exits 1.`,
 			})
 			if err != nil {
 				if _, ok := err.(*pg.BalanceAuditError); ok {
-					return findings("%v", err)
+					return findings("%w", err)
 				}
 				return err
 			}
@@ -302,10 +302,12 @@ func newBanksCmd(a *app) *cobra.Command {
 			if a.jsonOut {
 				return a.printJSON(banks)
 			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "BANK\tNAME\tREGISTERED")
 			for _, b := range banks {
-				fmt.Fprintf(a.out, "%s\t%s\n", b.ID, b.Name)
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", b.ID, b.Name, b.CreatedAt.Format("2006-01-02T15:04:05Z"))
 			}
-			return nil
+			return tw.Flush()
 		},
 	}
 	var name string
@@ -423,6 +425,9 @@ func newEntriesCmd(a *app) *cobra.Command {
 		Short: "List a ledger's entries in seq order (subcommand: get)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > 10000 || after < 0 {
+				return usage("--limit must be from 1 to 10000 and --after-seq not negative")
+			}
 			pool, release, err := a.open(cmd.Context(), openOptions{})
 			if err != nil {
 				return err

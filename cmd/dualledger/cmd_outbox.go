@@ -177,11 +177,11 @@ With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`
 			if err != nil {
 				return err
 			}
-			var alerts []string
-			if failOver.queued > 0 && rep.Total.ByStatus[outbox.Queued] > failOver.queued {
+			alerts := []string{}
+			if failOver.queued >= 0 && rep.Total.ByStatus[outbox.Queued] > failOver.queued {
 				alerts = append(alerts, fmt.Sprintf("%d QUEUED > %d", rep.Total.ByStatus[outbox.Queued], failOver.queued))
 			}
-			if failOver.failed > 0 && rep.Total.ByStatus[outbox.Failed] > failOver.failed {
+			if failOver.failed >= 0 && rep.Total.ByStatus[outbox.Failed] > failOver.failed {
 				alerts = append(alerts, fmt.Sprintf("%d FAILED > %d", rep.Total.ByStatus[outbox.Failed], failOver.failed))
 			}
 			if failOver.lag > 0 && rep.SyncLagSeconds > failOver.lag.Seconds() {
@@ -203,9 +203,9 @@ With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`
 			return nil
 		},
 	}
-	cmd.Flags().Int64Var(&failOver.queued, "alert-queued", 0, "exit 1 if more rows than this are QUEUED (the seed's threshold: 100)")
-	cmd.Flags().Int64Var(&failOver.failed, "alert-failed", 0, "exit 1 if more rows than this are FAILED (the seed's threshold: 10)")
-	cmd.Flags().DurationVar(&failOver.lag, "alert-lag", 0, "exit 1 if the sync lag is longer than this")
+	cmd.Flags().Int64Var(&failOver.queued, "alert-queued", -1, "exit 1 if more rows than this are QUEUED (-1: no check; the suggested threshold is 100)")
+	cmd.Flags().Int64Var(&failOver.failed, "alert-failed", -1, "exit 1 if more rows than this are FAILED (-1: no check; 0 alerts on any; the suggested threshold is 10)")
+	cmd.Flags().DurationVar(&failOver.lag, "alert-lag", 0, "exit 1 if the sync lag is longer than this (0: no check)")
 	return cmd
 }
 
@@ -317,16 +317,29 @@ ours again cannot help.`,
 			if user == "" {
 				user = "operator"
 			}
-			n, err := outbox.NewStore(pool).Requeue(cmd.Context(), "cli:"+user, id, allFailed, scbID, includeConflicts)
+			store := outbox.NewStore(pool)
+			n, err := store.Requeue(cmd.Context(), "cli:"+user, id, allFailed, scbID, includeConflicts)
 			if err != nil {
 				return err
 			}
-			if a.jsonOut {
-				return a.printJSON(map[string]int64{"requeued": n})
+			var skipped int64
+			if allFailed && !includeConflicts {
+				if skipped, err = store.CountFailedConflicts(cmd.Context(), scbID); err != nil {
+					return err
+				}
 			}
-			fmt.Fprintf(a.out, "%d row(s) requeued\n", n)
+			if a.jsonOut {
+				if err := a.printJSON(map[string]int64{"requeued": n, "skipped_conflicts": skipped}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.out, "%d row(s) requeued\n", n)
+				if skipped > 0 {
+					fmt.Fprintf(a.out, "%d FAILED row(s) left alone: they failed on 409 (the SCB holds another body under our key); investigate, then --include-conflicts or --id\n", skipped)
+				}
+			}
 			if n == 0 && id != 0 {
-				return findings("row %d is not FAILED (see dualledger outbox list)", id)
+				return findings("there is no FAILED outbox row with id %d (see dualledger outbox list --status FAILED)", id)
 			}
 			return nil
 		},

@@ -35,8 +35,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build dualledger: %v\n%s", err, out)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	pgtest.Main(m)
+	code := pgtest.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // scbSim is a simulated SCB on loopback.

@@ -50,6 +50,7 @@ func usage(format string, args ...any) error {
 
 // app is the state shared by the commands of one invocation.
 type app struct {
+	started bool // a command's RunE began: errors before it are usage errors (arguments, flags)
 	dataDir string
 	jsonOut bool
 	verbose bool
@@ -80,7 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case errors.As(err, &ee):
 		code = ee.code
-	case isFlagError(err):
+	case !a.started:
+		// Cobra refused the arguments, a required flag or the command itself before any work.
 		code = exitUsage
 	}
 	var le *ledger.Error
@@ -88,6 +90,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		_ = json.NewEncoder(stderr).Encode(map[string]any{"error": map[string]any{"code": le.Code, "message": le.Message, "details": le.Details}})
 	} else {
 		fmt.Fprintln(stderr, "dualledger:", err)
+	}
+	// The operator at the console may see what an API client may not: the cause of an
+	// internal or unavailable error.
+	if errors.As(err, &le) && (le.Code == ledger.CodeInternal || le.Code == ledger.CodeUnavailable) && errors.Unwrap(le) != nil {
+		fmt.Fprintln(stderr, "dualledger: cause:", errors.Unwrap(le))
 	}
 	return code
 }
@@ -125,6 +132,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		return usage("%v (see %s --help)", err, cmd.CommandPath())
 	})
 
+	defer markStarted(a, root)
 	root.AddCommand(
 		newMigrateCmd(a),
 		newLedgersCmd(a),
@@ -146,9 +154,19 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 	return root
 }
 
-func isFlagError(err error) bool {
-	var ee *exitError
-	return errors.As(err, &ee) && ee.code == exitUsage
+// markStarted wraps every command's RunE so that run can tell usage errors (raised by cobra
+// before RunE) from the errors of the work itself.
+func markStarted(a *app, c *cobra.Command) {
+	if c.RunE != nil {
+		run := c.RunE
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			a.started = true
+			return run(cmd, args)
+		}
+	}
+	for _, sub := range c.Commands() {
+		markStarted(a, sub)
+	}
 }
 
 // openOptions say how a command uses the database.
@@ -229,6 +247,9 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 		if !s.Applied {
 			return &exitError{code: exitInfra, err: fmt.Errorf("the database is not migrated (%s is pending): run `dualledger migrate`", s.Name)}
 		}
+	}
+	if err := pg.CheckChecksums(ctx, conn, migs); err != nil {
+		return &exitError{code: exitInfra, err: err}
 	}
 	return nil
 }

@@ -228,9 +228,10 @@ CREATE TABLE IF NOT EXISTS bank_accounts (
     ledger_id         text          NOT NULL REFERENCES ledgers (id),
     id                text          NOT NULL
                       CONSTRAINT bank_accounts_id_format CHECK (id ~ '^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$'),
-    -- The member bank that owns the account, if any. Not a foreign key: an account may belong to a
-    -- bank we do not mirror; postings get outbox rows only for banks registered in `banks`.
-    bank_id           text          NULL
+    -- The member bank that owns the account, if any: a registered bank, so that a typo cannot
+    -- silently leave an account's postings unmirrored (every posting touching it gets an outbox
+    -- row for that bank).
+    bank_id           text          NULL REFERENCES banks (id)
                       CONSTRAINT bank_accounts_bank_id_format CHECK (bank_id ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'),
     currency_code     text          NOT NULL REFERENCES currencies (code),
     asset_type        text          NOT NULL

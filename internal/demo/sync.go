@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"dualledger/internal/ledger"
 	"dualledger/internal/outbox"
 	"dualledger/internal/scb"
@@ -150,8 +152,8 @@ func (r *Runner) Sync(ctx context.Context) error {
 		return err
 	}
 
-	r.step(13, "Every SCB posted every key exactly once, and the outbox is empty of work")
-	if err := r.waitAllFinal(ctx, store, 15*time.Second); err != nil {
+	r.step(13, "Every SCB posted every key exactly once, and this run's postings are all SETTLED")
+	if err := r.waitRunSettled(ctx, 15*time.Second); err != nil {
 		return err
 	}
 	for _, b := range banks {
@@ -168,7 +170,7 @@ func (r *Runner) Sync(ctx context.Context) error {
 	for _, sc := range rep.Scbs {
 		r.say("   outbox %s: %d FINALIZED, %d QUEUED, %d FAILED", sc.ScbID, sc.ByStatus[outbox.Finalized], sc.ByStatus[outbox.Queued], sc.ByStatus[outbox.Failed])
 	}
-	r.say("   entries: %d SETTLED, %d DBIS_COMMITTED", rep.Settled, rep.DBISCommitted)
+	r.say("   entries in the ledger: %d SETTLED, %d DBIS_COMMITTED", rep.Settled, rep.DBISCommitted)
 	return nil
 }
 
@@ -223,18 +225,26 @@ func (r *Runner) waitFailed(ctx context.Context, svc *settlement.Service, ref, s
 	return 0, fmt.Errorf("demo: %s's row of %s did not fail", scbID, ref)
 }
 
-func (r *Runner) waitAllFinal(ctx context.Context, store *outbox.Store, limit time.Duration) error {
+// waitRunSettled waits until every outbox row of this run's postings is FINALIZED (rows of
+// earlier runs or other clients of the database are not the demo's business).
+func (r *Runner) waitRunSettled(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		rep, err := store.Status(ctx)
+		var pending []string
+		rows, err := r.DB.Query(ctx, `SELECT DISTINCT reference_id FROM dual_ledger_outbox
+			WHERE ledger_id = $1 AND reference_id LIKE $2 AND status <> 'FINALIZED' ORDER BY 1`, Ledger, r.Run+"-%")
+		if err == nil {
+			pending, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
 		if err != nil {
 			return err
 		}
-		if rep.DBISCommitted == 0 {
+		if len(pending) == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("demo: %d entries still DBIS_COMMITTED after %s", rep.DBISCommitted, limit)
+			return fmt.Errorf("demo: still DBIS_COMMITTED after %s: %s (is another worker with other SCB settings running on this database?)",
+				limit, strings.Join(pending, ", "))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

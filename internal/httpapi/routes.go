@@ -109,7 +109,7 @@ func (s *Server) routes() []route {
 			responses: []response{
 				ok(http.StatusCreated, ledger.Account{}, "The new account."),
 				fail(http.StatusBadRequest, ledger.CodeInvalidRequest, ledger.CodeUnknownCurrency, ledger.CodeInvalidAssetType),
-				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownBank),
 				fail(http.StatusConflict, ledger.CodeAccountExists),
 			},
 		},

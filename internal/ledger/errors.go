@@ -85,6 +85,7 @@ var constraintCodes = map[string]struct{ code, msg string }{
 	"bank_accounts_currency_code_fkey":          {CodeUnknownCurrency, "unknown currency code"},
 	"bank_accounts_id_format":                   {CodeInvalidRequest, "account id must be 1-128 characters: letters, digits and _ . : @ / - (starting with a letter or digit)"},
 	"bank_accounts_bank_id_format":              {CodeInvalidRequest, "bank_id must be 1-64 characters: letters, digits and _ . : -"},
+	"bank_accounts_bank_id_fkey":                {CodeUnknownBank, "bank_id names a bank that is not registered (register it first: POST /v1/banks)"},
 	"bank_accounts_asset_type_valid":            {CodeInvalidAssetType, "asset_type must be one of fiat, cbdc, commodity, security"},
 	"bank_accounts_status_valid":                {CodeInvalidRequest, "status must be one of active, frozen, closed"},
 	"bank_accounts_metadata_object":             {CodeInvalidRequest, "metadata must be a JSON object"},

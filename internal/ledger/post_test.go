@@ -284,3 +284,14 @@ func TestAtomicBatchInBatchConflict(t *testing.T) {
 		t.Errorf("not_applied message %q", res[0].Message)
 	}
 }
+
+// TestAccountOfUnregisteredBank: bank_id must name a registered bank (a typo would otherwise
+// leave the account's postings unmirrored without a word).
+func TestAccountOfUnregisteredBank(t *testing.T) {
+	d, L := setupLedger(t)
+	ghost := "GHOST"
+	_, err := ledger.CreateAccount(context.Background(), d.Pool, L, ledger.AccountInput{ID: "g", CurrencyCode: "USD", AssetType: "fiat", BankID: &ghost})
+	if ledger.CodeOf(err) != ledger.CodeUnknownBank || !strings.Contains(err.Error(), `"GHOST" is not registered`) {
+		t.Fatalf("account of an unregistered bank: %v", err)
+	}
+}

@@ -125,6 +125,9 @@ func CreateAccount(ctx context.Context, db *pgxpool.Pool, ledgerID string, in Ac
 				WithDetails(map[string]string{"ledger_id": ledgerID, "account_id": in.ID})
 		case CodeUnknownLedger:
 			return Account{}, Errorf(CodeUnknownLedger, "unknown ledger %q", ledgerID).WithDetails(map[string]string{"ledger_id": ledgerID})
+		case CodeUnknownBank:
+			return Account{}, Errorf(CodeUnknownBank, "bank %q is not registered: register it first (dualledger banks register, POST /v1/banks)", *in.BankID).
+				WithDetails(map[string]string{"field": "bank_id", "bank_id": *in.BankID})
 		}
 		return Account{}, e
 	}

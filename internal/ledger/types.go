@@ -26,6 +26,7 @@ const (
 	CodeAccountInactive   = "account_inactive"
 	CodeUnknownEntry      = "unknown_entry"
 	CodeInvalidReversal   = "invalid_reversal"
+	CodeUnknownBank       = "unknown_bank"
 	CodeNotApplied        = "not_applied"
 )
 

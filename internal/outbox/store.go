@@ -381,6 +381,17 @@ func (s *Store) ScbsWithWork(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// CountFailedConflicts counts FAILED rows that failed on 409 ("" = every SCB).
+func (s *Store) CountFailedConflicts(ctx context.Context, scbID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM dual_ledger_outbox
+		WHERE status = 'FAILED' AND last_status_code = 409 AND ($1 = '' OR scb_id = $1)`, scbID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count conflicts: %w", err)
+	}
+	return n, nil
+}
+
 // Requeue moves FAILED rows back to QUEUED (operator action) with a fresh attempt budget, and
 // records it. Select by id, or all FAILED rows (optionally of one SCB). With allFailed, rows that
 // failed on a 409 (the SCB holds another body under our idempotency key) are left alone unless

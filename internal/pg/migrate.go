@@ -2,6 +2,8 @@ package pg
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,6 +18,10 @@ import (
 // VersionTable records which migrations are applied (tern's format: one row, the count).
 const VersionTable = "dualledger_schema_version"
 
+// ChecksumTable records the sha256 of each migration file as it was applied: a file changed
+// afterwards is refused (migrations are immutable once applied; changes go into new files).
+const ChecksumTable = "dualledger_migration_checksums"
+
 // balanceConstraintsMigration is audited before it is applied (the seed's step 2).
 const balanceConstraintsMigration = "004_balance_constraints.sql"
 
@@ -29,8 +35,8 @@ type Migration struct {
 
 // MigrationState is one line of `dualledger migrate status`.
 type MigrationState struct {
-	Name    string
-	Applied bool
+	Name    string `json:"name"`
+	Applied bool   `json:"applied"`
 }
 
 // LoadMigrations reads NNN_name.sql files from fsys (sorted by name, numbered without gaps from
@@ -123,6 +129,70 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 	}
 	if err := m.Migrate(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := recordChecksums(ctx, conn, migrations); err != nil {
+		return err
+	}
+	return CheckChecksums(ctx, conn, migrations)
+}
+
+func checksum(m Migration) string {
+	sum := sha256.Sum256([]byte(m.SQL))
+	return hex.EncodeToString(sum[:])
+}
+
+// recordChecksums notes the checksum of every applied migration not noted yet (the first one
+// noted stays: it is the content that was applied).
+func recordChecksums(ctx context.Context, conn *pgx.Conn, migrations []Migration) error {
+	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ChecksumTable+` (
+		name text PRIMARY KEY, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("record migration checksums: %w", err)
+	}
+	for _, m := range migrations {
+		if _, err := conn.Exec(ctx, `INSERT INTO `+ChecksumTable+` (name, sha256) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+			m.Name, checksum(m)); err != nil {
+			return fmt.Errorf("record migration checksums: %w", err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `DO $$ BEGIN
+		IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dualledger_app') THEN
+			GRANT SELECT ON `+ChecksumTable+` TO dualledger_app;
+		END IF; END $$`); err != nil {
+		return fmt.Errorf("record migration checksums: %w", err)
+	}
+	return nil
+}
+
+// CheckChecksums refuses a database whose applied migrations differ from the files of this
+// binary (a file edited after it was applied: the schema is not what the code expects).
+// Databases migrated with plain psql have no checksums and are not checked.
+func CheckChecksums(ctx context.Context, conn *pgx.Conn, migrations []Migration) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", ChecksumTable).Scan(&exists); err != nil || !exists {
+		return err
+	}
+	rows, err := conn.Query(ctx, `SELECT name, sha256 FROM `+ChecksumTable)
+	if err != nil {
+		return fmt.Errorf("read migration checksums: %w", err)
+	}
+	applied := map[string]string{}
+	for rows.Next() {
+		var name, sum string
+		if err := rows.Scan(&name, &sum); err != nil {
+			rows.Close()
+			return fmt.Errorf("read migration checksums: %w", err)
+		}
+		applied[name] = sum
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read migration checksums: %w", err)
+	}
+	for _, m := range migrations {
+		if sum, ok := applied[m.Name]; ok && sum != checksum(m) {
+			return fmt.Errorf("migration %s was applied with other content than this binary's: the database's schema "+
+				"is not the one the code expects. Migrations are immutable once applied; for a development database, "+
+				"recreate it (or its data dir)", m.Name)
+		}
 	}
 	return nil
 }

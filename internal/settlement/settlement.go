@@ -24,7 +24,7 @@ const (
 
 // Codes of settlement errors (in addition to the posting codes).
 const (
-	CodeUnknownBank                = "unknown_bank"
+	CodeUnknownBank                = ledger.CodeUnknownBank
 	CodeSettlementAccountNotFound  = "settlement_account_not_found"
 	CodeAmbiguousSettlementAccount = "ambiguous_settlement_account"
 )

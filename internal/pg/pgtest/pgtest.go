@@ -44,14 +44,17 @@ var (
 
 // Main wraps testing.M.Run: it stops the embedded cluster (if this process was its last user)
 // after the tests. Use it from TestMain in every package that calls New.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit, for a TestMain that has more to clean up.
+func Run(m *testing.M) int {
 	code := m.Run()
 	mu.Lock()
 	if server != nil && server.release != nil {
 		server.release()
 	}
 	mu.Unlock()
-	os.Exit(code)
+	return code
 }
 
 func get(ctx context.Context) (*Server, error) {
