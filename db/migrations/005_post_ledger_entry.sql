@@ -37,6 +37,15 @@ RETURN CASE p_code
     WHEN 'not_applied'        THEN 'DL011'
     ELSE 'DL000' END;
 
+-- An amount as text for messages and details: at least the currency's minor unit of decimals
+-- when it is small ("90.00" USD, "1000" JPY), otherwise without trailing zeros.
+CREATE OR REPLACE FUNCTION dl_amount_text(p_amount numeric, p_currency text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN p_amount IS NULL THEN NULL
+            ELSE round(p_amount, greatest(scale(trim_scale(p_amount)),
+                                          coalesce((SELECT CASE WHEN c.minor_unit <= 4 THEN c.minor_unit END
+                                                      FROM currencies c WHERE c.code = p_currency), 0)))::text END;
+
 -- The fields in which two versions of one posting differ (for replay detection). timestamp_utc is
 -- compared only when the retry states it: a retry that leaves it out means "now" both times.
 CREATE OR REPLACE FUNCTION dl_entry_diff(
@@ -170,6 +179,8 @@ DECLARE
     a_asset    text[];
     a_status   text[];
     a_bank     text[];      -- the owning bank if it is registered (mirrored), else NULL
+    a_bankid   text[];      -- bank_id as read (to detect a concurrent change)
+    v_updated  bigint;
     a_changed  boolean[];
     a_map      jsonb;       -- account id -> index into a_*
     -- The chain.
@@ -183,9 +194,20 @@ DECLARE
     v_created   integer := 0;
     v_outbox    boolean := false;
     v_first_bad integer;
-    orig        record;      -- the entry a reversal reverses
-    v_reversed  jsonb := '{}'::jsonb; -- entry id -> amount reversed by this batch so far
+    -- Entries reversed by this batch: id -> position, and per position the original entry and
+    -- the amount reversed so far (committed reversals plus this batch's, as the pass goes).
+    rv             integer;
+    v_rev_map      jsonb := '{}'::jsonb;
+    v_rev_debit    text[];
+    v_rev_credit   text[];
+    v_rev_amount   numeric[];
+    v_rev_currency text[];
+    v_rev_asset    text[];
+    v_rev_done     numeric[];
 BEGIN
+    IF p_atomic IS NULL THEN
+        RAISE EXCEPTION 'invalid_request: atomic must be true or false, not NULL' USING ERRCODE = 'DL009';
+    END IF;
     IF p_entries IS NULL OR jsonb_typeof(p_entries) <> 'array' THEN
         RAISE EXCEPTION 'invalid_request: entries must be a JSON array of entry objects'
             USING ERRCODE = 'DL009';
@@ -229,6 +251,7 @@ BEGIN
                  WHEN 'transaction_type' THEN format('transaction_type is required: a string of 1 to 64 characters without control characters, got %s', coalesce(left((w.raw -> 'transaction_type')::text, 100), 'nothing'))
                  WHEN 'amount_missing' THEN 'amount is required (a decimal string such as "100.00")'
                  WHEN 'amount_type' THEN format('amount must be a decimal string such as "100.00", not a JSON %s', w.amount_type)
+                 WHEN 'amount_length' THEN format('amount is %s characters long: at most 64 (20 integer digits, 18 decimals)', length(w.amount_txt))
                  WHEN 'amount_syntax' THEN format('amount %s is not a plain decimal string (digits with an optional "." and decimals; no sign, exponent, separators or spaces)', left((w.raw -> 'amount')::text, 80))
                  WHEN 'amount_range' THEN format('amount %s is out of range: at most 20 integer digits', left((w.raw -> 'amount')::text, 80))
                  WHEN 'amount_precision' THEN format('amount %s has more than 18 decimals', left((w.raw -> 'amount')::text, 80))
@@ -272,6 +295,7 @@ BEGIN
                          WHEN r.ttype IS NULL OR r.ttype = '' OR length(r.ttype) > 64 OR r.ttype ~ '[[:cntrl:]]' THEN 'transaction_type'
                          WHEN r.amount_type IS NULL OR r.amount_type = 'null' THEN 'amount_missing'
                          WHEN r.amount_type <> 'string' THEN 'amount_type'
+                         WHEN length(r.amount_txt) > 64 THEN 'amount_length'
                          WHEN r.amount_txt !~ '^[0-9]+(\.[0-9]+)?$' THEN
                               CASE WHEN r.amount_txt ~ '^-[0-9]+(\.[0-9]+)?$' THEN 'amount_sign' ELSE 'amount_syntax' END
                          WHEN length(ltrim(split_part(r.amount_txt, '.', 1), '0')) > 20 THEN 'amount_range'
@@ -283,7 +307,7 @@ BEGIN
                          WHEN r.asset = 'fiat' AND r.amount_txt::numeric <> trunc(r.amount_txt::numeric, cur.minor_unit) THEN 'amount_minor_unit'
                          WHEN r.debit = r.credit THEN 'same_account'
                          WHEN r.fx_type IS NOT NULL AND r.fx_type <> 'null' AND (r.fx_type <> 'string'
-                              OR r.fx_txt !~ '^[0-9]+(\.[0-9]+)?$' OR r.fx_txt ~ '\.[0-9]{18}[0-9]*[1-9]'
+                              OR length(r.fx_txt) > 64 OR r.fx_txt !~ '^[0-9]+(\.[0-9]+)?$' OR r.fx_txt ~ '\.[0-9]{18}[0-9]*[1-9]'
                               OR length(ltrim(split_part(r.fx_txt, '.', 1), '0')) > 20 OR r.fx_txt::numeric <= 0) THEN 'fx_rate'
                          WHEN r.meta_type IS NOT NULL AND r.meta_type NOT IN ('object', 'null') THEN 'metadata'
                          WHEN r.ts_type IS NOT NULL AND r.ts_type <> 'null'
@@ -377,8 +401,8 @@ BEGIN
     --    UPDATE; no row lock is taken per account (a FOR UPDATE of every touched account writes a
     --    WAL record per row and made concurrent batches queue account by account).
     SELECT array_agg(a.id), array_agg(a.balance), array_agg(a.available_balance), array_agg(a.overdraft_limit),
-           array_agg(a.currency_code), array_agg(a.asset_type), array_agg(a.status), array_agg(b.id)
-      INTO a_id, a_bal, a_avail, a_limit, a_currency, a_asset, a_status, a_bank
+           array_agg(a.currency_code), array_agg(a.asset_type), array_agg(a.status), array_agg(b.id), array_agg(a.bank_id)
+      INTO a_id, a_bal, a_avail, a_limit, a_currency, a_asset, a_status, a_bank, a_bankid
       FROM (
         SELECT s.*
           FROM (SELECT ba.*
@@ -449,6 +473,22 @@ BEGIN
     END LOOP;
     END IF;
 
+    -- Reversal targets, once for the batch (none in most batches): position map, the original
+    -- entries and how much of each is already reversed.
+    IF EXISTS (SELECT 1 FROM unnest(e_reverses) AS x WHERE x IS NOT NULL) THEN
+        SELECT coalesce(jsonb_object_agg(t.id, t.k), '{}'::jsonb), array_agg(t.debit ORDER BY t.k),
+               array_agg(t.credit ORDER BY t.k), array_agg(t.amount ORDER BY t.k), array_agg(t.currency ORDER BY t.k),
+               array_agg(t.asset ORDER BY t.k), array_agg(t.reversed ORDER BY t.k)
+          INTO v_rev_map, v_rev_debit, v_rev_credit, v_rev_amount, v_rev_currency, v_rev_asset, v_rev_done
+          FROM (SELECT row_number() OVER (ORDER BY le.id) AS k, le.id, le.debit_account_id AS debit,
+                       le.credit_account_id AS credit, le.amount, le.currency_code AS currency, le.asset_type AS asset,
+                       coalesce((SELECT sum(r.amount) FROM ledger_entries r
+                                  WHERE r.ledger_id = p_ledger_id AND r.reverses_entry_id = le.id), 0) AS reversed
+                  FROM (SELECT DISTINCT x AS id FROM unnest(e_reverses) AS x WHERE x IS NOT NULL) ids
+                 CROSS JOIN LATERAL (SELECT e.* FROM ledger_entries e
+                                      WHERE e.id = ids.id AND e.ledger_id = p_ledger_id OFFSET 0) le) t;
+    END IF;
+
     -- 5. One pass in batch order: in-batch retries, accounts, funds, seq and the hash chain.
     v_seq := v_head_seq;
     v_hash := v_head_hash;
@@ -516,40 +556,35 @@ BEGIN
         END IF;
         IF e_reverses[i] IS NOT NULL THEN
             -- A reversal moves (part of) an entry's amount back: the same two accounts the other way
-            -- round, the same currency and asset type, and never more in total than the entry
-            -- moved. (Nested IF: a condition with a subquery is not a "simple expression" and
-            -- would cost a full executor round on every iteration.)
-            SELECT le.debit_account_id, le.credit_account_id, le.amount, le.currency_code, le.asset_type,
-                   coalesce((SELECT sum(r.amount) FROM ledger_entries r
-                              WHERE r.ledger_id = p_ledger_id AND r.reverses_entry_id = le.id), 0) AS reversed
-              INTO orig
-              FROM ledger_entries le WHERE le.id = e_reverses[i] AND le.ledger_id = p_ledger_id;
-            IF NOT FOUND THEN
+            -- round, the same currency and asset type, and never more in total than the entry moved
+            -- (counting the reversals earlier in this batch).
+            rv := (v_rev_map ->> e_reverses[i]::text)::integer;
+            IF rv IS NULL THEN
                 r_code[i] := 'unknown_entry';
                 r_msg[i] := format('reverses_entry_id %s is not an entry of ledger %s', e_reverses[i], to_jsonb(p_ledger_id));
                 r_details[i] := jsonb_build_object('field', 'reverses_entry_id', 'reverses_entry_id', e_reverses[i]);
                 CONTINUE;
             END IF;
-            IF orig.debit_account_id <> e_credit[i] OR orig.credit_account_id <> e_debit[i]
-               OR orig.currency_code <> e_currency[i] OR orig.asset_type <> e_asset[i] THEN
+            IF v_rev_debit[rv] <> e_credit[i] OR v_rev_credit[rv] <> e_debit[i]
+               OR v_rev_currency[rv] <> e_currency[i] OR v_rev_asset[rv] <> e_asset[i] THEN
                 r_code[i] := 'invalid_reversal';
                 r_msg[i] := format('entry %s moved %s %s from %s to %s: its reversal must move it back (debit %s, credit %s, %s %s)',
-                                   e_reverses[i], trim_scale(orig.amount), orig.currency_code, to_jsonb(orig.debit_account_id),
-                                   to_jsonb(orig.credit_account_id), to_jsonb(orig.credit_account_id), to_jsonb(orig.debit_account_id),
-                                   orig.currency_code, orig.asset_type);
+                                   e_reverses[i], dl_amount_text(v_rev_amount[rv], v_rev_currency[rv]), v_rev_currency[rv],
+                                   to_jsonb(v_rev_debit[rv]), to_jsonb(v_rev_credit[rv]), to_jsonb(v_rev_credit[rv]),
+                                   to_jsonb(v_rev_debit[rv]), v_rev_currency[rv], v_rev_asset[rv]);
                 r_details[i] := jsonb_build_object('field', 'reverses_entry_id', 'reverses_entry_id', e_reverses[i],
-                                                   'debit_account_id', orig.credit_account_id, 'credit_account_id', orig.debit_account_id);
+                                                   'debit_account_id', v_rev_credit[rv], 'credit_account_id', v_rev_debit[rv]);
                 CONTINUE;
             END IF;
-            IF orig.reversed + coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0) + e_amount[i] > orig.amount THEN
+            IF v_rev_done[rv] + e_amount[i] > v_rev_amount[rv] THEN
                 r_code[i] := 'invalid_reversal';
                 r_msg[i] := format('entry %s moved %s %s and %s of it is already reversed: at most %s more can be',
-                                   e_reverses[i], trim_scale(orig.amount), orig.currency_code,
-                                   trim_scale(orig.reversed + coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0)),
-                                   trim_scale(orig.amount - orig.reversed - coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0)));
+                                   e_reverses[i], dl_amount_text(v_rev_amount[rv], e_currency[i]), e_currency[i],
+                                   dl_amount_text(v_rev_done[rv], e_currency[i]),
+                                   dl_amount_text(v_rev_amount[rv] - v_rev_done[rv], e_currency[i]));
                 r_details[i] := jsonb_build_object('field', 'amount', 'reverses_entry_id', e_reverses[i],
-                                                   'entry_amount', trim_scale(orig.amount)::text,
-                                                   'already_reversed', trim_scale(orig.reversed + coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0))::text);
+                                                   'entry_amount', dl_amount_text(v_rev_amount[rv], e_currency[i]),
+                                                   'already_reversed', dl_amount_text(v_rev_done[rv], e_currency[i]));
                 CONTINUE;
             END IF;
         END IF;
@@ -557,10 +592,12 @@ BEGIN
         amt := e_amount[i];
         IF a_limit[d] IS NOT NULL AND a_avail[d] - amt < -a_limit[d] THEN
             r_code[i] := 'insufficient_funds';
-            r_msg[i] := format('insufficient funds in account %s: available %s, overdraft limit %s, amount %s',
-                               to_jsonb(a_id[d]), trim_scale(a_avail[d]), trim_scale(a_limit[d]), trim_scale(amt));
-            r_details[i] := jsonb_build_object('account_id', a_id[d], 'available_balance', trim_scale(a_avail[d])::text,
-                                               'overdraft_limit', trim_scale(a_limit[d])::text, 'amount', trim_scale(amt)::text);
+            r_msg[i] := format('insufficient funds in account %s: available %s, overdraft limit %s, amount %s %s',
+                               to_jsonb(a_id[d]), dl_amount_text(a_avail[d], e_currency[i]), dl_amount_text(a_limit[d], e_currency[i]),
+                               dl_amount_text(amt, e_currency[i]), e_currency[i]);
+            r_details[i] := jsonb_build_object('account_id', a_id[d], 'available_balance', dl_amount_text(a_avail[d], e_currency[i]),
+                                               'overdraft_limit', dl_amount_text(a_limit[d], e_currency[i]),
+                                               'amount', dl_amount_text(amt, e_currency[i]), 'currency_code', e_currency[i]);
             CONTINUE;
         END IF;
 
@@ -593,8 +630,7 @@ BEGIN
         r_dbal[i] := a_bal[d];
         r_cbal[i] := a_bal[c];
         IF e_reverses[i] IS NOT NULL THEN
-            v_reversed := v_reversed || jsonb_build_object(e_reverses[i]::text,
-                              coalesce((v_reversed ->> e_reverses[i]::text)::numeric, 0) + amt);
+            v_rev_done[rv] := v_rev_done[rv] + amt;
         END IF;
         IF a_bank[d] IS NOT NULL OR a_bank[c] IS NOT NULL THEN
             e_dbank[i] := a_bank[d];
@@ -650,10 +686,22 @@ BEGIN
                AS u(code, id, seq, debit, credit, amount, currency, asset, ttype, ref, fx, meta, ts, prev, hash, reverses, dbal, cbal)
          WHERE u.code = 'created';
 
+        -- The accounts' status, overdraft limit and bank were read without a row lock: an owner
+        -- changing them meanwhile (only the owner may: the app role has no UPDATE on accounts) makes
+        -- the row fail these conditions, and the batch is refused as a serialization failure
+        -- (40001), which callers retry, instead of moving money past a freeze or a lowered limit.
         UPDATE bank_accounts ba
            SET balance = u.bal, available_balance = u.avail, updated_at = now()
-          FROM unnest(a_id, a_bal, a_avail, a_changed) AS u(id, bal, avail, changed)
-         WHERE ba.ledger_id = p_ledger_id AND ba.id = u.id AND u.changed;
+          FROM unnest(a_id, a_bal, a_avail, a_changed, a_limit, a_status, a_bankid)
+               AS u(id, bal, avail, changed, lim, status, bank)
+         WHERE ba.ledger_id = p_ledger_id AND ba.id = u.id AND u.changed
+           AND ba.status = u.status AND ba.overdraft_limit IS NOT DISTINCT FROM u.lim
+           AND ba.bank_id IS NOT DISTINCT FROM u.bank;
+        GET DIAGNOSTICS v_updated = ROW_COUNT;
+        IF v_updated <> (SELECT count(*) FROM unnest(a_changed) AS x WHERE x) THEN
+            RAISE EXCEPTION 'an account of this batch was changed while it was being posted: retry the batch'
+                USING ERRCODE = '40001';
+        END IF;
 
         IF v_outbox THEN
             INSERT INTO dual_ledger_outbox (ledger_id, entry_id, entry_seq, reference_id, scb_id)
@@ -725,3 +773,9 @@ BEGIN
         DETAIL = coalesce(r.details::text, '');
 END
 $fn$;
+
+-- SECURITY DEFINER functions run with their owner's rights: nobody may call them unless granted
+-- (006 grants dualledger_app). Revoked here, where they are created, so that no later step can
+-- leave them open to every role.
+REVOKE ALL ON FUNCTION post_ledger_entries(text, jsonb, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) FROM PUBLIC;

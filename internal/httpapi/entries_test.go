@@ -120,7 +120,7 @@ func TestPostEntryRejections(t *testing.T) {
 		message string         // expected substring of error.message
 	}{
 		{"insufficient funds", "L", entry("r1", "alice", "bob", "50.01"), 422, "insufficient_funds",
-			map[string]any{"account_id": "alice", "available_balance": "50", "amount": "50.01", "overdraft_limit": "0"}, "insufficient funds"},
+			map[string]any{"account_id": "alice", "available_balance": "50.00", "amount": "50.01", "overdraft_limit": "0.00"}, "insufficient funds"},
 		{"unknown debit account", "L", entry("r2", "nobody", "bob", "1"), 404, "unknown_account",
 			map[string]any{"missing_account_ids": []any{"nobody"}}, "nobody"},
 		{"unknown ledger", "NOPE", entry("r3", "alice", "bob", "1"), 404, "unknown_ledger",

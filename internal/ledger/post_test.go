@@ -60,7 +60,7 @@ func TestPostResultCodes(t *testing.T) {
 		{"replayed", L, entry("alice", "bob", "10.00", "USD", "p1"), ledger.CodeReplayed, "", ""},
 		{"replayed with trailing zeros", L, entry("alice", "bob", "10.000", "USD", "p1"), ledger.CodeReplayed, "", ""},
 		{"reference_conflict", L, entry("alice", "bob", "11.00", "USD", "p1"), ledger.CodeReferenceConflict, "different amount", `"fields": ["amount"]`},
-		{"insufficient_funds", L, entry("alice", "bob", "1000.00", "USD", "p2"), ledger.CodeInsufficientFunds, "available 90", `"available_balance": "90"`},
+		{"insufficient_funds", L, entry("alice", "bob", "1000.00", "USD", "p2"), ledger.CodeInsufficientFunds, "available 90", `"available_balance": "90.00"`},
 		{"unknown_account", L, entry("alice", "carol", "1.00", "USD", "p3"), ledger.CodeUnknownAccount, `unknown credit account "carol"`, `"missing_account_ids": ["carol"]`},
 		{"unknown_ledger", "NOPE", entry("alice", "bob", "1.00", "USD", "p4"), ledger.CodeUnknownLedger, `unknown ledger "NOPE"`, ""},
 		{"currency_mismatch", L, entry("alice", "eur", "1.00", "USD", "p5"), ledger.CodeCurrencyMismatch, `credit account "eur" holds EUR fiat`, ""},
@@ -252,7 +252,7 @@ func TestReversals(t *testing.T) {
 			t.Errorf("reversal %d: %s (%s), want %s", i+1, res[i].Code, res[i].Message, w)
 		}
 	}
-	if !strings.Contains(res[0].Message, "must move it back") || !strings.Contains(res[3].Message, "at most 5 more") {
+	if !strings.Contains(res[0].Message, "must move it back") || !strings.Contains(res[3].Message, "at most 5.00 more") {
 		t.Errorf("messages: %q / %q", res[0].Message, res[3].Message)
 	}
 	// Fully reversed now: nothing more, in a later batch either.
