@@ -2,12 +2,18 @@
 --
 -- The application role. `dualledger serve` and `dualledger worker` run as dualledger_app (they
 -- SET ROLE to it after connecting; docs/security.md): it can read everything, create ledgers,
--- banks and accounts, change an account's non-money attributes, drive the outbox (whose state
--- machine trigger still applies) and call the posting functions, which are SECURITY DEFINER. It
--- cannot INSERT, UPDATE or DELETE entries, balances or ledger heads by any other path.
+-- banks and accounts, drive the outbox (whose state machine trigger still applies) and call the
+-- posting functions, which are SECURITY DEFINER. It cannot INSERT, UPDATE or DELETE entries,
+-- balances or ledger heads by any other path, and it cannot change an existing account at all:
+-- an overdraft limit or a status is an operator's decision, made as the owner.
 --
 -- Roles are per cluster: the role is created when the migrating user may (superuser or
--- CREATEROLE); otherwise a DBA creates it and re-runs this file.
+-- CREATEROLE); otherwise the migration stops with the statement a DBA must run first.
+
+-- SECURITY DEFINER functions: nobody but the owner and dualledger_app may call them. Revoked
+-- before anything else so that a database whose role is missing is never left callable by PUBLIC.
+REVOKE ALL ON FUNCTION post_ledger_entries(text, jsonb, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) FROM PUBLIC;
 
 DO $$
 BEGIN
@@ -19,8 +25,9 @@ BEGIN
                 NULL; -- created concurrently by another migrating database of this cluster
             END;
         ELSE
-            RAISE WARNING 'role dualledger_app does not exist and % may not create it: ask a DBA to run CREATE ROLE dualledger_app NOLOGIN, then apply this file again', current_user;
-            RETURN;
+            RAISE EXCEPTION 'role dualledger_app does not exist and % may not create it', current_user
+                USING HINT = 'ask a DBA to run CREATE ROLE dualledger_app NOLOGIN, then run the migrations again',
+                      ERRCODE = 'insufficient_privilege';
         END IF;
     END IF;
 
@@ -37,7 +44,6 @@ BEGIN
     GRANT INSERT (id, name) ON banks TO dualledger_app;
     GRANT INSERT (ledger_id, id, bank_id, currency_code, asset_type, overdraft_limit, status, metadata)
         ON bank_accounts TO dualledger_app;
-    GRANT UPDATE (bank_id, overdraft_limit, status, metadata, updated_at) ON bank_accounts TO dualledger_app;
     GRANT UPDATE (status, attempts, next_attempt_at, last_attempt_at, last_status_code, last_error, locked_by,
                   lease_expires_at, scb_entry_id, scb_status, last_polled_at, updated_at, sent_at, acked_at,
                   finalized_at, failed_at)
@@ -46,9 +52,6 @@ BEGIN
         ON dual_ledger_outbox_attempts TO dualledger_app;
     GRANT USAGE ON SEQUENCE dual_ledger_outbox_attempts_id_seq TO dualledger_app;
 
-    -- SECURITY DEFINER functions: nobody but the owner and dualledger_app may call them.
-    REVOKE ALL ON FUNCTION post_ledger_entries(text, jsonb, boolean) FROM PUBLIC;
-    REVOKE ALL ON FUNCTION post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) FROM PUBLIC;
     GRANT EXECUTE ON FUNCTION post_ledger_entries(text, jsonb, boolean) TO dualledger_app;
     GRANT EXECUTE ON FUNCTION post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) TO dualledger_app;
 END $$;

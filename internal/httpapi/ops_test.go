@@ -70,6 +70,22 @@ func TestServerRunsAsAppRole(t *testing.T) {
 	if _, err := e.db.Pool.Exec(t.Context(), "INSERT INTO ledgers (id, head_seq) VALUES ('X', 5)"); err == nil {
 		t.Fatal("dualledger_app could write head_seq directly")
 	}
+	e.setupUSD()
+	for _, stmt := range []string{
+		"UPDATE bank_accounts SET overdraft_limit = 1000000 WHERE id = 'alice'",
+		"UPDATE bank_accounts SET status = 'FROZEN' WHERE id = 'alice'",
+		"UPDATE bank_accounts SET balance = 1 WHERE id = 'alice'",
+		"DELETE FROM ledger_entries",
+	} {
+		if _, err := e.db.Pool.Exec(t.Context(), stmt); err == nil {
+			t.Errorf("dualledger_app could run %q", stmt)
+		}
+	}
+	// PUBLIC may not call the SECURITY DEFINER posting functions.
+	var public bool
+	if err := e.db.Pool.QueryRow(t.Context(), `SELECT has_function_privilege('public', 'post_ledger_entries(text, jsonb, boolean)', 'EXECUTE')`).Scan(&public); err != nil || public {
+		t.Errorf("PUBLIC may execute post_ledger_entries: %v %v", public, err)
+	}
 }
 
 func TestMetrics(t *testing.T) {
