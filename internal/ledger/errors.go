@@ -120,6 +120,10 @@ func FromDB(err error) error {
 		case pgerrcode.CheckViolation, pgerrcode.NotNullViolation, pgerrcode.InvalidTextRepresentation,
 			pgerrcode.NumericValueOutOfRange, pgerrcode.InvalidParameterValue, pgerrcode.StringDataRightTruncationDataException:
 			return &Error{Code: CodeInvalidRequest, Message: "the request breaks a rule of the ledger (" + pgErr.ConstraintName + ")", cause: err}
+		case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
+			// Nothing was written: the statement lost a race with a concurrent change and was
+			// rolled back (PostBatch already retried it).
+			return &Error{Code: CodeUnavailable, Message: "the ledger was busy; retry with the same reference_id", cause: err}
 		case pgerrcode.QueryCanceled, pgerrcode.AdminShutdown, pgerrcode.CannotConnectNow, pgerrcode.TooManyConnections:
 			return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
 		}

@@ -3,10 +3,13 @@ package ledger
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/money"
@@ -34,6 +37,32 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
+	// A serialization failure or deadlock rolled the whole statement back, so running it again
+	// is safe; it happens when an account changed between the function's read and its update
+	// (migration 005), which is rare and short-lived.
+	for attempt := 1; ; attempt++ {
+		results, err := postOnce(ctx, db, ledgerID, entries, body, atomic)
+		if err == nil || attempt == maxPostAttempts || !retryable(err) {
+			return results, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * 5 * time.Millisecond):
+		}
+	}
+}
+
+// maxPostAttempts bounds the retries of a batch that lost a serialization race.
+const maxPostAttempts = 3
+
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) &&
+		(pgErr.Code == pgerrcode.SerializationFailure || pgErr.Code == pgerrcode.DeadlockDetected)
+}
+
+func postOnce(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
 	rows, err := db.Query(ctx, postSQL, ledgerID, body, atomic)
 	if err != nil {
 		return nil, FromDB(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -293,5 +294,60 @@ func TestAccountOfUnregisteredBank(t *testing.T) {
 	_, err := ledger.CreateAccount(context.Background(), d.Pool, L, ledger.AccountInput{ID: "g", CurrencyCode: "USD", AssetType: "fiat", BankID: &ghost})
 	if ledger.CodeOf(err) != ledger.CodeUnknownBank || !strings.Contains(err.Error(), `"GHOST" is not registered`) {
 		t.Fatalf("account of an unregistered bank: %v", err)
+	}
+}
+
+// A batch that loses a serialization race was rolled back whole, so PostBatch runs it again (up
+// to three times) and only then answers unavailable. The race is staged with a trigger that
+// fails the first N inserts with SQLSTATE 40001; a sequence counts them because it is not rolled
+// back with the failed statement.
+func TestPostRetriesSerializationFailures(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	flaky := func(failures int) {
+		t.Helper()
+		if _, err := d.Pool.Exec(ctx, `
+			DROP TRIGGER IF EXISTS flaky ON ledger_entries;
+			DROP SEQUENCE IF EXISTS flaky_seq;
+			CREATE SEQUENCE flaky_seq;
+			CREATE OR REPLACE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				IF nextval('flaky_seq') <= `+fmt.Sprint(failures)+` THEN
+					RAISE EXCEPTION 'staged serialization failure' USING ERRCODE = '40001';
+				END IF;
+				RETURN NULL;
+			END $$;
+			CREATE TRIGGER flaky AFTER INSERT ON ledger_entries FOR EACH STATEMENT EXECUTE FUNCTION flaky();`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempts := func() int64 {
+		var n int64
+		if err := d.Pool.QueryRow(ctx, "SELECT last_value FROM flaky_seq").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	flaky(2)
+	res, err := ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("alice", "bob", "1.00", "USD", "retry-1")}, false)
+	if err != nil || res[0].Code != ledger.CodeCreated {
+		t.Fatalf("after two staged failures: %v %+v", err, res)
+	}
+	if n := attempts(); n != 3 {
+		t.Fatalf("statement ran %d times, want 3", n)
+	}
+
+	flaky(3)
+	_, err = ledger.PostBatch(ctx, d.Pool, L, []ledger.EntryInput{entry("alice", "bob", "1.00", "USD", "retry-2")}, false)
+	if ledger.CodeOf(err) != ledger.CodeUnavailable {
+		t.Fatalf("after three staged failures: %v, want unavailable", err)
+	}
+	if n := attempts(); n != 3 {
+		t.Fatalf("statement ran %d times, want 3", n)
+	}
+	var count int
+	if err := d.Pool.QueryRow(ctx, "SELECT count(*) FROM ledger_entries WHERE reference_id = 'retry-2'").Scan(&count); err != nil || count != 0 {
+		t.Fatalf("retry-2 rows %d %v: a failed batch wrote something", count, err)
 	}
 }
