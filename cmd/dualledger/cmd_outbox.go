@@ -39,15 +39,15 @@ func (o *workerOptions) bind(f *pflag.FlagSet) {
 	f.DurationVar(&o.cfg.Grace, "grace", 10*time.Second, "on SIGTERM, how long in-flight deliveries may finish before they are released")
 	f.StringVar(&o.cfg.WorkerID, "worker-id", "", "worker id recorded in leases and attempts (default host:pid)")
 	f.StringVar(&o.scbConfig, "scb-config", os.Getenv("DUALLEDGER_SCB_CONFIG"), "SCB config file (JSON or SCB_<ID>_API_URL=... lines); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
-	f.DurationVar(&o.scbTimeout, "scb-timeout", 10*time.Second, "timeout of one request to an SCB (keep it well below --lease)")
+	f.DurationVar(&o.scbTimeout, "scb-timeout", 0, "timeout of one request to any SCB, overriding each SCB's own (config file timeout, default 10s); at most half of --lease")
 }
 
 func (o *workerOptions) validate() error {
 	switch {
 	case o.cfg.Lease < time.Second:
 		return usage("--lease must be at least 1s")
-	case o.scbTimeout <= 0 || o.scbTimeout >= o.cfg.Lease:
-		return usage("--scb-timeout must be positive and shorter than --lease (%s)", o.cfg.Lease)
+	case o.scbTimeout < 0 || o.scbTimeout > o.cfg.Lease/2:
+		return usage("--scb-timeout must be at most half of --lease (%s), so that an answer is recorded before the lease ends; 0 keeps each SCB's own", o.cfg.Lease/2)
 	case o.cfg.Backoff.Base <= 0 || o.cfg.Backoff.Cap < o.cfg.Backoff.Base:
 		return usage("--backoff-base must be positive and --backoff-cap at least as large")
 	case o.cfg.MaxAttempts < 1:
@@ -64,7 +64,7 @@ func (o *workerOptions) validate() error {
 
 // newWorker builds a worker on pool with its SCB clients and metrics on reg.
 func (o *workerOptions) newWorker(ctx context.Context, a *app, pool *pgxpool.Pool, reg prometheus.Registerer) (*outbox.Worker, error) {
-	clients, err := outbox.NewClients(ctx, pool, os.Environ(), o.scbConfig, o.scbTimeout, a.logger)
+	clients, err := outbox.NewClients(ctx, pool, os.Environ(), o.scbConfig, o.scbTimeout, o.cfg.Lease/2, a.logger)
 	if err != nil {
 		return nil, &exitError{code: exitInfra, err: err}
 	}

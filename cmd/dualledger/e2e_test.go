@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -121,7 +122,7 @@ func (e *env) settle(n int, prefix string) {
 // worker starts `dualledger worker` against the test database.
 func (e *env) worker(name string, scbs []*scbSim, keyOverride map[string]string, extra ...string) *exec.Cmd {
 	e.t.Helper()
-	args := append([]string{"worker", "--worker-id", name, "--lease", "3s", "--scb-timeout", "2s", "--backoff-base", "50ms",
+	args := append([]string{"worker", "--worker-id", name, "--lease", "3s", "--scb-timeout", "1s", "--backoff-base", "50ms",
 		"--backoff-cap", "1s", "--poll-every", "200ms", "--grace", "2s"}, extra...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.db.ConnStr)
@@ -411,4 +412,27 @@ func TestTwoWorkersTwoSCBs(t *testing.T) {
 	}
 	t.Logf("%d rows, %d SCB requests (deliveries and polls)", rows, requests)
 	e.checkExactlyOnce(scbs...)
+}
+
+// Usage errors are refused before anything connects: exit status 2 and a message that names the
+// flag and the rule.
+func TestUsageErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"worker", "--lease", "2s", "--scb-timeout", "2s"}, "--scb-timeout must be at most half of --lease (1s)"},
+		{[]string{"worker", "--lease", "500ms"}, "--lease must be at least 1s"},
+		{[]string{"worker", "--max-attempts", "0"}, "--max-attempts must be at least 1"},
+		{[]string{"worker", "--backoff-base", "2s", "--backoff-cap", "1s"}, "--backoff-cap at least as large"},
+		{[]string{"serve", "--bogus"}, "unknown flag: --bogus"},
+	} {
+		cmd := exec.Command(binary, c.args...)
+		cmd.Env = append(os.Environ(), "DATABASE_URL=host=/nonexistent dbname=none")
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v: %v, output %q; want exit status 2 and %q", c.args, err, out, c.want)
+		}
+	}
 }

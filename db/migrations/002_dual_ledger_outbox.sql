@@ -38,15 +38,14 @@ CREATE TABLE IF NOT EXISTS dual_ledger_outbox (
         CHECK ((status = 'PROCESSING') = (lease_expires_at IS NOT NULL AND locked_by IS NOT NULL))
 );
 
--- Due rows, in the order the worker claims them.
+-- Due rows of one SCB, in the order the worker claims them (the worker claims per SCB).
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_due
-    ON dual_ledger_outbox (next_attempt_at, id) WHERE status = 'QUEUED';
+    ON dual_ledger_outbox (scb_id, next_attempt_at, id) WHERE status = 'QUEUED';
 -- Expired leases (dead workers).
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_lease
     ON dual_ledger_outbox (lease_expires_at) WHERE status = 'PROCESSING';
--- Monitoring by status and SCB, and lookups by reference.
+-- Monitoring by status and SCB. (Lookups by reference use the unique delivery index.)
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_status_scb ON dual_ledger_outbox (status, scb_id);
-CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_reference ON dual_ledger_outbox (ledger_id, reference_id);
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_failed
     ON dual_ledger_outbox (last_attempt_at DESC) WHERE status = 'FAILED';
 

@@ -16,9 +16,9 @@ ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS failure_reason text NULL
 ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS next_poll_at timestamptz NULL;
 ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS poll_failures integer NOT NULL DEFAULT 0;
 
--- Rows waiting for the SCB's final confirmation, in the order they are due to be polled.
+-- Rows of one SCB waiting for its final confirmation, in the order they are due to be polled.
 CREATE INDEX IF NOT EXISTS idx_dual_ledger_outbox_poll_due
-    ON dual_ledger_outbox (next_poll_at NULLS FIRST, id) WHERE status IN ('SENT', 'ACKED');
+    ON dual_ledger_outbox (scb_id, next_poll_at, id) WHERE status IN ('SENT', 'ACKED');
 
 DO $$
 BEGIN
@@ -31,6 +31,14 @@ BEGIN
                     AND conname = 'dual_ledger_outbox_failed_has_reason') THEN
         ALTER TABLE dual_ledger_outbox ADD CONSTRAINT dual_ledger_outbox_failed_has_reason
             CHECK (status <> 'FAILED' OR failure_reason IS NOT NULL);
+    END IF;
+    -- A row the SCB accepted is always due for a poll at some time: none can be forgotten.
+    UPDATE dual_ledger_outbox SET next_poll_at = now()
+     WHERE status IN ('SENT', 'ACKED') AND next_poll_at IS NULL;
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'dual_ledger_outbox'::regclass
+                    AND conname = 'dual_ledger_outbox_accepted_is_polled') THEN
+        ALTER TABLE dual_ledger_outbox ADD CONSTRAINT dual_ledger_outbox_accepted_is_polled
+            CHECK (status NOT IN ('SENT', 'ACKED') OR next_poll_at IS NOT NULL);
     END IF;
 END $$;
 

@@ -22,7 +22,8 @@ type Clients struct {
 	db        *pgxpool.Pool
 	environ   []string
 	path      string
-	timeout   time.Duration
+	timeout   time.Duration // overrides every SCB's own timeout when > 0
+	limit     time.Duration // no SCB's timeout may exceed it (> 0)
 	transport http.RoundTripper
 	log       *slog.Logger
 
@@ -33,13 +34,16 @@ type Clients struct {
 
 const refreshEvery = 2 * time.Second
 
-// NewClients loads the clients for the registered banks. timeout overrides the per-request
-// timeout when non-zero (it should stay well below the worker's lease).
-func NewClients(ctx context.Context, db *pgxpool.Pool, environ []string, path string, timeout time.Duration, log *slog.Logger) (*Clients, error) {
+// NewClients loads the clients for the registered banks. timeout overrides each SCB's own
+// per-request timeout (its config, or scb.DefaultTimeout) when non-zero; limit, when non-zero,
+// caps them all: a request must end well inside the worker's lease, or another worker would
+// take the row and deliver it concurrently (harmless, being idempotent, but wasteful), and the
+// result could no longer be recorded.
+func NewClients(ctx context.Context, db *pgxpool.Pool, environ []string, path string, timeout, limit time.Duration, log *slog.Logger) (*Clients, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Clients{db: db, environ: environ, path: path, timeout: timeout, transport: scb.NewTransport(), log: log}
+	c := &Clients{db: db, environ: environ, path: path, timeout: timeout, limit: limit, transport: scb.NewTransport(), log: log}
 	if err := c.reload(ctx); err != nil {
 		return nil, err
 	}
@@ -100,6 +104,11 @@ func (c *Clients) reload(ctx context.Context) error {
 	for id, cfg := range cfgs {
 		if c.timeout > 0 {
 			cfg.Timeout = c.timeout
+		}
+		if c.limit > 0 && cfg.RequestTimeout() > c.limit {
+			c.log.Warn("outbox: SCB timeout longer than half the lease; capped", "scb", id,
+				"configured", cfg.RequestTimeout(), "used", c.limit)
+			cfg.Timeout = c.limit
 		}
 		cl, err := scb.NewClient(cfg, c.transport)
 		if err != nil {

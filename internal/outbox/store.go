@@ -123,7 +123,9 @@ type Result struct {
 	ScbStatus  string
 	Outcome    string // short machine-readable outcome: accepted, posted, final, retry, failed, ...
 	Error      string // why, for retries and failures
-	NextTry    time.Time
+	// Delay is how long a row going back to QUEUED waits before its next attempt, counted on
+	// the database's clock (now() + Delay) so that workers on hosts with skewed clocks agree.
+	Delay time.Duration
 }
 
 // ErrLeaseLost means the row was no longer ours (our lease expired and another worker took it):
@@ -141,7 +143,7 @@ func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) er
 			UPDATE dual_ledger_outbox
 			   SET status = $3, locked_by = NULL, lease_expires_at = NULL,
 			       last_status_code = nullif($4, 0), last_error = nullif($5, ''),
-			       next_attempt_at = CASE WHEN $3 = 'QUEUED' THEN $6 ELSE next_attempt_at END,
+			       next_attempt_at = CASE WHEN $3 = 'QUEUED' THEN now() + $6::interval ELSE next_attempt_at END,
 			       scb_entry_id = coalesce(nullif($7, ''), scb_entry_id),
 			       scb_status = coalesce(nullif($8, ''), scb_status),
 			       sent_at = CASE WHEN $3 IN ('SENT', 'ACKED', 'FINALIZED') THEN coalesce(sent_at, now()) ELSE sent_at END,
@@ -151,7 +153,7 @@ func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) er
 			       failure_reason = CASE WHEN $3 = 'FAILED' THEN $5 ELSE failure_reason END,
 			       next_poll_at = CASE WHEN $3 IN ('SENT', 'ACKED') THEN now() ELSE next_poll_at END
 			 WHERE id = $1 AND status = 'PROCESSING' AND locked_by = $2 AND attempts = $9`,
-			row.ID, worker, r.NewStatus, r.StatusCode, r.Error, r.NextTry, r.ScbEntryID, r.ScbStatus, row.Attempts)
+			row.ID, worker, r.NewStatus, r.StatusCode, r.Error, r.Delay, r.ScbEntryID, r.ScbStatus, row.Attempts)
 		if err != nil {
 			return fmt.Errorf("finish outbox row %d: %w", row.ID, err)
 		}
@@ -233,38 +235,54 @@ func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, 
 }
 
 // ReapExpiredLeases returns PROCESSING rows whose lease expired (their worker died or hung) to
-// QUEUED, due now, and records it. Any worker may do it for all.
-func (s *Store) ReapExpiredLeases(ctx context.Context, worker string) (int64, error) {
+// QUEUED, due now, and records it. Any worker may do it for all. A row whose attempt budget
+// (maxAttempts claims since it was last requeued) is spent becomes FAILED instead: a row that
+// kills or hangs every worker that takes it must not do so forever.
+func (s *Store) ReapExpiredLeases(ctx context.Context, worker string, maxAttempts int) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
 			WITH expired AS (
-				SELECT id, locked_by, attempts FROM dual_ledger_outbox
+				SELECT id, locked_by, attempts, attempts - attempts_base AS budget, attempts - attempts_base >= $1::int AS spent FROM dual_ledger_outbox
 				 WHERE status = 'PROCESSING' AND lease_expires_at < now()
-				   FOR UPDATE SKIP LOCKED)
+				   FOR UPDATE SKIP LOCKED),
+			reaped AS (
+				SELECT id, locked_by, attempts, spent,
+				       CASE WHEN spent
+				            THEN 'gave up after ' || budget || ' attempts; last: the lease of worker ' || locked_by
+				                 || ' expired (the worker died or hung while delivering)'
+				            ELSE 'lease of worker ' || locked_by || ' expired; returned to QUEUED' END AS why
+				  FROM expired)
 			UPDATE dual_ledger_outbox o
-			   SET status = 'QUEUED', locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
-			       last_error = 'lease of worker ' || expired.locked_by || ' expired'
-			  FROM expired WHERE o.id = expired.id
-			RETURNING o.id, o.attempts, expired.locked_by`)
+			   SET status = CASE WHEN reaped.spent THEN 'FAILED' ELSE 'QUEUED' END,
+			       locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
+			       last_error = reaped.why,
+			       failed_at = CASE WHEN reaped.spent THEN now() ELSE o.failed_at END,
+			       failure_reason = CASE WHEN reaped.spent THEN reaped.why ELSE o.failure_reason END
+			  FROM reaped WHERE o.id = reaped.id
+			RETURNING o.id, o.attempts, reaped.spent, reaped.why`, maxAttempts)
 		if err != nil {
 			return err
 		}
 		type reaped struct {
 			id       int64
 			attempts int
-			by       string
+			spent    bool
+			why      string
 		}
 		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (reaped, error) {
 			var x reaped
-			return x, r.Scan(&x.id, &x.attempts, &x.by)
+			return x, r.Scan(&x.id, &x.attempts, &x.spent, &x.why)
 		})
 		if err != nil {
 			return err
 		}
 		for _, x := range list {
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "lease_expired", time.Now(), 0, "lease_expired",
-				"lease of worker "+x.by+" expired; returned to QUEUED"); err != nil {
+			outcome := "lease_expired"
+			if x.spent {
+				outcome = "exhausted"
+			}
+			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "lease_expired", time.Now(), 0, outcome, x.why); err != nil {
 				return err
 			}
 		}
@@ -284,9 +302,8 @@ func (s *Store) ClaimForPoll(ctx context.Context, scbID string, every time.Durat
 	rows, err := s.db.Query(ctx, `
 		WITH due AS (
 			SELECT id FROM dual_ledger_outbox
-			 WHERE status IN ('SENT', 'ACKED') AND scb_id = $1
-			   AND (next_poll_at IS NULL OR next_poll_at <= now())
-			 ORDER BY next_poll_at NULLS FIRST, id
+			 WHERE status IN ('SENT', 'ACKED') AND scb_id = $1 AND next_poll_at <= now()
+			 ORDER BY next_poll_at, id
 			 LIMIT $3
 			   FOR UPDATE SKIP LOCKED),
 		polled AS (
@@ -342,13 +359,14 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 }
 
 // RecordPollError notes a failed poll on the row (the row stays SENT/ACKED) and when to ask
-// again: next (the caller's backoff, at least the SCB's Retry-After).
-func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result, next time.Time) error {
+// again: r.Delay from now on the database's clock (the caller's backoff, at least the SCB's
+// Retry-After).
+func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result) error {
 	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE dual_ledger_outbox
 			   SET last_error = $2, last_status_code = nullif($3, 0), poll_failures = poll_failures + 1,
-			       next_poll_at = greatest(next_poll_at, $4)
-			 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID, r.Error, r.StatusCode, next); err != nil {
+			       next_poll_at = greatest(next_poll_at, now() + $4::interval)
+			 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID, r.Error, r.StatusCode, r.Delay); err != nil {
 			return fmt.Errorf("record poll error of outbox row %d: %w", row.ID, err)
 		}
 		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, "poll", r.Started, r.StatusCode, r.Outcome, r.Error)
@@ -367,10 +385,14 @@ func (s *Store) PollSucceeded(ctx context.Context, row Row) error {
 	return nil
 }
 
-// ScbsWithWork lists the SCBs that have rows to deliver or poll.
+// ScbsWithWork lists the SCBs that have rows to deliver or poll. It asks per bank (a handful)
+// with EXISTS on the partial indexes that lead with scb_id, instead of a DISTINCT over every
+// unfinished row, which would cost in proportion to the backlog on every worker loop.
 func (s *Store) ScbsWithWork(ctx context.Context) ([]string, error) {
-	rows, err := s.db.Query(ctx, `SELECT DISTINCT scb_id FROM dual_ledger_outbox
-		WHERE status IN ('QUEUED', 'SENT', 'ACKED') ORDER BY scb_id`)
+	rows, err := s.db.Query(ctx, `SELECT b.id FROM banks b
+		 WHERE EXISTS (SELECT 1 FROM dual_ledger_outbox o WHERE o.scb_id = b.id AND o.status = 'QUEUED')
+		    OR EXISTS (SELECT 1 FROM dual_ledger_outbox o WHERE o.scb_id = b.id AND o.status IN ('SENT', 'ACKED'))
+		 ORDER BY b.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list SCBs with work: %w", err)
 	}

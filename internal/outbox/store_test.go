@@ -40,12 +40,12 @@ func TestLeaseExpiry(t *testing.T) {
 	if again, err := f.store.Claim(ctx, "SCB-1", "other", time.Minute, 10); err != nil || len(again) != 0 {
 		t.Fatalf("second claim: %d rows, %v; want none", len(again), err)
 	}
-	if n, err := f.store.ReapExpiredLeases(ctx, "reaper"); err != nil || n != 0 {
+	if n, err := f.store.ReapExpiredLeases(ctx, "reaper", 10); err != nil || n != 0 {
 		t.Fatalf("reap before expiry: %d, %v", n, err)
 	}
 
 	time.Sleep(100 * time.Millisecond)
-	n, err := f.store.ReapExpiredLeases(ctx, "reaper")
+	n, err := f.store.ReapExpiredLeases(ctx, "reaper", 10)
 	if err != nil || n != 3 {
 		t.Fatalf("reap: %d, %v; want 3", n, err)
 	}
@@ -78,7 +78,7 @@ func TestLeaseExpiry(t *testing.T) {
 		t.Fatalf("reclaim: %+v %v", again, err)
 	}
 	if err := f.store.Finish(ctx, claimed[1], "dead-worker", Result{Kind: "deliver", Started: time.Now(), NewStatus: Queued,
-		Outcome: "retry", Error: "late", NextTry: time.Now().Add(time.Hour)}); !errors.Is(err, ErrLeaseLost) {
+		Outcome: "retry", Error: "late", Delay: time.Hour}); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("late Finish while another worker holds the row: %v, want ErrLeaseLost", err)
 	}
 	if n, err := f.store.Release(ctx, "dead-worker", []Row{claimed[2]}); err != nil || n != 0 {
@@ -88,6 +88,53 @@ func TestLeaseExpiry(t *testing.T) {
 		if r.Status != Processing || deref2(r.LockedBy) != "w2" {
 			t.Errorf("row %d: %s by %v, want PROCESSING by w2", r.ID, r.Status, deref(r.LockedBy))
 		}
+	}
+}
+
+// TestReaperSpendsTheBudget: a row whose worker dies (or hangs) on every claim must not kill
+// workers forever. Each expired lease counts as an attempt; once the budget is spent the reaper
+// makes the row FAILED, with the reason, instead of queueing it again. A requeue gives a fresh
+// budget.
+func TestReaperSpendsTheBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(1, "poison", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	const budget = 3
+	die := func(worker string) {
+		t.Helper()
+		rows, err := f.store.Claim(ctx, "SCB-1", worker, 10*time.Millisecond, 1)
+		if err != nil || len(rows) != 1 {
+			t.Fatalf("claim by %s: %v %v", worker, rows, err)
+		}
+		time.Sleep(30 * time.Millisecond)
+		if n, err := f.store.ReapExpiredLeases(ctx, "reaper", budget); err != nil || n != 1 {
+			t.Fatalf("reap: %d %v", n, err)
+		}
+	}
+	for i := 1; i < budget; i++ {
+		die(fmt.Sprintf("w%d", i))
+		if r := f.rows("SCB-1")[0]; r.Status != Queued {
+			t.Fatalf("after %d deaths the row is %s, want QUEUED", i, r.Status)
+		}
+	}
+	die("w3")
+	r := f.rows("SCB-1")[0]
+	if r.Status != Failed || r.Attempts != budget || !strings.Contains(deref2(r.FailureReason), "gave up after 3 attempts") ||
+		!strings.Contains(deref2(r.FailureReason), "worker w3 expired") {
+		t.Fatalf("after %d deaths: status %s attempts %d reason %q; want FAILED with the reason", budget, r.Status, r.Attempts, deref2(r.FailureReason))
+	}
+	got := kinds(f.attempts(r.ID))
+	if want := []string{"lease_expired/lease_expired", "lease_expired/lease_expired", "lease_expired/exhausted"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("attempts %v, want %v", got, want)
+	}
+	// An operator requeues it: a fresh budget, so the next death queues it again.
+	if n, err := f.store.Requeue(ctx, "op", r.ID, false, "", false); err != nil || n != 1 {
+		t.Fatalf("requeue: %d %v", n, err)
+	}
+	die("w4")
+	if r := f.rows("SCB-1")[0]; r.Status != Queued || r.Attempts != budget+1 {
+		t.Fatalf("after a requeue and one death: %s, attempts %d; want QUEUED, %d", r.Status, r.Attempts, budget+1)
 	}
 }
 
@@ -105,7 +152,7 @@ func TestLateFinishIsAudited(t *testing.T) {
 		t.Fatal(claimed, err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if n, err := f.store.ReapExpiredLeases(ctx, "reaper"); err != nil || n != 1 {
+	if n, err := f.store.ReapExpiredLeases(ctx, "reaper", 10); err != nil || n != 1 {
 		t.Fatalf("reap: %d %v", n, err)
 	}
 	err = f.store.Finish(ctx, claimed[0], "slow-worker", Result{Kind: "deliver", Started: time.Now(), NewStatus: Sent,
@@ -138,7 +185,7 @@ func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
 		t.Fatalf("claim: %v %v", first, err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if n, err := f.store.ReapExpiredLeases(ctx, "w1"); err != nil || n != 1 {
+	if n, err := f.store.ReapExpiredLeases(ctx, "w1", 10); err != nil || n != 1 {
 		t.Fatalf("reap: %d %v", n, err)
 	}
 	second, err := f.store.Claim(ctx, "SCB-1", "w1", time.Minute, 1)
@@ -147,7 +194,7 @@ func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
 	}
 	// The first delivery (attempt 1) now reports a retryable failure.
 	err = f.store.Finish(ctx, first[0], "w1", Result{Kind: "deliver", Started: time.Now(), NewStatus: Queued, StatusCode: 503,
-		Outcome: "retry", Error: "503 from attempt 1", NextTry: time.Now()})
+		Outcome: "retry", Error: "503 from attempt 1", Delay: 0})
 	r := f.rows("SCB-1")[0]
 	if !errors.Is(err, ErrLeaseLost) || r.Status != Processing {
 		t.Errorf("stale Finish of attempt 1 while attempt 2 holds the row: err %v, row now %s (last_error %q); "+
@@ -216,7 +263,7 @@ func TestStatusReport(t *testing.T) {
 			case Finalized:
 				sql = `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL, finalized_at = created_at + interval '2 seconds' WHERE id = $1`
 			default:
-				sql = `UPDATE dual_ledger_outbox SET status = '` + st + `', locked_by = NULL, lease_expires_at = NULL WHERE id = $1`
+				sql = `UPDATE dual_ledger_outbox SET status = '` + st + `', locked_by = NULL, lease_expires_at = NULL, next_poll_at = now() WHERE id = $1`
 			}
 			if _, err := conn.Exec(ctx, sql, id); err != nil {
 				t.Fatalf("row %d -> %s: %v", id, st, err)

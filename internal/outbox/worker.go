@@ -314,24 +314,18 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 		w.cfg.Metrics.attempt(r.ScbID, "deliver", "interrupted", 0, took)
 		return
 	case errors.As(err, &de) && de.Retryable:
-		res.StatusCode, res.Error = de.StatusCode, de.Reason
-		budget := r.Attempts - r.AttemptsBase
-		if budget >= w.cfg.MaxAttempts {
-			res.NewStatus, res.Outcome = Failed, "exhausted"
-			res.Error = fmt.Sprintf("gave up after %d attempts; last: %s", budget, de.Reason)
-		} else {
-			res.NewStatus, res.Outcome = Queued, "retry"
-			res.NextTry = time.Now().Add(w.cfg.Backoff.Delay(budget, de.RetryAfter))
-		}
+		res.StatusCode = de.StatusCode
+		w.retry(&res, r, de.Reason, de.RetryAfter)
 	case errors.As(err, &de):
 		res.NewStatus, res.Outcome, res.StatusCode, res.Error = Failed, "permanent", de.StatusCode, de.Reason
 	default:
-		res.NewStatus, res.Outcome, res.Error = Queued, "retry", err.Error()
-		res.NextTry = time.Now().Add(w.cfg.Backoff.Delay(r.Attempts-r.AttemptsBase, 0))
+		// Not an answer from the SCB (a transport error the client did not classify): retried
+		// like a retryable one, within the same budget.
+		w.retry(&res, r, err.Error(), 0)
 	}
 	w.cfg.Metrics.attempt(r.ScbID, "deliver", res.Outcome, res.StatusCode, took)
 
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
 	defer cancel()
 	ferr := w.store.Finish(fctx, r, w.cfg.WorkerID, res)
 	w.mu.Lock()
@@ -354,6 +348,26 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 			log.Warn("outbox: row FAILED", "scb", r.ScbID, "row", r.ID, "reference_id", r.ReferenceID, "reason", res.Error)
 		}
 	}
+}
+
+// retry sets res to another attempt after a backoff, or to FAILED when the row's attempt budget
+// (MaxAttempts since it was last requeued) is spent.
+func (w *Worker) retry(res *Result, r Row, reason string, retryAfter time.Duration) {
+	budget := r.Attempts - r.AttemptsBase
+	if budget >= w.cfg.MaxAttempts {
+		res.NewStatus, res.Outcome = Failed, "exhausted"
+		res.Error = fmt.Sprintf("gave up after %d attempts; last: %s", budget, reason)
+		return
+	}
+	res.NewStatus, res.Outcome, res.Error = Queued, "retry", reason
+	res.Delay = w.cfg.Backoff.Delay(budget, retryAfter)
+}
+
+// recordTimeout bounds the database write that records an SCB's answer. It must end well before
+// the lease does (the SCB request itself may take up to half the lease, cmd/dualledger checks):
+// a result recorded after the lease expired is refused anyway (ErrLeaseLost).
+func (w *Worker) recordTimeout() time.Duration {
+	return min(10*time.Second, w.cfg.Lease/4)
 }
 
 func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) {
@@ -388,10 +402,10 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		if de != nil {
 			retryAfter = de.RetryAfter
 		}
-		next := time.Now().Add(max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, retryAfter)))
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		res.Delay = max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, retryAfter))
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
 		defer cancel()
-		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res, next); err != nil {
+		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
 			log.Error("outbox: record poll error", "row", r.ID, "err", err)
 		}
 		return
@@ -404,7 +418,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		res.NewStatus, res.Outcome = Acked, "posted"
 	default:
 		w.cfg.Metrics.attempt(r.ScbID, "poll", "unchanged", res.StatusCode, took)
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
 		defer cancel()
 		if err := w.store.PollSucceeded(fctx, r); err != nil {
 			log.Error("outbox: record poll result", "row", r.ID, "err", err)
@@ -412,7 +426,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		return
 	}
 	w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
 	defer cancel()
 	changed, err := w.store.Advance(fctx, r, w.cfg.WorkerID, res)
 	if err != nil {
@@ -437,7 +451,7 @@ func (w *Worker) reapLoop(ctx context.Context, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		n, err := w.store.ReapExpiredLeases(ctx, w.cfg.WorkerID)
+		n, err := w.store.ReapExpiredLeases(ctx, w.cfg.WorkerID, w.cfg.MaxAttempts)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("outbox: reap expired leases", "err", err)
@@ -445,7 +459,7 @@ func (w *Worker) reapLoop(ctx context.Context, log *slog.Logger) {
 			continue
 		}
 		if n > 0 {
-			log.Warn("outbox: rows of a dead or stuck worker returned to QUEUED", "rows", n)
+			log.Warn("outbox: rows of a dead or stuck worker reclaimed (back to QUEUED, or FAILED once their attempt budget is spent)", "rows", n)
 			w.cfg.Metrics.reaped(n)
 			w.poke()
 		}

@@ -23,7 +23,7 @@ type Config struct {
 
 // String describes c without its key.
 func (c Config) String() string {
-	return fmt.Sprintf("SCB %s at %s (api key %s, timeout %s)", c.ID, c.BaseURL, redact(c.APIKey), c.timeout())
+	return fmt.Sprintf("SCB %s at %s (api key %s, timeout %s)", c.ID, c.BaseURL, redact(c.APIKey), c.RequestTimeout())
 }
 
 // GoString is String, so that %#v does not print the key either.
@@ -32,12 +32,12 @@ func (c Config) GoString() string { return "scb.Config{" + c.String() + "}" }
 // LogValue keeps the key out of slog output.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("id", c.ID), slog.String("url", c.BaseURL),
-		slog.String("api_key", redact(c.APIKey)), slog.Duration("timeout", c.timeout()))
+		slog.String("api_key", redact(c.APIKey)), slog.Duration("timeout", c.RequestTimeout()))
 }
 
 // MarshalJSON writes c in the config file's shape with the key redacted.
 func (c Config) MarshalJSON() ([]byte, error) {
-	return json.Marshal(map[string]string{"id": c.ID, "url": c.BaseURL, "api_key": redact(c.APIKey), "timeout": c.timeout().String()})
+	return json.Marshal(map[string]string{"id": c.ID, "url": c.BaseURL, "api_key": redact(c.APIKey), "timeout": c.RequestTimeout().String()})
 }
 
 func redact(key string) string {
@@ -47,7 +47,8 @@ func redact(key string) string {
 	return "(set)"
 }
 
-func (c Config) timeout() time.Duration {
+// RequestTimeout is the timeout of one request to this SCB (Timeout, or DefaultTimeout).
+func (c Config) RequestTimeout() time.Duration {
 	if c.Timeout <= 0 {
 		return DefaultTimeout
 	}
