@@ -75,7 +75,8 @@ func setStatus(ctx context.Context, conn *pgx.Conn, id int64, status string) err
 		SET status = $2,
 		    locked_by = CASE WHEN $2 = 'PROCESSING' THEN 'test' END,
 		    lease_expires_at = CASE WHEN $2 = 'PROCESSING' THEN now() + interval '1 minute' END,
-		    failure_reason = CASE WHEN $2 = 'FAILED' THEN 'test' END
+		    failure_reason = CASE WHEN $2 = 'FAILED' THEN 'test' END,
+		    next_poll_at = CASE WHEN $2 IN ('SENT', 'ACKED') THEN now() END
 		WHERE id = $1`, id, status)
 	return err
 }

@@ -112,7 +112,7 @@ func TestSettledOnlyWhenEveryRowFinalized(t *testing.T) {
 		t.Errorf("one row FINALIZED, the other QUEUED: %s", st)
 	}
 	step("SCB-2", claim)
-	step("SCB-2", `UPDATE dual_ledger_outbox SET status = 'SENT', locked_by = NULL, lease_expires_at = NULL`)
+	step("SCB-2", `UPDATE dual_ledger_outbox SET status = 'SENT', locked_by = NULL, lease_expires_at = NULL, next_poll_at = now()`)
 	if st := status(); st != StatusDBISCommitted {
 		t.Errorf("one row FINALIZED, the other SENT: %s", st)
 	}
