@@ -1,5 +1,5 @@
 // Command dualledger is a double-entry ledger service on PostgreSQL: posting, hash chain, audit,
-// the dual-ledger outbox to member banks, backfill and reconciliation. See README.md.
+// the dual-ledger outbox to member banks, verify-chain and audit. See README.md.
 package main
 
 import (
@@ -105,7 +105,8 @@ func newRoot(a *app) *cobra.Command {
 		Short: "A double-entry ledger on PostgreSQL with a hash-chained audit trail and a dual-ledger outbox",
 		Long: `dualledger posts double entries atomically and idempotently, keeps a hash-chained audit trail,
 enforces balances in the database, mirrors postings to member banks (SCBs) through a
-transactional outbox, imports history and reconciles all of it.
+transactional outbox, and proves the ledger with verify-chain and audit (a history
+importer and reconciliation against the SCBs are planned, see docs/architecture.md).
 
 With no DATABASE_URL every command uses a private PostgreSQL cluster in ./.dualledger/pg
 (--data-dir or DUALLEDGER_DATA to move it), started on demand and stopped when the last
