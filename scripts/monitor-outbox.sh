@@ -40,6 +40,7 @@ failed="${ALERT_FAILED:-10}"
 lag="${ALERT_LAG:-}"
 limit=20
 force_psql=0
+positional=()
 
 die_usage() { echo "monitor-outbox: $*" >&2; echo "try: $0 --help" >&2; exit 2; }
 is_uint() { [[ "$1" =~ ^[0-9]+$ ]]; }
@@ -58,13 +59,13 @@ while [ $# -gt 0 ]; do
 	--limit=*) limit="${1#*=}"; shift ;;
 	--psql) force_psql=1; shift ;;
 	-h | --help) usage; exit 0 ;;
-	--) shift; break ;;
+	--) shift; positional+=("$@"); break ;;
 	-*) die_usage "unknown option $1" ;;
-	*) break ;;
+	*) positional+=("$1"); shift ;; # options may come before or after the DATABASE_URL
 	esac
 done
-if [ $# -gt 1 ]; then die_usage "at most one DATABASE_URL argument"; fi
-if [ $# -eq 1 ]; then export DATABASE_URL="$1"; fi
+if [ ${#positional[@]} -gt 1 ]; then die_usage "at most one DATABASE_URL argument"; fi
+if [ ${#positional[@]} -eq 1 ]; then export DATABASE_URL="${positional[0]}"; fi
 
 is_uint "$watch" || die_usage "--watch must be a whole number of seconds"
 is_uint "$queued" || die_usage "--queued must be a whole number"

@@ -115,10 +115,10 @@ func (s *Store) Claim(ctx context.Context, scbID, worker string, lease time.Dura
 
 // Result is the outcome of one delivery or poll, to be recorded.
 type Result struct {
-	Kind       string // deliver, poll, callback
-	Started    time.Time
-	NewStatus  string // Queued (retry), Sent, Acked, Finalized, Failed; "" = unchanged (poll)
-	StatusCode int    // HTTP status, 0 for network errors
+	Kind       string    // deliver, poll, callback
+	Started    time.Time // when the attempt began (only time.Since(Started) is recorded: see insertAttempt)
+	NewStatus  string    // Queued (retry), Sent, Acked, Finalized, Failed; "" = unchanged (poll)
+	StatusCode int       // HTTP status, 0 for network errors
 	ScbEntryID string
 	ScbStatus  string
 	Outcome    string // short machine-readable outcome: accepted, posted, final, retry, failed, ...
@@ -163,7 +163,7 @@ func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) er
 			outcome = "lease_lost"
 		}
 		// The attempt is recorded either way: a lost lease is part of the row's history.
-		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, r.Started, r.StatusCode, outcome, r.Error)
+		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, sinceOrZero(r.Started), r.StatusCode, outcome, r.Error)
 	})
 	if err != nil {
 		return err
@@ -174,15 +174,26 @@ func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) er
 	return nil
 }
 
-func insertAttempt(ctx context.Context, tx pgx.Tx, id int64, attempt int, worker, kind string, started time.Time, code int, outcome, errText string) error {
+// insertAttempt records an attempt that took `took` (measured by the caller on its monotonic
+// clock) and ends now. Both timestamps are the database's (started_at = now() - took), so an
+// attempt's duration never mixes a worker's clock with the database's.
+func insertAttempt(ctx context.Context, tx pgx.Tx, id int64, attempt int, worker, kind string, took time.Duration, code int, outcome, errText string) error {
 	_, err := tx.Exec(ctx, `INSERT INTO dual_ledger_outbox_attempts
 		(outbox_id, attempt, worker_id, kind, started_at, status_code, outcome, error)
-		VALUES ($1, $2, $3, $4, $5, nullif($6, 0), $7, nullif($8, ''))`,
-		id, attempt, worker, kind, started, code, outcome, errText)
+		VALUES ($1, $2, $3, $4, now() - $5::interval, nullif($6, 0), $7, nullif($8, ''))`,
+		id, attempt, worker, kind, max(took, 0), code, outcome, errText)
 	if err != nil {
 		return fmt.Errorf("record attempt of outbox row %d: %w", id, err)
 	}
 	return nil
+}
+
+// sinceOrZero is how long ago t was (0 for the zero time).
+func sinceOrZero(t time.Time) time.Duration {
+	if t.IsZero() {
+		return 0
+	}
+	return time.Since(t)
 }
 
 // Release returns rows this worker holds (claim numbers as in rows) to QUEUED, due now, and
@@ -203,24 +214,24 @@ func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, 
 			       last_error = 'released by worker ' || $1 || ' on shutdown'
 			  FROM unnest($2::bigint[], $3::int[]) AS h(id, attempts)
 			 WHERE o.id = h.id AND o.attempts = h.attempts AND o.status = 'PROCESSING' AND o.locked_by = $1
-			RETURNING o.id, o.attempts, coalesce(o.last_attempt_at, now())`, worker, ids, attempts)
+			RETURNING o.id, o.attempts, now() - coalesce(o.last_attempt_at, now())`, worker, ids, attempts)
 		if err != nil {
 			return err
 		}
 		type rel struct {
 			id       int64
 			attempts int
-			started  time.Time
+			took     time.Duration
 		}
 		list, err := pgx.CollectRows(res, func(r pgx.CollectableRow) (rel, error) {
 			var x rel
-			return x, r.Scan(&x.id, &x.attempts, &x.started)
+			return x, r.Scan(&x.id, &x.attempts, &x.took)
 		})
 		if err != nil {
 			return err
 		}
 		for _, x := range list {
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "deliver", x.started, 0, "released",
+			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "deliver", x.took, 0, "released",
 				"interrupted by the worker's shutdown; returned to QUEUED"); err != nil {
 				return err
 			}
@@ -282,7 +293,7 @@ func (s *Store) ReapExpiredLeases(ctx context.Context, worker string, maxAttempt
 			if x.spent {
 				outcome = "exhausted"
 			}
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "lease_expired", time.Now(), 0, outcome, x.why); err != nil {
+			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "lease_expired", 0, 0, outcome, x.why); err != nil {
 				return err
 			}
 		}
@@ -353,7 +364,7 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 		if !changed {
 			return nil
 		}
-		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, r.Started, r.StatusCode, r.Outcome, r.Error)
+		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, sinceOrZero(r.Started), r.StatusCode, r.Outcome, r.Error)
 	})
 	return changed, err
 }
@@ -369,7 +380,7 @@ func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r R
 			 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID, r.Error, r.StatusCode, r.Delay); err != nil {
 			return fmt.Errorf("record poll error of outbox row %d: %w", row.ID, err)
 		}
-		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, "poll", r.Started, r.StatusCode, r.Outcome, r.Error)
+		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, "poll", sinceOrZero(r.Started), r.StatusCode, r.Outcome, r.Error)
 	})
 }
 
@@ -449,7 +460,7 @@ func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFaile
 			return err
 		}
 		for _, x := range list {
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, operator, "requeue", time.Now(), 0, "requeued", ""); err != nil {
+			if err := insertAttempt(ctx, tx, x.id, x.attempts, operator, "requeue", 0, 0, "requeued", ""); err != nil {
 				return err
 			}
 		}
