@@ -70,13 +70,13 @@ type Store struct {
 func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
 
 const rowColumns = `o.id, o.ledger_id, o.entry_seq, o.reference_id, o.scb_id, o.attempts, o.attempts_base, o.status, o.created_at,
-	e.id, e.debit_account_id, e.credit_account_id, trim_scale(e.amount)::text, e.currency_code, e.asset_type,
+	o.poll_failures, e.id, e.debit_account_id, e.credit_account_id, trim_scale(e.amount)::text, e.currency_code, e.asset_type,
 	e.transaction_type, encode(e.block_hash, 'hex'), e.timestamp_utc`
 
 func scanRow(r pgx.CollectableRow) (Row, error) {
 	var x Row
 	err := r.Scan(&x.ID, &x.LedgerID, &x.EntrySeq, &x.ReferenceID, &x.ScbID, &x.Attempts, &x.AttemptsBase, &x.Status, &x.CreatedAt,
-		&x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
+		&x.PollFailures, &x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
 		&x.Entry.AssetType, &x.Entry.TransactionType, &x.Entry.BlockHash, &x.Entry.TimestampUTC)
 	x.Entry.TimestampUTC = x.Entry.TimestampUTC.UTC()
 	x.Entry.Amount = ledger.FormatAmount(x.Entry.Amount, x.Entry.CurrencyCode)
@@ -321,21 +321,13 @@ func (s *Store) ClaimForPoll(ctx context.Context, scbID string, every time.Durat
 			UPDATE dual_ledger_outbox o SET last_polled_at = now(), next_poll_at = now() + $2::interval
 			  FROM due WHERE o.id = due.id
 			RETURNING o.*)
-		SELECT `+rowColumns+`, o.poll_failures
+		SELECT `+rowColumns+`
 		  FROM polled o JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
 		 ORDER BY o.id`, scbID, every, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
-		var x Row
-		err := r.Scan(&x.ID, &x.LedgerID, &x.EntrySeq, &x.ReferenceID, &x.ScbID, &x.Attempts, &x.AttemptsBase, &x.Status, &x.CreatedAt,
-			&x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
-			&x.Entry.AssetType, &x.Entry.TransactionType, &x.Entry.BlockHash, &x.Entry.TimestampUTC, &x.PollFailures)
-		x.Entry.TimestampUTC = x.Entry.TimestampUTC.UTC()
-		x.Entry.Amount = ledger.FormatAmount(x.Entry.Amount, x.Entry.CurrencyCode)
-		return x, err
-	})
+	out, err := pgx.CollectRows(rows, scanRow)
 	if err != nil {
 		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
 	}

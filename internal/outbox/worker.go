@@ -325,7 +325,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 	}
 	w.cfg.Metrics.attempt(r.ScbID, "deliver", res.Outcome, res.StatusCode, took)
 
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
+	fctx, cancel := w.recordContext(ctx)
 	defer cancel()
 	ferr := w.store.Finish(fctx, r, w.cfg.WorkerID, res)
 	w.mu.Lock()
@@ -363,11 +363,12 @@ func (w *Worker) retry(res *Result, r Row, reason string, retryAfter time.Durati
 	res.Delay = w.cfg.Backoff.Delay(budget, retryAfter)
 }
 
-// recordTimeout bounds the database write that records an SCB's answer. It must end well before
-// the lease does (the SCB request itself may take up to half the lease, cmd/dualledger checks):
-// a result recorded after the lease expired is refused anyway (ErrLeaseLost).
-func (w *Worker) recordTimeout() time.Duration {
-	return min(10*time.Second, w.cfg.Lease/4)
+// recordContext is the context of the database write that records an SCB's answer: it survives
+// a shutdown (the answer is worth keeping) but must end well before the lease does (the SCB
+// request itself may take up to half the lease, cmd/dualledger checks); a result recorded after
+// the lease expired is refused anyway (ErrLeaseLost).
+func (w *Worker) recordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), min(10*time.Second, w.cfg.Lease/4))
 }
 
 func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) {
@@ -403,7 +404,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 			retryAfter = de.RetryAfter
 		}
 		res.Delay = max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, retryAfter))
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
+		fctx, cancel := w.recordContext(ctx)
 		defer cancel()
 		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
 			log.Error("outbox: record poll error", "row", r.ID, "err", err)
@@ -418,7 +419,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		res.NewStatus, res.Outcome = Acked, "posted"
 	default:
 		w.cfg.Metrics.attempt(r.ScbID, "poll", "unchanged", res.StatusCode, took)
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
+		fctx, cancel := w.recordContext(ctx)
 		defer cancel()
 		if err := w.store.PollSucceeded(fctx, r); err != nil {
 			log.Error("outbox: record poll result", "row", r.ID, "err", err)
@@ -426,7 +427,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		return
 	}
 	w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordTimeout())
+	fctx, cancel := w.recordContext(ctx)
 	defer cancel()
 	changed, err := w.store.Advance(fctx, r, w.cfg.WorkerID, res)
 	if err != nil {
