@@ -69,14 +69,16 @@ var pathTo = map[string][]string{
 }
 
 // setStatus moves row id to status with whatever else the table's constraints require (a lease
-// exactly while PROCESSING).
+// exactly while PROCESSING, the SCB's FINAL answer with FINALIZED).
 func setStatus(ctx context.Context, conn *pgx.Conn, id int64, status string) error {
 	_, err := conn.Exec(ctx, `UPDATE dual_ledger_outbox
 		SET status = $2,
 		    locked_by = CASE WHEN $2 = 'PROCESSING' THEN 'test' END,
 		    lease_expires_at = CASE WHEN $2 = 'PROCESSING' THEN now() + interval '1 minute' END,
 		    failure_reason = CASE WHEN $2 = 'FAILED' THEN 'test' END,
-		    next_poll_at = CASE WHEN $2 IN ('SENT', 'ACKED') THEN now() END
+		    next_poll_at = CASE WHEN $2 IN ('SENT', 'ACKED') THEN now() END,
+		    scb_entry_id = CASE WHEN $2 = 'FINALIZED' THEN 'SCB-' || id ELSE scb_entry_id END,
+		    scb_status = CASE WHEN $2 = 'FINALIZED' THEN 'FINAL' ELSE scb_status END
 		WHERE id = $1`, id, status)
 	return err
 }

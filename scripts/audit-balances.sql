@@ -28,6 +28,7 @@
 --                           (one row per ledger: its first broken seq)
 --   balance_after           debit/credit_balance_after = the account's running balance in seq order
 --                           (one row per account: its first wrong entry)
+--   operator_log            the operator log's hash chain, links, seq and head (one row per broken seq)
 --
 -- Run scripts/verify-column-names.sql first: with a column missing, this script stops at the
 -- first query that names it. Everything runs in one REPEATABLE READ snapshot and is rolled back
@@ -190,6 +191,34 @@ SELECT * FROM audit_hash_chain ORDER BY ledger_id LIMIT :limit;
 \echo '== balance_after: first wrong balance-after per account'
 SELECT * FROM audit_balance_after ORDER BY ledger_id, account_id LIMIT :limit;
 
+-- operator_log: the operator log's hash chain (migration 009), one row per broken seq
+CREATE TEMP TABLE audit_operator_log ON COMMIT DROP AS
+WITH r AS (
+    SELECT seq, previous_hash,
+           hash <> sha256(previous_hash || operator_action_canonical(seq, at, actor, db_login, db_role, action, target,
+                                                                    before, after, reason)) AS hash_bad,
+           lag(seq) OVER (ORDER BY seq) AS prev_seq, lag(hash) OVER (ORDER BY seq) AS prev_hash
+      FROM operator_actions),
+bad AS (
+    SELECT seq, CASE
+             WHEN hash_bad THEN 'hash is not sha256(previous_hash || canonical(row)): the row was changed'
+             WHEN prev_seq IS NULL AND seq <> 1 THEN 'the log does not start at seq 1'
+             WHEN prev_seq IS NULL AND previous_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+                  THEN 'seq 1 does not link to 32 zero bytes'
+             WHEN prev_seq IS NOT NULL AND prev_seq <> seq - 1 THEN 'rows before this seq are missing'
+             WHEN prev_seq IS NOT NULL AND prev_hash <> previous_hash THEN 'previous_hash is not the hash of the row before'
+           END AS problem
+      FROM r
+    UNION ALL
+    SELECT h.seq, 'the head does not point at the last row'
+      FROM operator_actions_head h
+      LEFT JOIN LATERAL (SELECT seq, hash FROM operator_actions ORDER BY seq DESC LIMIT 1) l ON true
+     WHERE (h.seq, h.hash) IS DISTINCT FROM (l.seq, l.hash) AND NOT (h.seq = 0 AND l.seq IS NULL))
+SELECT seq, problem FROM bad WHERE problem IS NOT NULL;
+
+\echo '== operator_log: broken rows of the operator log'
+SELECT * FROM audit_operator_log ORDER BY seq LIMIT :limit;
+
 CREATE TEMP TABLE audit_summary ON COMMIT DROP AS
 SELECT * FROM (VALUES
     (1, 'account_rules', (SELECT count(*) FROM audit_account_rules)),
@@ -201,7 +230,8 @@ SELECT * FROM (VALUES
     (7, 'gapless_seq', (SELECT count(*) FROM audit_gapless_seq)),
     (8, 'ledger_head', (SELECT count(*) FROM audit_ledger_head)),
     (9, 'hash_chain', (SELECT count(*) FROM audit_hash_chain)),
-    (10, 'balance_after', (SELECT count(*) FROM audit_balance_after))
+    (10, 'balance_after', (SELECT count(*) FROM audit_balance_after)),
+    (11, 'operator_log', (SELECT count(*) FROM audit_operator_log))
 ) AS s(ord, check_name, findings);
 
 \echo '== summary'

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -90,11 +91,88 @@ the results of this machine and how to read them.`,
 			return nil
 		},
 	}
+	cmd.AddCommand(newBenchHTTPCmd(a))
 	f := cmd.Flags()
 	f.StringVar(&modes, "modes", "naive,single,group,batch100,batch1000", "comma-separated modes")
 	f.StringVar(&clients, "clients", "1,8,32", "comma-separated client counts")
 	f.StringVar(&dists, "distributions", "spread,hot", "comma-separated distributions")
 	f.DurationVar(&duration, "duration", 5*time.Second, "duration of each scenario")
 	f.IntVar(&accounts, "accounts", 1000, "accounts in the spread distribution")
+	return cmd
+}
+
+func newBenchHTTPCmd(a *app) *cobra.Command {
+	var (
+		cfg      = bench.HTTPConfig{Clients: 32, Duration: 10 * time.Second, Accounts: 1000, Dist: bench.Spread}
+		tokenEnv string
+	)
+	cmd := &cobra.Command{
+		Use:   "http --url URL",
+		Short: "Drive a running server through its HTTP API: closed loop at N clients, or open loop at a fixed rate",
+		Long: `Post single entries to a running dualledger serve through its real HTTP API with keep-alive
+connections, on a fresh ledger BENCH-HTTP-<id> that the run creates through the API (so the key
+must be an admin key: DUALLEDGER_TOKEN, or the variable named by --token-env).
+
+Closed loop (default): --clients callers, each sending its next posting when the previous one
+answered. Open loop (--rate R): R postings per second on a fixed schedule whatever the answers,
+over at most --clients connections; latency is counted from each posting's intended send time,
+so queueing anywhere (client, server, database) shows. Reports created postings per second,
+p50/p99/p999 of the created ones, every status (429: shed by the server's limits) and the p99
+of the 429 answers.`,
+		Example: `  TOKEN=$(dualledger keys create bench --scopes admin) dualledger serve &
+  DUALLEDGER_TOKEN=$TOKEN dualledger bench http --url http://127.0.0.1:8080 --clients 32 --duration 20s
+  DUALLEDGER_TOKEN=$TOKEN dualledger bench http --url http://127.0.0.1:8080 --rate 60000 --clients 512`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfg.URL == "" {
+				return usage("--url is required (the base URL of a running dualledger serve)")
+			}
+			cfg.Token = os.Getenv(tokenEnv)
+			if cfg.Token == "" {
+				return usage("no token: set %s to an admin key (dualledger keys create bench --scopes admin)", tokenEnv)
+			}
+			if cfg.Clients < 1 || cfg.Clients > 4096 {
+				return usage("--clients must be from 1 to 4096")
+			}
+			if cfg.Rate < 0 || cfg.Duration <= 0 {
+				return usage("--rate must not be negative and --duration must be positive")
+			}
+			if cfg.Dist != bench.Spread && cfg.Dist != bench.Hot {
+				return usage("unknown distribution %q (spread, hot)", cfg.Dist)
+			}
+			r, err := bench.RunHTTP(cmd.Context(), cfg)
+			if err != nil {
+				return &exitError{code: exitInfra, err: err}
+			}
+			if a.jsonOut {
+				return a.printJSON(r)
+			}
+			offered := ""
+			if r.OfferedPerS > 0 {
+				offered = fmt.Sprintf(" offered %.0f/s,", r.OfferedPerS)
+			}
+			fmt.Fprintf(a.out, "%s loop, %s, %d clients,%s sent %d in %.1fs: created %.0f/s  p50 %.2f ms  p99 %.2f ms  p999 %.2f ms  statuses %v",
+				r.Mode, r.Dist, r.Clients, offered, r.Sent, r.Seconds, r.CreatedPerS, r.P50Ms, r.P99Ms, r.P999Ms, r.Statuses)
+			if r.SentP99Ms > 0 {
+				fmt.Fprintf(a.out, "  from actual send: p50 %.2f ms p99 %.2f ms", r.SentP50Ms, r.SentP99Ms)
+			}
+			if r.ShedP99Ms > 0 {
+				fmt.Fprintf(a.out, "  429 p99 %.2f ms", r.ShedP99Ms)
+			}
+			if r.FirstError != "" {
+				fmt.Fprintf(a.out, "  first error: %s", r.FirstError)
+			}
+			fmt.Fprintln(a.out)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.URL, "url", "", "base URL of the server, e.g. http://127.0.0.1:8080 (required)")
+	f.StringVar(&tokenEnv, "token-env", "DUALLEDGER_TOKEN", "environment variable that holds an admin key's token (never a flag: it would show in ps)")
+	f.IntVar(&cfg.Clients, "clients", cfg.Clients, "closed loop: concurrent callers; open loop: most connections")
+	f.Float64Var(&cfg.Rate, "rate", 0, "open loop at this many postings per second (0: closed loop)")
+	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long to send")
+	f.IntVar(&cfg.Accounts, "accounts", cfg.Accounts, "accounts of the spread distribution")
+	f.StringVar(&cfg.Dist, "distribution", cfg.Dist, "spread or hot (2 accounts)")
 	return cmd
 }

@@ -39,8 +39,10 @@ answer other than the one it expects.`,
 			if err := r.Sync(cmd.Context()); err != nil {
 				return findings("%w", err)
 			}
-			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s: try `%s accounts`, `%s outbox status`, or the demo again\n",
-				time.Since(start).Seconds(), a.dataDir, os.Args[0], os.Args[0])
+			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s: try `%s accounts`, `%s outbox status`, `%s operator-log`, or the demo again\n",
+				time.Since(start).Seconds(), a.dataDir, os.Args[0], os.Args[0], os.Args[0])
+			fmt.Fprintf(a.out, "the HTTP API needs a key: TOKEN=$(%s keys create ops --scopes admin), then %s serve and curl -H \"Authorization: Bearer $TOKEN\" localhost:8080/v1/ledgers\n",
+				os.Args[0], os.Args[0])
 			return nil
 		},
 	}

@@ -110,9 +110,17 @@ func newLedgersCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			ls, err := ledger.ListLedgers(cmd.Context(), pool)
-			if err != nil {
-				return err
+			var ls []ledger.Ledger
+			for after := ""; ; {
+				page, err := ledger.ListLedgers(cmd.Context(), pool, after, 1000, nil)
+				if err != nil {
+					return err
+				}
+				ls = append(ls, page...)
+				if len(page) < 1000 {
+					break
+				}
+				after = page[len(page)-1].ID
 			}
 			if a.jsonOut {
 				return a.printJSON(ls)
@@ -135,7 +143,7 @@ func newLedgersCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			l, err := ledger.CreateLedger(cmd.Context(), pool, args[0])
+			l, err := ledger.CreateLedger(cmd.Context(), pool, cliActor(), args[0])
 			if err != nil {
 				return rejection(err)
 			}
@@ -184,7 +192,7 @@ func newAccountsCmd(a *app) *cobra.Command {
 			var all []ledger.Account
 			after := ""
 			for {
-				page, err := ledger.ListAccounts(cmd.Context(), pool, ledgerID, after, 1000)
+				page, err := ledger.ListAccounts(cmd.Context(), pool, ledgerID, after, 1000, "")
 				if err != nil {
 					return rejection(err)
 				}
@@ -227,7 +235,7 @@ func newAccountsCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			acct, err := ledger.CreateAccount(cmd.Context(), pool, ledgerID, in)
+			acct, err := ledger.CreateAccount(cmd.Context(), pool, cliActor(), ledgerID, in)
 			if err != nil {
 				return rejection(err)
 			}
@@ -266,7 +274,51 @@ func newAccountsCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, get)
+	var upd ledger.AccountUpdate
+	var newOverdraft, newStatus string
+	update := &cobra.Command{
+		Use:   "update ACCOUNT_ID --reason TEXT [--overdraft X|unlimited] [--status active|frozen|closed]",
+		Short: "Change an account's overdraft limit or status (recorded in the operator log with the reason)",
+		Long: `Change an account's overdraft limit and/or status. The change, the actor (cli:<OS user> and
+the database role) and the reason go into the operator log in the same transaction. Postings
+racing the change are refused and retried, so none moves money past the new rule. A frozen or
+closed account takes part in no new posting (account_inactive).`,
+		Example: `  dualledger accounts update --ledger MASTER SCB-1-USD --status frozen --reason "sanctions review"
+  dualledger accounts update --ledger MASTER SCB-1-USD --overdraft 5000000.00 --reason "intraday credit line, ticket 4711"`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("overdraft") {
+				upd.OverdraftLimit = &newOverdraft
+			}
+			if cmd.Flags().Changed("status") {
+				upd.Status = &newStatus
+			}
+			if upd.OverdraftLimit == nil && upd.Status == nil {
+				return usage("give --overdraft and/or --status")
+			}
+			if strings.TrimSpace(upd.Reason) == "" {
+				return usage("--reason is required: say why, for the operator log")
+			}
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			acct, err := ledger.UpdateAccount(cmd.Context(), pool, cliActor(), ledgerID, args[0], upd)
+			if err != nil {
+				return rejection(err)
+			}
+			if a.jsonOut {
+				return a.printJSON(acct)
+			}
+			printAccounts(a, []ledger.Account{acct})
+			return nil
+		},
+	}
+	update.Flags().StringVar(&newOverdraft, "overdraft", "", `new overdraft limit: a decimal, or "unlimited"`)
+	update.Flags().StringVar(&newStatus, "status", "", "new status: active, frozen or closed")
+	update.Flags().StringVar(&upd.Reason, "reason", "", "why (required; goes into the operator log)")
+	cmd.AddCommand(create, get, update)
 	return cmd
 }
 
@@ -295,9 +347,17 @@ func newBanksCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			banks, err := ledger.ListBanks(cmd.Context(), pool)
-			if err != nil {
-				return err
+			var banks []ledger.Bank
+			for after := ""; ; {
+				page, err := ledger.ListBanks(cmd.Context(), pool, after, 1000, "")
+				if err != nil {
+					return err
+				}
+				banks = append(banks, page...)
+				if len(page) < 1000 {
+					break
+				}
+				after = page[len(page)-1].ID
 			}
 			if a.jsonOut {
 				return a.printJSON(banks)
@@ -324,7 +384,7 @@ func newBanksCmd(a *app) *cobra.Command {
 			if name == "" {
 				name = args[0]
 			}
-			b, err := ledger.RegisterBank(cmd.Context(), pool, args[0], name)
+			b, err := ledger.RegisterBank(cmd.Context(), pool, cliActor(), args[0], name)
 			if err != nil {
 				return rejection(err)
 			}
@@ -433,7 +493,7 @@ func newEntriesCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			es, err := ledger.ListEntries(cmd.Context(), pool, ledgerID, after, limit)
+			es, err := ledger.ListEntries(cmd.Context(), pool, ledgerID, after, limit, "")
 			if err != nil {
 				return rejection(err)
 			}

@@ -7,8 +7,11 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +22,7 @@ import (
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/outbox"
+	"dualledger/internal/pg"
 	"dualledger/internal/settlement"
 )
 
@@ -27,9 +31,13 @@ type workerOptions struct {
 	cfg        outbox.Config
 	scbConfig  string
 	scbTimeout time.Duration
+	// role is the database role the worker runs as: the worker command's --db-role;
+	// dualledger_worker for `serve --worker`, whose --db-role is the API's.
+	role string
 }
 
 func (o *workerOptions) bind(f *pflag.FlagSet) {
+	o.role = pg.WorkerRole
 	f.DurationVar(&o.cfg.Lease, "lease", 30*time.Second, "how long a claimed row belongs to this worker; an expired lease returns it to QUEUED")
 	f.DurationVar(&o.cfg.Backoff.Base, "backoff-base", time.Second, "first retry delay (exponential, full jitter)")
 	f.DurationVar(&o.cfg.Backoff.Cap, "backoff-cap", 5*time.Minute, "largest retry delay")
@@ -62,8 +70,8 @@ func (o *workerOptions) validate() error {
 	return nil
 }
 
-// newWorker builds a worker on pool with its SCB clients and metrics on reg.
-func (o *workerOptions) newWorker(ctx context.Context, a *app, pool *pgxpool.Pool, reg prometheus.Registerer) (*outbox.Worker, error) {
+// buildWorker builds a worker on pool with its SCB clients and metrics on reg.
+func (o *workerOptions) buildWorker(ctx context.Context, a *app, pool *pgxpool.Pool, reg prometheus.Registerer) (*outbox.Worker, error) {
 	clients, err := outbox.NewClients(ctx, pool, os.Environ(), o.scbConfig, o.scbTimeout, o.cfg.Lease/2, a.logger)
 	if err != nil {
 		return nil, &exitError{code: exitInfra, err: err}
@@ -74,10 +82,62 @@ func (o *workerOptions) newWorker(ctx context.Context, a *app, pool *pgxpool.Poo
 	return outbox.NewWorker(outbox.NewStore(pool), clients.Resolve, cfg), nil
 }
 
+// newWorker builds the in-process worker of `serve --worker`. It does not use the API's pool
+// (the third argument): the API's role has no privilege on the outbox beyond SELECT, so the worker gets a
+// pool of its own as dualledger_worker, with the same login checks as `dualledger worker`. The
+// pool is closed when Run returns (or when ctx ends, if Run never started).
+func (o *workerOptions) newWorker(ctx context.Context, a *app, _ *pgxpool.Pool, reg prometheus.Registerer) (*inProcessWorker, error) {
+	pool, release, err := a.open(ctx, openOptions{role: o.role, maxConns: int32(4 + 2*o.cfg.Concurrency), service: true})
+	if err != nil {
+		return nil, err
+	}
+	w, err := o.buildWorker(ctx, a, pool, reg)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	iw := &inProcessWorker{w: w, release: release}
+	context.AfterFunc(ctx, iw.releaseUnlessRunning)
+	return iw, nil
+}
+
+// inProcessWorker is an outbox worker that owns its database pool.
+type inProcessWorker struct {
+	w       *outbox.Worker
+	release func()
+
+	mu       sync.Mutex
+	started  bool
+	released bool
+}
+
+// Run runs the worker until ctx ends, then closes its pool.
+func (iw *inProcessWorker) Run(ctx context.Context) error {
+	iw.mu.Lock()
+	if iw.released {
+		// The command was stopped before the server started its tasks: nothing to deliver.
+		iw.mu.Unlock()
+		return nil
+	}
+	iw.started = true
+	iw.mu.Unlock()
+	defer iw.release()
+	return iw.w.Run(ctx)
+}
+
+// releaseUnlessRunning closes the pool of a worker whose Run was never called.
+func (iw *inProcessWorker) releaseUnlessRunning() {
+	iw.mu.Lock()
+	defer iw.mu.Unlock()
+	if !iw.started && !iw.released {
+		iw.released = true
+		iw.release()
+	}
+}
+
 func newWorkerCmd(a *app) *cobra.Command {
 	var (
 		o           workerOptions
-		role        string
 		metricsAddr string
 	)
 	cmd := &cobra.Command{
@@ -93,15 +153,21 @@ rest to QUEUED.
 
 SCBs are the registered banks (dualledger banks register); each needs SCB_<ID>_API_URL and
 SCB_<ID>_API_KEY (the id as written, e.g. SCB-1, or with '-' replaced by '_': SCB_SCB_1_API_URL),
-or an entry in --scb-config.`,
-		Example: `  SCB_SCB_1_API_URL=http://127.0.0.1:9001 SCB_SCB_1_API_KEY=k1 dualledger worker --metrics-addr 127.0.0.1:9464`,
-		Args:    cobra.NoArgs,
+or an entry in --scb-config.
+
+It runs as the database role dualledger_worker (--db-role), which changes the outbox only through
+the outbox functions. The login role of DATABASE_URL must be a plain member of it, never a
+superuser or the schema's owner (refused unless --allow-owner; docs/security.md). The embedded
+cluster logs in as dualledger_worker_login, which it creates.`,
+		Example:     `  SCB_SCB_1_API_URL=http://127.0.0.1:9001 SCB_SCB_1_API_KEY=k1 dualledger worker --metrics-addr 127.0.0.1:9464`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{"daemon": "worker"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: int32(4 + 2*o.cfg.Concurrency)})
+			pool, release, err := a.open(ctx, openOptions{role: o.role, maxConns: int32(4 + 2*o.cfg.Concurrency), service: true})
 			if err != nil {
 				return err
 			}
@@ -109,7 +175,7 @@ or an entry in --scb-config.`,
 			reg := prometheus.NewRegistry()
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 				outbox.NewCollector(pool))
-			w, err := o.newWorker(ctx, a, pool, reg)
+			w, err := o.buildWorker(ctx, a, pool, reg)
 			if err != nil {
 				return err
 			}
@@ -135,7 +201,8 @@ or an entry in --scb-config.`,
 		},
 	}
 	o.bind(cmd.Flags())
-	cmd.Flags().StringVar(&role, "db-role", "dualledger_app", `database role to SET ROLE to after connecting ("" = the login role)`)
+	cmd.Flags().StringVar(&o.role, "db-role", pg.WorkerRole, `database role to SET ROLE to after connecting ("" = the login role), see docs/security.md`)
+	cmd.Flags().BoolVar(&a.allowOwner, "allow-owner", false, "run even if the database login role is a superuser or can act as the schema's owner (development only)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on HOST:PORT (off by default)")
 	return cmd
 }
@@ -291,12 +358,14 @@ func newOutboxRequeueCmd(a *app) *cobra.Command {
 		allFailed        bool
 		scbID            string
 		includeConflicts bool
+		reason           string
 	)
 	cmd := &cobra.Command{
 		Use:   "requeue (--id N | --all-failed [--scb ID])",
 		Short: "Return FAILED rows to QUEUED with a fresh attempt budget (after fixing the cause)",
 		Long: `Moves FAILED rows back to QUEUED, due now, with a fresh budget of --max-attempts, and records
-the requeue in the row's attempts. Fix the cause first (the SCB's key or URL, the SCB's data):
+the requeue in the row's attempts and in the operator log (with --reason). Runs as the schema's
+owner (the service roles may not requeue). Fix the cause first (the SCB's key or URL, the SCB's data):
 docs/runbooks/stuck-outbox.md. --all-failed leaves rows that failed on a 409 conflict alone
 unless --include-conflicts: the SCB holds another body under our idempotency key, and sending
 ours again cannot help.`,
@@ -308,17 +377,17 @@ ours again cannot help.`,
 			if scbID != "" && !allFailed {
 				return usage("--scb goes with --all-failed")
 			}
+			if utf8.RuneCountInString(reason) > 1000 || strings.ContainsFunc(reason, unicode.IsControl) {
+				return usage("--reason must be at most 1000 characters without control characters")
+			}
 			pool, release, err := a.open(cmd.Context(), openOptions{})
 			if err != nil {
 				return err
 			}
 			defer release()
-			user := os.Getenv("USER")
-			if user == "" {
-				user = "operator"
-			}
 			store := outbox.NewStore(pool)
-			n, err := store.Requeue(cmd.Context(), "cli:"+user, id, allFailed, scbID, includeConflicts)
+			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: cliActor(), ID: id, AllFailed: allFailed,
+				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
 			if err != nil {
 				return err
 			}
@@ -347,6 +416,7 @@ ours again cannot help.`,
 	cmd.Flags().Int64Var(&id, "id", 0, "the outbox row to requeue")
 	cmd.Flags().BoolVar(&allFailed, "all-failed", false, "requeue every FAILED row")
 	cmd.Flags().StringVar(&scbID, "scb", "", "with --all-failed: only this SCB's rows")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log with the requeue)")
 	cmd.Flags().BoolVar(&includeConflicts, "include-conflicts", false, "with --all-failed: also rows that failed on 409 (the SCB holds another body under our key; investigate first)")
 	return cmd
 }

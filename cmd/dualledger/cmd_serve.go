@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -17,10 +21,14 @@ func newServeCmd(a *app) *cobra.Command {
 		addr         string
 		role         string
 		withWorker   bool
+		metricsAddr  string
+		tlsCert      string
+		tlsKey       string
 		wopts        workerOptions
 		poolSize     int32
 		maxBody      = httpapi.ByteSize(httpapi.DefaultMaxBody)
 		maxBatchBody = httpapi.ByteSize(httpapi.DefaultMaxBatchBody)
+		maxMetadata  = httpapi.ByteSize(httpapi.DefaultMaxMetadataBytes)
 		cfg          = httpapi.Config{
 			MaxBatch:        httpapi.DefaultMaxBatch,
 			GroupCommitMax:  httpapi.DefaultGroupCommitMax,
@@ -40,16 +48,43 @@ group commit and close the database pool.
 
 Single-entry postings from concurrent clients are committed together per ledger (group commit):
 --group-commit-delay lets the first posting of a batch wait for company (default 0: batches grow
-by themselves under load), --group-commit-max caps a batch. The server connects as the restricted
-role dualledger_app (--db-role; "" keeps the login role), which can post only through the posting
-functions. The API is described at GET /openapi.json. With --worker the outbox worker runs in the same
+by themselves under load), --group-commit-max caps a batch. The server runs as the restricted
+role dualledger_api (--db-role; "" keeps the login role), which writes only through the posting and
+administrative functions; the login role must be a plain member of it, never a superuser or the
+schema's owner (refused unless --allow-owner; the embedded cluster logs in as dualledger_api_login,
+which it creates). The in-process worker (--worker) runs as dualledger_worker. The API is described at GET /openapi.json. With --worker the outbox worker runs in the same
 process (see dualledger worker --help for its flags); without it, run dualledger worker
 separately.`,
-		Example: `  dualledger serve
-  DUALLEDGER_ADDR=0.0.0.0:8080 dualledger serve --pool-size 32 -v
-  curl -s localhost:8080/v1/ledgers -H 'Content-Type: application/json' -d '{"id":"MASTER"}'`,
-		Args: cobra.NoArgs,
+		Example: `  dualledger serve --metrics-addr 127.0.0.1:9463
+  DUALLEDGER_ADDR=0.0.0.0:8443 dualledger serve --tls-cert tls.crt --tls-key tls.key --pool-size 32
+  TOKEN=$(dualledger keys create ops --scopes admin)
+  curl -s localhost:8080/v1/ledgers -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"id":"BOOKS"}'`,
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{"daemon": "serve"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (tlsCert == "") != (tlsKey == "") {
+				return usage("--tls-cert and --tls-key go together")
+			}
+			if tlsCert != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					return usage("--tls-cert/--tls-key: %v", err)
+				}
+				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
+			if cfg.MaxInFlight < 1 || cfg.MaxConns < 1 {
+				return usage("--max-in-flight and --max-conns must be at least 1")
+			}
+			if cfg.ReadTimeout <= 0 || cfg.IdleTimeout <= 0 {
+				return usage("--read-timeout and --idle-timeout must be positive")
+			}
+			if cfg.MaxMetadataDepth < 1 || cfg.MaxMetadataDepth > httpapi.MaxMetadataDepthLimit {
+				return usage("--max-metadata-depth must be from 1 to %d", httpapi.MaxMetadataDepthLimit)
+			}
+			if maxMetadata < 2 {
+				return usage("--max-metadata must be at least 2 bytes ({})")
+			}
+			cfg.MaxMetadataBytes = int(maxMetadata)
 			if cfg.MaxBatch < 1 || cfg.MaxBatch > ledger.MaxBatch {
 				return usage("--max-batch must be from 1 to %d", ledger.MaxBatch)
 			}
@@ -83,7 +118,7 @@ separately.`,
 			}
 			defer ln.Close()
 
-			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: poolSize})
+			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: poolSize, service: true})
 			if err != nil {
 				return err
 			}
@@ -92,6 +127,18 @@ separately.`,
 			srv, err := httpapi.New(pool, cfg)
 			if err != nil {
 				return err
+			}
+			if metricsAddr != "" {
+				// Metrics never share the API's port: the API is exposed to clients, metrics
+				// only to the monitoring network (deploy/ binds them to loopback).
+				mln, err := net.Listen("tcp", metricsAddr)
+				if err != nil {
+					return &exitError{code: exitInfra, err: fmt.Errorf("listen on %s (--metrics-addr): %w", metricsAddr, err)}
+				}
+				srv.Go("metrics", serveMetrics(mln, srv.MetricsHandler()))
+				if !a.jsonOut {
+					fmt.Fprintf(a.errOut, "dualledger serve: metrics on http://%s/metrics\n", mln.Addr())
+				}
 			}
 			if withWorker {
 				// The in-process outbox worker shares the server's lifetime and metrics.
@@ -107,7 +154,11 @@ separately.`,
 					return err
 				}
 			} else {
-				fmt.Fprintf(a.errOut, "dualledger serve: listening on http://%s (SIGTERM or Ctrl-C to stop)\n", ln.Addr())
+				scheme := "http"
+				if cfg.TLS != nil {
+					scheme = "https"
+				}
+				fmt.Fprintf(a.errOut, "dualledger serve: listening on %s://%s (SIGTERM or Ctrl-C to stop); every /v1 request needs an API key (dualledger keys create)\n", scheme, ln.Addr())
 			}
 			if err := srv.Serve(ctx, ln); err != nil {
 				return &exitError{code: exitInfra, err: err}
@@ -120,7 +171,8 @@ separately.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", defaultAddr, "listen address HOST:PORT (env DUALLEDGER_ADDR)")
-	f.StringVar(&role, "db-role", "dualledger_app", `database role to SET ROLE to after connecting ("" = the login role)`)
+	f.StringVar(&role, "db-role", "dualledger_api", `database role to SET ROLE to after connecting ("" = the login role), see docs/security.md`)
+	f.BoolVar(&a.allowOwner, "allow-owner", false, "run even if the database login role is a superuser or can act as the schema's owner (development only)")
 	f.Int32Var(&poolSize, "pool-size", 0, "maximum database connections (0 = pgx's default, max(4, CPUs))")
 	f.Var(&maxBody, "max-body", "largest request body, except batches (e.g. 1MiB)")
 	f.Var(&maxBatchBody, "max-batch-body", "largest body of POST .../entries/batch")
@@ -129,7 +181,35 @@ separately.`,
 	f.IntVar(&cfg.GroupCommitMax, "group-commit-max", cfg.GroupCommitMax, "most single postings in one group-commit transaction")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
 	f.StringVar(&cfg.MasterLedger, "master-ledger", "MASTER", "the ledger of GSS settlements (POST /v1/settlements)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this HOST:PORT, a listener of its own (off by default; keep it on loopback or the monitoring network)")
+	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file, with --tls-key")
+	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
+	f.Var(&maxMetadata, "max-metadata", "largest metadata of an entry or account, as sent (e.g. 16KiB)")
+	f.IntVar(&cfg.MaxMetadataDepth, "max-metadata-depth", httpapi.DefaultMaxMetadataDepth, "deepest nesting of metadata, the object itself counting 1")
+	f.IntVar(&cfg.MaxInFlight, "max-in-flight", httpapi.DefaultMaxInFlight, "most /v1 requests in flight at once; more are answered 429 at once")
+	f.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "most open client connections (more wait in the listen backlog)")
+	f.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultReadTimeout, "how long reading one request (body included) may take")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", httpapi.DefaultIdleTimeout, "how long a keep-alive connection may stay idle")
 	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
 	wopts.bind(f)
 	return cmd
+}
+
+// serveMetrics returns a task that serves h at /metrics on ln until its context ends.
+func serveMetrics(ln net.Listener, h http.Handler) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", h)
+		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ms.Shutdown(sctx)
+		}()
+		if err := ms.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		return nil
+	}
 }

@@ -77,17 +77,17 @@ func newEnv(t *testing.T) *env {
 			t.Fatal(err)
 		}
 	}
-	_, err := ledger.CreateLedger(ctx, d.Pool, "MASTER")
+	_, err := ledger.CreateLedger(ctx, d.Pool, "system:test", "MASTER")
 	must(err)
 	for _, b := range []string{"SCB-1", "SCB-2"} {
-		_, err = ledger.RegisterBank(ctx, d.Pool, b, b)
+		_, err = ledger.RegisterBank(ctx, d.Pool, "system:test", b, b)
 		must(err)
 		id := b
-		_, err = ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: b + "-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &id})
+		_, err = ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: b + "-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &id})
 		must(err)
 	}
 	unlimited := "unlimited"
-	_, err = ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: "issuance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited})
+	_, err = ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "issuance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited})
 	must(err)
 	return &env{t: t, db: d}
 }
@@ -125,7 +125,8 @@ func (e *env) worker(name string, scbs []*scbSim, keyOverride map[string]string,
 	args := append([]string{"worker", "--worker-id", name, "--lease", "3s", "--scb-timeout", "1s", "--backoff-base", "50ms",
 		"--backoff-cap", "1s", "--poll-every", "200ms", "--grace", "2s"}, extra...)
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.db.ConnStr)
+	// As in production: a login role that is a plain member of dualledger_worker.
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.db.LoginRole(e.t, "dualledger_worker"))
 	for _, s := range scbs {
 		key := s.key
 		if k, ok := keyOverride[s.id]; ok {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +58,9 @@ type app struct {
 	out     io.Writer
 	errOut  io.Writer
 	logger  *slog.Logger
+	// allowOwner lets serve and worker run with a login role that is a superuser or can act as
+	// the schema's owner (--allow-owner, development only).
+	allowOwner bool
 }
 
 func main() {
@@ -115,6 +119,10 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
+			if cmd.Annotations["daemon"] != "" {
+				// Services log at INFO (the access log among it); one-shot commands only warn.
+				level = slog.LevelInfo
+			}
 			if a.verbose {
 				level = slog.LevelDebug
 			}
@@ -151,6 +159,8 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newOutboxCmd(a),
 		newSettleCmd(a),
 		newSettlementsCmd(a),
+		newKeysCmd(a),
+		newOperatorLogCmd(a),
 	)
 	return root
 }
@@ -174,6 +184,11 @@ func markStarted(a *app, c *cobra.Command) {
 type openOptions struct {
 	role     string // SET ROLE after connecting ("" = the login role)
 	maxConns int32
+	// service marks serve and worker: their login role must be a plain member of their role,
+	// never a superuser or a role that can act as the schema's owner (pg.CheckServiceRole),
+	// unless --allow-owner. In embedded mode they log in as pg.EmbeddedLogin(role), a plain
+	// member that open creates, so the check holds there too.
+	service bool
 }
 
 // open returns a pool on the ledger database. In embedded mode the schema is migrated first (so
@@ -191,14 +206,30 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 	if err != nil {
 		return nil, nil, &exitError{code: exitInfra, err: err}
 	}
-	if err := a.ensureSchema(ctx, pool, url == ""); err != nil {
+	if err := a.ensureSchema(ctx, pool, url == "", o.role); err != nil {
 		release()
 		return nil, nil, err
 	}
 	if o.role == "" {
+		if o.service {
+			if err := a.checkServiceRole(ctx, pool); err != nil {
+				release()
+				return nil, nil, err
+			}
+		}
 		return pool, release, nil
 	}
 	cfg := pool.Config().Copy()
+	if url == "" && o.service {
+		// The embedded cluster logs in as its superuser; a service gets a login role of its own
+		// that is a plain member of its role (trusted on the private socket, like the superuser).
+		login := pg.EmbeddedLogin(o.role)
+		if err := pg.EnsureLoginRole(ctx, pool, login, o.role); err != nil {
+			release()
+			return nil, nil, &exitError{code: exitInfra, err: err}
+		}
+		cfg.ConnConfig.User = login
+	}
 	role := o.role
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
@@ -212,16 +243,47 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 	}
 	pool.Close() // the embedded cluster stays up until release
 	if err != nil {
+		if rolePool != nil {
+			rolePool.Close()
+		}
 		release()
 		return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("open pool as %s: %w", role, err)}
 	}
-	return rolePool, func() {
+	closeAll := func() {
 		rolePool.Close()
 		release()
-	}, nil
+	}
+	if o.service {
+		if err := a.checkServiceRole(ctx, rolePool); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+	}
+	return rolePool, closeAll, nil
 }
 
-func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool) error {
+// checkServiceRole refuses (exit 2) a login role that can do more than its service role, unless
+// --allow-owner; with it, it warns.
+func (a *app) checkServiceRole(ctx context.Context, pool *pgxpool.Pool) error {
+	err := pg.CheckServiceRole(ctx, pool)
+	var se *pg.ServiceRoleError
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &se):
+		return &exitError{code: exitInfra, err: err}
+	case a.allowOwner:
+		a.logger.Warn("running with a privileged database login role (--allow-owner): a compromise of this process is not contained by the database; development only",
+			"login", se.Login, "why", strings.Join(se.Reasons, "; "))
+		return nil
+	}
+	return &exitError{code: exitUsage, err: err}
+}
+
+// ensureSchema migrates (embedded) or checks that every migration is applied and unchanged
+// (DATABASE_URL). The check runs in the login role, or as role when the login role may SET ROLE
+// to it: a login role that is a NOINHERIT member of its service role has no privilege of its own.
+func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool, role string) error {
 	migs, err := pg.LoadMigrations(db.FS())
 	if err != nil {
 		return err
@@ -239,6 +301,18 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 			return &exitError{code: exitInfra, err: err}
 		}
 		return nil
+	}
+	if role != "" {
+		var member bool
+		err := conn.QueryRow(ctx, `SELECT coalesce(pg_has_role(session_user, to_regrole($1), 'MEMBER'), false)`, role).Scan(&member)
+		if err != nil {
+			return &exitError{code: exitInfra, err: fmt.Errorf("check the login role: %w", err)}
+		}
+		if member {
+			if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
+				return &exitError{code: exitInfra, err: fmt.Errorf("SET ROLE %s: %w", role, err)}
+			}
+		}
 	}
 	states, err := pg.Status(ctx, conn, migs)
 	if err != nil {

@@ -115,7 +115,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) ([]Result, error) 
 
 // setup creates the bench ledger with funded accounts, and the naive baseline's schema.
 func setup(ctx context.Context, pool *pgxpool.Pool, ledgerID string, accounts int) error {
-	if _, err := ledger.CreateLedger(ctx, pool, ledgerID); err != nil {
+	if _, err := ledger.CreateLedger(ctx, pool, "system:bench", ledgerID); err != nil {
 		return fmt.Errorf("create bench ledger: %w", err)
 	}
 	if _, err := pool.Exec(ctx, `INSERT INTO bank_accounts (ledger_id, id, currency_code, asset_type, overdraft_limit)

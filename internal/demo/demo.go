@@ -19,6 +19,9 @@ import (
 // Ledger is the ledger the demo uses.
 const Ledger = "MASTER"
 
+// actor names the demo's own setup in the operator log.
+const actor = "system:demo"
+
 // Runner prints the tour to Out.
 type Runner struct {
 	DB  *pgxpool.Pool
@@ -38,7 +41,7 @@ func (r *Runner) Ledger(ctx context.Context) error {
 	db := r.DB
 	r.step(1, "A master ledger, two registered member banks and their settlement accounts, an issuance account")
 	if _, err := ledger.GetLedger(ctx, db, Ledger); err != nil {
-		if _, err := ledger.CreateLedger(ctx, db, Ledger); err != nil {
+		if _, err := ledger.CreateLedger(ctx, db, actor, Ledger); err != nil {
 			return err
 		}
 		r.say("   created ledger %s", Ledger)
@@ -48,7 +51,7 @@ func (r *Runner) Ledger(ctx context.Context) error {
 	unlimited := "unlimited"
 	scb1, scb2 := "SCB-1", "SCB-2"
 	for _, b := range []string{scb1, scb2} {
-		_, err := ledger.RegisterBank(ctx, db, b, "Sovereign central bank "+b[len(b)-1:])
+		_, err := ledger.RegisterBank(ctx, db, actor, b, "Sovereign central bank "+b[len(b)-1:])
 		switch {
 		case err == nil:
 			r.say("   registered member bank %s: postings touching its accounts are mirrored to its ledger", b)
@@ -61,7 +64,7 @@ func (r *Runner) Ledger(ctx context.Context) error {
 		{ID: "SCB-1-SETTLEMENT-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &scb1},
 		{ID: "SCB-2-SETTLEMENT-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &scb2},
 	} {
-		acct, err := ledger.CreateAccount(ctx, db, Ledger, a)
+		acct, err := ledger.CreateAccount(ctx, db, actor, Ledger, a)
 		switch {
 		case err == nil:
 			r.say("   account %-22s %s %s, overdraft limit %s", acct.ID, acct.CurrencyCode, acct.AssetType, acct.OverdraftLimit)
@@ -136,7 +139,7 @@ func (r *Runner) Ledger(ctx context.Context) error {
 	r.say("   ledger %s: %d entries, chain intact, head seq %d hash %s…", Ledger, rep2.Entries, rep2.HeadSeq, rep2.HeadHash[:16])
 
 	r.step(8, "Balances (balance = credits - debits; the issuance account is the only negative one)")
-	accts, err := ledger.ListAccounts(ctx, db, Ledger, "", 100)
+	accts, err := ledger.ListAccounts(ctx, db, Ledger, "", 100, "")
 	if err != nil {
 		return err
 	}

@@ -143,7 +143,7 @@ func (r *Runner) Sync(ctx context.Context) error {
 	if err := clients.set(banks[1], banks[1].key); err != nil {
 		return err
 	}
-	n, err := store.Requeue(ctx, "demo-operator", failedID, false, "", false)
+	n, err := store.Requeue(ctx, actor, failedID, false, "", false)
 	if err != nil {
 		return err
 	}

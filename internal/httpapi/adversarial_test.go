@@ -27,7 +27,7 @@ import (
 )
 
 // TestAdversarialClients is what an external checker does to the service, as a test: a real
-// server (httptest on the real handler, the database reached as dualledger_app) with 3 ledgers
+// server (httptest on the real handler, the database reached as dualledger_api, every request with an admin key) with 3 ledgers
 // of 21 accounts in USD (2 decimals), JPY (0) and BHD (3), hammered by concurrent clients with a
 // random mix of valid postings, replays (also of other clients' postings, also with value-equal
 // variations), reference conflicts, overdrafts, atomic and non-atomic batches with good and bad
@@ -604,8 +604,8 @@ func (a *adversary) probes() {
 	}
 
 	// A batch decodes each entry by the single posting's rules: an entry accepted on its own
-	// (metadata nested to the 32-level limit) is accepted, or replayed, inside a batch too.
-	deepMeta := fields{{"d", strings.Repeat(`{"d":`, 30) + "1" + strings.Repeat("}", 30)}}
+	// (metadata nested to the 8-level limit) is accepted, or replayed, inside a batch too.
+	deepMeta := fields{{"d", strings.Repeat(`{"d":`, 7) + "1" + strings.Repeat("}", 7)}}
 	dp := base
 	dp.ref, dp.meta, dp.deep = "probe-deep", deepMeta, true
 	if r := a.send(postReq("probe deep", l.id, dp.body())); r != nil && r.status != http.StatusCreated {
@@ -1452,26 +1452,29 @@ func (w *advWorker) makeGarbage() advGarbage {
 		g.p.ref = ""
 		return g
 	case 21:
-		g := bad("reference_id over 255 characters", nil, 400, "invalid_request")
-		g.p.ref = strings.Repeat([]string{"r", "é", "😀"}[r.IntN(3)], []int{256, 300, 5000}[r.IntN(3)])
+		g := bad("reference_id over 128 characters", nil, 400, "invalid_request")
+		g.p.ref = strings.Repeat([]string{"r", "é", "😀"}[r.IntN(3)], []int{129, 300, 5000}[r.IntN(3)])
 		g.req = post(g.p.body())
 		return g
 	case 22:
 		q := p
-		q.ref = strings.Repeat([]string{"é", "😀", "x"}[r.IntN(3)], 240) + fmt.Sprintf("%015d", w.a.refSeq.Add(1))
-		return advGarbage{name: "reference_id of exactly 255 characters", p: q, valid: true}
+		q.ref = strings.Repeat([]string{"é", "😀", "x"}[r.IntN(3)], 113) + fmt.Sprintf("%015d", w.a.refSeq.Add(1))
+		return advGarbage{name: "reference_id of exactly 128 characters", p: q, valid: true}
 	case 23:
 		q := p
 		q.meta = fields{{"memo", jstr(advMemos[r.IntN(len(advMemos))])}, {"ключ", jstr("значение")}, {"😀", `["👍",{"🔑":"✓"}]`},
 			{"\u2028", `"\u2029"`}, {"esc", `"\u00e9\ud83d\ude00\/"`}}
 		return advGarbage{name: "unicode metadata", p: q, valid: true}
 	case 24:
+		if r.IntN(2) == 0 {
+			return bad("metadata nested 9 deep", f.set("metadata", `{"d":`+deep(8)+`}`).json(), 400, "invalid_request")
+		}
 		return bad("metadata nested 40 deep", f.set("metadata", deep(39)).json(), 400, "invalid_request")
 	case 25:
 		q := p
-		q.meta = fields{{"d", deep(30)}} // 32 levels with the body and metadata: the limit
+		q.meta = fields{{"d", deep(7)}} // 8 levels of metadata: the limit
 		q.deep = true
-		return advGarbage{name: "metadata nested 32 deep", p: q, valid: true}
+		return advGarbage{name: "metadata nested 8 deep", p: q, valid: true}
 	case 26:
 		b := p.body()
 		return bad("duplicate key", append(b[:len(b)-1], []byte(`,"amount":"1.00"}`)...), 400, "invalid_request")

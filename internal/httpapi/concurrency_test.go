@@ -88,8 +88,8 @@ func TestConcurrentPostingsGroupCommit(t *testing.T) {
 	}
 
 	// The group commit batched: fewer transactions than postings, each posting in one.
-	r := e.do("GET", "/metrics", nil)
-	count, sum := metricValue(t, r.raw, "dualledger_group_commit_batch_size_count"), metricValue(t, r.raw, "dualledger_group_commit_batch_size_sum")
+	m := e.metricsText()
+	count, sum := metricValue(t, m, "dualledger_group_commit_batch_size_count"), metricValue(t, m, "dualledger_group_commit_batch_size_sum")
 	if sum != workers*perWorker || count >= sum {
 		t.Errorf("group commit: %v postings in %v transactions", sum, count)
 	}

@@ -43,6 +43,11 @@ const (
 // database, which validates every posting with one set of rules for every client.
 // Every error is a *ledger.Error with code invalid_request, invalid_amount or (when r is an
 // http.MaxBytesReader that hit its limit) body_too_large.
+//
+// Two values are checked here because they must hold before anything else happens: the
+// reference_id (ledger.ValidateReference: it becomes a URL path segment and part of the SCB's
+// Idempotency-Key; a missing one is left to the database) and the metadata's size and depth
+// (DefaultMaxMetadataBytes, DefaultMaxMetadataDepth; the server's own caps in Server.decodeEntry).
 func DecodeEntry(r io.Reader) (ledger.EntryInput, error) {
 	data, err := readBody(r)
 	if err != nil {
@@ -52,8 +57,20 @@ func DecodeEntry(r io.Reader) (ledger.EntryInput, error) {
 }
 
 func decodeEntryBytes(data []byte) (ledger.EntryInput, error) {
+	return decodeEntryLimits(data, defaultMetadataLimits())
+}
+
+func decodeEntryLimits(data []byte, lim metadataLimits) (ledger.EntryInput, error) {
 	var in ledger.EntryInput
 	if err := decodeStrict(data, &in); err != nil {
+		return ledger.EntryInput{}, err
+	}
+	if in.ReferenceID != "" {
+		if err := ledger.ValidateReference("reference_id", in.ReferenceID); err != nil {
+			return ledger.EntryInput{}, err
+		}
+	}
+	if err := lim.check(in.Metadata); err != nil {
 		return ledger.EntryInput{}, err
 	}
 	if len(in.Metadata) > 0 {
@@ -70,6 +87,10 @@ func decodeEntryBytes(data []byte) (ledger.EntryInput, error) {
 // decodeBatch reads the body of POST /v1/ledgers/{ledger_id}/entries/batch. Each entry is
 // decoded by DecodeEntry's rules; an error names the entry (details.index) and the field.
 func decodeBatch(data []byte, maxBatch int) (bool, []ledger.EntryInput, error) {
+	return decodeBatchLimits(data, maxBatch, defaultMetadataLimits())
+}
+
+func decodeBatchLimits(data []byte, maxBatch int, lim metadataLimits) (bool, []ledger.EntryInput, error) {
 	var wire batchWire
 	if err := decodeStrictDepth(data, &wire, maxJSONDepth+2); err != nil {
 		return false, nil, err
@@ -83,7 +104,7 @@ func decodeBatch(data []byte, maxBatch int) (bool, []ledger.EntryInput, error) {
 	}
 	entries := make([]ledger.EntryInput, len(wire.Entries))
 	for i, raw := range wire.Entries {
-		e, err := decodeEntryBytes(raw)
+		e, err := decodeEntryLimits(raw, lim)
 		if err != nil {
 			return false, nil, inEntry(i, err)
 		}
@@ -110,13 +131,24 @@ func inEntry(i int, err error) error {
 	return ledger.Errorf(le.Code, "%s: %s", path, le.Message).WithDetails(details)
 }
 
-// decodeJSON reads a whole request body into v (a pointer to a struct) by the strict rules.
+// decodeJSON reads a whole request body into v (a pointer to a struct) by the strict rules. An
+// account's metadata is held to the default caps (the server's own: Server.decodeJSON).
 func decodeJSON(r io.Reader, v any) error {
+	return decodeJSONLimits(r, v, defaultMetadataLimits())
+}
+
+func decodeJSONLimits(r io.Reader, v any, lim metadataLimits) error {
 	data, err := readBody(r)
 	if err != nil {
 		return err
 	}
-	return decodeStrict(data, v)
+	if err := decodeStrict(data, v); err != nil {
+		return err
+	}
+	if a, ok := v.(*ledger.AccountInput); ok {
+		return lim.check(a.Metadata)
+	}
+	return nil
 }
 
 func readBody(r io.Reader) ([]byte, error) {

@@ -181,9 +181,10 @@ func TestByteSize(t *testing.T) {
 }
 
 // What the decoder accepts at its limits, PostgreSQL's jsonb accepts too: a posting with such
-// metadata commits (a refusal there would fail a whole group-commit transaction).
+// metadata commits (a refusal there would fail a whole group-commit transaction). The metadata
+// caps are set as far as they go (MaxMetadataDepthLimit levels, 1 MiB).
 func TestDecoderLimitsFitJSONB(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnv(t, Config{MaxMetadataDepth: MaxMetadataDepthLimit, MaxMetadataBytes: 1 << 20})
 	e.setupUSD()
 	deep := strings.Repeat(`{"d":`, maxJSONDepth-2) + `1` + strings.Repeat(`}`, maxJSONDepth-2)
 	meta := `{"big":1e300,"small":-1E-300,"long":` + strings.Repeat("9", 63) + `,"frac":0.` + strings.Repeat("1", 62) +

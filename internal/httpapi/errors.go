@@ -38,6 +38,12 @@ func statusOf(code string) int {
 		ledger.CodeNotApplied, CodeBatchRejected, settlement.CodeSettlementAccountNotFound,
 		settlement.CodeAmbiguousSettlementAccount:
 		return http.StatusUnprocessableEntity
+	case CodeUnauthenticated:
+		return http.StatusUnauthorized
+	case CodeForbidden:
+		return http.StatusForbidden
+	case CodeRateLimited, CodeOverloaded:
+		return http.StatusTooManyRequests
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
 	case CodeUnsupportedMediaType:

@@ -10,15 +10,46 @@ import (
 func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
 	ledgerID := r.PathValue("ledger_id")
 	var in ledger.AccountInput
-	if err := decodeJSON(r.Body, &in); err != nil {
+	if err := s.decodeJSON(r.Body, &in); err != nil {
 		return err
 	}
-	a, err := ledger.CreateAccount(r.Context(), s.pool, ledgerID, in)
+	k := keyOf(r)
+	// An overdraft limit is credit: only an admin may grant it. A member bank's key opens
+	// accounts of its own bank only.
+	if ledger.GrantsCredit(in.OverdraftLimit) && !k.IsAdmin() {
+		return forbidden("opening an account with an overdraft limit (non-zero or unlimited) needs the admin scope")
+	}
+	if bank := k.Bank(); bank != "" && (in.BankID == nil || *in.BankID != bank) {
+		return forbidden("a member bank's key opens accounts of its own bank only (bank_id %s)", bank)
+	}
+	a, err := ledger.CreateAccount(r.Context(), s.pool, k.Actor(), ledgerID, in)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/v1/ledgers/"+url.PathEscape(ledgerID)+"/accounts/"+url.PathEscape(a.ID))
 	writeJSON(w, http.StatusCreated, a)
+	return nil
+}
+
+// updateAccount changes an account's status or overdraft limit, with a reason for the operator
+// log. Changing a limit needs admin (it is credit); member banks' keys change no account.
+func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
+	var u ledger.AccountUpdate
+	if err := decodeJSON(r.Body, &u); err != nil {
+		return err
+	}
+	k := keyOf(r)
+	if k.Bank() != "" {
+		return forbidden("a member bank's key cannot change accounts; ask the operator")
+	}
+	if u.OverdraftLimit != nil && !k.IsAdmin() {
+		return forbidden("changing an overdraft limit needs the admin scope")
+	}
+	a, err := ledger.UpdateAccount(r.Context(), s.pool, k.Actor(), r.PathValue("ledger_id"), r.PathValue("account_id"), u)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
 	return nil
 }
 
@@ -29,14 +60,14 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	}
 	// One more than asked tells whether another page exists, so the last page says so
 	// (next_after null) instead of sending the client for an empty one.
-	page, err := ledger.ListAccounts(r.Context(), s.pool, r.PathValue("ledger_id"), r.URL.Query().Get("after"), limit+1)
+	page, err := ledger.ListAccounts(r.Context(), s.pool, r.PathValue("ledger_id"), r.URL.Query().Get("after"), limit+1, keyOf(r).Bank())
 	if err != nil {
 		return err
 	}
 	out := AccountList{Accounts: page}
-	if len(page) > limit {
-		out.Accounts = page[:limit]
-		next := page[limit-1].ID
+	if fit := fitPage(min(len(page), limit), func(i int) int { return jsonSize(page[i]) }); len(page) > fit {
+		out.Accounts = page[:fit]
+		next := page[fit-1].ID
 		out.NextAfter = &next
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -44,10 +75,59 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
+	k := keyOf(r)
 	a, err := ledger.GetAccount(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("account_id"))
+	if k.Bank() != "" && (err != nil || a.BankID == nil || *a.BankID != k.Bank()) {
+		// Whether the account exists is not the member bank's business unless it is theirs.
+		return forbidden("a member bank's key reads only its own bank's accounts")
+	}
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a)
 	return nil
+}
+
+// checkDebits refuses, for a member bank's key, any entry whose debit account is not one of its
+// bank's: such a key moves money only out of its own accounts. An account that does not exist is
+// refused the same way (the key learns nothing about other banks' accounts). A batch is refused
+// whole, before anything is written.
+func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.EntryInput) error {
+	bank := keyOf(r).Bank()
+	if bank == "" {
+		return nil
+	}
+	ids := make([]string, 0, len(entries))
+	for _, e := range entries {
+		ids = append(ids, e.DebitAccountID)
+	}
+	banks, err := ledger.AccountBanks(r.Context(), s.pool, ledgerID, ids)
+	if err != nil {
+		return err
+	}
+	for i, e := range entries {
+		if b, ok := banks[e.DebitAccountID]; !ok || b != bank {
+			err := forbidden("a member bank's key moves money only out of its own bank's accounts (%s): debit_account_id %s is not one",
+				bank, clip(e.DebitAccountID))
+			if len(entries) > 1 {
+				return err.WithDetails(map[string]any{"index": i, "field": "debit_account_id"})
+			}
+			return err.WithDetails(map[string]any{"field": "debit_account_id"})
+		}
+	}
+	return nil
+}
+
+// canSeeEntry says whether the request's key may read an entry: a member bank's key only the
+// entries that touch one of its accounts.
+func (s *Server) canSeeEntry(r *http.Request, e ledger.Entry) (bool, error) {
+	bank := keyOf(r).Bank()
+	if bank == "" {
+		return true, nil
+	}
+	banks, err := ledger.AccountBanks(r.Context(), s.pool, e.LedgerID, []string{e.DebitAccountID, e.CreditAccountID})
+	if err != nil {
+		return false, err
+	}
+	return banks[e.DebitAccountID] == bank || banks[e.CreditAccountID] == bank, nil
 }

@@ -11,7 +11,7 @@ func (s *Server) registerBank(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	b, err := ledger.RegisterBank(r.Context(), s.pool, req.ID, req.Name)
+	b, err := ledger.RegisterBank(r.Context(), s.pool, keyOf(r).Actor(), req.ID, req.Name)
 	if err != nil {
 		return err
 	}
@@ -19,11 +19,22 @@ func (s *Server) registerBank(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listBanks pages through the registered banks; a member bank's key sees its own bank only.
 func (s *Server) listBanks(w http.ResponseWriter, r *http.Request) error {
-	banks, err := ledger.ListBanks(r.Context(), s.pool)
+	limit, err := pageLimit(r)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, BankList{Banks: banks})
+	page, err := ledger.ListBanks(r.Context(), s.pool, r.URL.Query().Get("after"), limit+1, keyOf(r).Bank())
+	if err != nil {
+		return err
+	}
+	out := BankList{Banks: page}
+	if len(page) > limit {
+		out.Banks = page[:limit]
+		next := page[limit-1].ID
+		out.NextAfter = &next
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -14,12 +14,15 @@ import (
 // share a transaction, each still gets its own result.
 func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) error {
 	ledgerID := r.PathValue("ledger_id")
-	in, err := DecodeEntry(r.Body)
+	in, err := s.decodeEntry(r.Body)
 	if err != nil {
 		return err
 	}
 	if err := s.checkLedger(r.Context(), ledgerID); err != nil {
 		s.metrics.posted("single", ledger.CodeOf(clientError(err)), 1, 0)
+		return err
+	}
+	if err := s.checkDebits(r, ledgerID, []ledger.EntryInput{in}); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -58,12 +61,15 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	atomic, entries, err := decodeBatch(data, s.cfg.MaxBatch)
+	atomic, entries, err := s.decodeBatch(data)
 	if err != nil {
 		return err
 	}
 	if err := s.checkLedger(r.Context(), ledgerID); err != nil {
 		s.metrics.posted("batch", ledger.CodeOf(clientError(err)), len(entries), 0)
+		return err
+	}
+	if err := s.checkDebits(r, ledgerID, entries); err != nil {
 		return err
 	}
 	start := time.Now()
@@ -127,14 +133,14 @@ func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1)
+	page, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1, keyOf(r).Bank())
 	if err != nil {
 		return err
 	}
 	out := EntryList{Entries: page}
-	if len(page) > limit {
-		out.Entries = page[:limit]
-		next := page[limit-1].Seq
+	if fit := fitPage(min(len(page), limit), func(i int) int { return jsonSize(page[i]) }); len(page) > fit {
+		out.Entries = page[:fit]
+		next := page[fit-1].Seq
 		out.NextAfterSeq = &next
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -143,6 +149,16 @@ func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 	e, err := ledger.GetEntryByReference(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("reference_id"))
+	if keyOf(r).Bank() != "" {
+		// A member bank's key learns nothing of entries that are not its bank's, not even
+		// whether they exist.
+		if err != nil {
+			return forbidden("a member bank's key reads only the entries that touch its bank's accounts")
+		}
+		if ok, err := s.canSeeEntry(r, e); err != nil || !ok {
+			return cmpErr(err, forbidden("a member bank's key reads only the entries that touch its bank's accounts"))
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ func (s *Server) createLedger(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
-	l, err := ledger.CreateLedger(r.Context(), s.pool, req.ID)
+	l, err := ledger.CreateLedger(r.Context(), s.pool, keyOf(r).Actor(), req.ID)
 	if err != nil {
 		return err
 	}
@@ -23,12 +23,23 @@ func (s *Server) createLedger(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listLedgers pages through the ledgers the key may see (all, or those it is limited to).
 func (s *Server) listLedgers(w http.ResponseWriter, r *http.Request) error {
-	ls, err := ledger.ListLedgers(r.Context(), s.pool)
+	limit, err := pageLimit(r)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, LedgerList{Ledgers: ls})
+	page, err := ledger.ListLedgers(r.Context(), s.pool, r.URL.Query().Get("after"), limit+1, keyOf(r).Ledgers)
+	if err != nil {
+		return err
+	}
+	out := LedgerList{Ledgers: page}
+	if len(page) > limit {
+		out.Ledgers = page[:limit]
+		next := page[limit-1].ID
+		out.NextAfter = &next
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

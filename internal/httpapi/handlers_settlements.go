@@ -11,6 +11,13 @@ func (s *Server) postSettlement(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
+	if k := keyOf(r); !k.AllowsLedger(s.settle.LedgerID()) {
+		return forbidden("this key may not use ledger %s, where settlements are posted", s.settle.LedgerID())
+	}
+	if bank := keyOf(r).Bank(); bank != "" && req.SourceBankID != bank {
+		return forbidden("a member bank's key settles only from its own bank (source_bank_id %s)", bank).
+			WithDetails(map[string]string{"field": "source_bank_id"})
+	}
 	out, err := s.settle.Settle(r.Context(), req)
 	if err != nil {
 		return err
@@ -24,9 +31,27 @@ func (s *Server) postSettlement(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getSettlement(w http.ResponseWriter, r *http.Request) error {
+	k := keyOf(r)
+	if !k.AllowsLedger(s.settle.LedgerID()) {
+		return forbidden("this key may not use ledger %s, where settlements are posted", s.settle.LedgerID())
+	}
 	out, err := s.settle.Get(r.Context(), r.PathValue("reference_id"))
+	if k.Bank() != "" {
+		if err != nil {
+			return forbidden("a member bank's key reads only the settlements that touch its bank's accounts")
+		}
+		if ok, err := s.canSeeEntry(r, out.Entry); err != nil || !ok {
+			return cmpErr(err, forbidden("a member bank's key reads only the settlements that touch its bank's accounts"))
+		}
+	}
 	if err != nil {
 		return err
+	}
+	// What an SCB answered (last_error) is for the operator: only admin keys see it.
+	if !k.IsAdmin() {
+		for i := range out.Sync {
+			out.Sync[i].LastError = nil
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -15,35 +15,41 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"dualledger/internal/auth"
 	"dualledger/internal/pg/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // env is one test's API: a real server (httptest) on the real handler, on a fresh migrated
-// database reached as the restricted role dualledger_app, like `dualledger serve` does.
+// database reached as the restricted role dualledger_api, like `dualledger serve` does. Requests
+// carry an admin key unless the test sends its own Authorization header.
 type env struct {
 	t      *testing.T
 	db     *pgtest.DB
 	srv    *Server
 	ts     *httptest.Server
-	client *http.Client
+	client *http.Client // adds the admin key to requests that carry no Authorization
+	raw    *http.Client // sends requests as they are
 	doc    *Document
 	docMux *http.ServeMux // the document's operations, to find the one a request is for
 	logs   *syncBuffer
+	token  string // the admin key every request carries by default
 
 	// allowErrorLogs: the test provokes internal errors on purpose.
 	allowErrorLogs bool
 }
 
-// appRole makes every pooled connection act as dualledger_app (migration 006).
+// appRole makes every pooled connection act as dualledger_api (migration 010), the role of
+// `dualledger serve`.
 func appRole(cfg *pgxpool.Config) {
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "SET ROLE dualledger_app")
+		_, err := conn.Exec(ctx, "SET ROLE dualledger_api")
 		return err
 	}
 }
@@ -63,8 +69,9 @@ func newEnvOn(t *testing.T, d *pgtest.DB, cfg Config) *env {
 		t.Fatalf("New: %v", err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	e := &env{t: t, db: d, srv: srv, ts: ts, logs: logs,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	e := &env{t: t, db: d, srv: srv, ts: ts, logs: logs, raw: &http.Client{Transport: tr}}
+	e.client = &http.Client{Transport: authTransport{base: tr, token: &e.token}}
 	t.Cleanup(func() {
 		ts.Close()
 		srv.Close()
@@ -72,6 +79,7 @@ func newEnvOn(t *testing.T, d *pgtest.DB, cfg Config) *env {
 			t.Errorf("the server logged errors:\n%s", logs.String())
 		}
 	})
+	e.token = e.newKey(auth.Spec{Name: "test admin", Scopes: []string{auth.ScopeAdmin}})
 	var doc Document
 	if err := json.Unmarshal(srv.OpenAPI(), &doc); err != nil {
 		t.Fatalf("OpenAPI document: %v", err)
@@ -160,7 +168,12 @@ func (e *env) do(method, path string, body any, headers ...string) *resp {
 
 func (e *env) send(req *http.Request) *resp {
 	e.t.Helper()
-	hr, err := e.client.Do(req)
+	return e.sendWith(e.client, req)
+}
+
+func (e *env) sendWith(c *http.Client, req *http.Request) *resp {
+	e.t.Helper()
+	hr, err := c.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
@@ -239,6 +252,97 @@ func (e *env) fieldProblems(r *resp, ref string) []string {
 }
 
 // Fixtures.
+
+// newKey creates an API key as the operator would (CLI, owner connection) and returns its token;
+// the server knows it on its first request.
+func (e *env) newKey(spec auth.Spec) string {
+	e.t.Helper()
+	return newKeyOn(e.t, e.db, spec)
+}
+
+func newKeyOn(t *testing.T, d *pgtest.DB, spec auth.Spec) string {
+	t.Helper()
+	nk, err := auth.Create(context.Background(), d.Conn(t), "cli:test", spec)
+	if err != nil {
+		t.Fatalf("create key %+v: %v", spec, err)
+	}
+	return nk.Token
+}
+
+// metricsText is what the server's metrics listener would answer.
+func (e *env) metricsText() []byte {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		e.t.Fatalf("metrics: %d", rec.Code)
+	}
+	return rec.Body.Bytes()
+}
+
+// workerPool is a pool on d acting as dualledger_worker, the role of `dualledger worker`.
+func workerPool(t *testing.T, d *pgtest.DB) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(d.ConnStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SET ROLE dualledger_worker")
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// keyedClient is an HTTP client that sends an admin key of d with every request.
+func keyedClient(t *testing.T, d *pgtest.DB, timeout time.Duration) *http.Client {
+	t.Helper()
+	token := newKeyOn(t, d, auth.Spec{Name: "test admin", Scopes: []string{auth.ScopeAdmin}})
+	return &http.Client{Timeout: timeout, Transport: authTransport{base: http.DefaultTransport, token: &token}}
+}
+
+// as sends a request with token instead of the admin key ("" sends none).
+func (e *env) as(token, method, path string, body any) *resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		j, err := json.Marshal(body)
+		if err != nil {
+			e.t.Fatalf("marshal: %v", err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, e.ts.URL+path, rd)
+	if err != nil {
+		e.t.Fatalf("request: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return e.sendWith(e.raw, req)
+}
+
+// authTransport gives every request without an Authorization header the test's admin key.
+type authTransport struct {
+	base  http.RoundTripper
+	token *string
+}
+
+func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Header.Get("Authorization") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", "Bearer "+*t.token)
+	}
+	return t.base.RoundTrip(req)
+}
 
 func (e *env) mustStatus(r *resp, status int) *resp {
 	e.t.Helper()

@@ -37,7 +37,7 @@ func TestLedgers(t *testing.T) {
 func TestBanks(t *testing.T) {
 	e := newEnv(t, Config{})
 	r := e.mustStatus(e.do("GET", "/v1/banks", nil), http.StatusOK)
-	if string(r.raw) != "{\"banks\":[]}\n" {
+	if string(r.raw) != "{\"banks\":[],\"next_after\":null}\n" {
 		t.Errorf("empty list: %s", r.raw)
 	}
 	r = e.mustStatus(e.do("POST", "/v1/banks", map[string]any{"id": "SCB-1", "name": "Sovereign Bank One"}), http.StatusCreated)

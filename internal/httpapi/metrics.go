@@ -22,7 +22,8 @@ type metrics struct {
 	batchDuration   prometheus.Histogram
 	httpRequests    *prometheus.CounterVec
 	httpDuration    *prometheus.HistogramVec
-	handler         http.Handler // serves reg at /metrics
+	shed            prometheus.Counter
+	handler         http.Handler // serves reg on the metrics listener (never the API's port)
 }
 
 func newMetrics(pool *pgxpool.Pool) *metrics {
@@ -56,9 +57,13 @@ func newMetrics(pool *pgxpool.Pool) *metrics {
 			Help:    "HTTP request latency by method and route pattern.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dualledger_http_requests_shed_total",
+			Help: "Requests refused at once with 429 overloaded because the server had --max-in-flight requests in flight.",
+		}),
 	}
 	m.reg.MustRegister(
-		m.postingDuration, m.postings, m.batchSize, m.batchDuration, m.httpRequests, m.httpDuration,
+		m.postingDuration, m.postings, m.batchSize, m.batchDuration, m.httpRequests, m.httpDuration, m.shed,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

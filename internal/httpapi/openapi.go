@@ -16,6 +16,7 @@ type Document struct {
 	Tags       []Tag                            `json:"tags,omitempty"`
 	Paths      map[string]map[string]*Operation `json:"paths"`
 	Components Components                       `json:"components"`
+	Security   []map[string][]string            `json:"security"`
 }
 
 // Info is the document's info object.
@@ -40,6 +41,10 @@ type Operation struct {
 	Parameters  []Parameter          `json:"parameters,omitempty"`
 	RequestBody *RequestBody         `json:"requestBody,omitempty"`
 	Responses   map[string]*Response `json:"responses"`
+	// Security: the bearer scheme with the scope the key needs (OpenAPI 3.1 lets any scheme
+	// list required roles), or an empty list for the public operations.
+	Security *[]map[string][]string `json:"security,omitempty"`
+	Scope    string                 `json:"x-required-scope,omitempty"`
 }
 
 // Parameter is a path or query parameter.
@@ -71,10 +76,22 @@ type Response struct {
 	ErrorCodes  []string             `json:"x-error-codes,omitempty"`
 }
 
-// Components holds the named schemas.
+// Components holds the named schemas and the security scheme.
 type Components struct {
-	Schemas map[string]*Schema `json:"schemas"`
+	Schemas         map[string]*Schema        `json:"schemas"`
+	SecuritySchemes map[string]SecurityScheme `json:"securitySchemes"`
 }
+
+// SecurityScheme is how a client authenticates.
+type SecurityScheme struct {
+	Type         string `json:"type"`
+	Scheme       string `json:"scheme"`
+	BearerFormat string `json:"bearerFormat,omitempty"`
+	Description  string `json:"description,omitempty"`
+}
+
+// bearerScheme names the API key scheme in the document.
+const bearerScheme = "apiKey"
 
 const apiDescription = `The HTTP API of dualledger, a double-entry ledger on PostgreSQL (DESIGN §9).
 
@@ -87,7 +104,13 @@ the field).
 Every error is {"error": {"code", "message", "details"}} with a stable code; each response lists
 its codes in x-error-codes. An unknown path answers 404 not_found, a known path with another
 method 405 method_not_allowed (with an Allow header). 503 unavailable means the database could not
-be reached in time: retry (postings with the same reference_id, which makes the retry safe).`
+be reached in time: retry (postings with the same reference_id, which makes the retry safe).
+
+Every /v1 operation needs an API key: Authorization: Bearer <token> (dualledger keys create).
+No token, or an unknown or revoked one, is 401 unauthenticated; a key without the operation's
+scope (x-required-scope), limited to other ledgers, or a member bank's key reaching for another
+bank's money or data, is 403 forbidden; neither says whether the thing asked for exists. A key's
+own rate limit, or the server's in-flight limit, answers 429 with Retry-After.`
 
 var pathParamRE = regexp.MustCompile(`\{([a-z_]+)\}`)
 
@@ -105,13 +128,24 @@ func buildOpenAPI(routes []route, version string) (*Document, error) {
 			{Name: "banks", Description: "Member banks (SCBs) whose own ledgers are mirrored through the outbox."},
 			{Name: "operations", Description: "Health, readiness, metrics and this document."},
 		},
-		Paths:      map[string]map[string]*Operation{},
-		Components: Components{Schemas: g.components},
+		Paths: map[string]map[string]*Operation{},
+		Components: Components{Schemas: g.components, SecuritySchemes: map[string]SecurityScheme{
+			bearerScheme: {Type: "http", Scheme: "bearer", BearerFormat: "dl_<key id>_<secret>",
+				Description: "An API key's token, shown once by `dualledger keys create`. Scopes: " +
+					"read, post, settle, accounts, banks, admin (admin grants every scope)."},
+		}},
+		Security: []map[string][]string{{bearerScheme: {}}},
 	}
 	for _, rt := range routes {
 		op := &Operation{
 			OperationID: rt.id, Summary: rt.summary, Description: rt.description,
 			Tags: []string{rt.tag}, Responses: map[string]*Response{},
+		}
+		if rt.access.public {
+			op.Security = &[]map[string][]string{}
+		} else {
+			op.Security = &[]map[string][]string{{bearerScheme: {rt.access.scope}}}
+			op.Scope = rt.access.scope
 		}
 		for _, m := range pathParamRE.FindAllStringSubmatch(rt.path, -1) {
 			desc, ok := pathParamDocs[m[1]]

@@ -37,8 +37,8 @@ func docFor(typeName, field string) fieldDoc {
 		return fieldDoc{description: "Business time, RFC 3339 with a time zone, between 1900 and 9999; default: the commit time. " +
 			"A retry that leaves it out matches the original whatever its time.", example: "2025-01-20T10:00:00Z"}
 	case "EntryInput.metadata", "AccountInput.metadata":
-		return fieldDoc{description: "A JSON object (default {}). Numbers in it have at most 64 characters and an exponent " +
-			"within ±300; nesting is at most 32 levels (the whole body included)."}
+		return fieldDoc{description: "A JSON object (default {}): at most 16 KiB as sent and 8 levels deep, the object itself " +
+			"included (serve --max-metadata, --max-metadata-depth). Numbers in it have at most 64 characters and an exponent within ±300."}
 	case "EntryInput.reverses_entry_id":
 		return fieldDoc{description: "The id of the entry of this ledger that this entry reverses (corrections are new entries)."}
 	case "AccountInput.overdraft_limit":
@@ -104,7 +104,10 @@ func docFor(typeName, field string) fieldDoc {
 	case "fx_rate":
 		return fieldDoc{description: "Positive decimal string with at most 18 decimals.", pattern: decimalPattern}
 	case "reference_id":
-		return fieldDoc{description: "The caller's idempotency key, unique per ledger: 1-255 characters without control characters. " +
+		return fieldDoc{description: "The caller's idempotency key, unique per ledger: 1-128 characters of NFC UTF-8; no leading or " +
+			"trailing whitespace, no whitespace but the ASCII space, no control, invisible (zero-width, bidi, BOM, variation selectors), " +
+			"separator, private-use or unassigned characters; not \".\", \"..\" or \"/\". Quotes, parentheses, %, ?, #, / and other " +
+			"printable characters are allowed; percent-encode it in URLs. " +
 			"Re-posting it with the same content answers replayed with the original entry; with different content, reference_conflict."}
 	case "debit_account_id":
 		return fieldDoc{description: "The account that pays (its balance goes down)."}

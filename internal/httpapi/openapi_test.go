@@ -65,7 +65,8 @@ func TestOpenAPIDocument(t *testing.T) {
 	known := map[string]bool{CodeMethodNotAllowed: true, CodeUnsupportedMediaType: true, CodeBodyTooLarge: true, CodeBatchRejected: true,
 		ledger.CodeLedgerExists: true, ledger.CodeAccountExists: true, ledger.CodeBankExists: true, ledger.CodeNotFound: true,
 		ledger.CodeUnavailable: true, ledger.CodeInternal: true, settlement.CodeUnknownBank: true,
-		settlement.CodeSettlementAccountNotFound: true, settlement.CodeAmbiguousSettlementAccount: true}
+		settlement.CodeSettlementAccountNotFound: true, settlement.CodeAmbiguousSettlementAccount: true,
+		CodeUnauthenticated: true, CodeForbidden: true, CodeRateLimited: true, CodeOverloaded: true}
 	for _, c := range resultCodes {
 		known[c] = true
 	}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -60,15 +61,15 @@ func TestReadyzWithoutDatabase(t *testing.T) {
 	}
 }
 
-// The server works as dualledger_app, the role without direct write privileges (migration 006).
+// The server works as dualledger_api, the role without direct write privileges (migration 010).
 func TestServerRunsAsAppRole(t *testing.T) {
 	e := newEnv(t, Config{})
 	var user string
-	if err := e.db.Pool.QueryRow(t.Context(), "SELECT current_user").Scan(&user); err != nil || user != "dualledger_app" {
+	if err := e.db.Pool.QueryRow(t.Context(), "SELECT current_user").Scan(&user); err != nil || user != "dualledger_api" {
 		t.Fatalf("current_user %q %v", user, err)
 	}
 	if _, err := e.db.Pool.Exec(t.Context(), "INSERT INTO ledgers (id, head_seq) VALUES ('X', 5)"); err == nil {
-		t.Fatal("dualledger_app could write head_seq directly")
+		t.Fatal("dualledger_api could write head_seq directly")
 	}
 	e.setupUSD()
 	for _, stmt := range []string{
@@ -78,7 +79,7 @@ func TestServerRunsAsAppRole(t *testing.T) {
 		"DELETE FROM ledger_entries",
 	} {
 		if _, err := e.db.Pool.Exec(t.Context(), stmt); err == nil {
-			t.Errorf("dualledger_app could run %q", stmt)
+			t.Errorf("dualledger_api could run %q", stmt)
 		}
 	}
 	// PUBLIC may not call the SECURITY DEFINER posting functions.
@@ -96,11 +97,16 @@ func TestMetrics(t *testing.T) {
 	e.mustStatus(e.post("L", entry("m2", "alice", "bob", "9")), 422)
 	e.mustStatus(e.do("POST", "/v1/ledgers/L/entries/batch", map[string]any{"entries": []any{entry("m3", "issuance", "bob", "2")}}), 200)
 
-	r := e.do("GET", "/metrics", nil)
-	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("metrics: %d %s", r.status, r.header.Get("Content-Type"))
+	// Metrics are not on the API's port (serve --metrics-addr gives them a listener of their own).
+	if r := e.do("GET", "/metrics", nil); r.status != 404 {
+		t.Errorf("/metrics on the API port: %d", r.status)
 	}
-	text := string(r.raw)
+	rec := httptest.NewRecorder()
+	e.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "text/plain") {
+		t.Fatalf("metrics: %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	text := rec.Body.String()
 	for _, want := range []string{
 		`dualledger_postings_total{result="created"} 2`,
 		`dualledger_postings_total{result="replayed"} 1`,
@@ -147,7 +153,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 		t.Errorf("HEAD: %d %q", r.status, r.raw)
 	}
 	// Query parameters on an endpoint that takes none.
-	if r := e.do("GET", "/v1/ledgers?limit=5", nil); r.status != 400 || r.str("error", "details", "field") != "limit" {
+	if r := e.do("GET", "/v1/ledgers/L?limit=5", nil); r.status != 400 || r.str("error", "details", "field") != "limit" {
 		t.Errorf("unknown query parameter: %d %s", r.status, r.raw)
 	}
 }

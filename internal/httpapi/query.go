@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -34,4 +35,31 @@ func queryInt(r *http.Request, name string, def, min, max int64) (int64, error) 
 func pageLimit(r *http.Request) (int, error) {
 	n, err := queryInt(r, "limit", defaultPageLimit, 1, maxPageLimit)
 	return int(n), err
+}
+
+// maxPageBytes bounds the items of one list page: a page of 1000 entries that each carry the
+// largest metadata allowed would otherwise be tens of MiB. A page that reaches it ends early and
+// says where to go on (next_after / next_after_seq), like any other page.
+const maxPageBytes = 4 << 20
+
+// fitPage returns how many of the first n items fit in maxPageBytes of JSON (at least one, so a
+// client always makes progress). size(i) is item i's encoded size.
+func fitPage(n int, size func(i int) int) int {
+	total := 0
+	for i := range n {
+		total += size(i)
+		if total > maxPageBytes && i > 0 {
+			return i
+		}
+	}
+	return n
+}
+
+// jsonSize is the encoded size of v (0 if it cannot be encoded; writeJSON will say so).
+func jsonSize(v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0
+	}
+	return len(b) + 1
 }

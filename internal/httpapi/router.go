@@ -34,7 +34,8 @@ func (s *Server) router(routes []route) http.Handler {
 		sw := &statusWriter{ResponseWriter: w}
 		reqID := requestID(r)
 		sw.Header().Set("X-Request-Id", reqID)
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+		info := &reqInfo{}
+		ctx, cancel := context.WithTimeout(withReqInfo(r.Context(), info), s.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
 
@@ -56,8 +57,10 @@ func (s *Server) router(routes []route) http.Handler {
 			}
 			took := time.Since(start)
 			s.metrics.request(methodLabel(r.Method), routeLabel, sw.code(), took)
-			s.log.LogAttrs(ctx, slog.LevelDebug, "http request",
-				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("route", routeLabel),
+			// The access log: who (the key id, never the token), what (the route, not the
+			// path, which may carry references), the answer and how long it took. No bodies.
+			s.log.LogAttrs(ctx, slog.LevelInfo, "http request",
+				slog.String("key_id", info.keyID), slog.String("method", r.Method), slog.String("route", routeLabel),
 				slog.Int("status", sw.code()), slog.Int64("bytes", sw.bytes), slog.Duration("took", took),
 				slog.String("request_id", reqID), slog.String("remote", r.RemoteAddr))
 		}()
@@ -101,6 +104,23 @@ func (s *Server) endpoint(rt route) http.Handler {
 	}
 	params := pathParams(rt.path)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !rt.access.public {
+			// Over the in-flight limit the answer is immediate: a request that would only wait
+			// for the database is refused before it costs anything.
+			release, ok := s.admitted()
+			if !ok {
+				s.metrics.shed.Inc()
+				w.Header().Set("Retry-After", "1")
+				s.writeError(w, r, ledger.Errorf(CodeOverloaded, "the server is at its limit of %d requests in flight; retry after a second", cap(s.slots)))
+				return
+			}
+			defer release()
+			var err error
+			if r, err = s.authorize(w, r, rt); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+		}
 		// Ids in the path are text: bytes that are not UTF-8 (or a NUL) can name nothing, and the
 		// database would refuse them as an encoding error.
 		for _, name := range params {

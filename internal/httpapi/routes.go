@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
 	"dualledger/internal/settlement"
 )
@@ -23,9 +24,10 @@ type route struct {
 	summary     string
 	description string
 	query       []queryParam
-	body        any   // a zero value of the request body's type; nil: no body
-	maxBody     int64 // body limit in bytes (set by complete from Config)
-	strictQuery bool  // refuse undocumented query parameters (set by complete: the /v1 API)
+	body        any    // a zero value of the request body's type; nil: no body
+	maxBody     int64  // body limit in bytes (set by complete from Config)
+	strictQuery bool   // refuse undocumented query parameters (set by complete: the /v1 API)
+	access      access // public, or the scope a key needs; a route without one is refused by New
 	responses   []response
 	handle      handlerFunc
 }
@@ -61,8 +63,9 @@ func ptr[T any](v T) *T { return &v }
 // Path parameters mean the same wherever they appear.
 var pathParamDocs = map[string]string{
 	"ledger_id":    "Ledger id, e.g. MASTER.",
+	"key_id":       "API key id, e.g. key_abcdefghijklmnop.",
 	"account_id":   "Account id; percent-encode a / in it as %2F.",
-	"reference_id": "The entry's reference_id; percent-encode a / in it as %2F.",
+	"reference_id": "The entry's reference_id; percent-encode it (every character but A-Z a-z 0-9 - . _ ~).",
 }
 
 // routes is the route table of s.
@@ -80,7 +83,7 @@ func (s *Server) routes() []route {
 	)
 	rs := []route{
 		{
-			method: http.MethodPost, path: "/v1/ledgers", id: "createLedger", tag: "ledgers",
+			method: http.MethodPost, path: "/v1/ledgers", id: "createLedger", access: needs(auth.ScopeAdmin), tag: "ledgers",
 			summary: "Create an empty ledger",
 			body:    CreateLedgerRequest{}, handle: s.createLedger,
 			responses: []response{
@@ -90,12 +93,17 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/v1/ledgers", id: "listLedgers", tag: "ledgers",
-			summary: "List all ledgers, by id", handle: s.listLedgers,
-			responses: []response{ok(http.StatusOK, LedgerList{}, "All ledgers.")},
+			method: http.MethodGet, path: "/v1/ledgers", id: "listLedgers", access: needs(auth.ScopeRead), tag: "ledgers",
+			summary: "List the ledgers (those the key is limited to, if it is), by id, one page at a time",
+			query: []queryParam{
+				{name: "after", description: "Return ledgers whose id sorts after this one (the previous page's next_after)."},
+				pageLimit,
+			},
+			handle:    s.listLedgers,
+			responses: []response{ok(http.StatusOK, LedgerList{}, "One page of ledgers.")},
 		},
 		{
-			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}", id: "getLedger", tag: "ledgers",
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}", id: "getLedger", access: needs(auth.ScopeRead), tag: "ledgers",
 			summary: "Get a ledger with its chain head (head_seq, head_hash)", handle: s.getLedger,
 			responses: []response{
 				ok(http.StatusOK, ledger.Ledger{}, "The ledger."),
@@ -103,7 +111,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/accounts", id: "createAccount", tag: "accounts",
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/accounts", id: "createAccount", access: needs(auth.ScopeAccounts), tag: "accounts",
 			summary: "Create an account (zero balances)",
 			body:    ledger.AccountInput{}, handle: s.createAccount,
 			responses: []response{
@@ -114,7 +122,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts", id: "listAccounts", tag: "accounts",
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts", id: "listAccounts", access: needs(auth.ScopeRead), tag: "accounts",
 			summary: "List a ledger's accounts with balances, by id, one page at a time",
 			query: []queryParam{
 				{name: "after", description: "Return accounts whose id sorts after this one (the previous page's next_after)."},
@@ -127,7 +135,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}", id: "getAccount", tag: "accounts",
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}", id: "getAccount", access: needs(auth.ScopeRead), tag: "accounts",
 			summary: "Get an account with balance, available_balance and reserved_balance", handle: s.getAccount,
 			responses: []response{
 				ok(http.StatusOK, ledger.Account{}, "The account."),
@@ -135,7 +143,20 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/entries", id: "postEntry", tag: "entries",
+			method: http.MethodPatch, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}", id: "updateAccount", access: needs(auth.ScopeAccounts), tag: "accounts",
+			summary: "Change an account's status (active, frozen, closed) or overdraft limit, with a reason",
+			description: "The change and its reason go into the operator log. A status change needs the accounts scope, an " +
+				"overdraft limit change the admin scope (it is credit); member banks' keys change no account. Postings " +
+				"racing the change are refused and retried, so none moves money past the new rule.",
+			body: ledger.AccountUpdate{}, handle: s.updateAccount,
+			responses: []response{
+				ok(http.StatusOK, ledger.Account{}, "The changed account."),
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/entries", id: "postEntry", access: needs(auth.ScopePost), tag: "entries",
 			summary: "Post one entry: amount moves from the debit account to the credit account",
 			description: "Idempotent by reference_id: a retry with the same content answers 200 with the original entry " +
 				"(\"replayed\": true); with different content, 409 reference_conflict naming the differing fields. " +
@@ -148,7 +169,7 @@ func (s *Server) routes() []route {
 			}, postErrs...),
 		},
 		{
-			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/entries/batch", id: "postBatch", tag: "entries",
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/entries/batch", id: "postBatch", access: needs(auth.ScopePost), tag: "entries",
 			summary: "Post several entries in one transaction; one result per entry, in order",
 			description: "Non-atomic (default): every acceptable entry is committed; each result says created, replayed or why the " +
 				"entry was rejected; the answer is 200. Atomic: all entries are committed or none; when any entry is rejected " +
@@ -165,7 +186,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/entries", id: "listEntries", tag: "entries",
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/entries", id: "listEntries", access: needs(auth.ScopeRead), tag: "entries",
 			summary: "List a ledger's entries in seq order, one page at a time",
 			query: []queryParam{
 				{name: "after_seq", description: "Return entries with seq greater than this (the previous page's next_after_seq).",
@@ -179,7 +200,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/entries/{reference_id}", id: "getEntry", tag: "entries",
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/entries/{reference_id}", id: "getEntry", access: needs(auth.ScopeRead), tag: "entries",
 			summary: "Get one entry by reference_id, with seq, previous_hash and block_hash (hex)", handle: s.getEntry,
 			responses: []response{
 				ok(http.StatusOK, ledger.Entry{}, "The entry."),
@@ -187,7 +208,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodPost, path: "/v1/banks", id: "registerBank", tag: "banks",
+			method: http.MethodPost, path: "/v1/banks", id: "registerBank", access: needs(auth.ScopeBanks), tag: "banks",
 			summary: "Register a member bank (SCB) whose ledger is mirrored: postings touching its accounts get outbox rows",
 			body:    RegisterBankRequest{}, handle: s.registerBank,
 			responses: []response{
@@ -197,7 +218,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodPost, path: "/v1/settlements", id: "settle", tag: "settlements",
+			method: http.MethodPost, path: "/v1/settlements", id: "settle", access: needs(auth.ScopeSettle), tag: "settlements",
 			summary: "Post a GSS settlement between two member banks on the master ledger (DBIS-first)",
 			description: "Posts on the master ledger from the source bank's settlement account (its account there for the " +
 				"currency and asset type) to the destination's, writes one outbox row per SCB in the same transaction and " +
@@ -214,7 +235,7 @@ func (s *Server) routes() []route {
 			}, postErrs[0], postErrs[2]),
 		},
 		{
-			method: http.MethodGet, path: "/v1/settlements/{reference_id}", id: "getSettlement", tag: "settlements",
+			method: http.MethodGet, path: "/v1/settlements/{reference_id}", id: "getSettlement", access: needs(auth.ScopeRead), tag: "settlements",
 			summary: "A settlement's entry and each SCB's sync status; SETTLED once every outbox row is FINALIZED",
 			handle:  s.getSettlement,
 			responses: []response{
@@ -223,17 +244,61 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/v1/banks", id: "listBanks", tag: "banks",
-			summary: "List the registered member banks, by id", handle: s.listBanks,
-			responses: []response{ok(http.StatusOK, BankList{}, "All registered banks.")},
+			method: http.MethodGet, path: "/v1/banks", id: "listBanks", access: needs(auth.ScopeRead), tag: "banks",
+			summary: "List the registered member banks (a member bank's key: its own), by id, one page at a time",
+			query: []queryParam{
+				{name: "after", description: "Return banks whose id sorts after this one (the previous page's next_after)."},
+				pageLimit,
+			},
+			handle:    s.listBanks,
+			responses: []response{ok(http.StatusOK, BankList{}, "One page of banks.")},
 		},
 		{
-			method: http.MethodGet, path: "/healthz", id: "healthz", tag: "operations",
+			method: http.MethodGet, path: "/v1/keys", id: "listKeys", access: needs(auth.ScopeAdmin), tag: "keys",
+			summary: "List the API keys (never their tokens), oldest first, revoked ones too", handle: s.listKeys,
+			responses: []response{ok(http.StatusOK, KeyList{}, "Every key.")},
+		},
+		{
+			method: http.MethodPost, path: "/v1/keys", id: "createKey", access: needs(auth.ScopeAdmin), tag: "keys",
+			summary: "Create an API key; its token is in this answer only",
+			description: "Scopes: read, post, settle, accounts, banks, admin. ledgers limits the key to those ledgers; bank_id " +
+				"makes it a member bank's key (it moves money only out of that bank's accounts and reads only them). An admin " +
+				"key cannot be limited. rate_limit is requests per second (none if absent). Recorded in the operator log.",
+			body: auth.Spec{}, handle: s.createKey,
+			responses: []response{
+				ok(http.StatusCreated, auth.NewKey{}, "The new key with its token (shown once)."),
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
+				fail(http.StatusNotFound, ledger.CodeUnknownBank),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/keys/{key_id}/revoke", id: "revokeKey", access: needs(auth.ScopeAdmin), tag: "keys",
+			summary: "Revoke an API key (at once on this server, within a second on the others); revoking twice changes nothing",
+			body:    RevokeKeyRequest{}, handle: s.revokeKey,
+			responses: []response{
+				ok(http.StatusOK, auth.Key{}, "The revoked key."),
+				fail(http.StatusNotFound, ledger.CodeNotFound),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/operator-actions", id: "listOperatorActions", access: needs(auth.ScopeAdmin), tag: "keys",
+			summary: "The operator log: every administrative act, hash-chained, in seq order, one page at a time",
+			query: []queryParam{
+				{name: "after_seq", description: "Return actions with seq greater than this (the previous page's next_after_seq).",
+					integer: true, min: ptr[int64](0), def: 0},
+				{name: "since", description: "Return actions at or after this RFC 3339 time."},
+				pageLimit,
+			},
+			handle:    s.listOperatorActions,
+			responses: []response{ok(http.StatusOK, OperatorActionList{}, "One page of the operator log.")},
+		},
+		{
+			method: http.MethodGet, path: "/healthz", id: "healthz", access: public, tag: "operations",
 			summary: "Liveness: the process is up (never touches the database)", handle: s.healthz,
 			responses: []response{ok(http.StatusOK, Status{}, `Always {"status":"ok"}.`)},
 		},
 		{
-			method: http.MethodGet, path: "/readyz", id: "readyz", tag: "operations",
+			method: http.MethodGet, path: "/readyz", id: "readyz", access: public, tag: "operations",
 			summary: "Readiness: the database answers SELECT 1 within 2 s, and the server is not shutting down", handle: s.readyz,
 			responses: []response{
 				ok(http.StatusOK, Status{}, `{"status":"ready"}.`),
@@ -241,14 +306,7 @@ func (s *Server) routes() []route {
 			},
 		},
 		{
-			method: http.MethodGet, path: "/metrics", id: "metrics", tag: "operations",
-			summary: "Prometheus metrics (text exposition format)", handle: s.serveMetrics,
-			responses: []response{{status: http.StatusOK, body: "", contentType: "text/plain; version=0.0.4",
-				description: "Metrics, among them dualledger_posting_duration_seconds, dualledger_postings_total{result}, " +
-					"dualledger_group_commit_batch_size and dualledger_http_requests_total{method,route,status}."}},
-		},
-		{
-			method: http.MethodGet, path: "/openapi.json", id: "openapi", tag: "operations",
+			method: http.MethodGet, path: "/openapi.json", id: "openapi", access: public, tag: "operations",
 			summary: "This OpenAPI document", handle: s.serveOpenAPI,
 			responses: []response{ok(http.StatusOK, map[string]any{}, "The OpenAPI 3.1 document.")},
 		},
@@ -283,6 +341,12 @@ func (s *Server) complete(rt route) route {
 	}
 	if rt.path == "/readyz" {
 		extra = append(extra, fail(http.StatusServiceUnavailable, ledger.CodeUnavailable))
+	}
+	if !rt.access.public {
+		extra = append(extra,
+			fail(http.StatusUnauthorized, CodeUnauthenticated),
+			fail(http.StatusForbidden, CodeForbidden),
+			fail(http.StatusTooManyRequests, CodeRateLimited, CodeOverloaded))
 	}
 	extra = append(extra, fail(http.StatusInternalServerError, ledger.CodeInternal))
 	for _, e := range extra {

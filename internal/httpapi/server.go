@@ -11,6 +11,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,7 +24,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 
+	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
 	"dualledger/internal/outbox"
 	"dualledger/internal/settlement"
@@ -38,6 +41,14 @@ const (
 	DefaultGroupCommitMax  = 1000
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultRequestTimeout  = 60 * time.Second
+	// DefaultMaxInFlight is high enough that 32 keep-alive clients posting as fast as they can
+	// are never refused, and low enough that the requests admitted during a flood still answer
+	// quickly: by Little's law, 128 in flight at a few thousand postings a second is tens of
+	// milliseconds each (docs/benchmarks.md, "Overload").
+	DefaultMaxInFlight = 128
+	DefaultMaxConns    = 2048
+	DefaultReadTimeout = 60 * time.Second
+	DefaultIdleTimeout = 90 * time.Second
 
 	readyTimeout     = 2 * time.Second
 	defaultPageLimit = 100
@@ -55,7 +66,15 @@ type Config struct {
 	RequestTimeout   time.Duration // bound on one request's work (database calls included)
 	Version          string        // shown in the OpenAPI document
 	MasterLedger     string        // the ledger of GSS settlements (default MASTER)
+	MaxMetadataBytes int           // metadata of an entry or account, as received (DefaultMaxMetadataBytes)
+	MaxMetadataDepth int           // nesting of that metadata, itself included (DefaultMaxMetadataDepth)
 	Logger           *slog.Logger
+	MaxInFlight      int           // /v1 requests in flight at once; more are refused at once with 429
+	MaxConns         int           // open connections at once (more wait in the listen backlog)
+	ReadTimeout      time.Duration // bound on reading one request, body included
+	IdleTimeout      time.Duration // how long a keep-alive connection may idle
+	TLS              *tls.Config   // serve HTTPS with this (nil: plain HTTP)
+	KeyRefresh       time.Duration // how often API keys are reloaded (default auth.DefaultRefresh)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -92,8 +111,29 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MasterLedger == "" {
 		c.MasterLedger = "MASTER"
 	}
+	if c.MaxMetadataBytes <= 0 {
+		c.MaxMetadataBytes = DefaultMaxMetadataBytes
+	}
+	if c.MaxMetadataDepth <= 0 {
+		c.MaxMetadataDepth = DefaultMaxMetadataDepth
+	}
+	if c.MaxMetadataDepth > MaxMetadataDepthLimit {
+		return c, fmt.Errorf("max metadata depth %d is above the JSON nesting limit of %d", c.MaxMetadataDepth, MaxMetadataDepthLimit)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 	return c, nil
 }
@@ -102,14 +142,17 @@ func (c Config) withDefaults() (Config, error) {
 // (the in-process outbox worker of `serve --worker` belongs there), then call Serve or Run; or
 // mount Handler in a server of your own and call Close when done.
 type Server struct {
-	cfg     Config
-	pool    *pgxpool.Pool
-	poster  *ledger.Poster
-	settle  *settlement.Service
-	log     *slog.Logger
-	metrics *metrics
-	handler http.Handler
-	openapi []byte
+	cfg      Config
+	pool     *pgxpool.Pool
+	poster   *ledger.Poster
+	settle   *settlement.Service
+	log      *slog.Logger
+	metrics  *metrics
+	handler  http.Handler
+	openapi  []byte
+	keys     *auth.Keyring
+	slots    chan struct{} // in-flight /v1 requests (MaxInFlight)
+	stopKeys context.CancelFunc
 
 	// ledgers caches ids of ledgers known to exist (ledgers are never deleted), so that a
 	// posting to a made-up ledger id is refused before it creates a group-commit queue.
@@ -133,7 +176,20 @@ func New(pool *pgxpool.Pool, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, pool: pool, log: cfg.Logger, metrics: newMetrics(pool)}
+	s := &Server{cfg: cfg, pool: pool, log: cfg.Logger, metrics: newMetrics(pool), slots: make(chan struct{}, cfg.MaxInFlight)}
+	// The keys are loaded before the first request and then kept current by a refresher that
+	// runs until Close, whether the server runs through Serve or only its Handler is mounted.
+	s.keys = auth.NewKeyring(pool, cfg.KeyRefresh, cfg.Logger)
+	loadCtx, cancelLoad := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := s.keys.Reload(loadCtx); err != nil {
+		// The server starts anyway (/readyz says 503 until the database answers); requests
+		// get 503 until the keys are loaded.
+		s.log.Warn("loading API keys failed; retrying in the background", "err", err)
+	}
+	cancelLoad()
+	keysCtx, stopKeys := context.WithCancel(context.Background())
+	s.stopKeys = stopKeys
+	go func() { _ = s.keys.Run(keysCtx) }()
 	s.poster = ledger.NewPoster(pool, ledger.PosterConfig{
 		MaxBatch: cfg.GroupCommitMax,
 		MaxDelay: cfg.GroupCommitDelay,
@@ -143,8 +199,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Server, error) {
 	// The outbox as the database sees it (depth, sync lag), on every scrape, worker or not.
 	s.metrics.reg.MustRegister(outbox.NewCollector(pool))
 	routes := s.routes()
+	for _, rt := range routes {
+		if !rt.access.public && rt.access.scope == "" {
+			s.Close()
+			return nil, fmt.Errorf("route %s %s has no access rule: give it a scope or mark it public", rt.method, rt.path)
+		}
+	}
 	doc, err := buildOpenAPI(routes, cfg.Version)
 	if err != nil {
+		s.Close()
 		return nil, fmt.Errorf("build OpenAPI document: %w", err)
 	}
 	if s.openapi, err = json.Marshal(doc); err != nil {
@@ -157,8 +220,15 @@ func New(pool *pgxpool.Pool, cfg Config) (*Server, error) {
 // Handler is the API's http.Handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Registry is the server's Prometheus registry, served at /metrics.
+// Registry is the server's Prometheus registry.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
+
+// MetricsHandler serves the registry in the Prometheus text format. It belongs on a listener of
+// its own (serve --metrics-addr), never on the API's port.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler }
+
+// Keys is the keyring the server authenticates against.
+func (s *Server) Keys() *auth.Keyring { return s.keys }
 
 // OpenAPI returns the OpenAPI document served at /openapi.json.
 func (s *Server) OpenAPI() []byte { return s.openapi }
@@ -174,7 +244,12 @@ func (s *Server) Go(name string, run func(ctx context.Context) error) {
 // Close stops the group-commit Poster after letting queued postings finish. Serve calls it;
 // call it yourself only when you mounted Handler elsewhere, after that server stopped.
 func (s *Server) Close() {
-	s.closeOnce.Do(s.poster.Close)
+	s.closeOnce.Do(func() {
+		s.stopKeys()
+		if s.poster != nil {
+			s.poster.Close()
+		}
+	})
 }
 
 // Run listens on addr and serves until ctx ends (see Serve).
@@ -195,16 +270,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	hs := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		// A 16 MiB batch over a slow link needs a while; anything slower is abandoned.
-		ReadTimeout:    2 * time.Minute,
-		WriteTimeout:   s.cfg.RequestTimeout + 30*time.Second,
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.RequestTimeout + 30*time.Second,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		// Request contexts deliberately do not derive from ctx: cancelling ctx starts a
 		// graceful shutdown, which must let in-flight postings finish rather than abort them.
 	}
 
+	// A connection cap: past it, new connections wait in the kernel's backlog instead of each
+	// taking a goroutine and buffers here.
+	ln = netutil.LimitListener(ln, s.cfg.MaxConns)
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()
 

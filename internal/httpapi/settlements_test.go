@@ -304,7 +304,7 @@ func (r *stlResolver) set(id string, c outbox.SCB) {
 // stlWorker runs an outbox worker in-process on the test's database until the test ends.
 func stlWorker(e *env, id string, res outbox.Resolver, grace time.Duration) (stop func()) {
 	e.t.Helper()
-	w := outbox.NewWorker(outbox.NewStore(e.db.Pool), res, outbox.Config{WorkerID: id, Lease: 10 * time.Second,
+	w := outbox.NewWorker(outbox.NewStore(workerPool(e.t, e.db)), res, outbox.Config{WorkerID: id, Lease: 10 * time.Second,
 		Backoff: outbox.Backoff{Base: 5 * time.Millisecond, Cap: 20 * time.Millisecond}, Idle: 10 * time.Millisecond,
 		PollEvery: 20 * time.Millisecond, Grace: grace})
 	ctx, cancel := context.WithCancel(context.Background())

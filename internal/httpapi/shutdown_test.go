@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +38,7 @@ func TestGracefulShutdown(t *testing.T) {
 	go func() { served <- srv.Serve(ctx, ln) }()
 
 	base := "http://" + ln.Addr().String()
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := keyedClient(t, d, 10*time.Second)
 	for _, step := range []struct {
 		path string
 		body any

@@ -3,7 +3,9 @@ package httpapi
 import (
 	"encoding/json"
 
+	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
+	"dualledger/internal/oplog"
 )
 
 // The request and response bodies of the API. The OpenAPI document's schemas are derived from
@@ -31,7 +33,8 @@ type CreateLedgerRequest struct {
 
 // LedgerList lists all ledgers.
 type LedgerList struct {
-	Ledgers []ledger.Ledger `json:"ledgers"`
+	Ledgers   []ledger.Ledger `json:"ledgers"`
+	NextAfter *string         `json:"next_after"`
 }
 
 // AccountList is one page of a ledger's accounts, by id.
@@ -102,7 +105,24 @@ type RegisterBankRequest struct {
 
 // BankList lists the registered banks.
 type BankList struct {
-	Banks []ledger.Bank `json:"banks"`
+	Banks     []ledger.Bank `json:"banks"`
+	NextAfter *string       `json:"next_after"`
+}
+
+// KeyList is every API key (never their tokens), oldest first.
+type KeyList struct {
+	Keys []auth.Key `json:"keys"`
+}
+
+// RevokeKeyRequest revokes an API key.
+type RevokeKeyRequest struct {
+	Reason string `json:"reason"`
+}
+
+// OperatorActionList is one page of the operator log, in seq order.
+type OperatorActionList struct {
+	Actions      []oplog.Action `json:"actions"`
+	NextAfterSeq *int64         `json:"next_after_seq"`
 }
 
 // Status answers /healthz and /readyz.

@@ -26,6 +26,9 @@ type PosterConfig struct {
 	Slots int
 	// Timeout bounds one batch's database call (default 30s).
 	Timeout time.Duration
+	// IdleTimeout is how long a ledger's queue and flushers stay without postings before they are
+	// released (default 1m): a process that has posted to many ledgers keeps only the busy ones.
+	IdleTimeout time.Duration
 	// Observe, if set, is told about every batch (for metrics).
 	Observe func(ledgerID string, size int, took time.Duration, err error)
 }
@@ -84,6 +87,9 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = time.Minute
+	}
 	return &Poster{db: db, cfg: cfg, queues: make(map[string]*ledgerQueue), done: make(chan struct{})}
 }
 
@@ -104,20 +110,30 @@ func (p *Poster) Post(ctx context.Context, ledgerID string, e EntryInput) (Resul
 }
 
 func (p *Poster) enqueue(ctx context.Context, ledgerID string, req *postRequest) error {
-	lq, err := p.ledger(ledgerID)
-	if err != nil {
-		return err
-	}
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.closed {
-		return ErrPosterClosed
-	}
-	select {
-	case lq.q <- req:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		if _, err := p.ledger(ledgerID); err != nil {
+			return err
+		}
+		// The queue is looked up and fed under the same read lock: an idle queue is released
+		// only under the write lock, so a posting never lands in a queue nobody drains.
+		p.mu.RLock()
+		lq, ok := p.queues[ledgerID]
+		if p.closed {
+			p.mu.RUnlock()
+			return ErrPosterClosed
+		}
+		if !ok {
+			p.mu.RUnlock()
+			continue // released just now: make a new one
+		}
+		select {
+		case lq.q <- req:
+			p.mu.RUnlock()
+			return nil
+		case <-ctx.Done():
+			p.mu.RUnlock()
+			return ctx.Err()
+		}
 	}
 }
 
@@ -180,10 +196,18 @@ func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 	q := lq.q
 	defer p.wg.Done()
 	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
+	idle := time.NewTimer(p.cfg.IdleTimeout)
+	defer idle.Stop()
 	for {
 		var first *postRequest
+		idle.Reset(p.cfg.IdleTimeout)
 		select {
 		case first = <-q:
+		case <-idle.C:
+			if p.release(ledgerID, lq) {
+				return
+			}
+			continue
 		case <-p.done:
 			// No Post can enqueue any more (Close holds the lock before closing done): drain.
 			for {
@@ -201,6 +225,21 @@ func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 		batch = p.gather(q, batch)
 		p.run(ledgerID, lq, batch)
 	}
+}
+
+// release drops an idle ledger queue, if nothing is queued and no posting is being handed over
+// (TryLock: a sender blocked on a full queue holds the read lock, and this flusher is the one
+// that would drain it). The next posting to the ledger makes a new queue.
+func (p *Poster) release(ledgerID string, lq *ledgerQueue) bool {
+	if !p.mu.TryLock() {
+		return false
+	}
+	defer p.mu.Unlock()
+	if p.closed || len(lq.q) > 0 || p.queues[ledgerID] != lq || p.cfg.Flushers > 1 {
+		return false
+	}
+	delete(p.queues, ledgerID)
+	return true
 }
 
 // gather adds whatever is already queued, then waits up to MaxDelay for more.

@@ -2,7 +2,6 @@ package ledger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -33,7 +32,10 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 	if len(entries) == 0 || len(entries) > MaxBatch {
 		return nil, Errorf(CodeInvalidRequest, "a batch holds 1 to %d entries, got %d", MaxBatch, len(entries))
 	}
-	body, err := json.Marshal(entries)
+	// Reference ids are checked here so that every Go path (HTTP, CLI, settlements, group
+	// commit) applies the same rule; an entry with a bad one gets its own invalid_request result.
+	badRefs := referenceErrors(entries)
+	body, err := encodeBatch(entries, badRefs)
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
@@ -43,7 +45,7 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 	for attempt := 1; ; attempt++ {
 		results, err := postOnce(ctx, db, ledgerID, entries, body, atomic)
 		if err == nil || attempt == maxPostAttempts || !retryable(err) {
-			return results, err
+			return withReferenceErrors(results, badRefs), err
 		}
 		select {
 		case <-ctx.Done():

@@ -17,7 +17,7 @@ func setupLedger(t *testing.T) (*pgtest.DB, string) {
 	d := pgtest.New(t)
 	ctx := context.Background()
 	const L = "MASTER"
-	if _, err := ledger.CreateLedger(ctx, d.Pool, L); err != nil {
+	if _, err := ledger.CreateLedger(ctx, d.Pool, "system:test", L); err != nil {
 		t.Fatal(err)
 	}
 	unlimited := "unlimited"
@@ -29,7 +29,7 @@ func setupLedger(t *testing.T) (*pgtest.DB, string) {
 		{ID: "eur", CurrencyCode: "EUR", AssetType: "fiat"},
 		{ID: "cbdc", CurrencyCode: "USD", AssetType: "cbdc"},
 	} {
-		if _, err := ledger.CreateAccount(ctx, d.Pool, L, a); err != nil {
+		if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", L, a); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -149,7 +149,7 @@ func TestPostResultCodes(t *testing.T) {
 		t.Fatalf("replay: %v %+v, entry %+v", err, res, e)
 	}
 	// Nothing but p1 and the funding was written.
-	es, err := ledger.ListEntries(ctx, d.Pool, L, 0, 100)
+	es, err := ledger.ListEntries(ctx, d.Pool, L, 0, 100, "")
 	if err != nil || len(es) != 2 {
 		t.Fatalf("entries after the rejections: %d (%v), want 2", len(es), err)
 	}
@@ -291,7 +291,7 @@ func TestAtomicBatchInBatchConflict(t *testing.T) {
 func TestAccountOfUnregisteredBank(t *testing.T) {
 	d, L := setupLedger(t)
 	ghost := "GHOST"
-	_, err := ledger.CreateAccount(context.Background(), d.Pool, L, ledger.AccountInput{ID: "g", CurrencyCode: "USD", AssetType: "fiat", BankID: &ghost})
+	_, err := ledger.CreateAccount(context.Background(), d.Pool, "system:test", L, ledger.AccountInput{ID: "g", CurrencyCode: "USD", AssetType: "fiat", BankID: &ghost})
 	if ledger.CodeOf(err) != ledger.CodeUnknownBank || !strings.Contains(err.Error(), `"GHOST" is not registered`) {
 		t.Fatalf("account of an unregistered bank: %v", err)
 	}

@@ -42,7 +42,7 @@ func TestConcurrentPostingInvariants(t *testing.T) {
 	db := d.Pool
 
 	const L = "PROP"
-	if _, err := ledger.CreateLedger(ctx, db, L); err != nil {
+	if _, err := ledger.CreateLedger(ctx, db, "system:test", L); err != nil {
 		t.Fatal(err)
 	}
 	type acct struct {
@@ -67,7 +67,7 @@ func TestConcurrentPostingInvariants(t *testing.T) {
 	}
 	var usd, eur []string
 	for _, a := range accounts {
-		if _, err := ledger.CreateAccount(ctx, db, L, ledger.AccountInput{ID: a.id, CurrencyCode: a.ccy, AssetType: "fiat", OverdraftLimit: a.limit}); err != nil {
+		if _, err := ledger.CreateAccount(ctx, db, "system:test", L, ledger.AccountInput{ID: a.id, CurrencyCode: a.ccy, AssetType: "fiat", OverdraftLimit: a.limit}); err != nil {
 			t.Fatal(err)
 		}
 		if a.id[:3] == "iss" {
@@ -242,7 +242,7 @@ func checkAnswers(t *testing.T, ctx context.Context, d *pgtest.DB, L string, his
 	stored := map[string]ledger.Entry{}
 	var after int64
 	for {
-		page, err := ledger.ListEntries(ctx, d.Pool, L, after, 1000)
+		page, err := ledger.ListEntries(ctx, d.Pool, L, after, 1000, "")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,22 +9,33 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/money"
 )
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
-var accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`)
+// Id formats. Ledger ids have no ':' (since migration 009): the SCB Idempotency-Key is
+// "<ledger_id>:<reference_id>", which must name one entry only.
+var (
+	idPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
+	ledgerIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`)
+)
 
-// CreateLedger creates an empty ledger.
-func CreateLedger(ctx context.Context, db *pgxpool.Pool, id string) (Ledger, error) {
-	if !idPattern.MatchString(id) {
-		return Ledger{}, Errorf(CodeInvalidRequest, "ledger id %q is invalid: 1-64 characters, letters, digits and _ . : - (starting with a letter or digit)", id).
+// ValidLedgerID reports whether id is a well-formed ledger id.
+func ValidLedgerID(id string) bool { return ledgerIDPattern.MatchString(id) }
+
+// Administrative acts (creating ledgers, banks and accounts, changing accounts) name their actor:
+// "key:<api key id>" through the API, "cli:<OS user>" from the command line, "system:<what>" for
+// the program's own setup. The database records it, with the database role, in the operator log
+// (operator_actions), in the transaction of the act.
+
+// CreateLedger creates an empty ledger on behalf of actor.
+func CreateLedger(ctx context.Context, db DBTX, actor, id string) (Ledger, error) {
+	if !ledgerIDPattern.MatchString(id) {
+		return Ledger{}, Errorf(CodeInvalidRequest, "ledger id %q is invalid: 1-64 characters, letters, digits and _ . - (starting with a letter or digit)", id).
 			WithDetails(map[string]string{"field": "id"})
 	}
-	row := db.QueryRow(ctx, `INSERT INTO ledgers (id) VALUES ($1)
-		RETURNING id, head_seq, encode(head_hash, 'hex'), created_at`, id)
+	row := db.QueryRow(ctx, `SELECT id, head_seq, encode(head_hash, 'hex'), created_at FROM create_ledger($1, $2)`, actor, id)
 	l, err := scanLedger(row)
 	if err != nil {
 		if CodeOf(FromDB(err)) == CodeLedgerExists {
@@ -36,7 +47,7 @@ func CreateLedger(ctx context.Context, db *pgxpool.Pool, id string) (Ledger, err
 }
 
 // GetLedger returns one ledger with its chain head.
-func GetLedger(ctx context.Context, db *pgxpool.Pool, id string) (Ledger, error) {
+func GetLedger(ctx context.Context, db DBTX, id string) (Ledger, error) {
 	l, err := scanLedger(db.QueryRow(ctx, `SELECT id, head_seq, encode(head_hash, 'hex'), created_at FROM ledgers WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Ledger{}, Errorf(CodeUnknownLedger, "unknown ledger %q", id).WithDetails(map[string]string{"ledger_id": id})
@@ -47,9 +58,11 @@ func GetLedger(ctx context.Context, db *pgxpool.Pool, id string) (Ledger, error)
 	return l, nil
 }
 
-// ListLedgers returns all ledgers by id.
-func ListLedgers(ctx context.Context, db *pgxpool.Pool) ([]Ledger, error) {
-	rows, err := db.Query(ctx, `SELECT id, head_seq, encode(head_hash, 'hex'), created_at FROM ledgers ORDER BY id`)
+// ListLedgers returns up to limit ledgers whose id sorts after `after`, by id; only those named in
+// `only` when it is not empty.
+func ListLedgers(ctx context.Context, db DBTX, after string, limit int, only []string) ([]Ledger, error) {
+	rows, err := db.Query(ctx, `SELECT id, head_seq, encode(head_hash, 'hex'), created_at FROM ledgers
+		WHERE id > $1 AND (cardinality($3::text[]) = 0 OR id = ANY($3)) ORDER BY id LIMIT $2`, after, limit, only)
 	if err != nil {
 		return nil, FromDB(err)
 	}
@@ -72,8 +85,8 @@ func scanLedger(row pgx.Row) (Ledger, error) {
 	return l, err
 }
 
-// CreateAccount creates an account with zero balances.
-func CreateAccount(ctx context.Context, db *pgxpool.Pool, ledgerID string, in AccountInput) (Account, error) {
+// CreateAccount creates an account with zero balances on behalf of actor.
+func CreateAccount(ctx context.Context, db DBTX, actor, ledgerID string, in AccountInput) (Account, error) {
 	field := func(f, format string, args ...any) error {
 		return Errorf(CodeInvalidRequest, format, args...).WithDetails(map[string]string{"field": f})
 	}
@@ -92,20 +105,9 @@ func CreateAccount(ctx context.Context, db *pgxpool.Pool, ledgerID string, in Ac
 	if in.BankID != nil && !idPattern.MatchString(*in.BankID) {
 		return Account{}, field("bank_id", "bank_id %q is invalid: 1-64 characters, letters, digits and _ . : -", *in.BankID)
 	}
-	var limit *string
-	switch {
-	case in.OverdraftLimit == nil:
-		zero := "0"
-		limit = &zero
-	case *in.OverdraftLimit == "unlimited":
-		limit = nil
-	default:
-		a, err := money.ParseAmount(*in.OverdraftLimit)
-		if err != nil || a.IsNegative() {
-			return Account{}, field("overdraft_limit", `overdraft_limit must be a non-negative decimal string or "unlimited", got %q`, *in.OverdraftLimit)
-		}
-		s := a.String()
-		limit = &s
+	limit, unlimited, err := ParseOverdraft(in.OverdraftLimit)
+	if err != nil {
+		return Account{}, err
 	}
 	meta := in.Metadata
 	if len(meta) == 0 || string(meta) == "null" {
@@ -113,9 +115,8 @@ func CreateAccount(ctx context.Context, db *pgxpool.Pool, ledgerID string, in Ac
 	} else if !isJSONObject(meta) {
 		return Account{}, field("metadata", "metadata must be a JSON object")
 	}
-	row := db.QueryRow(ctx, `INSERT INTO bank_accounts (ledger_id, id, bank_id, currency_code, asset_type, overdraft_limit, metadata)
-		VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::jsonb)
-		RETURNING `+accountColumns, ledgerID, in.ID, in.BankID, in.CurrencyCode, in.AssetType, limit, string(meta))
+	row := db.QueryRow(ctx, `SELECT `+accountColumns+` FROM create_account($1, $2, $3, $4, $5, $6, $7::numeric, $8, $9::jsonb)`,
+		actor, ledgerID, in.ID, in.CurrencyCode, in.AssetType, in.BankID, limit, unlimited, string(meta))
 	a, err := scanAccount(row)
 	if err != nil {
 		e := FromDB(err)
@@ -134,11 +135,112 @@ func CreateAccount(ctx context.Context, db *pgxpool.Pool, ledgerID string, in Ac
 	return a, nil
 }
 
+// ParseOverdraft reads an overdraft limit as a client states it: nil is 0, "unlimited" is no
+// limit, anything else a non-negative decimal string. It returns the limit as decimal text (nil
+// when unlimited).
+func ParseOverdraft(v *string) (limit *string, unlimited bool, err error) {
+	switch {
+	case v == nil:
+		zero := "0"
+		return &zero, false, nil
+	case *v == "unlimited":
+		return nil, true, nil
+	}
+	a, perr := money.ParseAmount(*v)
+	if perr != nil || a.IsNegative() {
+		return nil, false, Errorf(CodeInvalidRequest, `overdraft_limit must be a non-negative decimal string or "unlimited", got %q`, *v).
+			WithDetails(map[string]string{"field": "overdraft_limit"})
+	}
+	s := a.String()
+	return &s, false, nil
+}
+
+// GrantsCredit reports whether an overdraft limit as a client states it lets the account go below
+// zero ("unlimited" or more than 0): only admin keys may open or set such a limit.
+func GrantsCredit(v *string) bool {
+	if v == nil {
+		return false
+	}
+	if *v == "unlimited" {
+		return true
+	}
+	a, err := money.ParseAmount(*v)
+	return err != nil || a.Sign() != 0
+}
+
+// AccountUpdate changes an account's overdraft limit and/or status; Reason is required.
+type AccountUpdate struct {
+	OverdraftLimit *string `json:"overdraft_limit,omitempty"` // decimal string or "unlimited"; nil: unchanged
+	Status         *string `json:"status,omitempty"`          // active, frozen, closed; nil: unchanged
+	Reason         string  `json:"reason"`
+}
+
+// UpdateAccount applies u on behalf of actor. A posting racing the change is refused and retried
+// by the posting module, so none moves money past the new rule.
+func UpdateAccount(ctx context.Context, db DBTX, actor, ledgerID, id string, u AccountUpdate) (Account, error) {
+	field := func(f, format string, args ...any) error {
+		return Errorf(CodeInvalidRequest, format, args...).WithDetails(map[string]string{"field": f})
+	}
+	if strings.TrimSpace(u.Reason) == "" {
+		return Account{}, field("reason", "reason is required: say why the account changes (it goes into the operator log)")
+	}
+	if len(u.Reason) > 1000 || strings.ContainsFunc(u.Reason, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Account{}, field("reason", "reason must be at most 1000 characters without control characters")
+	}
+	if u.OverdraftLimit == nil && u.Status == nil {
+		return Account{}, field("overdraft_limit", "nothing to change: give overdraft_limit and/or status")
+	}
+	if u.Status != nil && *u.Status != "active" && *u.Status != "frozen" && *u.Status != "closed" {
+		return Account{}, field("status", "status must be one of active, frozen, closed, got %q", *u.Status)
+	}
+	var limit *string
+	var unlimited bool
+	if u.OverdraftLimit != nil {
+		var err error
+		if limit, unlimited, err = ParseOverdraft(u.OverdraftLimit); err != nil {
+			return Account{}, err
+		}
+	}
+	a, err := scanAccount(db.QueryRow(ctx, `SELECT `+accountColumns+` FROM update_account($1, $2, $3, $4::numeric, $5, $6, $7, $8)`,
+		actor, ledgerID, id, limit, unlimited, u.OverdraftLimit != nil, u.Status, u.Reason))
+	if err != nil {
+		e := FromDB(err)
+		switch CodeOf(e) {
+		case CodeUnknownAccount:
+			return Account{}, Errorf(CodeUnknownAccount, "unknown account %q in ledger %q", id, ledgerID).
+				WithDetails(map[string]string{"ledger_id": ledgerID, "account_id": id})
+		case CodeUnknownLedger:
+			return Account{}, Errorf(CodeUnknownLedger, "unknown ledger %q", ledgerID).WithDetails(map[string]string{"ledger_id": ledgerID})
+		}
+		return Account{}, e
+	}
+	return a, nil
+}
+
+// AccountBanks returns the member bank of each of the named accounts of a ledger that exist
+// ("" for an account of no bank); accounts that do not exist are absent from the map.
+func AccountBanks(ctx context.Context, db DBTX, ledgerID string, ids []string) (map[string]string, error) {
+	rows, err := db.Query(ctx, `SELECT id, coalesce(bank_id, '') FROM bank_accounts WHERE ledger_id = $1 AND id = ANY($2)`, ledgerID, ids)
+	if err != nil {
+		return nil, FromDB(err)
+	}
+	out := make(map[string]string, len(ids))
+	var id, bank string
+	_, err = pgx.ForEachRow(rows, []any{&id, &bank}, func() error {
+		out[id] = bank
+		return nil
+	})
+	if err != nil {
+		return nil, FromDB(err)
+	}
+	return out, nil
+}
+
 const accountColumns = `ledger_id, id, bank_id, currency_code, asset_type, balance::text, available_balance::text,
 	reserved_balance::text, coalesce(overdraft_limit::text, 'unlimited'), status, metadata, created_at, updated_at`
 
 // GetAccount returns one account with its balances.
-func GetAccount(ctx context.Context, db *pgxpool.Pool, ledgerID, id string) (Account, error) {
+func GetAccount(ctx context.Context, db DBTX, ledgerID, id string) (Account, error) {
 	a, err := scanAccount(db.QueryRow(ctx, `SELECT `+accountColumns+` FROM bank_accounts WHERE ledger_id = $1 AND id = $2`, ledgerID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, lerr := GetLedger(ctx, db, ledgerID); lerr != nil {
@@ -153,13 +255,14 @@ func GetAccount(ctx context.Context, db *pgxpool.Pool, ledgerID, id string) (Acc
 	return a, nil
 }
 
-// ListAccounts returns a ledger's accounts by id, at most limit after the id `after`.
-func ListAccounts(ctx context.Context, db *pgxpool.Pool, ledgerID, after string, limit int) ([]Account, error) {
+// ListAccounts returns a ledger's accounts by id, at most limit after the id `after`; with bankID
+// only the accounts of that member bank.
+func ListAccounts(ctx context.Context, db DBTX, ledgerID, after string, limit int, bankID string) ([]Account, error) {
 	if _, err := GetLedger(ctx, db, ledgerID); err != nil {
 		return nil, err
 	}
 	rows, err := db.Query(ctx, `SELECT `+accountColumns+` FROM bank_accounts
-		WHERE ledger_id = $1 AND id > $2 ORDER BY id LIMIT $3`, ledgerID, after, limit)
+		WHERE ledger_id = $1 AND id > $2 AND ($4 = '' OR bank_id = $4) ORDER BY id LIMIT $3`, ledgerID, after, limit, bankID)
 	if err != nil {
 		return nil, FromDB(err)
 	}
@@ -197,7 +300,7 @@ const entryColumns = `id, ledger_id, seq, debit_account_id, credit_account_id, a
 	encode(block_hash, 'hex'), reverses_entry_id, debit_balance_after::text, credit_balance_after::text`
 
 // GetEntryByReference returns the entry with reference_id in a ledger.
-func GetEntryByReference(ctx context.Context, db *pgxpool.Pool, ledgerID, ref string) (Entry, error) {
+func GetEntryByReference(ctx context.Context, db DBTX, ledgerID, ref string) (Entry, error) {
 	e, err := scanEntry(db.QueryRow(ctx, `SELECT `+entryColumns+` FROM ledger_entries WHERE ledger_id = $1 AND reference_id = $2`, ledgerID, ref))
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, lerr := GetLedger(ctx, db, ledgerID); lerr != nil {
@@ -212,13 +315,17 @@ func GetEntryByReference(ctx context.Context, db *pgxpool.Pool, ledgerID, ref st
 	return e, nil
 }
 
-// ListEntries returns up to limit entries of a ledger with seq > afterSeq, in seq order.
-func ListEntries(ctx context.Context, db *pgxpool.Pool, ledgerID string, afterSeq int64, limit int) ([]Entry, error) {
+// ListEntries returns up to limit entries of a ledger with seq > afterSeq, in seq order; with
+// bankID only the entries that touch an account of that member bank.
+func ListEntries(ctx context.Context, db DBTX, ledgerID string, afterSeq int64, limit int, bankID string) ([]Entry, error) {
 	if _, err := GetLedger(ctx, db, ledgerID); err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries
-		WHERE ledger_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, ledgerID, afterSeq, limit)
+	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e
+		WHERE ledger_id = $1 AND seq > $2
+		  AND ($4 = '' OR EXISTS (SELECT 1 FROM bank_accounts a WHERE a.ledger_id = $1 AND a.bank_id = $4
+		                             AND a.id IN (e.debit_account_id, e.credit_account_id)))
+		ORDER BY seq LIMIT $3`, ledgerID, afterSeq, limit, bankID)
 	if err != nil {
 		return nil, FromDB(err)
 	}
@@ -253,8 +360,8 @@ func scanEntry(row pgx.Row) (Entry, error) {
 	return e, err
 }
 
-// RegisterBank registers a member bank (SCB) whose ledger we mirror.
-func RegisterBank(ctx context.Context, db *pgxpool.Pool, id, name string) (Bank, error) {
+// RegisterBank registers a member bank (SCB) whose ledger we mirror, on behalf of actor.
+func RegisterBank(ctx context.Context, db DBTX, actor, id, name string) (Bank, error) {
 	if !idPattern.MatchString(id) {
 		return Bank{}, Errorf(CodeInvalidRequest, "bank id %q is invalid: 1-64 characters, letters, digits and _ . : - (starting with a letter or digit)", id).
 			WithDetails(map[string]string{"field": "id"})
@@ -264,7 +371,7 @@ func RegisterBank(ctx context.Context, db *pgxpool.Pool, id, name string) (Bank,
 		return Bank{}, Errorf(CodeInvalidRequest, "bank name is required (1-200 characters)").WithDetails(map[string]string{"field": "name"})
 	}
 	var b Bank
-	err := db.QueryRow(ctx, `INSERT INTO banks (id, name) VALUES ($1, $2) RETURNING id, name, created_at`, id, name).
+	err := db.QueryRow(ctx, `SELECT id, name, created_at FROM register_bank($1, $2, $3)`, actor, id, name).
 		Scan(&b.ID, &b.Name, &b.CreatedAt)
 	if err != nil {
 		if CodeOf(FromDB(err)) == CodeBankExists {
@@ -276,9 +383,11 @@ func RegisterBank(ctx context.Context, db *pgxpool.Pool, id, name string) (Bank,
 	return b, nil
 }
 
-// ListBanks returns the registered banks by id.
-func ListBanks(ctx context.Context, db *pgxpool.Pool) ([]Bank, error) {
-	rows, err := db.Query(ctx, `SELECT id, name, created_at FROM banks ORDER BY id`)
+// ListBanks returns up to limit registered banks whose id sorts after `after`, by id; only bank
+// `only` when it is not "".
+func ListBanks(ctx context.Context, db DBTX, after string, limit int, only string) ([]Bank, error) {
+	rows, err := db.Query(ctx, `SELECT id, name, created_at FROM banks WHERE id > $1 AND ($3 = '' OR id = $3) ORDER BY id LIMIT $2`,
+		after, limit, only)
 	if err != nil {
 		return nil, FromDB(err)
 	}

@@ -1,8 +1,9 @@
 package outbox
 
-// Test helpers: a migrated database per test reached as the application role (like `dualledger
-// worker`), a MASTER ledger with registered banks, and simulated SCBs (the real simulator handler)
-// on loopback, each with a recording wrapper.
+// Test helpers: a migrated database per test, the Store reached as the worker's role (a plain
+// member of dualledger_worker that SETs ROLE to it, like `dualledger worker` in production), a
+// MASTER ledger with registered banks, and simulated SCBs (the real simulator handler) on
+// loopback, each with a recording wrapper.
 
 import (
 	"bytes"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
@@ -28,41 +28,34 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// appRole makes every pooled connection act as dualledger_app (migration 006), as the worker does.
-func appRole(cfg *pgxpool.Config) {
-	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "SET ROLE dualledger_app")
-		return err
-	}
-}
-
 // fixture is a MASTER ledger whose accounts <bank>-USD belong to registered banks. The bank
 // accounts may overdraw, so that settlements need no funding entries (which would add rows).
+// db.Pool is the owner's (set-up, postings, inspection); store is the worker's, as
+// dualledger_worker; owner is a Store on the owner's pool, for the operator's requeue.
 type fixture struct {
 	t     *testing.T
 	db    *pgtest.DB
 	store *Store
+	owner *Store
 }
 
 func newFixture(t *testing.T, banks ...string) *fixture {
 	t.Helper()
-	d := pgtest.NewWithConfig(t, appRole)
+	d := pgtest.New(t)
 	ctx := context.Background()
-	if _, err := ledger.CreateLedger(ctx, d.Pool, "MASTER"); err != nil {
+	if _, err := d.Pool.Exec(ctx, `INSERT INTO ledgers (id) VALUES ('MASTER')`); err != nil {
 		t.Fatal(err)
 	}
-	unlimited := "unlimited"
 	for _, b := range banks {
-		if _, err := ledger.RegisterBank(ctx, d.Pool, b, b+" central bank"); err != nil {
+		if _, err := d.Pool.Exec(ctx, `INSERT INTO banks (id, name) VALUES ($1, $1 || ' central bank')`, b); err != nil {
 			t.Fatal(err)
 		}
-		id := b
-		if _, err := ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: b + "-USD", CurrencyCode: "USD",
-			AssetType: "fiat", BankID: &id, OverdraftLimit: &unlimited}); err != nil {
+		if _, err := d.Pool.Exec(ctx, `INSERT INTO bank_accounts (ledger_id, id, bank_id, currency_code, asset_type, overdraft_limit)
+			VALUES ('MASTER', $1 || '-USD', $1, 'USD', 'fiat', NULL)`, b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return &fixture{t: t, db: d, store: NewStore(d.Pool)}
+	return &fixture{t: t, db: d, store: NewStore(d.PoolAs(t, "dualledger_worker")), owner: NewStore(d.Pool)}
 }
 
 // settle posts n settlements from one bank to another (two outbox rows each) and returns their

@@ -3,8 +3,11 @@
 // posting's transaction; the worker claims due rows with FOR UPDATE SKIP LOCKED and a lease,
 // delivers them to the SCB's API with an idempotency key, records every attempt, retries with
 // exponential backoff and full jitter, and polls SENT/ACKED rows until the SCB says FINAL.
-// The state machine itself is enforced by the database (migration 003); this package only asks
-// for legal transitions, each guarded by the lease it holds.
+// The state machine itself is enforced by the database (migration 003), and every transition is
+// a SECURITY DEFINER function of migration 010 (outbox_claim, outbox_finish, ...): the worker's
+// role, dualledger_worker, has no write privilege on any table, and the functions check the
+// lease, record each attempt and refuse FINALIZED without the SCB's FINAL answer. All of the
+// outbox's SQL is in this package.
 package outbox
 
 import (
@@ -43,7 +46,8 @@ type Row struct {
 	AttemptsBase int
 	Status       string
 	CreatedAt    time.Time
-	PollFailures int // consecutive failed polls (SENT/ACKED rows)
+	PollFailures int    // consecutive failed polls (SENT/ACKED rows)
+	ScbEntryID   string // the SCB's id of the entry, once it accepted it ("" before)
 	Entry        EntryData
 }
 
@@ -61,7 +65,10 @@ type EntryData struct {
 	TimestampUTC    time.Time
 }
 
-// Store is the SQL side of the outbox.
+// Store is the SQL side of the outbox. Every change of a row goes through the outbox_* functions
+// of migration 010 (SECURITY DEFINER): the worker's role has no write privilege on any table, and
+// the functions check the lease, refuse FINALIZED without the SCB's FINAL answer and record each
+// attempt in the same transaction.
 type Store struct {
 	db *pgxpool.Pool
 }
@@ -69,15 +76,17 @@ type Store struct {
 // NewStore returns a store on db.
 func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
 
-const rowColumns = `o.id, o.ledger_id, o.entry_seq, o.reference_id, o.scb_id, o.attempts, o.attempts_base, o.status, o.created_at,
-	o.poll_failures, e.id, e.debit_account_id, e.credit_account_id, trim_scale(e.amount)::text, e.currency_code, e.asset_type,
-	e.transaction_type, encode(e.block_hash, 'hex'), e.timestamp_utc`
-
+// scanRow reads a row of outbox_claim / outbox_claim_for_poll, whose columns are the outbox row's
+// followed by its entry's.
 func scanRow(r pgx.CollectableRow) (Row, error) {
 	var x Row
+	var scbEntryID *string
 	err := r.Scan(&x.ID, &x.LedgerID, &x.EntrySeq, &x.ReferenceID, &x.ScbID, &x.Attempts, &x.AttemptsBase, &x.Status, &x.CreatedAt,
-		&x.PollFailures, &x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
+		&x.PollFailures, &scbEntryID, &x.Entry.ID, &x.Entry.DebitAccountID, &x.Entry.CreditAccountID, &x.Entry.Amount, &x.Entry.CurrencyCode,
 		&x.Entry.AssetType, &x.Entry.TransactionType, &x.Entry.BlockHash, &x.Entry.TimestampUTC)
+	if scbEntryID != nil {
+		x.ScbEntryID = *scbEntryID
+	}
 	x.Entry.TimestampUTC = x.Entry.TimestampUTC.UTC()
 	x.Entry.Amount = ledger.FormatAmount(x.Entry.Amount, x.Entry.CurrencyCode)
 	return x, err
@@ -87,22 +96,7 @@ func scanRow(r pgx.CollectableRow) (Row, error) {
 // oldest due first. SKIP LOCKED lets any number of workers claim at once without ever claiming
 // the same row twice.
 func (s *Store) Claim(ctx context.Context, scbID, worker string, lease time.Duration, limit int) ([]Row, error) {
-	rows, err := s.db.Query(ctx, `
-		WITH due AS (
-			SELECT id FROM dual_ledger_outbox
-			 WHERE status = 'QUEUED' AND scb_id = $1 AND next_attempt_at <= now()
-			 ORDER BY next_attempt_at, id
-			 LIMIT $4
-			   FOR UPDATE SKIP LOCKED),
-		claimed AS (
-			UPDATE dual_ledger_outbox o
-			   SET status = 'PROCESSING', locked_by = $2, lease_expires_at = now() + $3::interval,
-			       attempts = o.attempts + 1, last_attempt_at = now()
-			  FROM due WHERE o.id = due.id
-			RETURNING o.*)
-		SELECT `+rowColumns+`
-		  FROM claimed o JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
-		 ORDER BY o.id`, scbID, worker, lease, limit)
+	rows, err := s.db.Query(ctx, `SELECT * FROM outbox_claim($1, $2, $3, $4)`, scbID, worker, lease, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim outbox rows of %s: %w", scbID, err)
 	}
@@ -115,12 +109,12 @@ func (s *Store) Claim(ctx context.Context, scbID, worker string, lease time.Dura
 
 // Result is the outcome of one delivery or poll, to be recorded.
 type Result struct {
-	Kind       string    // deliver, poll, callback
-	Started    time.Time // when the attempt began (only time.Since(Started) is recorded: see insertAttempt)
+	Kind       string    // poll or callback (Advance); Finish records a delivery ("deliver") whatever it says
+	Started    time.Time // when the attempt began (only time.Since(Started) is recorded, on the database's clock)
 	NewStatus  string    // Queued (retry), Sent, Acked, Finalized, Failed; "" = unchanged (poll)
 	StatusCode int       // HTTP status, 0 for network errors
 	ScbEntryID string
-	ScbStatus  string
+	ScbStatus  string // the SCB's answer: ACCEPTED for Sent, POSTED for Acked, FINAL (with ScbEntryID) for Finalized
 	Outcome    string // short machine-readable outcome: accepted, posted, final, retry, failed, ...
 	Error      string // why, for retries and failures
 	// Delay is how long a row going back to QUEUED waits before its next attempt, counted on
@@ -133,71 +127,37 @@ type Result struct {
 var ErrLeaseLost = errors.New("lease lost: the row was reclaimed")
 
 // Finish records the outcome of a delivery of a row this worker holds (PROCESSING, locked_by
-// worker) and the attempt, in one transaction.
+// worker, claim number row.Attempts) and the attempt, in one transaction (outbox_finish). The
+// lease is this worker's claim number: a result that comes back after the lease expired and the
+// row was claimed again (even by this same worker) changes nothing, is recorded as 'lease_lost'
+// and returns ErrLeaseLost. The database refuses (DL111) a status the SCB's answer does not
+// support: FINALIZED needs ScbStatus FINAL and the SCB's ScbEntryID.
 func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) error {
-	lost := false
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		// The lease is this worker's claim number `attempts`: a result that comes back after the
-		// lease expired and the row was claimed again (even by this same worker) changes nothing.
-		tag, err := tx.Exec(ctx, `
-			UPDATE dual_ledger_outbox
-			   SET status = $3, locked_by = NULL, lease_expires_at = NULL,
-			       last_status_code = nullif($4, 0), last_error = nullif($5, ''),
-			       next_attempt_at = CASE WHEN $3 = 'QUEUED' THEN now() + $6::interval ELSE next_attempt_at END,
-			       scb_entry_id = coalesce(nullif($7, ''), scb_entry_id),
-			       scb_status = coalesce(nullif($8, ''), scb_status),
-			       sent_at = CASE WHEN $3 IN ('SENT', 'ACKED', 'FINALIZED') THEN coalesce(sent_at, now()) ELSE sent_at END,
-			       acked_at = CASE WHEN $3 IN ('ACKED', 'FINALIZED') THEN coalesce(acked_at, now()) ELSE acked_at END,
-			       finalized_at = CASE WHEN $3 = 'FINALIZED' THEN now() ELSE finalized_at END,
-			       failed_at = CASE WHEN $3 = 'FAILED' THEN now() ELSE failed_at END,
-			       failure_reason = CASE WHEN $3 = 'FAILED' THEN $5 ELSE failure_reason END,
-			       next_poll_at = CASE WHEN $3 IN ('SENT', 'ACKED') THEN now() ELSE next_poll_at END
-			 WHERE id = $1 AND status = 'PROCESSING' AND locked_by = $2 AND attempts = $9`,
-			row.ID, worker, r.NewStatus, r.StatusCode, r.Error, r.Delay, r.ScbEntryID, r.ScbStatus, row.Attempts)
-		if err != nil {
-			return fmt.Errorf("finish outbox row %d: %w", row.ID, err)
-		}
-		outcome := r.Outcome
-		if tag.RowsAffected() == 0 {
-			lost = true
-			outcome = "lease_lost"
-		}
-		// The attempt is recorded either way: a lost lease is part of the row's history.
-		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, sinceOrZero(r.Started), r.StatusCode, outcome, r.Error)
-	})
+	var held bool
+	err := s.db.QueryRow(ctx, `SELECT outbox_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		row.ID, worker, row.Attempts, r.NewStatus, r.StatusCode, r.Error, max(r.Delay, 0), r.ScbEntryID, r.ScbStatus, r.Outcome,
+		sinceOrZero(r.Started)).Scan(&held)
 	if err != nil {
-		return err
+		return fmt.Errorf("finish outbox row %d: %w", row.ID, err)
 	}
-	if lost {
+	if !held {
 		return ErrLeaseLost
 	}
 	return nil
 }
 
-// insertAttempt records an attempt that took `took` (measured by the caller on its monotonic
-// clock) and ends now. Both timestamps are the database's (started_at = now() - took), so an
-// attempt's duration never mixes a worker's clock with the database's.
-func insertAttempt(ctx context.Context, tx pgx.Tx, id int64, attempt int, worker, kind string, took time.Duration, code int, outcome, errText string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO dual_ledger_outbox_attempts
-		(outbox_id, attempt, worker_id, kind, started_at, status_code, outcome, error)
-		VALUES ($1, $2, $3, $4, now() - $5::interval, nullif($6, 0), $7, nullif($8, ''))`,
-		id, attempt, worker, kind, max(took, 0), code, outcome, errText)
-	if err != nil {
-		return fmt.Errorf("record attempt of outbox row %d: %w", id, err)
-	}
-	return nil
-}
-
-// sinceOrZero is how long ago t was (0 for the zero time).
+// sinceOrZero is how long ago t was (0 for the zero time), measured on this process's monotonic
+// clock; the functions record started_at = now() - it, so an attempt's duration never mixes a
+// worker's clock with the database's.
 func sinceOrZero(t time.Time) time.Duration {
 	if t.IsZero() {
 		return 0
 	}
-	return time.Since(t)
+	return max(time.Since(t), 0)
 }
 
 // Release returns rows this worker holds (claim numbers as in rows) to QUEUED, due now, and
-// records the interrupted attempt (graceful shutdown).
+// records the interrupted attempts (graceful shutdown).
 func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, error) {
 	if len(rows) == 0 {
 		return 0, nil
@@ -208,38 +168,7 @@ func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, 
 		ids[i], attempts[i] = r.ID, int32(r.Attempts)
 	}
 	var n int64
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		res, err := tx.Query(ctx, `UPDATE dual_ledger_outbox o
-			   SET status = 'QUEUED', locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
-			       last_error = 'released by worker ' || $1 || ' on shutdown'
-			  FROM unnest($2::bigint[], $3::int[]) AS h(id, attempts)
-			 WHERE o.id = h.id AND o.attempts = h.attempts AND o.status = 'PROCESSING' AND o.locked_by = $1
-			RETURNING o.id, o.attempts, now() - coalesce(o.last_attempt_at, now())`, worker, ids, attempts)
-		if err != nil {
-			return err
-		}
-		type rel struct {
-			id       int64
-			attempts int
-			took     time.Duration
-		}
-		list, err := pgx.CollectRows(res, func(r pgx.CollectableRow) (rel, error) {
-			var x rel
-			return x, r.Scan(&x.id, &x.attempts, &x.took)
-		})
-		if err != nil {
-			return err
-		}
-		for _, x := range list {
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "deliver", x.took, 0, "released",
-				"interrupted by the worker's shutdown; returned to QUEUED"); err != nil {
-				return err
-			}
-		}
-		n = int64(len(list))
-		return nil
-	})
-	if err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT outbox_release($1, $2, $3)`, worker, ids, attempts).Scan(&n); err != nil {
 		return 0, fmt.Errorf("release outbox rows: %w", err)
 	}
 	return n, nil
@@ -251,56 +180,7 @@ func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, 
 // kills or hangs every worker that takes it must not do so forever.
 func (s *Store) ReapExpiredLeases(ctx context.Context, worker string, maxAttempts int) (int64, error) {
 	var n int64
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			WITH expired AS (
-				SELECT id, locked_by, attempts, attempts - attempts_base AS budget, attempts - attempts_base >= $1::int AS spent FROM dual_ledger_outbox
-				 WHERE status = 'PROCESSING' AND lease_expires_at < now()
-				   FOR UPDATE SKIP LOCKED),
-			reaped AS (
-				SELECT id, locked_by, attempts, spent,
-				       CASE WHEN spent
-				            THEN 'gave up after ' || budget || ' attempts; last: the lease of worker ' || locked_by
-				                 || ' expired (the worker died or hung while delivering)'
-				            ELSE 'lease of worker ' || locked_by || ' expired; returned to QUEUED' END AS why
-				  FROM expired)
-			UPDATE dual_ledger_outbox o
-			   SET status = CASE WHEN reaped.spent THEN 'FAILED' ELSE 'QUEUED' END,
-			       locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
-			       last_error = reaped.why,
-			       failed_at = CASE WHEN reaped.spent THEN now() ELSE o.failed_at END,
-			       failure_reason = CASE WHEN reaped.spent THEN reaped.why ELSE o.failure_reason END
-			  FROM reaped WHERE o.id = reaped.id
-			RETURNING o.id, o.attempts, reaped.spent, reaped.why`, maxAttempts)
-		if err != nil {
-			return err
-		}
-		type reaped struct {
-			id       int64
-			attempts int
-			spent    bool
-			why      string
-		}
-		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (reaped, error) {
-			var x reaped
-			return x, r.Scan(&x.id, &x.attempts, &x.spent, &x.why)
-		})
-		if err != nil {
-			return err
-		}
-		for _, x := range list {
-			outcome := "lease_expired"
-			if x.spent {
-				outcome = "exhausted"
-			}
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, worker, "lease_expired", 0, 0, outcome, x.why); err != nil {
-				return err
-			}
-		}
-		n = int64(len(list))
-		return nil
-	})
-	if err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT outbox_reap($1, $2)`, worker, maxAttempts).Scan(&n); err != nil {
 		return 0, fmt.Errorf("reap expired leases: %w", err)
 	}
 	return n, nil
@@ -310,20 +190,7 @@ func (s *Store) ReapExpiredLeases(ctx context.Context, worker string, maxAttempt
 // their next poll to now+every (so that concurrent workers poll different rows, and each row at
 // most every `every`).
 func (s *Store) ClaimForPoll(ctx context.Context, scbID string, every time.Duration, limit int) ([]Row, error) {
-	rows, err := s.db.Query(ctx, `
-		WITH due AS (
-			SELECT id FROM dual_ledger_outbox
-			 WHERE status IN ('SENT', 'ACKED') AND scb_id = $1 AND next_poll_at <= now()
-			 ORDER BY next_poll_at, id
-			 LIMIT $3
-			   FOR UPDATE SKIP LOCKED),
-		polled AS (
-			UPDATE dual_ledger_outbox o SET last_polled_at = now(), next_poll_at = now() + $2::interval
-			  FROM due WHERE o.id = due.id
-			RETURNING o.*)
-		SELECT `+rowColumns+`
-		  FROM polled o JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
-		 ORDER BY o.id`, scbID, every, limit)
+	rows, err := s.db.Query(ctx, `SELECT * FROM outbox_claim_for_poll($1, $2, $3)`, scbID, every, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
 	}
@@ -335,54 +202,44 @@ func (s *Store) ClaimForPoll(ctx context.Context, scbID string, every time.Durat
 }
 
 // Advance moves a SENT/ACKED row forward after a poll or a callback (SENT -> ACKED | FINALIZED,
-// ACKED -> FINALIZED). It reports whether the row changed; an older or equal status is a no-op.
+// ACKED -> FINALIZED) and records the attempt. It reports whether the row changed; an older or
+// equal status is a no-op. FINALIZED needs ScbStatus FINAL and the SCB's ScbEntryID, and an
+// ScbEntryID other than the one the SCB gave when it accepted the entry is refused (DL111).
 func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (bool, error) {
-	changed := false
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `
-			UPDATE dual_ledger_outbox
-			   SET status = $2,
-			       scb_entry_id = coalesce(nullif($3, ''), scb_entry_id),
-			       scb_status = coalesce(nullif($4, ''), scb_status),
-			       acked_at = coalesce(acked_at, now()),
-			       finalized_at = CASE WHEN $2 = 'FINALIZED' THEN now() ELSE finalized_at END,
-			       poll_failures = 0
-			 WHERE id = $1 AND (status = 'SENT' AND $2 IN ('ACKED', 'FINALIZED') OR status = 'ACKED' AND $2 = 'FINALIZED')`,
-			row.ID, r.NewStatus, r.ScbEntryID, r.ScbStatus)
-		if err != nil {
-			return fmt.Errorf("advance outbox row %d: %w", row.ID, err)
-		}
-		changed = tag.RowsAffected() == 1
-		if !changed {
-			return nil
-		}
-		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, r.Kind, sinceOrZero(r.Started), r.StatusCode, r.Outcome, r.Error)
-	})
-	return changed, err
+	kind := r.Kind
+	if kind == "" {
+		kind = "poll"
+	}
+	var changed bool
+	err := s.db.QueryRow(ctx, `SELECT outbox_advance($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		row.ID, worker, r.NewStatus, r.StatusCode, r.ScbEntryID, r.ScbStatus, kind, r.Outcome, sinceOrZero(r.Started)).Scan(&changed)
+	if err != nil {
+		return false, fmt.Errorf("advance outbox row %d: %w", row.ID, err)
+	}
+	return changed, nil
 }
 
 // RecordPollError notes a failed poll on the row (the row stays SENT/ACKED) and when to ask
 // again: r.Delay from now on the database's clock (the caller's backoff, at least the SCB's
-// Retry-After).
+// Retry-After). The attempt is recorded.
 func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result) error {
-	return pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE dual_ledger_outbox
-			   SET last_error = $2, last_status_code = nullif($3, 0), poll_failures = poll_failures + 1,
-			       next_poll_at = greatest(next_poll_at, now() + $4::interval)
-			 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID, r.Error, r.StatusCode, r.Delay); err != nil {
-			return fmt.Errorf("record poll error of outbox row %d: %w", row.ID, err)
-		}
-		return insertAttempt(ctx, tx, row.ID, row.Attempts, worker, "poll", sinceOrZero(r.Started), r.StatusCode, r.Outcome, r.Error)
-	})
+	var changed bool
+	if err := s.db.QueryRow(ctx, `SELECT outbox_record_poll_error($1, $2, $3, $4, $5, $6, $7)`,
+		row.ID, worker, r.StatusCode, r.Error, max(r.Delay, 0), r.Outcome, sinceOrZero(r.Started)).Scan(&changed); err != nil {
+		return fmt.Errorf("record poll error of outbox row %d: %w", row.ID, err)
+	}
+	return nil
 }
 
-// PollSucceeded resets the row's poll backoff after an answer that changed nothing.
-func (s *Store) PollSucceeded(ctx context.Context, row Row) error {
+// PollSucceeded resets the row's poll backoff after an answer that changed nothing, and records
+// that answer when it ends a run of failed polls (nothing is written when there were none).
+func (s *Store) PollSucceeded(ctx context.Context, row Row, worker string, r Result) error {
 	if row.PollFailures == 0 {
 		return nil
 	}
-	_, err := s.db.Exec(ctx, `UPDATE dual_ledger_outbox SET poll_failures = 0 WHERE id = $1 AND status IN ('SENT', 'ACKED')`, row.ID)
-	if err != nil {
+	var reset bool
+	if err := s.db.QueryRow(ctx, `SELECT outbox_poll_succeeded($1, $2, $3, $4, $5)`,
+		row.ID, worker, r.StatusCode, r.ScbStatus, sinceOrZero(r.Started)).Scan(&reset); err != nil {
 		return fmt.Errorf("reset poll backoff of outbox row %d: %w", row.ID, err)
 	}
 	return nil
@@ -417,49 +274,38 @@ func (s *Store) CountFailedConflicts(ctx context.Context, scbID string) (int64, 
 	return n, nil
 }
 
-// Requeue moves FAILED rows back to QUEUED (operator action) with a fresh attempt budget, and
-// records it. Select by id, or all FAILED rows (optionally of one SCB). With allFailed, rows that
-// failed on a 409 (the SCB holds another body under our idempotency key) are left alone unless
-// includeConflicts: requeueing them cannot help, they need an investigation
-// (docs/runbooks/stuck-outbox.md); by id they are requeued.
+// RequeueRequest is an operator's requeue: which FAILED rows, who asks and why.
+type RequeueRequest struct {
+	Actor            string // who asks: cli:<user>, key:<api key id>, system:<what>
+	ID               int64  // one row; 0 with AllFailed
+	AllFailed        bool   // every FAILED row (of ScbID if set)
+	ScbID            string // with AllFailed: only this SCB's rows
+	IncludeConflicts bool   // with AllFailed: also rows that failed on 409
+	Reason           string // recorded in the operator log (optional)
+}
+
+// Requeue is RequeueRows without a reason.
 func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFailed bool, scbID string, includeConflicts bool) (int64, error) {
-	if id == 0 && !allFailed {
+	return s.RequeueRows(ctx, RequeueRequest{Actor: operator, ID: id, AllFailed: allFailed, ScbID: scbID, IncludeConflicts: includeConflicts})
+}
+
+// RequeueRows moves FAILED rows back to QUEUED (operator action) with a fresh attempt budget,
+// records an attempt 'requeue' by the actor on each and the act in the operator log, in one
+// transaction (outbox_requeue, which only the schema owner may call: the CLI, not a service).
+// Select by id, or all FAILED rows (optionally of one SCB). With AllFailed, rows that failed on a
+// 409 (the SCB holds another body under our idempotency key) are left alone unless
+// IncludeConflicts: requeueing them cannot help, they need an investigation
+// (docs/runbooks/stuck-outbox.md); by id they are requeued.
+func (s *Store) RequeueRows(ctx context.Context, q RequeueRequest) (int64, error) {
+	if (q.ID == 0) != q.AllFailed {
 		return 0, errors.New("requeue needs an id or all failed rows")
 	}
+	if q.ScbID != "" && !q.AllFailed {
+		return 0, errors.New("requeue: an SCB selects among all failed rows, not with an id")
+	}
 	var n int64
-	err := pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `
-			UPDATE dual_ledger_outbox
-			   SET status = 'QUEUED', next_attempt_at = now(), attempts_base = attempts,
-			       requeue_count = requeue_count + 1, failure_reason = NULL
-			 WHERE status = 'FAILED'
-			   AND ($1 = 0 OR id = $1)
-			   AND ($2 = '' OR scb_id = $2)
-			   AND ($1 <> 0 OR $3 OR last_status_code IS DISTINCT FROM 409)
-			RETURNING id, attempts`, id, scbID, includeConflicts)
-		if err != nil {
-			return err
-		}
-		type rq struct {
-			id       int64
-			attempts int
-		}
-		list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (rq, error) {
-			var x rq
-			return x, r.Scan(&x.id, &x.attempts)
-		})
-		if err != nil {
-			return err
-		}
-		for _, x := range list {
-			if err := insertAttempt(ctx, tx, x.id, x.attempts, operator, "requeue", 0, 0, "requeued", ""); err != nil {
-				return err
-			}
-		}
-		n = int64(len(list))
-		return nil
-	})
-	if err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT outbox_requeue($1, $2, $3, $4, $5)`,
+		q.Actor, q.ID, q.ScbID, q.IncludeConflicts, q.Reason).Scan(&n); err != nil {
 		return 0, fmt.Errorf("requeue: %w", err)
 	}
 	return n, nil

@@ -24,7 +24,9 @@ func TestLeaseExpiry(t *testing.T) {
 	f.settle(3, "lease", "SCB-1", "SCB-2")
 	ctx := context.Background()
 
-	claimed, err := f.store.Claim(ctx, "SCB-1", "dead-worker", 50*time.Millisecond, 10)
+	claimStart := time.Now()
+	// The lease is long enough that the checks below run before it expires on a loaded machine.
+	claimed, err := f.store.Claim(ctx, "SCB-1", "dead-worker", 750*time.Millisecond, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +46,20 @@ func TestLeaseExpiry(t *testing.T) {
 		t.Fatalf("reap before expiry: %d, %v", n, err)
 	}
 
-	time.Sleep(100 * time.Millisecond)
-	n, err := f.store.ReapExpiredLeases(ctx, "reaper", 10)
-	if err != nil || n != 3 {
-		t.Fatalf("reap: %d, %v; want 3", n, err)
+	// The lease runs on the database's clock from the claim's transaction: wait until the reaper
+	// takes all three (it must take them together, they share one lease), boundedly.
+	time.Sleep(time.Until(claimStart.Add(750 * time.Millisecond)))
+	var n int64
+	for deadline := time.Now().Add(10 * time.Second); n == 0; time.Sleep(20 * time.Millisecond) {
+		if n, err = f.store.ReapExpiredLeases(ctx, "reaper", 10); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the expired leases were not reaped within 10s")
+		}
+	}
+	if n != 3 {
+		t.Fatalf("reap: %d; want 3", n)
 	}
 	before := f.rows("SCB-1")
 	for _, r := range before {
@@ -129,7 +141,7 @@ func TestReaperSpendsTheBudget(t *testing.T) {
 		t.Errorf("attempts %v, want %v", got, want)
 	}
 	// An operator requeues it: a fresh budget, so the next death queues it again.
-	if n, err := f.store.Requeue(ctx, "op", r.ID, false, "", false); err != nil || n != 1 {
+	if n, err := f.owner.Requeue(ctx, "cli:op", r.ID, false, "", false); err != nil || n != 1 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	die("w4")
@@ -203,7 +215,9 @@ func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
 }
 
 // TestIllegalTransitionsRefused: the database refuses every status change outside DESIGN §4,
-// whoever sends it (here the application role the worker uses).
+// whoever sends it: here the owner, who has the privilege to UPDATE the table (the trigger
+// refuses with DL110), and the worker's role, which has none (42501) and moves rows only through
+// the outbox functions.
 func TestIllegalTransitionsRefused(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, "SCB-1", "SCB-2")
@@ -220,6 +234,10 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != "DL110" {
 			t.Errorf("%s: %v, want DL110", sql, err)
 		}
+		_, err = f.store.db.Exec(ctx, sql, id)
+		if !errors.As(err, &pe) || pe.Code != "42501" {
+			t.Errorf("%s as the worker's role: %v, want 42501 (no UPDATE privilege)", sql, err)
+		}
 	}
 	for _, to := range []string{Sent, Acked, Finalized} {
 		refused(`UPDATE dual_ledger_outbox SET status = '` + to + `' WHERE id = $1`) // QUEUED -> ...
@@ -228,7 +246,8 @@ func TestIllegalTransitionsRefused(t *testing.T) {
 	if _, err := f.db.Pool.Exec(ctx, `UPDATE dual_ledger_outbox SET status = 'PROCESSING', locked_by = 'w', lease_expires_at = now() + interval '1 minute', attempts = 1 WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.db.Pool.Exec(ctx, `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL WHERE id = $1`, id); err != nil {
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL,
+		scb_entry_id = 'SCB-1-1', scb_status = 'FINAL' WHERE id = $1`, id); err != nil {
 		t.Fatal(err)
 	}
 	for _, to := range []string{Queued, Processing, Sent, Acked} {
@@ -261,7 +280,8 @@ func TestStatusReport(t *testing.T) {
 			case Failed:
 				sql = `UPDATE dual_ledger_outbox SET status = 'FAILED', locked_by = NULL, lease_expires_at = NULL, failure_reason = 'x', failed_at = now() WHERE id = $1`
 			case Finalized:
-				sql = `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL, finalized_at = created_at + interval '2 seconds' WHERE id = $1`
+				sql = `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL, finalized_at = created_at + interval '2 seconds',
+					scb_entry_id = 'scb-' || id, scb_status = 'FINAL' WHERE id = $1`
 			default:
 				sql = `UPDATE dual_ledger_outbox SET status = '` + st + `', locked_by = NULL, lease_expires_at = NULL, next_poll_at = now() WHERE id = $1`
 			}
@@ -348,7 +368,7 @@ func TestAdvanceNeverGoesBack(t *testing.T) {
 			t.Errorf("advance ACKED -> %s: changed %v, %v", st, changed, err)
 		}
 	}
-	if changed, err := f.store.Advance(ctx, rows[0], "w", Result{Kind: "poll", Started: time.Now(), NewStatus: Finalized, ScbStatus: "FINAL", Outcome: "final"}); err != nil || !changed {
+	if changed, err := f.store.Advance(ctx, rows[0], "w", Result{Kind: "poll", Started: time.Now(), NewStatus: Finalized, ScbEntryID: "SCB-1-1", ScbStatus: "FINAL", Outcome: "final"}); err != nil || !changed {
 		t.Fatalf("advance ACKED -> FINALIZED: %v %v", changed, err)
 	}
 	if changed, err := f.store.Advance(ctx, rows[0], "w", Result{Kind: "poll", Started: time.Now(), NewStatus: Finalized, Outcome: "final"}); err != nil || changed {
@@ -376,10 +396,10 @@ func TestRequeueAllSkipsConflicts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := f.store.Requeue(ctx, "op", 0, true, "", false); err != nil || n != 1 {
+	if n, err := f.owner.Requeue(ctx, "cli:op", 0, true, "", false); err != nil || n != 1 {
 		t.Fatalf("requeue all: %d %v, want only the 401 row", n, err)
 	}
-	if n, err := f.store.Requeue(ctx, "op", 0, true, "", true); err != nil || n != 1 {
+	if n, err := f.owner.Requeue(ctx, "cli:op", 0, true, "", true); err != nil || n != 1 {
 		t.Fatalf("requeue all including conflicts: %d %v, want the 409 row", n, err)
 	}
 	if got := f.count(Queued, "SCB-1"); got != 2 {

@@ -299,6 +299,12 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 	res := Result{Kind: "deliver", Started: start}
 	var de *scb.DeliveryError
 	switch {
+	case err == nil && resp.Status == scb.StatusFinal && resp.SCBEntryID == "":
+		// FINAL is recorded only with the SCB's id of the entry (the database refuses it
+		// otherwise): an answer without one cannot be trusted as final, and is asked again
+		// like any 2xx we cannot use (the idempotency key makes that safe).
+		res.StatusCode = resp.StatusCode
+		w.retry(&res, r, fmt.Sprintf("%d from %s: FINAL without scb_entry_id", resp.StatusCode, r.ScbID), resp.RetryAfter)
 	case err == nil:
 		res.StatusCode, res.ScbEntryID, res.ScbStatus = resp.StatusCode, resp.SCBEntryID, resp.Status
 		switch resp.Status {
@@ -307,7 +313,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 		case scb.StatusPosted:
 			res.NewStatus, res.Outcome = Acked, "posted"
 		default:
-			res.NewStatus, res.Outcome = Sent, "accepted"
+			res.NewStatus, res.Outcome, res.ScbStatus = Sent, "accepted", scb.StatusAccepted
 		}
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 		// Shutdown cut the request: the row goes back to QUEUED (Run releases it).
@@ -321,7 +327,7 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 	default:
 		// Not an answer from the SCB (a transport error the client did not classify): retried
 		// like a retryable one, within the same budget.
-		w.retry(&res, r, err.Error(), 0)
+		w.retry(&res, r, scb.Reason(err), 0)
 	}
 	w.cfg.Metrics.attempt(r.ScbID, "deliver", res.Outcome, res.StatusCode, took)
 
@@ -381,7 +387,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 			return
 		}
 		var de *scb.DeliveryError
-		res.Outcome, res.Error = "poll_error", err.Error()
+		res.Outcome, res.Error = "poll_error", scb.Reason(err)
 		if !errors.As(err, &de) {
 			de = nil
 		}
@@ -412,6 +418,19 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		return
 	}
 	res.StatusCode, res.ScbEntryID, res.ScbStatus = resp.StatusCode, resp.SCBEntryID, resp.Status
+	// An answer the database would refuse is a failed poll, recorded as such, so that the row
+	// backs off and the attempts log shows what the SCB said.
+	switch {
+	case resp.Status == scb.StatusFinal && resp.SCBEntryID == "":
+		w.pollAnswerRefused(ctx, log, r, res, took, "poll_error", fmt.Sprintf("%d from %s: FINAL without scb_entry_id", resp.StatusCode, r.ScbID))
+		return
+	case resp.SCBEntryID != "" && r.ScbEntryID != "" && resp.SCBEntryID != r.ScbEntryID:
+		log.Error("outbox: the SCB names another entry than the one it accepted", "scb", r.ScbID, "row", r.ID,
+			"reference_id", r.ReferenceID, "accepted_as", r.ScbEntryID, "now", resp.SCBEntryID)
+		w.pollAnswerRefused(ctx, log, r, res, took, "scb_entry_id_mismatch",
+			fmt.Sprintf("%d from %s: %s %s, but it accepted the entry as %s", resp.StatusCode, r.ScbID, resp.Status, resp.SCBEntryID, r.ScbEntryID))
+		return
+	}
 	switch resp.Status {
 	case scb.StatusFinal:
 		res.NewStatus, res.Outcome = Finalized, "final"
@@ -421,7 +440,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		w.cfg.Metrics.attempt(r.ScbID, "poll", "unchanged", res.StatusCode, took)
 		fctx, cancel := w.recordContext(ctx)
 		defer cancel()
-		if err := w.store.PollSucceeded(fctx, r); err != nil {
+		if err := w.store.PollSucceeded(fctx, r, w.cfg.WorkerID, res); err != nil {
 			log.Error("outbox: record poll result", "row", r.ID, "err", err)
 		}
 		return
@@ -434,8 +453,27 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		log.Error("outbox: record poll result", "row", r.ID, "err", err)
 		return
 	}
-	if changed && res.NewStatus == Finalized {
+	switch {
+	case changed && res.NewStatus == Finalized:
 		w.cfg.Metrics.finalized(r.ScbID, time.Since(r.CreatedAt))
+	case !changed:
+		// POSTED again for an ACKED row: no news, but an answer all the same.
+		if err := w.store.PollSucceeded(fctx, r, w.cfg.WorkerID, res); err != nil {
+			log.Error("outbox: record poll result", "row", r.ID, "err", err)
+		}
+	}
+}
+
+// pollAnswerRefused records a poll answer that cannot be applied as a failed poll (with backoff).
+func (w *Worker) pollAnswerRefused(ctx context.Context, log *slog.Logger, r Row, res Result, took time.Duration, outcome, why string) {
+	res.Outcome, res.Error = outcome, why
+	res.NewStatus, res.ScbEntryID, res.ScbStatus = "", "", ""
+	w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
+	res.Delay = max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, 0))
+	fctx, cancel := w.recordContext(ctx)
+	defer cancel()
+	if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
+		log.Error("outbox: record poll error", "row", r.ID, "err", err)
 	}
 }
 

@@ -185,7 +185,7 @@ func TestRetryExhaustedThenRequeue(t *testing.T) {
 	}
 
 	// Requeue while the SCB still fails: three more attempts, then FAILED again.
-	n, err := f.store.Requeue(context.Background(), "operator-1", r.ID, false, "", false)
+	n, err := f.owner.Requeue(context.Background(), "cli:operator-1", r.ID, false, "", false)
 	if err != nil || n != 1 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
@@ -202,8 +202,8 @@ func TestRetryExhaustedThenRequeue(t *testing.T) {
 		"deliver/retry", "deliver/retry", "deliver/exhausted"}; !slices.Equal(got, want) {
 		t.Fatalf("attempts %v, want %v", got, want)
 	}
-	if as[3].Worker != "operator-1" || as[3].Attempt != 3 {
-		t.Errorf("requeue recorded as %+v, want by operator-1 after attempt 3", as[3])
+	if as[3].Worker != "cli:operator-1" || as[3].Attempt != 3 {
+		t.Errorf("requeue recorded as %+v, want by cli:operator-1 after attempt 3", as[3])
 	}
 
 	// The SCB recovers; requeue all FAILED rows of SCB-1: delivered, once.
@@ -211,7 +211,7 @@ func TestRetryExhaustedThenRequeue(t *testing.T) {
 	if _, err := s1.srv.SetFaults(sim.FaultsUpdate{ErrorRate: &zero}); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := f.store.Requeue(context.Background(), "operator-1", 0, true, "SCB-1", false); err != nil || n != 1 {
+	if n, err := f.owner.Requeue(context.Background(), "cli:operator-1", 0, true, "SCB-1", false); err != nil || n != 1 {
 		t.Fatalf("requeue --all-failed --scb SCB-1: %d %v", n, err)
 	}
 	waitFor(t, "delivered after the requeue", 10*time.Second, func() bool { return f.count(Finalized, "") == 2 })
@@ -222,10 +222,10 @@ func TestRetryExhaustedThenRequeue(t *testing.T) {
 	if st := s1.srv.Stats(false); st.Posts != 1 || st.Requests != 7 {
 		t.Errorf("SCB-1: %d posts from %d requests, want 1 from 7", st.Posts, st.Requests)
 	}
-	if _, err := f.store.Requeue(context.Background(), "op", 0, false, "", false); err == nil {
+	if _, err := f.owner.Requeue(context.Background(), "cli:op", 0, false, "", false); err == nil {
 		t.Error("requeue without an id or --all-failed: want an error")
 	}
-	if n, err := f.store.Requeue(context.Background(), "op", r.ID, false, "", false); err != nil || n != 0 {
+	if n, err := f.owner.Requeue(context.Background(), "cli:op", r.ID, false, "", false); err != nil || n != 0 {
 		t.Errorf("requeue of a FINALIZED row: %d rows, %v; want 0 (only FAILED rows are requeued)", n, err)
 	}
 }
@@ -391,7 +391,7 @@ func TestBodyIdenticalAcrossRetries(t *testing.T) {
 	cfg.MaxAttempts = 3
 	f.startWorker(cfg, newResolver(map[string]SCB{"SCB-1": s1.client(t, "")}).resolve)
 	waitFor(t, "both rows FAILED", 10*time.Second, func() bool { return f.count(Failed, "SCB-1") == 2 })
-	if n, err := f.store.Requeue(context.Background(), "op", 0, true, "", false); err != nil || n != 2 {
+	if n, err := f.owner.Requeue(context.Background(), "cli:op", 0, true, "", false); err != nil || n != 2 {
 		t.Fatalf("requeue: %d %v", n, err)
 	}
 	waitFor(t, "both rows FINALIZED", 10*time.Second, func() bool { return f.count(Finalized, "SCB-1") == 2 })

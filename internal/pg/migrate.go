@@ -154,9 +154,11 @@ func recordChecksums(ctx context.Context, conn *pgx.Conn, migrations []Migration
 			return fmt.Errorf("record migration checksums: %w", err)
 		}
 	}
+	// The service roles check the checksums before they run (as 010 grants on the version table;
+	// 010 grants this too when the table already exists, so old and new databases end alike).
 	if _, err := conn.Exec(ctx, `DO $$ BEGIN
-		IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dualledger_app') THEN
-			GRANT SELECT ON `+ChecksumTable+` TO dualledger_app;
+		IF (SELECT count(*) FROM pg_roles WHERE rolname IN ('dualledger_api', 'dualledger_worker', 'dualledger_readonly')) = 3 THEN
+			GRANT SELECT ON `+ChecksumTable+` TO dualledger_api, dualledger_worker, dualledger_readonly;
 		END IF; END $$`); err != nil {
 		return fmt.Errorf("record migration checksums: %w", err)
 	}

@@ -39,7 +39,7 @@ func TestAuditClean(t *testing.T) {
 	want := []string{reconcile.CheckColumnNames, reconcile.CheckAccountRules, reconcile.CheckReservedWithoutHolds,
 		reconcile.CheckDuplicateReferences, reconcile.CheckEntryAccounts, reconcile.CheckBalancesMatchEntries,
 		reconcile.CheckZeroSum, reconcile.CheckGaplessSeq, reconcile.CheckLedgerHead, reconcile.CheckHashChain,
-		reconcile.CheckBalanceAfter}
+		reconcile.CheckBalanceAfter, reconcile.CheckOperatorLog}
 	if !slices.Equal(names, want) {
 		t.Fatalf("checks %v, want %v", names, want)
 	}
@@ -200,4 +200,60 @@ func check(t *testing.T, r reconcile.AuditReport, name string) reconcile.CheckRe
 	}
 	t.Fatalf("no check %s", name)
 	return reconcile.CheckResult{}
+}
+
+// TestAuditOperatorLog tampers with the operator log the ways a superuser could (a row's reason
+// changed, a row deleted, the head moved) and checks that audit names the seq.
+func TestAuditOperatorLog(t *testing.T) {
+	cases := map[string]struct {
+		stmt string
+		seq  float64
+	}{
+		"reason rewritten": {`UPDATE operator_actions SET reason = 'nothing to see' WHERE seq = 2`, 2},
+		"actor rewritten":  {`UPDATE operator_actions SET actor = 'cli:someone-else' WHERE seq = 3`, 3},
+		"row deleted":      {`DELETE FROM operator_actions WHERE seq = 2`, 3},
+		"head moved back":  {`UPDATE operator_actions_head SET seq = 1`, 1},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			d := pgtest.New(t)
+			ctx := context.Background()
+			// Three acts through the administrative functions: seq 1, 2, 3.
+			for _, q := range []string{
+				`SELECT create_ledger('cli:alice', 'L')`,
+				`SELECT register_bank('cli:alice', 'SCB-1', 'Bank one')`,
+				`SELECT create_account('cli:bob', 'L', 'a', 'USD', 'fiat', 'SCB-1', 0, false, NULL)`,
+			} {
+				if _, err := d.Pool.Exec(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{}); err != nil || !r.OK {
+				t.Fatalf("before tampering: %v\n%s", err, describe(r))
+			}
+			// The guards refuse the tamper; a superuser turns them off first.
+			if _, err := d.Pool.Exec(ctx, c.stmt); err == nil {
+				t.Fatalf("%s was allowed with the guards on", c.stmt)
+			}
+			if _, err := d.Pool.Exec(ctx, `SET session_replication_role = replica; `+c.stmt+`; SET session_replication_role = origin`); err != nil {
+				t.Fatal(err)
+			}
+			r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.OK || !slices.Equal(r.Failed(), []string{reconcile.CheckOperatorLog}) {
+				t.Fatalf("failed checks %v, want only operator_log:\n%s", r.Failed(), describe(r))
+			}
+			for _, ch := range r.Checks {
+				if ch.Name != reconcile.CheckOperatorLog {
+					continue
+				}
+				var det map[string]any
+				if err := json.Unmarshal(ch.Findings[0].Details, &det); err != nil || det["seq"] != c.seq {
+					t.Errorf("first finding %s, want seq %v", ch.Findings[0].Details, c.seq)
+				}
+			}
+		})
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -117,11 +116,11 @@ type Response struct {
 // a *DeliveryError; retrying the same e is always safe.
 func (c *Client) Post(ctx context.Context, e Entry) (Response, error) {
 	if e.LedgerID == "" || e.ReferenceID == "" {
-		return Response{}, &DeliveryError{SCB: c.cfg.ID, Op: "POST", Reason: "POST to " + c.cfg.ID + ": entry without ledger_id or reference_id: no idempotency key"}
+		return Response{}, &DeliveryError{SCB: c.cfg.ID, Op: "POST", Class: ClassClient, Reason: "POST to " + c.cfg.ID + ": entry without ledger_id or reference_id: no idempotency key"}
 	}
 	body, err := e.Body()
 	if err != nil {
-		return Response{}, &DeliveryError{SCB: c.cfg.ID, Op: "POST", Reason: "POST to " + c.cfg.ID + ": " + err.Error(), cause: err}
+		return Response{}, &DeliveryError{SCB: c.cfg.ID, Op: "POST", Class: ClassClient, Reason: "POST to " + c.cfg.ID + ": " + c.excerpt(err.Error(), 240), cause: err}
 	}
 	res, err := c.do(ctx, "POST", http.MethodPost, "/v1/entries", body, e.IdempotencyKey())
 	if err != nil {
@@ -131,13 +130,13 @@ func (c *Client) Post(ctx context.Context, e Entry) (Response, error) {
 	case http.StatusOK, http.StatusCreated, http.StatusAccepted:
 		var pr PostResult
 		if err := json.Unmarshal(res.body, &pr); err != nil && res.code != http.StatusAccepted {
-			return Response{}, c.badBody("POST", res, "unreadable body")
+			return Response{}, c.badBody("POST", res, "an unreadable body")
 		}
 		if pr.Status == "" && res.code == http.StatusAccepted {
 			pr.Status = StatusAccepted // 202 means accepted, whatever the body says or not
 		}
 		if !ValidStatus(pr.Status) {
-			return Response{}, c.badBody("POST", res, fmt.Sprintf("unknown status %q", clip(pr.Status, 40)))
+			return Response{}, c.badBody("POST", res, c.unknownStatus(pr.Status))
 		}
 		return Response{StatusCode: res.code, SCBEntryID: pr.SCBEntryID, Status: pr.Status,
 			RetryAfter: res.retryAfter, Replayed: res.header.Get("Idempotent-Replayed") == "true"}, nil
@@ -156,7 +155,7 @@ func (c *Client) Get(ctx context.Context, referenceID string) (Response, error) 
 // ledgers have referenceID).
 func (c *Client) GetInLedger(ctx context.Context, ledgerID, referenceID string) (Response, error) {
 	if referenceID == "" {
-		return Response{}, &DeliveryError{SCB: c.cfg.ID, Op: "GET", Reason: "GET to " + c.cfg.ID + ": empty reference_id"}
+		return Response{}, &DeliveryError{SCB: c.cfg.ID, Op: "GET", Class: ClassClient, Reason: "GET to " + c.cfg.ID + ": empty reference_id"}
 	}
 	path := "/v1/entries/" + url.PathEscape(referenceID)
 	if ledgerID != "" {
@@ -170,10 +169,10 @@ func (c *Client) GetInLedger(ctx context.Context, ledgerID, referenceID string) 
 	case http.StatusOK:
 		var v EntryView
 		if err := json.Unmarshal(res.body, &v); err != nil {
-			return Response{}, c.badBody("GET", res, "unreadable body")
+			return Response{}, c.badBody("GET", res, "an unreadable body")
 		}
 		if !ValidStatus(v.Status) {
-			return Response{}, c.badBody("GET", res, fmt.Sprintf("unknown status %q", clip(v.Status, 40)))
+			return Response{}, c.badBody("GET", res, c.unknownStatus(v.Status))
 		}
 		return Response{StatusCode: res.code, SCBEntryID: v.SCBEntryID, Status: v.Status, RetryAfter: res.retryAfter, Entry: &v}, nil
 	case http.StatusNotFound:
@@ -207,7 +206,7 @@ func (c *Client) List(ctx context.Context, since string, limit int) (Page, error
 	}
 	var p Page
 	if err := json.Unmarshal(res.body, &p); err != nil {
-		return Page{}, c.badBody("LIST", res, "unreadable body")
+		return Page{}, c.badBody("LIST", res, "an unreadable body")
 	}
 	return p, nil
 }
@@ -231,7 +230,7 @@ func (c *Client) do(ctx context.Context, op, method, path string, body []byte, i
 	}
 	req, err := http.NewRequestWithContext(rctx, method, c.base+path, rd)
 	if err != nil {
-		return nil, &DeliveryError{SCB: c.cfg.ID, Op: op, Reason: op + " to " + c.cfg.ID + ": cannot build the request: " + c.scrub(err.Error())}
+		return nil, &DeliveryError{SCB: c.cfg.ID, Op: op, Class: ClassClient, Reason: op + " to " + c.cfg.ID + ": cannot build the request: " + c.excerpt(err.Error(), 240)}
 	}
 	req.Header.Set("Authorization", "Bearer "+*c.key)
 	req.Header.Set("Accept", "application/json")

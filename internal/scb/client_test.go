@@ -3,14 +3,19 @@ package scb
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -124,6 +129,7 @@ func TestStatusClassification(t *testing.T) {
 		notFound  bool
 		after     time.Duration // 0 = none; -1 = about 90s (HTTP-date)
 		reason    string
+		class     string
 	}
 	cases := []struct {
 		name string
@@ -136,28 +142,28 @@ func TestStatusClassification(t *testing.T) {
 		{"200 POSTED (replay)", false, fixed(200, `{"scb_entry_id":"1","status":"POSTED"}`), want{ok: true, status: StatusPosted}},
 		{"202 no body", false, fixed(202, ``), want{ok: true, status: StatusAccepted}},
 		{"202 with status", false, fixed(202, `{"scb_entry_id":"1","status":"POSTED"}`), want{ok: true, status: StatusPosted}},
-		{"201 unknown status", false, fixed(201, `{"scb_entry_id":"1","status":"DONE"}`), want{retryable: true, reason: `unknown status "DONE"`}},
-		{"201 unparseable", false, fixed(201, `<html>ok</html>`), want{retryable: true, reason: "unreadable body"}},
-		{"204", false, fixed(204, ``), want{retryable: true, reason: "204 No Content"}},
-		{"400", false, fixed(400, `{"error":{"code":"bad_json","message":"the body is not valid JSON"}}`), want{reason: "400 Bad Request from SCB-1: the body is not valid JSON"}},
-		{"401", false, fixed(401, `{"error":{"code":"unauthorized","message":"invalid API key"}}`), want{reason: "401 Unauthorized from SCB-1: invalid API key"}},
-		{"403", false, fixed(403, `{"error":"forbidden"}`), want{reason: "403 Forbidden from SCB-1: forbidden"}},
-		{"404 on POST", false, fixed(404, `404 page not found`, "Content-Type", "text/plain"), want{reason: "404 Not Found from SCB-1: 404 page not found"}},
-		{"409", false, fixed(409, ``), want{reason: "409 Conflict from SCB-1: the SCB holds a different entry under this Idempotency-Key"}},
-		{"422", false, fixed(422, `{"message":"amount must be positive"}`), want{reason: "422 Unprocessable Entity from SCB-1: amount must be positive"}},
-		{"413", false, fixed(413, ``), want{reason: "413"}},
-		{"301", false, fixed(301, ``, "Location", "http://elsewhere/"), want{reason: "redirect to http://elsewhere/"}},
-		{"408", false, fixed(408, ``), want{retryable: true, reason: "408"}},
-		{"425", false, fixed(425, ``), want{retryable: true, reason: "425"}},
-		{"429 Retry-After seconds", false, fixed(429, ``, "Retry-After", "7"), want{retryable: true, after: 7 * time.Second, reason: "429 Too Many Requests"}},
-		{"503 Retry-After date", false, fixed(503, ``, "Retry-After", date), want{retryable: true, after: -1, reason: "503"}},
-		{"500", false, fixed(500, `{"error":{"code":"internal_error","message":"boom"}}`), want{retryable: true, reason: "500 Internal Server Error from SCB-1: boom"}},
-		{"502", false, fixed(502, ``), want{retryable: true, reason: "502"}},
-		{"504", false, fixed(504, ``), want{retryable: true, reason: "504"}},
+		{"201 unknown status", false, fixed(201, `{"scb_entry_id":"1","status":"DONE"}`), want{retryable: true, class: ClassBadAnswer, reason: `201 Created from SCB-1 with an unknown status "DONE"`}},
+		{"201 unparseable", false, fixed(201, `<html>ok</html>`), want{retryable: true, class: ClassBadAnswer, reason: "201 Created from SCB-1 with an unreadable body"}},
+		{"204", false, fixed(204, ``), want{retryable: true, class: ClassBadAnswer, reason: "204 No Content"}},
+		{"400", false, fixed(400, `{"error":{"code":"bad_json","message":"the body is not valid JSON"}}`), want{class: ClassBadRequest, reason: `400 Bad Request from SCB-1 (the SCB cannot read our request): the SCB said "the body is not valid JSON"`}},
+		{"401", false, fixed(401, `{"error":{"code":"unauthorized","message":"invalid API key"}}`), want{class: ClassAuth, reason: `401 Unauthorized from SCB-1 (the SCB refused our API key): the SCB said "invalid API key"`}},
+		{"403", false, fixed(403, `{"error":"forbidden"}`), want{class: ClassAuth, reason: `403 Forbidden from SCB-1 (the SCB refused our API key): the SCB said "forbidden"`}},
+		{"404 on POST", false, fixed(404, `404 page not found`, "Content-Type", "text/plain"), want{class: ClassNotFound, reason: `404 Not Found from SCB-1 (no such endpoint: check the SCB's API URL): the SCB said "404 page not found"`}},
+		{"409", false, fixed(409, ``), want{class: ClassConflict, reason: "409 Conflict from SCB-1 (the SCB holds a different entry under this Idempotency-Key)"}},
+		{"422", false, fixed(422, `{"message":"amount must be positive"}`), want{class: ClassInvalidEntry, reason: `422 Unprocessable Entity from SCB-1 (the SCB refused the entry): the SCB said "amount must be positive"`}},
+		{"413", false, fixed(413, ``), want{class: ClassBadRequest, reason: "413"}},
+		{"301", false, fixed(301, ``, "Location", "http://elsewhere/"), want{class: ClassRedirect, reason: "redirect to http://elsewhere/; fix the SCB's API URL"}},
+		{"408", false, fixed(408, ``), want{retryable: true, class: ClassTimeout, reason: "408"}},
+		{"425", false, fixed(425, ``), want{retryable: true, class: ClassUnavailable, reason: "425"}},
+		{"429 Retry-After seconds", false, fixed(429, ``, "Retry-After", "7"), want{retryable: true, class: ClassRateLimited, after: 7 * time.Second, reason: "429 Too Many Requests"}},
+		{"503 Retry-After date", false, fixed(503, ``, "Retry-After", date), want{retryable: true, class: ClassUnavailable, after: -1, reason: "503"}},
+		{"500", false, fixed(500, `{"error":{"code":"internal_error","message":"boom"}}`), want{retryable: true, class: ClassServerError, reason: `500 Internal Server Error from SCB-1 (the SCB failed): the SCB said "boom"`}},
+		{"502", false, fixed(502, ``), want{retryable: true, class: ClassUnavailable, reason: "502"}},
+		{"504", false, fixed(504, ``), want{retryable: true, class: ClassTimeout, reason: "504"}},
 		{"GET 200", true, fixed(200, `{"scb_entry_id":"1","reference_id":"r","status":"FINAL","amount":"1.00"}`), want{ok: true, status: StatusFinal}},
-		{"GET 404", true, fixed(404, `{"error":{"code":"not_found","message":"no entry r"}}`), want{notFound: true, reason: "404 Not Found from SCB-1: no entry r"}},
-		{"GET 200 unknown status", true, fixed(200, `{"status":"?"}`), want{retryable: true}},
-		{"GET 503", true, fixed(503, ``, "Retry-After", "3"), want{retryable: true, after: 3 * time.Second}},
+		{"GET 404", true, fixed(404, `{"error":{"code":"not_found","message":"no entry r"}}`), want{notFound: true, class: ClassNotFound, reason: `404 Not Found from SCB-1 (the SCB does not know this entry): the SCB said "no entry r"`}},
+		{"GET 200 unknown status", true, fixed(200, `{"status":"?"}`), want{retryable: true, class: ClassBadAnswer}},
+		{"GET 503", true, fixed(503, ``, "Retry-After", "3"), want{retryable: true, class: ClassUnavailable, after: 3 * time.Second}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -201,6 +207,9 @@ func TestStatusClassification(t *testing.T) {
 			}
 			if de.StatusCode == 0 {
 				t.Errorf("StatusCode not set: %+v", de)
+			}
+			if de.Class != tc.want.class {
+				t.Errorf("Class = %q, want %q", de.Class, tc.want.class)
 			}
 		})
 	}
@@ -283,12 +292,26 @@ func TestNetworkFailures(t *testing.T) {
 	}))
 	defer halfBody.Close()
 
-	cases := []struct{ name, url, reason string }{
-		{"refused", deadURL, "POST to SCB-1: connection refused"},
-		{"timeout", slow.URL, "POST to SCB-1: timeout after 200ms"},
-		{"closed", hangup.URL, "connection closed without a complete answer"},
-		{"reset", reset.URL, "connection reset"},
-		{"truncated body", halfBody.URL, "connection closed without a complete answer"},
+	// An answer that is not HTTP, quoting our key: the transport's error quotes the line.
+	garbage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		conn, buf, _ := http.NewResponseController(w).Hijack()
+		_, _ = buf.WriteString("HTTP/1.1 " + strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + " OK\r\n\r\n")
+		_ = buf.Flush()
+		conn.Close()
+	}))
+	defer garbage.Close()
+
+	cases := []struct {
+		name, url, reason, class string
+		is                       error
+	}{
+		{"refused", deadURL, "POST to SCB-1: connection refused", ClassUnavailable, syscall.ECONNREFUSED},
+		{"timeout", slow.URL, "POST to SCB-1: timeout after 200ms", ClassTimeout, context.DeadlineExceeded},
+		{"closed", hangup.URL, "connection closed without a complete answer", ClassNetwork, io.EOF},
+		{"reset", reset.URL, "connection reset", ClassNetwork, syscall.ECONNRESET},
+		{"truncated body", halfBody.URL, "connection closed without a complete answer", ClassNetwork, io.ErrUnexpectedEOF},
+		{"not HTTP", garbage.URL, `malformed HTTP status code "[redacted]"`, ClassNetwork, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -301,6 +324,18 @@ func TestNetworkFailures(t *testing.T) {
 			}
 			if !strings.Contains(de.Reason, tc.reason) {
 				t.Errorf("Reason = %q, want %q", de.Reason, tc.reason)
+			}
+			if de.Class != tc.class {
+				t.Errorf("Class = %q, want %q", de.Class, tc.class)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Errorf("errors.Is(%v, %v) = false", err, tc.is)
+			}
+			// Neither the reason nor any cause quotes what the SCB sent with our key in it.
+			for e := error(de); e != nil; e = errors.Unwrap(e) {
+				if strings.Contains(e.Error(), secret) {
+					t.Errorf("the key is in %T: %v", e, e)
+				}
 			}
 			if time.Since(start) > 3*time.Second {
 				t.Errorf("took %v: the timeout was not applied", time.Since(start))
@@ -348,9 +383,25 @@ func TestKeyNeverInErrors(t *testing.T) {
 			fmt.Fprintf(w, `{"error":{"code":"x","message":"bad key %s"}}`, r.Header.Get("Authorization"))
 		}
 	}
+	// Every form of the key the issue names, in a text body, a JSON message and a Location.
+	formsEcho := func(code int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			key := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			forms := strings.Join(keyForms(key), " | ")
+			w.Header().Set("Location", "https://x/?k="+url.QueryEscape(key)+"&b="+base64.StdEncoding.EncodeToString([]byte("Bearer "+key)))
+			if code%2 == 0 {
+				w.Header().Set("Content-Type", "text/html")
+				w.WriteHeader(code)
+				fmt.Fprintf(w, "<html><body>%s<br>%s</body></html>", html.EscapeString(key), forms)
+				return
+			}
+			w.WriteHeader(code)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "x", "message": forms}})
+		}
+	}
 	var handlers []http.HandlerFunc
-	for _, code := range []int{200, 201, 204, 301, 400, 401, 403, 404, 408, 409, 422, 429, 500, 503} {
-		handlers = append(handlers, echo(code), jsonEcho(code))
+	for _, code := range []int{200, 201, 204, 301, 302, 400, 401, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503} {
+		handlers = append(handlers, echo(code), jsonEcho(code), formsEcho(code))
 	}
 	var errs []error
 	for _, h := range handlers {
@@ -368,7 +419,7 @@ func TestKeyNeverInErrors(t *testing.T) {
 	c := newTestClient(t, "http://127.0.0.1:1", 300*time.Millisecond)
 	_, err := c.Post(context.Background(), testEntry("r"))
 	errs = append(errs, err)
-	c = newTestClient(t, "http://unresolvable.invalid", 300*time.Millisecond)
+	c = newTestClient(t, "https://unresolvable.invalid", 300*time.Millisecond)
 	_, err = c.Get(context.Background(), "r")
 	errs = append(errs, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -384,10 +435,22 @@ func TestKeyNeverInErrors(t *testing.T) {
 			continue
 		}
 		n++
-		for _, s := range []string{err.Error(), fmt.Sprintf("%v %+v %#v", err, err, err)} {
-			if strings.Contains(s, secret) || strings.Contains(s, "TOPSECRET") {
+		var de *DeliveryError
+		if !errors.As(err, &de) {
+			t.Fatalf("not a *DeliveryError: %v", err)
+		}
+		for _, s := range []string{err.Error(), fmt.Sprintf("%v %+v %#v", err, err, err), de.Reason} {
+			if strings.Contains(s, secret) || strings.Contains(strings.ToUpper(s), "TOPSECRET") {
 				t.Errorf("the key leaked: %s", s)
 			}
+			for _, f := range keyForms(secret) {
+				if containsFold(s, f) {
+					t.Errorf("the key leaked as %q: %s", f, s)
+				}
+			}
+		}
+		if strings.ContainsAny(de.Reason, "\r\n") || len(de.Reason) > 600 {
+			t.Errorf("reason is not one short line: %q", de.Reason)
 		}
 		for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
 			if strings.Contains(e.Error(), secret) {

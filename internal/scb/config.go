@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -71,10 +73,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("SCB %s: API URL is not a valid URL", c.ID)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("SCB %s: API URL must be http:// or https:// with a host", c.ID)
+		return fmt.Errorf("SCB %s: API URL must be https:// with a host (http:// only to a loopback host); check SCB_%s_API_URL or the config file's url", c.ID, EnvName(c.ID))
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("SCB %s: API URL must not carry credentials, a query or a fragment; put the key in SCB_%s_API_KEY", c.ID, EnvName(c.ID))
+	}
+	if u.Scheme == "http" && !IsLoopback(u.Hostname()) {
+		// The key travels in every request's Authorization header, and the SCB's answers decide
+		// what the ledger records as delivered: neither may cross a network in clear text.
+		return fmt.Errorf("SCB %s: API URL http://%s is not https://: plain http:// is allowed only to a loopback host "+
+			"(127.0.0.0/8, ::1, localhost), since the API key and the SCB's answers would cross the network in clear text; "+
+			"set SCB_%s_API_URL or the config file's url to https://%s", c.ID, u.Host, EnvName(c.ID), u.Host)
 	}
 	if c.APIKey == "" {
 		return fmt.Errorf("SCB %s: no API key (set SCB_%s_API_KEY or the config file's api_key)", c.ID, EnvName(c.ID))
@@ -83,6 +92,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("SCB %s: timeout must not be negative", c.ID)
 	}
 	return nil
+}
+
+// IsLoopback reports whether host (a URL's Hostname: no port, no brackets) is this machine: an
+// address in 127.0.0.0/8 or ::1 (also IPv4-mapped), or the name localhost. Other names are not
+// resolved: what a name resolves to can change after the check.
+func IsLoopback(host string) bool {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Zone() == "" && ip.Unmap().IsLoopback()
 }
 
 // EnvName is id with every character outside [A-Za-z0-9_] replaced by "_": the spelling of the

@@ -152,46 +152,67 @@ type fileConfig struct {
 // folder), or the simple format: lines of SCB_<ID>_API_URL=..., SCB_<ID>_API_KEY=...,
 // SCB_<ID>_TIMEOUT=..., with # comments and optional quotes, as in an environment file. Unknown
 // JSON fields are an error, so that a misspelt field does not silently drop a setting.
+//
+// The file, and every api_key_file, must be owned by the user this process runs as and
+// writable by no one else, in a folder no one else can write (see readProtected); a file that
+// holds a key must not be readable by every user.
 func LoadConfigFile(path string) (map[string]Config, error) {
-	data, err := os.ReadFile(path)
+	const what = "SCB config file"
+	data, fi, err := readProtected(path, what)
 	if err != nil {
-		return nil, fmt.Errorf("SCB config file: %w", err)
+		return nil, err
 	}
 	var out map[string]Config
+	var holdsKey bool
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
-		out, err = parseJSONConfig(data, path)
+		out, holdsKey, err = parseJSONConfig(data, path)
 	} else {
 		out, err = parseSimpleConfig(data)
+		for _, c := range out {
+			holdsKey = holdsKey || c.APIKey != ""
+		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("SCB config file %s: %w", path, err)
+		return nil, fmt.Errorf("%s %s: %w", what, path, err)
+	}
+	if holdsKey {
+		if err := checkKeyReadable(path, what, fi, os.Geteuid()); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
 
-func parseJSONConfig(data []byte, path string) (map[string]Config, error) {
+// parseJSONConfig reads the JSON format; holdsKey says whether the file itself holds a key
+// (api_key rather than api_key_file).
+func parseJSONConfig(data []byte, path string) (out map[string]Config, holdsKey bool, err error) {
 	var doc struct {
 		SCBs map[string]fileConfig `json:"scbs"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	out := make(map[string]Config, len(doc.SCBs))
+	out = make(map[string]Config, len(doc.SCBs))
 	for id, fc := range doc.SCBs {
 		c := Config{ID: id, BaseURL: fc.URL, APIKey: fc.APIKey}
+		holdsKey = holdsKey || fc.APIKey != ""
 		if fc.APIKeyFile != "" {
 			if c.APIKey != "" {
-				return nil, fmt.Errorf("SCB %s: set api_key or api_key_file, not both", id)
+				return nil, false, fmt.Errorf("SCB %s: set api_key or api_key_file, not both", id)
 			}
 			kp := fc.APIKeyFile
 			if !filepath.IsAbs(kp) {
 				kp = filepath.Join(filepath.Dir(path), kp)
 			}
-			b, err := os.ReadFile(kp)
+			what := "SCB " + id + " api_key_file"
+			b, kfi, err := readProtected(kp, what)
 			if err != nil {
-				return nil, fmt.Errorf("SCB %s: api_key_file: %w", id, err)
+				return nil, false, err
+			}
+			if err := checkKeyReadable(kp, what, kfi, os.Geteuid()); err != nil {
+				return nil, false, err
 			}
 			c.APIKey = strings.TrimSpace(string(b))
 		}
@@ -202,13 +223,13 @@ func parseJSONConfig(data []byte, path string) (map[string]Config, error) {
 			}
 			d, err := parseTimeout(s)
 			if err != nil {
-				return nil, fmt.Errorf("SCB %s: %w", id, err)
+				return nil, false, fmt.Errorf("SCB %s: %w", id, err)
 			}
 			c.Timeout = d
 		}
 		out[id] = c
 	}
-	return out, nil
+	return out, holdsKey, nil
 }
 
 func parseSimpleConfig(data []byte) (map[string]Config, error) {

@@ -77,8 +77,8 @@ func TestLoadConfigFileAndEnvOverride(t *testing.T) {
 	}
 	jsonPath := filepath.Join(dir, "scbs.json")
 	doc := `{"scbs": {
-		"SCB-1": {"url": "http://file-one", "api_key": "file-key", "timeout": "7s"},
-		"SCB_2": {"url": "http://file-two", "api_key_file": "scb2.key", "timeout": 4}
+		"SCB-1": {"url": "https://file-one", "api_key": "file-key", "timeout": "7s"},
+		"SCB_2": {"url": "https://file-two", "api_key_file": "scb2.key", "timeout": 4}
 	}}`
 	if err := os.WriteFile(jsonPath, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestLoadConfigFileAndEnvOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := got["SCB-1"]; c.BaseURL != "http://file-one" || c.APIKey != "env-key" || c.Timeout != 7*time.Second {
+	if c := got["SCB-1"]; c.BaseURL != "https://file-one" || c.APIKey != "env-key" || c.Timeout != 7*time.Second {
 		t.Errorf("SCB-1 = %#v (env key must override the file's)", c)
 	}
 	if c := got["SCB-2"]; c.ID != "SCB-2" || c.APIKey != secret || c.Timeout != 4*time.Second {
@@ -99,7 +99,7 @@ func TestLoadConfigFileAndEnvOverride(t *testing.T) {
 	}
 
 	simple := filepath.Join(dir, "scbs.env")
-	text := "# SCBs\nexport SCB_SCB-1_API_URL=\"http://s-one\"\nSCB_SCB-1_API_KEY='k'\nSCB_SCB_2_API_URL=http://s-two\nSCB_SCB_2_API_KEY=k2\nSCB_SCB_2_TIMEOUT=1s\n"
+	text := "# SCBs\nexport SCB_SCB-1_API_URL=\"https://s-one\"\nSCB_SCB-1_API_KEY='k'\nSCB_SCB_2_API_URL=https://s-two\nSCB_SCB_2_API_KEY=k2\nSCB_SCB_2_TIMEOUT=1s\n"
 	if err := os.WriteFile(simple, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -107,10 +107,10 @@ func TestLoadConfigFileAndEnvOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := got["SCB-1"]; c.BaseURL != "http://s-one" || c.APIKey != "k" || c.Timeout != DefaultTimeout {
+	if c := got["SCB-1"]; c.BaseURL != "https://s-one" || c.APIKey != "k" || c.Timeout != DefaultTimeout {
 		t.Errorf("simple SCB-1 = %#v", c)
 	}
-	if c := got["SCB-2"]; c.BaseURL != "http://s-two" || c.Timeout != time.Second {
+	if c := got["SCB-2"]; c.BaseURL != "https://s-two" || c.Timeout != time.Second {
 		t.Errorf("simple SCB-2 = %#v", c)
 	}
 
@@ -125,11 +125,11 @@ func TestLoadConfigFileAndEnvOverride(t *testing.T) {
 
 func TestLoadValidates(t *testing.T) {
 	cases := map[string][]string{
-		"no API key":       {"SCB_A_API_URL=http://x"},
-		"no API URL":       {"SCB_A_API_KEY=" + secret},
-		"http:// or https": {"SCB_A_API_URL=ftp://x", "SCB_A_API_KEY=" + secret},
-		"credentials":      {"SCB_A_API_URL=https://u:" + secret + "@x", "SCB_A_API_KEY=" + secret},
-		"query":            {"SCB_A_API_URL=https://x/?token=" + secret, "SCB_A_API_KEY=" + secret},
+		"no API key":           {"SCB_A_API_URL=https://x"},
+		"no API URL":           {"SCB_A_API_KEY=" + secret},
+		"https:// with a host": {"SCB_A_API_URL=ftp://x", "SCB_A_API_KEY=" + secret},
+		"credentials":          {"SCB_A_API_URL=https://u:" + secret + "@x", "SCB_A_API_KEY=" + secret},
+		"query":                {"SCB_A_API_URL=https://x/?token=" + secret, "SCB_A_API_KEY=" + secret},
 	}
 	for want, env := range cases {
 		_, err := Load(env, []string{"A"}, "")
@@ -144,7 +144,7 @@ func TestLoadValidates(t *testing.T) {
 }
 
 func TestConfigNeverShowsKey(t *testing.T) {
-	c := Config{ID: "SCB-1", BaseURL: "http://x", APIKey: secret, Timeout: time.Second}
+	c := Config{ID: "SCB-1", BaseURL: "https://x", APIKey: secret, Timeout: time.Second}
 	var sb strings.Builder
 	slog.New(slog.NewTextHandler(&sb, nil)).Info("config", "scb", c)
 	slog.New(slog.NewJSONHandler(&sb, nil)).Info("config", "scb", c)

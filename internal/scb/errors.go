@@ -20,10 +20,15 @@ type DeliveryError struct {
 	Op         string        // "POST", "GET" or "LIST"
 	Retryable  bool          // a retry may succeed
 	StatusCode int           // the HTTP status, 0 if no response arrived
+	Class      string        // our reading of the failure: ClassAuth, ClassRateLimited, ClassNetwork, ...
 	RetryAfter time.Duration // the SCB's Retry-After, 0 if none
 	NotFound   bool          // Get: the SCB does not know the entry (errors.Is(err, ErrNotFound))
-	Reason     string        // short and self-contained, e.g. "401 Unauthorized from SCB-1: invalid API key"
-	cause      error         // for errors.Is/As (context errors, network errors); never holds the key
+	// Reason is short, one line and self-contained: the status, our class's phrase and an
+	// Excerpt of the SCB's message, e.g. `401 Unauthorized from SCB-1 (the SCB refused our API
+	// key): the SCB said "invalid API key"`. Whatever the SCB sent reaches it only through
+	// Excerpt, so it never holds the API key in any form; the outbox stores it as last_error.
+	Reason string
+	cause  error // for errors.Is/As (context errors, network errors); never holds the key
 }
 
 // Error is Reason with the retry classification. It never contains the API key.
@@ -48,4 +53,19 @@ func (e *DeliveryError) Is(target error) bool { return target == ErrNotFound && 
 func IsRetryable(err error) bool {
 	var de *DeliveryError
 	return errors.As(err, &de) && de.Retryable
+}
+
+// Reason is the text to store or show for an error of an SCB client call (the outbox's
+// last_error): a *DeliveryError's Reason, which holds the SCB's words only through Excerpt; for
+// any other error (a client that is not this package's), an Excerpt of its text under a
+// "not classified" prefix, so that it is at least one short, printable line.
+func Reason(err error) string {
+	if err == nil {
+		return ""
+	}
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.Reason
+	}
+	return "error not classified by the SCB client: " + Excerpt([]byte(err.Error()))
 }

@@ -231,5 +231,7 @@ func validate(req Request) error {
 	case len(req.NodeID) > 64:
 		return ledger.Errorf(ledger.CodeInvalidRequest, "node_id is at most 64 characters").WithDetails(map[string]string{"field": "node_id"})
 	}
-	return nil
+	// Before any lookup, so the answer does not depend on the banks' accounts (PostBatch checks
+	// it again, as for every posting).
+	return ledger.ValidateReference("reference_id", req.ReferenceID)
 }

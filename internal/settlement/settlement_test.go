@@ -6,26 +6,19 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func appRole(cfg *pgxpool.Config) {
-	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "SET ROLE dualledger_app")
-		return err
-	}
-}
-
 // newService: MASTER with banks SCB-1 and SCB-2, each with a USD settlement account; SCB-1 funded.
+// The set-up is the owner's (d.Pool); the service and its postings run as dualledger_api, logged
+// in as a plain member of it, as `dualledger serve` does.
 func newService(t *testing.T) (*Service, *pgtest.DB) {
 	t.Helper()
-	d := pgtest.NewWithConfig(t, appRole)
+	d := pgtest.New(t)
+	api := d.PoolAs(t, "dualledger_api")
 	ctx := context.Background()
 	must := func(err error) {
 		t.Helper()
@@ -33,20 +26,20 @@ func newService(t *testing.T) (*Service, *pgtest.DB) {
 			t.Fatal(err)
 		}
 	}
-	_, err := ledger.CreateLedger(ctx, d.Pool, "MASTER")
+	_, err := ledger.CreateLedger(ctx, d.Pool, "system:test", "MASTER")
 	must(err)
 	for _, b := range []string{"SCB-1", "SCB-2"} {
-		_, err = ledger.RegisterBank(ctx, d.Pool, b, b)
+		_, err = ledger.RegisterBank(ctx, d.Pool, "system:test", b, b)
 		must(err)
 		id := b
-		_, err = ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: b + "-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &id})
+		_, err = ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: b + "-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &id})
 		must(err)
 	}
 	unlimited := "unlimited"
-	_, err = ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: "issuance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited})
+	_, err = ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "issuance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited})
 	must(err)
 	post := func(ctx context.Context, ledgerID string, e ledger.EntryInput) (ledger.Result, error) {
-		res, err := ledger.PostBatch(ctx, d.Pool, ledgerID, []ledger.EntryInput{e}, false)
+		res, err := ledger.PostBatch(ctx, api, ledgerID, []ledger.EntryInput{e}, false)
 		if err != nil {
 			return ledger.Result{}, err
 		}
@@ -57,7 +50,7 @@ func newService(t *testing.T) (*Service, *pgtest.DB) {
 	if err != nil || !res.OK() {
 		t.Fatalf("fund: %v %+v", err, res)
 	}
-	return New(d.Pool, "MASTER", post), d
+	return New(api, "MASTER", post), d
 }
 
 func req(ref, amount string) Request {
@@ -107,7 +100,8 @@ func TestSettledOnlyWhenEveryRowFinalized(t *testing.T) {
 	}
 	claim := `UPDATE dual_ledger_outbox SET status = 'PROCESSING', locked_by = 'w', lease_expires_at = now() + interval '1 minute', attempts = attempts + 1`
 	step("SCB-1", claim)
-	step("SCB-1", `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL, finalized_at = now()`)
+	step("SCB-1", `UPDATE dual_ledger_outbox SET status = 'FINALIZED', locked_by = NULL, lease_expires_at = NULL, finalized_at = now(),
+		scb_entry_id = 'SCB-1-1', scb_status = 'FINAL'`)
 	if st := status(); st != StatusDBISCommitted {
 		t.Errorf("one row FINALIZED, the other QUEUED: %s", st)
 	}
@@ -120,7 +114,7 @@ func TestSettledOnlyWhenEveryRowFinalized(t *testing.T) {
 	if st := status(); st != StatusDBISCommitted {
 		t.Errorf("one row FINALIZED, the other ACKED: %s", st)
 	}
-	step("SCB-2", `UPDATE dual_ledger_outbox SET status = 'FINALIZED', finalized_at = now()`)
+	step("SCB-2", `UPDATE dual_ledger_outbox SET status = 'FINALIZED', finalized_at = now(), scb_entry_id = 'SCB-2-1', scb_status = 'FINAL'`)
 	if st := status(); st != StatusSettled {
 		t.Errorf("both rows FINALIZED: %s", st)
 	}
@@ -143,7 +137,7 @@ func TestReplayAfterAccountChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	bank := "SCB-2"
-	if _, err := ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: "SCB-2-USD-new", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-2-USD-new", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
 		t.Fatal(err)
 	}
 	again, err := s.Settle(ctx, req("s-2", "10.00"))
@@ -161,7 +155,7 @@ func TestClosedAccountIsNotASettlementAccount(t *testing.T) {
 	s, d := newService(t)
 	ctx := context.Background()
 	bank := "SCB-2"
-	if _, err := ledger.CreateAccount(ctx, d.Pool, "MASTER", ledger.AccountInput{ID: "SCB-2-USD-2", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-2-USD-2", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Conn(t).Exec(ctx, `UPDATE bank_accounts SET status = 'closed' WHERE ledger_id = 'MASTER' AND id = 'SCB-2-USD'`); err != nil {

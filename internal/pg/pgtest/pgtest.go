@@ -252,6 +252,74 @@ func (d *DB) Conn(t testing.TB) *pgx.Conn {
 	return conn
 }
 
+// LoginRole creates a login role for t, a plain member of groups (e.g. "dualledger_worker"): no
+// attribute beyond LOGIN, a random password. It returns a connection string to d as that role.
+// This is the production setup of docs/security.md; the role is dropped when t ends.
+func (d *DB) LoginRole(t testing.TB, groups ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var rnd [8]byte
+	_, _ = rand.Read(rnd[:])
+	name := "dltest_login_" + hex.EncodeToString(rnd[:6])
+	password := hex.EncodeToString(rnd[:])
+	conn := d.Conn(t)
+	// Roles belong to the cluster, which parallel test processes share: a unique name, and a
+	// password in case the server of DATABASE_URL does not trust local connections.
+	if _, err := conn.Exec(ctx, "CREATE ROLE "+pgx.Identifier{name}.Sanitize()+" LOGIN PASSWORD '"+password+"'"); err != nil {
+		t.Fatalf("pgtest: create login role: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		s, err := get(ctx)
+		if err != nil {
+			return
+		}
+		admin, err := pg.ConnectAdmin(ctx, s.admin)
+		if err != nil {
+			t.Errorf("pgtest: drop role %s: %v", name, err)
+			return
+		}
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Errorf("pgtest: drop role %s: %v", name, err)
+		}
+	})
+	for _, g := range groups {
+		if _, err := conn.Exec(ctx, "GRANT "+pgx.Identifier{g}.Sanitize()+" TO "+pgx.Identifier{name}.Sanitize()); err != nil {
+			t.Fatalf("pgtest: grant %s to the login role: %v", g, err)
+		}
+	}
+	cfg, err := pgx.ParseConfig(d.ConnStr)
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.User, cfg.Password = name, password
+	return connString(cfg)
+}
+
+// PoolAs returns a pool on d that logs in as a new plain member of role (LoginRole) and SETs ROLE
+// to it on every connection, as `dualledger serve` and `dualledger worker` do. Closed when t ends.
+func (d *DB) PoolAs(t testing.TB, role string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(d.LoginRole(t, role))
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	cfg.MaxConns = 16
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize())
+		return err
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("pgtest: pool as %s: %v", role, err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
 // connString renders a pgx config back to a keyword/value connection string.
 func connString(c *pgx.ConnConfig) string {
 	parts := []string{

@@ -99,7 +99,7 @@ func TestRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = bad.Post(context.Background(), entry("r1"))
-	if err == nil || scb.IsRetryable(err) || !strings.Contains(err.Error(), "401 Unauthorized from SCB-1: invalid API key") {
+	if err == nil || scb.IsRetryable(err) || !strings.Contains(err.Error(), `401 Unauthorized from SCB-1 (the SCB refused our API key): the SCB said "invalid API key"`) {
 		t.Fatalf("wrong key: %v", err)
 	}
 }

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+)
+
+// cliActor names the operator of a CLI act in the operator log: "cli:" and the OS user. The
+// database role the act runs under is recorded by the database itself.
+func cliActor() string {
+	name := ""
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if name == "" {
+		name = os.Getenv("USER")
+	}
+	if name == "" {
+		name = "uid" + strconv.Itoa(os.Getuid())
+	}
+	// The log refuses control characters; a user name never has any, but be sure.
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, name)
+	return "cli:" + name
+}

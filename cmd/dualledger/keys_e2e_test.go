@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"dualledger/internal/pg/pgtest"
+)
+
+// cli runs the dualledger binary with DATABASE_URL=dbURL and returns stdout, stderr and the exit
+// code.
+func cli(t *testing.T, dbURL string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// startServe runs `dualledger serve` on a free loopback port as a plain member of dualledger_api
+// (the production setup) and returns its base URL.
+func startServe(t *testing.T, d *pgtest.DB, extra ...string) string {
+	t.Helper()
+	args := append([]string{"serve", "--json", "--addr", "127.0.0.1:0"}, extra...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+d.LoginRole(t, "dualledger_api"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _, _ = cmd.Process.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("serve log:\n%s", tail(logs.String(), 4000))
+		}
+	})
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "listening") {
+				line <- sc.Text()
+				return
+			}
+		}
+	}()
+	select {
+	case l := <-line:
+		// `"listening": "127.0.0.1:PORT"` (--json prints an indented object)
+		_, addr, _ := strings.Cut(l, ":")
+		return "http://" + strings.Trim(strings.TrimSpace(addr), `",`)
+	case <-time.After(60 * time.Second):
+		t.Fatalf("serve did not start:\n%s", logs.String())
+	}
+	return ""
+}
+
+func httpDo(t *testing.T, method, url, token, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp.StatusCode, b.String()
+}
+
+// The operator's path end to end: a key made with the CLI works on a running server at once, a
+// revocation with the CLI takes effect within a second, and every act is in the operator log with
+// its actor.
+func TestKeysOnARunningServer(t *testing.T) {
+	d := pgtest.New(t)
+	owner := d.ConnStr
+	token, stderr, code := cli(t, owner, "keys", "create", "ops", "--scopes", "admin")
+	token = strings.TrimSpace(token)
+	if code != 0 || !strings.HasPrefix(token, "dl_") || !strings.Contains(stderr, "shown this once") {
+		t.Fatalf("keys create: %d %q %q", code, token, stderr)
+	}
+	base := startServe(t, d)
+
+	if st, body := httpDo(t, "POST", base+"/v1/ledgers", "", `{"id":"BOOKS"}`); st != 401 || !strings.Contains(body, "unauthenticated") {
+		t.Fatalf("no key: %d %s", st, body)
+	}
+	if st, body := httpDo(t, "POST", base+"/v1/ledgers", token, `{"id":"BOOKS"}`); st != 201 {
+		t.Fatalf("admin key: %d %s", st, body)
+	}
+	if st, _ := httpDo(t, "GET", base+"/metrics", "", ""); st != 404 {
+		t.Errorf("/metrics on the API port: %d", st)
+	}
+
+	// A read key made now works at once; revoked, it stops within a second.
+	out, _, code := cli(t, owner, "keys", "create", "reader", "--scopes", "read", "--ledger", "BOOKS", "--json")
+	var nk struct{ ID, Token string }
+	if err := json.Unmarshal([]byte(out), &nk); err != nil || code != 0 {
+		t.Fatalf("keys create --json: %d %q %v", code, out, err)
+	}
+	if st, body := httpDo(t, "GET", base+"/v1/ledgers/BOOKS", nk.Token, ""); st != 200 {
+		t.Fatalf("new key: %d %s", st, body)
+	}
+	if st, _ := httpDo(t, "POST", base+"/v1/ledgers", nk.Token, `{"id":"OTHER"}`); st != 403 {
+		t.Errorf("read key creating a ledger: %d", st)
+	}
+	list, _, _ := cli(t, owner, "keys", "--json")
+	if strings.Contains(list, nk.Token) || strings.Contains(list, token) || !strings.Contains(list, nk.ID) {
+		t.Errorf("keys list: %s", list)
+	}
+	if _, stderr, code := cli(t, owner, "keys", "revoke", nk.ID, "--reason", "rotated"); code != 0 {
+		t.Fatalf("keys revoke: %d %s", code, stderr)
+	}
+	revoked := time.Now()
+	for {
+		st, _ := httpDo(t, "GET", base+"/v1/ledgers/BOOKS", nk.Token, "")
+		if st == 401 {
+			break
+		}
+		if time.Since(revoked) > time.Second {
+			t.Fatalf("the revoked key still answers %d after a second", st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Usage errors exit 2 and name the flag; an unknown key id is a finding (1).
+	if _, stderr, code := cli(t, owner, "keys", "create", "x", "--scopes", "root"); code != 2 || !strings.Contains(stderr, "scopes") {
+		t.Errorf("bad scope: %d %s", code, stderr)
+	}
+	if _, stderr, code := cli(t, owner, "keys", "create", "x", "--scopes", "admin", "--bank", "SCB-1"); code != 2 {
+		t.Errorf("limited admin: %d %s", code, stderr)
+	}
+	if _, _, code := cli(t, owner, "keys", "revoke", "key_aaaaaaaaaaaaaaaa"); code != 1 {
+		t.Errorf("revoke unknown: %d", code)
+	}
+
+	// The operator log has each act with its actor; audit verifies its chain.
+	out, _, code = cli(t, owner, "operator-log", "--json")
+	var acts []struct {
+		Actor  string `json:"actor"`
+		Action string `json:"action"`
+		DBRole string `json:"db_role"`
+	}
+	if err := json.Unmarshal([]byte(out), &acts); err != nil || code != 0 {
+		t.Fatalf("operator-log: %d %v %s", code, err, out)
+	}
+	var got []string
+	for _, a := range acts {
+		got = append(got, a.Action+" "+strings.SplitN(a.Actor, ":", 2)[0]+" "+a.DBRole)
+	}
+	want := []string{"key.create cli " + dbUser(t, owner), "ledger.create key dualledger_api", "key.create cli " + dbUser(t, owner),
+		"key.revoke cli " + dbUser(t, owner)}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("operator log:\n got %v\nwant %v", got, want)
+	}
+	if _, stderr, code := cli(t, owner, "audit"); code != 0 {
+		t.Errorf("audit: %d %s", code, stderr)
+	}
+}
+
+// dbUser is the login role of a connection string.
+func dbUser(t *testing.T, conn string) string {
+	t.Helper()
+	for _, f := range strings.Fields(conn) {
+		if v, ok := strings.CutPrefix(f, "user="); ok {
+			return strings.Trim(v, "'")
+		}
+	}
+	t.Fatalf("no user in %q", conn)
+	return ""
+}

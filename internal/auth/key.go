@@ -1,0 +1,192 @@
+package auth
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scopes a key can grant (docs/security.md, "Scopes").
+const (
+	ScopeRead     = "read"     // GET of ledgers, accounts, entries, settlements, banks
+	ScopePost     = "post"     // post entries and batches
+	ScopeSettle   = "settle"   // POST /v1/settlements
+	ScopeAccounts = "accounts" // create accounts, change their status
+	ScopeBanks    = "banks"    // register banks
+	ScopeAdmin    = "admin"    // everything, including keys, overdraft limits and the operator log
+)
+
+// Scopes lists every scope, in the order the docs show them.
+var Scopes = []string{ScopeRead, ScopePost, ScopeSettle, ScopeAccounts, ScopeBanks, ScopeAdmin}
+
+// Token format: "dl_" + the key id's 16 base32 characters + "_" + 43 characters of base64url
+// (32 random bytes). The id part lets the server find the key without comparing secrets; the
+// whole token is hashed and compared in constant time.
+const (
+	tokenPrefix = "dl_"
+	idPrefix    = "key_"
+	idChars     = 16
+	secretBytes = 32
+	tokenLen    = len(tokenPrefix) + idChars + 1 + 43
+)
+
+var (
+	idEncoding  = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+	idPattern   = regexp.MustCompile(`^key_[a-z2-7]{16}$`)
+	namePattern = regexp.MustCompile(`^[^\x00-\x1f\x7f]{1,100}$`)
+)
+
+// Key is an API key as stored (never with its token).
+type Key struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Scopes    []string   `json:"scopes"`
+	Ledgers   []string   `json:"ledgers"`    // empty: every ledger
+	BankID    *string    `json:"bank_id"`    // a member bank's key
+	RateLimit *float64   `json:"rate_limit"` // requests per second; nil: none
+	CreatedAt time.Time  `json:"created_at"`
+	CreatedBy string     `json:"created_by"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	RevokedBy *string    `json:"revoked_by"`
+
+	hash []byte // sha256 of the token
+}
+
+// NewKey is a key as created: the stored key and its token, which is shown once.
+type NewKey struct {
+	Key
+	Token string `json:"token"`
+}
+
+// Spec is what `keys create` (or POST /v1/keys) asks for.
+type Spec struct {
+	Name      string   `json:"name"`
+	Scopes    []string `json:"scopes"`
+	Ledgers   []string `json:"ledgers,omitempty"`
+	BankID    *string  `json:"bank_id,omitempty"`
+	RateLimit *float64 `json:"rate_limit,omitempty"`
+}
+
+// SpecError is a Spec that cannot become a key; Field names the offending field.
+type SpecError struct {
+	Field   string
+	Message string
+}
+
+func (e *SpecError) Error() string { return e.Message }
+
+var ledgerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+var bankIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
+
+// Validate checks a Spec and returns it normalised (scopes deduplicated in canonical order,
+// ledgers sorted). An admin key cannot be limited to ledgers or a bank: admin may create keys,
+// so a limited admin could give itself an unlimited key.
+func (s Spec) Validate() (Spec, error) {
+	if !namePattern.MatchString(s.Name) || strings.TrimSpace(s.Name) != s.Name {
+		return s, &SpecError{"name", fmt.Sprintf("key name %q is invalid: 1-100 characters, no control characters, no leading or trailing space", s.Name)}
+	}
+	if len(s.Scopes) == 0 {
+		return s, &SpecError{"scopes", "at least one scope is required (" + strings.Join(Scopes, ", ") + ")"}
+	}
+	var scopes []string
+	for _, sc := range Scopes {
+		if slices.Contains(s.Scopes, sc) {
+			scopes = append(scopes, sc)
+		}
+	}
+	for _, sc := range s.Scopes {
+		if !slices.Contains(Scopes, sc) {
+			return s, &SpecError{"scopes", fmt.Sprintf("unknown scope %q (the scopes are: %s)", sc, strings.Join(Scopes, ", "))}
+		}
+	}
+	s.Scopes = scopes
+	if len(s.Ledgers) > 100 {
+		return s, &SpecError{"ledgers", "a key may name at most 100 ledgers"}
+	}
+	ledgers := slices.Clone(s.Ledgers)
+	for _, l := range ledgers {
+		if !ledgerIDPattern.MatchString(l) {
+			return s, &SpecError{"ledgers", fmt.Sprintf("ledger id %q is invalid", l)}
+		}
+	}
+	slices.Sort(ledgers)
+	s.Ledgers = slices.Compact(ledgers)
+	if s.BankID != nil && !bankIDPattern.MatchString(*s.BankID) {
+		return s, &SpecError{"bank_id", fmt.Sprintf("bank id %q is invalid", *s.BankID)}
+	}
+	if slices.Contains(s.Scopes, ScopeAdmin) && (len(s.Ledgers) > 0 || s.BankID != nil) {
+		return s, &SpecError{"scopes", "an admin key cannot be limited to ledgers or a bank (admin may create keys); give the limited key the scopes it needs instead"}
+	}
+	if s.BankID != nil && slices.Contains(s.Scopes, ScopeBanks) {
+		return s, &SpecError{"scopes", "a member bank's key cannot register banks"}
+	}
+	if s.RateLimit != nil && (*s.RateLimit <= 0 || *s.RateLimit > 1e6) {
+		return s, &SpecError{"rate_limit", "rate_limit must be more than 0 and at most 1000000 requests per second"}
+	}
+	return s, nil
+}
+
+// generate makes a new key id and token.
+func generate() (id, token string, err error) {
+	var idb [10]byte // 80 bits = 16 base32 characters
+	if _, err := rand.Read(idb[:]); err != nil {
+		return "", "", fmt.Errorf("generate key id: %w", err)
+	}
+	var secret [secretBytes]byte
+	if _, err := rand.Read(secret[:]); err != nil {
+		return "", "", fmt.Errorf("generate key secret: %w", err)
+	}
+	idPart := idEncoding.EncodeToString(idb[:])
+	return idPrefix + idPart, tokenPrefix + idPart + "_" + base64.RawURLEncoding.EncodeToString(secret[:]), nil
+}
+
+// hashToken is what is stored and compared.
+func hashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// keyIDOf returns the id a well-formed token claims, or "".
+func keyIDOf(token string) string {
+	if len(token) != tokenLen || !strings.HasPrefix(token, tokenPrefix) || token[len(tokenPrefix)+idChars] != '_' {
+		return ""
+	}
+	id := idPrefix + token[len(tokenPrefix):len(tokenPrefix)+idChars]
+	if !idPattern.MatchString(id) {
+		return ""
+	}
+	return id
+}
+
+// ValidID reports whether id has the form of a key id.
+func ValidID(id string) bool { return idPattern.MatchString(id) }
+
+// Has reports whether the key grants scope (admin grants every scope).
+func (k *Key) Has(scope string) bool {
+	return slices.Contains(k.Scopes, ScopeAdmin) || slices.Contains(k.Scopes, scope)
+}
+
+// IsAdmin reports whether the key has the admin scope.
+func (k *Key) IsAdmin() bool { return slices.Contains(k.Scopes, ScopeAdmin) }
+
+// AllowsLedger reports whether the key may touch ledger id.
+func (k *Key) AllowsLedger(id string) bool {
+	return len(k.Ledgers) == 0 || slices.Contains(k.Ledgers, id)
+}
+
+// Bank is the member bank the key belongs to, or "" for an operator's key.
+func (k *Key) Bank() string {
+	if k.BankID == nil {
+		return ""
+	}
+	return *k.BankID
+}
+
+// Actor is how the operator log names the key's acts.
+func (k *Key) Actor() string { return "key:" + k.ID }

@@ -1,0 +1,211 @@
+package auth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// DefaultRefresh is how often a Keyring looks for new and revoked keys: a key created or revoked
+// with the CLI takes effect on a running server within a second.
+const DefaultRefresh = 500 * time.Millisecond
+
+// Authentication failures. ErrNoToken and ErrBadToken are answered 401 unauthenticated, alike;
+// ErrUnavailable (the keys could not be read: the database is down) is a 503, because the
+// client's key may well be good.
+var (
+	ErrNoToken     = errors.New("no bearer token")
+	ErrBadToken    = errors.New("unknown or revoked token")
+	ErrUnavailable = errors.New("the API keys cannot be read now")
+)
+
+// Keyring holds the active keys in memory, reloaded from the database when they change, and
+// each rate-limited key's token bucket.
+type Keyring struct {
+	db      DB
+	refresh time.Duration
+	log     *slog.Logger
+
+	mu       sync.RWMutex
+	keys     map[string]*Key // active keys by id
+	fp       string
+	limiters map[string]*rate.Limiter
+	loaded   bool
+}
+
+// NewKeyring returns a keyring on db; call Reload (or Run) before using it.
+func NewKeyring(db DB, refresh time.Duration, log *slog.Logger) *Keyring {
+	if refresh <= 0 {
+		refresh = DefaultRefresh
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Keyring{db: db, refresh: refresh, log: log, keys: map[string]*Key{}, limiters: map[string]*rate.Limiter{}}
+}
+
+// Reload reads the keys if they changed since the last load.
+func (kr *Keyring) Reload(ctx context.Context) error {
+	fp, err := fingerprint(ctx, kr.db)
+	if err != nil {
+		return err
+	}
+	kr.mu.RLock()
+	same := kr.loaded && fp == kr.fp
+	kr.mu.RUnlock()
+	if same {
+		return nil
+	}
+	all, err := List(ctx, kr.db)
+	if err != nil {
+		return err
+	}
+	keys := make(map[string]*Key, len(all))
+	for i := range all {
+		if all[i].RevokedAt == nil {
+			keys[all[i].ID] = &all[i]
+		}
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	limiters := make(map[string]*rate.Limiter, len(kr.limiters))
+	for id, k := range keys {
+		if k.RateLimit == nil {
+			continue
+		}
+		// A key's limit never changes (keys are immutable), so its bucket carries over.
+		if l, ok := kr.limiters[id]; ok {
+			limiters[id] = l
+			continue
+		}
+		limiters[id] = newLimiter(*k.RateLimit)
+	}
+	kr.keys, kr.fp, kr.limiters, kr.loaded = keys, fp, limiters, true
+	return nil
+}
+
+// Run reloads the keys every refresh interval until ctx ends. A failed reload keeps the keys it
+// had (and is logged): a database outage must not lock every client out, nor bring back a
+// revoked key.
+func (kr *Keyring) Run(ctx context.Context) error {
+	t := time.NewTicker(kr.refresh)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := kr.Reload(rctx)
+		cancel()
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			kr.log.Warn("reloading API keys failed; keeping the keys loaded before", "err", err)
+			failing = true
+		case err == nil && failing:
+			kr.log.Info("API keys reloaded again")
+			failing = false
+		}
+	}
+}
+
+// Authenticate returns the active key a bearer token belongs to. The token is hashed and the
+// hash compared in constant time; an unknown id costs the same comparison. A well-formed token
+// of a key this keyring has not seen makes it look that one key up (one primary-key probe), so a
+// key created a moment ago works on its first request.
+func (kr *Keyring) Authenticate(ctx context.Context, token string) (*Key, error) {
+	if token == "" {
+		return nil, ErrNoToken
+	}
+	id := keyIDOf(token)
+	kr.mu.RLock()
+	k := kr.keys[id]
+	kr.mu.RUnlock()
+	var reloadErr error
+	if k == nil && id != "" {
+		k, reloadErr = kr.lookup(ctx, id)
+	}
+	kr.mu.RLock()
+	loaded := kr.loaded
+	kr.mu.RUnlock()
+	if k == nil && (!loaded || reloadErr != nil) {
+		return nil, ErrUnavailable
+	}
+	want := dummyHash[:]
+	if k != nil {
+		want = k.hash
+	}
+	if subtle.ConstantTimeCompare(hashToken(token), want) != 1 || k == nil {
+		return nil, ErrBadToken
+	}
+	return k, nil
+}
+
+var dummyHash [32]byte
+
+// lookup reads one key the keyring does not hold and, if it is active, adds it.
+func (kr *Keyring) lookup(ctx context.Context, id string) (*Key, error) {
+	k, err := Get(ctx, kr.db, id)
+	if errors.Is(err, ErrUnknownKey) {
+		return nil, nil
+	}
+	if err != nil {
+		kr.log.Warn("looking up an API key failed", "err", err)
+		return nil, err
+	}
+	if k.RevokedAt != nil {
+		return nil, nil
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if have := kr.keys[id]; have != nil {
+		return have, nil
+	}
+	// A copy-on-write update: Reload replaces the maps wholesale, readers never see them change.
+	keys := make(map[string]*Key, len(kr.keys)+1)
+	for kid, v := range kr.keys {
+		keys[kid] = v
+	}
+	keys[id] = &k
+	if k.RateLimit != nil {
+		limiters := make(map[string]*rate.Limiter, len(kr.limiters)+1)
+		for kid, l := range kr.limiters {
+			limiters[kid] = l
+		}
+		limiters[id] = newLimiter(*k.RateLimit)
+		kr.limiters = limiters
+	}
+	kr.keys = keys
+	return &k, nil
+}
+
+func newLimiter(perSecond float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(perSecond), max(int(perSecond), 1))
+}
+
+// Allow reports whether key may make a request now under its rate limit, and if not, how long
+// until it may.
+func (kr *Keyring) Allow(k *Key) (bool, time.Duration) {
+	if k.RateLimit == nil {
+		return true, 0
+	}
+	kr.mu.RLock()
+	l := kr.limiters[k.ID]
+	kr.mu.RUnlock()
+	if l == nil {
+		return true, 0
+	}
+	r := l.Reserve()
+	if d := r.Delay(); d > 0 {
+		r.Cancel()
+		return false, d
+	}
+	return true, 0
+}

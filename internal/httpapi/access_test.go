@@ -1,0 +1,456 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"dualledger/internal/auth"
+)
+
+// accessSample is a request that the route's right key gets a success for, in the world that
+// accessWorld builds.
+type accessSample struct {
+	path   string
+	body   func(i int) any // i makes references and ids unique per call
+	status int
+}
+
+// accessSamples has one sample per protected route. TestScopeMatrix fails for a route without
+// one, so a new route cannot be added without saying who may call it and showing it.
+func accessSamples(keyID string) map[string]accessSample {
+	return map[string]accessSample{
+		"createLedger": {"/v1/ledgers", func(i int) any { return map[string]any{"id": fmt.Sprintf("N%d", i)} }, 201},
+		"listLedgers":  {"/v1/ledgers", nil, 200},
+		"getLedger":    {"/v1/ledgers/MASTER", nil, 200},
+		"createAccount": {"/v1/ledgers/MASTER/accounts", func(i int) any {
+			return map[string]any{"id": fmt.Sprintf("acct-%d", i), "currency_code": "USD", "asset_type": "fiat"}
+		}, 201},
+		"listAccounts":  {"/v1/ledgers/MASTER/accounts", nil, 200},
+		"getAccount":    {"/v1/ledgers/MASTER/accounts/SCB-1-USD", nil, 200},
+		"updateAccount": {"/v1/ledgers/MASTER/accounts/SCB-2-USD", func(i int) any { return map[string]any{"status": "active", "reason": "matrix"} }, 200},
+		"postEntry":     {"/v1/ledgers/MASTER/entries", func(i int) any { return entry(fmt.Sprintf("e-%d", i), "SCB-1-USD", "SCB-2-USD", "1.00") }, 201},
+		"postBatch": {"/v1/ledgers/MASTER/entries/batch", func(i int) any {
+			return map[string]any{"entries": []any{entry(fmt.Sprintf("b-%d", i), "SCB-1-USD", "SCB-2-USD", "1.00")}}
+		}, 200},
+		"listEntries":         {"/v1/ledgers/MASTER/entries", nil, 200},
+		"getEntry":            {"/v1/ledgers/MASTER/entries/fund-1", nil, 200},
+		"registerBank":        {"/v1/banks", func(i int) any { return map[string]any{"id": fmt.Sprintf("SCB-N%d", i), "name": "new"} }, 201},
+		"listBanks":           {"/v1/banks", nil, 200},
+		"settle":              {"/v1/settlements", func(i int) any { return stlBody(fmt.Sprintf("s-%d", i), "SCB-1", "SCB-2", "1.00") }, 202},
+		"getSettlement":       {"/v1/settlements/fund-1", nil, 200},
+		"listKeys":            {"/v1/keys", nil, 200},
+		"createKey":           {"/v1/keys", func(i int) any { return map[string]any{"name": fmt.Sprintf("k%d", i), "scopes": []string{"read"}} }, 201},
+		"revokeKey":           {"/v1/keys/" + keyID + "/revoke", func(int) any { return map[string]any{"reason": "matrix"} }, 200},
+		"listOperatorActions": {"/v1/operator-actions", nil, 200},
+	}
+}
+
+// Every route with no key, a wrong-scope key and the right key.
+func TestScopeMatrix(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e) // MASTER with banks SCB-1 (funded) and SCB-2
+	victim := e.newKey(auth.Spec{Name: "victim", Scopes: []string{auth.ScopeRead}})
+	victimID := "key_" + victim[3:19]
+	samples := accessSamples(victimID)
+
+	tokens := map[string]string{}
+	for _, sc := range auth.Scopes {
+		tokens[sc] = e.newKey(auth.Spec{Name: "only " + sc, Scopes: []string{sc}})
+	}
+	// The widest key that still lacks admin.
+	nonAdmin := e.newKey(auth.Spec{Name: "all but admin", Scopes: []string{auth.ScopeRead, auth.ScopePost, auth.ScopeSettle, auth.ScopeAccounts, auth.ScopeBanks}})
+	revoked := e.newKey(auth.Spec{Name: "revoked", Scopes: []string{auth.ScopeAdmin}})
+	revokedID := "key_" + revoked[3:19]
+	if _, err := auth.Revoke(context.Background(), e.db.Conn(t), "cli:test", revokedID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Keys().Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	n := 0
+	for _, rt := range e.srv.routes() {
+		where := rt.method + " " + rt.path
+		if rt.access.public {
+			if strings.HasPrefix(rt.path, "/v1/") {
+				t.Errorf("%s: a /v1 route is public", where)
+			}
+			continue
+		}
+		if !slices.Contains(auth.Scopes, rt.access.scope) {
+			t.Errorf("%s: unknown scope %q", where, rt.access.scope)
+			continue
+		}
+		sm, ok := samples[rt.id]
+		if !ok {
+			t.Errorf("%s (%s): no sample request in accessSamples: every protected route needs one", where, rt.id)
+			continue
+		}
+		body := func() any {
+			n++
+			if sm.body == nil {
+				return nil
+			}
+			return sm.body(n)
+		}
+		for name, tok := range map[string]string{"no key": "", "garbage key": "dl_not-a-key", "revoked key": revoked,
+			"well-formed unknown key": "dl_aaaaaaaaaaaaaaaa_" + strings.Repeat("A", 43)} {
+			r := e.as(tok, rt.method, sm.path, body())
+			if r.status != http.StatusUnauthorized || r.errCode() != CodeUnauthenticated || r.header.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s with %s: %d %s", where, name, r.status, r.raw)
+			}
+		}
+		wrong := nonAdmin
+		if rt.access.scope != auth.ScopeAdmin {
+			for _, sc := range auth.Scopes {
+				if sc != rt.access.scope && sc != auth.ScopeAdmin {
+					wrong = tokens[sc]
+					break
+				}
+			}
+		}
+		if r := e.as(wrong, rt.method, sm.path, body()); r.status != http.StatusForbidden || r.errCode() != CodeForbidden {
+			t.Errorf("%s with a wrong-scope key: %d %s", where, r.status, r.raw)
+		}
+		if r := e.as(tokens[rt.access.scope], rt.method, sm.path, body()); r.status != sm.status {
+			t.Errorf("%s with a %s key: %d, want %d: %s", where, rt.access.scope, r.status, sm.status, r.raw)
+		}
+		if r := e.as(tokens[auth.ScopeAdmin], rt.method, sm.path, body()); r.status != sm.status && rt.id != "revokeKey" {
+			t.Errorf("%s with an admin key: %d, want %d: %s", where, r.status, sm.status, r.raw)
+		}
+	}
+	for id := range samples {
+		if !slices.ContainsFunc(e.srv.routes(), func(rt route) bool { return rt.id == id }) {
+			t.Errorf("sample %s names no route", id)
+		}
+	}
+	// The operations endpoints stay open.
+	for _, p := range []string{"/healthz", "/readyz", "/openapi.json"} {
+		if r := e.as("", "GET", p, nil); r.status != http.StatusOK {
+			t.Errorf("%s without a key: %d", p, r.status)
+		}
+	}
+}
+
+// A key limited to ledgers reaches only those, and is told 403 for others whether or not they
+// exist.
+func TestLedgerLimitedKey(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.setupUSD()
+	e.createLedger("OTHER")
+	tok := e.newKey(auth.Spec{Name: "L only", Scopes: []string{auth.ScopeRead, auth.ScopePost}, Ledgers: []string{"L"}})
+	e.mustStatus(e.as(tok, "POST", "/v1/ledgers/L/entries", entry("l1", "issuance", "alice", "5.00")), http.StatusCreated)
+	for _, l := range []string{"OTHER", "NOPE"} {
+		for _, rq := range [][2]string{{"GET", "/v1/ledgers/" + l}, {"GET", "/v1/ledgers/" + l + "/accounts"}, {"GET", "/v1/ledgers/" + l + "/entries"}} {
+			if r := e.as(tok, rq[0], rq[1], nil); r.status != http.StatusForbidden {
+				t.Errorf("%s %s: %d %s", rq[0], rq[1], r.status, r.raw)
+			}
+		}
+		if r := e.as(tok, "POST", "/v1/ledgers/"+l+"/entries", entry("l2", "issuance", "alice", "5.00")); r.status != http.StatusForbidden {
+			t.Errorf("post to %s: %d %s", l, r.status, r.raw)
+		}
+	}
+	r := e.mustStatus(e.as(tok, "GET", "/v1/ledgers", nil), http.StatusOK)
+	if ls, _ := r.get("ledgers").([]any); len(ls) != 1 || ls[0].(map[string]any)["id"] != "L" {
+		t.Errorf("ledger list of an L-only key: %s", r.raw)
+	}
+}
+
+// A member bank's key tries every way to move another bank's money: each is 403 and nothing is
+// written.
+func TestMemberBankKeyCannotMoveOthersMoney(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e) // MASTER with banks SCB-1 (funded) and SCB-2
+	e.mustStatus(e.post("MASTER", entry("fund-2", "issuance", "SCB-2-USD", "500.00")), http.StatusCreated)
+	bank1 := "SCB-1"
+	tok := e.newKey(auth.Spec{Name: "SCB-1 ops", Scopes: []string{auth.ScopeRead, auth.ScopePost, auth.ScopeSettle, auth.ScopeAccounts},
+		BankID: &bank1})
+
+	before := e.snapshot()
+	attempts := []struct {
+		what, method, path string
+		body               any
+	}{
+		{"debit another bank's account", "POST", "/v1/ledgers/MASTER/entries", entry("x1", "SCB-2-USD", "SCB-1-USD", "10.00")},
+		{"debit issuance", "POST", "/v1/ledgers/MASTER/entries", entry("x2", "issuance", "SCB-1-USD", "10.00")},
+		{"debit an account that does not exist", "POST", "/v1/ledgers/MASTER/entries", entry("x3", "ghost", "SCB-1-USD", "10.00")},
+		{"a batch with one bad entry among good ones", "POST", "/v1/ledgers/MASTER/entries/batch", map[string]any{"entries": []any{
+			entry("x4", "SCB-1-USD", "SCB-2-USD", "1.00"), entry("x5", "SCB-2-USD", "SCB-1-USD", "1.00")}}},
+		{"a non-atomic batch with one bad entry", "POST", "/v1/ledgers/MASTER/entries/batch", map[string]any{"atomic": false, "entries": []any{
+			entry("x6", "SCB-1-USD", "SCB-2-USD", "1.00"), entry("x7", "issuance", "SCB-1-USD", "1.00")}}},
+		{"a settlement from another bank", "POST", "/v1/settlements", stlBody("x8", "SCB-2", "SCB-1", "10.00")},
+		{"an account with an overdraft", "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-1-credit", "currency_code": "USD",
+			"asset_type": "fiat", "bank_id": "SCB-1", "overdraft_limit": "1000000"}},
+		{"an unlimited account", "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-1-mint", "currency_code": "USD",
+			"asset_type": "fiat", "bank_id": "SCB-1", "overdraft_limit": "unlimited"}},
+		{"an account of another bank", "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-2-extra", "currency_code": "USD",
+			"asset_type": "fiat", "bank_id": "SCB-2"}},
+		{"an account of no bank", "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "nobank", "currency_code": "USD", "asset_type": "fiat"}},
+		{"raise its own limit", "PATCH", "/v1/ledgers/MASTER/accounts/SCB-1-USD", map[string]any{"overdraft_limit": "unlimited", "reason": "x"}},
+		{"unfreeze or freeze an account", "PATCH", "/v1/ledgers/MASTER/accounts/SCB-2-USD", map[string]any{"status": "frozen", "reason": "x"}},
+		{"register a bank", "POST", "/v1/banks", map[string]any{"id": "SCB-9", "name": "mine"}},
+		{"create a key", "POST", "/v1/keys", map[string]any{"name": "escalate", "scopes": []string{"admin"}}},
+		{"read another bank's account", "GET", "/v1/ledgers/MASTER/accounts/SCB-2-USD", nil},
+		{"read an account that does not exist", "GET", "/v1/ledgers/MASTER/accounts/ghost", nil},
+		{"read another bank's entry", "GET", "/v1/ledgers/MASTER/entries/fund-2", nil},
+		{"read an entry that does not exist", "GET", "/v1/ledgers/MASTER/entries/ghost", nil},
+		{"read another bank's settlement", "GET", "/v1/settlements/fund-2", nil},
+	}
+	for _, a := range attempts {
+		if r := e.as(tok, a.method, a.path, a.body); r.status != http.StatusForbidden || r.errCode() != CodeForbidden {
+			t.Errorf("%s: %d %s", a.what, r.status, r.raw)
+		}
+	}
+	if after := e.snapshot(); after != before {
+		t.Errorf("the refused attempts changed the database:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// What it may do: move its own money out, settle from its own bank, read its own.
+	e.mustStatus(e.as(tok, "POST", "/v1/ledgers/MASTER/entries", entry("ok1", "SCB-1-USD", "SCB-2-USD", "10.00")), http.StatusCreated)
+	e.mustStatus(e.as(tok, "POST", "/v1/settlements", stlBody("ok2", "SCB-1", "SCB-2", "10.00")), http.StatusAccepted)
+	e.mustStatus(e.as(tok, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-1-EUR", "currency_code": "EUR",
+		"asset_type": "fiat", "bank_id": "SCB-1"}), http.StatusCreated)
+	e.mustStatus(e.as(tok, "GET", "/v1/ledgers/MASTER/entries/fund-1", nil), http.StatusOK)
+	e.mustStatus(e.as(tok, "GET", "/v1/settlements/ok2", nil), http.StatusOK)
+	r := e.mustStatus(e.as(tok, "GET", "/v1/ledgers/MASTER/accounts", nil), http.StatusOK)
+	for _, a := range r.get("accounts").([]any) {
+		if b, _ := a.(map[string]any)["bank_id"].(string); b != "SCB-1" {
+			t.Errorf("account list shows %v to SCB-1's key", a)
+		}
+	}
+	r = e.mustStatus(e.as(tok, "GET", "/v1/ledgers/MASTER/entries", nil), http.StatusOK)
+	for _, x := range r.get("entries").([]any) {
+		m := x.(map[string]any)
+		if !strings.HasPrefix(m["debit_account_id"].(string), "SCB-1") && !strings.HasPrefix(m["credit_account_id"].(string), "SCB-1") {
+			t.Errorf("entry list shows %v to SCB-1's key", m["reference_id"])
+		}
+	}
+	r = e.mustStatus(e.as(tok, "GET", "/v1/banks", nil), http.StatusOK)
+	if bs, _ := r.get("banks").([]any); len(bs) != 1 {
+		t.Errorf("bank list of SCB-1's key: %s", r.raw)
+	}
+	// last_error is for admins only.
+	if strings.Contains(string(e.as(tok, "GET", "/v1/settlements/ok2", nil).raw), `"last_error":"`) {
+		t.Error("a member bank's key sees last_error")
+	}
+}
+
+// snapshot is a digest of everything a refused request must not change.
+func (e *env) snapshot() string {
+	e.t.Helper()
+	var s string
+	err := e.db.Pool.QueryRow(context.Background(), `SELECT
+		(SELECT count(*) FROM ledger_entries)::text || '|' ||
+		(SELECT count(*) FROM bank_accounts)::text || '|' ||
+		(SELECT coalesce(string_agg(ledger_id || '/' || id || '=' || balance::text || '/' || coalesce(overdraft_limit::text, 'unlimited') || '/' || status, ',' ORDER BY ledger_id, id), '') FROM bank_accounts) || '|' ||
+		(SELECT count(*) FROM banks)::text || '|' ||
+		(SELECT count(*) FROM api_keys)::text || '|' ||
+		(SELECT count(*) FROM dual_ledger_outbox)::text || '|' ||
+		(SELECT count(*) FROM operator_actions)::text`).Scan(&s)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// Without a key or with a bad one nothing is written either, and neither answer says whether a
+// ledger exists.
+func TestUnauthenticatedSaysNothing(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.setupUSD()
+	before := e.snapshot()
+	a := e.as("", "GET", "/v1/ledgers/L", nil)
+	b := e.as("", "GET", "/v1/ledgers/NOPE", nil)
+	if a.status != 401 || b.status != 401 || string(a.body["error"].(map[string]any)["message"].(string)) != b.body["error"].(map[string]any)["message"].(string) {
+		t.Errorf("401s differ: %s / %s", a.raw, b.raw)
+	}
+	e.as("", "POST", "/v1/ledgers/L/entries", entry("u1", "issuance", "alice", "1.00"))
+	e.as("dl_garbage", "POST", "/v1/ledgers", map[string]any{"id": "X"})
+	if after := e.snapshot(); after != before {
+		t.Errorf("unauthenticated requests changed the database: %s -> %s", before, after)
+	}
+	// Tokens are never logged.
+	tok := e.newKey(auth.Spec{Name: "logged?", Scopes: []string{auth.ScopeRead}})
+	e.as(tok, "GET", "/v1/ledgers", nil)
+	if strings.Contains(e.logs.String(), tok) || strings.Contains(e.logs.String(), tok[20:]) {
+		t.Error("a token appears in the server log")
+	}
+	if !strings.Contains(e.logs.String(), "key_id=key_"+tok[3:19]) {
+		t.Errorf("the access log does not name the key:\n%s", e.logs.String())
+	}
+}
+
+// Opening an account with credit needs admin; an accounts key may open plain accounts.
+func TestOverdraftNeedsAdmin(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.createLedger("L")
+	tok := e.newKey(auth.Spec{Name: "accounts", Scopes: []string{auth.ScopeAccounts}})
+	for _, od := range []string{"unlimited", "0.01", "1000000"} {
+		r := e.as(tok, "POST", "/v1/ledgers/L/accounts", map[string]any{"id": "a" + od, "currency_code": "USD", "asset_type": "fiat", "overdraft_limit": od})
+		if r.status != 403 {
+			t.Errorf("overdraft %s with an accounts key: %d %s", od, r.status, r.raw)
+		}
+	}
+	e.mustStatus(e.as(tok, "POST", "/v1/ledgers/L/accounts", map[string]any{"id": "plain", "currency_code": "USD", "asset_type": "fiat", "overdraft_limit": "0.00"}), 201)
+	if r := e.as(tok, "PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"overdraft_limit": "5", "reason": "x"}); r.status != 403 {
+		t.Errorf("limit change with an accounts key: %d %s", r.status, r.raw)
+	}
+	e.mustStatus(e.as(tok, "PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"status": "frozen", "reason": "review"}), 200)
+	r := e.mustStatus(e.do("PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"overdraft_limit": "5", "reason": "credit line"}), 200)
+	if r.str("overdraft_limit") != "5.00" || r.str("status") != "frozen" {
+		t.Errorf("after the admin's change: %s", r.raw)
+	}
+	// Both changes are in the operator log with actor, before/after and reason.
+	r = e.mustStatus(e.do("GET", "/v1/operator-actions?limit=1000", nil), 200)
+	var updates []map[string]any
+	for _, a := range r.get("actions").([]any) {
+		if m := a.(map[string]any); m["action"] == "account.update" {
+			updates = append(updates, m)
+		}
+	}
+	if len(updates) != 2 || updates[0]["reason"] != "review" || updates[1]["reason"] != "credit line" ||
+		!strings.HasPrefix(updates[0]["actor"].(string), "key:") || updates[1]["db_role"] != "dualledger_api" {
+		t.Errorf("operator log of the updates: %v", updates)
+	}
+}
+
+// A key created or revoked in the database (the CLI) takes effect on the running server: at once
+// for a new key, within a second for a revocation.
+func TestKeyLifecycleOnARunningServer(t *testing.T) {
+	e := newEnv(t, Config{KeyRefresh: 200 * time.Millisecond})
+	e.setupUSD()
+	nk, err := auth.Create(context.Background(), e.db.Conn(t), "cli:test", auth.Spec{Name: "late", Scopes: []string{auth.ScopeRead}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mustStatus(e.as(nk.Token, "GET", "/v1/ledgers/L", nil), 200)
+	if _, err := auth.Revoke(context.Background(), e.db.Conn(t), "cli:test", nk.ID, "rotated"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		r := e.as(nk.Token, "GET", "/v1/ledgers/L", nil)
+		if r.status == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoked key still works after a second: %d", r.status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Through the API: an admin creates and revokes; the token is shown once and never listed.
+	r := e.mustStatus(e.do("POST", "/v1/keys", map[string]any{"name": "api made", "scopes": []string{"read", "post"}, "ledgers": []string{"L"}}), 201)
+	tok, id := r.str("token"), r.str("id")
+	if !strings.HasPrefix(tok, "dl_") || !auth.ValidID(id) {
+		t.Fatalf("created: %s", r.raw)
+	}
+	e.mustStatus(e.as(tok, "POST", "/v1/ledgers/L/entries", entry("k1", "issuance", "alice", "1.00")), 201)
+	if l := e.mustStatus(e.do("GET", "/v1/keys", nil), 200); strings.Contains(string(l.raw), tok[20:]) || strings.Contains(string(l.raw), "token") {
+		t.Errorf("key list shows a token: %s", l.raw)
+	}
+	e.mustStatus(e.do("POST", "/v1/keys/"+id+"/revoke", map[string]any{"reason": "done"}), 200)
+	if r := e.as(tok, "GET", "/v1/ledgers/L", nil); r.status != 401 {
+		t.Errorf("revoked through the API, still %d", r.status)
+	}
+	if r := e.do("POST", "/v1/keys/key_aaaaaaaaaaaaaaaa/revoke", map[string]any{"reason": "x"}); r.status != 404 {
+		t.Errorf("revoke unknown: %d %s", r.status, r.raw)
+	}
+	// Bad specs are 400 naming the field.
+	for field, body := range map[string]map[string]any{
+		"scopes":     {"name": "x", "scopes": []string{"root"}},
+		"name":       {"name": "", "scopes": []string{"read"}},
+		"rate_limit": {"name": "x", "scopes": []string{"read"}, "rate_limit": -1},
+	} {
+		if r := e.do("POST", "/v1/keys", body); r.status != 400 || r.str("error", "details", "field") != field {
+			t.Errorf("bad %s: %d %s", field, r.status, r.raw)
+		}
+	}
+	bank := "SCB-1"
+	if r := e.do("POST", "/v1/keys", map[string]any{"name": "x", "scopes": []string{"admin"}, "bank_id": bank}); r.status != 400 {
+		t.Errorf("limited admin: %d %s", r.status, r.raw)
+	}
+}
+
+// A key's rate limit answers 429 with Retry-After once its bucket is empty.
+func TestKeyRateLimit(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.setupUSD()
+	rate := 2.0
+	tok := e.newKey(auth.Spec{Name: "slow", Scopes: []string{auth.ScopeRead}, RateLimit: &rate})
+	var limited *resp
+	for range 10 {
+		if r := e.as(tok, "GET", "/v1/ledgers/L", nil); r.status == 429 {
+			limited = r
+			break
+		}
+	}
+	if limited == nil || limited.errCode() != CodeRateLimited || limited.header.Get("Retry-After") == "" {
+		t.Fatalf("no 429 after 10 quick requests at 2/s: %+v", limited)
+	}
+	// Other keys are not affected.
+	e.mustStatus(e.do("GET", "/v1/ledgers/L", nil), 200)
+}
+
+// Over the in-flight limit requests are refused at once, while the admitted ones wait on a
+// ledger the test holds locked; nothing is lost: every admitted posting commits.
+func TestInFlightLimitSheds(t *testing.T) {
+	e := newEnv(t, Config{MaxInFlight: 4})
+	e.setupUSD()
+	// Hold the ledger head, so admitted postings wait in the database.
+	conn := e.db.Conn(t)
+	tx, err := conn.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(context.Background(), "SELECT 1 FROM ledgers WHERE id = 'L' FOR UPDATE"); err != nil {
+		t.Fatal(err)
+	}
+	type answer struct {
+		status int
+		took   time.Duration
+	}
+	answers := make(chan answer, 20)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() {
+			start := time.Now()
+			st, _, _ := postJSON(e.client, e.ts.URL+"/v1/ledgers/L/entries", entry(fmt.Sprintf("f%d", i), "issuance", "alice", "1.00"))
+			answers <- answer{st, time.Since(start)}
+		})
+	}
+	// The refusals arrive while the lock is still held: they did not wait for the database.
+	shed := 0
+	for shed < 16 {
+		select {
+		case a := <-answers:
+			if a.status != http.StatusTooManyRequests {
+				t.Fatalf("answer %d while the ledger is locked", a.status)
+			}
+			shed++
+		case <-time.After(30 * time.Second):
+			t.Fatalf("only %d of 16 excess requests were refused while the ledger was locked", shed)
+		}
+	}
+	if err := tx.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(answers)
+	for a := range answers {
+		if a.status != http.StatusCreated {
+			t.Errorf("admitted posting: %d", a.status)
+		}
+	}
+	if s := e.headSeq("L"); s != 4 {
+		t.Errorf("head_seq %v, want the 4 admitted postings", s)
+	}
+	if v := metricValue(t, e.metricsText(), "dualledger_http_requests_shed_total"); v != 16 {
+		t.Errorf("shed metric %v", v)
+	}
+}

@@ -1,0 +1,249 @@
+package outbox
+
+// What the worker may record about an SCB's answer (migration 010): FINALIZED only with the SCB's
+// FINAL answer and its scb_entry_id, the same entry id from acceptance to finality, and every
+// transition through the outbox functions, which the worker's role may call and nothing more.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"dualledger/internal/scb"
+)
+
+// scriptedSCB is an SCB over real HTTP whose answers the test writes, for answers the simulator
+// never gives (a FINAL without an entry id, an entry id that changes).
+type scriptedSCB struct {
+	ts *httptest.Server
+	mu sync.Mutex
+	// post and get answer POST /v1/entries and GET /v1/entries/{ref}: status code and body.
+	post, get func() (int, string)
+}
+
+func startScripted(t *testing.T) *scriptedSCB {
+	t.Helper()
+	s := &scriptedSCB{}
+	s.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		f := s.get
+		if r.Method == http.MethodPost {
+			f = s.post
+		}
+		s.mu.Unlock()
+		code, body := http.StatusServiceUnavailable, `{"error":{"code":"unavailable","message":"not scripted"}}`
+		if f != nil {
+			code, body = f()
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(s.ts.Close)
+	return s
+}
+
+func (s *scriptedSCB) script(post, get func() (int, string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if post != nil {
+		s.post = post
+	}
+	if get != nil {
+		s.get = get
+	}
+}
+
+func (s *scriptedSCB) client(t *testing.T, id string) *scb.Client {
+	t.Helper()
+	c, err := scb.NewClient(scb.Config{ID: id, BaseURL: s.ts.URL, APIKey: "k", Timeout: 2 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func answer(code int, body string) func() (int, string) {
+	return func() (int, string) { return code, body }
+}
+
+func sqlstate(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+// TestFinalWithoutEntryIDIsNotFinal: an SCB that answers FINAL without naming its entry is not
+// believed: the delivery is retried like any 2xx the worker cannot use, and the row ends FAILED
+// once the budget is spent, never FINALIZED.
+func TestFinalWithoutEntryIDIsNotFinal(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	s := startScripted(t)
+	s.script(answer(201, `{"status":"FINAL"}`), nil)
+	f.settle(1, "noid", "SCB-1", "SCB-2")
+	cfg := testConfig("w-noid")
+	cfg.MaxAttempts = 2
+	f.startWorker(cfg, newResolver(map[string]SCB{"SCB-1": s.client(t, "SCB-1")}).resolve)
+	waitFor(t, "the row FAILED", 10*time.Second, func() bool { return f.count(Failed, "SCB-1") == 1 })
+	r := f.rows("SCB-1")[0]
+	if r.FinalizedAt != nil || r.ScbStatus != nil || !strings.Contains(deref2(r.FailureReason), "FINAL without scb_entry_id") {
+		t.Errorf("row after FINAL answers without an entry id: %s, scb_status %v, reason %q", r.Status, deref(r.ScbStatus), deref2(r.FailureReason))
+	}
+	if got, want := kinds(f.attempts(r.ID)), []string{"deliver/retry", "deliver/exhausted"}; !slices.Equal(got, want) {
+		t.Errorf("attempts %v, want %v", got, want)
+	}
+}
+
+// TestPollEntryIDMustNotChange: an SCB that accepted an entry as A and then reports FINAL for B is
+// not confirming our entry: the row stays SENT, the poll is recorded as scb_entry_id_mismatch and
+// backs off. Once the SCB names A again the row is FINALIZED, and the poll that ends the run of
+// failures is recorded as well.
+func TestPollEntryIDMustNotChange(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	s := startScripted(t)
+	s.script(answer(201, `{"scb_entry_id":"A","status":"ACCEPTED"}`), answer(200, `{"scb_entry_id":"B","status":"FINAL"}`))
+	f.settle(1, "mism", "SCB-1", "SCB-2")
+	f.startWorker(testConfig("w-mism"), newResolver(map[string]SCB{"SCB-1": s.client(t, "SCB-1")}).resolve)
+	waitFor(t, "a refused poll", 10*time.Second, func() bool {
+		return slices.Contains(kinds(f.attempts(f.rows("SCB-1")[0].ID)), "poll/scb_entry_id_mismatch")
+	})
+	r := f.rows("SCB-1")[0]
+	if r.Status != Sent || deref2(r.ScbEntryID) != "A" || !strings.Contains(deref2(r.LastError), "accepted the entry as A") {
+		t.Fatalf("row after a FINAL for another entry id: %s, scb_entry_id %q, last_error %q", r.Status, deref2(r.ScbEntryID), deref2(r.LastError))
+	}
+	// An ACCEPTED answer after the failures ends the run (recorded), then FINAL for A finalises.
+	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"ACCEPTED"}`))
+	waitFor(t, "the recovery recorded", 10*time.Second, func() bool {
+		return slices.Contains(kinds(f.attempts(r.ID)), "poll/recovered")
+	})
+	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"FINAL"}`))
+	waitFor(t, "the row FINALIZED", 10*time.Second, func() bool { return f.count(Finalized, "SCB-1") == 1 })
+	as := f.attempts(r.ID)
+	if got := kinds(as); got[0] != "deliver/accepted" || got[len(got)-1] != "poll/final" {
+		t.Errorf("attempts %v", got)
+	}
+	var entryID, status *string
+	if err := f.db.Pool.QueryRow(context.Background(), `SELECT scb_entry_id, scb_status FROM dual_ledger_outbox_attempts
+		WHERE outbox_id = $1 AND outcome = 'final'`, r.ID).Scan(&entryID, &status); err != nil || deref2(entryID) != "A" || deref2(status) != "FINAL" {
+		t.Errorf("the final attempt records the SCB's answer: %v %v %v", deref(entryID), deref(status), err)
+	}
+}
+
+// TestForgedResultsRefused: the worker's role, holding the lease, still cannot record a
+// transition the SCB's answer does not support; each refusal changes nothing and records nothing.
+func TestForgedResultsRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(1, "forge", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	rows, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 1)
+	if err != nil || len(rows) != 1 {
+		t.Fatal(rows, err)
+	}
+	row := rows[0]
+	for name, r := range map[string]Result{
+		"FINALIZED with a made-up id and no FINAL answer": {NewStatus: Finalized, StatusCode: 201, ScbEntryID: "made-up", Outcome: "final"},
+		"FINALIZED on an ACCEPTED answer":                 {NewStatus: Finalized, StatusCode: 201, ScbEntryID: "made-up", ScbStatus: "ACCEPTED", Outcome: "final"},
+		"FINALIZED on FINAL without an entry id":          {NewStatus: Finalized, StatusCode: 201, ScbStatus: "FINAL", Outcome: "final"},
+		"ACKED on an ACCEPTED answer":                     {NewStatus: Acked, StatusCode: 201, ScbStatus: "ACCEPTED", Outcome: "posted"},
+		"SENT on a FINAL answer":                          {NewStatus: Sent, StatusCode: 201, ScbEntryID: "x", ScbStatus: "FINAL", Outcome: "accepted"},
+		"QUEUED with an SCB answer":                       {NewStatus: Queued, StatusCode: 201, ScbStatus: "FINAL", Outcome: "retry"},
+	} {
+		r.Kind, r.Started = "deliver", time.Now()
+		if err := f.store.Finish(ctx, row, "w", r); sqlstate(err) != "DL111" {
+			t.Errorf("%s: %v, want DL111", name, err)
+		}
+	}
+	for name, r := range map[string]Result{
+		"back to PROCESSING": {NewStatus: Processing, Outcome: "x"},
+		"no status":          {Outcome: "x"},
+		"FAILED without why": {NewStatus: Failed, Outcome: "permanent"},
+		"a bad outcome":      {NewStatus: Queued, Outcome: "Retry; DROP"},
+		"a delay of a year":  {NewStatus: Queued, Outcome: "retry", Error: "x", Delay: 365 * 24 * time.Hour},
+	} {
+		if err := f.store.Finish(ctx, row, "w", r); sqlstate(err) != "DL009" {
+			t.Errorf("%s: %v, want DL009", name, err)
+		}
+	}
+	if got := f.rows("SCB-1")[0]; got.Status != Processing || got.ScbEntryID != nil || len(f.attempts(row.ID)) != 0 {
+		t.Fatalf("refused results changed the row: %s, scb_entry_id %v, %d attempts", got.Status, deref(got.ScbEntryID), len(f.attempts(row.ID)))
+	}
+	// The genuine answer goes through.
+	if err := f.store.Finish(ctx, row, "w", Result{Kind: "deliver", NewStatus: Finalized, StatusCode: 201, ScbEntryID: "SCB-1-7",
+		ScbStatus: "FINAL", Outcome: "final"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.rows("SCB-1")[0]; got.Status != Finalized || deref2(got.ScbEntryID) != "SCB-1-7" || deref2(got.ScbStatus) != "FINAL" {
+		t.Errorf("after the FINAL answer: %+v", got)
+	}
+}
+
+// TestRequeueIsAnOperatorAct: only the owner may requeue (the worker's role cannot), the actor
+// must say who it is, and the act is in the operator log with its reason, in the same transaction.
+func TestRequeueIsAnOperatorAct(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(2, "rqa", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	claimed, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 2)
+	if err != nil || len(claimed) != 2 {
+		t.Fatal(claimed, err)
+	}
+	for _, r := range claimed {
+		if err := f.store.Finish(ctx, r, "w", Result{Kind: "deliver", NewStatus: Failed, StatusCode: 401, Outcome: "permanent", Error: "401 from SCB-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.store.RequeueRows(ctx, RequeueRequest{Actor: "cli:op", AllFailed: true}); sqlstate(err) != "42501" {
+		t.Errorf("requeue as the worker's role: %v, want 42501", err)
+	}
+	for _, actor := range []string{"op", "", "sql:op", "cli:"} {
+		if _, err := f.owner.RequeueRows(ctx, RequeueRequest{Actor: actor, AllFailed: true}); sqlstate(err) != "DL009" {
+			t.Errorf("requeue by actor %q: %v, want DL009", actor, err)
+		}
+	}
+	if f.count(Failed, "SCB-1") != 2 {
+		t.Fatal("a refused requeue changed rows")
+	}
+	n, err := f.owner.RequeueRows(ctx, RequeueRequest{Actor: "cli:alice", ID: claimed[0].ID, Reason: "key fixed at the SCB"})
+	if err != nil || n != 1 {
+		t.Fatalf("requeue by id: %d %v", n, err)
+	}
+	if n, err := f.owner.RequeueRows(ctx, RequeueRequest{Actor: "cli:alice", AllFailed: true, ScbID: "SCB-1"}); err != nil || n != 1 {
+		t.Fatalf("requeue of the rest: %d %v", n, err)
+	}
+	if n, err := f.owner.RequeueRows(ctx, RequeueRequest{Actor: "cli:alice", AllFailed: true}); err != nil || n != 0 {
+		t.Fatalf("requeue of nothing: %d %v", n, err)
+	}
+	type act struct{ actor, action, target, reason, after string }
+	rs, err := f.db.Pool.Query(ctx, `SELECT actor, action, target, coalesce(reason, ''), after::text FROM operator_actions
+		WHERE action = 'outbox.requeue' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acts []act
+	for rs.Next() {
+		var a act
+		if err := rs.Scan(&a.actor, &a.action, &a.target, &a.reason, &a.after); err != nil {
+			t.Fatal(err)
+		}
+		acts = append(acts, a)
+	}
+	if rs.Err() != nil || len(acts) != 2 || acts[0].actor != "cli:alice" || acts[0].reason != "key fixed at the SCB" ||
+		acts[0].target != "outbox/"+strconv.FormatInt(claimed[0].ID, 10) || acts[1].target != "outbox/FAILED/SCB-1" || !strings.Contains(acts[1].after, `"requeued": 1`) {
+		t.Errorf("operator log of the requeues (an empty requeue logs nothing): %+v %v", acts, rs.Err())
+	}
+}

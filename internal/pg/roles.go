@@ -1,0 +1,207 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// The roles of migration 010 (docs/security.md): serve runs as APIRole, worker as WorkerRole,
+// reporting as ReadonlyRole. They are NOLOGIN; a login role is granted one of them.
+const (
+	APIRole      = "dualledger_api"
+	WorkerRole   = "dualledger_worker"
+	ReadonlyRole = "dualledger_readonly"
+)
+
+// Querier is what CheckServiceRole needs: a *pgx.Conn, a *pgxpool.Pool or a pgx.Tx.
+type Querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ServiceRoleError says why a login role may not run a service (serve, worker): it can do more
+// than the role the service asks for, so a compromise of the service would not be contained.
+type ServiceRoleError struct {
+	Login   string   // session_user
+	Reasons []string // one line per finding
+}
+
+func (e *ServiceRoleError) Error() string {
+	return fmt.Sprintf("the database login role %s must not run a service: %s. Log in as a role that is only a member of "+
+		"%s or %s (docs/security.md, \"Login roles\"), or pass --allow-owner on a development database",
+		e.Login, strings.Join(e.Reasons, "; "), APIRole, WorkerRole)
+}
+
+// CheckServiceRole refuses a login role (session_user, which a session can always RESET ROLE
+// back to) that can act as more than a service role: a superuser; a role with CREATEROLE (before
+// PostgreSQL 16 it may grant itself any non-superuser role, the owner's included); a member of
+// pg_write_all_data; a member (direct or not, inheriting or not: it can SET ROLE) of the owner of
+// the ledger schema, of the database, or of any table, sequence, function or type in the schema;
+// or a role that may CREATE in the schema. It returns a *ServiceRoleError with every finding, nil
+// when the role is a plain member of the service roles.
+func CheckServiceRole(ctx context.Context, db Querier) error {
+	var (
+		login    string
+		reasons  []string
+		super    bool
+		creater  bool
+		writeAll bool
+		schema   string
+		nspOwner string
+		ownsNsp  bool
+		dbName   string
+		dbOwner  string
+		ownsDB   bool
+		create   bool
+		owners   []string
+	)
+	err := db.QueryRow(ctx, `
+		WITH sch AS (
+			SELECT n.oid, n.nspname, n.nspowner FROM pg_namespace n
+			 WHERE n.oid = coalesce((SELECT relnamespace FROM pg_class WHERE oid = to_regclass('ledger_entries')),
+			                        'public'::regnamespace)),
+		objowners AS (
+			SELECT c.relowner AS owner FROM pg_class c, sch WHERE c.relnamespace = sch.oid
+			UNION SELECT p.proowner FROM pg_proc p, sch WHERE p.pronamespace = sch.oid
+			UNION SELECT t.typowner FROM pg_type t, sch WHERE t.typnamespace = sch.oid)
+		SELECT r.rolname, r.rolsuper, r.rolcreaterole,
+		       coalesce(pg_has_role(session_user, to_regrole('pg_write_all_data'), 'MEMBER'), false),
+		       sch.nspname, pg_get_userbyid(sch.nspowner), pg_has_role(session_user, sch.nspowner, 'MEMBER'),
+		       d.datname, pg_get_userbyid(d.datdba), pg_has_role(session_user, d.datdba, 'MEMBER'),
+		       has_schema_privilege(session_user, sch.oid, 'CREATE'),
+		       coalesce((SELECT array_agg(DISTINCT pg_get_userbyid(o.owner) ORDER BY pg_get_userbyid(o.owner))
+		                   FROM objowners o WHERE pg_has_role(session_user, o.owner, 'MEMBER')), '{}')
+		  FROM pg_roles r, sch, pg_database d
+		 WHERE r.rolname = session_user AND d.datname = current_database()`).
+		Scan(&login, &super, &creater, &writeAll, &schema, &nspOwner, &ownsNsp, &dbName, &dbOwner, &ownsDB, &create, &owners)
+	if err != nil {
+		return fmt.Errorf("check the database login role: %w", err)
+	}
+	if super {
+		// A superuser can do everything; the other findings would only repeat it.
+		return &ServiceRoleError{Login: login, Reasons: []string{"it is a superuser"}}
+	}
+	if creater {
+		reasons = append(reasons, "it has CREATEROLE (it could grant itself the owner's role)")
+	}
+	if writeAll {
+		reasons = append(reasons, "it is a member of pg_write_all_data")
+	}
+	if ownsNsp {
+		reasons = append(reasons, fmt.Sprintf("it can act as %s, the owner of schema %s", nspOwner, schema))
+	}
+	if ownsDB {
+		reasons = append(reasons, fmt.Sprintf("it can act as %s, the owner of database %s", dbOwner, dbName))
+	}
+	if len(owners) > 0 {
+		reasons = append(reasons, fmt.Sprintf("it can act as %s, owner of the ledger's tables or functions", strings.Join(owners, ", ")))
+	}
+	if create && !ownsNsp {
+		reasons = append(reasons, fmt.Sprintf("it may CREATE in schema %s (REVOKE CREATE ON SCHEMA %s FROM PUBLIC, and from it)", schema, schema))
+	}
+	if len(reasons) > 0 {
+		return &ServiceRoleError{Login: login, Reasons: reasons}
+	}
+	return nil
+}
+
+// EmbeddedLogin is the login role the embedded cluster uses for a service role: a plain member of
+// it, created by EnsureLoginRole.
+func EmbeddedLogin(role string) string { return role + "_login" }
+
+var roleName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// EnsureLoginRole makes login a LOGIN role without any attribute beyond it, a plain member of
+// group, creating it when missing. conn must be a superuser's (or CREATEROLE with ADMIN on group).
+// Several processes may do it at once (serve and worker started together): losing a race is not
+// an error. It is meant for the embedded cluster, whose private socket trusts every role; a
+// server reached through DATABASE_URL gets its login roles from a DBA (docs/security.md).
+func EnsureLoginRole(ctx context.Context, conn Execer, login, group string) error {
+	if !roleName.MatchString(login) || !roleName.MatchString(group) {
+		return fmt.Errorf("login role %q for %q: not a plain role name", login, group)
+	}
+	var groupExists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, group).Scan(&groupExists); err != nil {
+		return fmt.Errorf("look up role %s: %w", group, err)
+	}
+	if !groupExists {
+		return fmt.Errorf("role %s does not exist: migrate the database first (dualledger migrate)", group)
+	}
+	var lastErr error
+	for attempt := range 6 {
+		ready, exists, err := loginRoleState(ctx, conn, login, group)
+		if err != nil {
+			return err
+		}
+		if ready {
+			return nil
+		}
+		stmt := "GRANT " + pgx.Identifier{group}.Sanitize() + " TO " + pgx.Identifier{login}.Sanitize()
+		if !exists {
+			// One statement would not do: CREATE ROLE ... IN ROLE is refused when the group is
+			// missing with a less helpful message than GRANT's. Both in one implicit transaction.
+			stmt = "CREATE ROLE " + pgx.Identifier{login}.Sanitize() +
+				" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT; " + stmt
+		}
+		_, lastErr = conn.Exec(ctx, stmt)
+		if lastErr == nil {
+			continue // checked again at the top
+		}
+		if !raceError(lastErr) {
+			return fmt.Errorf("create login role %s (member of %s): %w", login, group, lastErr)
+		}
+		// Another process created or granted it at the same moment: look again.
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("create login role %s (member of %s): %w", login, group, lastErr)
+}
+
+// Execer runs statements and queries: a *pgx.Conn or a *pgxpool.Pool.
+type Execer interface {
+	Querier
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// loginRoleState reports whether login exists, and whether it is ready: a LOGIN role that is a
+// member of group.
+func loginRoleState(ctx context.Context, conn Querier, login, group string) (ready, exists bool, err error) {
+	var canLogin, member *bool
+	err = conn.QueryRow(ctx, `SELECT l.rolcanlogin, pg_has_role(l.oid, g.oid, 'MEMBER')
+		FROM pg_roles l LEFT JOIN pg_roles g ON g.rolname = $2 WHERE l.rolname = $1`, login, group).Scan(&canLogin, &member)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, false, nil
+	case err != nil:
+		return false, false, fmt.Errorf("look up login role %s: %w", login, err)
+	case member == nil:
+		return false, true, fmt.Errorf("role %s does not exist: migrate the database first (dualledger migrate)", group)
+	case canLogin == nil || !*canLogin:
+		return false, true, fmt.Errorf("role %s exists but cannot log in; it was not made by dualledger: drop it or use another data dir", login)
+	}
+	return *member, true, nil
+}
+
+// raceError reports whether err is what a concurrent CREATE ROLE or GRANT of the same role
+// produces: duplicate_object once the other committed, unique_violation on the catalog index if
+// both passed the existence check, or "tuple concurrently updated" on the catalog row.
+func raceError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "42710", "23505", "XX000", "40001", "40P01":
+		return true
+	}
+	return false
+}

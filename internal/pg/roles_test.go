@@ -1,0 +1,204 @@
+package pg_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/pg"
+	"dualledger/internal/pg/pgtest"
+)
+
+// userOf is the login role of a connection string.
+func userOf(t *testing.T, connStr string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(connStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.User
+}
+
+// poolOn opens a pool on connStr that SETs ROLE to role when role is not empty (as `dualledger
+// serve` does): the check is about the login role, whatever role the session has SET.
+func poolOn(t *testing.T, connStr, role string) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(connStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if role != "" {
+		cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+			_, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize())
+			return err
+		}
+	}
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// TestCheckServiceRole: a service refuses a login role that can act as more than its role, and
+// accepts a plain member (inheriting or not) of dualledger_api or dualledger_worker.
+func TestCheckServiceRole(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	admin := d.Conn(t)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	refused := func(name string, p *pgxpool.Pool, want ...string) {
+		t.Helper()
+		err := pg.CheckServiceRole(ctx, p)
+		var se *pg.ServiceRoleError
+		if !errors.As(err, &se) {
+			t.Errorf("%s: %v, want a ServiceRoleError", name, err)
+			return
+		}
+		for _, w := range want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: %q does not say %q", name, err, w)
+			}
+		}
+		if !strings.Contains(err.Error(), "--allow-owner") || !strings.Contains(err.Error(), "dualledger_api") {
+			t.Errorf("%s: %q does not say what to do", name, err)
+		}
+	}
+	accepted := func(name string, p *pgxpool.Pool) {
+		t.Helper()
+		if err := pg.CheckServiceRole(ctx, p); err != nil {
+			t.Errorf("%s: %v, want accepted", name, err)
+		}
+	}
+
+	refused("the superuser", d.Pool, "superuser")
+	refused("the superuser after SET ROLE dualledger_api", poolOn(t, d.ConnStr, "dualledger_api"), "superuser")
+
+	accepted("a plain member of dualledger_api", d.PoolAs(t, "dualledger_api"))
+	accepted("a plain member of dualledger_worker", d.PoolAs(t, "dualledger_worker"))
+	noinherit := d.LoginRole(t, "dualledger_api")
+	exec("ALTER ROLE " + userOf(t, noinherit) + " NOINHERIT")
+	accepted("a NOINHERIT member of dualledger_api", poolOn(t, noinherit, "dualledger_api"))
+	accepted("a plain member of dualledger_api without SET ROLE", poolOn(t, d.LoginRole(t, "dualledger_api"), ""))
+
+	// A member of the owner of the tables (here the superuser that migrated them) can SET ROLE to
+	// it, directly or through another role, inheriting or not.
+	ownerish := d.LoginRole(t, "dualledger_api")
+	exec("GRANT postgres TO " + userOf(t, ownerish))
+	refused("a member of the owner", poolOn(t, ownerish, "dualledger_api"), "can act as postgres")
+	indirect := d.LoginRole(t, userOf(t, ownerish))
+	exec("ALTER ROLE " + userOf(t, indirect) + " NOINHERIT")
+	refused("a NOINHERIT member of a member of the owner", poolOn(t, indirect, ""), "can act as postgres")
+
+	createrole := d.LoginRole(t, "dualledger_worker")
+	exec("ALTER ROLE " + userOf(t, createrole) + " CREATEROLE")
+	refused("a CREATEROLE login", poolOn(t, createrole, "dualledger_worker"), "CREATEROLE")
+
+	writer := d.LoginRole(t, "dualledger_worker")
+	exec("GRANT pg_write_all_data TO " + userOf(t, writer))
+	refused("a member of pg_write_all_data", poolOn(t, writer, "dualledger_worker"), "pg_write_all_data")
+
+	creator := d.LoginRole(t, "dualledger_api")
+	exec("GRANT CREATE ON SCHEMA public TO " + userOf(t, creator))
+	refused("a login that may CREATE in the schema", poolOn(t, creator, "dualledger_api"), "may CREATE in schema public")
+	exec("REVOKE CREATE ON SCHEMA public FROM " + userOf(t, creator))
+
+	// The database's owner owns schema public (PostgreSQL 15: pg_database_owner) and may drop
+	// the database.
+	dbOwner := d.LoginRole(t, "dualledger_api")
+	exec("ALTER DATABASE " + pgx.Identifier{d.Name}.Sanitize() + " OWNER TO " + userOf(t, dbOwner))
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{d.Name}.Sanitize()+" OWNER TO postgres")
+	})
+	refused("the database's owner", poolOn(t, dbOwner, "dualledger_api"), "the owner of database "+d.Name, "the owner of schema public")
+}
+
+// TestEnsureLoginRole: the embedded cluster's login roles are created once, however many
+// processes ask at the same moment, as plain members that pass CheckServiceRole.
+func TestEnsureLoginRole(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	var rnd [5]byte
+	_, _ = rand.Read(rnd[:])
+	login := "dltest_embedded_" + hex.EncodeToString(rnd[:])
+	admin := d.Conn(t)
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS "+login) })
+
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Go(func() {
+			conn, err := pgx.Connect(ctx, d.ConnStr)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer conn.Close(ctx)
+			errs[i] = pg.EnsureLoginRole(ctx, conn, login, pg.WorkerRole)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("EnsureLoginRole %d of 8 at once: %v", i+1, err)
+		}
+	}
+	var canLogin, super, member bool
+	if err := admin.QueryRow(ctx, `SELECT rolcanlogin, rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication,
+		pg_has_role(oid, 'dualledger_worker', 'USAGE') FROM pg_roles WHERE rolname = $1`, login).Scan(&canLogin, &super, &member); err != nil {
+		t.Fatal(err)
+	}
+	if !canLogin || super || !member {
+		t.Fatalf("login role: can login %v, attributes beyond LOGIN %v, inherits dualledger_worker %v", canLogin, super, member)
+	}
+	if err := pg.EnsureLoginRole(ctx, admin, login, pg.WorkerRole); err != nil {
+		t.Errorf("again: %v", err)
+	}
+	cfg, err := pgx.ParseConfig(d.ConnStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Password != "" || !strings.HasPrefix(cfg.Host, "/") {
+		t.Skip("the test server does not trust local connections (DATABASE_URL): logging in as the role is not tested")
+	}
+	cfg.User = login
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if err := pg.CheckServiceRole(ctx, conn); err != nil {
+		t.Errorf("the embedded login role is refused: %v", err)
+	}
+
+	if err := pg.EnsureLoginRole(ctx, admin, "dltest_nogroup_"+hex.EncodeToString(rnd[:]), "dltest_no_such_group"); err == nil ||
+		!strings.Contains(err.Error(), "migrate") {
+		t.Errorf("a missing group: %v", err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE ROLE dltest_nologin_"+hex.EncodeToString(rnd[:])+" NOLOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = admin.Exec(context.Background(), "DROP ROLE IF EXISTS dltest_nologin_"+hex.EncodeToString(rnd[:]))
+	})
+	if err := pg.EnsureLoginRole(ctx, admin, "dltest_nologin_"+hex.EncodeToString(rnd[:]), pg.WorkerRole); err == nil ||
+		!strings.Contains(err.Error(), "cannot log in") {
+		t.Errorf("an existing NOLOGIN role of that name: %v", err)
+	}
+	if err := pg.EnsureLoginRole(ctx, admin, `x"; DROP TABLE ledgers; --`, pg.WorkerRole); err == nil {
+		t.Error("a role name that is not a plain identifier was accepted")
+	}
+}
