@@ -154,7 +154,7 @@ of the 429 answers.`,
 			fmt.Fprintf(a.out, "%s loop, %s, %d clients,%s sent %d in %.1fs: created %.0f/s  p50 %.2f ms  p99 %.2f ms  p999 %.2f ms  statuses %v",
 				r.Mode, r.Dist, r.Clients, offered, r.Sent, r.Seconds, r.CreatedPerS, r.P50Ms, r.P99Ms, r.P999Ms, r.Statuses)
 			if r.SentP99Ms > 0 {
-				fmt.Fprintf(a.out, "  from actual send: p50 %.2f ms p99 %.2f ms", r.SentP50Ms, r.SentP99Ms)
+				fmt.Fprintf(a.out, "  on the wire: p50 %.2f ms p99 %.2f ms", r.SentP50Ms, r.SentP99Ms)
 			}
 			if r.ShedP99Ms > 0 {
 				fmt.Fprintf(a.out, "  429 p99 %.2f ms", r.ShedP99Ms)

@@ -34,6 +34,7 @@ func needs(scope string) access { return access{scope: scope} }
 // reqInfo carries what the access log needs from deep inside a request.
 type reqInfo struct {
 	keyID string
+	shed  bool // refused by the in-flight limit
 }
 
 type reqInfoKey struct{}

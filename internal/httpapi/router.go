@@ -59,7 +59,13 @@ func (s *Server) router(routes []route) http.Handler {
 			s.metrics.request(methodLabel(r.Method), routeLabel, sw.code(), took)
 			// The access log: who (the key id, never the token), what (the route, not the
 			// path, which may carry references), the answer and how long it took. No bodies.
-			s.log.LogAttrs(ctx, slog.LevelInfo, "http request",
+			// Requests shed by the in-flight limit are counted (dualledger_http_requests_shed_total)
+			// and logged at debug only: a flood must not turn into a flood of log lines.
+			level := slog.LevelInfo
+			if info.shed {
+				level = slog.LevelDebug
+			}
+			s.log.LogAttrs(ctx, level, "http request",
 				slog.String("key_id", info.keyID), slog.String("method", r.Method), slog.String("route", routeLabel),
 				slog.Int("status", sw.code()), slog.Int64("bytes", sw.bytes), slog.Duration("took", took),
 				slog.String("request_id", reqID), slog.String("remote", r.RemoteAddr))
@@ -109,6 +115,9 @@ func (s *Server) endpoint(rt route) http.Handler {
 			// for the database is refused before it costs anything.
 			release, ok := s.admitted()
 			if !ok {
+				if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+					ri.shed = true
+				}
 				s.metrics.shed.Inc()
 				w.Header().Set("Retry-After", "1")
 				s.writeError(w, r, ledger.Errorf(CodeOverloaded, "the server is at its limit of %d requests in flight; retry after a second", cap(s.slots)))
