@@ -9,14 +9,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"dualledger/internal/ledger"
 )
 
 // DB is what the key store needs of a pool, a connection or a transaction.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+type DB = ledger.DBTX
 
 // ErrUnknownKey is returned for a key id that does not exist.
 var ErrUnknownKey = errors.New("unknown API key")

@@ -60,16 +60,12 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 	}
 	// One more than asked tells whether another page exists, so the last page says so
 	// (next_after null) instead of sending the client for an empty one.
-	page, err := ledger.ListAccounts(r.Context(), s.pool, r.PathValue("ledger_id"), r.URL.Query().Get("after"), limit+1, keyOf(r).Bank())
+	accounts, err := ledger.ListAccounts(r.Context(), s.pool, r.PathValue("ledger_id"), r.URL.Query().Get("after"), limit+1, keyOf(r).Bank())
 	if err != nil {
 		return err
 	}
-	out := AccountList{Accounts: page}
-	if fit := fitPage(min(len(page), limit), func(i int) int { return jsonSize(page[i]) }); len(page) > fit {
-		out.Accounts = page[:fit]
-		next := page[fit-1].ID
-		out.NextAfter = &next
-	}
+	var out AccountList
+	out.Accounts, out.NextAfter = page(accounts, limit, func(a ledger.Account) string { return a.ID })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

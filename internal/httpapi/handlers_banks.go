@@ -25,16 +25,12 @@ func (s *Server) listBanks(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := ledger.ListBanks(r.Context(), s.pool, r.URL.Query().Get("after"), limit+1, keyOf(r).Bank())
+	banks, err := ledger.ListBanks(r.Context(), s.pool, r.URL.Query().Get("after"), limit+1, keyOf(r).Bank())
 	if err != nil {
 		return err
 	}
-	out := BankList{Banks: page}
-	if len(page) > limit {
-		out.Banks = page[:limit]
-		next := page[limit-1].ID
-		out.NextAfter = &next
-	}
+	var out BankList
+	out.Banks, out.NextAfter = page(banks, limit, func(b ledger.Bank) string { return b.ID })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -133,16 +133,12 @@ func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1, keyOf(r).Bank())
+	entries, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1, keyOf(r).Bank())
 	if err != nil {
 		return err
 	}
-	out := EntryList{Entries: page}
-	if fit := fitPage(min(len(page), limit), func(i int) int { return jsonSize(page[i]) }); len(page) > fit {
-		out.Entries = page[:fit]
-		next := page[fit-1].Seq
-		out.NextAfterSeq = &next
-	}
+	var out EntryList
+	out.Entries, out.NextAfterSeq = page(entries, limit, func(e ledger.Entry) int64 { return e.Seq })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

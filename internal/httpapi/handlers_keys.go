@@ -87,16 +87,12 @@ func (s *Server) listOperatorActions(w http.ResponseWriter, r *http.Request) err
 		}
 		f.Since = t
 	}
-	page, err := oplog.List(r.Context(), s.pool, f)
+	actions, err := oplog.List(r.Context(), s.pool, f)
 	if err != nil {
 		return ledger.FromDB(err)
 	}
-	out := OperatorActionList{Actions: page}
-	if fit := fitPage(min(len(page), limit), func(i int) int { return jsonSize(page[i]) }); len(page) > fit {
-		out.Actions = page[:fit]
-		next := page[fit-1].Seq
-		out.NextAfterSeq = &next
-	}
+	var out OperatorActionList
+	out.Actions, out.NextAfterSeq = page(actions, limit, func(a oplog.Action) int64 { return a.Seq })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -29,16 +29,12 @@ func (s *Server) listLedgers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	page, err := ledger.ListLedgers(r.Context(), s.pool, r.URL.Query().Get("after"), limit+1, keyOf(r).Ledgers)
+	ledgers, err := ledger.ListLedgers(r.Context(), s.pool, r.URL.Query().Get("after"), limit+1, keyOf(r).Ledgers)
 	if err != nil {
 		return err
 	}
-	out := LedgerList{Ledgers: page}
-	if len(page) > limit {
-		out.Ledgers = page[:limit]
-		next := page[limit-1].ID
-		out.NextAfter = &next
-	}
+	var out LedgerList
+	out.Ledgers, out.NextAfter = page(ledgers, limit, func(l ledger.Ledger) string { return l.ID })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

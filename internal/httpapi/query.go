@@ -42,17 +42,22 @@ func pageLimit(r *http.Request) (int, error) {
 // says where to go on (next_after / next_after_seq), like any other page.
 const maxPageBytes = 4 << 20
 
-// fitPage returns how many of the first n items fit in maxPageBytes of JSON (at least one, so a
-// client always makes progress). size(i) is item i's encoded size.
-func fitPage(n int, size func(i int) int) int {
-	total := 0
+// page cuts a list that was read with one row more than limit: at most limit items, fewer if
+// they would pass maxPageBytes of JSON (at least one, so a client always makes progress), and the
+// cursor of the last item returned when more follow (nil on the last page).
+func page[T, C any](items []T, limit int, cursor func(T) C) ([]T, *C) {
+	n, total := min(len(items), limit), 0
 	for i := range n {
-		total += size(i)
-		if total > maxPageBytes && i > 0 {
-			return i
+		if total += jsonSize(items[i]); total > maxPageBytes && i > 0 {
+			n = i
+			break
 		}
 	}
-	return n
+	if len(items) <= n {
+		return items, nil
+	}
+	next := cursor(items[n-1])
+	return items[:n], &next
 }
 
 // jsonSize is the encoded size of v (0 if it cannot be encoded; writeJSON will say so).
