@@ -205,3 +205,32 @@ func dbUser(t *testing.T, conn string) string {
 	t.Fatalf("no user in %q", conn)
 	return ""
 }
+
+// The read-only commands work with a login that is only a member of dualledger_readonly (the
+// reporting role deploy/systemd/README.md gives operators), and the administrative ones refuse it.
+func TestReadonlyLoginRunsTheReports(t *testing.T) {
+	d := pgtest.New(t)
+	owner := d.ConnStr
+	for _, args := range [][]string{
+		{"ledgers", "create", "BOOKS"},
+		{"accounts", "create", "--ledger", "BOOKS", "--currency", "USD", "issuance", "--overdraft", "unlimited"},
+		{"accounts", "create", "--ledger", "BOOKS", "--currency", "USD", "alice"},
+		{"post", "--ledger", "BOOKS", "--debit", "issuance", "--credit", "alice", "--amount", "5.00", "--currency", "USD", "--type", "funding", "--ref", "f1"},
+	} {
+		if _, stderr, code := cli(t, owner, args...); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, stderr)
+		}
+	}
+	ro := d.LoginRole(t, "dualledger_readonly")
+	for _, args := range [][]string{{"audit"}, {"verify-chain"}, {"outbox", "status"}, {"operator-log"}, {"accounts", "--ledger", "BOOKS"}, {"entries", "--ledger", "BOOKS"}} {
+		if out, stderr, code := cli(t, ro, args...); code != 0 {
+			t.Errorf("%v as a readonly login: %d %s %s", args, code, stderr, out)
+		}
+	}
+	for _, args := range [][]string{{"keys", "create", "x", "--scopes", "admin"}, {"ledgers", "create", "EVIL"},
+		{"accounts", "update", "--ledger", "BOOKS", "alice", "--status", "frozen", "--reason", "x"}} {
+		if _, _, code := cli(t, ro, args...); code == 0 {
+			t.Errorf("%v as a readonly login succeeded", args)
+		}
+	}
+}
