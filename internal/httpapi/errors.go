@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -131,7 +132,13 @@ func (e *wrappedInternal) Unwrap() error { return e.err }
 // writeJSON writes v with status. v is encoded before anything is written, so that the
 // (practically impossible) failure to encode our own types still gets a proper 500.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	// Not HTML-escaped: the API answers JSON, never HTML, and a message that says
+	// "Bearer <token>" should read so (nosniff keeps browsers from guessing otherwise).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(v)
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"error":{"code":"internal","message":"internal error","details":{}}}`)
