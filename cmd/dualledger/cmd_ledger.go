@@ -493,7 +493,7 @@ func newEntriesCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			es, err := ledger.ListEntries(cmd.Context(), pool, ledgerID, after, limit, "")
+			es, err := ledger.ListEntries(cmd.Context(), pool, ledgerID, after, limit)
 			if err != nil {
 				return rejection(err)
 			}

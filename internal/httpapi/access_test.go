@@ -454,3 +454,47 @@ func TestInFlightLimitSheds(t *testing.T) {
 		t.Errorf("shed metric %v", v)
 	}
 }
+
+// A member bank's entry list looks at a bounded window of seqs per page: its entries are found
+// however rare they are, each exactly once, by following next_after_seq, and a page with none
+// still points on.
+func TestMemberBankEntryListIsBounded(t *testing.T) {
+	e := newEnv(t, Config{BankScanWindow: 7})
+	stlSetup(e) // fund-1 (seq 1) touches SCB-1
+	e.createAccount("MASTER", "other", "USD", "fiat", "")
+	var want []string
+	for i := range 40 {
+		ref := fmt.Sprintf("noise-%02d", i)
+		if i%13 == 5 {
+			ref = fmt.Sprintf("scb1-%02d", i)
+			e.mustStatus(e.post("MASTER", entry(ref, "issuance", "SCB-1-USD", "1.00")), http.StatusCreated)
+			want = append(want, ref)
+			continue
+		}
+		e.mustStatus(e.post("MASTER", entry(ref, "issuance", "other", "1.00")), http.StatusCreated)
+	}
+	bank := "SCB-1"
+	tok := e.newKey(auth.Spec{Name: "scb1", Scopes: []string{auth.ScopeRead}, BankID: &bank})
+	got := []string{}
+	after, pages := "0", 0
+	for {
+		r := e.mustStatus(e.as(tok, "GET", "/v1/ledgers/MASTER/entries?limit=2&after_seq="+after, nil), http.StatusOK)
+		pages++
+		for _, x := range r.get("entries").([]any) {
+			if ref := x.(map[string]any)["reference_id"].(string); ref != "fund-1" {
+				got = append(got, ref)
+			}
+		}
+		next, ok := r.get("next_after_seq").(float64)
+		if !ok {
+			break
+		}
+		after = fmt.Sprint(int64(next))
+		if pages > 100 {
+			t.Fatal("no end")
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") || pages < 6 {
+		t.Errorf("got %v in %d pages, want %v in at least 6 (41 seqs, window 7)", got, pages, want)
+	}
+}

@@ -133,7 +133,10 @@ func (s *Server) listEntries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	entries, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1, keyOf(r).Bank())
+	if bank := keyOf(r).Bank(); bank != "" {
+		return s.listBankEntries(w, r, bank, after, limit)
+	}
+	entries, err := ledger.ListEntries(r.Context(), s.pool, r.PathValue("ledger_id"), after, limit+1)
 	if err != nil {
 		return err
 	}
@@ -164,4 +167,22 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 
 func entryPath(ledgerID, ref string) string {
 	return "/v1/ledgers/" + url.PathEscape(ledgerID) + "/entries/" + url.PathEscape(ref)
+}
+
+// listBankEntries is listEntries for a member bank's key: only the entries that touch its bank's
+// accounts, each page looking at a bounded window of seqs (ledger.BankScanWindow), so a bank
+// whose entries are rare in a busy ledger cannot make the server scan it whole. A page may then
+// hold fewer entries than asked, or none, and still point at the next one (next_after_seq).
+func (s *Server) listBankEntries(w http.ResponseWriter, r *http.Request, bank string, after int64, limit int) error {
+	entries, scannedTo, head, err := ledger.ListBankEntries(r.Context(), s.pool, r.PathValue("ledger_id"), bank, after, limit+1, s.cfg.BankScanWindow)
+	if err != nil {
+		return err
+	}
+	var out EntryList
+	out.Entries, out.NextAfterSeq = page(entries, limit, func(e ledger.Entry) int64 { return e.Seq })
+	if out.NextAfterSeq == nil && len(entries) <= limit && scannedTo < head {
+		out.NextAfterSeq = &scannedTo
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

@@ -75,6 +75,7 @@ type Config struct {
 	IdleTimeout      time.Duration // how long a keep-alive connection may idle
 	TLS              *tls.Config   // serve HTTPS with this (nil: plain HTTP)
 	KeyRefresh       time.Duration // how often API keys are reloaded (default auth.DefaultRefresh)
+	BankScanWindow   int64         // seqs one page of a member bank's entries looks at (default ledger.BankScanWindow)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -122,6 +123,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.BankScanWindow <= 0 {
+		c.BankScanWindow = ledger.BankScanWindow
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight

@@ -149,7 +149,7 @@ func TestPostResultCodes(t *testing.T) {
 		t.Fatalf("replay: %v %+v, entry %+v", err, res, e)
 	}
 	// Nothing but p1 and the funding was written.
-	es, err := ledger.ListEntries(ctx, d.Pool, L, 0, 100, "")
+	es, err := ledger.ListEntries(ctx, d.Pool, L, 0, 100)
 	if err != nil || len(es) != 2 {
 		t.Fatalf("entries after the rejections: %d (%v), want 2", len(es), err)
 	}

@@ -242,7 +242,7 @@ func checkAnswers(t *testing.T, ctx context.Context, d *pgtest.DB, L string, his
 	stored := map[string]ledger.Entry{}
 	var after int64
 	for {
-		page, err := ledger.ListEntries(ctx, d.Pool, L, after, 1000, "")
+		page, err := ledger.ListEntries(ctx, d.Pool, L, after, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}

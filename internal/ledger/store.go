@@ -315,20 +315,47 @@ func GetEntryByReference(ctx context.Context, db DBTX, ledgerID, ref string) (En
 	return e, nil
 }
 
-// ListEntries returns up to limit entries of a ledger with seq > afterSeq, in seq order; with
-// bankID only the entries that touch an account of that member bank.
-func ListEntries(ctx context.Context, db DBTX, ledgerID string, afterSeq int64, limit int, bankID string) ([]Entry, error) {
+// ListEntries returns up to limit entries of a ledger with seq > afterSeq, in seq order.
+func ListEntries(ctx context.Context, db DBTX, ledgerID string, afterSeq int64, limit int) ([]Entry, error) {
 	if _, err := GetLedger(ctx, db, ledgerID); err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e
-		WHERE ledger_id = $1 AND seq > $2
-		  AND ($4 = '' OR EXISTS (SELECT 1 FROM bank_accounts a WHERE a.ledger_id = $1 AND a.bank_id = $4
-		                             AND a.id IN (e.debit_account_id, e.credit_account_id)))
-		ORDER BY seq LIMIT $3`, ledgerID, afterSeq, limit, bankID)
+	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries
+		WHERE ledger_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, ledgerID, afterSeq, limit)
 	if err != nil {
 		return nil, FromDB(err)
 	}
+	return collectEntries(rows)
+}
+
+// BankScanWindow is how many seqs one page of a member bank's entries looks at by default: the
+// bank's entries may be rare in a busy ledger, and a page must not scan the whole ledger to find
+// them.
+const BankScanWindow = 20000
+
+// ListBankEntries returns up to limit entries of a ledger with seq > afterSeq that touch an
+// account of bankID, looking at no more than window seqs. scannedTo is the last seq it
+// looked at: when fewer than limit entries came back and scannedTo is below the ledger's head,
+// the next page starts after scannedTo.
+func ListBankEntries(ctx context.Context, db DBTX, ledgerID, bankID string, afterSeq int64, limit int, window int64) (entries []Entry, scannedTo, head int64, err error) {
+	l, err := GetLedger(ctx, db, ledgerID)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	scannedTo = min(l.HeadSeq, afterSeq+max(window, 1))
+	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e
+		WHERE ledger_id = $1 AND seq > $2 AND seq <= $5
+		  AND EXISTS (SELECT 1 FROM bank_accounts a WHERE a.ledger_id = $1 AND a.bank_id = $4
+		                 AND a.id IN (e.debit_account_id, e.credit_account_id))
+		ORDER BY seq LIMIT $3`, ledgerID, afterSeq, limit, bankID, scannedTo)
+	if err != nil {
+		return nil, 0, 0, FromDB(err)
+	}
+	entries, err = collectEntries(rows)
+	return entries, scannedTo, l.HeadSeq, err
+}
+
+func collectEntries(rows pgx.Rows) ([]Entry, error) {
 	defer rows.Close()
 	out := []Entry{}
 	for rows.Next() {
