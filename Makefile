@@ -5,7 +5,7 @@ BIN := bin/dualledger
 STATICCHECK_VERSION := v0.8.2
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build demo test test-short lint vet staticcheck fuzz bench postgres clean
+.PHONY: all build demo test test-short lint vet staticcheck fuzz bench postgres clean sums
 
 all: build
 
@@ -51,6 +51,11 @@ fuzz:
 ## bench: the posting benchmark (docs/benchmarks.md).
 bench: postgres build
 	./$(BIN) bench
+
+## sums: append the sha256 line of each new db/migrations file to db/migrations.sum (existing
+## lines never change: `make test` fails when an applied migration is edited).
+sums:
+	$(GO) test ./db -count=1 -run '^TestMigrationSums$$' -update
 
 ## postgres: make sure PostgreSQL server binaries exist (installs Debian's package if not).
 postgres:

@@ -44,7 +44,7 @@ func setup(t *testing.T, conn *pgx.Conn) {
 
 var outboxStates = []string{"QUEUED", "PROCESSING", "SENT", "ACKED", "FINALIZED", "FAILED"}
 
-// legal is DESIGN 4, written out independently of the SQL.
+// legal is docs/design.md §4 (docs/state-machine.md), written out independently of the SQL.
 var legal = map[[2]string]bool{
 	{"QUEUED", "PROCESSING"}:    true,
 	{"PROCESSING", "QUEUED"}:    true,
@@ -84,7 +84,7 @@ func setStatus(ctx context.Context, conn *pgx.Conn, id int64, status string) err
 }
 
 // TestOutboxStateMachine tries every (from, to) pair of statuses with plain SQL: the legal
-// transitions of DESIGN 4 are accepted and every other one is refused by the trigger.
+// transitions of docs/design.md §4 are accepted and every other one is refused by the trigger.
 func TestOutboxStateMachine(t *testing.T) {
 	d := pgtest.New(t)
 	conn := d.Conn(t)
@@ -277,7 +277,7 @@ func TestBalanceConstraints(t *testing.T) {
 	})
 }
 
-// TestSeedVerification runs the seed's own verification queries ("Verify Database Constraints").
+// TestSeedVerification runs the seeds' own verification queries (docs/design.md §10.1) ("Verify Database Constraints").
 func TestSeedVerification(t *testing.T) {
 	d := pgtest.New(t)
 	conn := d.Conn(t)
@@ -317,7 +317,7 @@ func TestSeedVerification(t *testing.T) {
 	if seq != 2 || len(hash) != 64 || dbal != "900.000000000000000000" || cbal != "100.000000000000000000" {
 		t.Fatalf("got entry %d seq %d hash %q balances %s %s", entryID, seq, hash, dbal, cbal)
 	}
-	// The same call again: a duplicate reference raises 23505, as the seed's backfill expects.
+	// The same call again: a duplicate reference raises 23505, as the seeds' backfill expects.
 	_, err = conn.Exec(ctx, `SELECT * FROM post_ledger_entry('Test', 'account1', 'account2', 100, 'USD', 'fiat', 'Type_A', 'test-ref-456', NULL, NULL)`)
 	if sqlState(err) != "23505" || !strings.HasPrefix(err.(*pgconn.PgError).Message, "replayed:") {
 		t.Fatalf("duplicate: want 23505 replayed, got %v", err)

@@ -48,12 +48,14 @@ func strings1(t *testing.T, q querier, sql string, args ...any) []string {
 // Everything else is refused; none may INSERT, UPDATE, DELETE or TRUNCATE anything.
 var (
 	wantSelect = map[string][]string{
-		"dualledger_api": {"api_keys", "bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dualledger_migration_checksums",
-			"dualledger_schema_version", "ledger_entries", "ledgers", "operator_actions", "operator_actions_head"},
-		"dualledger_worker": {"banks", "dual_ledger_outbox", "dualledger_migration_checksums", "dualledger_schema_version"},
-		"dualledger_readonly": {"bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dual_ledger_outbox_attempts",
+		"dualledger_api": {"api_keys", "bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dualledger_function_checksums",
 			"dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries", "ledgers", "operator_actions",
 			"operator_actions_head"},
+		"dualledger_worker": {"banks", "dual_ledger_outbox", "dualledger_function_checksums", "dualledger_migration_checksums",
+			"dualledger_schema_version"},
+		"dualledger_readonly": {"bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dual_ledger_outbox_attempts",
+			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries", "ledgers",
+			"operator_actions", "operator_actions_head"},
 	}
 	wantExecute = map[string][]string{
 		"dualledger_api": {"create_account", "create_api_key", "create_ledger", "post_ledger_entries", "post_ledger_entry",

@@ -12,15 +12,15 @@
 -- (internal/reconcile/audit.go; a test runs both on tampered databases and compares them):
 --
 --   account_rules           reserved_balance >= 0, available_balance = balance - reserved_balance,
---                           available_balance >= -overdraft_limit (NULL = unlimited; DESIGN 2.3,
---                           migration 004). The seed's own query (available_balance < 0 or
---                           available_balance > balance) predates overdrafts: it would flag every
+--                           available_balance >= -overdraft_limit (NULL = unlimited; docs/design.md
+--                           §2.3, migration 004). The seeds' own query (available_balance < 0 or
+--                           available_balance > balance, docs/design.md §10.2) predates overdrafts: it would flag every
 --                           issuance account, which is negative by design.
 --   reserved_without_holds  reserved_balance = 0 while there is no holds table
 --   duplicate_references    at most one entry per (ledger_id, reference_id)
 --   entry_accounts          both accounts of an entry exist in its ledger, same currency and asset type
---   balances_match_entries  balance = sum(credits) - sum(debits) (the debit account pays; the seed's
---                           sample reconciliation query has the opposite sign)
+--   balances_match_entries  balance = sum(credits) - sum(debits) (the debit account pays; the seeds'
+--                           sample reconciliation query has the opposite sign: docs/design.md §1.2)
 --   zero_sum                balances sum to 0 per (ledger, currency, asset type)
 --   gapless_seq             count(*) = max(seq) = head_seq per ledger
 --   ledger_head             ledgers.head_hash is the block_hash of entry head_seq

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# monitor-outbox.sh: the seed's outbox monitor, as a thin wrapper over `dualledger outbox`.
+# monitor-outbox.sh: the seeds' outbox monitor (docs/design.md §10.2), as a thin wrapper over `dualledger outbox`.
 #
 #   scripts/monitor-outbox.sh [options] [DATABASE_URL]
 #
 # Prints the outbox depth by SCB and status (`dualledger outbox status`) and the most recent
 # FAILED rows (`dualledger outbox list --status FAILED`), and exits non-zero when a threshold of
-# the seed is crossed: more than 100 QUEUED or more than 10 FAILED rows.
+# the seeds is crossed: more than 100 QUEUED or more than 10 FAILED rows (docs/design.md §10.2).
 #
 # The dualledger binary is taken from $DUALLEDGER, else from PATH, else built from this checkout
 # with `go build`; when none of that works (or with --psql) plain psql queries equivalent to the
-# seed's are used instead (they need DATABASE_URL).
+# seeds' are used instead (they need DATABASE_URL).
 #
 # Options:
 #   --watch N     repeat every N seconds until interrupted (exit status: that of the last round)
@@ -145,7 +145,7 @@ round_binary() {
 	return "$rc"
 }
 
-# without it: the seed's queries, and the thresholds in SQL.
+# without it: the seeds' queries, and the thresholds in SQL.
 round_psql() {
 	local psql=(psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -P pager=off)
 	echo "Queue depth (SELECT status, COUNT(*) FROM dual_ledger_outbox GROUP BY status):"

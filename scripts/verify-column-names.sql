@@ -1,15 +1,15 @@
 -- scripts/verify-column-names.sql: check that the database uses the snake_case column names the
--- code relies on (the seed's deployment step 1), before auditing or migrating.
+-- code relies on (deployment step 1 of the seeds, docs/design.md §10.2), before auditing or migrating.
 --
 --   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/verify-column-names.sql
 --
--- Exit status: 0 when every expected column, the idempotency constraint and the seed's posting
+-- Exit status: 0 when every expected column, the idempotency constraint and the seeds' posting
 -- function exist and no camelCase column sits beside them; 3 otherwise (the final DO block
 -- raises, and ON_ERROR_STOP - which the script also sets itself - makes psql exit 3); 1 or 2
 -- when psql itself or the connection fails.
 --
 -- It prints the missing columns, any camelCase columns (a Prisma schema without @map), and the
--- missing constraint/function. The expected list is the columns named by the seed's code
+-- missing constraint/function. The expected list is the columns named by the seeds' code
 -- (posting module, outbox worker, monitoring and backfill queries) and by the audits;
 -- ledger_backfill_checkpoints is checked only once it exists (the backfill feature creates it).
 -- Same rule, same list as the column_names check of `dualledger audit`

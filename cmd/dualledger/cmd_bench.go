@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,7 +26,7 @@ func newBenchCmd(a *app) *cobra.Command {
 synchronous_commit=on, for each mode x distribution x client count:
 
   naive      one call per transaction of a plain PL/pgSQL posting function (baseline; no chain)
-  single     one post_ledger_entry call per transaction (the seed's function)
+  single     one post_ledger_entry call per transaction (the seeds' function, docs/design.md §10.1)
   group      one posting per caller through the posting module's group commit (the API path)
   batch100   post_ledger_entries with 100 entries per transaction
   batch1000  post_ledger_entries with 1000 entries per transaction
@@ -127,7 +126,7 @@ of the 429 answers.`,
 			if cfg.URL == "" {
 				return usage("--url is required (the base URL of a running dualledger serve)")
 			}
-			cfg.Token = os.Getenv(tokenEnv)
+			cfg.Token = a.getenv(tokenEnv)
 			if cfg.Token == "" {
 				return usage("no token: set %s to an admin key (dualledger keys create bench --scopes admin)", tokenEnv)
 			}

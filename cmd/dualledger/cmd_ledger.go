@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -16,10 +17,12 @@ func newMigrateCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply pending database migrations (under an advisory lock; idempotent)",
-		Long: `Apply the embedded migrations db/migrations/NNN_*.sql that are not applied yet, in order,
-under an advisory lock (several migrators at once are safe). Before 004_balance_constraints the
-existing accounts are audited; if any breaks the balance rules, migrate stops, prints the
-offending accounts and the fix, and exits 1.`,
+		Long: `Apply the embedded schema under an advisory lock (several migrators at once are safe): the
+migrations db/migrations/NNN_*.sql not applied yet, in order, then the function files
+db/functions/*.sql that are new or changed (all of them after a migration ran). A migration's
+checks (db/checks/NNN_*.before.sql, .after.sql) run before it and in its transaction; if one
+returns rows (before 004: accounts that break the balance rules), migrate stops, prints them and
+the fix, and exits 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -42,7 +45,8 @@ offending accounts and the fix, and exits 1.`,
 				}
 			})
 			if err != nil {
-				if _, ok := err.(*pg.BalanceAuditError); ok {
+				var ce *pg.CheckError
+				if errors.As(err, &ce) {
 					return findings("%w", err)
 				}
 				return err
@@ -66,7 +70,7 @@ offending accounts and the fix, and exits 1.`,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "status",
-		Short: "List migrations and whether each is applied",
+		Short: "List migrations and function files: applied, pending or changed",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -87,11 +91,7 @@ offending accounts and the fix, and exits 1.`,
 				return a.printJSON(states)
 			}
 			for _, s := range states {
-				mark := "pending"
-				if s.Applied {
-					mark = "applied"
-				}
-				fmt.Fprintf(a.out, "%-8s %s\n", mark, s.Name)
+				fmt.Fprintf(a.out, "%-8s %s\n", s.State, s.Name)
 			}
 			return nil
 		},
@@ -451,7 +451,7 @@ reference_conflict (exit 1). Every rejection prints its code and exits 1.`,
 			}
 			fmt.Fprintf(a.out, "%s: entry %d seq %d %s %s %s -> %s (block %s)\n  balances after: %s %s, %s %s\n",
 				r.Code, e.ID, e.Seq, e.Amount, e.CurrencyCode, e.DebitAccountID, e.CreditAccountID, shortHash(e.BlockHash),
-				e.DebitAccountID, e.DebitBalanceAfter, e.CreditAccountID, e.CreditBalanceAfter)
+				e.DebitAccountID, deref(e.DebitBalanceAfter), e.CreditAccountID, deref(e.CreditBalanceAfter))
 			return nil
 		},
 	}
@@ -551,4 +551,12 @@ func shortHash(h string) string {
 		return h[:16] + "…"
 	}
 	return strings.TrimSpace(h)
+}
+
+// deref is s, or "-" when there is none.
+func deref(s *string) string {
+	if s == nil {
+		return "-"
+	}
+	return *s
 }

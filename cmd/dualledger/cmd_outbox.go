@@ -36,7 +36,7 @@ type workerOptions struct {
 	role string
 }
 
-func (o *workerOptions) bind(f *pflag.FlagSet) {
+func (o *workerOptions) bind(f *pflag.FlagSet, getenv func(string) string) {
 	o.role = pg.WorkerRole
 	f.DurationVar(&o.cfg.Lease, "lease", 30*time.Second, "how long a claimed row belongs to this worker; an expired lease returns it to QUEUED")
 	f.DurationVar(&o.cfg.Backoff.Base, "backoff-base", time.Second, "first retry delay (exponential, full jitter)")
@@ -46,7 +46,7 @@ func (o *workerOptions) bind(f *pflag.FlagSet) {
 	f.DurationVar(&o.cfg.PollEvery, "poll-every", 2*time.Second, "how often a SENT/ACKED row asks its SCB whether it is FINAL")
 	f.DurationVar(&o.cfg.Grace, "grace", 10*time.Second, "on SIGTERM, how long in-flight deliveries may finish before they are released")
 	f.StringVar(&o.cfg.WorkerID, "worker-id", "", "worker id recorded in leases and attempts (default host:pid)")
-	f.StringVar(&o.scbConfig, "scb-config", os.Getenv("DUALLEDGER_SCB_CONFIG"), "SCB config file (JSON or SCB_<ID>_API_URL=... lines); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
+	f.StringVar(&o.scbConfig, "scb-config", getenv("DUALLEDGER_SCB_CONFIG"), "SCB config file (JSON or SCB_<ID>_API_URL=... lines); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
 	f.DurationVar(&o.scbTimeout, "scb-timeout", 0, "timeout of one request to any SCB, overriding each SCB's own (config file timeout, default 10s); at most half of --lease")
 }
 
@@ -72,7 +72,7 @@ func (o *workerOptions) validate() error {
 
 // buildWorker builds a worker on pool with its SCB clients and metrics on reg.
 func (o *workerOptions) buildWorker(ctx context.Context, a *app, pool *pgxpool.Pool, reg prometheus.Registerer) (*outbox.Worker, error) {
-	clients, err := outbox.NewClients(ctx, pool, os.Environ(), o.scbConfig, o.scbTimeout, o.cfg.Lease/2, a.logger)
+	clients, err := outbox.NewClients(ctx, pool, a.environ, o.scbConfig, o.scbTimeout, o.cfg.Lease/2, a.logger)
 	if err != nil {
 		return nil, &exitError{code: exitInfra, err: err}
 	}
@@ -200,7 +200,7 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 			return nil
 		},
 	}
-	o.bind(cmd.Flags())
+	o.bind(cmd.Flags(), a.getenv)
 	cmd.Flags().StringVar(&o.role, "db-role", pg.WorkerRole, `database role to SET ROLE to after connecting ("" = the login role), see docs/security.md`)
 	cmd.Flags().BoolVar(&a.allowOwner, "allow-owner", false, "run even if the database login role is a superuser or can act as the schema's owner (development only)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on HOST:PORT (off by default)")
@@ -229,8 +229,8 @@ func newOutboxStatusCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Outbox depth by status and SCB, oldest queued age, failures, delivery time, DBIS_COMMITTED vs SETTLED",
-		Long: `The seed's monitor-outbox: rows by status per SCB, the age of the oldest QUEUED row, the
-sync lag (age of the oldest row not FINALIZED), the average time from commit to FINAL over the
+		Long: `The seeds' monitor-outbox (docs/design.md §10.2): rows by status per SCB, the age of the
+oldest QUEUED row, the sync lag (age of the oldest row not FINALIZED), the average time from commit to FINAL over the
 last hour, and how many entries are DBIS_COMMITTED (some SCB not FINAL yet) or SETTLED.
 With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`,
 		Args: cobra.NoArgs,

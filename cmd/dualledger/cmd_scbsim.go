@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,7 +29,7 @@ func newScbSimCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "scb-sim",
 		Short: "Run a simulated SCB (member bank ledger API) with durable idempotent storage and fault injection",
-		Long: `Serve the SCB API of DESIGN §5 (POST /v1/entries, GET /v1/entries/{reference_id},
+		Long: `Serve the SCB API of docs/design.md §5 (POST /v1/entries, GET /v1/entries/{reference_id},
 GET /v1/entries?since=&limit=) until SIGTERM or SIGINT.
 
 Every posted entry is appended to <data dir>/entries.log and fsynced before the answer, so a
@@ -57,13 +56,13 @@ it out of the process list); the admin key likewise from SCB_SIM_ADMIN_KEY.`,
 				return usage("--id is required (the SCB's id, e.g. SCB-1)")
 			}
 			if cfg.APIKey == "" {
-				cfg.APIKey = os.Getenv("SCB_SIM_API_KEY")
+				cfg.APIKey = a.getenv("SCB_SIM_API_KEY")
 			}
 			if cfg.APIKey == "" {
 				return usage("--api-key (or SCB_SIM_API_KEY) is required")
 			}
 			if cfg.AdminKey == "" {
-				cfg.AdminKey = os.Getenv("SCB_SIM_ADMIN_KEY")
+				cfg.AdminKey = a.getenv("SCB_SIM_ADMIN_KEY")
 			}
 			if !scb.ValidStatus(cfg.InitialStatus) {
 				return usage("--initial-status must be ACCEPTED, POSTED or FINAL")

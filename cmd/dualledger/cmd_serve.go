@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,14 +34,14 @@ func newServeCmd(a *app) *cobra.Command {
 			ShutdownTimeout: httpapi.DefaultShutdownTimeout,
 		}
 	)
-	defaultAddr := os.Getenv("DUALLEDGER_ADDR")
+	defaultAddr := a.getenv("DUALLEDGER_ADDR")
 	if defaultAddr == "" {
 		defaultAddr = httpapi.DefaultAddr
 	}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the HTTP API (ledgers, accounts, entries, banks; /healthz, /readyz, /metrics, /openapi.json)",
-		Long: `Serve the JSON API of DESIGN §9 until SIGTERM or SIGINT, then shut down gracefully: stop
+		Long: `Serve the JSON API of docs/design.md §9 until SIGTERM or SIGINT, then shut down gracefully: stop
 accepting connections, let in-flight requests finish (up to --shutdown-timeout), flush the
 group commit and close the database pool.
 
@@ -72,8 +71,8 @@ separately.`,
 				}
 				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
-			if cfg.MaxInFlight < 1 || cfg.MaxConns < 1 {
-				return usage("--max-in-flight and --max-conns must be at least 1")
+			if cfg.MaxInFlight < 1 || cfg.MaxConns < 1 || cfg.MaxInFlightPerKey < 0 {
+				return usage("--max-in-flight and --max-conns must be at least 1, --max-in-flight-per-key not negative")
 			}
 			if cfg.ReadTimeout <= 0 || cfg.IdleTimeout <= 0 {
 				return usage("--read-timeout and --idle-timeout must be positive")
@@ -187,11 +186,12 @@ separately.`,
 	f.Var(&maxMetadata, "max-metadata", "largest metadata of an entry or account, as sent (e.g. 16KiB)")
 	f.IntVar(&cfg.MaxMetadataDepth, "max-metadata-depth", httpapi.DefaultMaxMetadataDepth, "deepest nesting of metadata, the object itself counting 1")
 	f.IntVar(&cfg.MaxInFlight, "max-in-flight", httpapi.DefaultMaxInFlight, "most /v1 requests in flight at once; more are answered 429 at once")
-	f.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "most open client connections (more wait in the listen backlog)")
+	f.IntVar(&cfg.MaxInFlightPerKey, "max-in-flight-per-key", 0, "most /v1 requests of one API key in flight at once (0: half of --max-in-flight, at least 32)")
+	f.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "most open client connections (past it, idle ones are closed to make room; with none idle, new ones are refused)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultReadTimeout, "how long reading one request (body included) may take")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", httpapi.DefaultIdleTimeout, "how long a keep-alive connection may stay idle")
 	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
-	wopts.bind(f)
+	wopts.bind(f, a.getenv)
 	return cmd
 }
 

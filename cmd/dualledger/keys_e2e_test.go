@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -232,5 +233,20 @@ func TestReadonlyLoginRunsTheReports(t *testing.T) {
 		if _, _, code := cli(t, ro, args...); code == 0 {
 			t.Errorf("%v as a readonly login succeeded", args)
 		}
+	}
+}
+
+// run takes its environment as an argument: the database named there is the one used, whatever
+// the process environment says.
+func TestRunTakesItsEnvironment(t *testing.T) {
+	d := pgtest.New(t)
+	var out, errb bytes.Buffer
+	env := []string{"DATABASE_URL=postgres://nobody@127.0.0.1:1/nothing", "DATABASE_URL=" + d.ConnStr}
+	if code := run(context.Background(), []string{"ledgers", "create", "ENVTEST"}, env, &out, &errb); code != 0 {
+		t.Fatalf("ledgers create: %d %s", code, errb.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"ledgers"}, env, &out, &errb); code != 0 || !strings.Contains(out.String(), "ENVTEST") {
+		t.Fatalf("ledgers: %d %q %s", code, out.String(), errb.String())
 	}
 }

@@ -58,6 +58,10 @@ type app struct {
 	out     io.Writer
 	errOut  io.Writer
 	logger  *slog.Logger
+	// environ is the process environment as run was given it (os.Environ()'s shape): commands
+	// read their settings through getenv, never from the process directly, so a test or an
+	// embedding program can run them with an environment of its own.
+	environ []string
 	// allowOwner lets serve and worker run with a login role that is a superuser or can act as
 	// the schema's owner (--allow-owner, development only).
 	allowOwner bool
@@ -65,13 +69,13 @@ type app struct {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	a := &app{out: stdout, errOut: stderr}
+func run(ctx context.Context, args []string, environ []string, stdout, stderr io.Writer) int {
+	a := &app{out: stdout, errOut: stderr, environ: environ}
 	root := newRoot(a)
 	root.SetArgs(args)
 	root.SetOut(stdout)
@@ -130,7 +134,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 			return nil
 		},
 	}
-	defaultDir := os.Getenv("DUALLEDGER_DATA")
+	defaultDir := a.getenv("DUALLEDGER_DATA")
 	if defaultDir == "" {
 		defaultDir = pg.DefaultDataDir
 	}
@@ -197,7 +201,7 @@ type openOptions struct {
 // returned pool runs as that role (SET ROLE after connecting); the schema is checked before that
 // pool connects, because the role itself is created by a migration.
 func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), error) {
-	url := os.Getenv("DATABASE_URL")
+	url := a.getenv("DATABASE_URL")
 	pool, release, err := pg.Open(ctx, url, a.dataDir, "", a.logger, func(cfg *pgxpool.Config) {
 		if o.maxConns > 0 {
 			cfg.MaxConns = o.maxConns
@@ -320,7 +324,7 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 	}
 	for _, s := range states {
 		if !s.Applied {
-			return &exitError{code: exitInfra, err: fmt.Errorf("the database is not migrated (%s is pending): run `dualledger migrate`", s.Name)}
+			return &exitError{code: exitInfra, err: fmt.Errorf("the database is not migrated (%s is %s): run `dualledger migrate`", s.Name, s.State)}
 		}
 	}
 	if err := pg.CheckChecksums(ctx, conn, migs); err != nil {
@@ -331,7 +335,7 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 
 // adminConn returns one connection in the login role (for migrate), and a release func.
 func (a *app) adminConn(ctx context.Context) (*pgx.Conn, func(), error) {
-	pool, release, err := pg.Open(ctx, os.Getenv("DATABASE_URL"), a.dataDir, "", a.logger, nil)
+	pool, release, err := pg.Open(ctx, a.getenv("DATABASE_URL"), a.dataDir, "", a.logger, nil)
 	if err != nil {
 		return nil, nil, &exitError{code: exitInfra, err: err}
 	}
@@ -354,4 +358,16 @@ func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.out)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// getenv is os.Getenv over the environment run was given (the last setting of a name wins, as in
+// the process environment).
+func (a *app) getenv(name string) string {
+	v := ""
+	for _, kv := range a.environ {
+		if k, val, ok := strings.Cut(kv, "="); ok && k == name {
+			v = val
+		}
+	}
+	return v
 }

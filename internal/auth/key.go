@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"dualledger/internal/ledger"
 )
 
 // Scopes a key can grant (docs/security.md, "Scopes").
@@ -36,9 +38,14 @@ const (
 	tokenLen    = len(tokenPrefix) + idChars + 1 + 43
 )
 
+// IDPattern is the format of an API key id ("key_" and 16 base32 characters), the same regular
+// expression as the api_keys_id_format CHECK constraint (internal/ledger/ids_schema_test.go
+// compares them).
+const IDPattern = `^key_[a-z2-7]{16}$`
+
 var (
 	idEncoding  = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-	idPattern   = regexp.MustCompile(`^key_[a-z2-7]{16}$`)
+	idPattern   = regexp.MustCompile(IDPattern)
 	namePattern = regexp.MustCompile(`^[^\x00-\x1f\x7f]{1,100}$`)
 )
 
@@ -81,8 +88,8 @@ type SpecError struct {
 
 func (e *SpecError) Error() string { return e.Message }
 
-var ledgerIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-var bankIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
+var ledgerIDPattern = regexp.MustCompile(ledger.LedgerIDPattern)
+var bankIDPattern = regexp.MustCompile(ledger.BankIDPattern)
 
 // Validate checks a Spec and returns it normalised (scopes deduplicated in canonical order,
 // ledgers sorted). An admin key cannot be limited to ledgers or a bank: admin may create keys,

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 )
 
@@ -36,7 +37,22 @@ type Keyring struct {
 	fp       string
 	limiters map[string]*rate.Limiter
 	loaded   bool
+	gen      uint64 // bumped by every reload that changed the keys
+
+	// Look-ups of key ids the keyring does not hold: one database probe per id at a time
+	// (singleflight), at most maxLookups ids at once, and ids found unknown remembered until the
+	// keys change (unknown[id] = gen), so made-up tokens cost the database next to nothing.
+	flight     singleflight.Group
+	lookupSlot chan struct{}
+	unknown    map[string]uint64
 }
+
+const (
+	maxLookups     = 4
+	lookupTimeout  = 2 * time.Second
+	maxUnknownIDs  = 10000
+	lookupWaitTime = 500 * time.Millisecond
+)
 
 // NewKeyring returns a keyring on db; call Reload (or Run) before using it.
 func NewKeyring(db DB, refresh time.Duration, log *slog.Logger) *Keyring {
@@ -46,7 +62,8 @@ func NewKeyring(db DB, refresh time.Duration, log *slog.Logger) *Keyring {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Keyring{db: db, refresh: refresh, log: log, keys: map[string]*Key{}, limiters: map[string]*rate.Limiter{}}
+	return &Keyring{db: db, refresh: refresh, log: log, keys: map[string]*Key{}, limiters: map[string]*rate.Limiter{},
+		lookupSlot: make(chan struct{}, maxLookups), unknown: map[string]uint64{}}
 }
 
 // Reload reads the keys if they changed since the last load.
@@ -86,6 +103,7 @@ func (kr *Keyring) Reload(ctx context.Context) error {
 		limiters[id] = newLimiter(*k.RateLimit)
 	}
 	kr.keys, kr.fp, kr.limiters, kr.loaded = keys, fp, limiters, true
+	kr.gen++
 	return nil
 }
 
@@ -130,7 +148,7 @@ func (kr *Keyring) Authenticate(ctx context.Context, token string) (*Key, error)
 	kr.mu.RUnlock()
 	var reloadErr error
 	if k == nil && id != "" {
-		k, reloadErr = kr.lookup(ctx, id)
+		k, reloadErr = kr.lookupShared(ctx, id)
 	}
 	kr.mu.RLock()
 	loaded := kr.loaded
@@ -150,10 +168,54 @@ func (kr *Keyring) Authenticate(ctx context.Context, token string) (*Key, error)
 
 var dummyHash [32]byte
 
-// lookup reads one key the keyring does not hold and, if it is active, adds it.
+// lookupShared is lookup behind the guards: a remembered unknown id answers at once, concurrent
+// requests for one id share one probe, and at most maxLookups ids are probed at once (a request
+// that cannot get a turn within lookupWaitTime is answered unavailable: retry).
+func (kr *Keyring) lookupShared(ctx context.Context, id string) (*Key, error) {
+	kr.mu.RLock()
+	gen, known := kr.unknown[id]
+	unknown := known && gen == kr.gen
+	kr.mu.RUnlock()
+	if unknown {
+		return nil, nil
+	}
+	v, err, _ := kr.flight.Do(id, func() (any, error) {
+		t := time.NewTimer(lookupWaitTime)
+		defer t.Stop()
+		select {
+		case kr.lookupSlot <- struct{}{}:
+		case <-t.C:
+			return nil, errors.New("too many API key look-ups at once")
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		defer func() { <-kr.lookupSlot }()
+		// Detached from the first caller's cancellation: the others share this answer.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		return kr.lookup(lctx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*Key), nil
+}
+
+// lookup reads one key the keyring does not hold and, if it is active, adds it. A reload that
+// ran meanwhile wins: it may have seen the key revoked after this read saw it active, and a
+// revoked key must never come back into the map (the fingerprint would not change again).
 func (kr *Keyring) lookup(ctx context.Context, id string) (*Key, error) {
+	kr.mu.RLock()
+	gen := kr.gen
+	kr.mu.RUnlock()
 	k, err := Get(ctx, kr.db, id)
 	if errors.Is(err, ErrUnknownKey) {
+		kr.mu.Lock()
+		if len(kr.unknown) >= maxUnknownIDs {
+			kr.unknown = map[string]uint64{}
+		}
+		kr.unknown[id] = gen
+		kr.mu.Unlock()
 		return nil, nil
 	}
 	if err != nil {
@@ -161,11 +223,11 @@ func (kr *Keyring) lookup(ctx context.Context, id string) (*Key, error) {
 		return nil, err
 	}
 	if k.RevokedAt != nil {
-		return nil, nil
+		return nil, nil // the fingerprint already counts it: no reload will bring it back
 	}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	if have := kr.keys[id]; have != nil {
+	if have := kr.keys[id]; have != nil || kr.gen != gen {
 		return have, nil
 	}
 	// A copy-on-write update: Reload replaces the maps wholesale, readers never see them change.

@@ -28,7 +28,7 @@ type Mode string
 const (
 	// ModeNaive: one call per transaction of the plain baseline function.
 	ModeNaive Mode = "naive"
-	// ModeSingle: one post_ledger_entry call per transaction (the seed's function, psql's path).
+	// ModeSingle: one post_ledger_entry call per transaction (the seeds' function, docs/design.md §10.1; psql's path).
 	ModeSingle Mode = "single"
 	// ModeGroup: one posting per caller through the Go posting module's group commit (the API's path).
 	ModeGroup Mode = "group"

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"dualledger/internal/ledger"
 	"dualledger/internal/outbox"
 	"dualledger/internal/scb"
@@ -230,12 +228,7 @@ func (r *Runner) waitFailed(ctx context.Context, svc *settlement.Service, ref, s
 func (r *Runner) waitRunSettled(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
-		var pending []string
-		rows, err := r.DB.Query(ctx, `SELECT DISTINCT reference_id FROM dual_ledger_outbox
-			WHERE ledger_id = $1 AND reference_id LIKE $2 AND status <> 'FINALIZED' ORDER BY 1`, Ledger, r.Run+"-%")
-		if err == nil {
-			pending, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		}
+		pending, err := outbox.UnfinalizedReferences(ctx, r.DB, Ledger, r.Run+"-")
 		if err != nil {
 			return err
 		}

@@ -13,12 +13,12 @@ import (
 	"dualledger/internal/ledger"
 )
 
-// Codes of the access layer.
+// Codes of the access layer (their HTTP status and docs are in ledger.Codes).
 const (
-	CodeUnauthenticated = "unauthenticated" // 401: no token, or an unknown or revoked one
-	CodeForbidden       = "forbidden"       // 403: the key may not do this (whether the thing exists is not said)
-	CodeRateLimited     = "rate_limited"    // 429: the key's own request rate is spent
-	CodeOverloaded      = "overloaded"      // 429: the server is at its in-flight limit
+	CodeUnauthenticated = ledger.CodeUnauthenticated // 401: no token, or an unknown or revoked one
+	CodeForbidden       = ledger.CodeForbidden       // 403: the key may not do this (whether the thing exists is not said)
+	CodeRateLimited     = ledger.CodeRateLimited     // 429: the key's own request rate is spent
+	CodeOverloaded      = ledger.CodeOverloaded      // 429: the server is at its in-flight limit
 )
 
 // access is how a route is protected: public (no key) or the scope a key needs.
@@ -99,14 +99,30 @@ func forbidden(format string, args ...any) *ledger.Error {
 	return ledger.Errorf(CodeForbidden, format, args...)
 }
 
-// admitted takes one of the server's in-flight slots without waiting; a full server answers 429
-// at once instead of queueing requests in front of the database.
-func (s *Server) admitted() (release func(), ok bool) {
+// admit takes one of the server's in-flight slots and one of the key's share of them, without
+// waiting: a full server, or one key using more than its share, is answered 429 at once instead
+// of queueing requests in front of the database.
+func (s *Server) admit(k *auth.Key) (release func(), err error) {
+	s.perKeyMu.Lock()
+	if s.perKey[k.ID] >= s.cfg.MaxInFlightPerKey {
+		s.perKeyMu.Unlock()
+		return nil, ledger.Errorf(CodeOverloaded, "this key has %d requests in flight, its share of the server; retry after a second", s.cfg.MaxInFlightPerKey)
+	}
+	s.perKey[k.ID]++
+	s.perKeyMu.Unlock()
+	unkey := func() {
+		s.perKeyMu.Lock()
+		if s.perKey[k.ID]--; s.perKey[k.ID] <= 0 {
+			delete(s.perKey, k.ID)
+		}
+		s.perKeyMu.Unlock()
+	}
 	select {
 	case s.slots <- struct{}{}:
-		return func() { <-s.slots }, true
+		return func() { <-s.slots; unkey() }, nil
 	default:
-		return nil, false
+		unkey()
+		return nil, ledger.Errorf(CodeOverloaded, "the server is at its limit of %d requests in flight; retry after a second", cap(s.slots))
 	}
 }
 
@@ -116,4 +132,42 @@ func cmpErr(err error, fallback error) error {
 		return err
 	}
 	return fallback
+}
+
+// redactEntries hides, for a member bank's key, the balance-after of every account that is not
+// its bank's: an entry it may see (it touches one of its accounts) must not tell it what another
+// bank, or the issuance account, holds.
+func (s *Server) redactEntries(r *http.Request, es ...*ledger.Entry) error {
+	bank := keyOf(r).Bank()
+	if bank == "" || len(es) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, 2*len(es))
+	for _, e := range es {
+		ids = append(ids, e.DebitAccountID, e.CreditAccountID)
+	}
+	banks, err := ledger.AccountBanks(r.Context(), s.pool, es[0].LedgerID, ids)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if banks[e.DebitAccountID] != bank {
+			e.DebitBalanceAfter = nil
+		}
+		if banks[e.CreditAccountID] != bank {
+			e.CreditBalanceAfter = nil
+		}
+	}
+	return nil
+}
+
+// bankSafe rewrites, for a member bank's key, a reference_conflict into one that names nothing
+// of the existing entry (its id, which fields differ): otherwise guessing references and
+// amounts would read other banks' entries.
+func bankSafe(r *http.Request, err error) error {
+	if keyOf(r).Bank() == "" || ledger.CodeOf(err) != ledger.CodeReferenceConflict {
+		return err
+	}
+	return ledger.Errorf(ledger.CodeReferenceConflict, "reference_id is already used on this ledger with other content; choose another").
+		WithDetails(map[string]string{"field": "reference_id"})
 }

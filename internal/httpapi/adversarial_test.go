@@ -34,7 +34,7 @@ import (
 // entries, concurrent identical posts of new references, and garbage of every kind. Every answer
 // must have the documented status and code, never a 5xx and never database text. Then the
 // database is audited directly with SQL and compared with what the clients were told;
-// reconcile.Audit, reconcile.VerifyChain and the psql scripts (and the seed's verification SQL)
+// reconcile.Audit, reconcile.VerifyChain and the psql scripts (and the seeds' verification SQL, docs/design.md §10.1)
 // must be clean; and after a superuser tampers with one entry, VerifyChain must name its seq and
 // Audit must fail.
 //
@@ -1603,7 +1603,7 @@ func (a *adversary) logStats() {
 		len(a.accepted), len(a.rejected), b.String())
 }
 
-// auditSQL checks the invariants of DESIGN §2 directly in the database, as a superuser, and
+// auditSQL checks the invariants of docs/design.md §2 directly in the database, as a superuser, and
 // compares the entries with what the clients were told.
 func (a *adversary) auditSQL() {
 	ctx := context.Background()
@@ -1739,15 +1739,15 @@ func (a *adversary) auditSQL() {
 		len(stored), absent)
 }
 
-// seedSQL runs the seed's verification SQL (and the shipped psql scripts) with psql.
+// seedSQL runs the seeds' verification SQL (docs/design.md §10.1) (and the shipped psql scripts) with psql.
 func (a *adversary) seedSQL() {
 	psql, err := exec.LookPath("psql")
 	if err != nil {
-		a.t.Logf("psql is not installed: the seed's verification SQL is not run")
+		a.t.Logf("psql is not installed: the seeds' verification SQL is not run")
 		return
 	}
 	e := a.e
-	// The seed's example posts from account1 to account2 in ledger Test.
+	// The seeds' example posts from account1 to account2 in ledger Test.
 	e.createLedger("Test")
 	e.createAccount("Test", "account1", "USD", "fiat", "unlimited")
 	e.createAccount("Test", "account2", "USD", "fiat", "")

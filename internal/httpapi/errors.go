@@ -11,52 +11,22 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"dualledger/internal/ledger"
-	"dualledger/internal/settlement"
 )
 
-// Codes that only the HTTP layer produces; every other code comes from internal/ledger.
+// Codes that only the HTTP layer produces. They are declared, with their HTTP status and docs,
+// in internal/ledger's code table (ledger.Codes), the one source of every code.
 const (
-	CodeMethodNotAllowed     = "method_not_allowed"
-	CodeUnsupportedMediaType = "unsupported_media_type"
-	CodeBodyTooLarge         = "body_too_large"
-	CodeBatchRejected        = "batch_rejected"
+	CodeMethodNotAllowed     = ledger.CodeMethodNotAllowed
+	CodeUnsupportedMediaType = ledger.CodeUnsupportedMediaType
+	CodeBodyTooLarge         = ledger.CodeBodyTooLarge
+	CodeBatchRejected        = ledger.CodeBatchRejected
 )
 
-// statusOf maps a stable error code to its HTTP status. The mapping is part of the contract
-// (DESIGN §9): 400 for input that can never succeed, 404 for missing things, 409 for clashes
-// with what exists, 422 for business rules that depend on the ledger's state.
-func statusOf(code string) int {
-	switch code {
-	case ledger.CodeInvalidRequest, ledger.CodeInvalidAmount, ledger.CodeUnknownCurrency,
-		ledger.CodeInvalidAssetType, ledger.CodeSameAccount:
-		return http.StatusBadRequest
-	case ledger.CodeUnknownLedger, ledger.CodeUnknownAccount, ledger.CodeUnknownEntry, ledger.CodeNotFound,
-		settlement.CodeUnknownBank:
-		return http.StatusNotFound
-	case ledger.CodeReferenceConflict, ledger.CodeLedgerExists, ledger.CodeAccountExists, ledger.CodeBankExists:
-		return http.StatusConflict
-	case ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive, ledger.CodeInvalidReversal,
-		ledger.CodeNotApplied, CodeBatchRejected, settlement.CodeSettlementAccountNotFound,
-		settlement.CodeAmbiguousSettlementAccount:
-		return http.StatusUnprocessableEntity
-	case CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case CodeForbidden:
-		return http.StatusForbidden
-	case CodeRateLimited, CodeOverloaded:
-		return http.StatusTooManyRequests
-	case CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	case CodeUnsupportedMediaType:
-		return http.StatusUnsupportedMediaType
-	case CodeBodyTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case ledger.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
+// statusOf maps a stable error code to its HTTP status, from ledger.Codes, whose rows also
+// generate docs/error-codes.md (docs/design.md §9): 400 for input that can never succeed, 404 for
+// missing things, 409 for clashes with what exists, 422 for business rules that depend on the
+// ledger's state.
+func statusOf(code string) int { return ledger.HTTPStatus(code) }
 
 // errorBodyOf converts err into the client-facing error object. Anything that is not a
 // *ledger.Error is an internal error whose text is never shown to clients.

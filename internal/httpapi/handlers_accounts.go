@@ -101,14 +101,35 @@ func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.
 	if err != nil {
 		return err
 	}
+	at := func(i int, field string, err *ledger.Error) error {
+		if len(entries) > 1 {
+			return err.WithDetails(map[string]any{"index": i, "field": field})
+		}
+		return err.WithDetails(map[string]any{"field": field})
+	}
+	var reversed []int64
 	for i, e := range entries {
 		if b, ok := banks[e.DebitAccountID]; !ok || b != bank {
-			err := forbidden("a member bank's key moves money only out of its own bank's accounts (%s): debit_account_id %s is not one",
-				bank, clip(e.DebitAccountID))
-			if len(entries) > 1 {
-				return err.WithDetails(map[string]any{"index": i, "field": "debit_account_id"})
+			return at(i, "debit_account_id", forbidden("a member bank's key moves money only out of its own bank's accounts (%s): debit_account_id %s is not one",
+				bank, clip(e.DebitAccountID)))
+		}
+		if e.ReversesEntryID != nil {
+			reversed = append(reversed, *e.ReversesEntryID)
+		}
+	}
+	// A reversal moves money back out of the account the entry paid into, so a member bank may
+	// reverse only entries that paid into its own accounts; checking it here, before the posting
+	// function, also keeps that function's answer (which describes the target entry) from
+	// telling the key about other banks' entries.
+	if len(reversed) > 0 {
+		own, err := ledger.EntriesCreditingBank(r.Context(), s.pool, ledgerID, reversed, bank)
+		if err != nil {
+			return err
+		}
+		for i, e := range entries {
+			if e.ReversesEntryID != nil && !own[*e.ReversesEntryID] {
+				return at(i, "reverses_entry_id", forbidden("a member bank's key reverses only entries paid into its own bank's accounts"))
 			}
-			return err.WithDetails(map[string]any{"field": "debit_account_id"})
 		}
 	}
 	return nil

@@ -35,7 +35,7 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.metrics.posted("single", res.Code, 1, took)
 	if !res.OK() {
-		return res.Err()
+		return bankSafe(r, res.Err())
 	}
 	// For a replay the result carries the original's id, seq, hashes, times and balances, and
 	// every other field equals the request's (that is what makes it a replay): the response is
@@ -43,6 +43,9 @@ func (s *Server) postEntry(w http.ResponseWriter, r *http.Request) error {
 	entry, err := ledger.EntryFromResult(ledgerID, in, res)
 	if err != nil {
 		return fmt.Errorf("entry of result %s: %w", res.Code, err)
+	}
+	if err := s.redactEntries(r, &entry); err != nil {
+		return err
 	}
 	status := http.StatusCreated
 	if res.Code == ledger.CodeReplayed {
@@ -93,6 +96,9 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 			if err != nil {
 				return fmt.Errorf("entry %d of result %s: %w", i, res.Code, err)
 			}
+			if err := s.redactEntries(r, &e); err != nil {
+				return err
+			}
 			br.Entry = &e
 			if res.Code == ledger.CodeCreated {
 				resp.Created++
@@ -100,7 +106,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 				resp.Replayed++
 			}
 		default:
-			body := errorBodyOf(res.Err())
+			body := errorBodyOf(bankSafe(r, res.Err()))
 			br.Error = &body
 			resp.Rejected++
 			if firstRejected < 0 && res.Code != ledger.CodeNotApplied {
@@ -157,6 +163,9 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 		if ok, err := s.canSeeEntry(r, e); err != nil || !ok {
 			return cmpErr(err, forbidden("a member bank's key reads only the entries that touch its bank's accounts"))
 		}
+		if err := s.redactEntries(r, &e); err != nil {
+			return err
+		}
 	}
 	if err != nil {
 		return err
@@ -180,6 +189,13 @@ func (s *Server) listBankEntries(w http.ResponseWriter, r *http.Request, bank st
 	}
 	var out EntryList
 	out.Entries, out.NextAfterSeq = page(entries, limit, func(e ledger.Entry) int64 { return e.Seq })
+	ptrs := make([]*ledger.Entry, len(out.Entries))
+	for i := range out.Entries {
+		ptrs[i] = &out.Entries[i]
+	}
+	if err := s.redactEntries(r, ptrs...); err != nil {
+		return err
+	}
 	if out.NextAfterSeq == nil && len(entries) <= limit && scannedTo < head {
 		out.NextAfterSeq = &scannedTo
 	}

@@ -20,6 +20,9 @@ func (s *Server) postSettlement(w http.ResponseWriter, r *http.Request) error {
 	}
 	out, err := s.settle.Settle(r.Context(), req)
 	if err != nil {
+		return bankSafe(r, err)
+	}
+	if err := s.shapeSettlement(r, &out); err != nil {
 		return err
 	}
 	status := http.StatusAccepted
@@ -47,12 +50,20 @@ func (s *Server) getSettlement(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// What an SCB answered (last_error) is for the operator: only admin keys see it.
-	if !k.IsAdmin() {
+	if err := s.shapeSettlement(r, &out); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// shapeSettlement shows a settlement to the request's key: what an SCB answered (last_error) is
+// for the operator, so only admin keys see it; a member bank's key sees only its own balances.
+func (s *Server) shapeSettlement(r *http.Request, out *settlement.Settlement) error {
+	if !keyOf(r).IsAdmin() {
 		for i := range out.Sync {
 			out.Sync[i].LastError = nil
 		}
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return s.redactEntries(r, &out.Entry)
 }

@@ -93,7 +93,7 @@ type SecurityScheme struct {
 // bearerScheme names the API key scheme in the document.
 const bearerScheme = "apiKey"
 
-const apiDescription = `The HTTP API of dualledger, a double-entry ledger on PostgreSQL (DESIGN §9).
+const apiDescription = `The HTTP API of dualledger, a double-entry ledger on PostgreSQL (docs/design.md §9 in the repository).
 
 JSON everywhere, snake_case fields, amounts as decimal strings (a JSON number for an amount is
 refused: 400 invalid_amount). Request bodies are decoded strictly: Content-Type application/json

@@ -1,6 +1,9 @@
 package httpapi
 
-import "dualledger/internal/ledger"
+import (
+	"dualledger/internal/ledger"
+	"dualledger/internal/money"
+)
 
 // fieldDoc describes one JSON field in the OpenAPI document. The field's type and whether it is
 // required come from the Go type; this adds what a type cannot say (meaning, format, values).
@@ -14,19 +17,16 @@ type fieldDoc struct {
 
 const decimalPattern = `^[0-9]+(\.[0-9]+)?$`
 
+// assetTypes and resultCodes come from their single sources (money's asset types, ledger.Codes),
+// which the tests hold equal to the database's CHECK constraints and functions.
 var (
-	assetTypes  = []string{"fiat", "cbdc", "commodity", "security"}
-	resultCodes = []string{
-		ledger.CodeCreated, ledger.CodeReplayed, ledger.CodeReferenceConflict, ledger.CodeInsufficientFunds,
-		ledger.CodeUnknownAccount, ledger.CodeUnknownLedger, ledger.CodeCurrencyMismatch, ledger.CodeSameAccount,
-		ledger.CodeInvalidAmount, ledger.CodeUnknownCurrency, ledger.CodeInvalidAssetType, ledger.CodeInvalidRequest,
-		ledger.CodeAccountInactive, ledger.CodeUnknownEntry, ledger.CodeInvalidReversal, ledger.CodeNotApplied,
-	}
+	assetTypes  = money.AssetTypeNames()
+	resultCodes = ledger.ResultCodes()
 )
 
 // docFor returns the documentation of field of the Go type typeName ("" when there is none).
 // Type-specific entries come first; the rest holds for the field name wherever it appears,
-// because the API uses one vocabulary (DESIGN §1).
+// because the API uses one vocabulary (docs/design.md §1.1).
 func docFor(typeName, field string) fieldDoc {
 	switch typeName + "." + field {
 	case "EntryInput.amount":
@@ -46,10 +46,13 @@ func docFor(typeName, field string) fieldDoc {
 			`for issuance and system accounts.`, example: "0"}
 	case "AccountInput.id":
 		return fieldDoc{description: "Account id, unique in the ledger: 1-128 characters, letters, digits and _ . : @ / - " +
-			"(starting with a letter or digit). In a URL, percent-encode / as %2F.", pattern: `^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`}
-	case "CreateLedgerRequest.id", "RegisterBankRequest.id":
+			"(starting with a letter or digit). In a URL, percent-encode / as %2F.", pattern: ledger.AccountIDPattern}
+	case "CreateLedgerRequest.id":
+		return fieldDoc{description: "1-64 characters: letters, digits and _ . - (starting with a letter or digit; no ':', " +
+			"which separates ledger and reference in the SCB's Idempotency-Key).", pattern: ledger.LedgerIDPattern}
+	case "RegisterBankRequest.id":
 		return fieldDoc{description: "1-64 characters: letters, digits and _ . : - (starting with a letter or digit).",
-			pattern: `^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`}
+			pattern: ledger.BankIDPattern}
 	case "RegisterBankRequest.name":
 		return fieldDoc{description: "Display name, 1-200 characters."}
 	case "Account.overdraft_limit":
@@ -100,7 +103,7 @@ func docFor(typeName, field string) fieldDoc {
 	case "asset_type":
 		return fieldDoc{enum: assetTypes}
 	case "currency_code":
-		return fieldDoc{description: "ISO 4217 code.", pattern: `^[A-Z]{3}$`, example: "USD"}
+		return fieldDoc{description: "ISO 4217 code.", pattern: money.CurrencyCodePattern, example: "USD"}
 	case "fx_rate":
 		return fieldDoc{description: "Positive decimal string with at most 18 decimals.", pattern: decimalPattern}
 	case "reference_id":

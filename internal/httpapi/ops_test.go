@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"dualledger/internal/auth"
+	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
 )
 
@@ -170,5 +173,44 @@ func TestRequestID(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "request_id=abc-123") {
 		t.Errorf("request not logged at debug level:\n%s", e.logs.String())
+	}
+}
+
+// NewServer takes its services from the caller: an injected Poster and Keyring are used, and
+// stay the caller's after Close.
+func TestNewServerWithInjectedDeps(t *testing.T) {
+	d := pgtest.NewWithConfig(t, appRole)
+	poster := ledger.NewPoster(d.Pool, ledger.PosterConfig{})
+	defer poster.Close()
+	keys := auth.NewKeyring(d.Pool, 0, nil)
+	srv, err := NewServer(Deps{Pool: d.Pool, Poster: poster, Keys: keys}, Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := newKeyOn(t, d, auth.Spec{Name: "deps", Scopes: []string{auth.ScopeAdmin}})
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	c := &http.Client{Transport: authTransport{base: http.DefaultTransport, token: &token}}
+	for _, step := range []struct {
+		path string
+		body any
+	}{
+		{"/v1/ledgers", map[string]any{"id": "D"}},
+		{"/v1/ledgers/D/accounts", map[string]any{"id": "i", "currency_code": "USD", "asset_type": "fiat", "overdraft_limit": "unlimited"}},
+		{"/v1/ledgers/D/accounts", map[string]any{"id": "a", "currency_code": "USD", "asset_type": "fiat"}},
+		{"/v1/ledgers/D/entries", entry("d1", "i", "a", "1.00")},
+	} {
+		if st, body, err := postJSON(c, ts.URL+step.path, step.body); err != nil || st != http.StatusCreated {
+			t.Fatalf("%s: %d %v %v", step.path, st, body, err)
+		}
+	}
+	srv.Close()
+	// The injected Poster still posts after the server closed.
+	if res, err := poster.Post(context.Background(), "D", ledger.EntryInput{DebitAccountID: "i", CreditAccountID: "a", Amount: "1",
+		CurrencyCode: "USD", AssetType: "fiat", TransactionType: "t", ReferenceID: "d2"}); err != nil || res.Code != ledger.CodeCreated {
+		t.Fatalf("injected poster after Close: %v %+v", err, res)
+	}
+	if _, err := NewServer(Deps{}, Config{}); err == nil {
+		t.Error("NewServer without a pool")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -110,20 +111,9 @@ func (s *Server) endpoint(rt route) http.Handler {
 	}
 	params := pathParams(rt.path)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Who is asking comes first (the key is in memory; an unknown one costs at most a
+		// bounded, shared look-up), so nothing below is revealed or spent for a stranger.
 		if !rt.access.public {
-			// Over the in-flight limit the answer is immediate: a request that would only wait
-			// for the database is refused before it costs anything.
-			release, ok := s.admitted()
-			if !ok {
-				if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
-					ri.shed = true
-				}
-				s.metrics.shed.Inc()
-				w.Header().Set("Retry-After", "1")
-				s.writeError(w, r, ledger.Errorf(CodeOverloaded, "the server is at its limit of %d requests in flight; retry after a second", cap(s.slots)))
-				return
-			}
-			defer release()
 			var err error
 			if r, err = s.authorize(w, r, rt); err != nil {
 				s.writeError(w, r, err)
@@ -154,7 +144,30 @@ func (s *Server) endpoint(rt route) http.Handler {
 				s.writeError(w, r, bodyTooLarge(rt.maxBody))
 				return
 			}
-			r.Body = http.MaxBytesReader(w, r.Body, rt.maxBody)
+			// The whole body is read before the request takes an in-flight slot: a client that
+			// sends its body slowly holds a connection (bounded by --read-timeout and
+			// --max-conns), never a slot that others need.
+			data, err := readBody(http.MaxBytesReader(w, r.Body, rt.maxBody))
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(data))
+		}
+		if !rt.access.public {
+			// Over the in-flight limits (the server's, and one key's share of it) the answer is
+			// immediate: a request that would only wait for the database costs nothing more.
+			release, err := s.admit(keyOf(r))
+			if err != nil {
+				if ri, ok := r.Context().Value(reqInfoKey{}).(*reqInfo); ok {
+					ri.shed = true
+				}
+				s.metrics.shed.Inc()
+				w.Header().Set("Retry-After", "1")
+				s.writeError(w, r, err)
+				return
+			}
+			defer release()
 		}
 		if err := rt.handle(w, r); err != nil {
 			s.writeError(w, r, err)

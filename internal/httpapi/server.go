@@ -1,10 +1,10 @@
-// Package httpapi is dualledger's HTTP API (DESIGN §9): the JSON endpoints for ledgers,
+// Package httpapi is dualledger's HTTP API (docs/design.md §9): the JSON endpoints for ledgers,
 // accounts, entries and banks, the operations endpoints (/healthz, /readyz, /metrics,
 // /openapi.json) and the server's lifecycle.
 //
 // One route table (routes.go) builds both the ServeMux and the OpenAPI document; request and
 // response schemas are derived from the Go types by reflection. Single-entry postings go through
-// one ledger.Poster per server (group commit, DESIGN §6), which batches also go through. The
+// one ledger.Poster per server (group commit, docs/design.md §6), which batches also go through. The
 // database validates every posting; this package decodes strictly, maps the stable error codes
 // of internal/ledger to HTTP statuses and never shows SQL text to clients.
 package httpapi
@@ -24,7 +24,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 
 	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
@@ -57,25 +56,26 @@ const (
 
 // Config configures a Server. Zero values mean the defaults above.
 type Config struct {
-	MaxBody          int64         // body limit of every request but batches
-	MaxBatchBody     int64         // body limit of POST .../entries/batch
-	MaxBatch         int           // entries per batch request (at most ledger.MaxBatch)
-	GroupCommitDelay time.Duration // how long a single posting may wait for company (0: none)
-	GroupCommitMax   int           // postings per group-commit transaction
-	ShutdownTimeout  time.Duration // how long Serve lets in-flight requests finish
-	RequestTimeout   time.Duration // bound on one request's work (database calls included)
-	Version          string        // shown in the OpenAPI document
-	MasterLedger     string        // the ledger of GSS settlements (default MASTER)
-	MaxMetadataBytes int           // metadata of an entry or account, as received (DefaultMaxMetadataBytes)
-	MaxMetadataDepth int           // nesting of that metadata, itself included (DefaultMaxMetadataDepth)
-	Logger           *slog.Logger
-	MaxInFlight      int           // /v1 requests in flight at once; more are refused at once with 429
-	MaxConns         int           // open connections at once (more wait in the listen backlog)
-	ReadTimeout      time.Duration // bound on reading one request, body included
-	IdleTimeout      time.Duration // how long a keep-alive connection may idle
-	TLS              *tls.Config   // serve HTTPS with this (nil: plain HTTP)
-	KeyRefresh       time.Duration // how often API keys are reloaded (default auth.DefaultRefresh)
-	BankScanWindow   int64         // seqs one page of a member bank's entries looks at (default ledger.BankScanWindow)
+	MaxBody           int64         // body limit of every request but batches
+	MaxBatchBody      int64         // body limit of POST .../entries/batch
+	MaxBatch          int           // entries per batch request (at most ledger.MaxBatch)
+	GroupCommitDelay  time.Duration // how long a single posting may wait for company (0: none)
+	GroupCommitMax    int           // postings per group-commit transaction
+	ShutdownTimeout   time.Duration // how long Serve lets in-flight requests finish
+	RequestTimeout    time.Duration // bound on one request's work (database calls included)
+	Version           string        // shown in the OpenAPI document
+	MasterLedger      string        // the ledger of GSS settlements (default MASTER)
+	MaxMetadataBytes  int           // metadata of an entry or account, as received (DefaultMaxMetadataBytes)
+	MaxMetadataDepth  int           // nesting of that metadata, itself included (DefaultMaxMetadataDepth)
+	Logger            *slog.Logger
+	MaxInFlight       int           // /v1 requests in flight at once; more are refused at once with 429
+	MaxInFlightPerKey int           // one key's share of MaxInFlight (default: half, at least 32)
+	MaxConns          int           // open connections at once (past it, idle ones are closed to make room)
+	ReadTimeout       time.Duration // bound on reading one request, body included
+	IdleTimeout       time.Duration // how long a keep-alive connection may idle
+	TLS               *tls.Config   // serve HTTPS with this (nil: plain HTTP)
+	KeyRefresh        time.Duration // how often API keys are reloaded (default auth.DefaultRefresh)
+	BankScanWindow    int64         // seqs one page of a member bank's entries looks at (default ledger.BankScanWindow)
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -130,6 +130,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
+	if c.MaxInFlightPerKey <= 0 {
+		// 32 keep-alive clients of one application (one key) posting as fast as they can are
+		// never refused; a single key cannot take every slot from the others.
+		c.MaxInFlightPerKey = min(c.MaxInFlight, max(32, c.MaxInFlight/2))
+	}
 	if c.MaxConns <= 0 {
 		c.MaxConns = DefaultMaxConns
 	}
@@ -146,17 +151,20 @@ func (c Config) withDefaults() (Config, error) {
 // (the in-process outbox worker of `serve --worker` belongs there), then call Serve or Run; or
 // mount Handler in a server of your own and call Close when done.
 type Server struct {
-	cfg      Config
-	pool     *pgxpool.Pool
-	poster   *ledger.Poster
-	settle   *settlement.Service
-	log      *slog.Logger
-	metrics  *metrics
-	handler  http.Handler
-	openapi  []byte
-	keys     *auth.Keyring
-	slots    chan struct{} // in-flight /v1 requests (MaxInFlight)
-	stopKeys context.CancelFunc
+	cfg       Config
+	pool      *pgxpool.Pool
+	poster    *ledger.Poster
+	settle    *settlement.Service
+	log       *slog.Logger
+	metrics   *metrics
+	handler   http.Handler
+	openapi   []byte
+	keys      *auth.Keyring
+	slots     chan struct{} // in-flight /v1 requests (MaxInFlight)
+	perKeyMu  sync.Mutex
+	perKey    map[string]int // in-flight requests per key id (MaxInFlightPerKey)
+	stopKeys  context.CancelFunc
+	ownPoster bool // the Poster is the server's own: Close closes it
 
 	// ledgers caches ids of ledgers known to exist (ledgers are never deleted), so that a
 	// posting to a made-up ledger id is refused before it creates a group-commit queue.
@@ -174,32 +182,59 @@ type task struct {
 	run  func(ctx context.Context) error
 }
 
-// New builds a Server on pool. The pool stays the caller's: close it after Serve returns.
-func New(pool *pgxpool.Pool, cfg Config) (*Server, error) {
+// Deps are the services a Server works with. Pool is required; each other one the server builds
+// on Pool when it is nil, and then owns (Close stops it). A caller that injects its own keeps
+// it: it may share a Poster or a Keyring between servers, or test the API against one it drives.
+type Deps struct {
+	Pool        *pgxpool.Pool
+	Poster      *ledger.Poster      // group commit of single postings (nil: one per server)
+	Settlements *settlement.Service // GSS settlements on Config.MasterLedger (nil: on Poster)
+	Keys        *auth.Keyring       // API keys (nil: the server's own, refreshed until Close)
+}
+
+// New builds a Server on pool alone: NewServer(Deps{Pool: pool}, cfg). The pool stays the
+// caller's: close it after Serve returns.
+func New(pool *pgxpool.Pool, cfg Config) (*Server, error) { return NewServer(Deps{Pool: pool}, cfg) }
+
+// NewServer builds a Server on d; Handler is its http.Handler.
+func NewServer(d Deps, cfg Config) (*Server, error) {
+	if d.Pool == nil {
+		return nil, errors.New("httpapi: Deps.Pool is required")
+	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, pool: pool, log: cfg.Logger, metrics: newMetrics(pool), slots: make(chan struct{}, cfg.MaxInFlight)}
-	// The keys are loaded before the first request and then kept current by a refresher that
-	// runs until Close, whether the server runs through Serve or only its Handler is mounted.
-	s.keys = auth.NewKeyring(pool, cfg.KeyRefresh, cfg.Logger)
-	loadCtx, cancelLoad := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := s.keys.Reload(loadCtx); err != nil {
-		// The server starts anyway (/readyz says 503 until the database answers); requests
-		// get 503 until the keys are loaded.
-		s.log.Warn("loading API keys failed; retrying in the background", "err", err)
+	pool := d.Pool
+	s := &Server{cfg: cfg, pool: pool, log: cfg.Logger, metrics: newMetrics(pool), slots: make(chan struct{}, cfg.MaxInFlight),
+		perKey: map[string]int{}, stopKeys: func() {}}
+	if s.keys = d.Keys; s.keys == nil {
+		// The keys are loaded before the first request and then kept current by a refresher
+		// that runs until Close, whether the server runs through Serve or only its Handler is
+		// mounted.
+		s.keys = auth.NewKeyring(pool, cfg.KeyRefresh, cfg.Logger)
+		loadCtx, cancelLoad := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.keys.Reload(loadCtx); err != nil {
+			// The server starts anyway (/readyz says 503 until the database answers); requests
+			// get 503 until the keys are loaded.
+			s.log.Warn("loading API keys failed; retrying in the background", "err", err)
+		}
+		cancelLoad()
+		keysCtx, stopKeys := context.WithCancel(context.Background())
+		s.stopKeys = stopKeys
+		go func() { _ = s.keys.Run(keysCtx) }()
 	}
-	cancelLoad()
-	keysCtx, stopKeys := context.WithCancel(context.Background())
-	s.stopKeys = stopKeys
-	go func() { _ = s.keys.Run(keysCtx) }()
-	s.poster = ledger.NewPoster(pool, ledger.PosterConfig{
-		MaxBatch: cfg.GroupCommitMax,
-		MaxDelay: cfg.GroupCommitDelay,
-		Observe:  s.metrics.groupCommit,
-	})
-	s.settle = settlement.New(pool, cfg.MasterLedger, s.poster.Post)
+	if s.poster = d.Poster; s.poster == nil {
+		s.poster = ledger.NewPoster(pool, ledger.PosterConfig{
+			MaxBatch: cfg.GroupCommitMax,
+			MaxDelay: cfg.GroupCommitDelay,
+			Observe:  s.metrics.groupCommit,
+		})
+		s.ownPoster = true
+	}
+	if s.settle = d.Settlements; s.settle == nil {
+		s.settle = settlement.New(pool, cfg.MasterLedger, s.poster.Post)
+	}
 	// The outbox as the database sees it (depth, sync lag), on every scrape, worker or not.
 	s.metrics.reg.MustRegister(outbox.NewCollector(pool))
 	routes := s.routes()
@@ -245,12 +280,13 @@ func (s *Server) Go(name string, run func(ctx context.Context) error) {
 	s.tasks = append(s.tasks, task{name: name, run: run})
 }
 
-// Close stops the group-commit Poster after letting queued postings finish. Serve calls it;
+// Close stops what the server built itself (its group-commit Poster, after letting queued
+// postings finish, and its key refresher); injected Deps stay their owner's. Serve calls it;
 // call it yourself only when you mounted Handler elsewhere, after that server stopped.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.stopKeys()
-		if s.poster != nil {
+		if s.ownPoster {
 			s.poster.Close()
 		}
 	})
@@ -283,9 +319,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// graceful shutdown, which must let in-flight postings finish rather than abort them.
 	}
 
-	// A connection cap: past it, new connections wait in the kernel's backlog instead of each
-	// taking a goroutine and buffers here.
-	ln = netutil.LimitListener(ln, s.cfg.MaxConns)
+	// A connection cap that makes room by closing do-nothing connections (conns.go).
+	conns := newConnCap(s.cfg.MaxConns)
+	hs.ConnState = conns.track
+	ln = conns.listener(ln)
 	if s.cfg.TLS != nil {
 		ln = tls.NewListener(ln, s.cfg.TLS)
 	}

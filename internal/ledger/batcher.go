@@ -36,7 +36,7 @@ type PosterConfig struct {
 // ErrPosterClosed is returned by Post after Close.
 var ErrPosterClosed = errors.New("poster is shut down")
 
-// Poster posts single entries through per-ledger group commit (DESIGN 6): concurrent Post calls
+// Poster posts single entries through per-ledger group commit (docs/design.md §6): concurrent Post calls
 // for one ledger share one post_ledger_entries call, so throughput is set by entries per
 // transaction rather than by fsyncs per request. Each posting still gets its own result; the batch
 // is not atomic, so one rejection does not affect the others.

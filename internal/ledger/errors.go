@@ -5,19 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
-)
 
-// Codes of the non-posting operations.
-const (
-	CodeLedgerExists  = "ledger_exists"
-	CodeAccountExists = "account_exists"
-	CodeBankExists    = "bank_exists"
-	CodeNotFound      = "not_found"
-	CodeUnavailable   = "unavailable" // the database could not be reached or timed out
-	CodeInternal      = "internal"
+	"dualledger/internal/money"
 )
 
 // Error is a stable, client-facing error: a code from docs/error-codes.md, a message that says
@@ -56,27 +49,11 @@ func CodeOf(err error) string {
 	return CodeInternal
 }
 
-// sqlstateCodes maps the SQLSTATEs of post_ledger_entry (class DL, see dl_result_sqlstate) to codes.
-var sqlstateCodes = map[string]string{
-	"DL001": CodeInsufficientFunds,
-	"DL002": CodeUnknownAccount,
-	"DL003": CodeUnknownLedger,
-	"DL004": CodeCurrencyMismatch,
-	"DL005": CodeSameAccount,
-	"DL006": CodeInvalidAmount,
-	"DL007": CodeUnknownCurrency,
-	"DL008": CodeInvalidAssetType,
-	"DL009": CodeInvalidRequest,
-	"DL010": CodeAccountInactive,
-	"DL011": CodeNotApplied,
-	"DL012": CodeUnknownEntry,
-	"DL013": CodeInvalidReversal,
-}
-
 // constraintCodes maps constraint names to what they mean for a client.
 var constraintCodes = map[string]struct{ code, msg string }{
 	"ledgers_pkey":                              {CodeLedgerExists, "a ledger with this id already exists"},
-	"ledgers_id_format":                         {CodeInvalidRequest, "ledger id must be 1-64 characters: letters, digits and _ . : - (starting with a letter or digit)"},
+	"ledgers_id_format":                         {CodeInvalidRequest, "ledger id must be 1-64 characters: letters, digits and _ . - (starting with a letter or digit)"},
+	"ledgers_id_no_colon":                       {CodeInvalidRequest, "ledger id must not contain ':'"},
 	"banks_pkey":                                {CodeBankExists, "a bank with this id is already registered"},
 	"banks_id_format":                           {CodeInvalidRequest, "bank id must be 1-64 characters: letters, digits and _ . : - (starting with a letter or digit)"},
 	"banks_name_nonempty":                       {CodeInvalidRequest, "bank name must be 1-200 characters"},
@@ -86,7 +63,8 @@ var constraintCodes = map[string]struct{ code, msg string }{
 	"bank_accounts_id_format":                   {CodeInvalidRequest, "account id must be 1-128 characters: letters, digits and _ . : @ / - (starting with a letter or digit)"},
 	"bank_accounts_bank_id_format":              {CodeInvalidRequest, "bank_id must be 1-64 characters: letters, digits and _ . : -"},
 	"bank_accounts_bank_id_fkey":                {CodeUnknownBank, "bank_id names a bank that is not registered (register it first: POST /v1/banks)"},
-	"bank_accounts_asset_type_valid":            {CodeInvalidAssetType, "asset_type must be one of fiat, cbdc, commodity, security"},
+	"api_keys_bank_id_fkey":                     {CodeUnknownBank, "bank_id names a bank that is not registered (register it first: POST /v1/banks)"},
+	"bank_accounts_asset_type_valid":            {CodeInvalidAssetType, "asset_type must be one of " + strings.Join(money.AssetTypeNames(), ", ")},
 	"bank_accounts_status_valid":                {CodeInvalidRequest, "status must be one of active, frozen, closed"},
 	"bank_accounts_metadata_object":             {CodeInvalidRequest, "metadata must be a JSON object"},
 	"bank_accounts_overdraft_limit_nonnegative": {CodeInvalidRequest, "overdraft_limit must be zero or positive"},

@@ -27,7 +27,7 @@ type posted struct {
 // TestConcurrentPostingInvariants hammers one ledger from many goroutines through every posting
 // path (group commit, plain batches, atomic batches) with random transfers over hot and cold
 // accounts, replays, conflicting reuses of references, overdraft attempts and currency
-// mismatches; then it checks every invariant of DESIGN 2 on the database and every answer the
+// mismatches; then it checks every invariant of docs/design.md §2 on the database and every answer the
 // clients got.
 func TestConcurrentPostingInvariants(t *testing.T) {
 	const (
@@ -273,8 +273,8 @@ func checkAnswers(t *testing.T, ctx context.Context, d *pgtest.DB, L string, his
 			if !sameContent(p.in, e) {
 				t.Fatalf("%s answered %s but the stored content differs: %+v vs %+v", p.in.ReferenceID, p.result.Code, p.in, e)
 			}
-			if p.result.DebitBalance != e.DebitBalanceAfter || p.result.CreditBalance != e.CreditBalanceAfter {
-				t.Fatalf("%s: balances %s/%s, stored %s/%s", p.in.ReferenceID, p.result.DebitBalance, p.result.CreditBalance, e.DebitBalanceAfter, e.CreditBalanceAfter)
+			if p.result.DebitBalance != *e.DebitBalanceAfter || p.result.CreditBalance != *e.CreditBalanceAfter {
+				t.Fatalf("%s: balances %s/%s, stored %s/%s", p.in.ReferenceID, p.result.DebitBalance, p.result.CreditBalance, *e.DebitBalanceAfter, *e.CreditBalanceAfter)
 			}
 		case ledger.CodeReferenceConflict:
 			if !ok || sameContent(p.in, e) {
@@ -329,7 +329,7 @@ func sameContent(in ledger.EntryInput, e ledger.Entry) bool {
 		in.AssetType == e.AssetType && in.TransactionType == e.TransactionType
 }
 
-// checkInvariants checks DESIGN 2 on the database.
+// checkInvariants checks docs/design.md §2 on the database.
 func checkInvariants(t *testing.T, ctx context.Context, d *pgtest.DB, L string) {
 	t.Helper()
 	db := d.Pool

@@ -13,12 +13,20 @@ import (
 	"dualledger/internal/money"
 )
 
-// Id formats. Ledger ids have no ':' (since migration 009): the SCB Idempotency-Key is
-// "<ledger_id>:<reference_id>", which must name one entry only.
+// Id formats, one source for Go, auth, the OpenAPI document and the docs; the schema's CHECK
+// constraints carry the same regular expressions (ids_schema_test.go compares them with
+// pg_constraint). Ledger ids have no ':' (since migration 009, a second CHECK): the SCB
+// Idempotency-Key is "<ledger_id>:<reference_id>", which must name one entry only.
+const (
+	BankIDPattern    = `^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`
+	LedgerIDPattern  = `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`
+	AccountIDPattern = `^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`
+)
+
 var (
-	idPattern        = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
-	ledgerIDPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	accountIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`)
+	idPattern        = regexp.MustCompile(BankIDPattern)
+	ledgerIDPattern  = regexp.MustCompile(LedgerIDPattern)
+	accountIDPattern = regexp.MustCompile(AccountIDPattern)
 )
 
 // ValidLedgerID reports whether id is a well-formed ledger id.
@@ -62,7 +70,7 @@ func GetLedger(ctx context.Context, db DBTX, id string) (Ledger, error) {
 // `only` when it is not empty.
 func ListLedgers(ctx context.Context, db DBTX, after string, limit int, only []string) ([]Ledger, error) {
 	rows, err := db.Query(ctx, `SELECT id, head_seq, encode(head_hash, 'hex'), created_at FROM ledgers
-		WHERE id > $1 AND (cardinality($3::text[]) = 0 OR id = ANY($3)) ORDER BY id LIMIT $2`, after, limit, only)
+		WHERE id > $1 AND (coalesce(cardinality($3::text[]), 0) = 0 OR id = ANY($3)) ORDER BY id LIMIT $2`, after, limit, only)
 	if err != nil {
 		return nil, FromDB(err)
 	}
@@ -215,6 +223,33 @@ func UpdateAccount(ctx context.Context, db DBTX, actor, ledgerID, id string, u A
 		return Account{}, e
 	}
 	return a, nil
+}
+
+// displayAmountPtr is displayAmount for an optional amount.
+func displayAmountPtr(s *string, currency string) *string {
+	if s == nil {
+		return nil
+	}
+	d := displayAmount(*s, currency)
+	return &d
+}
+
+// EntriesCreditingBank returns which of the entries ids of a ledger paid into an account of bankID
+// (their credit account is the bank's): the only entries a member bank may reverse, since a
+// reversal moves the money back out of the account it went into.
+func EntriesCreditingBank(ctx context.Context, db DBTX, ledgerID string, ids []int64, bankID string) (map[int64]bool, error) {
+	rows, err := db.Query(ctx, `SELECT e.id FROM ledger_entries e
+		  JOIN bank_accounts a ON a.ledger_id = e.ledger_id AND a.id = e.credit_account_id
+		 WHERE e.ledger_id = $1 AND e.id = ANY($2) AND a.bank_id = $3`, ledgerID, ids, bankID)
+	if err != nil {
+		return nil, FromDB(err)
+	}
+	out := make(map[int64]bool, len(ids))
+	var id int64
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { out[id] = true; return nil }); err != nil {
+		return nil, FromDB(err)
+	}
+	return out, nil
 }
 
 // AccountBanks returns the member bank of each of the named accounts of a ledger that exist
@@ -382,8 +417,8 @@ func scanEntry(row pgx.Row) (Entry, error) {
 	e.Metadata = meta
 	e.TimestampUTC = e.TimestampUTC.UTC()
 	e.RecordedAt = e.RecordedAt.UTC()
-	e.DebitBalanceAfter = displayAmount(e.DebitBalanceAfter, e.CurrencyCode)
-	e.CreditBalanceAfter = displayAmount(e.CreditBalanceAfter, e.CurrencyCode)
+	e.DebitBalanceAfter = displayAmountPtr(e.DebitBalanceAfter, e.CurrencyCode)
+	e.CreditBalanceAfter = displayAmountPtr(e.CreditBalanceAfter, e.CurrencyCode)
 	return e, err
 }
 
@@ -465,6 +500,6 @@ func EntryFromResult(ledgerID string, in EntryInput, r Result) (Entry, error) {
 		Amount: amount, CurrencyCode: in.CurrencyCode, AssetType: in.AssetType,
 		TransactionType: in.TransactionType, ReferenceID: in.ReferenceID, FxRate: fx, Metadata: meta,
 		TimestampUTC: r.TimestampUTC, RecordedAt: r.RecordedAt, PreviousHash: r.PreviousHash, BlockHash: r.BlockHash,
-		ReversesEntryID: in.ReversesEntryID, DebitBalanceAfter: r.DebitBalance, CreditBalanceAfter: r.CreditBalance,
+		ReversesEntryID: in.ReversesEntryID, DebitBalanceAfter: &r.DebitBalance, CreditBalanceAfter: &r.CreditBalance,
 	}, nil
 }

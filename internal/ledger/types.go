@@ -9,27 +9,6 @@ import (
 	"time"
 )
 
-// Result codes of a posting (docs/error-codes.md).
-const (
-	CodeCreated           = "created"
-	CodeReplayed          = "replayed"
-	CodeReferenceConflict = "reference_conflict"
-	CodeInsufficientFunds = "insufficient_funds"
-	CodeUnknownAccount    = "unknown_account"
-	CodeUnknownLedger     = "unknown_ledger"
-	CodeCurrencyMismatch  = "currency_mismatch"
-	CodeSameAccount       = "same_account"
-	CodeInvalidAmount     = "invalid_amount"
-	CodeUnknownCurrency   = "unknown_currency"
-	CodeInvalidAssetType  = "invalid_asset_type"
-	CodeInvalidRequest    = "invalid_request"
-	CodeAccountInactive   = "account_inactive"
-	CodeUnknownEntry      = "unknown_entry"
-	CodeInvalidReversal   = "invalid_reversal"
-	CodeUnknownBank       = "unknown_bank"
-	CodeNotApplied        = "not_applied"
-)
-
 // EntryInput is one posting as a client states it. Values travel to the database as written
 // (amounts as decimal strings, the timestamp as RFC 3339 text), and the database validates them:
 // one set of rules for the API, the CLI, the Go module and psql.
@@ -79,25 +58,27 @@ func (r Result) Err() error {
 
 // Entry is a committed entry.
 type Entry struct {
-	ID                 int64           `json:"id"`
-	LedgerID           string          `json:"ledger_id"`
-	Seq                int64           `json:"seq"`
-	DebitAccountID     string          `json:"debit_account_id"`
-	CreditAccountID    string          `json:"credit_account_id"`
-	Amount             string          `json:"amount"`
-	CurrencyCode       string          `json:"currency_code"`
-	AssetType          string          `json:"asset_type"`
-	TransactionType    string          `json:"transaction_type"`
-	ReferenceID        string          `json:"reference_id"`
-	FxRate             *string         `json:"fx_rate"`
-	Metadata           json.RawMessage `json:"metadata"`
-	TimestampUTC       time.Time       `json:"timestamp_utc"`
-	RecordedAt         time.Time       `json:"recorded_at"`
-	PreviousHash       string          `json:"previous_hash"`
-	BlockHash          string          `json:"block_hash"`
-	ReversesEntryID    *int64          `json:"reverses_entry_id"`
-	DebitBalanceAfter  string          `json:"debit_balance_after"`
-	CreditBalanceAfter string          `json:"credit_balance_after"`
+	ID              int64           `json:"id"`
+	LedgerID        string          `json:"ledger_id"`
+	Seq             int64           `json:"seq"`
+	DebitAccountID  string          `json:"debit_account_id"`
+	CreditAccountID string          `json:"credit_account_id"`
+	Amount          string          `json:"amount"`
+	CurrencyCode    string          `json:"currency_code"`
+	AssetType       string          `json:"asset_type"`
+	TransactionType string          `json:"transaction_type"`
+	ReferenceID     string          `json:"reference_id"`
+	FxRate          *string         `json:"fx_rate"`
+	Metadata        json.RawMessage `json:"metadata"`
+	TimestampUTC    time.Time       `json:"timestamp_utc"`
+	RecordedAt      time.Time       `json:"recorded_at"`
+	PreviousHash    string          `json:"previous_hash"`
+	BlockHash       string          `json:"block_hash"`
+	ReversesEntryID *int64          `json:"reverses_entry_id"`
+	// The accounts' balances right after the entry; null when the reader may not see that
+	// account (a member bank's key sees only its own bank's balances).
+	DebitBalanceAfter  *string `json:"debit_balance_after"`
+	CreditBalanceAfter *string `json:"credit_balance_after"`
 }
 
 // Ledger is a hash-chained sequence of entries.

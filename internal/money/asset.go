@@ -1,6 +1,9 @@
 package money
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // AssetType classifies what a ledger account holds.
 type AssetType string
@@ -20,6 +23,17 @@ func AssetTypes() []AssetType {
 	return append([]AssetType(nil), assetTypes...)
 }
 
+// AssetTypeNames returns the asset types as strings, in canonical order: for enums in the OpenAPI
+// document and lists in messages and docs. The schema's bank_accounts_asset_type_valid CHECK holds
+// the same values (schema_test.go compares them).
+func AssetTypeNames() []string {
+	out := make([]string, len(assetTypes))
+	for i, t := range assetTypes {
+		out[i] = string(t)
+	}
+	return out
+}
+
 // ParseAssetType accepts exactly "fiat", "cbdc", "commodity" or "security"
 // (lower case, no surrounding spaces).
 func ParseAssetType(s string) (AssetType, error) {
@@ -31,7 +45,7 @@ func ParseAssetType(s string) (AssetType, error) {
 	return "", &Error{
 		Code:    CodeInvalidAssetType,
 		Field:   FieldAssetType,
-		Message: fmt.Sprintf("asset_type %s is not one of fiat, cbdc, commodity, security", quote(s)),
+		Message: fmt.Sprintf("asset_type %s is not one of %s", quote(s), strings.Join(AssetTypeNames(), ", ")),
 	}
 }
 

@@ -17,6 +17,11 @@ type Currency struct {
 	Name      string
 }
 
+// CurrencyCodePattern is the shape of a currency code: the regular expression of the schema's
+// currencies_code_format CHECK (schema_test.go compares them) and of the OpenAPI document.
+// Whether a code of that shape is known is the table's business (iso4217.go).
+const CurrencyCodePattern = `^[A-Z]{3}$`
+
 var currencyByCode = func() map[string]Currency {
 	m := make(map[string]Currency, len(iso4217))
 	for _, c := range iso4217 {

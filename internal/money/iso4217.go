@@ -2,8 +2,11 @@ package money
 
 // iso4217 is the table of active ISO 4217 currency codes (List One, as
 // maintained by SIX on behalf of ISO), with minor units and English names,
-// as of 2025. It is kept as a plain, code-sorted slice literal so that a SQL
-// migration can be generated from it (money.Currencies()). Names are ASCII
+// as of 2025. It is the single source of the currency table: the database's
+// currencies table (migration 000) is a copy that TestCurrenciesMatchSQL
+// (schema_test.go) holds equal to it, code, minor unit and name; when they
+// differ, the test prints the SQL of the migration that would bring the
+// database to this table. Names are ASCII
 // (diacritics dropped); note that "Pa'anga" contains an apostrophe, which a
 // SQL generator must escape.
 //

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Backoff is exponential backoff with full jitter (DESIGN 4): the n-th retry waits a uniformly
+// Backoff is exponential backoff with full jitter (docs/design.md §4): the n-th retry waits a uniformly
 // random time in [0, min(Cap, Base * 2^(n-1))). Full jitter spreads the retries of a backlog that
 // failed together (an SCB outage) instead of sending them back in waves.
 type Backoff struct {

@@ -8,8 +8,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ScbStatus is the outbox of one SCB at a glance (`dualledger outbox status`, the seed's
-// monitor-outbox).
+// ScbStatus is the outbox of one SCB at a glance (`dualledger outbox status`, the seeds'
+// monitor-outbox: docs/design.md §10.2).
 type ScbStatus struct {
 	ScbID              string           `json:"scb_id"`
 	ByStatus           map[string]int64 `json:"by_status"`

@@ -1,13 +1,16 @@
-// Package outbox delivers the dual-ledger outbox (DESIGN 4): every committed posting that touches
-// an account of a registered member bank has one row per SCB in dual_ledger_outbox, written in the
-// posting's transaction; the worker claims due rows with FOR UPDATE SKIP LOCKED and a lease,
-// delivers them to the SCB's API with an idempotency key, records every attempt, retries with
-// exponential backoff and full jitter, and polls SENT/ACKED rows until the SCB says FINAL.
-// The state machine itself is enforced by the database (migration 003), and every transition is
-// a SECURITY DEFINER function of migration 010 (outbox_claim, outbox_finish, ...): the worker's
-// role, dualledger_worker, has no write privilege on any table, and the functions check the
-// lease, record each attempt and refuse FINALIZED without the SCB's FINAL answer. All of the
-// outbox's SQL is in this package.
+// Package outbox delivers the dual-ledger outbox (docs/design.md §4, docs/state-machine.md):
+// every committed posting that touches an account of a registered member bank has one row per SCB
+// in dual_ledger_outbox, written in the posting's transaction; the worker claims due rows with
+// FOR UPDATE SKIP LOCKED and a lease, delivers them to the SCB's API with an idempotency key,
+// records every attempt, retries with exponential backoff and full jitter, and polls SENT/ACKED
+// rows until the SCB says FINAL. The state machine itself is enforced by the database (migration
+// 003), and every transition is a SECURITY DEFINER function of migration 010 (outbox_claim,
+// outbox_finish, ...): the worker's role, dualledger_worker, has no write privilege on any table,
+// and the functions check the lease, record each attempt and refuse FINALIZED without the SCB's
+// FINAL answer. All of the outbox's SQL is in this package: other packages read the outbox
+// through it (entry.go: an entry's rows for the settlement service, the references still
+// DBIS_COMMITTED for the demo; report.go: status and list), never with SQL of their own. The one
+// exception is the read-only consistency checks of internal/reconcile's audit.
 package outbox
 
 import (
@@ -22,7 +25,7 @@ import (
 	"dualledger/internal/ledger"
 )
 
-// Statuses (DESIGN 4).
+// Statuses (docs/state-machine.md).
 const (
 	Queued     = "QUEUED"
 	Processing = "PROCESSING"

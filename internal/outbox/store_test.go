@@ -214,7 +214,7 @@ func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
 	}
 }
 
-// TestIllegalTransitionsRefused: the database refuses every status change outside DESIGN §4,
+// TestIllegalTransitionsRefused: the database refuses every status change outside docs/state-machine.md,
 // whoever sends it: here the owner, who has the privilege to UPDATE the table (the trigger
 // refuses with DL110), and the worker's role, which has none (42501) and moves rows only through
 // the outbox functions.

@@ -1,6 +1,6 @@
 package outbox
 
-// The in-process Worker against the real Store and simulated SCBs on loopback (DESIGN §4, §5).
+// The in-process Worker against the real Store and simulated SCBs on loopback (docs/design.md §4, §5).
 
 import (
 	"bytes"
@@ -421,7 +421,7 @@ func TestBodyIdenticalAcrossRetries(t *testing.T) {
 }
 
 // TestPollBacksOffDuringOutage: an SCB in an outage answers polls 503 with Retry-After (here one
-// hour). DESIGN §5 says to honour Retry-After, but polling of SENT/ACKED rows has no backoff at
+// hour). docs/design.md §5 says to honour Retry-After, but polling of SENT/ACKED rows has no backoff at
 // all: every row is asked again every PollEvery for as long as the outage lasts, and every failed
 // poll adds a row to dual_ledger_outbox_attempts.
 func TestPollBacksOffDuringOutage(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -22,34 +23,85 @@ const VersionTable = "dualledger_schema_version"
 // afterwards is refused (migrations are immutable once applied; changes go into new files).
 const ChecksumTable = "dualledger_migration_checksums"
 
-// balanceConstraintsMigration is audited before it is applied (the seed's step 2).
-const balanceConstraintsMigration = "004_balance_constraints.sql"
+// FunctionChecksumTable records the sha256 of each repeatable file (db/functions) as it was last
+// applied: a file whose content differs is applied again by the next `dualledger migrate`.
+const FunctionChecksumTable = "dualledger_function_checksums"
 
-var migrationName = regexp.MustCompile(`^([0-9]{3})_[a-z0-9_]+\.sql$`)
+// BookkeepingVersion changes whenever Migrate records something new in the database besides what
+// the files do (3: dualledger_function_checksums, readable by PUBLIC). pgtest names its template
+// database after it as well as after the files, so a cached template from an older runner is not
+// reused.
+const BookkeepingVersion = 3
 
-// Migration is one file of db/migrations.
+// migrateLockKey is tern's own advisory lock key. Migrate holds it for the whole run (checks,
+// versioned migrations, repeatable files): advisory locks nest within a session, so tern taking it
+// again inside is fine, and an older binary migrating at the same time waits for it too.
+const migrateLockKey = int64(9628173550095224)
+
+var (
+	migrationName = regexp.MustCompile(`^([0-9]{3})_[a-z0-9_]+\.sql$`)
+	functionName  = regexp.MustCompile(`^[a-z0-9_]+\.sql$`)
+	checkName     = regexp.MustCompile(`^([0-9]{3}_[a-z0-9_]+)\.(before|after)\.sql$`)
+	plainCreate   = regexp.MustCompile(`(?i)\bcreate\s+(function|procedure|trigger|view)\b`)
+	hasRevoke     = regexp.MustCompile(`(?i)\brevoke\b`)
+)
+
+// functionPrefix starts the Name of a repeatable file, so that status output says what it is.
+const functionPrefix = "functions/"
+
+// Migration is one file of db/migrations (versioned: applied once, in number order, never edited
+// afterwards) or of db/functions (repeatable: applied after every versioned migration, and again
+// whenever its content changes).
 type Migration struct {
-	Name string // e.g. "001_ledger_idempotency.sql"
-	SQL  string
+	Name       string // e.g. "001_ledger_idempotency.sql"; a repeatable file is "functions/<file>.sql"
+	SQL        string
+	Repeatable bool
+	Before     *Check // db/checks/<name>.before.sql, run before the migration; nil if none
+	After      *Check // db/checks/<name>.after.sql, run in the migration's transaction; nil if none
+}
+
+// Check is a query returning one text row per offending row (db/checks/NNN_name.before.sql or
+// .after.sql). Any row stops the migration: before it (nothing of it applied) or after it (its
+// transaction rolled back).
+type Check struct {
+	File  string // e.g. "checks/004_balance_constraints.before.sql"
+	SQL   string
+	Title string // the "-- check:" line: what the rows are
+	Fix   string // the "-- fix:" lines: what the operator does about them
 }
 
 // MigrationState is one line of `dualledger migrate status`.
 type MigrationState struct {
 	Name    string `json:"name"`
-	Applied bool   `json:"applied"`
+	Applied bool   `json:"applied"` // applied and current: false for a pending or changed file
+	State   string `json:"state"`   // "applied", "pending", or (repeatable files) "changed"
 }
 
-// LoadMigrations reads NNN_name.sql files from fsys (sorted by name, numbered without gaps from
-// 000). The SQL is used as written: unlike tern.LoadMigrations it is not a text/template, so the
-// files mean exactly what `psql -f` makes of them.
+// States of MigrationState.State.
+const (
+	StateApplied = "applied"
+	StatePending = "pending"
+	StateChanged = "changed" // a repeatable file whose content differs from the one applied
+)
+
+// LoadMigrations reads the db directory's layout from fsys:
+//
+//   - migrations/NNN_name.sql, numbered without gaps from 000 (versioned);
+//   - functions/name.sql, in name order (repeatable, after the versioned ones; optional);
+//   - checks/NNN_name.before.sql and .after.sql, attached to their migration (optional).
+//
+// The SQL is used as written: unlike tern.LoadMigrations it is not a text/template, so the
+// files mean exactly what `psql -f` makes of them (scripts/run-migrations.sh).
 func LoadMigrations(fsys fs.FS) ([]Migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
+	names, err := fs.Glob(fsys, "migrations/*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("list migrations: %w", err)
 	}
 	sort.Strings(names)
 	out := make([]Migration, 0, len(names))
-	for i, name := range names {
+	byName := map[string]int{}
+	for i, p := range names {
+		name := path.Base(p)
 		m := migrationName.FindStringSubmatch(name)
 		if m == nil {
 			return nil, fmt.Errorf("migration file %q: name must be NNN_lower_snake.sql", name)
@@ -57,88 +109,211 @@ func LoadMigrations(fsys fs.FS) ([]Migration, error) {
 		if want := fmt.Sprintf("%03d", i); m[1] != want {
 			return nil, fmt.Errorf("migration file %q: expected number %s (numbers start at 000 without gaps)", name, want)
 		}
-		body, err := fs.ReadFile(fsys, name)
+		body, err := fs.ReadFile(fsys, p)
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", name, err)
 		}
+		byName[strings.TrimSuffix(name, ".sql")] = len(out)
 		out = append(out, Migration{Name: name, SQL: string(body)})
 	}
 	if len(out) == 0 {
-		return nil, errors.New("no migrations found")
+		return nil, errors.New("no migrations found (want migrations/NNN_name.sql)")
+	}
+	if err := loadChecks(fsys, out, byName); err != nil {
+		return nil, err
+	}
+	fns, err := loadFunctions(fsys)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, fns...), nil
+}
+
+func loadChecks(fsys fs.FS, migs []Migration, byName map[string]int) error {
+	names, err := fs.Glob(fsys, "checks/*.sql")
+	if err != nil {
+		return fmt.Errorf("list checks: %w", err)
+	}
+	for _, p := range names {
+		name := path.Base(p)
+		m := checkName.FindStringSubmatch(name)
+		if m == nil {
+			return fmt.Errorf("check file %q: name must be NNN_name.before.sql or NNN_name.after.sql", p)
+		}
+		i, ok := byName[m[1]]
+		if !ok {
+			return fmt.Errorf("check file %q: there is no migration %s.sql", p, m[1])
+		}
+		body, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return fmt.Errorf("read check %s: %w", p, err)
+		}
+		c := parseCheck(p, string(body))
+		if m[2] == "before" {
+			migs[i].Before = c
+			continue
+		}
+		if strings.Contains(migs[i].SQL, "---- tern: disable-tx ----") {
+			return fmt.Errorf("check file %q: %s runs outside a transaction, so an after check could not roll it back", p, migs[i].Name)
+		}
+		migs[i].After = c
+	}
+	return nil
+}
+
+// parseCheck reads the "-- check: <what the rows are>" line and the "-- fix: <text>" lines (one
+// line of the fix each) of a check file; the rest is the query.
+func parseCheck(file, body string) *Check {
+	c := &Check{File: file, SQL: body}
+	var fix []string
+	for _, line := range strings.Split(body, "\n") {
+		line = strings.TrimRight(line, " \t\r")
+		switch {
+		case strings.HasPrefix(line, "-- check:"):
+			c.Title = strings.TrimSpace(strings.TrimPrefix(line, "-- check:"))
+		case strings.HasPrefix(line, "-- fix:"):
+			fix = append(fix, strings.TrimPrefix(strings.TrimPrefix(line, "-- fix:"), " "))
+		}
+	}
+	c.Fix = strings.Join(fix, "\n")
+	if c.Title == "" {
+		c.Title = "offending rows"
+	}
+	return c
+}
+
+func loadFunctions(fsys fs.FS) ([]Migration, error) {
+	names, err := fs.Glob(fsys, "functions/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list function files: %w", err)
+	}
+	sort.Strings(names)
+	out := make([]Migration, 0, len(names))
+	for _, p := range names {
+		name := path.Base(p)
+		if !functionName.MatchString(name) {
+			return nil, fmt.Errorf("function file %q: name must be lower_snake.sql", p)
+		}
+		body, err := fs.ReadFile(fsys, p)
+		if err != nil {
+			return nil, fmt.Errorf("read function file %s: %w", p, err)
+		}
+		// A repeatable file runs again on a database that has its objects: a plain CREATE fails
+		// there, and without its own REVOKE/GRANT a function recreated under a new signature
+		// would keep PostgreSQL's default (EXECUTE for PUBLIC) instead of the roles' grants.
+		if plainCreate.MatchString(string(body)) {
+			return nil, fmt.Errorf("function file %s: use CREATE OR REPLACE (the file is applied again whenever it changes)", p)
+		}
+		if !hasRevoke.MatchString(string(body)) {
+			return nil, fmt.Errorf("function file %s: carry the function's own REVOKE ALL ... FROM PUBLIC and GRANT lines, "+
+				"so that its privileges are the same however often it is applied", p)
+		}
+		out = append(out, Migration{Name: functionPrefix + name, SQL: string(body), Repeatable: true})
 	}
 	return out, nil
 }
 
-// BalanceAuditError is returned when existing accounts break the rules that migration 004 is about
-// to enforce. Nothing of 004 or later has been applied.
-type BalanceAuditError struct {
-	Findings []string
-}
-
-func (e *BalanceAuditError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "balance audit before %s failed: %d account(s) break the balance rules:\n", balanceConstraintsMigration, len(e.Findings))
-	for _, f := range e.Findings {
-		b.WriteString("  ")
-		b.WriteString(f)
-		b.WriteString("\n")
+// split returns the versioned migrations and the repeatable files; versioned ones come first.
+func split(migrations []Migration) (versioned, repeatable []Migration, err error) {
+	for i, m := range migrations {
+		if !m.Repeatable {
+			if len(repeatable) > 0 {
+				return nil, nil, fmt.Errorf("migration %s (#%d) comes after a repeatable file: versioned migrations come first", m.Name, i)
+			}
+			versioned = append(versioned, m)
+			continue
+		}
+		repeatable = append(repeatable, m)
 	}
-	b.WriteString("fix: recompute reserved_balance from open holds and set available_balance = balance - reserved_balance;\n" +
-		"an account that is legitimately negative needs a higher overdraft_limit (NULL = unlimited, for issuance accounts)\n" +
-		"or funds posted from an opening-balance account. Then run `dualledger migrate` again.\n" +
-		"(scripts/audit-balances.sql lists the same accounts with psql.)")
-	return b.String()
+	return versioned, repeatable, nil
 }
 
-// Migrate applies every pending migration under tern's advisory lock. Migration 004 (balance
-// constraints) is preceded by an audit of the existing accounts; if the audit finds offenders,
-// Migrate stops before 004 and returns a *BalanceAuditError naming them. logf (may be nil) is told
-// about each migration it applies.
-func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf func(format string, args ...any)) error {
+// Migrate applies, under one advisory lock, every pending versioned migration in order and then
+// every repeatable file that is pending or changed (all of them again when a versioned migration
+// ran: it may have dropped or replaced what a function file defines). A migration with a before
+// check is preceded by it: offending rows stop Migrate before that migration with a *CheckError
+// naming them and the fix. An after check runs in the migration's transaction: offending rows roll
+// it back, with a *CheckError too. logf (may be nil) is told about each file it applies.
+func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf func(format string, args ...any)) (err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	m, err := newMigrator(ctx, conn, migrations)
+	versioned, repeatable, err := split(migrations)
 	if err != nil {
 		return err
 	}
-	m.OnStart = func(_ int32, name, direction, _ string) {
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	defer func() {
+		// On a failed transaction the connection is still usable (tern rolled back); a broken
+		// connection releases the session lock by closing.
+		if _, uerr := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockKey); uerr != nil && err == nil {
+			err = fmt.Errorf("migrate: unlock: %w", uerr)
+		}
+	}()
+	m, err := newMigrator(ctx, conn, versioned)
+	if err != nil {
+		return err
+	}
+	m.OnStart = func(_ int32, name, _, _ string) {
 		logf("applying %s", name)
 	}
-	auditBefore := int32(-1)
-	for i, mig := range migrations {
-		if mig.Name == balanceConstraintsMigration {
-			auditBefore = int32(i) // tern version i means files [0, i) are applied
-		}
-	}
-	current, err := m.GetCurrentVersion(ctx)
+	start, err := m.GetCurrentVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	if auditBefore >= 0 && current <= auditBefore {
-		if err := m.MigrateTo(ctx, auditBefore); err != nil {
-			return fmt.Errorf("migrate: %w", err)
+	for i := int(start); i < len(versioned); i++ {
+		if versioned[i].Before == nil {
+			continue
 		}
-		findings, err := AuditAccountBalances(ctx, conn, 50)
-		if err != nil {
+		if err := m.MigrateTo(ctx, int32(i)); err != nil { // tern version i: files [0, i) applied
+			return migrateError(err, versioned)
+		}
+		if err := runBeforeCheck(ctx, conn, versioned[i]); err != nil {
 			return err
-		}
-		if len(findings) > 0 {
-			return &BalanceAuditError{Findings: findings}
 		}
 	}
 	if err := m.Migrate(ctx); err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return migrateError(err, versioned)
 	}
-	if err := recordChecksums(ctx, conn, migrations); err != nil {
+	if err := recordChecksums(ctx, conn, versioned); err != nil {
 		return err
 	}
-	return CheckChecksums(ctx, conn, migrations)
+	if err := CheckChecksums(ctx, conn, versioned); err != nil {
+		return err
+	}
+	return applyRepeatable(ctx, conn, repeatable, int(start) < len(versioned), logf)
+}
+
+// migrateError turns the error an after check raised inside tern's transaction into a *CheckError.
+func migrateError(err error, versioned []Migration) error {
+	var me migrate.MigrationPgError
+	if errors.As(err, &me) && me.PgError != nil && me.Code == checkSQLState {
+		for _, v := range versioned {
+			if v.Name == me.MigrationName && v.After != nil {
+				return &CheckError{Migration: v.Name, Phase: "after", Check: v.After, Findings: strings.Split(me.Detail, "\n"),
+					Total: checkTotal(me.Message)}
+			}
+		}
+	}
+	return fmt.Errorf("migrate: %w", err)
 }
 
 func checksum(m Migration) string {
 	sum := sha256.Sum256([]byte(m.SQL))
 	return hex.EncodeToString(sum[:])
+}
+
+// grantChecksumRead lets the service roles read table: they check the schema before they run (as
+// 010 grants on the version table; 010 grants the migration checksums too when that table already
+// exists, so old and new databases end alike).
+func grantChecksumRead(ctx context.Context, conn *pgx.Conn, table string) error {
+	_, err := conn.Exec(ctx, `DO $$ BEGIN
+		IF (SELECT count(*) FROM pg_roles WHERE rolname IN ('dualledger_api', 'dualledger_worker', 'dualledger_readonly')) = 3 THEN
+			GRANT SELECT ON `+table+` TO dualledger_api, dualledger_worker, dualledger_readonly;
+		END IF; END $$`)
+	return err
 }
 
 // recordChecksums notes the checksum of every applied migration not noted yet (the first one
@@ -154,52 +329,54 @@ func recordChecksums(ctx context.Context, conn *pgx.Conn, migrations []Migration
 			return fmt.Errorf("record migration checksums: %w", err)
 		}
 	}
-	// The service roles check the checksums before they run (as 010 grants on the version table;
-	// 010 grants this too when the table already exists, so old and new databases end alike).
-	if _, err := conn.Exec(ctx, `DO $$ BEGIN
-		IF (SELECT count(*) FROM pg_roles WHERE rolname IN ('dualledger_api', 'dualledger_worker', 'dualledger_readonly')) = 3 THEN
-			GRANT SELECT ON `+ChecksumTable+` TO dualledger_api, dualledger_worker, dualledger_readonly;
-		END IF; END $$`); err != nil {
+	if err := grantChecksumRead(ctx, conn, ChecksumTable); err != nil {
 		return fmt.Errorf("record migration checksums: %w", err)
 	}
 	return nil
 }
 
-// CheckChecksums refuses a database whose applied migrations differ from the files of this
-// binary (a file edited after it was applied: the schema is not what the code expects).
-// Databases migrated with plain psql have no checksums and are not checked.
+// CheckChecksums refuses a database whose applied versioned migrations differ from the files of
+// this binary (a file edited after it was applied: the schema is not what the code expects).
+// Repeatable files may change (Status reports them as changed). Databases migrated with plain
+// psql have no checksums and are not checked.
 func CheckChecksums(ctx context.Context, conn *pgx.Conn, migrations []Migration) error {
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", ChecksumTable).Scan(&exists); err != nil || !exists {
-		return err
-	}
-	rows, err := conn.Query(ctx, `SELECT name, sha256 FROM `+ChecksumTable)
+	applied, err := readChecksums(ctx, conn, ChecksumTable)
 	if err != nil {
 		return fmt.Errorf("read migration checksums: %w", err)
 	}
-	applied := map[string]string{}
-	for rows.Next() {
-		var name, sum string
-		if err := rows.Scan(&name, &sum); err != nil {
-			rows.Close()
-			return fmt.Errorf("read migration checksums: %w", err)
-		}
-		applied[name] = sum
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read migration checksums: %w", err)
-	}
 	for _, m := range migrations {
+		if m.Repeatable {
+			continue
+		}
 		if sum, ok := applied[m.Name]; ok && sum != checksum(m) {
 			return fmt.Errorf("migration %s was applied with other content than this binary's: the database's schema "+
-				"is not the one the code expects. Migrations are immutable once applied; for a development database, "+
-				"recreate it (or its data dir)", m.Name)
+				"is not the one the code expects. Migrations are immutable once applied (db/migrations.sum); for a "+
+				"development database, recreate it (or its data dir)", m.Name)
 		}
 	}
 	return nil
 }
 
-// Status lists every migration and whether it is applied.
+// readChecksums returns name -> sha256 of table, empty when the table does not exist.
+func readChecksums(ctx context.Context, conn *pgx.Conn, table string) (map[string]string, error) {
+	applied := map[string]string{}
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&exists); err != nil || !exists {
+		return applied, err
+	}
+	rows, err := conn.Query(ctx, `SELECT name, sha256 FROM `+table)
+	if err != nil {
+		return nil, err
+	}
+	var name, sum string
+	_, err = pgx.ForEachRow(rows, []any{&name, &sum}, func() error {
+		applied[name] = sum
+		return nil
+	})
+	return applied, err
+}
+
+// Status lists every migration and repeatable file: applied, pending, or (repeatable) changed.
 func Status(ctx context.Context, conn *pgx.Conn, migrations []Migration) ([]MigrationState, error) {
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", VersionTable).Scan(&exists); err != nil {
@@ -211,46 +388,34 @@ func Status(ctx context.Context, conn *pgx.Conn, migrations []Migration) ([]Migr
 			return nil, fmt.Errorf("read schema version: %w", err)
 		}
 	}
+	var fnSums map[string]string
 	out := make([]MigrationState, len(migrations))
+	n := int32(0) // index among the versioned migrations
 	for i, mig := range migrations {
-		out[i] = MigrationState{Name: mig.Name, Applied: int32(i) < version}
+		state := StatePending
+		switch {
+		case !mig.Repeatable:
+			if n < version {
+				state = StateApplied
+			}
+			n++
+		default:
+			if fnSums == nil {
+				var err error
+				if fnSums, err = readChecksums(ctx, conn, FunctionChecksumTable); err != nil {
+					return nil, fmt.Errorf("read function checksums: %w", err)
+				}
+			}
+			if sum, ok := fnSums[mig.Name]; ok {
+				state = StateChanged
+				if sum == checksum(mig) {
+					state = StateApplied
+				}
+			}
+		}
+		out[i] = MigrationState{Name: mig.Name, Applied: state == StateApplied, State: state}
 	}
 	return out, nil
-}
-
-// AuditAccountBalances returns one line per account (at most limit) that breaks a rule of migration
-// 004: reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >=
-// -overdraft_limit.
-func AuditAccountBalances(ctx context.Context, conn *pgx.Conn, limit int) ([]string, error) {
-	var exists bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('bank_accounts') IS NOT NULL").Scan(&exists); err != nil {
-		return nil, fmt.Errorf("balance audit: %w", err)
-	}
-	if !exists {
-		return nil, nil
-	}
-	rows, err := conn.Query(ctx, `
-		SELECT format('%s/%s: balance %s, available %s, reserved %s, overdraft_limit %s: %s',
-		              ledger_id, id, trim_scale(balance), trim_scale(available_balance), trim_scale(reserved_balance),
-		              coalesce(trim_scale(overdraft_limit)::text, 'unlimited'),
-		              concat_ws('; ',
-		                  CASE WHEN reserved_balance < 0 THEN 'reserved_balance < 0' END,
-		                  CASE WHEN available_balance <> balance - reserved_balance THEN 'available_balance <> balance - reserved_balance' END,
-		                  CASE WHEN overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit THEN 'available_balance below -overdraft_limit' END))
-		  FROM bank_accounts
-		 WHERE reserved_balance < 0
-		    OR available_balance <> balance - reserved_balance
-		    OR (overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit)
-		 ORDER BY ledger_id, id
-		 LIMIT $1`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("balance audit: %w", err)
-	}
-	findings, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("balance audit: %w", err)
-	}
-	return findings, nil
 }
 
 func newMigrator(ctx context.Context, conn *pgx.Conn, migrations []Migration) (*migrate.Migrator, error) {
@@ -259,7 +424,12 @@ func newMigrator(ctx context.Context, conn *pgx.Conn, migrations []Migration) (*
 		return nil, fmt.Errorf("create migrator: %w", err)
 	}
 	for _, mig := range migrations {
-		m.AppendMigration(mig.Name, mig.SQL, "")
+		up := mig.SQL
+		if mig.After != nil {
+			// In the migration's own transaction: offending rows roll the migration back.
+			up += "\n;\n" + AfterCheckSQL(mig.Name, mig.After)
+		}
+		m.AppendMigration(mig.Name, up, "")
 	}
 	return m, nil
 }

@@ -50,6 +50,18 @@ func TestMigrateAuditsBeforeBalanceConstraints(t *testing.T) {
 	if len(audit.Findings) != 1 || !strings.Contains(audit.Findings[0], "LEGACY/overdrawn") || !strings.Contains(audit.Error(), "overdraft_limit") {
 		t.Fatalf("findings %q / %v", audit.Findings, audit)
 	}
+	if audit.Phase != "before" || audit.Migration != "004_balance_constraints.sql" || !strings.Contains(audit.Error(), "fix: recompute reserved_balance") {
+		t.Fatalf("check error %+v: %v", audit, audit)
+	}
+	// scripts/run-migrations.sh runs the same check with psql: exit status 1, the same account.
+	if _, err := exec.LookPath("psql"); err == nil {
+		out, err := exec.Command("../../scripts/run-migrations.sh", d.ConnStr).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "check before 004_balance_constraints.sql failed") ||
+			!strings.Contains(string(out), "LEGACY/overdrawn") || !strings.Contains(string(out), "fix: recompute reserved_balance") {
+			t.Fatalf("run-migrations.sh on the broken account: %v\n%s", err, out)
+		}
+	}
 	states, err := pg.Status(ctx, conn, migs)
 	if err != nil {
 		t.Fatal(err)

@@ -1,3 +1,7 @@
+// Package pg owns dualledger's connection to PostgreSQL and its schema: the connection pool
+// (Open: a server named by DATABASE_URL, or the private cluster that internal/pgembed launches),
+// the migration runner and the checks that guard it, and the database roles the services log in
+// as. Launching PostgreSQL processes is internal/pgembed's business, not this package's.
 package pg
 
 import (
@@ -11,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/pgembed"
 )
 
 const (
@@ -54,7 +60,7 @@ func Open(ctx context.Context, databaseURL, dataDir, dbName string, logger *slog
 	if dataDir == "" {
 		dataDir = DefaultDataDir
 	}
-	emb, err := StartEmbedded(ctx, EmbeddedOptions{DataDir: dataDir, Logger: logger})
+	emb, err := pgembed.Start(ctx, pgembed.Options{DataDir: dataDir, Logger: logger})
 	if err != nil {
 		return nil, nil, err
 	}

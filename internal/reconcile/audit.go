@@ -87,7 +87,7 @@ type auditCheck struct {
 
 func auditChecks() []auditCheck {
 	return []auditCheck{
-		{CheckColumnNames, "the snake_case columns, the idempotency constraint and the posting function the seed's code relies on exist", columnNamesSQL},
+		{CheckColumnNames, "the snake_case columns, the idempotency constraint and the posting function the seeds' code relies on exist", columnNamesSQL},
 		{CheckAccountRules, "reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >= -overdraft_limit (NULL = unlimited)", accountRulesSQL},
 		{CheckReservedWithoutHolds, "reserved_balance = 0 while there is no holds table", reservedWithoutHoldsSQL},
 		{CheckDuplicateReferences, "at most one entry per (ledger_id, reference_id)", duplicateReferencesSQL},
@@ -198,10 +198,10 @@ func runCheck(ctx context.Context, tx pgx.Tx, c auditCheck, limit int, res *Chec
 	return nil
 }
 
-// columnNamesSQL is the seed's scripts/verify-column-names.sql: the snake_case columns that the
-// seed's code (posting module, outbox worker, backfill, monitoring queries) and this audit name,
-// no camelCase column beside them (a Prisma schema without @map), the idempotency constraint and
-// the seed's posting function. ledger_backfill_checkpoints is checked only once it exists (the
+// columnNamesSQL is scripts/verify-column-names.sql (deployment step 1 of the seeds,
+// docs/design.md §10.2): the snake_case columns that the seeds' code (posting module, outbox
+// worker, backfill, monitoring queries) and this audit name, no camelCase column beside them (a Prisma schema without @map), the idempotency constraint and
+// the seeds' posting function. ledger_backfill_checkpoints is checked only once it exists (the
 // backfill feature creates it). pg_catalog, not information_schema: information_schema hides the
 // columns the current role has no privilege on.
 const columnNamesSQL = `
@@ -256,8 +256,8 @@ WITH expected(table_name, column_name, required) AS (VALUES
 )
 SELECT message, details, count(*) OVER () FROM f ORDER BY ord, what LIMIT $1`
 
-// accountRulesSQL: DESIGN 2.3 and migration 004, the same rules as pg.AuditAccountBalances. The
-// seed's own query (available_balance < 0, available_balance > balance) predates overdrafts and
+// accountRulesSQL: docs/design.md §2.3 and migration 004, the same rules as db/checks/004_balance_constraints.before.sql.
+// The seeds' own query (available_balance < 0, available_balance > balance) predates overdrafts and
 // our sign convention; it would flag every issuance account, so it is not used.
 const accountRulesSQL = `
 SELECT format('%s/%s: balance %s, available %s, reserved %s, overdraft_limit %s: %s',
@@ -315,7 +315,7 @@ SELECT format('%s seq %s: %s account %s does not exist in the ledger as a %s %s 
  LIMIT $1`
 
 // balancesMatchEntriesSQL: one scan of the entries, each contributing +amount to its credit
-// account and -amount to its debit account (DESIGN: balance = Σ credits − Σ debits).
+// account and -amount to its debit account (docs/design.md §2.3: balance = Σ credits − Σ debits).
 const balancesMatchEntriesSQL = `
 WITH sums AS (
     SELECT e.ledger_id, v.account_id, sum(v.delta) AS net, count(*) AS legs

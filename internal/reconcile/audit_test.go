@@ -137,7 +137,7 @@ func TestAuditDuplicateReferences(t *testing.T) {
 	if dup.Status != reconcile.StatusFail || dup.Total != 1 || !strings.Contains(dup.Findings[0].Message, `"ref-1" is used by 2 entries (seq {2,6})`) {
 		t.Fatalf("duplicate_references: %+v", dup)
 	}
-	// The seed's schema check sees the constraint gone too.
+	// The seeds' schema check (docs/design.md §10.2) sees the constraint gone too.
 	cols := check(t, r, reconcile.CheckColumnNames)
 	if cols.Status != reconcile.StatusFail || !strings.Contains(cols.Findings[0].Message, "ledger_entries_unique_ledger_reference") {
 		t.Fatalf("column_names: %+v", cols)

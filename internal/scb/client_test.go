@@ -119,7 +119,7 @@ func TestPostSendsHeadersAndSameBody(t *testing.T) {
 	}
 }
 
-// TestStatusClassification is the table of DESIGN §5: what every answer of an SCB means.
+// TestStatusClassification is the table of docs/design.md §5 and docs/state-machine.md: what every answer of an SCB means.
 func TestStatusClassification(t *testing.T) {
 	date := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
 	type want struct {

@@ -1,4 +1,4 @@
-// Package scb is the client of a member bank's own ledger API (an SCB, DESIGN §5): the outbox
+// Package scb is the client of a member bank's own ledger API (an SCB, docs/design.md §5): the outbox
 // worker posts each committed entry with POST /v1/entries under the Idempotency-Key
 // "<ledger_id>:<reference_id>", polls GET /v1/entries/{reference_id} until the SCB reports FINAL,
 // and reconciliation pages through GET /v1/entries?since=&limit=.

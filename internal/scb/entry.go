@@ -10,7 +10,7 @@ import (
 )
 
 // Entry statuses an SCB reports, in the order an entry goes through them. The outbox maps
-// ACCEPTED to SENT, POSTED to ACKED and FINAL to FINALIZED (DESIGN §4).
+// ACCEPTED to SENT, POSTED to ACKED and FINAL to FINALIZED (docs/design.md §4, docs/state-machine.md).
 const (
 	StatusAccepted = "ACCEPTED" // received and durably recorded, not yet in the SCB's ledger
 	StatusPosted   = "POSTED"   // in the SCB's ledger, may still be reversed by the SCB
@@ -63,7 +63,7 @@ var (
 	blockHashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
 
-// assetTypes are DESIGN §3's asset types.
+// assetTypes are the asset types of docs/design.md §3.
 var assetTypes = map[string]bool{"fiat": true, "cbdc": true, "commodity": true, "security": true}
 
 // Validate checks what an SCB requires of an entry and returns every problem found, joined, or
@@ -135,7 +135,7 @@ type PostResult struct {
 	Status     string `json:"status"`
 }
 
-// ErrorBody is the JSON error body of the SCB API (the same shape as ours, DESIGN §9).
+// ErrorBody is the JSON error body of the SCB API (the same shape as ours, docs/design.md §9).
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 }

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/money"
+	"dualledger/internal/outbox"
 )
 
 // Statuses of a settlement (and of any entry that has outbox rows).
@@ -25,8 +25,8 @@ const (
 // Codes of settlement errors (in addition to the posting codes).
 const (
 	CodeUnknownBank                = ledger.CodeUnknownBank
-	CodeSettlementAccountNotFound  = "settlement_account_not_found"
-	CodeAmbiguousSettlementAccount = "ambiguous_settlement_account"
+	CodeSettlementAccountNotFound  = ledger.CodeSettlementAccountNotFound
+	CodeAmbiguousSettlementAccount = ledger.CodeAmbiguousSettlementAccount
 )
 
 // TransactionType of a settlement entry.
@@ -70,14 +70,14 @@ type Settlement struct {
 
 // Service posts and reads settlements on one master ledger.
 type Service struct {
-	db       *pgxpool.Pool
+	db       ledger.DBTX
 	post     func(ctx context.Context, ledgerID string, e ledger.EntryInput) (ledger.Result, error)
 	ledgerID string
 }
 
 // New returns a service on the master ledger ledgerID that posts through post (the server's
 // group-commit poster, or a direct batch of one).
-func New(db *pgxpool.Pool, ledgerID string, post func(ctx context.Context, ledgerID string, e ledger.EntryInput) (ledger.Result, error)) *Service {
+func New(db ledger.DBTX, ledgerID string, post func(ctx context.Context, ledgerID string, e ledger.EntryInput) (ledger.Result, error)) *Service {
 	return &Service{db: db, post: post, ledgerID: ledgerID}
 }
 
@@ -148,26 +148,19 @@ func (s *Service) Get(ctx context.Context, referenceID string) (Settlement, erro
 	if err != nil {
 		return Settlement{}, err
 	}
-	rows, err := s.db.Query(ctx, `SELECT id, scb_id, status, attempts, last_error, scb_entry_id,
-			CASE WHEN status IN ('QUEUED') THEN next_attempt_at END, created_at, finalized_at, last_attempt_at, last_status_code
-		  FROM dual_ledger_outbox WHERE ledger_id = $1 AND reference_id = $2 ORDER BY scb_id`, s.ledgerID, referenceID)
+	rows, err := outbox.RowsOfEntry(ctx, s.db, s.ledgerID, referenceID)
 	if err != nil {
 		return Settlement{}, ledger.FromDB(err)
 	}
-	syncs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Sync, error) {
-		var x Sync
-		err := r.Scan(&x.OutboxID, &x.ScbID, &x.Status, &x.Attempts, &x.LastError, &x.ScbEntryID, &x.NextAttempt,
-			&x.CreatedAt, &x.FinalizedAt, &x.LastAttempt, &x.LastHTTPCode)
-		return x, err
-	})
-	if err != nil {
-		return Settlement{}, ledger.FromDB(err)
+	syncs := make([]Sync, len(rows))
+	for i, r := range rows {
+		syncs[i] = Sync{ScbID: r.ScbID, Status: r.Status, Attempts: r.Attempts, LastError: r.LastError, ScbEntryID: r.ScbEntryID,
+			NextAttempt: r.NextAttemptAt, CreatedAt: r.CreatedAt, FinalizedAt: r.FinalizedAt, OutboxID: r.ID,
+			LastAttempt: r.LastAttemptAt, LastHTTPCode: r.LastStatusCode}
 	}
-	status := StatusSettled
-	for _, x := range syncs {
-		if x.Status != "FINALIZED" {
-			status = StatusDBISCommitted
-		}
+	status := StatusDBISCommitted
+	if outbox.AllFinalized(rows) {
+		status = StatusSettled
 	}
 	return Settlement{ReferenceID: referenceID, LedgerID: s.ledgerID, Status: status, Entry: e, Sync: syncs}, nil
 }

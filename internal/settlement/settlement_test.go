@@ -125,7 +125,7 @@ func TestSettledOnlyWhenEveryRowFinalized(t *testing.T) {
 }
 
 // TestReplayAfterAccountChange: a retry of a committed settlement must answer the original entry
-// (DESIGN §2.1; the posting function checks idempotency before anything else for this reason).
+// (docs/design.md §2.1; the posting function checks idempotency before anything else for this reason).
 // Settle resolves the banks' settlement accounts before posting, so once a bank has a second
 // account for the currency the retry is refused as ambiguous_settlement_account instead.
 func TestReplayAfterAccountChange(t *testing.T) {

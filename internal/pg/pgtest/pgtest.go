@@ -26,6 +26,7 @@ import (
 
 	"dualledger/db"
 	"dualledger/internal/pg"
+	"dualledger/internal/pgembed"
 )
 
 // Server is the PostgreSQL server of one test process.
@@ -85,7 +86,7 @@ func start(ctx context.Context) (*Server, error) {
 		if dir == "" {
 			dir = filepath.Join(os.TempDir(), "dualledger-test", "pg")
 		}
-		emb, err := pg.StartEmbedded(ctx, pg.EmbeddedOptions{DataDir: dir})
+		emb, err := pgembed.Start(ctx, pgembed.Options{DataDir: dir})
 		if err != nil {
 			return nil, err
 		}
@@ -116,6 +117,7 @@ func (s *Server) ensureTemplate(ctx context.Context) (string, error) {
 		return "", err
 	}
 	h := sha256.New()
+	fmt.Fprintf(h, "bookkeeping %d\n", pg.BookkeepingVersion)
 	for _, m := range migs {
 		h.Write([]byte(m.Name))
 		h.Write([]byte(m.SQL))

@@ -145,8 +145,8 @@ func TestEchoedKeyNeverStored(t *testing.T) {
 		out := map[string]row{}
 		rows, err := d.Pool.Query(ctx, `SELECT o.scb_id, o.status, o.last_error, o.failure_reason, o.last_status_code,
 			       coalesce(array_agg(a.error) FILTER (WHERE a.error IS NOT NULL), '{}')
-			  FROM dual_ledger_outbox o LEFT JOIN dual_ledger_outbox_attempts a ON a.outbox_id = o.id
-			 GROUP BY o.id ORDER BY o.scb_id`)
+			  FROM dual_ledger_outbox o LEFT JOIN dual_ledger_outbox_attempts a ON a.ledger_id = o.ledger_id AND a.outbox_id = o.id
+			 GROUP BY o.id, o.ledger_id ORDER BY o.scb_id`)
 		if err != nil {
 			t.Fatal(err)
 		}

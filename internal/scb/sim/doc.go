@@ -1,4 +1,4 @@
-// Package sim is a simulated SCB (a member bank's ledger API, DESIGN §5): a real HTTP server
+// Package sim is a simulated SCB (a member bank's ledger API, docs/design.md §5): a real HTTP server
 // with durable, idempotent storage and fault injection, run by `dualledger scb-sim` for the demo
 // and by tests as a separate process or in-process with httptest.
 //

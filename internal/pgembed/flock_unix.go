@@ -1,4 +1,8 @@
-package pg
+// This file is the locking primitive of the shared-use rule (see cluster.go). flock(2) rather
+// than fcntl locks or pid files: the kernel releases a flock when its holder dies, and flock locks
+// conflict per open file, so handles in one process behave as handles in separate processes would.
+
+package pgembed
 
 import (
 	"context"
@@ -14,7 +18,7 @@ import (
 // flock locks belong to the open file description, not to the process, so two
 // separate opens of the same path conflict with each other even inside one
 // process (unlike fcntl/POSIX record locks). That is what lets one process hold
-// several independent Embedded handles, and what makes the kernel drop the lock
+// several independent Cluster handles, and what makes the kernel drop the lock
 // of a crashed process automatically.
 type lockFile struct {
 	f *os.File

@@ -1,4 +1,4 @@
-package pg
+package pgembed
 
 import (
 	"bufio"
@@ -44,7 +44,7 @@ func testDataDir(t *testing.T, elems ...string) string {
 			t.Logf("stopping leftover server in %s", dataDir)
 			runAs, err := lookupServerUser()
 			if err == nil {
-				e := &Embedded{binDir: binDir, dataDir: dataDir, runAs: runAs, env: childEnv(runAs)}
+				e := &Cluster{binDir: binDir, dataDir: dataDir, runAs: runAs, env: childEnv(runAs)}
 				out, err := e.command(context.Background(), "pg_ctl", "stop", "-D", dataDir, "-m", "immediate", "-w").CombinedOutput()
 				if err != nil {
 					t.Logf("pg_ctl stop: %v: %s", err, out)
@@ -65,16 +65,16 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func startEmbedded(t *testing.T, ctx context.Context, dataDir string) *Embedded {
+func startEmbedded(t *testing.T, ctx context.Context, dataDir string) *Cluster {
 	t.Helper()
-	e, err := StartEmbedded(ctx, EmbeddedOptions{DataDir: dataDir})
+	e, err := Start(ctx, Options{DataDir: dataDir})
 	if err != nil {
-		t.Fatalf("StartEmbedded: %v", err)
+		t.Fatalf("Start: %v", err)
 	}
 	return e
 }
 
-func release(t *testing.T, e *Embedded) {
+func release(t *testing.T, e *Cluster) {
 	t.Helper()
 	if err := e.Release(context.Background()); err != nil {
 		t.Fatalf("Release: %v", err)
@@ -160,44 +160,6 @@ func TestEmbeddedStartConnectRelease(t *testing.T) {
 	}
 }
 
-// TestEmbeddedFlockPerOpenFile checks the property the sharing design relies
-// on: flock locks belong to open file descriptions, so two opens of the same
-// file in one process conflict just as two processes would.
-func TestEmbeddedFlockPerOpenFile(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "inuse.lock")
-	a, err := openLockFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
-	b, err := openLockFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.close()
-
-	if ok, err := a.tryLock(syscall.LOCK_SH); !ok || err != nil {
-		t.Fatalf("shared lock on a: %v %v", ok, err)
-	}
-	if ok, err := b.tryLock(syscall.LOCK_SH); !ok || err != nil {
-		t.Fatalf("second shared lock on b: %v %v", ok, err)
-	}
-	b.close()
-	c, err := openLockFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
-	if ok, err := c.tryLock(syscall.LOCK_EX); ok || err != nil {
-		t.Fatalf("exclusive lock on c succeeded while a holds a shared lock: %v %v", ok, err)
-	}
-	a.close()
-	if ok, err := c.tryLock(syscall.LOCK_EX); !ok || err != nil {
-		t.Fatalf("exclusive lock on c after a closed: %v %v", ok, err)
-	}
-}
-
 func TestEmbeddedConcurrentHandlesShareOneServer(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t)
@@ -207,21 +169,21 @@ func TestEmbeddedConcurrentHandlesShareOneServer(t *testing.T) {
 	// as two processes would.
 	var (
 		wg      sync.WaitGroup
-		handles [2]*Embedded
+		handles [2]*Cluster
 		errs    [2]error
 		startCh = make(chan struct{})
 	)
 	for i := range handles {
 		wg.Go(func() {
 			<-startCh
-			handles[i], errs[i] = StartEmbedded(ctx, EmbeddedOptions{DataDir: dataDir})
+			handles[i], errs[i] = Start(ctx, Options{DataDir: dataDir})
 		})
 	}
 	close(startCh)
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Fatalf("StartEmbedded %d: %v", i, err)
+			t.Fatalf("Start %d: %v", i, err)
 		}
 	}
 	first, second := handles[0], handles[1]
@@ -373,7 +335,7 @@ func TestEmbeddedRefusesUntraversableParent(t *testing.T) {
 	if err := os.Chmod(private, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	_, err := StartEmbedded(testContext(t), EmbeddedOptions{DataDir: dataDir})
+	_, err := Start(testContext(t), Options{DataDir: dataDir})
 	if err == nil || !strings.Contains(err.Error(), private) || !strings.Contains(err.Error(), "not traversable") {
 		t.Fatalf("want an error naming %s, got %v", private, err)
 	}
@@ -441,7 +403,7 @@ func TestEmbeddedHelperProcess(t *testing.T) {
 	if dataDir == "" {
 		t.Skip("helper process only")
 	}
-	e, err := StartEmbedded(context.Background(), EmbeddedOptions{DataDir: dataDir})
+	e, err := Start(context.Background(), Options{DataDir: dataDir})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		os.Exit(1)
@@ -450,49 +412,4 @@ func TestEmbeddedHelperProcess(t *testing.T) {
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
 	_ = e.Release(context.Background())
 	os.Exit(0)
-}
-
-func TestEmbeddedOpenConcurrent(t *testing.T) {
-	t.Parallel()
-	ctx := testContext(t)
-	dataDir := testDataDir(t)
-	const dbName = `ledger "test" db`
-
-	const n = 4
-	var (
-		wg       sync.WaitGroup
-		releases [n]func()
-		errs     [n]error
-	)
-	for i := range n {
-		wg.Go(func() {
-			pool, rel, err := Open(ctx, "", dataDir, dbName, nil, nil)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			releases[i] = rel
-			var got string
-			if err := pool.QueryRow(ctx, "select current_database()").Scan(&got); err != nil {
-				errs[i] = err
-			} else if got != dbName {
-				errs[i] = fmt.Errorf("current_database() = %q", got)
-			}
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Open %d: %v", i, err)
-		}
-	}
-	for _, rel := range releases {
-		if rel != nil {
-			rel()
-			rel() // idempotent
-		}
-	}
-	if got := postmasterPID(t, dataDir); got != 0 {
-		t.Fatalf("server (pid %d) still running after every pool was released", got)
-	}
 }

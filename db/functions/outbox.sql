@@ -1,0 +1,323 @@
+-- The outbox transitions that record an attempt (docs/state-machine.md), as 010_role_split.sql
+-- created them, with one change: every attempt row carries its outbox row's ledger_id, which 011
+-- made part of the attempts' keys (NOT NULL; foreign key (ledger_id, outbox_id) to the outbox's
+-- (ledger_id, id); docs/scale-out.md). Signatures, checks, results and grants are those of 010.
+-- The claims (outbox_claim, outbox_claim_for_poll) write no attempt row and stay in 010.
+--
+-- Why here and not a BEFORE INSERT trigger filling ledger_id from the outbox row: a distributed
+-- PostgreSQL (Citus) routes an INSERT to its shard by the distribution column before any trigger
+-- runs, so the inserting statement itself must name ledger_id.
+--
+-- Privileges: EXECUTE for dualledger_worker, except outbox_requeue (the owner's: `dualledger
+-- outbox requeue`), exactly as 010 grants them (db/roles_test.go, wantExecute).
+
+-- PROCESSING -> QUEUED | SENT | ACKED | FINALIZED | FAILED: the result of a delivery of a row that
+-- p_worker holds under claim number p_attempt. The answer must match the new status
+-- (dl_outbox_check_answer): FINALIZED only with the SCB's FINAL answer and its scb_entry_id.
+-- Returns false, changing nothing but recording the attempt as 'lease_lost', when the row is no
+-- longer held by that claim (the lease expired and the row was reaped or claimed again).
+CREATE OR REPLACE FUNCTION outbox_finish(
+    p_id bigint, p_worker text, p_attempt integer, p_status text, p_status_code integer, p_error text,
+    p_delay interval, p_scb_entry_id text, p_scb_status text, p_outcome text, p_took interval) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_row    dual_ledger_outbox;
+    v_entry  text := nullif(p_scb_entry_id, '');
+    v_answer text := nullif(p_scb_status, '');
+    v_error  text := left(nullif(p_error, ''), 2000);
+    v_code   integer := nullif(p_status_code, 0);
+    v_held   boolean;
+BEGIN
+    PERFORM dl_outbox_check_worker(p_worker);
+    PERFORM dl_outbox_check_outcome(p_outcome);
+    PERFORM dl_outbox_check_answer(p_status, v_entry, v_answer);
+    IF p_status = 'FAILED' AND v_error IS NULL THEN
+        RAISE EXCEPTION 'a FAILED row needs the reason' USING ERRCODE = 'DL009';
+    END IF;
+    IF v_code IS NOT NULL AND (v_code < 100 OR v_code > 999) THEN
+        RAISE EXCEPTION 'status code % is not an HTTP status', v_code USING ERRCODE = 'DL009';
+    END IF;
+    IF p_delay IS NULL OR p_delay < interval '0' OR p_delay > interval '7 days' THEN
+        RAISE EXCEPTION 'retry delay must be from 0 to 7 days' USING ERRCODE = 'DL009';
+    END IF;
+    SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no outbox row %', p_id USING ERRCODE = 'DL009';
+    END IF;
+    v_held := v_row.status = 'PROCESSING' AND v_row.locked_by = p_worker AND v_row.attempts = p_attempt;
+    IF v_held THEN
+        UPDATE dual_ledger_outbox
+           SET status = p_status, locked_by = NULL, lease_expires_at = NULL,
+               last_status_code = v_code, last_error = v_error,
+               next_attempt_at = CASE WHEN p_status = 'QUEUED' THEN now() + p_delay ELSE next_attempt_at END,
+               scb_entry_id = coalesce(v_entry, scb_entry_id),
+               scb_status = coalesce(v_answer, scb_status),
+               sent_at = CASE WHEN p_status IN ('SENT', 'ACKED', 'FINALIZED') THEN coalesce(sent_at, now()) ELSE sent_at END,
+               acked_at = CASE WHEN p_status IN ('ACKED', 'FINALIZED') THEN coalesce(acked_at, now()) ELSE acked_at END,
+               finalized_at = CASE WHEN p_status = 'FINALIZED' THEN now() ELSE finalized_at END,
+               failed_at = CASE WHEN p_status = 'FAILED' THEN now() ELSE failed_at END,
+               failure_reason = CASE WHEN p_status = 'FAILED' THEN v_error ELSE failure_reason END,
+               next_poll_at = CASE WHEN p_status IN ('SENT', 'ACKED') THEN now() ELSE next_poll_at END
+         WHERE id = p_id;
+    END IF;
+    -- The attempt is recorded either way: a delivery whose lease was lost still reached the SCB.
+    INSERT INTO dual_ledger_outbox_attempts
+        (ledger_id, outbox_id, attempt, worker_id, kind, started_at, status_code, outcome, error, scb_entry_id, scb_status)
+    VALUES (v_row.ledger_id, p_id, p_attempt, p_worker, 'deliver', now() - least(greatest(coalesce(p_took, interval '0'), interval '0'), interval '1 day'),
+            v_code, CASE WHEN v_held THEN p_outcome ELSE 'lease_lost' END, v_error, v_entry, v_answer);
+    RETURN v_held;
+END $$;
+REVOKE ALL ON FUNCTION outbox_finish(bigint, text, integer, text, integer, text, interval, text, text, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox_finish(bigint, text, integer, text, integer, text, interval, text, text, text, interval) TO dualledger_worker;
+
+-- PROCESSING -> QUEUED, due now, for rows p_worker holds under the given claim numbers (graceful
+-- shutdown); each interrupted attempt is recorded. Returns how many were released.
+CREATE OR REPLACE FUNCTION outbox_release(p_worker text, p_ids bigint[], p_attempts integer[]) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    PERFORM dl_outbox_check_worker(p_worker);
+    IF p_ids IS NULL OR p_attempts IS NULL OR cardinality(p_ids) <> cardinality(p_attempts) THEN
+        RAISE EXCEPTION 'release needs one claim number per row' USING ERRCODE = 'DL009';
+    END IF;
+    WITH released AS (
+        UPDATE dual_ledger_outbox o
+           SET status = 'QUEUED', locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
+               last_error = 'released by worker ' || p_worker || ' on shutdown'
+          FROM unnest(p_ids, p_attempts) AS h(h_id, h_attempts)
+         WHERE o.id = h.h_id AND o.attempts = h.h_attempts AND o.status = 'PROCESSING' AND o.locked_by = p_worker
+        RETURNING o.ledger_id, o.id, o.attempts, o.last_attempt_at)
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+    SELECT r.ledger_id, r.id, r.attempts, p_worker, 'deliver', coalesce(r.last_attempt_at, now()), 'released',
+           'interrupted by the worker''s shutdown; returned to QUEUED'
+      FROM released r;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END $$;
+REVOKE ALL ON FUNCTION outbox_release(text, bigint[], integer[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox_release(text, bigint[], integer[]) TO dualledger_worker;
+
+-- PROCESSING -> QUEUED (due now) for rows whose lease expired (their worker died or hung), or ->
+-- FAILED once the row's attempt budget (p_max_attempts claims since its last requeue) is spent.
+-- Any worker may reap for all; p_worker is recorded. Returns how many rows were reaped.
+CREATE OR REPLACE FUNCTION outbox_reap(p_worker text, p_max_attempts integer) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    PERFORM dl_outbox_check_worker(p_worker);
+    IF p_max_attempts IS NULL OR p_max_attempts < 1 THEN
+        RAISE EXCEPTION 'max attempts must be at least 1' USING ERRCODE = 'DL009';
+    END IF;
+    WITH expired AS (
+        SELECT x.id, x.locked_by, x.attempts - x.attempts_base AS budget, x.attempts - x.attempts_base >= p_max_attempts AS spent
+          FROM dual_ledger_outbox x
+         WHERE x.status = 'PROCESSING' AND x.lease_expires_at < now()
+           FOR UPDATE SKIP LOCKED),
+    why AS (
+        SELECT e.id, e.spent,
+               CASE WHEN e.spent
+                    THEN 'gave up after ' || e.budget || ' attempts; last: the lease of worker ' || e.locked_by
+                         || ' expired (the worker died or hung while delivering)'
+                    ELSE 'lease of worker ' || e.locked_by || ' expired; returned to QUEUED' END AS reason
+          FROM expired e),
+    reaped AS (
+        UPDATE dual_ledger_outbox o
+           SET status = CASE WHEN why.spent THEN 'FAILED' ELSE 'QUEUED' END,
+               locked_by = NULL, lease_expires_at = NULL, next_attempt_at = now(),
+               last_error = why.reason,
+               failed_at = CASE WHEN why.spent THEN now() ELSE o.failed_at END,
+               failure_reason = CASE WHEN why.spent THEN why.reason ELSE o.failure_reason END
+          FROM why WHERE o.id = why.id
+        RETURNING o.ledger_id, o.id, o.attempts, why.spent, why.reason)
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+    SELECT r.ledger_id, r.id, r.attempts, p_worker, 'lease_expired', now(), CASE WHEN r.spent THEN 'exhausted' ELSE 'lease_expired' END, r.reason
+      FROM reaped r;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END $$;
+REVOKE ALL ON FUNCTION outbox_reap(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox_reap(text, integer) TO dualledger_worker;
+
+-- SENT -> ACKED | FINALIZED, ACKED -> FINALIZED after a poll or a callback. An answer that is not
+-- a step forward (older, equal, or not a poll result at all) changes nothing and returns false.
+-- A step forward needs the matching answer (FINALIZED: FINAL with the SCB's scb_entry_id), and an
+-- scb_entry_id other than the one the SCB gave before is refused (DL111): the SCB would be
+-- confirming a different entry.
+CREATE OR REPLACE FUNCTION outbox_advance(
+    p_id bigint, p_worker text, p_status text, p_status_code integer, p_scb_entry_id text, p_scb_status text,
+    p_kind text, p_outcome text, p_took interval) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_row    dual_ledger_outbox;
+    v_entry  text := nullif(p_scb_entry_id, '');
+    v_answer text := nullif(p_scb_status, '');
+    v_code   integer := nullif(p_status_code, 0);
+BEGIN
+    PERFORM dl_outbox_check_worker(p_worker);
+    PERFORM dl_outbox_check_outcome(p_outcome);
+    IF p_kind IS NULL OR p_kind NOT IN ('poll', 'callback') THEN
+        RAISE EXCEPTION 'an advance comes from a poll or a callback, not %', coalesce(quote_literal(p_kind), 'NULL') USING ERRCODE = 'DL009';
+    END IF;
+    IF v_code IS NOT NULL AND (v_code < 100 OR v_code > 999) THEN
+        RAISE EXCEPTION 'status code % is not an HTTP status', v_code USING ERRCODE = 'DL009';
+    END IF;
+    SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no outbox row %', p_id USING ERRCODE = 'DL009';
+    END IF;
+    IF NOT ((v_row.status = 'SENT' AND p_status IN ('ACKED', 'FINALIZED')) OR (v_row.status = 'ACKED' AND p_status = 'FINALIZED')) THEN
+        RETURN false;
+    END IF;
+    PERFORM dl_outbox_check_answer(p_status, v_entry, v_answer);
+    IF v_entry IS NOT NULL AND v_row.scb_entry_id IS NOT NULL AND v_entry <> v_row.scb_entry_id THEN
+        RAISE EXCEPTION 'outbox row %: the SCB now names entry % but accepted it as %', p_id, quote_literal(left(v_entry, 60)),
+                        quote_literal(left(v_row.scb_entry_id, 60))
+            USING ERRCODE = 'DL111';
+    END IF;
+    UPDATE dual_ledger_outbox
+       SET status = p_status,
+           scb_entry_id = coalesce(v_entry, scb_entry_id),
+           scb_status = v_answer,
+           acked_at = coalesce(acked_at, now()),
+           finalized_at = CASE WHEN p_status = 'FINALIZED' THEN now() ELSE finalized_at END,
+           last_status_code = coalesce(v_code, last_status_code),
+           poll_failures = 0
+     WHERE id = p_id;
+    INSERT INTO dual_ledger_outbox_attempts
+        (ledger_id, outbox_id, attempt, worker_id, kind, started_at, status_code, outcome, scb_entry_id, scb_status)
+    VALUES (v_row.ledger_id, p_id, v_row.attempts, p_worker, p_kind, now() - least(greatest(coalesce(p_took, interval '0'), interval '0'), interval '1 day'),
+            v_code, p_outcome, v_entry, v_answer);
+    RETURN true;
+END $$;
+REVOKE ALL ON FUNCTION outbox_advance(bigint, text, text, integer, text, text, text, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox_advance(bigint, text, text, integer, text, text, text, text, interval) TO dualledger_worker;
+
+-- A failed poll of a SENT/ACKED row: the row stays where it is, counts the failure and waits
+-- p_delay (at least) before the next poll; the attempt is recorded. Returns whether the row was
+-- still SENT/ACKED (the attempt is recorded either way).
+CREATE OR REPLACE FUNCTION outbox_record_poll_error(
+    p_id bigint, p_worker text, p_status_code integer, p_error text, p_delay interval, p_outcome text, p_took interval) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_row     dual_ledger_outbox;
+    v_error   text := left(nullif(p_error, ''), 2000);
+    v_code    integer := nullif(p_status_code, 0);
+    v_changed boolean;
+BEGIN
+    PERFORM dl_outbox_check_worker(p_worker);
+    PERFORM dl_outbox_check_outcome(p_outcome);
+    IF v_error IS NULL THEN
+        RAISE EXCEPTION 'a poll error needs its reason' USING ERRCODE = 'DL009';
+    END IF;
+    IF v_code IS NOT NULL AND (v_code < 100 OR v_code > 999) THEN
+        RAISE EXCEPTION 'status code % is not an HTTP status', v_code USING ERRCODE = 'DL009';
+    END IF;
+    IF p_delay IS NULL OR p_delay < interval '0' OR p_delay > interval '7 days' THEN
+        RAISE EXCEPTION 'poll delay must be from 0 to 7 days' USING ERRCODE = 'DL009';
+    END IF;
+    SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no outbox row %', p_id USING ERRCODE = 'DL009';
+    END IF;
+    v_changed := v_row.status IN ('SENT', 'ACKED');
+    IF v_changed THEN
+        UPDATE dual_ledger_outbox
+           SET last_error = v_error, last_status_code = v_code, poll_failures = poll_failures + 1,
+               next_poll_at = greatest(next_poll_at, now() + p_delay)
+         WHERE id = p_id;
+    END IF;
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, status_code, outcome, error)
+    VALUES (v_row.ledger_id, p_id, v_row.attempts, p_worker, 'poll', now() - least(greatest(coalesce(p_took, interval '0'), interval '0'), interval '1 day'),
+            v_code, p_outcome, v_error);
+    RETURN v_changed;
+END $$;
+REVOKE ALL ON FUNCTION outbox_record_poll_error(bigint, text, integer, text, interval, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox_record_poll_error(bigint, text, integer, text, interval, text, interval) TO dualledger_worker;
+
+-- A poll answered without news after failed polls: the row's poll backoff starts over, and the
+-- answer that ended the run of failures is recorded (outcome 'recovered'). Answers without news
+-- of a row with no failed polls are not recorded (one per row every --poll-every would drown the
+-- log). Returns whether the row's backoff was reset.
+CREATE OR REPLACE FUNCTION outbox_poll_succeeded(
+    p_id bigint, p_worker text, p_status_code integer, p_scb_status text, p_took interval) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_row    dual_ledger_outbox;
+    v_answer text := nullif(p_scb_status, '');
+    v_code   integer := nullif(p_status_code, 0);
+BEGIN
+    PERFORM dl_outbox_check_worker(p_worker);
+    IF v_answer IS NOT NULL AND v_answer NOT IN ('ACCEPTED', 'POSTED', 'FINAL') THEN
+        RAISE EXCEPTION 'scb_status % is not an SCB status', quote_literal(v_answer) USING ERRCODE = 'DL009';
+    END IF;
+    IF v_code IS NOT NULL AND (v_code < 100 OR v_code > 999) THEN
+        RAISE EXCEPTION 'status code % is not an HTTP status', v_code USING ERRCODE = 'DL009';
+    END IF;
+    SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no outbox row %', p_id USING ERRCODE = 'DL009';
+    END IF;
+    IF v_row.status NOT IN ('SENT', 'ACKED') OR v_row.poll_failures = 0 THEN
+        RETURN false;
+    END IF;
+    UPDATE dual_ledger_outbox SET poll_failures = 0 WHERE id = p_id;
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, status_code, outcome, scb_status)
+    VALUES (v_row.ledger_id, p_id, v_row.attempts, p_worker, 'poll', now() - least(greatest(coalesce(p_took, interval '0'), interval '0'), interval '1 day'),
+            v_code, 'recovered', v_answer);
+    RETURN true;
+END $$;
+REVOKE ALL ON FUNCTION outbox_poll_succeeded(bigint, text, integer, text, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION outbox_poll_succeeded(bigint, text, integer, text, interval) TO dualledger_worker;
+
+-- FAILED -> QUEUED, due now, with a fresh attempt budget: an operator act (`dualledger outbox
+-- requeue`), logged in operator_actions in the same transaction. By id (p_id > 0), or every FAILED
+-- row (of one SCB when p_scb_id is given); with all rows, those that failed on 409 (the SCB holds
+-- another body under our idempotency key) are left alone unless p_include_conflicts. Each
+-- requeued row gets an attempt row 'requeue' by the actor. Returns how many rows were requeued.
+CREATE OR REPLACE FUNCTION outbox_requeue(
+    p_actor text, p_id bigint, p_scb_id text, p_include_conflicts boolean, p_reason text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_id     bigint := coalesce(p_id, 0);
+    v_scb    text := nullif(p_scb_id, '');
+    v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
+    v_ids    bigint[];
+BEGIN
+    IF p_actor IS NULL OR p_actor !~ '^(key|cli|worker|system):.' OR length(p_actor) > 200 OR p_actor ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'actor % is not valid: key:<api key id>, cli:<user>, worker:<id> or system:<what>', coalesce(quote_literal(p_actor), 'NULL')
+            USING ERRCODE = 'DL009';
+    END IF;
+    IF v_reason IS NOT NULL AND (length(v_reason) > 1000 OR v_reason ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'reason must be at most 1000 characters without control characters' USING ERRCODE = 'DL009';
+    END IF;
+    IF v_id < 0 OR (v_id > 0 AND v_scb IS NOT NULL) THEN
+        RAISE EXCEPTION 'requeue one row by id, or all FAILED rows (optionally of one SCB)' USING ERRCODE = 'DL009';
+    END IF;
+    WITH requeued AS (
+        UPDATE dual_ledger_outbox o
+           SET status = 'QUEUED', next_attempt_at = now(), attempts_base = o.attempts,
+               requeue_count = o.requeue_count + 1, failure_reason = NULL
+         WHERE o.status = 'FAILED'
+           AND (v_id = 0 OR o.id = v_id)
+           AND (v_scb IS NULL OR o.scb_id = v_scb)
+           AND (v_id <> 0 OR coalesce(p_include_conflicts, false) OR o.last_status_code IS DISTINCT FROM 409)
+        RETURNING o.ledger_id, o.id, o.attempts),
+    logged AS (
+        INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome)
+        SELECT r.ledger_id, r.id, r.attempts, p_actor, 'requeue', now(), 'requeued' FROM requeued r
+        RETURNING outbox_id)
+    SELECT coalesce(array_agg(outbox_id ORDER BY outbox_id), '{}') INTO v_ids FROM logged;
+    IF cardinality(v_ids) > 0 THEN
+        PERFORM record_operator_action(
+            p_actor, 'outbox.requeue',
+            CASE WHEN v_id > 0 THEN 'outbox/' || v_id ELSE 'outbox/FAILED' || coalesce('/' || v_scb, '') END,
+            jsonb_build_object('status', 'FAILED', 'ids', to_jsonb(v_ids), 'scb_id', v_scb,
+                               'include_conflicts', coalesce(p_include_conflicts, false)),
+            jsonb_build_object('status', 'QUEUED', 'requeued', cardinality(v_ids)),
+            v_reason);
+    END IF;
+    RETURN cardinality(v_ids);
+END $$;
+REVOKE ALL ON FUNCTION outbox_requeue(text, bigint, text, boolean, text) FROM PUBLIC;

@@ -1,0 +1,283 @@
+package ledger
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"dualledger/internal/money"
+)
+
+// Result codes of a posting. Every code has its constant here and exactly one row in the code
+// table below (Codes): adding a code is a constant and a row, and the SQL that raises it.
+const (
+	CodeCreated           = "created"
+	CodeReplayed          = "replayed"
+	CodeReferenceConflict = "reference_conflict"
+	CodeInsufficientFunds = "insufficient_funds"
+	CodeUnknownAccount    = "unknown_account"
+	CodeUnknownLedger     = "unknown_ledger"
+	CodeCurrencyMismatch  = "currency_mismatch"
+	CodeSameAccount       = "same_account"
+	CodeInvalidAmount     = "invalid_amount"
+	CodeUnknownCurrency   = "unknown_currency"
+	CodeInvalidAssetType  = "invalid_asset_type"
+	CodeInvalidRequest    = "invalid_request"
+	CodeAccountInactive   = "account_inactive"
+	CodeUnknownEntry      = "unknown_entry"
+	CodeInvalidReversal   = "invalid_reversal"
+	CodeUnknownBank       = "unknown_bank"
+	CodeNotApplied        = "not_applied"
+)
+
+// Codes of the non-posting operations.
+const (
+	CodeLedgerExists  = "ledger_exists"
+	CodeAccountExists = "account_exists"
+	CodeBankExists    = "bank_exists"
+	CodeNotFound      = "not_found"
+	CodeUnavailable   = "unavailable" // the database could not be reached or timed out
+	CodeInternal      = "internal"
+)
+
+// Codes only the HTTP layer and the settlement service answer. They are declared here, next to
+// their rows, so that the table needs nothing from the packages above it (httpapi and settlement
+// use these constants under their own names).
+const (
+	CodeUnauthenticated            = "unauthenticated"
+	CodeForbidden                  = "forbidden"
+	CodeRateLimited                = "rate_limited"
+	CodeOverloaded                 = "overloaded"
+	CodeMethodNotAllowed           = "method_not_allowed"
+	CodeUnsupportedMediaType       = "unsupported_media_type"
+	CodeBodyTooLarge               = "body_too_large"
+	CodeBatchRejected              = "batch_rejected"
+	CodeSettlementAccountNotFound  = "settlement_account_not_found"
+	CodeAmbiguousSettlementAccount = "ambiguous_settlement_account"
+)
+
+// CodeInfo is one row of the code table: everything the Go side, the HTTP API, the OpenAPI
+// document and docs/error-codes.md say about a code.
+type CodeInfo struct {
+	Code string
+	// HTTPStatus is what the API answers with the code (for a posting result inside a batch
+	// response, the status the single-entry endpoint would answer).
+	HTTPStatus int
+	// StatusNote qualifies HTTPStatus in the docs, e.g. "(batch)".
+	StatusNote string
+	// SQLSTATE is the class-DL state the database raises for this code (dl_result_sqlstate and
+	// the administrative functions); FromDB maps it back. Empty when the database has none.
+	SQLSTATE string
+	// SQLNote says in the docs how the database reports a code without a SQLSTATE of its own.
+	SQLNote string
+	// Result marks a posting result: a value of BatchResult.result and of post_ledger_entries'
+	// result column.
+	Result bool
+	// Meaning and Details are the docs' columns (Markdown).
+	Meaning string
+	Details string
+}
+
+// codeTable is THE table of result and error codes, in the order of the docs. Adding a code: add
+// its row here (and its constant, in this file), and, if the database raises it, the SQL that raises it;
+// docs/error-codes.md is regenerated (go test ./internal/ledger -run TestErrorCodesDoc -update)
+// and the tests check that the database raises exactly the SQLSTATEs listed here. It is never
+// modified: Codes hands out copies.
+var codeTable = []CodeInfo{
+	{Code: CodeCreated, HTTPStatus: http.StatusCreated, Result: true,
+		Meaning: "the entry was posted", Details: "–"},
+	{Code: CodeReplayed, HTTPStatus: http.StatusOK, Result: true, SQLNote: "23505, message `replayed: ...`",
+		Meaning: "the reference exists with the same content; the original entry is returned, nothing written", Details: "–"},
+	{Code: CodeReferenceConflict, HTTPStatus: http.StatusConflict, Result: true, SQLNote: "23505, message `reference_conflict: ...`",
+		Meaning: "the reference exists with other content",
+		Details: "`reference_id`, `existing_entry_id`, `fields` (the differing fields); for a reference used twice in one batch also `batch_entry` (the earlier position), and in an atomic batch that was not applied no `existing_entry_id`"},
+	{Code: CodeInsufficientFunds, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL001", Result: true,
+		Meaning: "`available_balance - amount < -overdraft_limit`",
+		Details: "`account_id`, `available_balance`, `overdraft_limit`, `amount`"},
+	{Code: CodeUnknownAccount, HTTPStatus: http.StatusNotFound, SQLSTATE: "DL002", Result: true,
+		Meaning: "debit or credit account does not exist in the ledger", Details: "`ledger_id`, `missing_account_ids`"},
+	{Code: CodeUnknownLedger, HTTPStatus: http.StatusNotFound, SQLSTATE: "DL003", Result: true,
+		Meaning: "the ledger does not exist", Details: "`ledger_id`"},
+	{Code: CodeCurrencyMismatch, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL004", Result: true,
+		Meaning: "the entry's currency or asset type is not that of both accounts",
+		Details: "`currency_code`, `asset_type`, `debit_account`, `credit_account`"},
+	{Code: CodeSameAccount, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL005", Result: true,
+		Meaning: "debit and credit account are the same", Details: "`field`"},
+	{Code: CodeInvalidAmount, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL006", Result: true,
+		Meaning: "not a decimal string, ≤ 0, more than 20 integer digits, more than 18 decimals, or more decimals than the currency's ISO 4217 minor unit (fiat)",
+		Details: "`field`"},
+	{Code: CodeUnknownCurrency, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL007", Result: true,
+		Meaning: "not an ISO 4217 code in `currencies`", Details: "`field`"},
+	{Code: CodeInvalidAssetType, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL008", Result: true,
+		Meaning: "not one of " + strings.Join(money.AssetTypeNames(), ", "), Details: "`field`"},
+	{Code: CodeInvalidRequest, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL009", Result: true,
+		Meaning: "another field is missing or malformed (reference_id, transaction_type, fx_rate, metadata, timestamp_utc, ...), unknown JSON field, trailing data, batch size; from the administrative functions (009): an actor or reason that the operator log would refuse, an account change without a reason or without anything to change",
+		Details: "`field`; for reference ids also `rule` and `character` / `code_point` / `length`; for metadata `max_bytes` and `bytes` or `max_depth` and `depth`"},
+	{Code: CodeAccountInactive, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL010", Result: true,
+		Meaning: "an account is `frozen` or `closed`", Details: "`account_id`, `status`"},
+	{Code: CodeNotApplied, HTTPStatus: http.StatusUnprocessableEntity, StatusNote: "(batch)", SQLSTATE: "DL011", Result: true,
+		Meaning: "atomic batch: another entry was rejected, so this one was not written", Details: "`rejected_entry`, `rejected_result`"},
+	{Code: CodeUnknownEntry, HTTPStatus: http.StatusNotFound, SQLSTATE: "DL012", Result: true,
+		Meaning: "`reverses_entry_id` is not an entry of the ledger", Details: "`reverses_entry_id`"},
+	{Code: CodeInvalidReversal, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL013", Result: true,
+		Meaning: "a reversal must move the entry's amount back between the same two accounts (debit and credit swapped, same currency and asset type), and all reversals of an entry together never exceed it",
+		Details: "`reverses_entry_id`, the expected accounts or `entry_amount` and `already_reversed`"},
+	{Code: CodeLedgerExists, HTTPStatus: http.StatusConflict, Meaning: "creation of a ledger that exists", Details: "ids"},
+	{Code: CodeAccountExists, HTTPStatus: http.StatusConflict, Meaning: "creation of an account that exists in the ledger", Details: "ids"},
+	{Code: CodeBankExists, HTTPStatus: http.StatusConflict, Meaning: "registration of a bank that exists", Details: "ids"},
+	{Code: CodeUnknownBank, HTTPStatus: http.StatusNotFound,
+		Meaning: "an account or a settlement names a bank that is not registered", Details: "`bank_id` (and `field`)"},
+	{Code: CodeSettlementAccountNotFound, HTTPStatus: http.StatusUnprocessableEntity,
+		Meaning: "a settlement's bank has no account in the settlement's currency and asset type",
+		Details: "`field`, `bank_id`, `currency_code`, `asset_type`, `ledger_id`"},
+	{Code: CodeAmbiguousSettlementAccount, HTTPStatus: http.StatusUnprocessableEntity,
+		Meaning: "a settlement's bank has more than one such account", Details: "`field`, `bank_id`, `account_ids`"},
+	{Code: CodeBatchRejected, HTTPStatus: http.StatusUnprocessableEntity,
+		Meaning: "HTTP envelope of an atomic batch that was not applied; the per-entry results are in the body next to it",
+		Details: "`index` (0-based position of the first rejected entry), `result`"},
+	{Code: CodeNotFound, HTTPStatus: http.StatusNotFound,
+		Meaning: "no entry with that reference / no such route / no API key with that id", Details: "–"},
+	{Code: CodeMethodNotAllowed, HTTPStatus: http.StatusMethodNotAllowed,
+		Meaning: "the route exists, the method does not (`Allow` header lists the methods)", Details: "–"},
+	{Code: CodeUnsupportedMediaType, HTTPStatus: http.StatusUnsupportedMediaType,
+		Meaning: "a body that is not `application/json`", Details: "–"},
+	{Code: CodeBodyTooLarge, HTTPStatus: http.StatusRequestEntityTooLarge,
+		Meaning: "a body over the server's limit (`--max-body`)", Details: "–"},
+	{Code: CodeUnauthenticated, HTTPStatus: http.StatusUnauthorized,
+		Meaning: "no `Authorization: Bearer` token, or a malformed, unknown or revoked one (the same message for all; `WWW-Authenticate: Bearer`)",
+		Details: "–"},
+	{Code: CodeForbidden, HTTPStatus: http.StatusForbidden,
+		Meaning: "the key lacks the route's scope, is limited to other ledgers, or is a member bank's key reaching for another bank's money or data; never says whether the thing exists (docs/security.md)",
+		Details: "`field`, `index` for a batch entry"},
+	{Code: CodeRateLimited, HTTPStatus: http.StatusTooManyRequests,
+		Meaning: "the key's own `--rate-limit` is spent (`Retry-After`)", Details: "–"},
+	{Code: CodeOverloaded, HTTPStatus: http.StatusTooManyRequests,
+		Meaning: "the server has `--max-in-flight` requests in flight, or the key its share of them; answered at once (`Retry-After: 1`), nothing was done",
+		Details: "–"},
+	{Code: CodeUnavailable, HTTPStatus: http.StatusServiceUnavailable,
+		Meaning: "the database could not be reached, timed out, or the batch lost a serialization race three times (SQLSTATE 40001/40P01; nothing was written); retry with the same reference_id",
+		Details: "–"},
+	{Code: CodeInternal, HTTPStatus: http.StatusInternalServerError,
+		Meaning: "a bug or an unexpected database error (logged)", Details: "–"},
+}
+
+// SQLState is a SQLSTATE the schema raises that is not a client-facing code of its own: the
+// triggers and functions that guard the tables. It has a row in SchemaStates so that the tests
+// can check that every class-DL state in the database is documented.
+type SQLState struct {
+	State    string
+	RaisedBy string
+	Meaning  string
+}
+
+// schemaStates lists the SQLSTATEs the schema raises besides the codes' (CodeInfo.SQLSTATE).
+// Clients never see them as such: FromDB turns them into internal (logged), or the caller that
+// expects one maps it (auth: DL014 is not_found).
+var schemaStates = []SQLState{
+	{"DL000", "`dl_result_sqlstate`", "a posting result without a SQLSTATE of its own (never raised while the code table and dl_result_sqlstate agree)"},
+	{"DL014", "`revoke_api_key`", "no API key with that id (answered `not_found`)"},
+	{"DL100", "append-only triggers", "UPDATE, DELETE or TRUNCATE of entries, ledgers, accounts, banks, outbox, attempts, the operator log; any change of an API key but its one revocation"},
+	{"DL101", "guard triggers", "writing entries, balances or the ledger head outside the posting functions; creating an account with a balance; changing an account's identity"},
+	{"DL102", "chain-check trigger", "an inserted entry breaks the hash chain, the seq order, the head, or names an account that does not exist with its currency and asset type"},
+	{"DL110", "outbox state machine", "an illegal status transition or a change to a FINALIZED row"},
+	{"DL111", "outbox state machine (010): `dl_outbox_guard`, `outbox_advance`", "a row made FINALIZED without the SCB's FINAL answer (`scb_entry_id`, `scb_status` FINAL), or ACKED without its POSTED answer"},
+	{"23514", "CHECK constraints", "e.g. the balance constraints of 004"},
+}
+
+// Codes returns the code table (a copy), in the order of the docs.
+func Codes() []CodeInfo { return slices.Clone(codeTable) }
+
+// SchemaStates returns the schema's other SQLSTATEs (a copy), in the order of the docs.
+func SchemaStates() []SQLState { return slices.Clone(schemaStates) }
+
+// codeIndex finds a code's row; statusOf asks it for every error response.
+var codeIndex = func() map[string]int {
+	m := make(map[string]int, len(codeTable))
+	for i, c := range codeTable {
+		m[c.Code] = i
+	}
+	return m
+}()
+
+// CodeByName returns the row of code.
+func CodeByName(code string) (CodeInfo, bool) {
+	i, ok := codeIndex[code]
+	if !ok {
+		return CodeInfo{}, false
+	}
+	return codeTable[i], true
+}
+
+// HTTPStatus returns the HTTP status of code: its row's, or 500 for a code not in the table (a
+// bug, which the table's tests are there to catch).
+func HTTPStatus(code string) int {
+	if c, ok := CodeByName(code); ok {
+		return c.HTTPStatus
+	}
+	return http.StatusInternalServerError
+}
+
+// ResultCodes returns the posting results in table order (BatchResult.result's values).
+func ResultCodes() []string {
+	var out []string
+	for _, c := range codeTable {
+		if c.Result {
+			out = append(out, c.Code)
+		}
+	}
+	return out
+}
+
+// sqlstateIndex maps the class-DL SQLSTATEs of the table to their codes (FromDB).
+func sqlstateIndex() map[string]string {
+	m := make(map[string]string)
+	for _, c := range codeTable {
+		if c.SQLSTATE != "" {
+			m[c.SQLSTATE] = c.Code
+		}
+	}
+	return m
+}
+
+// sqlstateCodes is derived from the table once: FromDB runs for every rejected posting.
+var sqlstateCodes = sqlstateIndex()
+
+// CodesMarkdown renders the code table of docs/error-codes.md.
+func CodesMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| code | HTTP | SQLSTATE | meaning | details |\n| --- | --- | --- | --- | --- |\n")
+	for _, c := range codeTable {
+		status := strconv.Itoa(c.HTTPStatus)
+		if c.StatusNote != "" {
+			status += " " + c.StatusNote
+		}
+		state := c.SQLSTATE
+		if state == "" {
+			state = c.SQLNote
+		}
+		if state == "" {
+			state = "–"
+		}
+		row(&b, "`"+c.Code+"`", status, state, c.Meaning, c.Details)
+	}
+	return b.String()
+}
+
+// SchemaStatesMarkdown renders the table of the schema's other SQLSTATEs in docs/error-codes.md.
+func SchemaStatesMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| SQLSTATE | raised by | meaning |\n| --- | --- | --- |\n")
+	for _, s := range schemaStates {
+		row(&b, s.State, s.RaisedBy, s.Meaning)
+	}
+	return b.String()
+}
+
+func row(b *strings.Builder, cells ...string) {
+	b.WriteString("|")
+	for _, c := range cells {
+		b.WriteString(" " + strings.ReplaceAll(c, "|", `\|`) + " |")
+	}
+	b.WriteString("\n")
+}

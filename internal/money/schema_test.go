@@ -1,0 +1,170 @@
+package money_test
+
+// The Go tables of this package are the single source of the currency table, the asset types and
+// the currency code format; the schema holds copies (migration 000's INSERT and CHECKs, which
+// applied migrations can no longer change). These tests hold the copies equal on a migrated
+// database: a change to either side without the other fails here.
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"dualledger/internal/money"
+	"dualledger/internal/pg/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestCurrenciesMatchSQL: the database's currencies table equals money.Currencies(), row for row
+// (code, minor unit, name), and its CHECKs agree with the Go rules.
+func TestCurrenciesMatchSQL(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	rows, err := db.Pool.Query(ctx, `SELECT code, minor_unit, name FROM currencies ORDER BY code COLLATE "C"`)
+	if err != nil {
+		t.Fatalf("read currencies: %v", err)
+	}
+	sqlRows, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (money.Currency, error) {
+		var c money.Currency
+		var minor int16
+		err := r.Scan(&c.Code, &minor, &c.Name)
+		c.MinorUnit = int(minor)
+		return c, err
+	})
+	if err != nil {
+		t.Fatalf("read currencies: %v", err)
+	}
+	goRows := money.Currencies()
+	inSQL := map[string]money.Currency{}
+	for _, c := range sqlRows {
+		inSQL[c.Code] = c
+	}
+	inGo := map[string]bool{}
+	var upserts, deletes []string // the SQL of a migration that would bring the database to Go's table
+	for _, g := range goRows {
+		inGo[g.Code] = true
+		s, ok := inSQL[g.Code]
+		switch {
+		case !ok:
+			t.Errorf("currency %s is in internal/money but not in the database's currencies table", g.Code)
+		case s != g:
+			t.Errorf("currency %s: database %+v, Go %+v", g.Code, s, g)
+		}
+		if !ok || s != g {
+			upserts = append(upserts, fmt.Sprintf("(%s, %d, %s)", sqlQuote(g.Code), g.MinorUnit, sqlQuote(g.Name)))
+		}
+	}
+	for _, s := range sqlRows {
+		if !inGo[s.Code] {
+			t.Errorf("currency %s is in the database's currencies table but not in internal/money", s.Code)
+			deletes = append(deletes, sqlQuote(s.Code))
+		}
+	}
+	if len(upserts) > 0 || len(deletes) > 0 {
+		// Applied migrations are never edited: a change of the Go table ships as a new migration.
+		var m strings.Builder
+		if len(upserts) > 0 {
+			m.WriteString("INSERT INTO currencies (code, minor_unit, name) VALUES\n    " + strings.Join(upserts, ",\n    ") +
+				"\nON CONFLICT (code) DO UPDATE SET minor_unit = EXCLUDED.minor_unit, name = EXCLUDED.name;\n")
+		}
+		if len(deletes) > 0 {
+			m.WriteString("DELETE FROM currencies WHERE code IN (" + strings.Join(deletes, ", ") + "); -- fails while accounts use them\n")
+		}
+		t.Logf("a new migration that brings the database to internal/money's table:\n%s", m.String())
+	}
+	if len(goRows) != len(sqlRows) {
+		t.Errorf("%d currencies in Go, %d in the database", len(goRows), len(sqlRows))
+	}
+
+	// The code format: the same regular expression as the CHECK.
+	var def string
+	if err := db.Pool.QueryRow(ctx, `SELECT pg_get_constraintdef(oid) FROM pg_constraint
+		WHERE conrelid = 'currencies'::regclass AND conname = 'currencies_code_format'`).Scan(&def); err != nil {
+		t.Fatalf("currencies_code_format: %v", err)
+	}
+	if want := fmt.Sprintf("~ '%s'::text", money.CurrencyCodePattern); !strings.Contains(def, want) {
+		t.Errorf("currencies_code_format is %s; Go's CurrencyCodePattern is %s", def, money.CurrencyCodePattern)
+	}
+	re := regexp.MustCompile(money.CurrencyCodePattern)
+	for _, c := range goRows {
+		if !re.MatchString(c.Code) {
+			t.Errorf("currency %s does not match CurrencyCodePattern", c.Code)
+		}
+		if c.MinorUnit < 0 || c.MinorUnit > money.MaxScale {
+			t.Errorf("currency %s: minor unit %d outside 0..%d (currencies_minor_unit_range)", c.Code, c.MinorUnit, money.MaxScale)
+		}
+	}
+}
+
+// quotedValue matches the string literals of an IN list as pg_get_constraintdef renders it:
+// CHECK ((asset_type = ANY (ARRAY['fiat'::text, ...]))).
+var quotedValue = regexp.MustCompile(`'((?:[^']|'')*)'::text`)
+
+// TestAssetTypesMatchSQL: every CHECK constraint on a column named asset_type allows exactly
+// money.AssetTypes(). bank_accounts has one; ledger_entries has none of its own (the chain-check
+// trigger, DL102, requires each entry's asset type to be both accounts'), so the accounts' CHECK
+// bounds the entries too.
+func TestAssetTypesMatchSQL(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.New(t)
+	rows, err := db.Pool.Query(ctx, `
+		SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid)
+		  FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+		 WHERE c.contype = 'c' AND a.attname = 'asset_type'
+		 ORDER BY 1, 2`)
+	if err != nil {
+		t.Fatalf("read CHECK constraints: %v", err)
+	}
+	type check struct{ Table, Name, Def string }
+	checks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[check])
+	if err != nil {
+		t.Fatalf("read CHECK constraints: %v", err)
+	}
+	var want []string
+	for _, a := range money.AssetTypes() {
+		want = append(want, string(a))
+	}
+	tables := map[string]bool{}
+	for _, c := range checks {
+		tables[c.Table] = true
+		var got []string
+		for _, m := range quotedValue.FindAllStringSubmatch(c.Def, -1) {
+			got = append(got, strings.ReplaceAll(m[1], "''", "'"))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s.%s allows %v (%s); money.AssetTypes() is %v", c.Table, c.Name, got, c.Def, want)
+		}
+	}
+	if !tables["bank_accounts"] {
+		t.Errorf("bank_accounts has no CHECK on asset_type (found %v)", checks)
+	}
+
+	// And the constraint's verdict on values: each Go asset type is accepted, near misses are not.
+	conn := db.Conn(t)
+	if _, err := conn.Exec(ctx, `CREATE TEMP TABLE probe (asset_type text)`); err != nil {
+		t.Fatalf("probe table: %v", err)
+	}
+	for _, c := range checks {
+		if c.Table != "bank_accounts" {
+			continue
+		}
+		if _, err := conn.Exec(ctx, `ALTER TABLE probe ADD CONSTRAINT `+pgx.Identifier{c.Name}.Sanitize()+` `+c.Def); err != nil {
+			t.Fatalf("copy %s: %v", c.Name, err)
+		}
+	}
+	for _, v := range append(slices.Clone(want), "FIAT", "Fiat", " fiat", "fiat ", "crypto", "", "cash", "securities") {
+		_, err := conn.Exec(ctx, `INSERT INTO probe VALUES ($1)`, v)
+		_, goErr := money.ParseAssetType(v)
+		if (err == nil) != (goErr == nil) {
+			t.Errorf("asset type %q: database error %v, Go error %v", v, err, goErr)
+		}
+	}
+}
+
+func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
