@@ -1,38 +1,35 @@
 -- scripts/audit-balances.sql: audit balances, sequences, ledger heads and the hash chain with psql.
 --
+-- GENERATED from internal/reconcile/checks/*.sql, the queries `dualledger audit` runs; do not edit.
+-- Change those files, then: go test ./internal/reconcile -run TestAuditScriptGenerated -update
+-- (the test fails while this file differs from what they generate).
+--
 --   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/audit-balances.sql [-v limit=100]
 --
 -- Exit status: 0 when every check passes; 3 when any check has findings (the final DO block
 -- raises, and ON_ERROR_STOP turns that into psql's exit status 3 - the script also sets
 -- ON_ERROR_STOP itself, so a plain `psql -f` exits 3 too); 1 or 2 when psql itself or the
--- connection fails. Each check prints its offending rows (at most :limit, default 100, per check;
--- the summary counts all of them).
+-- connection fails. Each check prints its offending rows (message, details; at most :limit,
+-- default 100, per check; the summary counts all of them).
 --
--- The same checks, under the same names and with the same rules, as `dualledger audit`
--- (internal/reconcile/audit.go; a test runs both on tampered databases and compares them):
+-- Run scripts/verify-column-names.sql first (the column_names check of `dualledger audit`): with
+-- a column missing, this script stops at the first query that names it. Everything runs in one
+-- REPEATABLE READ snapshot and is rolled back (the temp tables that hold the findings included);
+-- the script changes nothing.
 --
---   account_rules           reserved_balance >= 0, available_balance = balance - reserved_balance,
---                           available_balance >= -overdraft_limit (NULL = unlimited; docs/design.md
---                           §2.3, migration 004). The seeds' own query (available_balance < 0 or
---                           available_balance > balance, docs/design.md §10.2) predates overdrafts: it would flag every
---                           issuance account, which is negative by design.
---   reserved_without_holds  reserved_balance = 0 while there is no holds table
---   duplicate_references    at most one entry per (ledger_id, reference_id)
---   entry_accounts          both accounts of an entry exist in its ledger, same currency and asset type
---   balances_match_entries  balance = sum(credits) - sum(debits) (the debit account pays; the seeds'
---                           sample reconciliation query has the opposite sign: docs/design.md §1.2)
---   zero_sum                balances sum to 0 per (ledger, currency, asset type)
---   gapless_seq             count(*) = max(seq) = head_seq per ledger
---   ledger_head             ledgers.head_hash is the block_hash of entry head_seq
---   hash_chain              block_hash and previous_hash recomputed with ledger_entry_block_hash
---                           (one row per ledger: its first broken seq)
---   balance_after           debit/credit_balance_after = the account's running balance in seq order
---                           (one row per account: its first wrong entry)
---   operator_log            the operator log's hash chain, links, seq and head (one row per broken seq)
+-- The checks, in order, under the same names as `dualledger audit`:
 --
--- Run scripts/verify-column-names.sql first: with a column missing, this script stops at the
--- first query that names it. Everything runs in one REPEATABLE READ snapshot and is rolled back
--- (the temp tables that hold the findings included); the script changes nothing.
+--   account_rules            reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >= -overdraft_limit (NULL = unlimited)
+--   reserved_without_holds   reserved_balance = 0 while there is no holds table
+--   duplicate_references     at most one entry per (ledger_id, reference_id)
+--   entry_accounts           both accounts of every entry exist in its ledger with its currency and asset type
+--   balances_match_entries   balance = Σ credits − Σ debits of the account's entries
+--   zero_sum                 balances sum to zero per (ledger, currency, asset type)
+--   gapless_seq              seq runs 1..head_seq without gaps: count(*) = max(seq) = head_seq per ledger
+--   ledger_head              ledgers.head_hash is the block_hash of entry head_seq (32 zero bytes when empty)
+--   hash_chain               block_hash = sha256(previous_hash || ledger_entry_canonical(entry)) and previous_hash = block_hash of seq-1, recomputed in SQL
+--   balance_after            each entry's debit_balance_after / credit_balance_after is the account's running balance in seq order
+--   operator_log             the operator log's hash chain: hash = sha256(previous_hash || operator_action_canonical(row)), previous_hash = hash of seq-1, seq gapless from 1, head at the last row
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -45,114 +42,211 @@
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SET LOCAL work_mem = '64MB';
 
--- account_rules
+-- account_rules (internal/reconcile/checks/02_account_rules.sql)
 CREATE TEMP TABLE audit_account_rules ON COMMIT DROP AS
-SELECT ledger_id, id AS account_id, trim_scale(balance) AS balance, trim_scale(available_balance) AS available_balance,
-       trim_scale(reserved_balance) AS reserved_balance, coalesce(trim_scale(overdraft_limit)::text, 'unlimited') AS overdraft_limit,
-       concat_ws('; ',
-           CASE WHEN reserved_balance < 0 THEN 'reserved_balance < 0' END,
-           CASE WHEN available_balance <> balance - reserved_balance THEN 'available_balance <> balance - reserved_balance' END,
-           CASE WHEN overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit THEN 'available_balance below -overdraft_limit' END
-       ) AS problem
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- account_rules: docs/design.md §2.3 and migration 004, the same rules as db/checks/004_balance_constraints.before.sql.
+-- The seeds' own query (available_balance < 0, available_balance > balance) predates overdrafts and
+-- our sign convention; it would flag every issuance account, so it is not used.
+SELECT format('%s/%s: balance %s, available %s, reserved %s, overdraft_limit %s: %s',
+              ledger_id, id, trim_scale(balance), trim_scale(available_balance), trim_scale(reserved_balance),
+              coalesce(trim_scale(overdraft_limit)::text, 'unlimited'),
+              concat_ws('; ',
+                  CASE WHEN reserved_balance < 0 THEN 'reserved_balance < 0' END,
+                  CASE WHEN available_balance <> balance - reserved_balance THEN 'available_balance <> balance - reserved_balance' END,
+                  CASE WHEN overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit THEN 'available_balance below -overdraft_limit' END)),
+       jsonb_build_object('ledger_id', ledger_id, 'account_id', id, 'balance', trim_scale(balance)::text,
+                          'available_balance', trim_scale(available_balance)::text,
+                          'reserved_balance', trim_scale(reserved_balance)::text,
+                          'overdraft_limit', coalesce(trim_scale(overdraft_limit)::text, 'unlimited'))
   FROM bank_accounts
  WHERE reserved_balance < 0
     OR available_balance <> balance - reserved_balance
-    OR (overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit);
+    OR (overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit)
+ ORDER BY ledger_id, id
+) AS c(message, details);
+\echo '== account_rules: reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >= -overdraft_limit (NULL = unlimited)'
+SELECT message, details FROM audit_account_rules ORDER BY n LIMIT :limit;
 
--- reserved_without_holds (skipped when a holds table exists: then reserved_balance must equal
--- the open holds, which the holds module checks)
+-- reserved_without_holds (internal/reconcile/checks/03_reserved_without_holds.sql)
 CREATE TEMP TABLE audit_reserved_without_holds ON COMMIT DROP AS
-SELECT ledger_id, id AS account_id, trim_scale(reserved_balance) AS reserved_balance
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- reserved_without_holds runs only when there is no holds table: nothing can be reserved then.
+SELECT format('%s/%s: reserved_balance %s but there are no holds', ledger_id, id, trim_scale(reserved_balance)),
+       jsonb_build_object('ledger_id', ledger_id, 'account_id', id, 'reserved_balance', trim_scale(reserved_balance)::text)
   FROM bank_accounts
  WHERE reserved_balance <> 0
-   AND to_regclass('holds') IS NULL;
+ ORDER BY ledger_id, id
+) AS c(message, details)
+ WHERE to_regclass('holds') IS NULL;
+\echo '== reserved_without_holds: reserved_balance = 0 while there is no holds table'
+SELECT message, details FROM audit_reserved_without_holds ORDER BY n LIMIT :limit;
 
--- duplicate_references
+-- duplicate_references (internal/reconcile/checks/04_duplicate_references.sql)
 CREATE TEMP TABLE audit_duplicate_references ON COMMIT DROP AS
-SELECT ledger_id, reference_id, count(*) AS entries, (array_agg(seq ORDER BY seq))[1:10] AS seqs
-  FROM ledger_entries
- GROUP BY ledger_id, reference_id
-HAVING count(*) > 1;
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+SELECT format('%s: reference_id %s is used by %s entries (seq %s)', ledger_id, to_jsonb(reference_id), n, seqs),
+       jsonb_build_object('ledger_id', ledger_id, 'reference_id', reference_id, 'entries', n, 'seqs', to_jsonb(seqs))
+  FROM (SELECT ledger_id, reference_id, count(*) AS n, (array_agg(seq ORDER BY seq))[1:10] AS seqs
+          FROM ledger_entries
+         GROUP BY ledger_id, reference_id
+        HAVING count(*) > 1) d
+ ORDER BY ledger_id, reference_id
+) AS c(message, details);
+\echo '== duplicate_references: at most one entry per (ledger_id, reference_id)'
+SELECT message, details FROM audit_duplicate_references ORDER BY n LIMIT :limit;
 
--- entry_accounts
+-- entry_accounts (internal/reconcile/checks/05_entry_accounts.sql)
 CREATE TEMP TABLE audit_entry_accounts ON COMMIT DROP AS
-SELECT e.ledger_id, e.seq, e.id AS entry_id, v.side, v.account_id, e.currency_code, e.asset_type
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+SELECT format('%s seq %s: %s account %s does not exist in the ledger as a %s %s account', e.ledger_id, e.seq, v.side,
+              to_jsonb(v.account_id), e.currency_code, e.asset_type),
+       jsonb_build_object('ledger_id', e.ledger_id, 'seq', e.seq, 'entry_id', e.id, 'side', v.side, 'account_id', v.account_id,
+                          'currency_code', e.currency_code, 'asset_type', e.asset_type)
   FROM ledger_entries e
  CROSS JOIN LATERAL (VALUES ('debit', e.debit_account_id), ('credit', e.credit_account_id)) AS v(side, account_id)
  WHERE NOT EXISTS (SELECT 1 FROM bank_accounts a
                     WHERE a.ledger_id = e.ledger_id AND a.id = v.account_id
-                      AND a.currency_code = e.currency_code AND a.asset_type = e.asset_type);
+                      AND a.currency_code = e.currency_code AND a.asset_type = e.asset_type)
+ ORDER BY e.ledger_id, e.seq, v.side
+) AS c(message, details);
+\echo '== entry_accounts: both accounts of every entry exist in its ledger with its currency and asset type'
+SELECT message, details FROM audit_entry_accounts ORDER BY n LIMIT :limit;
 
--- balances_match_entries: each entry adds +amount to its credit account, -amount to its debit account
+-- balances_match_entries (internal/reconcile/checks/06_balances_match_entries.sql)
 CREATE TEMP TABLE audit_balances_match_entries ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- balances_match_entries: one scan of the entries, each contributing +amount to its credit
+-- account and -amount to its debit account (docs/design.md §2.3: balance = Σ credits − Σ debits).
 WITH sums AS (
     SELECT e.ledger_id, v.account_id, sum(v.delta) AS net, count(*) AS legs
       FROM ledger_entries e
      CROSS JOIN LATERAL (VALUES (e.credit_account_id, e.amount), (e.debit_account_id, -e.amount)) AS v(account_id, delta)
      GROUP BY e.ledger_id, v.account_id
 )
-SELECT a.ledger_id, a.id AS account_id, trim_scale(a.balance) AS stored_balance, trim_scale(coalesce(s.net, 0)) AS entries_sum,
-       coalesce(s.legs, 0) AS entries, trim_scale(a.balance - coalesce(s.net, 0)) AS difference
+SELECT format('%s/%s: stored balance %s, but its %s entries sum to %s (Σ credits − Σ debits; difference %s)',
+              a.ledger_id, a.id, trim_scale(a.balance), coalesce(s.legs, 0), trim_scale(coalesce(s.net, 0)),
+              trim_scale(a.balance - coalesce(s.net, 0))),
+       jsonb_build_object('ledger_id', a.ledger_id, 'account_id', a.id, 'balance', trim_scale(a.balance)::text,
+                          'entries_sum', trim_scale(coalesce(s.net, 0))::text, 'entries', coalesce(s.legs, 0),
+                          'difference', trim_scale(a.balance - coalesce(s.net, 0))::text)
   FROM bank_accounts a
   LEFT JOIN sums s ON s.ledger_id = a.ledger_id AND s.account_id = a.id
- WHERE a.balance <> coalesce(s.net, 0);
+ WHERE a.balance <> coalesce(s.net, 0)
+ ORDER BY a.ledger_id, a.id
+) AS c(message, details);
+\echo '== balances_match_entries: balance = Σ credits − Σ debits of the account''s entries'
+SELECT message, details FROM audit_balances_match_entries ORDER BY n LIMIT :limit;
 
--- zero_sum
+-- zero_sum (internal/reconcile/checks/07_zero_sum.sql)
 CREATE TEMP TABLE audit_zero_sum ON COMMIT DROP AS
-SELECT ledger_id, currency_code, asset_type, trim_scale(sum(balance)) AS balance_sum, count(*) AS accounts
-  FROM bank_accounts
- GROUP BY ledger_id, currency_code, asset_type
-HAVING sum(balance) <> 0;
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+SELECT format('%s %s %s: balances sum to %s over %s accounts, not 0', ledger_id, currency_code, asset_type, trim_scale(total), n),
+       jsonb_build_object('ledger_id', ledger_id, 'currency_code', currency_code, 'asset_type', asset_type,
+                          'sum', trim_scale(total)::text, 'accounts', n)
+  FROM (SELECT ledger_id, currency_code, asset_type, sum(balance) AS total, count(*) AS n
+          FROM bank_accounts
+         GROUP BY ledger_id, currency_code, asset_type
+        HAVING sum(balance) <> 0) z
+ ORDER BY ledger_id, currency_code, asset_type
+) AS c(message, details);
+\echo '== zero_sum: balances sum to zero per (ledger, currency, asset type)'
+SELECT message, details FROM audit_zero_sum ORDER BY n LIMIT :limit;
 
--- gapless_seq (seq is unique and positive, so count(*) = max(seq) means 1..max all exist)
+-- gapless_seq (internal/reconcile/checks/08_gapless_seq.sql)
 CREATE TEMP TABLE audit_gapless_seq ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- gapless_seq: seq is unique per ledger (primary key) and positive, so count(*) = max(seq)
+-- means 1..max all exist. The first missing seq is looked up only for the failing ledgers.
 WITH e AS (
     SELECT ledger_id, count(*) AS n, min(seq) AS min_seq, max(seq) AS max_seq
       FROM ledger_entries
      GROUP BY ledger_id
 ), bad AS (
-    SELECT coalesce(l.id, e.ledger_id) AS ledger_id, l.id IS NOT NULL AS ledger_exists,
-           coalesce(l.head_seq, 0) AS head_seq, coalesce(e.n, 0) AS entries, coalesce(e.max_seq, 0) AS max_seq
+    SELECT coalesce(l.id, e.ledger_id) AS ledger_id, l.id IS NULL AS no_ledger, coalesce(l.head_seq, 0) AS head_seq,
+           coalesce(e.n, 0) AS n, coalesce(e.max_seq, 0) AS max_seq
       FROM ledgers l
       FULL JOIN e ON e.ledger_id = l.id
      WHERE l.id IS NULL OR coalesce(e.n, 0) <> l.head_seq OR coalesce(e.max_seq, 0) <> l.head_seq OR coalesce(e.min_seq, 1) <> 1
+), described AS (
+    SELECT b.*,
+           coalesce((SELECT min(g.prev + 1)
+                       FROM (SELECT le.seq, lag(le.seq, 1, 0::bigint) OVER (ORDER BY le.seq) AS prev
+                               FROM ledger_entries le WHERE le.ledger_id = b.ledger_id) g
+                      WHERE g.seq <> g.prev + 1),
+                    CASE WHEN b.head_seq > b.max_seq THEN b.max_seq + 1 END) AS first_missing
+      FROM bad b
 )
-SELECT b.*,
-       coalesce((SELECT min(g.prev + 1)
-                   FROM (SELECT le.seq, lag(le.seq, 1, 0::bigint) OVER (ORDER BY le.seq) AS prev
-                           FROM ledger_entries le WHERE le.ledger_id = b.ledger_id) g
-                  WHERE g.seq <> g.prev + 1),
-                CASE WHEN b.head_seq > b.max_seq THEN b.max_seq + 1 END) AS first_missing_seq
-  FROM bad b;
+SELECT CASE WHEN no_ledger THEN format('%s: %s entries belong to a ledger that does not exist', ledger_id, n)
+            ELSE format('%s: %s entries, max(seq) %s, head_seq %s%s', ledger_id, n, max_seq, head_seq,
+                        coalesce(', first missing seq ' || first_missing, '')) END,
+       jsonb_build_object('ledger_id', ledger_id, 'entries', n, 'max_seq', max_seq, 'head_seq', head_seq,
+                          'first_missing_seq', first_missing, 'ledger_exists', NOT no_ledger)
+  FROM described
+ ORDER BY ledger_id
+) AS c(message, details);
+\echo '== gapless_seq: seq runs 1..head_seq without gaps: count(*) = max(seq) = head_seq per ledger'
+SELECT message, details FROM audit_gapless_seq ORDER BY n LIMIT :limit;
 
--- ledger_head
+-- ledger_head (internal/reconcile/checks/09_ledger_head.sql)
 CREATE TEMP TABLE audit_ledger_head ON COMMIT DROP AS
-SELECT l.id AS ledger_id, l.head_seq, encode(l.head_hash, 'hex') AS head_hash,
-       encode(e.block_hash, 'hex') AS entry_block_hash
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+SELECT CASE WHEN l.head_seq = 0 THEN format('%s: empty ledger (head_seq 0) but head_hash is %s, not 32 zero bytes', l.id, encode(l.head_hash, 'hex'))
+            WHEN e.seq IS NULL THEN format('%s: head_seq %s but there is no entry with that seq', l.id, l.head_seq)
+            ELSE format('%s: head_hash %s is not the block_hash %s of entry seq %s', l.id, encode(l.head_hash, 'hex'),
+                        encode(e.block_hash, 'hex'), l.head_seq) END,
+       jsonb_build_object('ledger_id', l.id, 'head_seq', l.head_seq, 'head_hash', encode(l.head_hash, 'hex'),
+                          'entry_block_hash', encode(e.block_hash, 'hex'))
   FROM ledgers l
   LEFT JOIN ledger_entries e ON e.ledger_id = l.id AND e.seq = l.head_seq
  WHERE CASE WHEN l.head_seq = 0 THEN l.head_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
-            ELSE e.block_hash IS DISTINCT FROM l.head_hash END;
+            ELSE e.block_hash IS DISTINCT FROM l.head_hash END
+ ORDER BY l.id
+) AS c(message, details);
+\echo '== ledger_head: ledgers.head_hash is the block_hash of entry head_seq (32 zero bytes when empty)'
+SELECT message, details FROM audit_ledger_head ORDER BY n LIMIT :limit;
 
--- hash_chain: one row per ledger, its first broken seq
+-- hash_chain (internal/reconcile/checks/10_hash_chain.sql)
 CREATE TEMP TABLE audit_hash_chain ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- hash_chain recomputes the chain with the SQL reference (ledger_entry_block_hash) and joins
+-- each entry to seq-1 (a merge join on the primary key). One finding per ledger: its first
+-- broken seq, and how many entries are broken in all.
 WITH checked AS (
-    SELECT e.ledger_id, e.seq, e.id AS entry_id, e.reference_id,
-           e.block_hash <> ledger_entry_block_hash(e) AS hash_mismatch,
+    SELECT e.ledger_id, e.seq, e.id, e.reference_id,
+           e.block_hash <> ledger_entry_block_hash(e) AS hash_bad,
            CASE WHEN e.seq = 1 THEN e.previous_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
-                ELSE p.block_hash IS DISTINCT FROM e.previous_hash END AS link_broken,
+                ELSE p.block_hash IS DISTINCT FROM e.previous_hash END AS link_bad,
            p.seq IS NULL AND e.seq > 1 AS prior_missing
       FROM ledger_entries e
       LEFT JOIN ledger_entries p ON p.ledger_id = e.ledger_id AND p.seq = e.seq - 1
+), firsts AS (
+    SELECT DISTINCT ON (ledger_id) *, count(*) OVER (PARTITION BY ledger_id) AS broken
+      FROM checked
+     WHERE hash_bad OR link_bad
+     ORDER BY ledger_id, seq
 )
-SELECT DISTINCT ON (ledger_id) ledger_id, seq AS first_broken_seq, entry_id, reference_id, hash_mismatch,
-       link_broken, prior_missing, count(*) OVER (PARTITION BY ledger_id) AS broken_entries
-  FROM checked
- WHERE hash_mismatch OR link_broken
- ORDER BY ledger_id, seq;
+SELECT format('%s: first broken seq %s (entry %s, reference_id %s): %s; broken entries in all: %s', ledger_id, seq, id,
+              to_jsonb(reference_id),
+              concat_ws(' and ',
+                  CASE WHEN prior_missing THEN format('seq %s is missing', seq - 1)
+                       WHEN link_bad THEN 'previous_hash is not the block_hash of seq-1' END,
+                  CASE WHEN hash_bad THEN 'block_hash is not sha256(previous_hash || canonical(entry))' END),
+              broken),
+       jsonb_build_object('ledger_id', ledger_id, 'seq', seq, 'entry_id', id, 'reference_id', reference_id,
+                          'hash_mismatch', hash_bad, 'link_broken', link_bad, 'prior_missing', prior_missing,
+                          'broken_entries', broken)
+  FROM firsts
+ ORDER BY ledger_id
+) AS c(message, details);
+\echo '== hash_chain: block_hash = sha256(previous_hash || ledger_entry_canonical(entry)) and previous_hash = block_hash of seq-1, recomputed in SQL'
+SELECT message, details FROM audit_hash_chain ORDER BY n LIMIT :limit;
 
--- balance_after: one row per account, its first entry whose stored balance-after is wrong
+-- balance_after (internal/reconcile/checks/11_balance_after.sql)
 CREATE TEMP TABLE audit_balance_after ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- balance_after: the running balance per account in seq order (a window over one scan). One
+-- finding per account: the first entry whose stored balance-after disagrees.
 WITH legs AS (
     SELECT e.ledger_id, v.account_id, e.seq, v.side, v.stored,
            sum(v.delta) OVER (PARTITION BY e.ledger_id, v.account_id ORDER BY e.seq
@@ -161,38 +255,27 @@ WITH legs AS (
      CROSS JOIN LATERAL (VALUES ('debit', e.debit_account_id, -e.amount, e.debit_balance_after),
                                 ('credit', e.credit_account_id, e.amount, e.credit_balance_after))
            AS v(side, account_id, delta, stored)
+), firsts AS (
+    SELECT DISTINCT ON (ledger_id, account_id) *, count(*) OVER (PARTITION BY ledger_id, account_id) AS wrong
+      FROM legs
+     WHERE stored <> running
+     ORDER BY ledger_id, account_id, seq
 )
-SELECT DISTINCT ON (ledger_id, account_id) ledger_id, account_id, seq AS first_wrong_seq, side,
-       trim_scale(stored) AS stored_balance_after, trim_scale(running) AS running_balance,
-       count(*) OVER (PARTITION BY ledger_id, account_id) AS wrong_entries
-  FROM legs
- WHERE stored <> running
- ORDER BY ledger_id, account_id, seq;
+SELECT format('%s/%s: from seq %s (%s side) the stored balance after the entry is %s but the running balance is %s; entries that disagree: %s',
+              ledger_id, account_id, seq, side, trim_scale(stored), trim_scale(running), wrong),
+       jsonb_build_object('ledger_id', ledger_id, 'account_id', account_id, 'seq', seq, 'side', side,
+                          'stored', trim_scale(stored)::text, 'running', trim_scale(running)::text, 'entries', wrong)
+  FROM firsts
+ ORDER BY ledger_id, account_id
+) AS c(message, details);
+\echo '== balance_after: each entry''s debit_balance_after / credit_balance_after is the account''s running balance in seq order'
+SELECT message, details FROM audit_balance_after ORDER BY n LIMIT :limit;
 
-\echo
-\echo '== account_rules: accounts that break the balance rules'
-SELECT * FROM audit_account_rules ORDER BY ledger_id, account_id LIMIT :limit;
-\echo '== reserved_without_holds: reserved funds without a holds table'
-SELECT * FROM audit_reserved_without_holds ORDER BY ledger_id, account_id LIMIT :limit;
-\echo '== duplicate_references: (ledger_id, reference_id) used more than once'
-SELECT * FROM audit_duplicate_references ORDER BY ledger_id, reference_id LIMIT :limit;
-\echo '== entry_accounts: entries whose account is missing or of another currency/asset type'
-SELECT * FROM audit_entry_accounts ORDER BY ledger_id, seq, side LIMIT :limit;
-\echo '== balances_match_entries: stored balance <> sum(credits) - sum(debits)'
-SELECT * FROM audit_balances_match_entries ORDER BY ledger_id, account_id LIMIT :limit;
-\echo '== zero_sum: balances that do not sum to 0 per ledger, currency and asset type'
-SELECT * FROM audit_zero_sum ORDER BY ledger_id, currency_code, asset_type LIMIT :limit;
-\echo '== gapless_seq: ledgers whose seq is not 1..head_seq without gaps'
-SELECT * FROM audit_gapless_seq ORDER BY ledger_id LIMIT :limit;
-\echo '== ledger_head: ledger heads that are not their last entry'
-SELECT * FROM audit_ledger_head ORDER BY ledger_id LIMIT :limit;
-\echo '== hash_chain: first broken seq per ledger'
-SELECT * FROM audit_hash_chain ORDER BY ledger_id LIMIT :limit;
-\echo '== balance_after: first wrong balance-after per account'
-SELECT * FROM audit_balance_after ORDER BY ledger_id, account_id LIMIT :limit;
-
--- operator_log: the operator log's hash chain (migration 009), one row per broken seq
+-- operator_log (internal/reconcile/checks/12_operator_log.sql)
 CREATE TEMP TABLE audit_operator_log ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- operator_log checks the operator log (migration 009) like hash_chain checks the entries:
+-- every row's hash recomputed, every link and the head. A finding names the seq.
 WITH r AS (
     SELECT seq, previous_hash,
            hash <> sha256(previous_hash || operator_action_canonical(seq, at, actor, db_login, db_role, action, target,
@@ -214,10 +297,12 @@ bad AS (
       FROM operator_actions_head h
       LEFT JOIN LATERAL (SELECT seq, hash FROM operator_actions ORDER BY seq DESC LIMIT 1) l ON true
      WHERE (h.seq, h.hash) IS DISTINCT FROM (l.seq, l.hash) AND NOT (h.seq = 0 AND l.seq IS NULL))
-SELECT seq, problem FROM bad WHERE problem IS NOT NULL;
-
-\echo '== operator_log: broken rows of the operator log'
-SELECT * FROM audit_operator_log ORDER BY seq LIMIT :limit;
+SELECT format('operator log seq %s: %s', seq, problem), jsonb_build_object('seq', seq, 'problem', problem)
+  FROM bad WHERE problem IS NOT NULL
+ ORDER BY seq
+) AS c(message, details);
+\echo '== operator_log: the operator log''s hash chain: hash = sha256(previous_hash || operator_action_canonical(row)), previous_hash = hash of seq-1, seq gapless from 1, head at the last row'
+SELECT message, details FROM audit_operator_log ORDER BY n LIMIT :limit;
 
 CREATE TEMP TABLE audit_summary ON COMMIT DROP AS
 SELECT * FROM (VALUES

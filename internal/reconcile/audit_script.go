@@ -1,0 +1,107 @@
+package reconcile
+
+import (
+	"fmt"
+	"strings"
+)
+
+// auditScriptHeader opens scripts/audit-balances.sql; auditScript appends the list of checks.
+const auditScriptHeader = `-- scripts/audit-balances.sql: audit balances, sequences, ledger heads and the hash chain with psql.
+--
+-- GENERATED from internal/reconcile/checks/*.sql, the queries ` + "`dualledger audit`" + ` runs; do not edit.
+-- Change those files, then: go test ./internal/reconcile -run TestAuditScriptGenerated -update
+-- (the test fails while this file differs from what they generate).
+--
+--   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/audit-balances.sql [-v limit=100]
+--
+-- Exit status: 0 when every check passes; 3 when any check has findings (the final DO block
+-- raises, and ON_ERROR_STOP turns that into psql's exit status 3 - the script also sets
+-- ON_ERROR_STOP itself, so a plain ` + "`psql -f`" + ` exits 3 too); 1 or 2 when psql itself or the
+-- connection fails. Each check prints its offending rows (message, details; at most :limit,
+-- default 100, per check; the summary counts all of them).
+--
+-- Run scripts/verify-column-names.sql first (the column_names check of ` + "`dualledger audit`" + `): with
+-- a column missing, this script stops at the first query that names it. Everything runs in one
+-- REPEATABLE READ snapshot and is rolled back (the temp tables that hold the findings included);
+-- the script changes nothing.
+--
+-- The checks, in order, under the same names as ` + "`dualledger audit`" + `:
+--
+`
+
+// auditScript returns scripts/audit-balances.sql: every check of Audit but column_names (which
+// scripts/verify-column-names.sql runs), each the query of its checks/ file, in Audit's order,
+// under Audit's names, in one REPEATABLE READ snapshot, followed by a summary and a DO block
+// that raises (psql exit status 3) when any check has findings.
+func auditScript() string {
+	var checks []auditCheck
+	for _, c := range auditChecks() {
+		if c.name != CheckColumnNames {
+			checks = append(checks, c)
+		}
+	}
+	var b strings.Builder
+	b.WriteString(auditScriptHeader)
+	for _, c := range checks {
+		fmt.Fprintf(&b, "--   %-24s %s\n", c.name, c.description)
+	}
+	b.WriteString(`
+\set ON_ERROR_STOP on
+\set QUIET on
+\pset pager off
+\if :{?limit}
+\else
+\set limit 100
+\endif
+
+BEGIN ISOLATION LEVEL REPEATABLE READ;
+SET LOCAL work_mem = '64MB';
+`)
+	for _, c := range checks {
+		where := ""
+		if c.name == CheckReservedWithoutHolds {
+			// As in Audit: with a holds table, reserved_balance must equal the open holds, which
+			// the holds module checks.
+			where = "\n WHERE to_regclass('holds') IS NULL"
+		}
+		fmt.Fprintf(&b, "\n-- %s (%s)\nCREATE TEMP TABLE audit_%s ON COMMIT DROP AS\nSELECT row_number() OVER () AS n, c.message, c.details FROM (\n%s\n) AS c(message, details)%s;\n",
+			c.name, "internal/reconcile/checks/"+c.file, c.name, c.query(), where)
+		fmt.Fprintf(&b, "\\echo '== %s: %s'\nSELECT message, details FROM audit_%s ORDER BY n LIMIT :limit;\n",
+			c.name, strings.ReplaceAll(c.description, "'", "''"), c.name)
+	}
+	b.WriteString("\nCREATE TEMP TABLE audit_summary ON COMMIT DROP AS\nSELECT * FROM (VALUES\n")
+	for i, c := range checks {
+		sep := ","
+		if i == len(checks)-1 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "    (%d, '%s', (SELECT count(*) FROM audit_%s))%s\n", i+1, c.name, c.name, sep)
+	}
+	fmt.Fprintf(&b, `) AS s(ord, check_name, findings);
+
+\echo '== summary'
+SELECT check_name, findings,
+       CASE WHEN findings > 0 THEN 'FAIL'
+            WHEN check_name = '%s' AND to_regclass('holds') IS NOT NULL THEN 'skipped (holds table exists)'
+            ELSE 'ok' END AS status
+  FROM audit_summary ORDER BY ord;
+
+DO $$
+DECLARE
+    failed text;
+BEGIN
+    SELECT string_agg(format('%%s (%%s)', check_name, findings), ', ' ORDER BY ord)
+      INTO failed
+      FROM audit_summary
+     WHERE findings > 0;
+    IF failed IS NOT NULL THEN
+        RAISE EXCEPTION 'audit-balances: checks failed: %%', failed
+            USING HINT = 'the sections above list the offending rows; entries are append-only: correct with reversal entries, never by editing rows';
+    END IF;
+    RAISE NOTICE 'audit-balances: all checks passed';
+END $$;
+
+ROLLBACK;
+`, CheckReservedWithoutHolds)
+	return b.String()
+}

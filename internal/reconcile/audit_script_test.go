@@ -1,0 +1,46 @@
+package reconcile
+
+import (
+	"flag"
+	"os"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite scripts/audit-balances.sql from checks/*.sql")
+
+const auditScriptPath = "../../scripts/audit-balances.sql"
+
+// TestAuditScriptGenerated fails while scripts/audit-balances.sql is not what auditScript
+// generates from checks/*.sql; -update rewrites it.
+func TestAuditScriptGenerated(t *testing.T) {
+	// Every file of checks/ is a check Audit runs (no stray copy of a rule).
+	files, err := checkFiles.ReadDir("checks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]bool{}
+	for _, c := range auditChecks() {
+		listed[c.file] = true
+	}
+	if len(files) != len(listed) {
+		t.Fatalf("checks/ holds %d files, Audit runs %d checks", len(files), len(listed))
+	}
+	for _, f := range files {
+		if !listed[f.Name()] {
+			t.Fatalf("checks/%s is not one of Audit's checks", f.Name())
+		}
+	}
+	want := auditScript()
+	if *update {
+		if err := os.WriteFile(auditScriptPath, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(auditScriptPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s is not generated from internal/reconcile/checks/*.sql: run go test ./internal/reconcile -run TestAuditScriptGenerated -update", auditScriptPath)
+	}
+}
