@@ -151,14 +151,20 @@ func (s *Server) redactEntries(r *http.Request, es ...*ledger.Entry) error {
 		return err
 	}
 	for _, e := range es {
-		if banks[e.DebitAccountID] != bank {
-			e.DebitBalanceAfter = nil
-		}
-		if banks[e.CreditAccountID] != bank {
-			e.CreditBalanceAfter = nil
-		}
+		redactEntry(banks, bank, e)
 	}
 	return nil
+}
+
+// redactEntry nulls the balances-after of e's accounts that are not bank's (banks: account ->
+// its bank).
+func redactEntry(banks map[string]string, bank string, e *ledger.Entry) {
+	if banks[e.DebitAccountID] != bank {
+		e.DebitBalanceAfter = nil
+	}
+	if banks[e.CreditAccountID] != bank {
+		e.CreditBalanceAfter = nil
+	}
 }
 
 // bankSafe rewrites, for a member bank's key, a reference_conflict into one that names nothing

@@ -135,9 +135,10 @@ func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.
 	return nil
 }
 
-// canSeeEntry says whether the request's key may read an entry: a member bank's key only the
-// entries that touch one of its accounts.
-func (s *Server) canSeeEntry(r *http.Request, e ledger.Entry) (bool, error) {
+// visibleEntry says whether the request's key may read an entry, and shapes it for that key:
+// a member bank's key sees only the entries that touch one of its bank's accounts, and in them
+// only its own accounts' balances (one query for both).
+func (s *Server) visibleEntry(r *http.Request, e *ledger.Entry) (bool, error) {
 	bank := keyOf(r).Bank()
 	if bank == "" {
 		return true, nil
@@ -146,5 +147,9 @@ func (s *Server) canSeeEntry(r *http.Request, e ledger.Entry) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return banks[e.DebitAccountID] == bank || banks[e.CreditAccountID] == bank, nil
+	if banks[e.DebitAccountID] != bank && banks[e.CreditAccountID] != bank {
+		return false, nil
+	}
+	redactEntry(banks, bank, e)
+	return true, nil
 }

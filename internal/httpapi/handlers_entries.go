@@ -160,11 +160,8 @@ func (s *Server) getEntry(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return forbidden("a member bank's key reads only the entries that touch its bank's accounts")
 		}
-		if ok, err := s.canSeeEntry(r, e); err != nil || !ok {
+		if ok, err := s.visibleEntry(r, &e); err != nil || !ok {
 			return cmpErr(err, forbidden("a member bank's key reads only the entries that touch its bank's accounts"))
-		}
-		if err := s.redactEntries(r, &e); err != nil {
-			return err
 		}
 	}
 	if err != nil {

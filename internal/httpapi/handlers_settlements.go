@@ -22,9 +22,10 @@ func (s *Server) postSettlement(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return bankSafe(r, err)
 	}
-	if err := s.shapeSettlement(r, &out); err != nil {
+	if err := s.redactEntries(r, &out.Entry); err != nil {
 		return err
 	}
+	hideSCBErrors(r, &out)
 	status := http.StatusAccepted
 	if out.Replayed {
 		status = http.StatusOK
@@ -43,27 +44,23 @@ func (s *Server) getSettlement(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return forbidden("a member bank's key reads only the settlements that touch its bank's accounts")
 		}
-		if ok, err := s.canSeeEntry(r, out.Entry); err != nil || !ok {
+		if ok, err := s.visibleEntry(r, &out.Entry); err != nil || !ok {
 			return cmpErr(err, forbidden("a member bank's key reads only the settlements that touch its bank's accounts"))
 		}
 	}
 	if err != nil {
 		return err
 	}
-	if err := s.shapeSettlement(r, &out); err != nil {
-		return err
-	}
+	hideSCBErrors(r, &out)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// shapeSettlement shows a settlement to the request's key: what an SCB answered (last_error) is
-// for the operator, so only admin keys see it; a member bank's key sees only its own balances.
-func (s *Server) shapeSettlement(r *http.Request, out *settlement.Settlement) error {
+// hideSCBErrors keeps what an SCB answered (last_error) for the operator: only admin keys see it.
+func hideSCBErrors(r *http.Request, out *settlement.Settlement) {
 	if !keyOf(r).IsAdmin() {
 		for i := range out.Sync {
 			out.Sync[i].LastError = nil
 		}
 	}
-	return s.redactEntries(r, &out.Entry)
 }
