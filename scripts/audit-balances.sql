@@ -1,7 +1,7 @@
 -- scripts/audit-balances.sql: audit balances, sequences, ledger heads and the hash chain with psql.
 --
--- GENERATED from internal/reconcile/checks/*.sql, the queries `dualledger audit` runs; do not edit.
--- Change those files, then: go test ./internal/reconcile -run TestAuditScriptGenerated -update
+-- GENERATED from internal/integrity/checks/*.sql, the queries `dualledger audit` runs; do not edit.
+-- Change those files, then: go test ./internal/integrity -run TestAuditScriptGenerated -update
 -- (the test fails while this file differs from what they generate).
 --
 --   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/audit-balances.sql [-v limit=100]
@@ -42,7 +42,7 @@
 BEGIN ISOLATION LEVEL REPEATABLE READ;
 SET LOCAL work_mem = '64MB';
 
--- account_rules (internal/reconcile/checks/02_account_rules.sql)
+-- account_rules (internal/integrity/checks/02_account_rules.sql)
 CREATE TEMP TABLE audit_account_rules ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- account_rules: docs/design.md §2.3 and migration 004, the same rules as db/checks/004_balance_constraints.before.sql.
@@ -68,7 +68,7 @@ SELECT format('%s/%s: balance %s, available %s, reserved %s, overdraft_limit %s:
 \echo '== account_rules: reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >= -overdraft_limit (NULL = unlimited)'
 SELECT message, details FROM audit_account_rules ORDER BY n LIMIT :limit;
 
--- reserved_without_holds (internal/reconcile/checks/03_reserved_without_holds.sql)
+-- reserved_without_holds (internal/integrity/checks/03_reserved_without_holds.sql)
 CREATE TEMP TABLE audit_reserved_without_holds ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- reserved_without_holds runs only when there is no holds table: nothing can be reserved then.
@@ -82,7 +82,7 @@ SELECT format('%s/%s: reserved_balance %s but there are no holds', ledger_id, id
 \echo '== reserved_without_holds: reserved_balance = 0 while there is no holds table'
 SELECT message, details FROM audit_reserved_without_holds ORDER BY n LIMIT :limit;
 
--- duplicate_references (internal/reconcile/checks/04_duplicate_references.sql)
+-- duplicate_references (internal/integrity/checks/04_duplicate_references.sql)
 CREATE TEMP TABLE audit_duplicate_references ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 SELECT format('%s: reference_id %s is used by %s entries (seq %s)', ledger_id, to_jsonb(reference_id), n, seqs),
@@ -96,7 +96,7 @@ SELECT format('%s: reference_id %s is used by %s entries (seq %s)', ledger_id, t
 \echo '== duplicate_references: at most one entry per (ledger_id, reference_id)'
 SELECT message, details FROM audit_duplicate_references ORDER BY n LIMIT :limit;
 
--- entry_accounts (internal/reconcile/checks/05_entry_accounts.sql)
+-- entry_accounts (internal/integrity/checks/05_entry_accounts.sql)
 CREATE TEMP TABLE audit_entry_accounts ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 SELECT format('%s seq %s: %s account %s does not exist in the ledger as a %s %s account', e.ledger_id, e.seq, v.side,
@@ -113,7 +113,7 @@ SELECT format('%s seq %s: %s account %s does not exist in the ledger as a %s %s 
 \echo '== entry_accounts: both accounts of every entry exist in its ledger with its currency and asset type'
 SELECT message, details FROM audit_entry_accounts ORDER BY n LIMIT :limit;
 
--- balances_match_entries (internal/reconcile/checks/06_balances_match_entries.sql)
+-- balances_match_entries (internal/integrity/checks/06_balances_match_entries.sql)
 CREATE TEMP TABLE audit_balances_match_entries ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- balances_match_entries: one scan of the entries, each contributing +amount to its credit
@@ -138,7 +138,7 @@ SELECT format('%s/%s: stored balance %s, but its %s entries sum to %s (Σ credit
 \echo '== balances_match_entries: balance = Σ credits − Σ debits of the account''s entries'
 SELECT message, details FROM audit_balances_match_entries ORDER BY n LIMIT :limit;
 
--- zero_sum (internal/reconcile/checks/07_zero_sum.sql)
+-- zero_sum (internal/integrity/checks/07_zero_sum.sql)
 CREATE TEMP TABLE audit_zero_sum ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 SELECT format('%s %s %s: balances sum to %s over %s accounts, not 0', ledger_id, currency_code, asset_type, trim_scale(total), n),
@@ -153,7 +153,7 @@ SELECT format('%s %s %s: balances sum to %s over %s accounts, not 0', ledger_id,
 \echo '== zero_sum: balances sum to zero per (ledger, currency, asset type)'
 SELECT message, details FROM audit_zero_sum ORDER BY n LIMIT :limit;
 
--- gapless_seq (internal/reconcile/checks/08_gapless_seq.sql)
+-- gapless_seq (internal/integrity/checks/08_gapless_seq.sql)
 CREATE TEMP TABLE audit_gapless_seq ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- gapless_seq: seq is unique per ledger (primary key) and positive, so count(*) = max(seq)
@@ -188,7 +188,7 @@ SELECT CASE WHEN no_ledger THEN format('%s: %s entries belong to a ledger that d
 \echo '== gapless_seq: seq runs 1..head_seq without gaps: count(*) = max(seq) = head_seq per ledger'
 SELECT message, details FROM audit_gapless_seq ORDER BY n LIMIT :limit;
 
--- ledger_head (internal/reconcile/checks/09_ledger_head.sql)
+-- ledger_head (internal/integrity/checks/09_ledger_head.sql)
 CREATE TEMP TABLE audit_ledger_head ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 SELECT CASE WHEN l.head_seq = 0 THEN format('%s: empty ledger (head_seq 0) but head_hash is %s, not 32 zero bytes', l.id, encode(l.head_hash, 'hex'))
@@ -206,7 +206,7 @@ SELECT CASE WHEN l.head_seq = 0 THEN format('%s: empty ledger (head_seq 0) but h
 \echo '== ledger_head: ledgers.head_hash is the block_hash of entry head_seq (32 zero bytes when empty)'
 SELECT message, details FROM audit_ledger_head ORDER BY n LIMIT :limit;
 
--- hash_chain (internal/reconcile/checks/10_hash_chain.sql)
+-- hash_chain (internal/integrity/checks/10_hash_chain.sql)
 CREATE TEMP TABLE audit_hash_chain ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- hash_chain recomputes the chain with the SQL reference (ledger_entry_block_hash) and joins
@@ -242,7 +242,7 @@ SELECT format('%s: first broken seq %s (entry %s, reference_id %s): %s; broken e
 \echo '== hash_chain: block_hash = sha256(previous_hash || ledger_entry_canonical(entry)) and previous_hash = block_hash of seq-1, recomputed in SQL'
 SELECT message, details FROM audit_hash_chain ORDER BY n LIMIT :limit;
 
--- balance_after (internal/reconcile/checks/11_balance_after.sql)
+-- balance_after (internal/integrity/checks/11_balance_after.sql)
 CREATE TEMP TABLE audit_balance_after ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- balance_after: the running balance per account in seq order (a window over one scan). One
@@ -271,7 +271,7 @@ SELECT format('%s/%s: from seq %s (%s side) the stored balance after the entry i
 \echo '== balance_after: each entry''s debit_balance_after / credit_balance_after is the account''s running balance in seq order'
 SELECT message, details FROM audit_balance_after ORDER BY n LIMIT :limit;
 
--- operator_log (internal/reconcile/checks/12_operator_log.sql)
+-- operator_log (internal/integrity/checks/12_operator_log.sql)
 CREATE TEMP TABLE audit_operator_log ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
 -- operator_log checks the operator log (migration 009) like hash_chain checks the entries:

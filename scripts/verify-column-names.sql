@@ -13,7 +13,7 @@
 -- (posting module, outbox worker, monitoring and backfill queries) and by the audits;
 -- ledger_backfill_checkpoints is checked only once it exists (the backfill feature creates it).
 -- Same rule, same list as the column_names check of `dualledger audit`
--- (internal/reconcile/audit.go). pg_catalog rather than information_schema, which hides the
+-- (internal/integrity/audit.go). pg_catalog rather than information_schema, which hides the
 -- columns of tables the current role may not read.
 
 \set ON_ERROR_STOP on

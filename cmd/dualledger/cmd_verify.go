@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"dualledger/internal/reconcile"
+	"dualledger/internal/integrity"
 )
 
 func newVerifyChainCmd(a *app) *cobra.Command {
@@ -44,7 +44,7 @@ head_mismatch: the head is not the last entry), and the command exits 1.`,
 			}
 			defer release()
 
-			opts := reconcile.VerifyOptions{PageSize: pageSize}
+			opts := integrity.VerifyOptions{PageSize: pageSize}
 			if progress {
 				opts.Progress = throttledProgress(a)
 			}
@@ -53,7 +53,7 @@ head_mismatch: the head is not the last entry), and the command exits 1.`,
 				ids = []string{ledgerID}
 			}
 			var broken []string
-			reports, err := reconcile.VerifyChains(ctx, pool, ids, opts, func(r reconcile.ChainReport) {
+			reports, err := integrity.VerifyChains(ctx, pool, ids, opts, func(r integrity.ChainReport) {
 				if !r.Intact {
 					broken = append(broken, fmt.Sprintf("%s at seq %d (%s)", r.LedgerID, r.Problem.Seq, r.Problem.Kind))
 				}
@@ -78,7 +78,7 @@ head_mismatch: the head is not the last entry), and the command exits 1.`,
 		},
 	}
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "verify only this ledger (default: all ledgers)")
-	cmd.Flags().IntVar(&pageSize, "page-size", reconcile.DefaultPageSize, "entries read per query")
+	cmd.Flags().IntVar(&pageSize, "page-size", integrity.DefaultPageSize, "entries read per query")
 	cmd.Flags().BoolVar(&progress, "progress", false, "report progress on stderr about once a second")
 	return cmd
 }
@@ -96,7 +96,7 @@ func throttledProgress(a *app) func(ledgerID string, seq int64) {
 	}
 }
 
-func printChainReport(a *app, r reconcile.ChainReport) {
+func printChainReport(a *app, r integrity.ChainReport) {
 	if r.Intact {
 		fmt.Fprintf(a.out, "ledger %s: %d entries, chain intact, head %d %s\n", r.LedgerID, r.Entries, r.HeadSeq, r.HeadHash)
 		return
@@ -107,11 +107,11 @@ func printChainReport(a *app, r reconcile.ChainReport) {
 		fmt.Fprintf(a.out, "  entry     %d, reference_id %q\n", p.EntryID, p.ReferenceID)
 	}
 	switch p.Kind {
-	case reconcile.ProblemHashMismatch:
+	case integrity.ProblemHashMismatch:
 		fmt.Fprintf(a.out, "  stored     block_hash %s\n  recomputed block_hash %s\n", p.Stored, p.Expected)
-	case reconcile.ProblemLink:
+	case integrity.ProblemLink:
 		fmt.Fprintf(a.out, "  stored previous_hash      %s\n  block_hash of seq %-8d %s\n", p.Stored, p.Seq-1, p.Expected)
-	case reconcile.ProblemHead:
+	case integrity.ProblemHead:
 		fmt.Fprintf(a.out, "  ledger head  %s\n  last entry   %s\n", p.Stored, p.Expected)
 	}
 	fmt.Fprintf(a.out, "  %d entries before it verified; head %d %s\n", r.Entries, r.HeadSeq, r.HeadHash)
@@ -149,7 +149,7 @@ Each check prints ok, FAIL with its first findings (--limit), or skip with the r
 				return err
 			}
 			defer release()
-			r, err := reconcile.Audit(ctx, pool, reconcile.AuditOptions{Limit: limit})
+			r, err := integrity.Audit(ctx, pool, integrity.AuditOptions{Limit: limit})
 			if err != nil {
 				return err
 			}
@@ -166,16 +166,16 @@ Each check prints ok, FAIL with its first findings (--limit), or skip with the r
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&limit, "limit", reconcile.DefaultFindingLimit, "findings listed per check (all are counted)")
+	cmd.Flags().IntVar(&limit, "limit", integrity.DefaultFindingLimit, "findings listed per check (all are counted)")
 	return cmd
 }
 
-func printAudit(a *app, r reconcile.AuditReport) error {
+func printAudit(a *app, r integrity.AuditReport) error {
 	for _, c := range r.Checks {
 		switch c.Status {
-		case reconcile.StatusOK:
+		case integrity.StatusOK:
 			fmt.Fprintf(a.out, "ok    %-22s  %s\n", c.Name, c.Description)
-		case reconcile.StatusSkipped:
+		case integrity.StatusSkipped:
 			fmt.Fprintf(a.out, "skip  %-22s  %s\n", c.Name, c.Note)
 		default:
 			fmt.Fprintf(a.out, "FAIL  %-22s  %d finding(s): %s\n", c.Name, c.Total, c.Description)

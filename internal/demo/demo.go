@@ -12,8 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/ledger"
-	"dualledger/internal/reconcile"
 )
 
 // Ledger is the ledger the demo uses.
@@ -129,7 +129,7 @@ func (r *Runner) Ledger(ctx context.Context) error {
 	r.say("   (available was %s)", acct.AvailableBalance)
 
 	r.step(7, "Verify the hash chain: every block_hash recomputed from the entries")
-	rep2, err := reconcile.VerifyChain(ctx, db, Ledger, reconcile.VerifyOptions{})
+	rep2, err := integrity.VerifyChain(ctx, db, Ledger, integrity.VerifyOptions{})
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
 
-	"dualledger/internal/reconcile"
+	"dualledger/internal/integrity"
 )
 
 // TestAdversarialClients is what an external checker does to the service, as a test: a real
@@ -34,7 +34,7 @@ import (
 // entries, concurrent identical posts of new references, and garbage of every kind. Every answer
 // must have the documented status and code, never a 5xx and never database text. Then the
 // database is audited directly with SQL and compared with what the clients were told;
-// reconcile.Audit, reconcile.VerifyChain and the psql scripts (and the seeds' verification SQL, docs/design.md §10.1)
+// integrity.Audit, integrity.VerifyChain and the psql scripts (and the seeds' verification SQL, docs/design.md §10.1)
 // must be clean; and after a superuser tampers with one entry, VerifyChain must name its seq and
 // Audit must fail.
 //
@@ -73,7 +73,7 @@ func TestAdversarialClients(t *testing.T) {
 
 	a.auditSQL()
 	a.seedSQL()
-	a.reconcileClean()
+	a.integrityClean()
 	a.tamper()
 	a.checkServerLog()
 	a.summarize()
@@ -1797,11 +1797,11 @@ func (a *adversary) seedSQL() {
 	}
 }
 
-// reconcileClean requires reconcile.Audit and reconcile.VerifyChain to find nothing.
-func (a *adversary) reconcileClean() {
+// integrityClean requires integrity.Audit and integrity.VerifyChain to find nothing.
+func (a *adversary) integrityClean() {
 	ctx := context.Background()
 	pool := a.e.db.Pool
-	rep, err := reconcile.Audit(ctx, pool, reconcile.AuditOptions{})
+	rep, err := integrity.Audit(ctx, pool, integrity.AuditOptions{})
 	if err != nil {
 		a.t.Fatalf("audit: %v", err)
 	}
@@ -1817,7 +1817,7 @@ func (a *adversary) reconcileClean() {
 		a.t.Fatalf("ledgers: %v", err)
 	}
 	for _, id := range ids {
-		cr, err := reconcile.VerifyChain(ctx, pool, id, reconcile.VerifyOptions{PageSize: 997})
+		cr, err := integrity.VerifyChain(ctx, pool, id, integrity.VerifyOptions{PageSize: 997})
 		if err != nil {
 			a.t.Fatalf("verify chain %s: %v", id, err)
 		}
@@ -1825,7 +1825,7 @@ func (a *adversary) reconcileClean() {
 			a.failf(catReconcile, "verify chain %s: intact %v, %d entries of %d, problem %+v", id, cr.Intact, cr.Entries, cr.HeadSeq, cr.Problem)
 		}
 	}
-	a.t.Logf("reconcile: audit ok=%v, %d chains verified", rep.OK, len(ids))
+	a.t.Logf("integrity: audit ok=%v, %d chains verified", rep.OK, len(ids))
 }
 
 // tamper changes one entry's amount as a superuser with the triggers off: VerifyChain must name
@@ -1847,22 +1847,22 @@ func (a *adversary) tamper() {
 		a.t.Fatalf("tamper: %v %v", tag, err)
 	}
 	for _, ld := range a.ledgers {
-		cr, err := reconcile.VerifyChain(ctx, a.e.db.Pool, ld.id, reconcile.VerifyOptions{})
+		cr, err := integrity.VerifyChain(ctx, a.e.db.Pool, ld.id, integrity.VerifyOptions{})
 		if err != nil {
 			a.t.Fatalf("verify chain %s: %v", ld.id, err)
 		}
 		switch {
-		case ld.id == l && (cr.Intact || cr.Problem == nil || cr.Problem.Seq != seq || cr.Problem.Kind != reconcile.ProblemHashMismatch):
+		case ld.id == l && (cr.Intact || cr.Problem == nil || cr.Problem.Seq != seq || cr.Problem.Kind != integrity.ProblemHashMismatch):
 			a.failf(catReconcile, "after tampering with %s seq %d, verify chain says intact %v, problem %+v", l, seq, cr.Intact, cr.Problem)
 		case ld.id != l && !cr.Intact:
 			a.failf(catReconcile, "after tampering with %s, verify chain of %s says %+v", l, ld.id, cr.Problem)
 		}
 	}
-	rep, err := reconcile.Audit(ctx, a.e.db.Pool, reconcile.AuditOptions{})
+	rep, err := integrity.Audit(ctx, a.e.db.Pool, integrity.AuditOptions{})
 	if err != nil {
 		a.t.Fatalf("audit: %v", err)
 	}
-	if failed := rep.Failed(); rep.OK || !slices.Contains(failed, reconcile.CheckHashChain) || !slices.Contains(failed, reconcile.CheckBalancesMatchEntries) {
+	if failed := rep.Failed(); rep.OK || !slices.Contains(failed, integrity.CheckHashChain) || !slices.Contains(failed, integrity.CheckBalancesMatchEntries) {
 		a.failf(catReconcile, "after tampering, audit ok=%v, failed %v; want hash_chain and balances_match_entries", rep.OK, failed)
 	}
 	if psql, err := exec.LookPath("psql"); err == nil {

@@ -7,15 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/ledger"
-	"dualledger/internal/reconcile"
 )
 
 // TestCanonicalVectors checks the Go encoding against the specification's vectors
 // (docs/hash-chain.md). The SQL reference is checked against the same table in
-// internal/reconcile (TestHashVectorsSQL), so Go and SQL agree byte for byte.
+// internal/integrity (TestHashVectorsSQL), so Go and SQL agree byte for byte.
 func TestCanonicalVectors(t *testing.T) {
-	vs := reconcile.HashVectors()
+	vs := integrity.HashVectors()
 	if len(vs) < 3 {
 		t.Fatalf("only %d vectors", len(vs))
 	}
@@ -47,7 +47,7 @@ func TestCanonicalVectors(t *testing.T) {
 // TestCanonicalTimestampZone: the encoding is of the instant, whatever zone the time.Time
 // carries (pgx returns timestamptz in the local zone).
 func TestCanonicalTimestampZone(t *testing.T) {
-	v := reconcile.HashVectors()[1]
+	v := integrity.HashVectors()[1]
 	f := v.Fields
 	f.TimestampUTC = f.TimestampUTC.In(time.FixedZone("UTC+2", 2*3600))
 	if !bytes.Equal(ledger.Canonical(f), ledger.Canonical(v.Fields)) {
@@ -58,7 +58,7 @@ func TestCanonicalTimestampZone(t *testing.T) {
 // TestCanonicalFieldsSeparated: changing any one field changes the encoding, and a value moved
 // from one field into its neighbour (the classic ambiguity of concatenation) does too.
 func TestCanonicalFieldsSeparated(t *testing.T) {
-	base := reconcile.HashVectors()[0].Fields
+	base := integrity.HashVectors()[0].Fields
 	enc := ledger.Canonical(base)
 	mutants := map[string]func(*ledger.CanonicalFields){
 		"id":                func(f *ledger.CanonicalFields) { f.ID++ },

@@ -1,7 +1,7 @@
 // Package oplog reads the operator log: the append-only, hash-chained record of every
 // administrative act (keys, banks, ledgers, accounts, outbox requeues), written by the database
 // in the transaction of each act (migration 009). Nothing in Go writes it; `dualledger audit`
-// verifies its chain (internal/reconcile) and `dualledger operator-log` lists it.
+// verifies its chain (internal/integrity) and `dualledger operator-log` lists it.
 package oplog
 
 import (

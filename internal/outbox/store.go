@@ -10,7 +10,7 @@
 // FINAL answer. All of the outbox's SQL is in this package: other packages read the outbox
 // through it (entry.go: an entry's rows for the settlement service, the references still
 // DBIS_COMMITTED for the demo; report.go: status and list), never with SQL of their own. The one
-// exception is the read-only consistency checks of internal/reconcile's audit.
+// exception is the read-only consistency checks of internal/integrity's audit.
 package outbox
 
 import (

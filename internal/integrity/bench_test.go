@@ -1,11 +1,11 @@
-package reconcile_test
+package integrity_test
 
 import (
 	"context"
 	"testing"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/pg/pgtest"
-	"dualledger/internal/reconcile"
 )
 
 // BenchmarkVerifyChain measures the Go walk over 50000 entries (b.N walks); entries/s is the
@@ -18,7 +18,7 @@ func BenchmarkVerifyChain(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for b.Loop() {
-		r, err := reconcile.VerifyChain(ctx, d.Pool, "B", reconcile.VerifyOptions{})
+		r, err := integrity.VerifyChain(ctx, d.Pool, "B", integrity.VerifyOptions{})
 		if err != nil || !r.Intact {
 			b.Fatalf("%+v %v", r.Problem, err)
 		}

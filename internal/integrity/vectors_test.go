@@ -1,4 +1,4 @@
-package reconcile_test
+package integrity_test
 
 import (
 	"context"
@@ -12,9 +12,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
-	"dualledger/internal/reconcile"
 )
 
 // vectorSQL evaluates the SQL reference on one vector: the canonical bytes and
@@ -36,7 +36,7 @@ SELECT encode(canon, 'hex'), encode(sha256(decode($15::text, 'hex') || canon), '
 func TestHashVectorsSQL(t *testing.T) {
 	d := pgtest.New(t)
 	ctx := context.Background()
-	for _, v := range reconcile.HashVectors() {
+	for _, v := range integrity.HashVectors() {
 		t.Run(v.Name, func(t *testing.T) {
 			f := v.Fields
 			inputs := map[string][4]string{
@@ -83,7 +83,7 @@ func TestHashVectorsPosted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, v := range reconcile.HashVectors() {
+	for _, v := range integrity.HashVectors() {
 		f := v.Fields
 		// Entry ids come from ledger_entries_id_seq; in a fresh database they run 1, 2, 3.
 		if _, err := d.Pool.Exec(ctx, `SELECT setval('ledger_entries_id_seq', $1, false)`, f.ID); err != nil {
@@ -126,7 +126,7 @@ func TestHashVectorsDocumented(t *testing.T) {
 	text := string(doc)
 	// The document wraps long hex in lines; compare with the line breaks removed.
 	flat := strings.NewReplacer("\n", "", " ", "").Replace(text)
-	for _, v := range reconcile.HashVectors() {
+	for _, v := range integrity.HashVectors() {
 		if !strings.Contains(flat, v.Canonical) {
 			t.Errorf("docs/hash-chain.md lacks the canonical hex of vector %q", v.Name)
 		}
@@ -235,11 +235,11 @@ func TestRealEntriesGoMatchesSQL(t *testing.T) {
 		t.Fatalf("the data lacks a case: non-ASCII %v, 18 decimals %v, reversal %v", sawNonASCII, saw18, sawRev)
 	}
 
-	rep, err := reconcile.VerifyChain(ctx, d.Pool, "REAL", reconcile.VerifyOptions{PageSize: 16})
+	rep, err := integrity.VerifyChain(ctx, d.Pool, "REAL", integrity.VerifyOptions{PageSize: 16})
 	if err != nil || !rep.Intact || rep.Entries != int64(len(got)) {
 		t.Fatalf("VerifyChain: %+v, %v", rep, err)
 	}
-	a, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	a, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 	if err != nil || !a.OK {
 		t.Fatalf("audit: %v\n%s", err, describe(a))
 	}

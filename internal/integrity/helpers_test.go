@@ -1,4 +1,4 @@
-package reconcile_test
+package integrity_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package reconcile
+package integrity
 
 import (
 	"context"
@@ -116,7 +116,7 @@ func auditChecks() []auditCheck {
 func (c auditCheck) query() string {
 	b, err := checkFiles.ReadFile("checks/" + c.file)
 	if err != nil {
-		panic("reconcile: " + err.Error()) // embedded: cannot happen unless the list above is wrong
+		panic("integrity: " + err.Error()) // embedded: cannot happen unless the list above is wrong
 	}
 	return strings.TrimSuffix(strings.TrimSpace(string(b)), ";")
 }

@@ -1,4 +1,4 @@
-package reconcile_test
+package integrity_test
 
 import (
 	"context"
@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
-	"dualledger/internal/reconcile"
 )
 
 func TestVerifyChainClean(t *testing.T) {
@@ -23,8 +23,8 @@ func TestVerifyChainClean(t *testing.T) {
 	post(t, d.Pool, "SOVEREIGN", genEntries(100, 3))
 
 	var seen []string
-	reps, err := reconcile.VerifyChains(ctx, d.Pool, nil, reconcile.VerifyOptions{PageSize: 10},
-		func(r reconcile.ChainReport) { seen = append(seen, r.LedgerID) })
+	reps, err := integrity.VerifyChains(ctx, d.Pool, nil, integrity.VerifyOptions{PageSize: 10},
+		func(r integrity.ChainReport) { seen = append(seen, r.LedgerID) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestVerifyChainClean(t *testing.T) {
 		}
 	}
 
-	_, err = reconcile.VerifyChain(ctx, d.Pool, "NOPE", reconcile.VerifyOptions{})
+	_, err = integrity.VerifyChain(ctx, d.Pool, "NOPE", integrity.VerifyOptions{})
 	if ledger.CodeOf(err) != ledger.CodeUnknownLedger {
 		t.Fatalf("unknown ledger: got %v, want code %s", err, ledger.CodeUnknownLedger)
 	}
@@ -65,7 +65,7 @@ func TestVerifyChainPages(t *testing.T) {
 
 	for _, size := range []int{0, 1000, 4115, n, n + 1} {
 		var progress []int64
-		r, err := reconcile.VerifyChain(ctx, d.Pool, "BIG", reconcile.VerifyOptions{
+		r, err := integrity.VerifyChain(ctx, d.Pool, "BIG", integrity.VerifyOptions{
 			PageSize: size,
 			Progress: func(id string, seq int64) {
 				if id != "BIG" {
@@ -82,7 +82,7 @@ func TestVerifyChainPages(t *testing.T) {
 		}
 		eff := size
 		if eff == 0 {
-			eff = reconcile.DefaultPageSize
+			eff = integrity.DefaultPageSize
 		}
 		if pages := (n + eff - 1) / eff; len(progress) != pages || progress[len(progress)-1] != n {
 			t.Fatalf("page size %d: progress %v, want %d pages ending at %d", size, progress, pages, n)
@@ -106,53 +106,53 @@ func TestTamper(t *testing.T) {
 		{
 			name:    "amount changed",
 			stmts:   []string{`UPDATE ledger_entries SET amount = amount + 1 WHERE ledger_id = 'L' AND seq = 9`},
-			kind:    reconcile.ProblemHashMismatch,
+			kind:    integrity.ProblemHashMismatch,
 			seq:     9,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckHashChain, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckHashChain, integrity.CheckBalanceAfter},
 		},
 		{
 			name:    "amount changed in the first entry",
 			stmts:   []string{`UPDATE ledger_entries SET amount = amount - 0.01 WHERE ledger_id = 'L' AND seq = 1`},
-			kind:    reconcile.ProblemHashMismatch,
+			kind:    integrity.ProblemHashMismatch,
 			seq:     1,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckHashChain, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckHashChain, integrity.CheckBalanceAfter},
 		},
 		{
 			name:    "amount changed at the end of a page",
 			stmts:   []string{`UPDATE ledger_entries SET amount = 1000 WHERE ledger_id = 'L' AND seq = 8`},
-			kind:    reconcile.ProblemHashMismatch,
+			kind:    integrity.ProblemHashMismatch,
 			seq:     8,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckHashChain, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckHashChain, integrity.CheckBalanceAfter},
 		},
 		{
 			name:    "amount changed in the last entry",
 			stmts:   []string{`UPDATE ledger_entries SET amount = amount * 2 WHERE ledger_id = 'L' AND seq = 20`},
-			kind:    reconcile.ProblemHashMismatch,
+			kind:    integrity.ProblemHashMismatch,
 			seq:     20,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckHashChain, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckHashChain, integrity.CheckBalanceAfter},
 		},
 		{
 			name:    "middle entry deleted",
 			stmts:   []string{`DELETE FROM ledger_entries WHERE ledger_id = 'L' AND seq = 9`},
-			kind:    reconcile.ProblemGap,
+			kind:    integrity.ProblemGap,
 			seq:     9,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckGaplessSeq, reconcile.CheckHashChain, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckGaplessSeq, integrity.CheckHashChain, integrity.CheckBalanceAfter},
 		},
 		{
 			name: "metadata values swapped",
 			stmts: []string{`UPDATE ledger_entries e SET metadata = jsonb_set(e.metadata, '{memo}', o.metadata -> 'memo')
 				FROM ledger_entries o WHERE e.ledger_id = 'L' AND o.ledger_id = 'L' AND
 				((e.seq = 13 AND o.seq = 14) OR (e.seq = 14 AND o.seq = 13))`},
-			kind:    reconcile.ProblemHashMismatch,
+			kind:    integrity.ProblemHashMismatch,
 			seq:     13,
-			failing: []string{reconcile.CheckHashChain},
+			failing: []string{integrity.CheckHashChain},
 		},
 		{
 			name:    "previous_hash changed",
 			stmts:   []string{`UPDATE ledger_entries SET previous_hash = ` + forged + ` WHERE ledger_id = 'L' AND seq = 5`},
-			kind:    reconcile.ProblemLink,
+			kind:    integrity.ProblemLink,
 			seq:     5,
-			failing: []string{reconcile.CheckHashChain},
+			failing: []string{integrity.CheckHashChain},
 		},
 		{
 			name: "entry changed and rehashed: caught at the next link",
@@ -160,23 +160,23 @@ func TestTamper(t *testing.T) {
 				`UPDATE ledger_entries SET amount = amount + 1 WHERE ledger_id = 'L' AND seq = 9`,
 				`UPDATE ledger_entries e SET block_hash = ledger_entry_block_hash(e) WHERE ledger_id = 'L' AND seq = 9`,
 			},
-			kind:    reconcile.ProblemLink,
+			kind:    integrity.ProblemLink,
 			seq:     10,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckHashChain, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckHashChain, integrity.CheckBalanceAfter},
 		},
 		{
 			name:    "head moved back",
 			stmts:   []string{`UPDATE ledgers SET head_seq = 19 WHERE id = 'L'`},
-			kind:    reconcile.ProblemHead,
+			kind:    integrity.ProblemHead,
 			seq:     20,
-			failing: []string{reconcile.CheckGaplessSeq, reconcile.CheckLedgerHead},
+			failing: []string{integrity.CheckGaplessSeq, integrity.CheckLedgerHead},
 		},
 		{
 			name:    "head hash changed",
 			stmts:   []string{`UPDATE ledgers SET head_hash = ` + forged + ` WHERE id = 'L'`},
-			kind:    reconcile.ProblemHead,
+			kind:    integrity.ProblemHead,
 			seq:     20,
-			failing: []string{reconcile.CheckLedgerHead},
+			failing: []string{integrity.CheckLedgerHead},
 		},
 		{
 			name: "well-formed entry appended behind the head",
@@ -190,9 +190,9 @@ func TestTamper(t *testing.T) {
 				   FROM ledger_entries WHERE ledger_id = 'L' AND seq = 20`,
 				`UPDATE ledger_entries e SET block_hash = ledger_entry_block_hash(e) WHERE ledger_id = 'L' AND seq = 21`,
 			},
-			kind:    reconcile.ProblemHead,
+			kind:    integrity.ProblemHead,
 			seq:     21,
-			failing: []string{reconcile.CheckBalancesMatchEntries, reconcile.CheckGaplessSeq, reconcile.CheckBalanceAfter},
+			failing: []string{integrity.CheckBalancesMatchEntries, integrity.CheckGaplessSeq, integrity.CheckBalanceAfter},
 		},
 	}
 	for _, tc := range cases {
@@ -205,7 +205,7 @@ func TestTamper(t *testing.T) {
 			post(t, d.Pool, "OTHER", genEntries(0, 5))
 			tamper(t, d, tc.stmts...)
 
-			r, err := reconcile.VerifyChain(ctx, d.Pool, "L", reconcile.VerifyOptions{PageSize: 4})
+			r, err := integrity.VerifyChain(ctx, d.Pool, "L", integrity.VerifyOptions{PageSize: 4})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -216,19 +216,19 @@ func TestTamper(t *testing.T) {
 			if p.Kind != tc.kind || p.Seq != tc.seq {
 				t.Fatalf("problem %s at seq %d (%s), want %s at seq %d", p.Kind, p.Seq, p.Message, tc.kind, tc.seq)
 			}
-			if p.Kind != reconcile.ProblemHead && r.Entries != tc.seq-1 {
+			if p.Kind != integrity.ProblemHead && r.Entries != tc.seq-1 {
 				t.Errorf("%d entries verified before the problem, want %d", r.Entries, tc.seq-1)
 			}
-			if p.Message == "" || (p.Kind != reconcile.ProblemGap && p.Stored == p.Expected) {
+			if p.Message == "" || (p.Kind != integrity.ProblemGap && p.Stored == p.Expected) {
 				t.Errorf("problem does not say what is wrong: %+v", p)
 			}
-			if p.Kind == reconcile.ProblemHashMismatch {
+			if p.Kind == integrity.ProblemHashMismatch {
 				if _, err := hex.DecodeString(p.Stored); err != nil || len(p.Stored) != 64 || len(p.Expected) != 64 {
 					t.Errorf("hash mismatch without stored/recomputed hashes: %+v", p)
 				}
 			}
 			// The same page walk with another page size finds the same first problem.
-			r2, err := reconcile.VerifyChain(ctx, d.Pool, "L", reconcile.VerifyOptions{})
+			r2, err := integrity.VerifyChain(ctx, d.Pool, "L", integrity.VerifyOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,12 +236,12 @@ func TestTamper(t *testing.T) {
 				t.Errorf("default page size: problem %+v, with page size 4: %+v", r2.Problem, p)
 			}
 			// The other ledger is untouched.
-			other, err := reconcile.VerifyChain(ctx, d.Pool, "OTHER", reconcile.VerifyOptions{})
+			other, err := integrity.VerifyChain(ctx, d.Pool, "OTHER", integrity.VerifyOptions{})
 			if err != nil || !other.Intact {
 				t.Errorf("ledger OTHER: %+v, %v", other.Problem, err)
 			}
 
-			a, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+			a, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,7 +251,7 @@ func TestTamper(t *testing.T) {
 				t.Fatalf("audit failed %v, want %v\n%s", failed, tc.failing, describe(a))
 			}
 			for _, c := range a.Checks {
-				if c.Status != reconcile.StatusFail {
+				if c.Status != integrity.StatusFail {
 					continue
 				}
 				for _, f := range c.Findings {
@@ -270,7 +270,7 @@ func sorted(s []string) []string {
 	return s
 }
 
-func describe(r reconcile.AuditReport) string {
+func describe(r integrity.AuditReport) string {
 	var b strings.Builder
 	for _, c := range r.Checks {
 		b.WriteString(c.Status + " " + c.Name + "\n")
@@ -306,11 +306,11 @@ func TestVerifyWhilePosting(t *testing.T) {
 		}
 	}()
 	for rounds := 0; ; rounds++ {
-		r, err := reconcile.VerifyChain(ctx, d.Pool, "LIVE", reconcile.VerifyOptions{PageSize: 30})
+		r, err := integrity.VerifyChain(ctx, d.Pool, "LIVE", integrity.VerifyOptions{PageSize: 30})
 		if err != nil || !r.Intact {
 			t.Fatalf("verify while posting: %+v, %v", r.Problem, err)
 		}
-		a, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+		a, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 		if err != nil || !a.OK {
 			t.Fatalf("audit while posting: %v\n%s", err, describe(a))
 		}

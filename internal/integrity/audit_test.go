@@ -1,4 +1,4 @@
-package reconcile_test
+package integrity_test
 
 import (
 	"context"
@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/pg/pgtest"
-	"dualledger/internal/reconcile"
 )
 
 func TestAuditClean(t *testing.T) {
@@ -22,7 +22,7 @@ func TestAuditClean(t *testing.T) {
 		"currency_code": "XAU", "asset_type": "commodity", "transaction_type": "allocation", "reference_id": "gold-1",
 	}})
 
-	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,14 +32,14 @@ func TestAuditClean(t *testing.T) {
 	var names []string
 	for _, c := range r.Checks {
 		names = append(names, c.Name)
-		if c.Status != reconcile.StatusOK || c.Total != 0 || c.Findings == nil {
+		if c.Status != integrity.StatusOK || c.Total != 0 || c.Findings == nil {
 			t.Errorf("%s: status %s, %d findings, findings %v", c.Name, c.Status, c.Total, c.Findings)
 		}
 	}
-	want := []string{reconcile.CheckColumnNames, reconcile.CheckAccountRules, reconcile.CheckReservedWithoutHolds,
-		reconcile.CheckDuplicateReferences, reconcile.CheckEntryAccounts, reconcile.CheckBalancesMatchEntries,
-		reconcile.CheckZeroSum, reconcile.CheckGaplessSeq, reconcile.CheckLedgerHead, reconcile.CheckHashChain,
-		reconcile.CheckBalanceAfter, reconcile.CheckOperatorLog}
+	want := []string{integrity.CheckColumnNames, integrity.CheckAccountRules, integrity.CheckReservedWithoutHolds,
+		integrity.CheckDuplicateReferences, integrity.CheckEntryAccounts, integrity.CheckBalancesMatchEntries,
+		integrity.CheckZeroSum, integrity.CheckGaplessSeq, integrity.CheckLedgerHead, integrity.CheckHashChain,
+		integrity.CheckBalanceAfter, integrity.CheckOperatorLog}
 	if !slices.Equal(names, want) {
 		t.Fatalf("checks %v, want %v", names, want)
 	}
@@ -72,14 +72,14 @@ func TestAuditAccountRules(t *testing.T) {
 		// consistent, but available below -overdraft_limit (0)
 		`UPDATE bank_accounts SET reserved_balance = balance + 10, available_balance = -10 WHERE ledger_id = 'L' AND id = 'a3'`,
 	)
-	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := sorted(r.Failed()), sorted([]string{reconcile.CheckAccountRules, reconcile.CheckReservedWithoutHolds}); !slices.Equal(got, want) {
+	if got, want := sorted(r.Failed()), sorted([]string{integrity.CheckAccountRules, integrity.CheckReservedWithoutHolds}); !slices.Equal(got, want) {
 		t.Fatalf("failed %v, want %v\n%s", got, want, describe(r))
 	}
-	rules := check(t, r, reconcile.CheckAccountRules)
+	rules := check(t, r, integrity.CheckAccountRules)
 	if rules.Total != 3 || len(rules.Findings) != 3 {
 		t.Fatalf("account_rules: %d findings, want 3 (a1, a2, a3)\n%s", rules.Total, describe(r))
 	}
@@ -97,7 +97,7 @@ func TestAuditAccountRules(t *testing.T) {
 	if err := json.Unmarshal(rules.Findings[0].Details, &det); err != nil || det["account_id"] != "a1" || det["reserved_balance"] != "-1" {
 		t.Errorf("details %s (%v)", rules.Findings[0].Details, err)
 	}
-	if res := check(t, r, reconcile.CheckReservedWithoutHolds); res.Total != 2 {
+	if res := check(t, r, integrity.CheckReservedWithoutHolds); res.Total != 2 {
 		t.Errorf("reserved_without_holds: %d findings, want 2 (a1, a3)", res.Total)
 	}
 
@@ -105,11 +105,11 @@ func TestAuditAccountRules(t *testing.T) {
 	if _, err := d.Pool.Exec(ctx, `CREATE TABLE holds (id bigint)`); err != nil {
 		t.Fatal(err)
 	}
-	r, err = reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	r, err = integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := check(t, r, reconcile.CheckReservedWithoutHolds); c.Status != reconcile.StatusSkipped || c.Note == "" {
+	if c := check(t, r, integrity.CheckReservedWithoutHolds); c.Status != integrity.StatusSkipped || c.Note == "" {
 		t.Fatalf("with a holds table: %+v", c)
 	}
 }
@@ -129,17 +129,17 @@ func TestAuditDuplicateReferences(t *testing.T) {
 		        debit_balance_after, credit_balance_after
 		   FROM ledger_entries WHERE ledger_id = 'L' AND seq = 2`,
 	)
-	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dup := check(t, r, reconcile.CheckDuplicateReferences)
-	if dup.Status != reconcile.StatusFail || dup.Total != 1 || !strings.Contains(dup.Findings[0].Message, `"ref-1" is used by 2 entries (seq {2,6})`) {
+	dup := check(t, r, integrity.CheckDuplicateReferences)
+	if dup.Status != integrity.StatusFail || dup.Total != 1 || !strings.Contains(dup.Findings[0].Message, `"ref-1" is used by 2 entries (seq {2,6})`) {
 		t.Fatalf("duplicate_references: %+v", dup)
 	}
 	// The seeds' schema check (docs/design.md §10.2) sees the constraint gone too.
-	cols := check(t, r, reconcile.CheckColumnNames)
-	if cols.Status != reconcile.StatusFail || !strings.Contains(cols.Findings[0].Message, "ledger_entries_unique_ledger_reference") {
+	cols := check(t, r, integrity.CheckColumnNames)
+	if cols.Status != integrity.StatusFail || !strings.Contains(cols.Findings[0].Message, "ledger_entries_unique_ledger_reference") {
 		t.Fatalf("column_names: %+v", cols)
 	}
 }
@@ -151,11 +151,11 @@ func TestAuditLimit(t *testing.T) {
 	createLedger(t, d.Pool, "L")
 	post(t, d.Pool, "L", genEntries(0, 30))
 	tamper(t, d, `UPDATE ledger_entries SET debit_account_id = 'ghost' WHERE ledger_id = 'L' AND debit_account_id = 'issuance'`)
-	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{Limit: 5})
+	r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{Limit: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := check(t, r, reconcile.CheckEntryAccounts)
+	c := check(t, r, integrity.CheckEntryAccounts)
 	if c.Total != 24 || len(c.Findings) != 5 {
 		t.Fatalf("entry_accounts: total %d, listed %d; want 24 and 5", c.Total, len(c.Findings))
 	}
@@ -174,24 +174,24 @@ func TestAuditColumnNames(t *testing.T) {
 	if _, err := d.Pool.Exec(ctx, `ALTER TABLE bank_accounts RENAME COLUMN reserved_balance TO "reservedBalance"`); err != nil {
 		t.Fatal(err)
 	}
-	r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+	r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := check(t, r, reconcile.CheckColumnNames)
-	if c.Status != reconcile.StatusFail || c.Total != 2 ||
+	c := check(t, r, integrity.CheckColumnNames)
+	if c.Status != integrity.StatusFail || c.Total != 2 ||
 		c.Findings[0].Message != "missing column bank_accounts.reserved_balance" ||
 		!strings.Contains(c.Findings[1].Message, `camelCase column bank_accounts."reservedBalance"`) {
 		t.Fatalf("column_names: %+v", c)
 	}
 	for _, c := range r.Checks[1:] {
-		if c.Status != reconcile.StatusSkipped {
+		if c.Status != integrity.StatusSkipped {
 			t.Errorf("%s: %s, want skipped", c.Name, c.Status)
 		}
 	}
 }
 
-func check(t *testing.T, r reconcile.AuditReport, name string) reconcile.CheckResult {
+func check(t *testing.T, r integrity.AuditReport, name string) integrity.CheckResult {
 	t.Helper()
 	for _, c := range r.Checks {
 		if c.Name == name {
@@ -199,7 +199,7 @@ func check(t *testing.T, r reconcile.AuditReport, name string) reconcile.CheckRe
 		}
 	}
 	t.Fatalf("no check %s", name)
-	return reconcile.CheckResult{}
+	return integrity.CheckResult{}
 }
 
 // TestAuditOperatorLog tampers with the operator log the ways a superuser could (a row's reason
@@ -228,7 +228,7 @@ func TestAuditOperatorLog(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{}); err != nil || !r.OK {
+			if r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{}); err != nil || !r.OK {
 				t.Fatalf("before tampering: %v\n%s", err, describe(r))
 			}
 			// The guards refuse the tamper; a superuser turns them off first.
@@ -238,15 +238,15 @@ func TestAuditOperatorLog(t *testing.T) {
 			if _, err := d.Pool.Exec(ctx, `SET session_replication_role = replica; `+c.stmt+`; SET session_replication_role = origin`); err != nil {
 				t.Fatal(err)
 			}
-			r, err := reconcile.Audit(ctx, d.Pool, reconcile.AuditOptions{})
+			r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r.OK || !slices.Equal(r.Failed(), []string{reconcile.CheckOperatorLog}) {
+			if r.OK || !slices.Equal(r.Failed(), []string{integrity.CheckOperatorLog}) {
 				t.Fatalf("failed checks %v, want only operator_log:\n%s", r.Failed(), describe(r))
 			}
 			for _, ch := range r.Checks {
-				if ch.Name != reconcile.CheckOperatorLog {
+				if ch.Name != integrity.CheckOperatorLog {
 					continue
 				}
 				var det map[string]any

@@ -1,4 +1,4 @@
-package reconcile
+package integrity
 
 import (
 	"flag"
@@ -41,6 +41,6 @@ func TestAuditScriptGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	if string(got) != want {
-		t.Fatalf("%s is not generated from internal/reconcile/checks/*.sql: run go test ./internal/reconcile -run TestAuditScriptGenerated -update", auditScriptPath)
+		t.Fatalf("%s is not generated from internal/integrity/checks/*.sql: run go test ./internal/integrity -run TestAuditScriptGenerated -update", auditScriptPath)
 	}
 }

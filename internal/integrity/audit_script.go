@@ -1,4 +1,4 @@
-package reconcile
+package integrity
 
 import (
 	"fmt"
@@ -8,8 +8,8 @@ import (
 // auditScriptHeader opens scripts/audit-balances.sql; auditScript appends the list of checks.
 const auditScriptHeader = `-- scripts/audit-balances.sql: audit balances, sequences, ledger heads and the hash chain with psql.
 --
--- GENERATED from internal/reconcile/checks/*.sql, the queries ` + "`dualledger audit`" + ` runs; do not edit.
--- Change those files, then: go test ./internal/reconcile -run TestAuditScriptGenerated -update
+-- GENERATED from internal/integrity/checks/*.sql, the queries ` + "`dualledger audit`" + ` runs; do not edit.
+-- Change those files, then: go test ./internal/integrity -run TestAuditScriptGenerated -update
 -- (the test fails while this file differs from what they generate).
 --
 --   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/audit-balances.sql [-v limit=100]
@@ -65,7 +65,7 @@ SET LOCAL work_mem = '64MB';
 			where = "\n WHERE to_regclass('holds') IS NULL"
 		}
 		fmt.Fprintf(&b, "\n-- %s (%s)\nCREATE TEMP TABLE audit_%s ON COMMIT DROP AS\nSELECT row_number() OVER () AS n, c.message, c.details FROM (\n%s\n) AS c(message, details)%s;\n",
-			c.name, "internal/reconcile/checks/"+c.file, c.name, c.query(), where)
+			c.name, "internal/integrity/checks/"+c.file, c.name, c.query(), where)
 		fmt.Fprintf(&b, "\\echo '== %s: %s'\nSELECT message, details FROM audit_%s ORDER BY n LIMIT :limit;\n",
 			c.name, strings.ReplaceAll(c.description, "'", "''"), c.name)
 	}

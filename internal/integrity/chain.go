@@ -1,8 +1,8 @@
-// Package reconcile proves that the ledger is what it claims to be: the hash chain of every ledger
+// Package integrity proves that the ledger is what it claims to be: the hash chain of every ledger
 // recomputed in Go (VerifyChain), and set-based SQL audits of balances, sequences, heads and
 // schema (Audit). Both only read, each inside one REPEATABLE READ READ ONLY transaction, so they
 // see one consistent snapshot while postings go on and never block a posting.
-package reconcile
+package integrity
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package reconcile_test
+package integrity_test
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"dualledger/internal/integrity"
 	"dualledger/internal/pg/pgtest"
-	"dualledger/internal/reconcile"
 )
 
 // runPsql runs a script of scripts/ with psql against d and returns its exit code and output.
@@ -64,13 +64,13 @@ func TestAuditScriptMatchesAudit(t *testing.T) {
 			if stmts != nil {
 				tamper(t, d, stmts...)
 			}
-			r, err := reconcile.Audit(context.Background(), d.Pool, reconcile.AuditOptions{})
+			r, err := integrity.Audit(context.Background(), d.Pool, integrity.AuditOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			want := map[string]int{}
 			for _, c := range r.Checks {
-				if c.Status == reconcile.StatusFail && c.Name != reconcile.CheckColumnNames {
+				if c.Status == integrity.StatusFail && c.Name != integrity.CheckColumnNames {
 					want[c.Name] = int(c.Total)
 				}
 			}
@@ -117,11 +117,11 @@ func TestColumnNamesScript(t *testing.T) {
 		!strings.Contains(out, "camelCase column ledger_entries.debitAccountId") {
 		t.Fatalf("renamed column: exit %d\n%s", code, out)
 	}
-	r, err := reconcile.Audit(context.Background(), d.Pool, reconcile.AuditOptions{})
+	r, err := integrity.Audit(context.Background(), d.Pool, integrity.AuditOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := check(t, r, reconcile.CheckColumnNames); c.Total != 2 {
+	if c := check(t, r, integrity.CheckColumnNames); c.Total != 2 {
 		t.Fatalf("Audit's column_names disagrees with the script: %+v", c)
 	}
 }
