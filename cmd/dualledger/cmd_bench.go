@@ -1,14 +1,23 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/auth"
 	"dualledger/internal/bench"
+	"dualledger/internal/httpapi"
 )
 
 func newBenchCmd(a *app) *cobra.Command {
@@ -18,6 +27,7 @@ func newBenchCmd(a *app) *cobra.Command {
 		dists    string
 		duration time.Duration
 		accounts int
+		ledgers  int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -27,15 +37,23 @@ synchronous_commit=on, for each mode x distribution x client count:
 
   naive      one call per transaction of a plain PL/pgSQL posting function (baseline; no chain)
   single     one post_ledger_entry call per transaction (the seeds' function, docs/design.md §10.1)
-  group      one posting per caller through the posting module's group commit (the API path)
+  group      one posting per caller through the posting module's group commit (in process)
+  http       one POST /v1/ledgers/{l}/entries per posting to a real HTTP server on loopback
+             (keep-alive connections; JSON, API key, admission and group commit included)
   batch100   post_ledger_entries with 100 entries per transaction
   batch1000  post_ledger_entries with 1000 entries per transaction
+  http-batch1000  POST /v1/ledgers/{l}/entries/batch with 1000 entries per request
 
 Distributions: spread (random pairs of --accounts accounts) and hot (2 accounts).
-Each run uses a fresh ledger BENCH-<id> in the configured database. docs/benchmarks.md has
-the results of this machine and how to read them.`,
-		Example: `  dualledger bench                                   # the full matrix (about 3 minutes)
-  dualledger bench --modes batch1000 --clients 8 --duration 10s`,
+--ledgers N posts to N ledgers at once (client c to ledger c mod N; the naive baseline has one
+table). Each run uses fresh ledgers BENCH-<id>-<n> in the configured database. The http modes
+start the API server in this process on 127.0.0.1 (a random port) as the role dualledger_api,
+with a key of scope post on the bench ledgers that is revoked when the run ends; the server and
+this load generator share the machine's CPUs. docs/benchmarks.md has the results of this machine
+and how to read them. To drive a server running elsewhere, see bench http.`,
+		Example: `  dualledger bench                                   # the full matrix (about 4 minutes)
+  dualledger bench --modes naive,http --clients 32 --duration 10s
+  dualledger bench --modes http,batch1000 --ledgers 4 --clients 32`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg := bench.Config{Duration: duration, Accounts: accounts}
@@ -46,7 +64,7 @@ the results of this machine and how to read them.`,
 					ok = ok || known == mode
 				}
 				if !ok {
-					return usage("unknown mode %q (modes: naive, single, group, batch100, batch1000)", mode)
+					return usage("unknown mode %q (modes: naive, single, group, http, batch100, batch1000, http-batch1000)", mode)
 				}
 				cfg.Modes = append(cfg.Modes, mode)
 			}
@@ -64,6 +82,10 @@ the results of this machine and how to read them.`,
 				}
 				cfg.Dists = append(cfg.Dists, d)
 			}
+			if ledgers < 1 || ledgers > 64 {
+				return usage("--ledgers must be from 1 to 64")
+			}
+			cfg.Ledgers = ledgers
 			maxClients := 0
 			for _, c := range cfg.Clients {
 				maxClients = max(maxClients, c)
@@ -73,10 +95,18 @@ the results of this machine and how to read them.`,
 				return err
 			}
 			defer release()
+			if slices.ContainsFunc(cfg.Modes, func(m bench.Mode) bool { return m == bench.ModeHTTP || m == bench.ModeHTTPBatch1000 }) {
+				target, stop, err := startBenchServer(cmd.Context(), a, pool, maxClients)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				cfg.HTTP = target
+			}
 			if !a.jsonOut {
 				cfg.Progress = func(r bench.Result) {
-					fmt.Fprintf(a.errOut, "%-6s %-9s %3d clients: %8.0f entries/s  p50 %7.2f ms  p99 %7.2f ms  errors %d %s\n",
-						r.Dist, r.Mode, r.Clients, r.EntriesPerS, r.P50Ms, r.P99Ms, r.Errors, r.FirstError)
+					fmt.Fprintf(a.errOut, "%-6s %-14s %d ledger(s) %3d clients: %8.0f entries/s  p50 %7.2f ms  p99 %7.2f ms  p999 %7.2f ms  errors %d %s\n",
+						r.Dist, r.Mode, r.Ledgers, r.Clients, r.EntriesPerS, r.P50Ms, r.P99Ms, r.P999Ms, r.Errors, r.FirstError)
 				}
 			}
 			results, err := bench.Run(cmd.Context(), pool, cfg)
@@ -92,12 +122,62 @@ the results of this machine and how to read them.`,
 	}
 	cmd.AddCommand(newBenchHTTPCmd(a))
 	f := cmd.Flags()
-	f.StringVar(&modes, "modes", "naive,single,group,batch100,batch1000", "comma-separated modes")
+	f.StringVar(&modes, "modes", "naive,single,group,http,batch100,batch1000,http-batch1000", "comma-separated modes")
+	f.IntVar(&ledgers, "ledgers", 1, "ledgers posted to at once (client c posts to ledger c mod N)")
 	f.StringVar(&clients, "clients", "1,8,32", "comma-separated client counts")
 	f.StringVar(&dists, "distributions", "spread,hot", "comma-separated distributions")
 	f.DurationVar(&duration, "duration", 5*time.Second, "duration of each scenario")
 	f.IntVar(&accounts, "accounts", 1000, "accounts in the spread distribution")
 	return cmd
+}
+
+// startBenchServer serves the API in this process on a loopback port, as the role the real
+// server uses (dualledger_api), with a fresh key of scope post that stop revokes. The bench
+// ledgers do not exist yet, so the key is not limited to them; it is revoked when the run ends.
+func startBenchServer(ctx context.Context, a *app, owner *pgxpool.Pool, clients int) (*bench.HTTPTarget, func(), error) {
+	apiPool, releaseAPI, err := a.open(ctx, openOptions{role: "dualledger_api", maxConns: 16})
+	if err != nil {
+		return nil, nil, err
+	}
+	nk, err := auth.Create(ctx, owner, "system:bench", auth.Spec{Name: "bench-http", Scopes: []string{auth.ScopePost}})
+	if err != nil {
+		releaseAPI()
+		return nil, nil, fmt.Errorf("create the bench's API key: %w", err)
+	}
+	cfg := httpapi.Config{
+		MaxBatch:          httpapi.DefaultMaxBatch,
+		GroupCommitMax:    httpapi.DefaultGroupCommitMax,
+		ShutdownTimeout:   httpapi.DefaultShutdownTimeout,
+		MaxInFlight:       max(httpapi.DefaultMaxInFlight, 2*clients),
+		MaxInFlightPerKey: max(httpapi.DefaultMaxInFlight, 2*clients) / 2,
+		// Only warnings: an access log line per request would measure the terminal.
+		Logger: slog.New(slog.NewTextHandler(a.errOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	srv, err := httpapi.NewServer(httpapi.Deps{Pool: apiPool}, cfg)
+	if err == nil {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err == nil {
+			sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(sctx, ln) }()
+			stop := func() {
+				cancel()
+				if err := <-done; err != nil {
+					fmt.Fprintln(a.errOut, "dualledger bench: server:", err)
+				}
+				if _, err := auth.Revoke(context.WithoutCancel(ctx), owner, "system:bench", nk.ID, "bench run ended"); err != nil {
+					fmt.Fprintln(a.errOut, "dualledger bench: revoke the bench key:", err)
+				}
+				releaseAPI()
+			}
+			return &bench.HTTPTarget{URL: "http://" + ln.Addr().String(), Token: nk.Token}, stop, nil
+		}
+	}
+	if _, rerr := auth.Revoke(context.WithoutCancel(ctx), owner, "system:bench", nk.ID, "bench server did not start"); rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	releaseAPI()
+	return nil, nil, fmt.Errorf("start the bench's API server: %w", err)
 }
 
 func newBenchHTTPCmd(a *app) *cobra.Command {

@@ -15,9 +15,44 @@ import (
 )
 
 func newKeysCmd(a *app) *cobra.Command {
+	// listKeys is what both "keys" and "keys list" do.
+	listKeys := func(cmd *cobra.Command, _ []string) error {
+		pool, release, err := a.open(cmd.Context(), openOptions{})
+		if err != nil {
+			return err
+		}
+		defer release()
+		keys, err := auth.List(cmd.Context(), pool)
+		if err != nil {
+			return err
+		}
+		if a.jsonOut {
+			return a.printJSON(keys)
+		}
+		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tLEDGERS\tBANK\tRATE/S\tCREATED\tREVOKED")
+		for _, k := range keys {
+			ledgers, bank, rate, revoked := "all", "-", "-", "-"
+			if len(k.Ledgers) > 0 {
+				ledgers = strings.Join(k.Ledgers, ",")
+			}
+			if k.BankID != nil {
+				bank = *k.BankID
+			}
+			if k.RateLimit != nil {
+				rate = fmt.Sprintf("%g", *k.RateLimit)
+			}
+			if k.RevokedAt != nil {
+				revoked = k.RevokedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), ledgers, bank, rate,
+				k.CreatedAt.Format(time.RFC3339), revoked)
+		}
+		return tw.Flush()
+	}
 	cmd := &cobra.Command{
 		Use:   "keys",
-		Short: "API keys: list (subcommands: create, revoke)",
+		Short: "API keys: list them (subcommands: create, list, revoke)",
 		Long: `Every /v1 request needs an API key (Authorization: Bearer <token>). Keys are created here
 (or by an admin key through POST /v1/keys); the token is printed once and only its sha256 is
 stored. A running server sees a new key on its first request and a revocation within a second.
@@ -28,40 +63,14 @@ including keys, overdraft limits and the operator log). --ledger limits a key to
 --bank makes it a member bank's key, which moves money only out of that bank's accounts and
 reads only them. Every create and revoke is recorded in the operator log.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			pool, release, err := a.open(cmd.Context(), openOptions{})
-			if err != nil {
-				return err
-			}
-			defer release()
-			keys, err := auth.List(cmd.Context(), pool)
-			if err != nil {
-				return err
-			}
-			if a.jsonOut {
-				return a.printJSON(keys)
-			}
-			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tLEDGERS\tBANK\tRATE/S\tCREATED\tREVOKED")
-			for _, k := range keys {
-				ledgers, bank, rate, revoked := "all", "-", "-", "-"
-				if len(k.Ledgers) > 0 {
-					ledgers = strings.Join(k.Ledgers, ",")
-				}
-				if k.BankID != nil {
-					bank = *k.BankID
-				}
-				if k.RateLimit != nil {
-					rate = fmt.Sprintf("%g", *k.RateLimit)
-				}
-				if k.RevokedAt != nil {
-					revoked = k.RevokedAt.Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), ledgers, bank, rate,
-					k.CreatedAt.Format(time.RFC3339), revoked)
-			}
-			return tw.Flush()
-		},
+		RunE: listKeys,
+	}
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List API keys (the same as dualledger keys): tokens are never shown, revoked keys are",
+		Example: "  dualledger keys list --json",
+		Args:    cobra.NoArgs,
+		RunE:    listKeys,
 	}
 
 	var (
@@ -153,7 +162,7 @@ create ...) works) and what it is to standard error.`,
 		},
 	}
 	revoke.Flags().StringVar(&reason, "reason", "", "why, for the operator log")
-	cmd.AddCommand(create, revoke)
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }
 

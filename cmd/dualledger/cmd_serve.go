@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -180,7 +181,7 @@ separately.`,
 	f.IntVar(&cfg.GroupCommitMax, "group-commit-max", cfg.GroupCommitMax, "most single postings in one group-commit transaction")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", cfg.ShutdownTimeout, "how long in-flight requests may take to finish on shutdown")
 	f.StringVar(&cfg.MasterLedger, "master-ledger", "MASTER", "the ledger of GSS settlements (POST /v1/settlements)")
-	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this HOST:PORT, a listener of its own (off by default; keep it on loopback or the monitoring network)")
+	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and the Go profiler /debug/pprof/ on this HOST:PORT, a listener of its own (off by default; keep it on loopback or the monitoring network)")
 	f.StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file, with --tls-key")
 	f.StringVar(&tlsKey, "tls-key", "", "the PEM private key of --tls-cert")
 	f.Var(&maxMetadata, "max-metadata", "largest metadata of an entry or account, as sent (e.g. 16KiB)")
@@ -195,11 +196,18 @@ separately.`,
 	return cmd
 }
 
-// serveMetrics returns a task that serves h at /metrics on ln until its context ends.
+// serveMetrics returns a task that serves h at /metrics on ln until its context ends, and the
+// Go profiler at /debug/pprof/ beside it: the operations listener is the one place an operator
+// can ask a live server where its time goes (docs/benchmarks.md), and it is never the API's port.
 func serveMetrics(ln net.Listener, h http.Handler) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", h)
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 		ms := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() {
 			<-ctx.Done()

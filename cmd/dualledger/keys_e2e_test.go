@@ -141,9 +141,11 @@ func TestKeysOnARunningServer(t *testing.T) {
 	if st, _ := httpDo(t, "POST", base+"/v1/ledgers", nk.Token, `{"id":"OTHER"}`); st != 403 {
 		t.Errorf("read key creating a ledger: %d", st)
 	}
-	list, _, _ := cli(t, owner, "keys", "--json")
-	if strings.Contains(list, nk.Token) || strings.Contains(list, token) || !strings.Contains(list, nk.ID) {
-		t.Errorf("keys list: %s", list)
+	for _, args := range [][]string{{"keys", "--json"}, {"keys", "list", "--json"}, {"keys", "list"}} {
+		list, _, _ := cli(t, owner, args...)
+		if strings.Contains(list, nk.Token) || strings.Contains(list, token) || !strings.Contains(list, nk.ID) {
+			t.Errorf("%v: %s", args, list)
+		}
 	}
 	if _, stderr, code := cli(t, owner, "keys", "revoke", nk.ID, "--reason", "rotated"); code != 0 {
 		t.Fatalf("keys revoke: %d %s", code, stderr)

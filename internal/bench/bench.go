@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -35,10 +36,30 @@ const (
 	// ModeBatch100 and ModeBatch1000: post_ledger_entries with batches of 100 / 1000.
 	ModeBatch100  Mode = "batch100"
 	ModeBatch1000 Mode = "batch1000"
+	// ModeHTTP: one POST /v1/ledgers/{l}/entries per posting through a real HTTP server over
+	// loopback TCP with keep-alive connections (Config.HTTP): JSON, access control, admission
+	// and group commit included, as a client sees them.
+	ModeHTTP Mode = "http"
+	// ModeHTTPBatch1000: POST /v1/ledgers/{l}/entries/batch with 1000 entries per request.
+	ModeHTTPBatch1000 Mode = "http-batch1000"
 )
 
 // AllModes in report order.
-var AllModes = []Mode{ModeNaive, ModeSingle, ModeGroup, ModeBatch100, ModeBatch1000}
+var AllModes = []Mode{ModeNaive, ModeSingle, ModeGroup, ModeHTTP, ModeBatch100, ModeBatch1000, ModeHTTPBatch1000}
+
+// perCall is how many postings one call of the mode carries.
+func (m Mode) perCall() int {
+	switch m {
+	case ModeBatch100:
+		return 100
+	case ModeBatch1000, ModeHTTPBatch1000:
+		return 1000
+	}
+	return 1
+}
+
+// overHTTP says whether the mode needs Config.HTTP.
+func (m Mode) overHTTP() bool { return m == ModeHTTP || m == ModeHTTPBatch1000 }
 
 // Spread and Hot are the account distributions.
 const (
@@ -53,7 +74,18 @@ type Config struct {
 	Dists    []string
 	Duration time.Duration // per scenario
 	Accounts int           // accounts of the spread distribution
-	Progress func(Result)  // called after each scenario (may be nil)
+	// Ledgers is how many ledgers each scenario posts to at once (default 1): client c posts to
+	// ledger c mod Ledgers, so ledgers scale only as far as their heads are independent.
+	Ledgers  int
+	HTTP     *HTTPTarget  // the server of the http modes (required by them)
+	Progress func(Result) // called after each scenario (may be nil)
+}
+
+// HTTPTarget is a running server the http modes post to: its base URL and a token with the post
+// scope on the bench ledgers (the caller creates both; `dualledger bench` starts one in process).
+type HTTPTarget struct {
+	URL   string
+	Token string
 }
 
 // Result of one scenario.
@@ -61,12 +93,14 @@ type Result struct {
 	Mode         Mode    `json:"mode"`
 	Dist         string  `json:"distribution"`
 	Clients      int     `json:"clients"`
+	Ledgers      int     `json:"ledgers"`
 	Entries      int64   `json:"entries"`
 	Calls        int64   `json:"calls"`
 	Seconds      float64 `json:"seconds"`
 	EntriesPerS  float64 `json:"entries_per_second"`
 	P50Ms        float64 `json:"p50_ms"` // latency of one call (one posting, or one batch)
 	P99Ms        float64 `json:"p99_ms"`
+	P999Ms       float64 `json:"p999_ms"`
 	Rejected     int64   `json:"rejected"`
 	Errors       int64   `json:"errors"`
 	FirstError   string  `json:"first_error,omitempty"`
@@ -80,6 +114,14 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) ([]Result, error) 
 	if cfg.Accounts < 4 {
 		cfg.Accounts = 1000
 	}
+	if cfg.Ledgers < 1 {
+		cfg.Ledgers = 1
+	}
+	for _, m := range cfg.Modes {
+		if m.overHTTP() && cfg.HTTP == nil {
+			return nil, fmt.Errorf("mode %s needs a server (Config.HTTP)", m)
+		}
+	}
 	var sc string
 	if err := pool.QueryRow(ctx, "SHOW synchronous_commit").Scan(&sc); err != nil {
 		return nil, fmt.Errorf("read synchronous_commit: %w", err)
@@ -88,9 +130,17 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) ([]Result, error) 
 		return nil, fmt.Errorf("synchronous_commit is %q: the benchmark measures durable commits only", sc)
 	}
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
-	ledgerID := benchLedger + "-" + run
-	if err := setup(ctx, pool, ledgerID, cfg.Accounts); err != nil {
-		return nil, err
+	ledgers := make([]string, cfg.Ledgers)
+	for i := range ledgers {
+		ledgers[i] = fmt.Sprintf("%s-%s-%d", benchLedger, run, i+1)
+		if err := setup(ctx, pool, ledgers[i], cfg.Accounts); err != nil {
+			return nil, err
+		}
+	}
+	var hc *httpClient
+	if cfg.HTTP != nil {
+		hc = newHTTPClient(cfg.HTTP.URL, cfg.HTTP.Token, slices.Max(cfg.Clients))
+		defer hc.hc.CloseIdleConnections()
 	}
 	var out []Result
 	for _, dist := range cfg.Dists {
@@ -99,7 +149,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) ([]Result, error) 
 				if err := ctx.Err(); err != nil {
 					return out, err
 				}
-				r, err := scenario(ctx, pool, ledgerID, run, mode, dist, clients, cfg)
+				r, err := scenario(ctx, pool, hc, ledgers, run, mode, dist, clients, cfg)
 				if err != nil {
 					return out, fmt.Errorf("%s/%s/%d clients: %w", mode, dist, clients, err)
 				}
@@ -141,6 +191,8 @@ func setup(ctx context.Context, pool *pgxpool.Pool, ledgerID string, accounts in
 	if err != nil {
 		return fmt.Errorf("create naive baseline: %w", err)
 	}
+	// The http modes' key may be limited to the bench ledgers: it is created before them.
+
 	_, err = pool.Exec(ctx, `TRUNCATE bench_naive.entries, bench_naive.accounts`)
 	if err == nil {
 		_, err = pool.Exec(ctx, `INSERT INTO bench_naive.accounts (id, balance)
@@ -176,15 +228,9 @@ BEGIN
     RETURN v_id;
 END $$;`
 
-func scenario(ctx context.Context, pool *pgxpool.Pool, ledgerID, run string, mode Mode, dist string, clients int, cfg Config) (Result, error) {
-	res := Result{Mode: mode, Dist: dist, Clients: clients}
-	per := 1
-	switch mode {
-	case ModeBatch100:
-		per = 100
-	case ModeBatch1000:
-		per = 1000
-	}
+func scenario(ctx context.Context, pool *pgxpool.Pool, hc *httpClient, ledgers []string, run string, mode Mode, dist string, clients int, cfg Config) (Result, error) {
+	res := Result{Mode: mode, Dist: dist, Clients: clients, Ledgers: len(ledgers)}
+	per := mode.perCall()
 	// Every mode but the SQL-level ones goes through the posting module, as the API does: group
 	// commit for single postings, and the per-ledger admission limit for batches.
 	var groups, grouped atomic.Int64
@@ -221,7 +267,15 @@ func scenario(ctx context.Context, pool *pgxpool.Pool, ledgerID, run string, mod
 						AssetType: "fiat", TransactionType: "bench", ReferenceID: fmt.Sprintf("%s-%s-%s-%d-%d", run, mode, dist, clients, c*100000000+n)}
 				}
 				t0 := time.Now()
-				rej, err := call(ctx, pool, poster, mode, ledgerID, batch)
+				var (
+					rej int
+					err error
+				)
+				if mode.overHTTP() {
+					rej, err = hc.postEntries(ctx, ledgers[c%len(ledgers)], batch)
+				} else {
+					rej, err = call(ctx, pool, poster, mode, ledgers[c%len(ledgers)], batch)
+				}
 				local = append(local, time.Since(t0))
 				calls.Add(1)
 				if err != nil {
@@ -248,7 +302,8 @@ func scenario(ctx context.Context, pool *pgxpool.Pool, ledgerID, run string, mod
 		res.FirstError = v.(string)
 	}
 	res.EntriesPerS = float64(res.Entries) / elapsed.Seconds()
-	res.P50Ms, res.P99Ms = percentiles(latencies)
+	slices.Sort(latencies)
+	res.P50Ms, res.P99Ms, res.P999Ms = pct(latencies, 0.50), pct(latencies, 0.99), pct(latencies, 0.999)
 	if g := groups.Load(); g > 0 {
 		res.AvgGroupSize = float64(grouped.Load()) / float64(g)
 	}
@@ -307,23 +362,11 @@ func call(ctx context.Context, pool *pgxpool.Pool, poster *ledger.Poster, mode M
 	}
 }
 
-func percentiles(ds []time.Duration) (p50, p99 float64) {
-	if len(ds) == 0 {
-		return 0, 0
-	}
-	slices.Sort(ds)
-	at := func(q float64) float64 {
-		i := int(q * float64(len(ds)-1))
-		return float64(ds[i].Microseconds()) / 1000
-	}
-	return at(0.50), at(0.99)
-}
-
 // Table renders results as a Markdown table.
 func Table(rs []Result) string {
 	var b strings.Builder
-	b.WriteString("| distribution | mode | clients | entries/s | p50 ms | p99 ms | postings/txn | entries | errors |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| distribution | mode | ledgers | clients | entries/s | p50 ms | p99 ms | p999 ms | postings/txn | entries | errors |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	sorted := slices.Clone(rs)
 	order := map[Mode]int{}
 	for i, m := range AllModes {
@@ -339,17 +382,15 @@ func Table(rs []Result) string {
 		return sorted[i].Clients < sorted[j].Clients
 	})
 	for _, r := range sorted {
-		per := "1"
+		per := strconv.Itoa(r.Mode.perCall())
 		switch r.Mode {
-		case ModeBatch100:
-			per = "100"
-		case ModeBatch1000:
-			per = "1000"
 		case ModeGroup:
 			per = fmt.Sprintf("%.1f", r.AvgGroupSize)
+		case ModeHTTP:
+			per = "group commit" // in the server: its metrics say how large
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.2f | %.2f | %s | %d | %d |\n",
-			r.Dist, r.Mode, r.Clients, r.EntriesPerS, r.P50Ms, r.P99Ms, per, r.Entries, r.Errors)
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %s | %d | %d |\n",
+			r.Dist, r.Mode, r.Ledgers, r.Clients, r.EntriesPerS, r.P50Ms, r.P99Ms, r.P999Ms, per, r.Entries, r.Errors)
 	}
 	return b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"dualledger/internal/ledger"
 )
 
 // HTTPConfig drives a running server (`dualledger serve`) through its real HTTP API with
@@ -61,10 +63,8 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 	if cfg.Accounts < 4 {
 		cfg.Accounts = 1000
 	}
-	tr := &http.Transport{MaxIdleConns: cfg.Clients, MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients,
-		IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	c := &httpClient{base: strings.TrimRight(cfg.URL, "/"), token: cfg.Token, hc: &http.Client{Transport: tr, Timeout: time.Minute}}
+	c := newHTTPClient(cfg.URL, cfg.Token, cfg.Clients)
+	defer c.hc.CloseIdleConnections()
 
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
 	ledgerID := benchLedger + "-HTTP-" + run
@@ -183,6 +183,78 @@ func pct(d []time.Duration, q float64) float64 {
 type httpClient struct {
 	base, token string
 	hc          *http.Client
+}
+
+// newHTTPClient keeps up to conns keep-alive connections to base.
+func newHTTPClient(base, token string, conns int) *httpClient {
+	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
+	return &httpClient{base: strings.TrimRight(base, "/"), token: token, hc: &http.Client{Transport: tr, Timeout: time.Minute}}
+}
+
+// postEntries posts one entry (POST .../entries) or a batch (POST .../entries/batch, not atomic)
+// and returns how many were rejected. The body is written by hand: the generator shares the
+// machine with the server and the database, and encoding/json's reflection would be its largest
+// cost. The bench's ids, amounts and references need no escaping.
+func (c *httpClient) postEntries(ctx context.Context, ledgerID string, batch []ledger.EntryInput) (int, error) {
+	path := "/v1/ledgers/" + ledgerID + "/entries"
+	b := make([]byte, 0, 256*len(batch)+32)
+	if len(batch) > 1 {
+		path += "/batch"
+		b = append(b, `{"entries":[`...)
+	}
+	for i, e := range batch {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"debit_account_id":"`...)
+		b = append(b, e.DebitAccountID...)
+		b = append(b, `","credit_account_id":"`...)
+		b = append(b, e.CreditAccountID...)
+		b = append(b, `","amount":"`...)
+		b = append(b, e.Amount...)
+		b = append(b, `","currency_code":"`...)
+		b = append(b, e.CurrencyCode...)
+		b = append(b, `","asset_type":"`...)
+		b = append(b, e.AssetType...)
+		b = append(b, `","transaction_type":"`...)
+		b = append(b, e.TransactionType...)
+		b = append(b, `","reference_id":"`...)
+		b = append(b, e.ReferenceID...)
+		b = append(b, `"}`...)
+	}
+	if len(batch) > 1 {
+		b = append(b, `]}`...)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case len(batch) == 1 && resp.StatusCode == http.StatusCreated:
+		_, _ = io.Copy(io.Discard, resp.Body) // read to the end, so the connection is reused
+		return 0, nil
+	case len(batch) == 1 && resp.StatusCode == http.StatusUnprocessableEntity:
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return 1, nil
+	case len(batch) > 1 && resp.StatusCode == http.StatusOK:
+		var r struct {
+			Rejected int `json:"rejected"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return 0, fmt.Errorf("POST %s: read the answer: %w", path, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return r.Rejected, nil
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	return 0, fmt.Errorf("POST %s: status %d: %s", path, resp.StatusCode, msg)
 }
 
 func (c *httpClient) post(ctx context.Context, path string, body []byte) (int, error) {
