@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzDecodeEntry$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzDecodeJSONBodies$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/httpapi -run '^$$' -fuzz '^FuzzPlainObjectAgreesWithScanJSON$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzParseRetryAfter$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzEntryBody$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzLoadConfigFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)

@@ -183,8 +183,10 @@ func decodeStrictDepth(data []byte, v any, maxDepth int) error {
 	if err := checkEscapes(data); err != nil {
 		return err
 	}
-	if err := scanJSON(data, jsonFieldsOf(reflect.TypeOf(v).Elem()), maxDepth); err != nil {
-		return err
+	if fields := jsonFieldsOf(reflect.TypeOf(v).Elem()); !plainObject(data, fields, maxDepth) {
+		if err := scanJSON(data, fields, maxDepth); err != nil {
+			return err
+		}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
