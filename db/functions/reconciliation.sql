@@ -259,3 +259,13 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION reconcile_fail(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_fail(bigint, text) TO dualledger_worker;
+
+-- The last good run of each SCB (the schedule of `serve --reconcile-every` asks which are due).
+CREATE OR REPLACE FUNCTION reconcile_last_ok_runs()
+RETURNS TABLE (scb_id text, run_id bigint, started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT DISTINCT ON (r.scb_id) r.scb_id, r.id, r.started_at, r.finished_at
+      FROM reconciliation_runs r WHERE r.status = 'ok' ORDER BY r.scb_id, r.id DESC
+$$;
+REVOKE ALL ON FUNCTION reconcile_last_ok_runs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_last_ok_runs() TO dualledger_worker;
