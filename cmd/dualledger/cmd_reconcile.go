@@ -476,3 +476,36 @@ func newDiscrepanciesResolveCmd(a *app) *cobra.Command {
 func resolveDiscrepancy(ctx context.Context, pool *pgxpool.Pool, id int64, res reconcile.Resolution) (reconcile.Discrepancy, *ledger.Result, error) {
 	return reconcile.Resolve(ctx, pool, cliActor(), id, res)
 }
+
+// reconcileSchedule is `serve --reconcile-every`: reconciliation on a timer, on a pool of its own
+// as dualledger_worker (the API's role may not write the reconciliation tables), closed when Run
+// returns.
+type reconcileSchedule struct {
+	s       *reconcile.Schedule
+	release func()
+}
+
+func newReconcileSchedule(ctx context.Context, a *app, wopts workerOptions, every, grace time.Duration) (*reconcileSchedule, error) {
+	pool, release, err := a.open(ctx, openOptions{role: wopts.role, maxConns: 2, service: true})
+	if err != nil {
+		return nil, err
+	}
+	clients, err := outbox.NewClients(ctx, pool, a.environ, wopts.scbConfig, wopts.scbTimeout, 0, a.logger)
+	if err != nil {
+		release()
+		return nil, &exitError{code: exitInfra, err: err}
+	}
+	resolve := func(id string) (reconcile.SCB, bool) {
+		c, ok := clients.Resolve(id)
+		rc, isSCB := c.(reconcile.SCB)
+		return rc, ok && isSCB
+	}
+	return &reconcileSchedule{release: release, s: &reconcile.Schedule{Pool: pool, Clients: resolve, Every: every, Grace: grace,
+		Actor: "system:serve-reconcile@" + wopts.cfg.WorkerID, Logger: a.logger}}, nil
+}
+
+// Run runs the schedule until ctx ends, then closes its pool.
+func (r *reconcileSchedule) Run(ctx context.Context) error {
+	defer r.release()
+	return r.s.Run(ctx)
+}

@@ -243,3 +243,30 @@ func TestOneRunPerSCB(t *testing.T) {
 		t.Fatalf("runs: %+v %v", runs, err)
 	}
 }
+
+// TestScheduleRunsDueSCBs: the schedule (as dualledger_worker) reconciles each SCB whose last good
+// run is older than Every, skips one without a client, and does not run again while it is fresh.
+func TestScheduleRunsDueSCBs(t *testing.T) {
+	e := newEnv(t, "SCB-1", "SCB-2")
+	e.post("SCB-1", "a", "1.00")
+	e.deliver(3)
+	s := &reconcile.Schedule{Pool: e.d.PoolAs(t, "dualledger_worker"), Every: time.Hour, Actor: "system:test",
+		Clients: func(id string) (reconcile.SCB, bool) {
+			if id == "SCB-2" {
+				return nil, false
+			}
+			return e.clients[id], true
+		}}
+	runs := s.RunDue(e.ctx)
+	if len(runs) != 1 || runs[0].SCBID != "SCB-1" || runs[0].Status != "ok" || runs[0].Actor != "system:test" {
+		t.Fatalf("first: %+v", runs)
+	}
+	if runs := s.RunDue(e.ctx); len(runs) != 0 {
+		t.Fatalf("again while fresh: %+v", runs)
+	}
+	s.Every = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	if runs := s.RunDue(e.ctx); len(runs) != 1 {
+		t.Fatalf("after Every: %+v", runs)
+	}
+}

@@ -51,6 +51,9 @@ func (s *Schedule) Run(ctx context.Context) error {
 
 // RunDue runs one reconciliation of every due SCB, one after the other, and returns the runs.
 func (s *Schedule) RunDue(ctx context.Context) []Run {
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
 	rows, err := s.Pool.Query(ctx, `SELECT id FROM banks b WHERE NOT EXISTS (
 		SELECT 1 FROM reconcile_last_ok_runs() r WHERE r.scb_id = b.id AND r.started_at > now() - $1::interval) ORDER BY id`, s.Every)
 	if err != nil {
