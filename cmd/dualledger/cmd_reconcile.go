@@ -125,7 +125,7 @@ func runReconcile(ctx context.Context, a *app, o reconcileOptions, ids []string)
 		err        error
 	}
 	var (
-		results               []result
+		results                 []result
 		infra, busy, unresolved int
 	)
 	for _, id := range ids {
