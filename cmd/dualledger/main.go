@@ -168,6 +168,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newOperatorLogCmd(a),
 		newReconcileCmd(a),
 		newDiscrepanciesCmd(a),
+		newCheckpointCmd(a),
 	)
 	return root
 }
