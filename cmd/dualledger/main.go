@@ -169,6 +169,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newReconcileCmd(a),
 		newDiscrepanciesCmd(a),
 		newCheckpointCmd(a),
+		newStatementCmd(a),
 	)
 	return root
 }

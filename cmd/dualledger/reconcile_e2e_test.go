@@ -128,4 +128,14 @@ func TestReconcileCLI(t *testing.T) {
 		t.Errorf("operator log: %s", out)
 	}
 	e.checkExactlyOnce(scbs...)
+
+	// The statement the member bank reconciles with.
+	today := time.Now().UTC().Format(time.DateOnly)
+	if out, stderr, code := cliWith(t, owner, nil, "statement", "--ledger", "MASTER", "--account", "SCB-1-USD", "--from", today, "--to", today,
+		"--format", "camt053"); code != 0 || !strings.Contains(out, "<Cd>CLBD</Cd>") {
+		t.Errorf("statement: exit %d: %s %s", code, out, stderr)
+	}
+	if _, stderr, code := cliWith(t, owner, nil, "statement", "--ledger", "MASTER", "--account", "SCB-1-USD", "--from", "2026-02-30", "--to", today); code != 2 {
+		t.Errorf("statement with a bad date: exit %d: %s", code, stderr)
+	}
 }

@@ -49,6 +49,7 @@ func accessSamples(keyID string) map[string]accessSample {
 		"revokeKey":           {"/v1/keys/" + keyID + "/revoke", func(int) any { return map[string]any{"reason": "matrix"} }, 200},
 		"listOperatorActions": {"/v1/operator-actions", nil, 200},
 		"listDiscrepancies":   {"/v1/discrepancies", nil, 200},
+		"accountStatement":    {"/v1/ledgers/MASTER/accounts/SCB-1-USD/statement?from=2020-01-01&to=2020-12-31", nil, 200},
 		"resolveDiscrepancy": {"/v1/discrepancies/1/resolve", func(int) any {
 			return map[string]any{"resolution": "explained", "reason": "matrix"}
 		}, 200},

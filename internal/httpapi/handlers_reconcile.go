@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"math"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/reconcile"
+	"dualledger/internal/statement"
 )
 
 // DiscrepancyList is one page of reconciliation discrepancies, in id order.
@@ -128,5 +130,55 @@ func (s *Server) resolveDiscrepancy(w http.ResponseWriter, r *http.Request) erro
 		out.Correction = &e
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// accountStatement answers GET /v1/ledgers/{ledger_id}/accounts/{account_id}/statement: JSON
+// (statement.Statement), CSV or camt.053.001.08 XML by ?format=. A member bank's key gets only
+// its own bank's accounts.
+func (s *Server) accountStatement(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	from, to := q.Get("from"), q.Get("to")
+	if from == "" || to == "" {
+		field := "from"
+		if from != "" {
+			field = "to"
+		}
+		return fieldError(ledger.CodeInvalidRequest, field, "from and to are required (YYYY-MM-DD)")
+	}
+	format := q.Get("format")
+	if format == "" {
+		format = string(statement.JSON)
+	}
+	f, err := statement.ParseFormat(format)
+	if err != nil {
+		return err
+	}
+	fromT, toT, err := statement.Dates(from, to)
+	if err != nil {
+		return err
+	}
+	ledgerID, accountID := r.PathValue("ledger_id"), r.PathValue("account_id")
+	if bank := keyOf(r).Bank(); bank != "" {
+		a, err := ledger.GetAccount(r.Context(), s.pool, ledgerID, accountID)
+		if err != nil || a.BankID == nil || *a.BankID != bank {
+			return forbidden("a member bank's key reads only its own bank's accounts")
+		}
+	}
+	st, err := statement.Build(r.Context(), s.pool, ledgerID, accountID, fromT, toT)
+	if err != nil {
+		return err
+	}
+	if f == statement.JSON {
+		writeJSON(w, http.StatusOK, st)
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := statement.Write(&buf, st, f); err != nil {
+		return ledger.Errorf(ledger.CodeInvalidRequest, "%v", err).WithDetails(map[string]string{"field": "format"})
+	}
+	w.Header().Set("Content-Type", f.ContentType())
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(buf.Bytes())
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 	"testing"
 
 	"dualledger/internal/auth"
@@ -81,3 +83,39 @@ func TestDiscrepanciesAPI(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestStatementAPI: JSON, CSV and camt.053 of an account; a member bank's key gets its own
+// accounts' statements only; bad ranges and formats are 400 with the field.
+func TestStatementAPI(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e)
+	bank := "SCB-1"
+	scb1 := e.newKey(auth.Spec{Name: "scb1", Scopes: []string{auth.ScopeRead}, BankID: &bank})
+	reader := e.newKey(auth.Spec{Name: "reader", Scopes: []string{auth.ScopeRead}})
+	today := time.Now().UTC().Format(time.DateOnly)
+	path := "/v1/ledgers/MASTER/accounts/SCB-1-USD/statement?from=" + today + "&to=" + today
+	r := e.as(scb1, "GET", path, nil)
+	if r.status != 200 || r.get("opening_balance") != "0.00" || r.get("closing_balance") != "1000000.00" || r.get("count") != float64(1) {
+		t.Fatalf("json: %d %s", r.status, r.raw)
+	}
+	if r := e.as(scb1, "GET", "/v1/ledgers/MASTER/accounts/SCB-2-USD/statement?from="+today+"&to="+today, nil); r.status != http.StatusForbidden {
+		t.Errorf("another bank's account: %d %s", r.status, r.raw)
+	}
+	r = e.as(reader, "GET", path+"&format=csv", nil)
+	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/csv") || !strings.Contains(string(r.raw), "closing,MASTER,SCB-1-USD") {
+		t.Errorf("csv: %d %s %s", r.status, r.header.Get("Content-Type"), r.raw)
+	}
+	r = e.as(reader, "GET", path+"&format=camt053", nil)
+	if r.status != 200 || !strings.Contains(string(r.raw), "camt.053.001.08") || !strings.Contains(string(r.raw), "<Cd>CLBD</Cd>") {
+		t.Errorf("camt053: %d %s", r.status, r.raw)
+	}
+	for q, field := range map[string]string{"from=2026-13-01&to=2026-12-01": "from", "from=2026-12-02&to=2026-12-01": "to",
+		"from=" + today + "&to=" + today + "&format=pdf": "format", "to=2026-01-01": "from"} {
+		if r := e.as(reader, "GET", "/v1/ledgers/MASTER/accounts/SCB-1-USD/statement?"+q, nil); r.status != 400 || !strings.Contains(string(r.raw), `"field":"`+field+`"`) {
+			t.Errorf("%s: %d %s", q, r.status, r.raw)
+		}
+	}
+	if r := e.as(reader, "GET", "/v1/ledgers/MASTER/accounts/nope/statement?from="+today+"&to="+today, nil); r.status != 404 {
+		t.Errorf("unknown account: %d %s", r.status, r.raw)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
 	"dualledger/internal/settlement"
+	"dualledger/internal/statement"
 )
 
 // handlerFunc is an endpoint: it writes a success response itself, or returns an error that the
@@ -292,6 +293,22 @@ func (s *Server) routes() []route {
 			},
 			handle:    s.listOperatorActions,
 			responses: []response{ok(http.StatusOK, OperatorActionList{}, "One page of the operator log.")},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}/statement", id: "accountStatement",
+			access: needs(auth.ScopeRead), tag: "reconciliation",
+			summary:     "An account statement for booking dates from..to: opening balance, every entry with its running balance, closing balance",
+			description: "format=json (default, this schema), csv (text/csv: a row per entry between an opening and a closing row) or camt053 (application/xml: ISO 20022 camt.053.001.08 BankToCustomerStatement, Bal OPBD/CLBD, one Ntry per entry). Balances are the stored balances-after. A member bank's key reads only its own bank's accounts.",
+			query: []queryParam{
+				{name: "from", description: "First booking date, YYYY-MM-DD (UTC)."},
+				{name: "to", description: "Last booking date, YYYY-MM-DD (UTC), at most 366 days after from."},
+				{name: "format", description: "json, csv or camt053.", def: "json"},
+			},
+			handle: s.accountStatement,
+			responses: []response{
+				ok(http.StatusOK, statement.Statement{}, "The statement (JSON; CSV or camt.053 XML by format)."),
+				fail(http.StatusNotFound, ledger.CodeUnknownAccount),
+			},
 		},
 		{
 			method: http.MethodGet, path: "/v1/discrepancies", id: "listDiscrepancies", access: needs(auth.ScopeRead), tag: "reconciliation",
