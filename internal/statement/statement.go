@@ -32,9 +32,9 @@ type Line struct {
 	Direction       string    `json:"direction"`    // credit or debit, for this account
 	Counterparty    string    `json:"counterparty"` // the entry's other account
 	Amount          string    `json:"amount"`
-	Balance         string    `json:"balance"`     // the account's balance right after the entry
-	BookedAt        time.Time `json:"booked_at"`   // recorded_at: when the ledger booked it
-	ValueAt         time.Time `json:"value_at"`    // timestamp_utc: the business time
+	Balance         string    `json:"balance"`   // the account's balance right after the entry
+	BookedAt        time.Time `json:"booked_at"` // recorded_at: when the ledger booked it
+	ValueAt         time.Time `json:"value_at"`  // timestamp_utc: the business time
 	ReversesEntryID *int64    `json:"reverses_entry_id"`
 }
 

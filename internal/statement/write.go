@@ -228,9 +228,9 @@ func WriteCamt053(w io.Writer, st Statement) error {
 			return err
 		}
 		e := camtEntry{NtryRef: max35(l.ReferenceID), Amt: camtAmt{Ccy: st.CurrencyCode, Value: v}, CdtDbtInd: "CRDT",
-			AcctSvcrRef: max35(fmt.Sprintf("%s:%d", st.LedgerID, l.Seq)),
-			BookgDt:     &camtDtTm{DtTm: l.BookedAt.UTC().Format("2006-01-02T15:04:05.000000Z")},
-			ValDt:       &camtDtTm{DtTm: l.ValueAt.UTC().Format("2006-01-02T15:04:05.000000Z")},
+			AcctSvcrRef:  max35(fmt.Sprintf("%s:%d", st.LedgerID, l.Seq)),
+			BookgDt:      &camtDtTm{DtTm: l.BookedAt.UTC().Format("2006-01-02T15:04:05.000000Z")},
+			ValDt:        &camtDtTm{DtTm: l.ValueAt.UTC().Format("2006-01-02T15:04:05.000000Z")},
 			AddtlNtryInf: "counterparty " + l.Counterparty}
 		if l.Direction == Debit {
 			e.CdtDbtInd = "DBIT"
