@@ -53,9 +53,11 @@ SELECT 'RECON', i, 'issuance', 'scb1', 1.00, 'USD', 'fiat', 'funding', 'r' || i,
 UPDATE bank_accounts SET balance = -$N, available_balance = -$N WHERE ledger_id = 'RECON' AND id = 'issuance';
 UPDATE bank_accounts SET balance = $N, available_balance = $N WHERE ledger_id = 'RECON' AND id = 'scb1';
 UPDATE ledgers SET head_seq = $N, head_hash = sha256(convert_to('$N', 'UTF8')) WHERE id = 'RECON';
+-- Delivered yesterday: the daily run today compares only what changed since.
 INSERT INTO dual_ledger_outbox (ledger_id, entry_id, entry_seq, reference_id, scb_id, status, attempts, scb_entry_id, scb_status,
-       sent_at, acked_at, finalized_at)
-SELECT e.ledger_id, e.id, e.seq, e.reference_id, 'SCB-1', 'FINALIZED', 1, 'SCB-1-' || lpad(e.seq::text, 8, '0'), 'FINAL', now(), now(), now()
+       sent_at, acked_at, finalized_at, created_at, updated_at)
+SELECT e.ledger_id, e.id, e.seq, e.reference_id, 'SCB-1', 'FINALIZED', 1, 'SCB-1-' || lpad(e.seq::text, 8, '0'), 'FINAL',
+       now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', now() - interval '1 day', now() - interval '1 day'
   FROM ledger_entries e WHERE e.ledger_id = 'RECON';
 SQL
 echo "loaded in $(( $(date +%s) - start ))s"

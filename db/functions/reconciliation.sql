@@ -136,22 +136,46 @@ END $$;
 REVOKE ALL ON FUNCTION reconcile_reread_keys(bigint, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_reread_keys(bigint, integer) TO dualledger_worker;
 
+-- The (ledger, reference) pairs an incremental run p_run compares: what the SCB showed in this
+-- run, our deliveries to it changed since p_since, and the live discrepancies. Everything else is
+-- unchanged on both sides since a run that compared it.
+CREATE OR REPLACE FUNCTION reconcile_candidates(p_scb_id text, p_ledger_id text, p_run bigint, p_since timestamptz)
+RETURNS TABLE (ledger_id text, reference_id text)
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+    SELECT s.ledger_id, s.reference_id FROM reconciliation_scb_entries s
+     WHERE s.scb_id = p_scb_id AND s.read_run_id = p_run AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
+    UNION
+    SELECT o.ledger_id, o.reference_id FROM dual_ledger_outbox o
+     WHERE o.scb_id = p_scb_id AND o.updated_at >= p_since AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)
+    UNION
+    SELECT d.ledger_id, d.reference_id FROM reconciliation_discrepancies d
+     WHERE d.scb_id = p_scb_id AND d.cleared_at IS NULL AND (p_ledger_id IS NULL OR d.ledger_id = p_ledger_id)
+$$;
+REVOKE ALL ON FUNCTION reconcile_candidates(text, text, bigint, timestamptz) FROM PUBLIC;
+
 -- Every difference between our deliveries to p_scb_id (the entries with an outbox row for it) and
--- the SCB's copy, matched by (ledger, reference), with both sides' values. Rows of ours younger
--- than p_grace are not yet expected at the SCB (missing_on_scb) nor FINALIZED here (status_mismatch).
-CREATE OR REPLACE FUNCTION reconcile_findings(p_scb_id text, p_ledger_id text, p_grace interval)
+-- the SCB's copy, matched by (ledger, reference), with both sides' values: all of them when
+-- p_since is NULL (a full comparison), else only reconcile_candidates(p_run, p_since). Rows of ours
+-- younger than p_grace are not yet expected at the SCB (missing_on_scb) nor FINALIZED here
+-- (status_mismatch).
+DROP FUNCTION IF EXISTS reconcile_findings(text, text, interval);
+CREATE OR REPLACE FUNCTION reconcile_findings(p_scb_id text, p_ledger_id text, p_grace interval, p_run bigint, p_since timestamptz)
 RETURNS TABLE (kind text, ledger_id text, reference_id text, entry_seq bigint, outbox_id bigint, fields text[], dbis jsonb, scb jsonb)
 LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
-WITH ours AS (
+WITH keys AS MATERIALIZED (
+    SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(p_scb_id, p_ledger_id, p_run, p_since) c WHERE p_since IS NOT NULL),
+ours AS (
     SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at,
            o.failure_reason, e.seq, e.id AS entry_id, e.debit_account_id, e.credit_account_id, e.amount, e.currency_code,
            e.asset_type, e.transaction_type, e.timestamp_utc, encode(e.block_hash, 'hex') AS block_hash
       FROM dual_ledger_outbox o
       JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
-     WHERE o.scb_id = p_scb_id AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)),
+     WHERE o.scb_id = p_scb_id AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)
+       AND (p_since IS NULL OR (o.ledger_id, o.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
 theirs AS (
     SELECT s.* FROM reconciliation_scb_entries s
-     WHERE s.scb_id = p_scb_id AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)),
+     WHERE s.scb_id = p_scb_id AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
+       AND (p_since IS NULL OR (s.ledger_id, s.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
 j AS (
     SELECT o.*, t.ledger_id AS t_ledger, t.reference_id AS t_reference, t.scb_entry_id AS t_scb_entry_id,
            t.debit_account_id AS t_debit, t.credit_account_id AS t_credit, t.amount AS t_amount, t.currency_code AS t_currency,
@@ -198,9 +222,10 @@ SELECT h.kind, coalesce(h.ledger_id, h.t_ledger), coalesce(h.reference_id, h.t_r
            'posted_at', h.t_posted_at) END
   FROM hits h
 $$;
-REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval, bigint, timestamptz) FROM PUBLIC;
 
--- Closes run p_run: after a full read, forgets the SCB's entries it no longer lists; records every
+-- Closes run p_run: after a full read, forgets the SCB's entries it no longer lists and compares
+-- everything; an incremental run compares only what changed (reconcile_candidates). Records every
 -- finding once (a finding seen before is updated: last_seen_at, seen_count, both sides' values);
 -- marks cleared the live findings of its scope this run did not see; returns the closed run.
 CREATE OR REPLACE FUNCTION reconcile_finish(p_run bigint, p_grace interval) RETURNS reconciliation_runs
@@ -211,6 +236,7 @@ DECLARE
     v_new     integer;
     v_cleared integer;
     v_ours    bigint;
+    v_since   timestamptz;
 BEGIN
     SELECT * INTO v_run FROM reconciliation_runs WHERE id = p_run FOR UPDATE;
     IF NOT FOUND OR v_run.status <> 'running' THEN
@@ -221,8 +247,14 @@ BEGIN
     END IF;
     IF v_run.full_read THEN
         DELETE FROM reconciliation_scb_entries WHERE scb_id = v_run.scb_id AND read_run_id <> p_run;
+    ELSE
+        -- Incremental: compare what changed since the previous good run started, less the grace (a
+        -- row too young then is old enough now) and a minute (a transaction that began before that
+        -- run and committed after it compared); the first run compares all.
+        SELECT r.started_at - p_grace - interval '1 minute' INTO v_since FROM reconciliation_runs r
+         WHERE r.scb_id = v_run.scb_id AND r.status = 'ok' AND r.id < p_run ORDER BY r.id DESC LIMIT 1;
     END IF;
-    WITH f AS (SELECT * FROM reconcile_findings(v_run.scb_id, v_run.ledger_filter, p_grace)),
+    WITH f AS (SELECT * FROM reconcile_findings(v_run.scb_id, v_run.ledger_filter, p_grace, p_run, v_since)),
     up AS (
         INSERT INTO reconciliation_discrepancies AS d
             (ledger_id, scb_id, reference_id, kind, entry_seq, outbox_id, fields, dbis, scb, first_run_id, last_run_id)
@@ -238,8 +270,14 @@ BEGIN
      WHERE scb_id = v_run.scb_id AND cleared_at IS NULL AND last_run_id <> p_run
        AND (v_run.ledger_filter IS NULL OR ledger_id = v_run.ledger_filter);
     GET DIAGNOSTICS v_cleared = ROW_COUNT;
-    SELECT count(*) INTO v_ours FROM dual_ledger_outbox
-     WHERE scb_id = v_run.scb_id AND (v_run.ledger_filter IS NULL OR ledger_id = v_run.ledger_filter);
+    IF v_since IS NULL THEN
+        SELECT count(*) INTO v_ours FROM dual_ledger_outbox
+         WHERE scb_id = v_run.scb_id AND (v_run.ledger_filter IS NULL OR ledger_id = v_run.ledger_filter);
+    ELSE
+        SELECT count(*) INTO v_ours FROM dual_ledger_outbox o
+         WHERE o.scb_id = v_run.scb_id AND (o.ledger_id, o.reference_id) IN
+               (SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(v_run.scb_id, v_run.ledger_filter, p_run, v_since) c);
+    END IF;
     UPDATE reconciliation_runs
        SET status = 'ok', finished_at = now(), found = v_found, new_found = v_new, cleared = v_cleared, dbis_rows_compared = v_ours
      WHERE id = p_run

@@ -120,3 +120,18 @@ func (e *env) tamper(bank string, t sim.Tamper) {
 }
 
 func strp(s string) *string { return &s }
+
+// yesterday moves the runs a day back and the outbox rows two (they were delivered the day before
+// the first run), as the superuser with triggers off (the state-machine trigger sets updated_at):
+// time passing between runs.
+func (e *env) yesterday() {
+	e.t.Helper()
+	conn := e.d.Conn(e.t)
+	for _, q := range []string{`SET session_replication_role = replica`,
+		`UPDATE dual_ledger_outbox SET updated_at = updated_at - interval '2 days', created_at = created_at - interval '2 days'`,
+		`UPDATE reconciliation_runs SET started_at = started_at - interval '1 day', finished_at = finished_at - interval '1 day'`} {
+		if _, err := conn.Exec(e.ctx, q); err != nil {
+			e.t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
