@@ -157,26 +157,52 @@ type runner struct {
 	cursor string
 }
 
-// read pages through the SCB's list from the cursor to its end, storing every page.
+// read pages through the SCB's list from the cursor to its end, storing every page. The next page
+// is fetched while the previous one is stored (at most two pages in memory), so the SCB's answer
+// time and the database's overlap.
 func (r *runner) read(ctx context.Context) error {
-	for {
-		page, err := r.client.List(ctx, r.cursor, r.opts.PageSize)
-		if err != nil {
-			return fmt.Errorf("read %s's entries after %q: %w", r.opts.SCBID, r.cursor, err)
+	type fetched struct {
+		page  scb.Page
+		after string
+		err   error
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages := make(chan fetched, 1)
+	go func() {
+		defer close(pages)
+		cursor := r.cursor
+		for {
+			page, err := r.client.List(fctx, cursor, r.opts.PageSize)
+			select {
+			case pages <- fetched{page: page, after: cursor, err: err}:
+			case <-fctx.Done():
+				return
+			}
+			if err != nil || !page.HasMore || len(page.Entries) == 0 || page.NextSince == "" || page.NextSince == cursor {
+				return
+			}
+			cursor = page.NextSince
 		}
-		if len(page.Entries) > 0 {
-			if err := r.store(ctx, page.Entries, page.NextSince, false); err != nil {
+	}()
+	for f := range pages {
+		if f.err != nil {
+			return fmt.Errorf("read %s's entries after %q: %w", r.opts.SCBID, f.after, f.err)
+		}
+		if len(f.page.Entries) > 0 {
+			if err := r.store(ctx, f.page.Entries, f.page.NextSince, false); err != nil {
 				return err
 			}
 		}
-		if !page.HasMore || len(page.Entries) == 0 {
+		if !f.page.HasMore || len(f.page.Entries) == 0 {
 			return nil
 		}
-		if page.NextSince == "" || page.NextSince == r.cursor {
-			return fmt.Errorf("%s's list does not advance: next_since %q after %q with has_more", r.opts.SCBID, page.NextSince, r.cursor)
+		if f.page.NextSince == "" || f.page.NextSince == f.after {
+			return fmt.Errorf("%s's list does not advance: next_since %q after %q with has_more", r.opts.SCBID, f.page.NextSince, f.after)
 		}
-		r.cursor = page.NextSince
+		r.cursor = f.page.NextSince
 	}
+	return ctx.Err()
 }
 
 // reread asks the SCB again about the entries that may have changed since they were read.
