@@ -89,14 +89,14 @@ Run it on a schedule (cron, a systemd timer), e.g. after every audit.`,
 
 // verifyAgainstSCBs checks the block_hash every registered SCB holds against ours and returns
 // the contradictions ("LEDGER seq N (SCB ...)"), printing the report.
-func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID, scbConfig string, scbTimeout time.Duration) ([]string, error) {
+func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID, scbConfig string, scbTimeout time.Duration) ([]string, []integrity.WitnessReport, error) {
 	banks, err := ledger.ListBanks(ctx, pool, "", 10000, "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	clients, err := outbox.NewClients(ctx, pool, a.environ, scbConfig, scbTimeout, 0, a.logger)
 	if err != nil {
-		return nil, &exitError{code: exitInfra, err: err}
+		return nil, nil, &exitError{code: exitInfra, err: err}
 	}
 	var out []string
 	var reports []integrity.WitnessReport
@@ -104,11 +104,11 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 		c, ok := clients.Resolve(b.ID)
 		l, isLister := c.(integrity.Lister)
 		if !ok || !isLister {
-			return nil, &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_<ID>_API_URL and _API_KEY, or --scb-config)", b.ID)}
+			return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_<ID>_API_URL and _API_KEY, or --scb-config)", b.ID)}
 		}
 		rep, err := integrity.VerifyAgainstSCB(ctx, pool, b.ID, l, 1000)
 		if err != nil {
-			return nil, &exitError{code: exitInfra, err: err}
+			return nil, nil, &exitError{code: exitInfra, err: err}
 		}
 		reports = append(reports, rep)
 		for _, id := range sortedKeys(rep.Contradictions) {
@@ -130,28 +130,18 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 			fmt.Fprintf(a.out, "%s: %d entries compared, %d not ours (see reconcile)\n", b.ID, rep.Compared, rep.Unmatched)
 		}
 	}
-	if a.jsonOut {
-		if err := a.printJSON(map[string]any{"against_scbs": reports}); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
+	return out, reports, nil
 }
 
 // verifyCheckpoints checks the signed checkpoints in dir against the chain.
-func verifyCheckpoints(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID, dir, keyPath string) ([]string, error) {
+func verifyCheckpoints(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID, dir, keyPath string) ([]string, integrity.CheckpointReport, error) {
 	pub, err := integrity.LoadPublicKey(keyPath)
 	if err != nil {
-		return nil, usage("--checkpoint-key: %v", err)
+		return nil, integrity.CheckpointReport{}, usage("--checkpoint-key: %v", err)
 	}
 	rep, err := integrity.VerifyCheckpoints(ctx, pool, dir, pub)
 	if err != nil {
-		return nil, &exitError{code: exitInfra, err: err}
-	}
-	if a.jsonOut {
-		if err := a.printJSON(map[string]any{"checkpoints": rep}); err != nil {
-			return nil, err
-		}
+		return nil, rep, &exitError{code: exitInfra, err: err}
 	}
 	var out []string
 	for _, p := range rep.Problems {
@@ -180,7 +170,7 @@ func verifyCheckpoints(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 			}
 		}
 	}
-	return out, nil
+	return out, rep, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -86,30 +86,35 @@ witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
 			if err != nil {
 				return rejection(err)
 			}
-			if a.jsonOut {
-				if err := a.printJSON(map[string]any{"ok": len(broken) == 0, "ledgers": reports}); err != nil {
+			// One JSON document: the chains, then what the witnesses say.
+			doc := map[string]any{"ok": len(broken) == 0, "ledgers": reports}
+			if !a.jsonOut && len(reports) == 0 {
+				fmt.Fprintln(a.out, "no ledgers")
+			}
+			var witnessed []string
+			if len(broken) == 0 && againstSCBs {
+				w, reps, err := verifyAgainstSCBs(ctx, a, pool, ledgerID, scbConfig, scbTimeout)
+				if err != nil {
 					return err
 				}
-			} else if len(reports) == 0 {
-				fmt.Fprintln(a.out, "no ledgers")
+				witnessed, doc["against_scbs"] = append(witnessed, w...), reps
+			}
+			if len(broken) == 0 && checkpointDir != "" {
+				w, rep, err := verifyCheckpoints(ctx, a, pool, ledgerID, checkpointDir, checkpointKey)
+				if err != nil {
+					return err
+				}
+				witnessed, doc["checkpoints"] = append(witnessed, w...), rep
+			}
+			if a.jsonOut {
+				doc["ok"] = len(broken) == 0 && len(witnessed) == 0
+				doc["witnesses_contradict"] = witnessed
+				if err := a.printJSON(doc); err != nil {
+					return err
+				}
 			}
 			if len(broken) > 0 {
 				return findings("hash chain broken in %d of %d ledger(s): %s", len(broken), len(reports), strings.Join(broken, ", "))
-			}
-			var witnessed []string
-			if againstSCBs {
-				w, err := verifyAgainstSCBs(ctx, a, pool, ledgerID, scbConfig, scbTimeout)
-				if err != nil {
-					return err
-				}
-				witnessed = append(witnessed, w...)
-			}
-			if checkpointDir != "" {
-				w, err := verifyCheckpoints(ctx, a, pool, ledgerID, checkpointDir, checkpointKey)
-				if err != nil {
-					return err
-				}
-				witnessed = append(witnessed, w...)
 			}
 			if len(witnessed) > 0 {
 				return findings("the chain is contradicted by its witnesses: %s", strings.Join(witnessed, "; "))
