@@ -21,16 +21,18 @@ import (
 // distributedBy names each table distributed by ledger and its distribution column; all of them
 // are co-located (the same ledger's rows of every table live on the same node).
 var distributedBy = map[string]string{
-	"ledgers":                     "id",
-	"bank_accounts":               "ledger_id",
-	"ledger_entries":              "ledger_id",
-	"dual_ledger_outbox":          "ledger_id",
-	"dual_ledger_outbox_attempts": "ledger_id",
+	"ledgers":                      "id",
+	"bank_accounts":                "ledger_id",
+	"ledger_entries":               "ledger_id",
+	"dual_ledger_outbox":           "ledger_id",
+	"dual_ledger_outbox_attempts":  "ledger_id",
+	"reconciliation_discrepancies": "ledger_id",
+	"reconciliation_scb_entries":   "ledger_id",
 }
 
 // referenceTables are replicated to every node (Citus reference tables): few rows, rarely
 // written, joined from the ledger tables.
-var referenceTables = []string{"api_keys", "banks", "currencies", "operator_actions", "operator_actions_head"}
+var referenceTables = []string{"api_keys", "banks", "currencies", "operator_actions", "operator_actions_head", "reconciliation_runs"}
 
 // localTables belong to the migration runner, on the coordinator only (internal/pg).
 var localTables = []string{"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version"}

@@ -14,6 +14,7 @@ import (
 
 	"dualledger/internal/httpapi"
 	"dualledger/internal/ledger"
+	"dualledger/internal/reconcile"
 )
 
 func newServeCmd(a *app) *cobra.Command {
@@ -21,6 +22,8 @@ func newServeCmd(a *app) *cobra.Command {
 		addr         string
 		role         string
 		withWorker   bool
+		reconEvery   time.Duration
+		reconGrace   time.Duration
 		metricsAddr  string
 		tlsCert      string
 		tlsKey       string
@@ -54,7 +57,10 @@ administrative functions; the login role must be a plain member of it, never a s
 schema's owner (refused unless --allow-owner; the embedded cluster logs in as dualledger_api_login,
 which it creates). The in-process worker (--worker) runs as dualledger_worker. The API is described at GET /openapi.json. With --worker the outbox worker runs in the same
 process (see dualledger worker --help for its flags); without it, run dualledger worker
-separately.`,
+separately. Every --reconcile-every (default 24h; 0 = off) the server reconciles each registered
+SCB whose last good run is older than that (incremental, as dualledger_worker, with the SCBs'
+settings of the worker flags --scb-config / SCB_<ID>_API_URL; one run per SCB at a time across
+processes; docs/reconciliation.md).`,
 		Example: `  dualledger serve --metrics-addr 127.0.0.1:9463
   DUALLEDGER_ADDR=0.0.0.0:8443 dualledger serve --tls-cert tls.crt --tls-key tls.key --pool-size 32
   TOKEN=$(dualledger keys create ops --scopes admin)
@@ -100,10 +106,16 @@ separately.`,
 			if cfg.ShutdownTimeout <= 0 {
 				return usage("--shutdown-timeout must be positive")
 			}
-			if withWorker {
+			if withWorker || reconEvery > 0 {
 				if err := wopts.validate(); err != nil {
 					return err
 				}
+			}
+			if reconEvery < 0 || (reconEvery > 0 && reconEvery < time.Minute) {
+				return usage("--reconcile-every must be 0 (off) or at least 1m")
+			}
+			if reconGrace < 0 || reconGrace > 7*24*time.Hour {
+				return usage("--reconcile-grace must be from 0 to 168h")
 			}
 			cfg.MaxBody = int64(maxBody)
 			cfg.MaxBatchBody = int64(maxBatchBody)
@@ -138,6 +150,23 @@ separately.`,
 				srv.Go("metrics", serveMetrics(mln, srv.MetricsHandler()))
 				if !a.jsonOut {
 					fmt.Fprintf(a.errOut, "dualledger serve: metrics on http://%s/metrics\n", mln.Addr())
+				}
+			}
+			// Reconciliation's gauges are read from the database on each scrape, whichever process ran it.
+			if err := srv.Registry().Register(reconcile.NewCollector(pool, a.logger)); err != nil {
+				return &exitError{code: exitInfra, err: err}
+			}
+			if reconEvery > 0 {
+				sched, err := newReconcileSchedule(ctx, a, wopts, reconEvery, reconGrace)
+				switch {
+				case err == nil:
+					srv.Go("reconcile", sched.Run)
+				case cmd.Flags().Changed("reconcile-every"):
+					return err
+				default:
+					// The default schedule must not keep the API down (the login role may lack
+					// dualledger_worker); the gauge of the last good run shows it is not running.
+					a.logger.Error("reconciliation schedule off: it runs as dualledger_worker (grant it to the login role, or --reconcile-every 0)", "err", err)
 				}
 			}
 			if withWorker {
@@ -192,6 +221,8 @@ separately.`,
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultReadTimeout, "how long reading one request (body included) may take")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", httpapi.DefaultIdleTimeout, "how long a keep-alive connection may stay idle")
 	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
+	f.DurationVar(&reconEvery, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
+	f.DurationVar(&reconGrace, "reconcile-grace", 5*time.Minute, "deliveries younger than this are not yet expected at the SCB (see reconcile --grace)")
 	wopts.bind(f, a.getenv)
 	return cmd
 }

@@ -12,9 +12,14 @@ import (
 
 func newVerifyChainCmd(a *app) *cobra.Command {
 	var (
-		ledgerID string
-		pageSize int
-		progress bool
+		ledgerID      string
+		pageSize      int
+		progress      bool
+		againstSCBs   bool
+		checkpointDir string
+		checkpointKey string
+		scbConfig     string
+		scbTimeout    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "verify-chain",
@@ -29,13 +34,30 @@ each ledger is read from one consistent snapshot, so postings may continue meanw
 
 A ledger's first problem is reported with its seq and what is wrong (hash_mismatch: stored vs
 recomputed block_hash; link: previous_hash vs the prior block_hash; gap: a missing seq;
-head_mismatch: the head is not the last entry), and the command exits 1.`,
+head_mismatch: the head is not the last entry), and the command exits 1.
+
+The chain alone proves nothing against whoever can rewrite it whole (an entry changed, every later
+block_hash, the head and the balances recomputed): that passes the walk above and audit. Two
+witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
+
+  --against-scbs        read every registered SCB's entries (GET /v1/entries) and check the
+                        block_hash each holds against ours; names the first seq an SCB contradicts
+                        (only hashes: missing or changed entries are reconcile's findings)
+  --checkpoints DIR     check every signed checkpoint in DIR (dualledger checkpoint) with the public
+                        key --checkpoint-key: the chain must still hold each signed head hash at its
+                        seq; names the lowest signed seq it no longer holds (the rewrite is at or
+                        before it, after the highest seq that still holds)`,
 		Example: `  dualledger verify-chain
-  dualledger verify-chain --ledger MASTER --json`,
+  dualledger verify-chain --ledger MASTER --json
+  dualledger verify-chain --against-scbs
+  dualledger verify-chain --checkpoints /var/lib/dualledger/checkpoints --checkpoint-key /etc/dualledger/checkpoint.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pageSize < 0 {
 				return usage("--page-size must be positive")
+			}
+			if (checkpointDir == "") != (checkpointKey == "") {
+				return usage("--checkpoints and --checkpoint-key go together")
 			}
 			ctx := cmd.Context()
 			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
@@ -64,19 +86,47 @@ head_mismatch: the head is not the last entry), and the command exits 1.`,
 			if err != nil {
 				return rejection(err)
 			}
-			if a.jsonOut {
-				if err := a.printJSON(map[string]any{"ok": len(broken) == 0, "ledgers": reports}); err != nil {
+			// One JSON document: the chains, then what the witnesses say.
+			doc := map[string]any{"ok": len(broken) == 0, "ledgers": reports}
+			if !a.jsonOut && len(reports) == 0 {
+				fmt.Fprintln(a.out, "no ledgers")
+			}
+			var witnessed []string
+			if len(broken) == 0 && againstSCBs {
+				w, reps, err := verifyAgainstSCBs(ctx, a, pool, ledgerID, scbConfig, scbTimeout)
+				if err != nil {
 					return err
 				}
-			} else if len(reports) == 0 {
-				fmt.Fprintln(a.out, "no ledgers")
+				witnessed, doc["against_scbs"] = append(witnessed, w...), reps
+			}
+			if len(broken) == 0 && checkpointDir != "" {
+				w, rep, err := verifyCheckpoints(ctx, a, pool, ledgerID, checkpointDir, checkpointKey)
+				if err != nil {
+					return err
+				}
+				witnessed, doc["checkpoints"] = append(witnessed, w...), rep
+			}
+			if a.jsonOut {
+				doc["ok"] = len(broken) == 0 && len(witnessed) == 0
+				doc["witnesses_contradict"] = witnessed
+				if err := a.printJSON(doc); err != nil {
+					return err
+				}
 			}
 			if len(broken) > 0 {
 				return findings("hash chain broken in %d of %d ledger(s): %s", len(broken), len(reports), strings.Join(broken, ", "))
 			}
+			if len(witnessed) > 0 {
+				return findings("the chain is contradicted by its witnesses: %s", strings.Join(witnessed, "; "))
+			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&againstSCBs, "against-scbs", false, "also check every block_hash the registered SCBs hold against ours")
+	cmd.Flags().StringVar(&checkpointDir, "checkpoints", "", "also check the signed checkpoints in this directory (dualledger checkpoint)")
+	cmd.Flags().StringVar(&checkpointKey, "checkpoint-key", "", "the Ed25519 public key (PEM) the checkpoints must be signed with")
+	cmd.Flags().StringVar(&scbConfig, "scb-config", a.getenv("DUALLEDGER_SCB_CONFIG"), "SCB config file (as for the worker), for --against-scbs")
+	cmd.Flags().DurationVar(&scbTimeout, "scb-timeout", 0, "timeout of one request to an SCB (0 = each SCB's own)")
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "verify only this ledger (default: all ledgers)")
 	cmd.Flags().IntVar(&pageSize, "page-size", integrity.DefaultPageSize, "entries read per query")
 	cmd.Flags().BoolVar(&progress, "progress", false, "report progress on stderr about once a second")

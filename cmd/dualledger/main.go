@@ -113,8 +113,9 @@ func newRoot(a *app) *cobra.Command {
 		Short: "A double-entry ledger on PostgreSQL with a hash-chained audit trail and a dual-ledger outbox",
 		Long: `dualledger posts double entries atomically and idempotently, keeps a hash-chained audit trail,
 enforces balances in the database, mirrors postings to member banks (SCBs) through a
-transactional outbox, and proves the ledger with verify-chain and audit (a history
-importer and reconciliation against the SCBs are planned, see docs/architecture.md).
+transactional outbox, proves the ledger with verify-chain and audit, and reconciles it with
+each member bank's own ledger (reconcile, discrepancies; a history importer is planned, see
+docs/architecture.md).
 
 With no DATABASE_URL every command uses a private PostgreSQL cluster in ./.dualledger/pg
 (--data-dir or DUALLEDGER_DATA to move it), started on demand and stopped when the last
@@ -165,6 +166,10 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newSettlementsCmd(a),
 		newKeysCmd(a),
 		newOperatorLogCmd(a),
+		newReconcileCmd(a),
+		newDiscrepanciesCmd(a),
+		newCheckpointCmd(a),
+		newStatementCmd(a),
 	)
 	return root
 }

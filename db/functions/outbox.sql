@@ -321,3 +321,56 @@ BEGIN
     RETURN cardinality(v_ids);
 END $$;
 REVOKE ALL ON FUNCTION outbox_requeue(text, bigint, text, boolean, text) FROM PUBLIC;
+
+-- SENT | ACKED | FINALIZED -> QUEUED: the SCB lost an entry after acknowledging it (reconciliation
+-- found it missing_on_scb, or not FINAL there), so it is delivered again, due now, with a fresh
+-- attempt budget. The SCB's previous answer (scb_entry_id, scb_status) is cleared from the row, so
+-- the new delivery's answer is recorded as it comes, and kept in the attempt row of kind
+-- 'redeliver' (with the actor and the reason); one 'outbox.redeliver' row in the operator log.
+-- The state-machine trigger allows these transitions only for the row named in this
+-- transaction's dualledger.redeliver setting (migration 013). A QUEUED, PROCESSING or FAILED row
+-- is refused (DL110): it is on its way, or `outbox requeue` is its repair. Returns true.
+-- Called by discrepancy_resolve (resolution requeue); EXECUTE for nobody else (the owner).
+CREATE OR REPLACE FUNCTION outbox_redeliver(p_actor text, p_id bigint, p_reason text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_row    dual_ledger_outbox;
+    v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
+BEGIN
+    IF p_actor IS NULL OR p_actor !~ '^(key|cli|worker|system):.' OR length(p_actor) > 200 OR p_actor ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'actor % is not valid: key:<api key id>, cli:<user>, worker:<id> or system:<what>', coalesce(quote_literal(p_actor), 'NULL')
+            USING ERRCODE = 'DL009';
+    END IF;
+    IF v_reason IS NULL OR length(v_reason) > 1000 OR v_reason ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'a redelivery needs its reason (at most 1000 characters without control characters)' USING ERRCODE = 'DL009';
+    END IF;
+    SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no outbox row %', p_id USING ERRCODE = 'DL009';
+    END IF;
+    IF v_row.status NOT IN ('SENT', 'ACKED', 'FINALIZED') THEN
+        RAISE EXCEPTION 'outbox row % is %: only a SENT, ACKED or FINALIZED row is redelivered', p_id, v_row.status
+            USING ERRCODE = 'DL110',
+                  HINT = 'a FAILED row is requeued (dualledger outbox requeue); a QUEUED or PROCESSING row is being delivered';
+    END IF;
+    PERFORM set_config('dualledger.redeliver', p_id::text, true);
+    UPDATE dual_ledger_outbox
+       SET status = 'QUEUED', next_attempt_at = now(), attempts_base = attempts, requeue_count = requeue_count + 1,
+           scb_entry_id = NULL, scb_status = NULL, sent_at = NULL, acked_at = NULL, finalized_at = NULL,
+           poll_failures = 0, last_status_code = NULL,
+           last_error = left('redelivery: the SCB lost it after answering ' || coalesce(v_row.scb_status, v_row.status) || '; ' || v_reason, 2000)
+     WHERE id = p_id;
+    PERFORM set_config('dualledger.redeliver', '', true);
+    INSERT INTO dual_ledger_outbox_attempts
+        (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error, scb_entry_id, scb_status)
+    VALUES (v_row.ledger_id, p_id, v_row.attempts, p_actor, 'redeliver', now(), 'redelivered',
+            left('was ' || v_row.status || '; ' || v_reason, 2000), v_row.scb_entry_id, v_row.scb_status);
+    PERFORM record_operator_action(
+        p_actor, 'outbox.redeliver', 'outbox/' || p_id,
+        jsonb_build_object('status', v_row.status, 'scb_id', v_row.scb_id, 'scb_entry_id', v_row.scb_entry_id,
+                           'scb_status', v_row.scb_status, 'ledger_id', v_row.ledger_id, 'reference_id', v_row.reference_id),
+        jsonb_build_object('status', 'QUEUED'),
+        v_reason);
+    RETURN true;
+END $$;
+REVOKE ALL ON FUNCTION outbox_redeliver(text, bigint, text) FROM PUBLIC;

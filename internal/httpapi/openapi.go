@@ -126,6 +126,7 @@ func buildOpenAPI(routes []route, version string) (*Document, error) {
 			{Name: "accounts", Description: "Balance holders of one ledger, with one currency and asset type."},
 			{Name: "entries", Description: "Postings: amount moves from the debit account to the credit account."},
 			{Name: "banks", Description: "Member banks (SCBs) whose own ledgers are mirrored through the outbox."},
+			{Name: "reconciliation", Description: "Our ledger against each member bank's: discrepancies and account statements (docs/reconciliation.md)."},
 			{Name: "operations", Description: "Health, readiness, metrics and this document."},
 		},
 		Paths: map[string]map[string]*Operation{},

@@ -8,6 +8,7 @@ import (
 	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
 	"dualledger/internal/settlement"
+	"dualledger/internal/statement"
 )
 
 // handlerFunc is an endpoint: it writes a success response itself, or returns an error that the
@@ -62,10 +63,11 @@ func ptr[T any](v T) *T { return &v }
 
 // Path parameters mean the same wherever they appear.
 var pathParamDocs = map[string]string{
-	"ledger_id":    "Ledger id, e.g. MASTER.",
-	"key_id":       "API key id, e.g. key_abcdefghijklmnop.",
-	"account_id":   "Account id; percent-encode a / in it as %2F.",
-	"reference_id": "The entry's reference_id; percent-encode it (every character but A-Z a-z 0-9 - . _ ~).",
+	"ledger_id":      "Ledger id, e.g. MASTER.",
+	"key_id":         "API key id, e.g. key_abcdefghijklmnop.",
+	"account_id":     "Account id; percent-encode a / in it as %2F.",
+	"reference_id":   "The entry's reference_id; percent-encode it (every character but A-Z a-z 0-9 - . _ ~).",
+	"discrepancy_id": "A reconciliation discrepancy's id.",
 }
 
 // routes is the route table of s.
@@ -291,6 +293,52 @@ func (s *Server) routes() []route {
 			},
 			handle:    s.listOperatorActions,
 			responses: []response{ok(http.StatusOK, OperatorActionList{}, "One page of the operator log.")},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}/statement", id: "accountStatement",
+			access: needs(auth.ScopeRead), tag: "reconciliation",
+			summary:     "An account statement for booking dates from..to: opening balance, every entry with its running balance, closing balance",
+			description: "format=json (default, this schema), csv (text/csv: a row per entry between an opening and a closing row) or camt053 (application/xml: ISO 20022 camt.053.001.08 BankToCustomerStatement, Bal OPBD/CLBD, one Ntry per entry). Balances are the stored balances-after. A member bank's key reads only its own bank's accounts.",
+			query: []queryParam{
+				{name: "from", description: "First booking date, YYYY-MM-DD (UTC)."},
+				{name: "to", description: "Last booking date, YYYY-MM-DD (UTC), at most 366 days after from."},
+				{name: "format", description: "json, csv or camt053.", def: "json"},
+			},
+			handle: s.accountStatement,
+			responses: []response{
+				ok(http.StatusOK, statement.Statement{}, "The statement (JSON; CSV or camt.053 XML by format)."),
+				fail(http.StatusNotFound, ledger.CodeUnknownAccount),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/discrepancies", id: "listDiscrepancies", access: needs(auth.ScopeRead), tag: "reconciliation",
+			summary:     "Discrepancies found by reconciliation with the member banks, in id order, one page at a time",
+			description: "Live discrepancies (cleared=true adds those a later run no longer saw). A member bank's key sees only its own bank's, a ledger-limited key only its ledgers'. docs/reconciliation.md.",
+			query: []queryParam{
+				{name: "after", description: "Return discrepancies with an id greater than this (the previous page's next_after).",
+					integer: true, min: ptr[int64](0), def: 0},
+				{name: "scb_id", description: "Only this SCB's."},
+				{name: "ledger_id", description: "Only this ledger's."},
+				{name: "kind", description: "Only this kind: missing_on_scb, missing_on_dbis, amount_mismatch, field_mismatch, hash_mismatch, status_mismatch, delivery_failed."},
+				{name: "status", description: "Only this status: OPEN, ACKNOWLEDGED, RESOLVED."},
+				{name: "cleared", description: "true: include the cleared ones.", def: "false"},
+				pageLimit,
+			},
+			handle:    s.listDiscrepancies,
+			responses: []response{ok(http.StatusOK, DiscrepancyList{}, "One page of discrepancies.")},
+		},
+		{
+			method: http.MethodPost, path: "/v1/discrepancies/{discrepancy_id}/resolve", id: "resolveDiscrepancy", access: needs(auth.ScopeAdmin),
+			tag:     "reconciliation",
+			summary: "Resolve a discrepancy once: requeue (redeliver through the outbox), correct (post a correcting entry or reversal, reference recon-<id>) or explained",
+			body:    ResolveDiscrepancyRequest{}, handle: s.resolveDiscrepancy,
+			responses: []response{
+				ok(http.StatusOK, ResolveDiscrepancyResponse{}, "The resolved discrepancy (and the correcting entry)."),
+				fail(http.StatusNotFound, ledger.CodeUnknownDiscrepancy, ledger.CodeUnknownAccount, ledger.CodeUnknownEntry),
+				fail(http.StatusConflict, ledger.CodeDiscrepancyResolved, ledger.CodeReferenceConflict),
+				fail(http.StatusUnprocessableEntity, ledger.CodeResolutionNotApplicable, ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch,
+					ledger.CodeAccountInactive, ledger.CodeInvalidReversal),
+			},
 		},
 		{
 			method: http.MethodGet, path: "/healthz", id: "healthz", access: public, tag: "operations",

@@ -57,6 +57,14 @@ const (
 	CodeAmbiguousSettlementAccount = "ambiguous_settlement_account"
 )
 
+// Codes of reconciliation with the member banks (internal/reconcile, docs/reconciliation.md).
+const (
+	CodeDiscrepancyResolved      = "discrepancy_resolved"
+	CodeResolutionNotApplicable  = "resolution_not_applicable"
+	CodeUnknownDiscrepancy       = "unknown_discrepancy"
+	CodeReconciliationInProgress = "reconciliation_in_progress"
+)
+
 // CodeInfo is one row of the code table: everything the Go side, the HTTP API, the OpenAPI
 // document and docs/error-codes.md say about a code.
 type CodeInfo struct {
@@ -133,6 +141,17 @@ var codeTable = []CodeInfo{
 		Details: "`field`, `bank_id`, `currency_code`, `asset_type`, `ledger_id`"},
 	{Code: CodeAmbiguousSettlementAccount, HTTPStatus: http.StatusUnprocessableEntity,
 		Meaning: "a settlement's bank has more than one such account", Details: "`field`, `bank_id`, `account_ids`"},
+	{Code: CodeUnknownDiscrepancy, HTTPStatus: http.StatusNotFound, SQLSTATE: "DL122",
+		Meaning: "no reconciliation discrepancy with that id (or, for a member bank's key, none of its bank's)", Details: "–"},
+	{Code: CodeDiscrepancyResolved, HTTPStatus: http.StatusConflict, SQLSTATE: "DL120",
+		Meaning: "the discrepancy is already RESOLVED (resolving twice is refused), or already ACKNOWLEDGED when acknowledged again",
+		Details: "–"},
+	{Code: CodeResolutionNotApplicable, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL121",
+		Meaning: "the resolution does not fit the discrepancy: `requeue` of a kind without an outbox row to redeliver (only missing_on_scb, delivery_failed, status_mismatch), `correct` without the correcting entry",
+		Details: "–"},
+	{Code: CodeReconciliationInProgress, HTTPStatus: http.StatusConflict,
+		Meaning: "another reconciliation run of that SCB holds its lock (one run per SCB at a time, across processes)",
+		Details: "`scb_id`"},
 	{Code: CodeBatchRejected, HTTPStatus: http.StatusUnprocessableEntity,
 		Meaning: "HTTP envelope of an atomic batch that was not applied; the per-entry results are in the body next to it",
 		Details: "`index` (0-based position of the first rejected entry), `result`"},

@@ -18,6 +18,12 @@
 //	GET  /v1/admin/faults             the fault settings in force.
 //	POST /v1/admin/faults             change them (FaultsUpdate: only the fields present change; "reset": true first
 //	                                  clears all). Admin calls need the admin key (Config.AdminKey, or the API key).
+//	POST /v1/admin/tamper             make the SCB's ledger wrong after the fact (Tamper): {"action": "lose" | "alter" |
+//	                                  "invent" | "hold", "ledger_id", "reference_id", ...}; lose forgets an entry (GET 404,
+//	                                  the list skips it, a new POST posts it again), alter changes the SCB's copy (amount,
+//	                                  block_hash ("" = another hash), accounts, transaction_type), invent adds an entry
+//	                                  we never sent ("entry"), hold keeps an entry at "status" ACCEPTED or POSTED (never
+//	                                  FINAL). Durable (a line of the log each). 404 unknown entry, 422 invalid.
 //	GET  /healthz                     no auth, never faulted: for readiness checks.
 //
 // Errors are {"error": {"code", "message", "details"}}.

@@ -158,7 +158,7 @@ func (s *Server) handlePost(w http.ResponseWriter, r *http.Request, p plan) {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	s.log.Debug("scb-sim: post", "key", key, "created", created, "scb_entry_id", rec.SCBEntryID)
-	writeJSON(w, http.StatusCreated, scb.PostResult{SCBEntryID: rec.SCBEntryID, Status: s.statusAt(rec.PostedAt, now)})
+	writeJSON(w, http.StatusCreated, scb.PostResult{SCBEntryID: rec.SCBEntryID, Status: s.view(rec, now).Status})
 }
 
 // decodeEntry reads the body: 413 too large, 400 not JSON, 422 JSON of the wrong shape or an
@@ -207,7 +207,11 @@ func jsonKind(k string) string {
 }
 
 func (s *Server) view(rec record, now time.Time) scb.EntryView {
-	return scb.EntryView{SCBEntryID: rec.SCBEntryID, Entry: rec.Entry, Status: s.statusAt(rec.PostedAt, now), PostedAt: rec.PostedAt}
+	status := s.statusAt(rec.PostedAt, now)
+	if rec.Status != "" { // held back (tamper hold)
+		status = rec.Status
+	}
+	return scb.EntryView{SCBEntryID: rec.SCBEntryID, Entry: rec.Entry, Status: status, PostedAt: rec.PostedAt}
 }
 
 // handleGet looks an entry up by reference_id, in ledger_id if given. Reference ids are unique

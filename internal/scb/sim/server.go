@@ -94,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/admin/stats", s.admin(s.handleStats))
 	mux.HandleFunc("GET /v1/admin/faults", s.admin(s.handleGetFaults))
 	mux.HandleFunc("POST /v1/admin/faults", s.admin(s.handleSetFaults))
+	mux.HandleFunc("POST /v1/admin/tamper", s.admin(s.handleTamper))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "id": s.cfg.ID})
 	})

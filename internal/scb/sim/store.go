@@ -26,6 +26,12 @@ type record struct {
 	SCBEntryID string    `json:"scb_entry_id"`
 	PostedAt   time.Time `json:"posted_at"`
 	Entry      scb.Entry `json:"entry"`
+	// Tamper marks a line that is not one of our posts but a change of the SCB's own ledger,
+	// made through the admin API to simulate a bank that loses, alters, invents or holds back
+	// entries (tamper.go). Seq is then the target's, except for invent (a new entry).
+	Tamper string `json:"tamper,omitempty"`
+	// Status pins the entry's status (tamper hold): it stays there whatever its age.
+	Status string `json:"status,omitempty"`
 }
 
 // slot is a record in memory. done is closed once the record is durable (err nil) or its write
@@ -150,6 +156,10 @@ func (s *store) load() error {
 			return fmt.Errorf("%s line %d is corrupt; refusing to start (move the file aside only if you mean to forget what it holds)", path, n)
 		}
 		good += int64(len(line))
+		if rec.Tamper != "" && rec.Tamper != tamperInvent {
+			s.applyTamper(rec)
+			continue
+		}
 		s.apply(rec)
 	}
 	if _, err := f.Seek(good, io.SeekStart); err != nil {
@@ -167,7 +177,9 @@ func (s *store) load() error {
 // apply adds a record read from the log. A second line for a key counts as a post (that is what
 // duplicate_posts reports) but the first one stays the entry, as the first answer was given for it.
 func (s *store) apply(rec record) {
-	s.postsPerKey[rec.Key]++
+	if rec.Tamper == "" { // an invented entry is not one of our posts
+		s.postsPerKey[rec.Key]++
+	}
 	if rec.Seq >= s.nextSeq {
 		s.nextSeq = rec.Seq + 1
 	}
@@ -266,9 +278,15 @@ func (s *store) flush(buf *bytes.Buffer) {
 			sl.err = s.failed
 			continue
 		}
+		if sl.rec.Tamper != "" && sl.rec.Tamper != tamperInvent {
+			s.applyTamper(sl.rec)
+			continue
+		}
 		sl.committed = true
 		s.order = append(s.order, sl)
-		s.postsPerKey[sl.rec.Key]++
+		if sl.rec.Tamper == "" {
+			s.postsPerKey[sl.rec.Key]++
+		}
 		s.byRef[sl.rec.Entry.ReferenceID] = append(s.byRef[sl.rec.Entry.ReferenceID], sl.rec.Key)
 	}
 	s.mu.Unlock()

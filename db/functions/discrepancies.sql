@@ -1,0 +1,120 @@
+-- The discrepancy workflow (docs/reconciliation.md): OPEN -> ACKNOWLEDGED -> RESOLVED, each step
+-- with its actor, time and reason, recorded in the operator log in the same transaction. A
+-- RESOLVED discrepancy never changes again (DL120). The actor is checked by dl_begin_act: a
+-- service role acts only on behalf of an active API key.
+--
+-- EXECUTE for dualledger_api (POST /v1/discrepancies/{id}/resolve, admin scope) and the owner
+-- (`dualledger discrepancies ack|resolve`).
+
+-- The discrepancy p_id, locked; DL122 when there is none.
+CREATE OR REPLACE FUNCTION dl_discrepancy_for_update(p_id bigint) RETURNS reconciliation_discrepancies
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_d reconciliation_discrepancies;
+BEGIN
+    SELECT * INTO v_d FROM reconciliation_discrepancies WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no discrepancy %', p_id USING ERRCODE = 'DL122';
+    END IF;
+    IF v_d.status = 'RESOLVED' THEN
+        RAISE EXCEPTION 'discrepancy % was already resolved (%, by %, at %)', p_id, v_d.resolution, v_d.resolved_by, v_d.resolved_at
+            USING ERRCODE = 'DL120';
+    END IF;
+    RETURN v_d;
+END $$;
+REVOKE ALL ON FUNCTION dl_discrepancy_for_update(bigint) FROM PUBLIC;
+
+-- OPEN -> ACKNOWLEDGED: someone is on it.
+CREATE OR REPLACE FUNCTION discrepancy_acknowledge(p_actor text, p_id bigint, p_reason text) RETURNS reconciliation_discrepancies
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_d reconciliation_discrepancies;
+BEGIN
+    PERFORM dl_begin_act(p_actor, p_reason);
+    v_d := dl_discrepancy_for_update(p_id);
+    IF v_d.status <> 'OPEN' THEN
+        RAISE EXCEPTION 'discrepancy % is already acknowledged (by %, at %)', p_id, v_d.acknowledged_by, v_d.acknowledged_at
+            USING ERRCODE = 'DL120';
+    END IF;
+    UPDATE reconciliation_discrepancies
+       SET status = 'ACKNOWLEDGED', acknowledged_at = now(), acknowledged_by = p_actor, acknowledge_reason = nullif(p_reason, '')
+     WHERE id = p_id AND ledger_id = v_d.ledger_id
+    RETURNING * INTO v_d;
+    PERFORM record_operator_action(p_actor, 'discrepancy.acknowledge', 'discrepancy/' || p_id,
+        jsonb_build_object('status', 'OPEN'), jsonb_build_object('status', 'ACKNOWLEDGED'), nullif(p_reason, ''));
+    RETURN v_d;
+END $$;
+REVOKE ALL ON FUNCTION discrepancy_acknowledge(text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION discrepancy_acknowledge(text, bigint, text) TO dualledger_api;
+
+-- OPEN | ACKNOWLEDGED -> RESOLVED with p_resolution:
+--   requeue    redeliver through the outbox: a FAILED row is requeued (outbox_requeue), a SENT,
+--              ACKED or FINALIZED row whose entry the SCB lost is redelivered (outbox_redeliver),
+--              a QUEUED or PROCESSING row is already on its way. Only for missing_on_scb,
+--              delivery_failed and status_mismatch, which have an outbox row (DL121 otherwise).
+--   correct    the correcting entry (or reversal), posted beforehand through the posting function
+--              with reference p_correction_ref in the discrepancy's ledger, is linked (DL121 when
+--              there is no such entry).
+--   explained  no action; the reason says why.
+-- The reason is required. Returns the resolved discrepancy.
+CREATE OR REPLACE FUNCTION discrepancy_resolve(
+    p_actor text, p_id bigint, p_resolution text, p_reason text, p_correction_ref text) RETURNS reconciliation_discrepancies
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_d      reconciliation_discrepancies;
+    v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
+    v_row    dual_ledger_outbox;
+    v_seq    bigint;
+    v_action text;
+    v_was    text;
+BEGIN
+    IF v_reason IS NULL THEN
+        RAISE EXCEPTION 'a resolution needs its reason' USING ERRCODE = 'DL009';
+    END IF;
+    IF p_resolution IS NULL OR p_resolution NOT IN ('requeue', 'correct', 'explained') THEN
+        RAISE EXCEPTION 'resolution must be requeue, correct or explained, not %', coalesce(quote_literal(p_resolution), 'NULL')
+            USING ERRCODE = 'DL009';
+    END IF;
+    PERFORM dl_begin_act(p_actor, v_reason);
+    v_d := dl_discrepancy_for_update(p_id);
+    v_was := v_d.status;
+    IF p_resolution = 'requeue' THEN
+        IF v_d.kind NOT IN ('missing_on_scb', 'delivery_failed', 'status_mismatch') OR v_d.outbox_id IS NULL THEN
+            RAISE EXCEPTION 'a % discrepancy cannot be requeued: redelivery sends the same entry, which the SCB already holds or which we never sent; resolve it with correct or explained', v_d.kind
+                USING ERRCODE = 'DL121';
+        END IF;
+        SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = v_d.outbox_id AND ledger_id = v_d.ledger_id;
+        IF v_row.status = 'FAILED' THEN
+            PERFORM outbox_requeue(p_actor, v_row.id, NULL, true, v_reason);
+            v_action := 'requeued';
+        ELSIF v_row.status IN ('SENT', 'ACKED', 'FINALIZED') THEN
+            PERFORM outbox_redeliver(p_actor, v_row.id, 'discrepancy ' || p_id || ' (' || v_d.kind || '): ' || v_reason);
+            v_action := 'redelivered';
+        ELSE
+            v_action := 'already ' || v_row.status;
+        END IF;
+    ELSIF p_resolution = 'correct' THEN
+        SELECT e.seq INTO v_seq FROM ledger_entries e WHERE e.ledger_id = v_d.ledger_id AND e.reference_id = p_correction_ref;
+        IF v_seq IS NULL THEN
+            RAISE EXCEPTION 'no correcting entry % in ledger %: post it first', coalesce(quote_literal(p_correction_ref), 'NULL'), v_d.ledger_id
+                USING ERRCODE = 'DL121';
+        END IF;
+    END IF;
+    UPDATE reconciliation_discrepancies
+       SET status = 'RESOLVED', resolved_at = now(), resolved_by = p_actor, resolution = p_resolution, resolution_reason = v_reason,
+           acknowledged_at = coalesce(acknowledged_at, now()), acknowledged_by = coalesce(acknowledged_by, p_actor),
+           resolution_outbox_id = CASE WHEN p_resolution = 'requeue' THEN v_row.id END,
+           correction_entry_seq = v_seq,
+           correction_reference_id = CASE WHEN p_resolution = 'correct' THEN p_correction_ref END
+     WHERE id = p_id AND ledger_id = v_d.ledger_id
+    RETURNING * INTO v_d;
+    PERFORM record_operator_action(p_actor, 'discrepancy.resolve', 'discrepancy/' || p_id,
+        jsonb_build_object('status', v_was, 'kind', v_d.kind, 'ledger_id', v_d.ledger_id, 'scb_id', v_d.scb_id,
+                           'reference_id', v_d.reference_id),
+        jsonb_strip_nulls(jsonb_build_object('status', 'RESOLVED', 'resolution', p_resolution, 'outbox_id', v_d.resolution_outbox_id,
+                           'outbox', v_action, 'correction_entry_seq', v_seq, 'correction_reference_id', v_d.correction_reference_id)),
+        v_reason);
+    RETURN v_d;
+END $$;
+REVOKE ALL ON FUNCTION discrepancy_resolve(text, bigint, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION discrepancy_resolve(text, bigint, text, text, text) TO dualledger_api;

@@ -1,0 +1,309 @@
+-- Reconciliation runs against one member bank (docs/reconciliation.md, migration 013).
+--
+-- A run (internal/reconcile) holds the advisory lock of its SCB for its whole length (one run at
+-- a time per SCB, across processes), then:
+--   reconcile_begin            opens the run, abandons runs left 'running' by a dead process, and
+--                              says where to read the SCB's list from (the last good run's cursor,
+--                              or the start for --full);
+--   reconcile_record_scb       stores each page the SCB lists (its copy of our entries), and each
+--                              entry asked about again one by one;
+--   reconcile_forget_scb       forgets an entry the SCB answers 404 for;
+--   reconcile_reread_keys      the entries worth asking about again: not FINAL there yet, or with
+--                              a live discrepancy;
+--   reconcile_finish           compares (reconcile_findings), records each finding once, clears
+--                              the findings no longer seen, closes the run;
+--   reconcile_fail             closes a run that could not finish (the cursor does not advance).
+--
+-- EXECUTE for dualledger_worker (`serve --reconcile-every` runs them as the worker's role) and the
+-- owner (`dualledger reconcile`). reconcile_findings is internal: nobody may call it.
+
+CREATE OR REPLACE FUNCTION reconcile_begin(p_actor text, p_scb_id text, p_ledger_id text, p_full boolean)
+RETURNS TABLE (run_id bigint, cursor_from text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_cursor text;
+    v_id     bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM banks WHERE id = p_scb_id) THEN
+        RAISE EXCEPTION 'SCB % is not registered', coalesce(quote_literal(p_scb_id), 'NULL') USING ERRCODE = 'DL009';
+    END IF;
+    -- The caller holds the SCB's advisory lock: a run still 'running' belongs to a dead process.
+    UPDATE reconciliation_runs
+       SET status = 'abandoned', finished_at = now(), error = 'the process running it stopped before it finished'
+     WHERE scb_id = p_scb_id AND status = 'running';
+    IF NOT coalesce(p_full, false) THEN
+        SELECT r.cursor_to INTO v_cursor FROM reconciliation_runs r
+         WHERE r.scb_id = p_scb_id AND r.status = 'ok' AND r.cursor_to IS NOT NULL
+         ORDER BY r.id DESC LIMIT 1;
+    END IF;
+    INSERT INTO reconciliation_runs (scb_id, ledger_filter, full_read, actor, cursor_from, cursor_to)
+    VALUES (p_scb_id, nullif(p_ledger_id, ''), coalesce(p_full, false), p_actor, v_cursor, v_cursor)
+    RETURNING id INTO v_id;
+    RETURN QUERY SELECT v_id, v_cursor;
+END $$;
+REVOKE ALL ON FUNCTION reconcile_begin(text, text, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_begin(text, text, text, boolean) TO dualledger_worker;
+
+-- Stores the SCB's view of entries (a JSON array of GET /v1/entries items) for run p_run: a page
+-- of the list (p_reread false; p_cursor is the page's next_since) or entries asked about again one
+-- by one (p_reread true). Items without ledger_id or reference_id are the caller's to refuse.
+-- Returns how many were stored.
+CREATE OR REPLACE FUNCTION reconcile_record_scb(p_run bigint, p_entries jsonb, p_cursor text, p_reread boolean)
+RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_run reconciliation_runs;
+    v_n   integer;
+BEGIN
+    SELECT * INTO v_run FROM reconciliation_runs WHERE id = p_run FOR UPDATE;
+    IF NOT FOUND OR v_run.status <> 'running' THEN
+        RAISE EXCEPTION 'reconciliation run % is not running', p_run USING ERRCODE = 'DL009';
+    END IF;
+    IF jsonb_typeof(p_entries) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'entries must be a JSON array' USING ERRCODE = 'DL009';
+    END IF;
+    INSERT INTO reconciliation_scb_entries AS s
+        (ledger_id, scb_id, reference_id, scb_entry_id, debit_account_id, credit_account_id, amount, currency_code,
+         asset_type, transaction_type, dbis_entry_id, block_hash, timestamp_utc, status, posted_at, read_run_id, read_at)
+    SELECT DISTINCT ON (x.ledger_id, x.reference_id)
+           x.ledger_id, v_run.scb_id, x.reference_id, x.scb_entry_id, x.debit_account_id, x.credit_account_id, x.amount,
+           x.currency_code, x.asset_type, x.transaction_type, x.dbis_entry_id, x.block_hash, x.timestamp_utc, x.status,
+           x.posted_at, p_run, now()
+      FROM jsonb_to_recordset(p_entries) AS x(ledger_id text, reference_id text, scb_entry_id text, debit_account_id text,
+           credit_account_id text, amount text, currency_code text, asset_type text, transaction_type text,
+           dbis_entry_id bigint, block_hash text, timestamp_utc timestamptz, status text, posted_at timestamptz)
+     WHERE x.ledger_id <> '' AND x.reference_id <> ''
+     ORDER BY x.ledger_id, x.reference_id, x.posted_at
+    ON CONFLICT (ledger_id, scb_id, reference_id) DO UPDATE
+       SET scb_entry_id = EXCLUDED.scb_entry_id, debit_account_id = EXCLUDED.debit_account_id,
+           credit_account_id = EXCLUDED.credit_account_id, amount = EXCLUDED.amount, currency_code = EXCLUDED.currency_code,
+           asset_type = EXCLUDED.asset_type, transaction_type = EXCLUDED.transaction_type, dbis_entry_id = EXCLUDED.dbis_entry_id,
+           block_hash = EXCLUDED.block_hash, timestamp_utc = EXCLUDED.timestamp_utc, status = EXCLUDED.status,
+           posted_at = EXCLUDED.posted_at, read_run_id = EXCLUDED.read_run_id, read_at = EXCLUDED.read_at;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE reconciliation_runs
+       SET scb_entries_read = scb_entries_read + CASE WHEN p_reread THEN 0 ELSE v_n END,
+           scb_entries_reread = scb_entries_reread + CASE WHEN p_reread THEN v_n ELSE 0 END,
+           cursor_to = CASE WHEN p_reread THEN cursor_to ELSE coalesce(nullif(p_cursor, ''), cursor_to) END
+     WHERE id = p_run;
+    RETURN v_n;
+END $$;
+REVOKE ALL ON FUNCTION reconcile_record_scb(bigint, jsonb, text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_record_scb(bigint, jsonb, text, boolean) TO dualledger_worker;
+
+-- The SCB answered 404 for an entry it had listed before: it no longer has it.
+CREATE OR REPLACE FUNCTION reconcile_forget_scb(p_run bigint, p_ledger_id text, p_reference_id text) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_run reconciliation_runs;
+BEGIN
+    SELECT * INTO v_run FROM reconciliation_runs WHERE id = p_run;
+    IF NOT FOUND OR v_run.status <> 'running' THEN
+        RAISE EXCEPTION 'reconciliation run % is not running', p_run USING ERRCODE = 'DL009';
+    END IF;
+    DELETE FROM reconciliation_scb_entries
+     WHERE ledger_id = p_ledger_id AND scb_id = v_run.scb_id AND reference_id = p_reference_id;
+    RETURN FOUND;
+END $$;
+REVOKE ALL ON FUNCTION reconcile_forget_scb(bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_forget_scb(bigint, text, text) TO dualledger_worker;
+
+-- Entries of the run's SCB worth asking about again (GET /v1/entries/{reference_id}): those not
+-- FINAL there when last read (oldest read first), and those with a live discrepancy, at most p_limit.
+CREATE OR REPLACE FUNCTION reconcile_reread_keys(p_run bigint, p_limit integer)
+RETURNS TABLE (ledger_id text, reference_id text)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_run reconciliation_runs;
+BEGIN
+    SELECT * INTO v_run FROM reconciliation_runs r WHERE r.id = p_run;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no reconciliation run %', p_run USING ERRCODE = 'DL009';
+    END IF;
+    RETURN QUERY
+    SELECT k.ledger_id, k.reference_id FROM (
+        (SELECT d.ledger_id, d.reference_id FROM reconciliation_discrepancies d
+          WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.kind <> 'missing_on_dbis'
+            AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
+          ORDER BY d.id LIMIT p_limit)
+        UNION
+        (SELECT s.ledger_id, s.reference_id FROM reconciliation_scb_entries s
+          WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
+            AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
+          ORDER BY s.read_at LIMIT p_limit)) k
+    LIMIT p_limit;
+END $$;
+REVOKE ALL ON FUNCTION reconcile_reread_keys(bigint, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_reread_keys(bigint, integer) TO dualledger_worker;
+
+-- The (ledger, reference) pairs an incremental run p_run compares: what the SCB showed in this
+-- run, our deliveries to it changed since p_since, and the live discrepancies. Everything else is
+-- unchanged on both sides since a run that compared it.
+CREATE OR REPLACE FUNCTION reconcile_candidates(p_scb_id text, p_ledger_id text, p_run bigint, p_since timestamptz)
+RETURNS TABLE (ledger_id text, reference_id text)
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+    SELECT s.ledger_id, s.reference_id FROM reconciliation_scb_entries s
+     WHERE s.scb_id = p_scb_id AND s.read_run_id = p_run AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
+    UNION
+    SELECT o.ledger_id, o.reference_id FROM dual_ledger_outbox o
+     WHERE o.scb_id = p_scb_id AND o.updated_at >= p_since AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)
+    UNION
+    SELECT d.ledger_id, d.reference_id FROM reconciliation_discrepancies d
+     WHERE d.scb_id = p_scb_id AND d.cleared_at IS NULL AND (p_ledger_id IS NULL OR d.ledger_id = p_ledger_id)
+$$;
+REVOKE ALL ON FUNCTION reconcile_candidates(text, text, bigint, timestamptz) FROM PUBLIC;
+
+-- Every difference between our deliveries to p_scb_id (the entries with an outbox row for it) and
+-- the SCB's copy, matched by (ledger, reference), with both sides' values: all of them when
+-- p_since is NULL (a full comparison), else only reconcile_candidates(p_run, p_since). Rows of ours
+-- younger than p_grace are not yet expected at the SCB (missing_on_scb) nor FINALIZED here
+-- (status_mismatch).
+DROP FUNCTION IF EXISTS reconcile_findings(text, text, interval);
+CREATE OR REPLACE FUNCTION reconcile_findings(p_scb_id text, p_ledger_id text, p_grace interval, p_run bigint, p_since timestamptz)
+RETURNS TABLE (kind text, ledger_id text, reference_id text, entry_seq bigint, outbox_id bigint, fields text[], dbis jsonb, scb jsonb)
+LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
+WITH keys AS MATERIALIZED (
+    SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(p_scb_id, p_ledger_id, p_run, p_since) c WHERE p_since IS NOT NULL),
+ours AS (
+    SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at,
+           o.failure_reason, e.seq, e.id AS entry_id, e.debit_account_id, e.credit_account_id, e.amount, e.currency_code,
+           e.asset_type, e.transaction_type, e.timestamp_utc, encode(e.block_hash, 'hex') AS block_hash
+      FROM dual_ledger_outbox o
+      JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
+     WHERE o.scb_id = p_scb_id AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)
+       AND (p_since IS NULL OR (o.ledger_id, o.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
+theirs AS (
+    SELECT s.* FROM reconciliation_scb_entries s
+     WHERE s.scb_id = p_scb_id AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
+       AND (p_since IS NULL OR (s.ledger_id, s.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
+j AS (
+    SELECT o.*, t.ledger_id AS t_ledger, t.reference_id AS t_reference, t.scb_entry_id AS t_scb_entry_id,
+           t.debit_account_id AS t_debit, t.credit_account_id AS t_credit, t.amount AS t_amount, t.currency_code AS t_currency,
+           t.asset_type AS t_asset, t.transaction_type AS t_type, t.dbis_entry_id AS t_entry_id, t.block_hash AS t_hash,
+           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at,
+           CASE WHEN t.amount ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN t.amount::numeric <> o.amount ELSE true END AS amount_differs,
+           array_remove(ARRAY[
+               CASE WHEN o.debit_account_id IS DISTINCT FROM t.debit_account_id THEN 'debit_account_id' END,
+               CASE WHEN o.credit_account_id IS DISTINCT FROM t.credit_account_id THEN 'credit_account_id' END,
+               CASE WHEN o.currency_code IS DISTINCT FROM t.currency_code THEN 'currency_code' END,
+               CASE WHEN o.asset_type IS DISTINCT FROM t.asset_type THEN 'asset_type' END,
+               CASE WHEN o.transaction_type IS DISTINCT FROM t.transaction_type THEN 'transaction_type' END,
+               CASE WHEN o.timestamp_utc IS DISTINCT FROM t.timestamp_utc THEN 'timestamp_utc' END,
+               CASE WHEN o.entry_id IS DISTINCT FROM t.dbis_entry_id THEN 'dbis_entry_id' END], NULL) AS differing
+      FROM ours o FULL JOIN theirs t ON t.ledger_id = o.ledger_id AND t.reference_id = o.reference_id),
+hits AS (
+    SELECT j.*, k.kind, k.fields
+      FROM j CROSS JOIN LATERAL (VALUES
+          ('missing_on_dbis', '{}'::text[], j.outbox_id IS NULL),
+          ('delivery_failed', '{}'::text[], j.outbox_status = 'FAILED'),
+          ('missing_on_scb', '{}'::text[], j.t_reference IS NULL AND j.outbox_status <> 'FAILED' AND j.created_at <= now() - p_grace),
+          ('amount_mismatch', '{amount}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND j.amount_differs),
+          ('field_mismatch', j.differing, j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND cardinality(j.differing) > 0),
+          ('hash_mismatch', '{block_hash}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL
+                                                   AND j.block_hash IS DISTINCT FROM lower(j.t_hash)),
+          ('status_mismatch', '{status}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND (
+                (j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL')
+             OR (j.t_status = 'FINAL' AND j.outbox_status NOT IN ('FINALIZED', 'FAILED') AND j.updated_at <= now() - p_grace)))
+      ) AS k(kind, fields, hit)
+     WHERE (j.outbox_id IS NULL OR j.t_reference IS NULL OR j.outbox_status = 'FAILED' OR j.amount_differs
+            OR cardinality(j.differing) > 0 OR j.block_hash IS DISTINCT FROM lower(j.t_hash)
+            OR j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL' OR j.t_status = 'FINAL' AND j.outbox_status <> 'FINALIZED')
+       AND k.hit)
+SELECT h.kind, coalesce(h.ledger_id, h.t_ledger), coalesce(h.reference_id, h.t_reference), h.seq, h.outbox_id, h.fields,
+       CASE WHEN h.outbox_id IS NOT NULL THEN jsonb_build_object(
+           'entry_id', h.entry_id, 'seq', h.seq, 'debit_account_id', h.debit_account_id, 'credit_account_id', h.credit_account_id,
+           'amount', trim_scale(h.amount)::text, 'currency_code', h.currency_code, 'asset_type', h.asset_type,
+           'transaction_type', h.transaction_type, 'timestamp_utc', h.timestamp_utc, 'block_hash', h.block_hash,
+           'outbox_id', h.outbox_id, 'outbox_status', h.outbox_status, 'failure_reason', h.failure_reason) END,
+       CASE WHEN h.t_reference IS NOT NULL THEN jsonb_build_object(
+           'scb_entry_id', h.t_scb_entry_id, 'dbis_entry_id', h.t_entry_id, 'debit_account_id', h.t_debit,
+           'credit_account_id', h.t_credit, 'amount', h.t_amount, 'currency_code', h.t_currency, 'asset_type', h.t_asset,
+           'transaction_type', h.t_type, 'timestamp_utc', h.t_ts, 'block_hash', h.t_hash, 'status', h.t_status,
+           'posted_at', h.t_posted_at) END
+  FROM hits h
+$$;
+REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval, bigint, timestamptz) FROM PUBLIC;
+
+-- Closes run p_run: after a full read, forgets the SCB's entries it no longer lists and compares
+-- everything; an incremental run compares only what changed (reconcile_candidates). Records every
+-- finding once (a finding seen before is updated: last_seen_at, seen_count, both sides' values);
+-- marks cleared the live findings of its scope this run did not see; returns the closed run.
+CREATE OR REPLACE FUNCTION reconcile_finish(p_run bigint, p_grace interval) RETURNS reconciliation_runs
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_run     reconciliation_runs;
+    v_found   integer;
+    v_new     integer;
+    v_cleared integer;
+    v_ours    bigint;
+    v_since   timestamptz;
+BEGIN
+    SELECT * INTO v_run FROM reconciliation_runs WHERE id = p_run FOR UPDATE;
+    IF NOT FOUND OR v_run.status <> 'running' THEN
+        RAISE EXCEPTION 'reconciliation run % is not running', p_run USING ERRCODE = 'DL009';
+    END IF;
+    IF p_grace IS NULL OR p_grace < interval '0' OR p_grace > interval '7 days' THEN
+        RAISE EXCEPTION 'grace must be from 0 to 7 days' USING ERRCODE = 'DL009';
+    END IF;
+    IF v_run.full_read THEN
+        DELETE FROM reconciliation_scb_entries WHERE scb_id = v_run.scb_id AND read_run_id <> p_run;
+    ELSE
+        -- Incremental: compare what changed since the previous good run started, less the grace (a
+        -- row too young then is old enough now) and a minute (a transaction that began before that
+        -- run and committed after it compared); the first run compares all.
+        SELECT r.started_at - p_grace - interval '1 minute' INTO v_since FROM reconciliation_runs r
+         WHERE r.scb_id = v_run.scb_id AND r.status = 'ok' AND r.id < p_run ORDER BY r.id DESC LIMIT 1;
+    END IF;
+    WITH f AS (SELECT * FROM reconcile_findings(v_run.scb_id, v_run.ledger_filter, p_grace, p_run, v_since)),
+    up AS (
+        INSERT INTO reconciliation_discrepancies AS d
+            (ledger_id, scb_id, reference_id, kind, entry_seq, outbox_id, fields, dbis, scb, first_run_id, last_run_id)
+        SELECT f.ledger_id, v_run.scb_id, f.reference_id, f.kind, f.entry_seq, f.outbox_id, f.fields, f.dbis, f.scb, p_run, p_run
+          FROM f
+        ON CONFLICT (ledger_id, scb_id, reference_id, kind) WHERE cleared_at IS NULL DO UPDATE
+           SET last_run_id = p_run, last_seen_at = now(), seen_count = d.seen_count + 1, entry_seq = EXCLUDED.entry_seq,
+               outbox_id = EXCLUDED.outbox_id, fields = EXCLUDED.fields, dbis = EXCLUDED.dbis, scb = EXCLUDED.scb
+        RETURNING (xmax = 0) AS inserted)
+    SELECT count(*), count(*) FILTER (WHERE inserted) INTO v_found, v_new FROM up;
+    UPDATE reconciliation_discrepancies
+       SET cleared_at = now(), cleared_run_id = p_run
+     WHERE scb_id = v_run.scb_id AND cleared_at IS NULL AND last_run_id <> p_run
+       AND (v_run.ledger_filter IS NULL OR ledger_id = v_run.ledger_filter);
+    GET DIAGNOSTICS v_cleared = ROW_COUNT;
+    IF v_since IS NULL THEN
+        SELECT count(*) INTO v_ours FROM dual_ledger_outbox
+         WHERE scb_id = v_run.scb_id AND (v_run.ledger_filter IS NULL OR ledger_id = v_run.ledger_filter);
+    ELSE
+        SELECT count(*) INTO v_ours FROM dual_ledger_outbox o
+         WHERE o.scb_id = v_run.scb_id AND (o.ledger_id, o.reference_id) IN
+               (SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(v_run.scb_id, v_run.ledger_filter, p_run, v_since) c);
+    END IF;
+    UPDATE reconciliation_runs
+       SET status = 'ok', finished_at = now(), found = v_found, new_found = v_new, cleared = v_cleared, dbis_rows_compared = v_ours
+     WHERE id = p_run
+    RETURNING * INTO v_run;
+    RETURN v_run;
+END $$;
+REVOKE ALL ON FUNCTION reconcile_finish(bigint, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_finish(bigint, interval) TO dualledger_worker;
+
+-- Closes a run that could not finish; its cursor is not used by the next run.
+CREATE OR REPLACE FUNCTION reconcile_fail(p_run bigint, p_error text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+BEGIN
+    UPDATE reconciliation_runs
+       SET status = 'failed', finished_at = now(), error = left(coalesce(nullif(p_error, ''), 'failed'), 2000)
+     WHERE id = p_run AND status = 'running';
+END $$;
+REVOKE ALL ON FUNCTION reconcile_fail(bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_fail(bigint, text) TO dualledger_worker;
+
+-- The last good run of each SCB (the schedule of `serve --reconcile-every` asks which are due).
+CREATE OR REPLACE FUNCTION reconcile_last_ok_runs()
+RETURNS TABLE (scb_id text, run_id bigint, started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT DISTINCT ON (r.scb_id) r.scb_id, r.id, r.started_at, r.finished_at
+      FROM reconciliation_runs r WHERE r.status = 'ok' ORDER BY r.scb_id, r.id DESC
+$$;
+REVOKE ALL ON FUNCTION reconcile_last_ok_runs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_last_ok_runs() TO dualledger_worker;
