@@ -1,0 +1,403 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"dualledger/internal/backfill"
+	"dualledger/internal/backfill/source"
+	"dualledger/internal/backfill/transform"
+)
+
+// sourceIDPattern is the checkpoint table's CHECK on source_id (migration 012).
+var sourceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`)
+
+func newBackfillCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backfill",
+		Short: "Import ledger history from CSV, another PostgreSQL, an HTTP API or an SCB: resumable, checkpointed, verifiable, reversible",
+		Long: `Import historical entries into the ledger through the posting function, in batches, each
+committed together with its checkpoint (ledger_backfill_checkpoints), so that a run killed at any
+instant resumes where it stopped with no gap and no duplicate. See docs/backfill.md and
+docs/runbooks/failed-backfill.md.`,
+	}
+	cmd.AddCommand(newBackfillRunCmd(a), newBackfillStatusCmd(a), newBackfillVerifyCmd(a), newBackfillRollbackCmd(a))
+	return cmd
+}
+
+// backfillSourceFlags are the flags that name a source and how to read it (run and verify).
+type backfillSourceFlags struct {
+	sourceType, src, sourceID, ledgerID, mapping string
+	apiTokenFile                                 string
+}
+
+func (f *backfillSourceFlags) bind(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.sourceType, "source-type", "", "csv, database, api or scb")
+	fl.StringVar(&f.src, "source", "", "csv: a file or - (stdin); database: a PostgreSQL connection string; api: the first page's URL; scb: the SCB's id (its URL and key from the SCB settings)")
+	fl.StringVar(&f.sourceID, "source-id", "", "the import's id: its checkpoint, lock and error report (running again with it resumes)")
+	fl.StringVar(&f.ledgerID, "ledger", "MASTER", "ledger of the rows that name none")
+	fl.StringVar(&f.mapping, "mapping", "", "mapping file, YAML or JSON (columns, account and transaction type maps, defaults, formats; docs/backfill.md)")
+	fl.StringVar(&f.apiTokenFile, "api-token-file", "", "api: a file holding the bearer token (else DUALLEDGER_BACKFILL_API_TOKEN; never on the command line)")
+}
+
+func (f *backfillSourceFlags) validate(a *app) (*transform.Mapping, error) {
+	if !slices.Contains(backfill.SourceTypes, f.sourceType) {
+		return nil, usage("--source-type must be one of %s, got %q", strings.Join(backfill.SourceTypes, ", "), f.sourceType)
+	}
+	if f.src == "" {
+		return nil, usage("--source is required")
+	}
+	if !sourceIDPattern.MatchString(f.sourceID) {
+		return nil, usage("--source-id is required: 1-128 characters, letters, digits and _ . : @ / - (starting with a letter or digit), got %q", f.sourceID)
+	}
+	if f.sourceType == backfill.TypeCSV && f.src != "-" {
+		if st, err := os.Stat(f.src); err != nil || st.IsDir() {
+			return nil, usage("--source %s: not a readable file", f.src)
+		}
+	}
+	var m *transform.Mapping
+	if f.mapping != "" {
+		var err error
+		if m, err = transform.LoadMapping(f.mapping); err != nil {
+			return nil, usage("%v", err)
+		}
+	}
+	return m, nil
+}
+
+// opener returns the source reader for the flags.
+func (f *backfillSourceFlags) opener(a *app, m *transform.Mapping) (backfill.Opener, error) {
+	var mm transform.Mapping
+	if m != nil {
+		mm = *m
+	}
+	switch f.sourceType {
+	case backfill.TypeCSV:
+		return func(_ context.Context, after string) (source.Reader, error) {
+			return source.OpenCSV(f.src, os.Stdin, after, source.CSVOptions{Comma: transform.Rune(mm.CSV.Delimiter), Comment: transform.Rune(mm.CSV.Comment)})
+		}, nil
+	}
+	return nil, usage("--source-type %s is not built yet", f.sourceType)
+}
+
+func newBackfillRunCmd(a *app) *cobra.Command {
+	var (
+		sf        backfillSourceFlags
+		cfg       backfill.Config
+		workers   int
+		opening   string
+		dryRun    bool
+		maxErrors int64
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Import a source into the ledger (running it again resumes; a completed run posts nothing)",
+		Long: `Read the source in order, transform and validate each row, and post batches through the ledger's
+batch posting function. Each batch commits in one transaction with its checkpoint, its seq ranges
+and the length of the error report, so a run killed at any instant (even with -9) resumes after
+the last committed batch: no gap, no duplicate. Running the same command again resumes; on a
+COMPLETED source it posts nothing and says so.
+
+Rows that cannot be posted (bad amount, unknown currency or account, bad timestamp, a reference
+already used with other content, a row that would overdraw, ...) are written to the error report
+(JSON lines: position, raw row, code, message) and counted; the run goes on. A row whose
+reference is already in the ledger with the same content is skipped (--skip-duplicates).
+
+Only one process runs a source at a time (a database lock held by the connection: a killed run
+never blocks the next). Ctrl-C or SIGTERM stops at the next batch boundary and records PAUSED.
+
+Exit status: 0 completed (rejected rows are in the report), 1 another run holds the source,
+--max-errors exceeded, the balance audit failed, or paused by a signal; 2 usage; 3 database or
+source failure (FAILED; run again to resume).`,
+		Example: `  dualledger backfill run --source-type csv --source ledger_export.csv --source-id legacy-2025
+  dualledger backfill run --source-type csv --source - --source-id legacy-2025 --errors legacy.errors.jsonl < export.csv
+  dualledger backfill run --source-type database --source postgres://legacy@db/old --source-id legacy-db --mapping legacy.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := sf.validate(a)
+			if err != nil {
+				return err
+			}
+			switch {
+			case cfg.BatchSize < 1 || cfg.BatchSize > 10000:
+				return usage("--batch-size must be 1 to 10000")
+			case cfg.CheckpointInterval < 1:
+				return usage("--checkpoint-interval must be at least 1")
+			case cfg.MaxRetries < 0:
+				return usage("--max-retries must be 0 or more")
+			case cfg.RetryDelay < 0:
+				return usage("--retry-delay must not be negative")
+			case workers < 1 || workers > 64:
+				return usage("--workers must be 1 to 64")
+			case cmd.Flags().Changed("max-errors") && maxErrors < 0:
+				return usage("--max-errors must be 0 or more")
+			}
+			if opening != "" {
+				return usage("--opening-balances is not built yet")
+			}
+			if dryRun {
+				return usage("--dry-run is not built yet")
+			}
+			cfg.MaxErrors = -1
+			if cmd.Flags().Changed("max-errors") {
+				cfg.MaxErrors = maxErrors
+			}
+			if cfg.ErrorsPath != "" {
+				if cfg.ErrorsPath, err = filepath.Abs(cfg.ErrorsPath); err != nil {
+					return usage("--errors: %v", err)
+				}
+			}
+			cfg.SourceType, cfg.SourceID, cfg.Ledger = sf.sourceType, sf.sourceID, sf.ledgerID
+			open, err := sf.opener(a, m)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(context.WithoutCancel(ctx), openOptions{maxConns: 4})
+			if err != nil {
+				return err
+			}
+			defer release()
+			if cfg.ErrorsPath == "" {
+				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
+				if err != nil && !errors.Is(err, backfill.ErrNotFound) {
+					return &exitError{code: exitInfra, err: err}
+				}
+				if cp.ErrorsFile == nil {
+					name := fmt.Sprintf("backfill-%s-%s.errors.jsonl", sf.sourceType, strings.NewReplacer("/", "_", ":", "_", "@", "_").Replace(sf.sourceID))
+					if cfg.ErrorsPath, err = filepath.Abs(name); err != nil {
+						return err
+					}
+				}
+			}
+			cfg.Metadata = map[string]any{"source": describeSource(sf), "mapping": sf.mapping}
+			cfg.Logger = a.logger
+			cfg.Workers = workers
+			cfg.Progress = newBackfillProgress(a)
+			tr := transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
+			out, err := backfill.Run(ctx, pool, open, tr, cfg)
+			if cfg.Progress != nil {
+				endProgress(a)
+			}
+			if err != nil {
+				switch {
+				case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
+					return findings("%v", err)
+				}
+				var ee *exitError
+				if errors.As(err, &ee) {
+					return err
+				}
+				return &exitError{code: exitInfra, err: fmt.Errorf("%w (status FAILED; run the same command again to resume)", err)}
+			}
+			if a.jsonOut {
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				printRunOutcome(a, out)
+			}
+			switch {
+			case out.MaxErrorsExceeded:
+				return findings("more than --max-errors %d rows rejected: see %s", cfg.MaxErrors, out.ErrorsFile)
+			case len(out.BalanceProblems) > 0:
+				return findings("the balance audit of the touched accounts failed: %s", strings.Join(out.BalanceProblems, "; "))
+			case out.Paused:
+				return findings("paused at position %s: run the same command to resume", deref(out.Checkpoint.LastProcessedID))
+			}
+			return nil
+		},
+	}
+	sf.bind(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&cfg.BatchSize, "batch-size", 1000, "rows per batch: one transaction with its checkpoint")
+	fl.IntVar(&cfg.CheckpointInterval, "checkpoint-interval", 10, "batches between audits of the touched accounts (--validate-balances) and progress lines; the checkpoint itself commits with every batch")
+	fl.IntVar(&cfg.MaxRetries, "max-retries", 3, "retries of a batch after a transient database error")
+	fl.DurationVar(&cfg.RetryDelay, "retry-delay", time.Second, "first retry delay (doubles each retry)")
+	fl.IntVar(&workers, "workers", 1, "parallel transform of a batch's rows; posting stays in source order, one batch at a time")
+	fl.BoolVar(&cfg.SkipDuplicates, "skip-duplicates", true, "a row whose reference is already in the ledger with the same content is skipped (false: it is rejected)")
+	fl.BoolVar(&cfg.ValidateBalances, "validate-balances", true, "audit the touched accounts (balance = Σ credits − Σ debits) every --checkpoint-interval batches and at the end")
+	fl.StringVar(&cfg.ErrorsPath, "errors", "", "error report, JSON lines, appended across runs (default backfill-<type>-<id>.errors.jsonl, then the checkpoint's)")
+	fl.Int64Var(&maxErrors, "max-errors", -1, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this (default: no limit)")
+	fl.StringVar(&opening, "opening-balances", "", "CSV of opening balances (account_id, amount) posted first from the opening-balance account")
+	fl.BoolVar(&dryRun, "dry-run", false, "transform and validate without posting")
+	return cmd
+}
+
+func describeSource(sf backfillSourceFlags) string {
+	if sf.sourceType == backfill.TypeDatabase {
+		return "(connection string not recorded)"
+	}
+	return sf.src
+}
+
+func printRunOutcome(a *app, out backfill.Outcome) {
+	cp := out.Checkpoint
+	if out.AlreadyCompleted {
+		fmt.Fprintf(a.out, "backfill %s/%s is already COMPLETED (%s): nothing posted\n", cp.SourceType, cp.SourceID, cp.CompletedAt.Format(time.RFC3339))
+	}
+	t := out.ThisRun
+	fmt.Fprintf(a.out, "this run: %d rows, %d created, %d skipped (already in the ledger), %d rejected, %d batches\n",
+		t.Processed, t.Successful, t.Skipped, t.Failed, t.Batches)
+	fmt.Fprintf(a.out, "source %s/%s: %s, %d rows, %d created, %d skipped, %d rejected, last position %s, run %d\n",
+		cp.SourceType, cp.SourceID, cp.Status, cp.TotalProcessed, cp.TotalSuccessful, cp.TotalSkipped, cp.TotalFailed, deref(cp.LastProcessedID), cp.Runs)
+	if cp.TotalFailed > 0 {
+		fmt.Fprintf(a.out, "rejected rows: %s\n", out.ErrorsFile)
+	}
+}
+
+// newBackfillProgress returns the progress callback: a bar on a terminal, a line every 5 s
+// otherwise (nil with --json, which keeps stderr for errors only... and logs).
+func newBackfillProgress(a *app) func(backfill.Stats) {
+	tty := false
+	if f, ok := a.errOut.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	start := time.Now()
+	var last time.Time
+	every := 5 * time.Second
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	return func(s backfill.Stats) {
+		now := time.Now()
+		if now.Sub(last) < every {
+			return
+		}
+		last = now
+		el := now.Sub(start).Seconds()
+		rate := float64(s.Processed) / max(el, 1e-9)
+		eta := "?"
+		pct := -1.0
+		if s.Total > 0 && s.Done > 0 {
+			pct = 100 * float64(s.Done) / float64(s.Total)
+			rem := el * float64(s.Total-s.Done) / float64(s.Done)
+			eta = (time.Duration(rem) * time.Second / time.Second).Round(time.Second).String()
+		}
+		if tty {
+			bar := strings.Repeat(" ", 30)
+			if pct >= 0 {
+				n := int(pct * 30 / 100)
+				bar = strings.Repeat("#", n) + strings.Repeat(".", 30-n)
+			}
+			fmt.Fprintf(a.errOut, "\r[%s] %5.1f%% %d rows (%d created, %d skipped, %d rejected) %.0f rows/s ETA %s   ",
+				bar, max(pct, 0), s.Processed, s.Successful, s.Skipped, s.Failed, rate, eta)
+			return
+		}
+		fmt.Fprintf(a.errOut, "backfill: %d rows (%d created, %d skipped, %d rejected), position %s, %.0f rows/s, %s, ETA %s\n",
+			s.Processed, s.Successful, s.Skipped, s.Failed, s.Position, rate, pctText(pct), eta)
+	}
+}
+
+func pctText(p float64) string {
+	if p < 0 {
+		return "total unknown"
+	}
+	return fmt.Sprintf("%.1f%%", p)
+}
+
+func endProgress(a *app) {
+	if f, ok := a.errOut.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintln(a.errOut)
+		}
+	}
+}
+
+func newBackfillStatusCmd(a *app) *cobra.Command {
+	var stalled time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "List every source's checkpoint: status, totals, position, age of the last checkpoint, whether a process runs it",
+		Long: `List the rows of ledger_backfill_checkpoints, newest first. "live" says whether a process holds
+the source's lock now. A run is stalled when it is IN_PROGRESS and no process holds it (it was
+killed: run it again to resume) or its last checkpoint is older than --stalled (it hangs).
+Exit status 1 when a run is stalled or FAILED.`,
+		Example: `  dualledger backfill status
+  dualledger backfill status --stalled 10m --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if stalled <= 0 {
+				return usage("--stalled must be positive")
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer release()
+			cps, err := backfill.ListCheckpoints(ctx, pool)
+			if err != nil {
+				return &exitError{code: exitInfra, err: err}
+			}
+			type row struct {
+				backfill.Checkpoint
+				Stalled bool `json:"stalled"`
+			}
+			var rows []row
+			bad := 0
+			for _, c := range cps {
+				st := c.Status == backfill.StatusInProgress && (!c.Live || time.Since(c.LastCheckpointAt) > stalled)
+				if st || c.Status == backfill.StatusFailed {
+					bad++
+				}
+				rows = append(rows, row{c, st})
+			}
+			if a.jsonOut {
+				if rows == nil {
+					rows = []row{}
+				}
+				if err := a.printJSON(map[string]any{"backfills": rows}); err != nil {
+					return err
+				}
+			} else if len(rows) == 0 {
+				fmt.Fprintln(a.out, "no backfills")
+			} else {
+				tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SOURCE\tSTATUS\tLIVE\tPROCESSED\tCREATED\tSKIPPED\tREJECTED\tPOSITION\tLAST CHECKPOINT\tROLLBACK")
+				for _, r := range rows {
+					status := r.Status
+					if r.Stalled {
+						status += " (stalled)"
+					}
+					fmt.Fprintf(tw, "%s/%s\t%s\t%v\t%d\t%d\t%d\t%d\t%s\t%s ago\t%s\n", r.SourceType, r.SourceID, status, r.Live,
+						r.TotalProcessed, r.TotalSuccessful, r.TotalSkipped, r.TotalFailed, deref(r.LastProcessedID),
+						time.Since(r.LastCheckpointAt).Round(time.Second), deref(r.RollbackStatus))
+				}
+				tw.Flush()
+				for _, r := range rows {
+					if r.ErrorMessage != nil && (r.Status == backfill.StatusFailed || r.Status == backfill.StatusPaused) {
+						fmt.Fprintf(a.out, "%s/%s: %s\n", r.SourceType, r.SourceID, *r.ErrorMessage)
+					}
+				}
+			}
+			if bad > 0 {
+				return findings("%d backfill(s) stalled or FAILED (docs/runbooks/failed-backfill.md)", bad)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&stalled, "stalled", time.Hour, "an IN_PROGRESS run whose last checkpoint is older than this is stalled")
+	return cmd
+}
+
+func newBackfillVerifyCmd(a *app) *cobra.Command {
+	return &cobra.Command{Use: "verify", Short: "Verify a source's import", RunE: func(*cobra.Command, []string) error { return usage("not built yet") }}
+}
+
+func newBackfillRollbackCmd(a *app) *cobra.Command {
+	return &cobra.Command{Use: "rollback", Short: "Reverse a source's import", RunE: func(*cobra.Command, []string) error { return usage("not built yet") }}
+}
