@@ -285,7 +285,7 @@ func newBackfillProgress(a *app) func(backfill.Stats) {
 		if s.Total > 0 && s.Done > 0 {
 			pct = 100 * float64(s.Done) / float64(s.Total)
 			rem := el * float64(s.Total-s.Done) / float64(s.Done)
-			eta = (time.Duration(rem) * time.Second / time.Second).Round(time.Second).String()
+			eta = time.Duration(rem * float64(time.Second)).Round(time.Second).String()
 		}
 		if tty {
 			bar := strings.Repeat(" ", 30)

@@ -12,8 +12,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -100,22 +102,72 @@ type runner struct {
 }
 
 // lock takes the source's advisory lock on a connection of its own, which then runs the whole
-// job: the lock lasts exactly as long as the connection.
+// job: the lock lasts exactly as long as the connection's session.
+//
+// A process killed with -9 closes its socket, but a backend in the middle of a statement notices
+// only when it next talks to the client. client_connection_check_interval makes it look every
+// second, abort the statement (the batch rolls back) and end the session, which drops the lock.
+// Until then, a new run that finds the lock held by a process of this host that no longer exists
+// waits for it (lockWait), instead of refusing.
 func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string) (*pgxpool.Conn, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`)`, sourceType, sourceID).Scan(&ok); err != nil {
+	host, _ := os.Hostname()
+	app := fmt.Sprintf("dualledger backfill pid=%d host=%s", os.Getpid(), host)
+	if _, err := conn.Exec(ctx, `SELECT set_config('application_name', $1, false), set_config('client_connection_check_interval', '1s', false)`, app); err != nil {
 		conn.Release()
-		return nil, fmt.Errorf("take the backfill lock: %w", err)
+		return nil, fmt.Errorf("set up the backfill session: %w", err)
 	}
-	if !ok {
-		conn.Release()
-		return nil, fmt.Errorf("%w: %s/%s (see `dualledger backfill status`)", ErrLocked, sourceType, sourceID)
+	deadline := time.Now().Add(lockWait)
+	for {
+		var ok bool
+		var holder *string
+		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`), (SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+				WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+				  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+				  AND ((l.classid::bigint << 32) | l.objid::bigint) = `+lockKeySQL+` LIMIT 1)`, sourceType, sourceID).Scan(&ok, &holder)
+		if err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("take the backfill lock: %w", err)
+		}
+		if ok {
+			return conn, nil
+		}
+		if !holderGone(holder, host) || time.Now().After(deadline) {
+			conn.Release()
+			who := "another process"
+			if holder != nil && *holder != "" {
+				who = *holder
+			}
+			return nil, fmt.Errorf("%w: %s/%s is held by %s (see `dualledger backfill status`)", ErrLocked, sourceType, sourceID, who)
+		}
+		select {
+		case <-ctx.Done():
+			conn.Release()
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return conn, nil
+}
+
+// lockWait bounds the wait for the session of a dead process to end (a few times
+// client_connection_check_interval).
+const lockWait = 15 * time.Second
+
+// holderGone reports whether the lock's holder is a backfill process of this host that no
+// longer exists.
+func holderGone(app *string, host string) bool {
+	if app == nil {
+		return false
+	}
+	var pid int
+	var h string
+	if n, _ := fmt.Sscanf(*app, "dualledger backfill pid=%d host=%s", &pid, &h); n != 2 || h != host || pid <= 0 {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 func unlock(conn *pgxpool.Conn, sourceType, sourceID string) {
