@@ -189,8 +189,13 @@ func TestBackfillKill9Resume(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Wait until this run has committed something, then kill it at a random instant.
-		waitFor(t, "a committed batch", 60*time.Second, func() bool { return checkpointOrZero(t, d).Batches > before.Batches })
+		// Wait until this run has committed a random share of the rest, then kill it at a random
+		// instant.
+		target := before.Batches + 1 + int64(rnd.IntN(max(1, (rows/500-int(before.Batches))/4)))
+		waitFor(t, "committed batches", 120*time.Second, func() bool {
+			cp := checkpointOrZero(t, d)
+			return cp.Batches >= target || cp.Status == backfill.StatusCompleted
+		})
 		time.Sleep(time.Duration(rnd.IntN(300)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -384,5 +389,98 @@ issuance,acct-1,1 000.00,USD,fiat,funding,ok-3,
 	}
 	if cp := checkpointOf(t, d, "bad-2"); cp.Status != backfill.StatusFailed {
 		t.Errorf("after --max-errors: %s", cp.Status)
+	}
+}
+
+// TestBackfillVerifyRollback: verify a completed import (outbox rows for a member bank's
+// entries included), roll it back, and find the balances as before the run, the chain and the
+// audit clean, the rollback in the operator log; a second rollback reverses nothing twice; the
+// rolled-back source cannot run again.
+func TestBackfillVerifyRollback(t *testing.T) {
+	d := backfillLedger(t, 3)
+	ctx := context.Background()
+	if _, err := ledger.RegisterBank(ctx, d.Pool, "system:test", "SCB-1", "SCB one"); err != nil {
+		t.Fatal(err)
+	}
+	bank := "SCB-1"
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-1-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ledger.PostBatch(ctx, d.Pool, "MASTER", []ledger.EntryInput{{DebitAccountID: "issuance", CreditAccountID: "acct-0",
+		Amount: "50.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding", ReferenceID: "live-1"}}, false)
+	if err != nil || !res[0].OK() {
+		t.Fatal(err, res)
+	}
+	_, before := ledgerState(t, d)
+	var rows strings.Builder
+	rows.WriteString("reference_id,debit_account_id,credit_account_id,amount,currency_code,transaction_type,timestamp_utc\n")
+	rows.WriteString("live-1,issuance,acct-0,50.00,USD,funding,\n") // already there: skipped, never reversed
+	for i := range 250 {
+		switch i % 3 {
+		case 0:
+			fmt.Fprintf(&rows, "R-%03d,issuance,acct-1,10.00,USD,funding,2023-05-01T10:00:00Z\n", i)
+		case 1:
+			fmt.Fprintf(&rows, "R-%03d,acct-1,SCB-1-USD,4.00,USD,transfer,2023-05-01T11:00:00Z\n", i)
+		default:
+			fmt.Fprintf(&rows, "R-%03d,SCB-1-USD,acct-2,1.50,USD,transfer,2023-05-01T12:00:00Z\n", i)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "h.csv")
+	if err := os.WriteFile(path, []byte(rows.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := []string{"--source-type", "csv", "--source", path, "--source-id", "vr"}
+	run := append([]string{"backfill", "run", "--batch-size", "40", "--errors", filepath.Join(t.TempDir(), "vr.jsonl")}, src...)
+	if out, errOut, code := cli(t, d.ConnStr, run...); code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code := cli(t, d.ConnStr, append([]string{"backfill", "verify", "--json"}, src...)...)
+	var v struct {
+		OK           bool                  `json:"ok"`
+		Verification backfill.VerifyReport `json:"verification"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil || code != 0 || !v.OK || v.Verification.InLedger != 251 ||
+		v.Verification.EntriesInRanges != 250 || v.Verification.OutboxRows != 166 {
+		t.Fatalf("verify: exit %d %+v\n%s\n%s", code, v, out, errOut)
+	}
+
+	// An entry of the run without its outbox row is found (the row is removed as the owner
+	// would have to, with the guard trigger off).
+	conn := d.Conn(t)
+	if _, err := conn.Exec(ctx, `BEGIN; ALTER TABLE dual_ledger_outbox DISABLE TRIGGER USER;
+		DELETE FROM dual_ledger_outbox WHERE reference_id = 'R-001'; ALTER TABLE dual_ledger_outbox ENABLE TRIGGER USER; COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := cli(t, d.ConnStr, "backfill", "verify", "--source-id", "vr"); code != 1 || !strings.Contains(out, "no outbox row") {
+		t.Errorf("verify with a missing outbox row: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	if out, errOut, code := cli(t, d.ConnStr, "backfill", "rollback", "--source-id", "vr"); code != 2 {
+		t.Errorf("rollback without --reason: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = cli(t, d.ConnStr, "backfill", "rollback", "--source-id", "vr", "--reason", "test: wrong export", "--batch-size", "33")
+	if code != 0 || !strings.Contains(out, "250 reversed now") {
+		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, after := ledgerState(t, d); !slices.Equal(after, before) {
+		t.Errorf("balances after the rollback %v, before the run %v", after, before)
+	}
+	for _, c := range [][]string{{"verify-chain"}, {"audit"}} {
+		if out, errOut, code := cli(t, d.ConnStr, c...); code != 0 {
+			t.Errorf("%v after the rollback: exit %d\n%s\n%s", c, code, out, errOut)
+		}
+	}
+	if out, _, _ := cli(t, d.ConnStr, "operator-log", "--json"); !strings.Contains(out, "backfill.rollback") || !strings.Contains(out, "test: wrong export") {
+		t.Errorf("operator log has no backfill.rollback:\n%s", out)
+	}
+	out, errOut, code = cli(t, d.ConnStr, "backfill", "rollback", "--source-id", "vr", "--reason", "again")
+	if code != 0 || !strings.Contains(out, "0 reversed now, 250 already reversed") {
+		t.Errorf("second rollback: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, after := ledgerState(t, d); !slices.Equal(after, before) {
+		t.Errorf("balances after the second rollback %v", after)
+	}
+	if out, errOut, code := cli(t, d.ConnStr, run...); code != 1 || !strings.Contains(errOut, "rolled back") {
+		t.Errorf("run after rollback: exit %d\n%s\n%s", code, out, errOut)
 	}
 }

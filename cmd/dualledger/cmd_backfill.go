@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"dualledger/internal/backfill"
@@ -395,9 +396,191 @@ Exit status 1 when a run is stalled or FAILED.`,
 }
 
 func newBackfillVerifyCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "verify", Short: "Verify a source's import", RunE: func(*cobra.Command, []string) error { return usage("not built yet") }}
+	var sf backfillSourceFlags
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify a source's import: source rows against the ledger and the report, balances, outbox coverage (exit 1 on findings)",
+		Long: `Check one source's import (the seed's verification, §6):
+
+  - every row the run read is in the ledger (created or skipped) or in the error report, and the
+    counts agree with the checkpoint (with --source: the source is read again, with the same
+    --mapping and --ledger as the run; without it, only the database side is checked);
+  - the run's entries (its recorded seq ranges) are all there;
+  - the balance of every account the run touched equals Σ credits − Σ debits of its entries;
+  - every entry of the run that concerns a member bank has its outbox row for that bank;
+  - after a completed rollback, every entry of the run is fully reversed.
+
+Exit status 1 when anything is found.`,
+		Example: `  dualledger backfill verify --source-id legacy-2025 --source-type csv --source ledger_export.csv
+  dualledger backfill verify --source-id legacy-2025 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !sourceIDPattern.MatchString(sf.sourceID) {
+				return usage("--source-id is required")
+			}
+			ctx := cmd.Context()
+			var open backfill.Opener
+			var tr *transform.Transformer
+			if sf.src != "" {
+				m, err := sf.validate(a)
+				if err != nil {
+					return err
+				}
+				if open, err = sf.opener(a, m); err != nil {
+					return err
+				}
+				tr = transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
+			}
+			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer release()
+			if sf.sourceType == "" {
+				t, err := onlySourceType(ctx, pool, sf.sourceID)
+				if err != nil {
+					return err
+				}
+				sf.sourceType = t
+			}
+			v, err := backfill.Verify(ctx, pool, sf.sourceType, sf.sourceID, open, tr)
+			if err != nil {
+				if errors.Is(err, backfill.ErrNotFound) {
+					return findings("%v", err)
+				}
+				return &exitError{code: exitInfra, err: err}
+			}
+			if a.jsonOut {
+				if err := a.printJSON(map[string]any{"ok": v.OK(), "verification": v}); err != nil {
+					return err
+				}
+			} else {
+				cp := v.Checkpoint
+				fmt.Fprintf(a.out, "source %s/%s: %s, %d rows read, %d created, %d skipped, %d rejected\n", cp.SourceType, cp.SourceID, cp.Status,
+					cp.TotalProcessed, cp.TotalSuccessful, cp.TotalSkipped, cp.TotalFailed)
+				if open != nil {
+					fmt.Fprintf(a.out, "source read again: %d rows, %d in the ledger, %d in the error report, %d missing\n", v.SourceRows, v.InLedger, v.Rejected, v.MissingCount)
+				} else {
+					fmt.Fprintln(a.out, "source not read again (give --source-type and --source to compare it with the ledger)")
+				}
+				fmt.Fprintf(a.out, "entries in the run's ranges: %d; touched accounts: %d, %d balance problem(s); outbox rows: %d, %d missing\n",
+					v.EntriesInRanges, v.TouchedAccounts, len(v.BalanceProblems), v.OutboxRows, len(v.OutboxMissing))
+				if cp.RollbackStatus != nil {
+					fmt.Fprintf(a.out, "rollback %s: %d reversed, %d not fully reversed\n", *cp.RollbackStatus, cp.TotalReversed, v.NotReversed)
+				}
+				for _, p := range v.Problems {
+					fmt.Fprintf(a.out, "PROBLEM: %s\n", p)
+				}
+				if v.OK() {
+					fmt.Fprintln(a.out, "verified: no problem found")
+				}
+			}
+			if !v.OK() {
+				return findings("%d problem(s) found in backfill %s/%s", len(v.Problems), sf.sourceType, sf.sourceID)
+			}
+			return nil
+		},
+	}
+	sf.bind(cmd)
+	return cmd
+}
+
+// onlySourceType finds the source type of a source id when one type has it.
+func onlySourceType(ctx context.Context, pool interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, id string) (string, error) {
+	rows, err := pool.Query(ctx, `SELECT source_type FROM ledger_backfill_checkpoints WHERE source_id = $1 ORDER BY 1`, id)
+	if err != nil {
+		return "", &exitError{code: exitInfra, err: err}
+	}
+	types, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", &exitError{code: exitInfra, err: err}
+	}
+	switch len(types) {
+	case 0:
+		return "", findings("no backfill with --source-id %s", id)
+	case 1:
+		return types[0], nil
+	}
+	return "", usage("--source-id %s exists for source types %s: give --source-type", id, strings.Join(types, ", "))
 }
 
 func newBackfillRollbackCmd(a *app) *cobra.Command {
-	return &cobra.Command{Use: "rollback", Short: "Reverse a source's import", RunE: func(*cobra.Command, []string) error { return usage("not built yet") }}
+	var (
+		sourceID, sourceType, reason string
+		batchSize                    int
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Reverse every entry a source's run created, newest first (resumable, idempotent, in the operator log)",
+		Long: `Post a reversal of every entry the source's run created (its recorded seq ranges), newest first,
+in batches: debit and credit swapped, reverses_entry_id naming the entry, reference
+backfill-reversal:seq-<seq>. Nothing is deleted (the ledger forbids it): balances return to what
+they were before the run, the hash chain stays valid, and reversals of entries that concern a
+member bank get outbox rows like any posting. Entries the run found already in the ledger
+(skipped duplicates) are not touched.
+
+It is resumable and idempotent: interrupted, run it again; reversals already made answer
+replayed. Each start is recorded in the operator log (backfill.rollback, with --reason). A
+rolled-back source cannot run again: import corrected data under a new --source-id.
+
+A reversal is refused (exit 1, rollback FAILED) when live postings have since spent the imported
+money (insufficient_funds): a decision for the ledger's owner, not something to force.`,
+		Example: `  dualledger backfill rollback --source-id legacy-2025 --reason "wrong export, ticket 4711"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !sourceIDPattern.MatchString(sourceID) {
+				return usage("--source-id is required")
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usage("--reason is required: say why the import is reversed (it goes into the operator log)")
+			}
+			if batchSize < 1 || batchSize > 10000 {
+				return usage("--batch-size must be 1 to 10000")
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(context.WithoutCancel(ctx), openOptions{maxConns: 4})
+			if err != nil {
+				return err
+			}
+			defer release()
+			if sourceType == "" {
+				if sourceType, err = onlySourceType(ctx, pool, sourceID); err != nil {
+					return err
+				}
+			}
+			out, err := backfill.Rollback(ctx, pool, sourceType, sourceID, cliActor(), reason, batchSize, a.logger)
+			if err != nil {
+				switch {
+				case errors.Is(err, backfill.ErrNotFound), errors.Is(err, backfill.ErrLocked):
+					return findings("%v", err)
+				}
+				return rejection(err)
+			}
+			if a.jsonOut {
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.out, "rollback of %s/%s: %s, %d reversed now, %d already reversed, %d refused\n", sourceType, sourceID,
+					deref(out.Checkpoint.RollbackStatus), out.Reversed, out.Replayed, len(out.Rejected))
+				for _, r := range out.Rejected {
+					fmt.Fprintf(a.out, "refused: %s\n", r)
+				}
+			}
+			if len(out.Rejected) > 0 {
+				return findings("%d reversal(s) refused; see docs/runbooks/failed-backfill.md", len(out.Rejected))
+			}
+			if ctx.Err() != nil {
+				return findings("interrupted: run the same command to go on")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&sourceID, "source-id", "", "the import to reverse")
+	cmd.Flags().StringVar(&sourceType, "source-type", "", "its source type (needed only when the id exists for several)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the operator log)")
+	cmd.Flags().IntVar(&batchSize, "batch-size", 1000, "reversals per transaction")
+	return cmd
 }
