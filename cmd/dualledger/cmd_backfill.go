@@ -12,12 +12,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"net/http"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
 
 	"dualledger/internal/backfill"
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
+	"dualledger/internal/scb"
 )
 
 // sourceIDPattern is the checkpoint table's CHECK on source_id (migration 012).
@@ -39,7 +42,7 @@ docs/runbooks/failed-backfill.md.`,
 // backfillSourceFlags are the flags that name a source and how to read it (run and verify).
 type backfillSourceFlags struct {
 	sourceType, src, sourceID, ledgerID, mapping string
-	apiTokenFile                                 string
+	apiTokenFile, scbConfig                      string
 }
 
 func (f *backfillSourceFlags) bind(cmd *cobra.Command) {
@@ -50,6 +53,7 @@ func (f *backfillSourceFlags) bind(cmd *cobra.Command) {
 	fl.StringVar(&f.ledgerID, "ledger", "MASTER", "ledger of the rows that name none")
 	fl.StringVar(&f.mapping, "mapping", "", "mapping file, YAML or JSON (columns, account and transaction type maps, defaults, formats; docs/backfill.md)")
 	fl.StringVar(&f.apiTokenFile, "api-token-file", "", "api: a file holding the bearer token (else DUALLEDGER_BACKFILL_API_TOKEN; never on the command line)")
+	fl.StringVar(&f.scbConfig, "scb-config", "", "scb: SCB config file (default DUALLEDGER_SCB_CONFIG); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
 }
 
 func (f *backfillSourceFlags) validate(a *app) (*transform.Mapping, error) {
@@ -88,8 +92,42 @@ func (f *backfillSourceFlags) opener(a *app, m *transform.Mapping) (backfill.Ope
 		return func(_ context.Context, after string) (source.Reader, error) {
 			return source.OpenCSV(f.src, os.Stdin, after, source.CSVOptions{Comma: transform.Rune(mm.CSV.Delimiter), Comment: transform.Rune(mm.CSV.Comment)})
 		}, nil
+	case backfill.TypeDatabase:
+		o := source.DatabaseOptions{Table: mm.Database.Table, Query: mm.Database.Query, Key: mm.Database.Key}
+		return func(ctx context.Context, after string) (source.Reader, error) {
+			return source.OpenDatabase(ctx, f.src, o, after)
+		}, nil
+	case backfill.TypeAPI:
+		token := a.getenv("DUALLEDGER_BACKFILL_API_TOKEN")
+		if f.apiTokenFile != "" {
+			b, err := os.ReadFile(f.apiTokenFile)
+			if err != nil {
+				return nil, usage("--api-token-file: %v", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		o := source.APIOptions{URL: f.src, Token: token, Items: mm.API.Items, Cursor: mm.API.Cursor, CursorParam: mm.API.CursorParam,
+			LimitParam: mm.API.LimitParam, Limit: mm.API.Limit}
+		return func(ctx context.Context, after string) (source.Reader, error) { return source.OpenAPI(ctx, o, after) }, nil
+	case backfill.TypeSCB:
+		path := f.scbConfig
+		if path == "" {
+			path = a.getenv("DUALLEDGER_SCB_CONFIG")
+		}
+		cfgs, err := scb.Load(a.environ, []string{f.src}, path)
+		if err != nil {
+			return nil, usage("SCB settings: %v", err)
+		}
+		c, ok := cfgs[f.src]
+		if !ok {
+			return nil, usage("no settings for SCB %s: set SCB_%s_API_URL and SCB_%s_API_KEY, or --scb-config", f.src, scb.EnvName(f.src), scb.EnvName(f.src))
+		}
+		// The SCB's list of its entries (GET /v1/entries?since=&limit=, docs/design.md §5).
+		o := source.APIOptions{URL: strings.TrimRight(c.BaseURL, "/") + "/v1/entries", Token: c.APIKey, Items: "entries",
+			Cursor: "next_since", CursorParam: "since", Limit: mm.API.Limit, Client: &http.Client{Timeout: c.RequestTimeout()}}
+		return func(ctx context.Context, after string) (source.Reader, error) { return source.OpenAPI(ctx, o, after) }, nil
 	}
-	return nil, usage("--source-type %s is not built yet", f.sourceType)
+	return nil, usage("unknown --source-type %s", f.sourceType)
 }
 
 func newBackfillRunCmd(a *app) *cobra.Command {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 )
 
 // Record is one row of a source.
@@ -42,7 +43,9 @@ type Reader interface {
 // or the key changed since): resuming there could skip or repeat rows.
 var ErrBadPosition = errors.New("the checkpoint position does not match the source")
 
-// Item is the JSON of a Fields map, for Raw.
+func eof() error { return io.EOF }
+
+// rawJSON is the JSON of a Fields map, for Raw.
 func rawJSON(v any) json.RawMessage {
 	b, err := json.Marshal(v)
 	if err != nil {

@@ -43,6 +43,11 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 	if m != nil {
 		t.m = *m
 	}
+	if t.m.Unmapped == "" && (sourceType == "api" || sourceType == "scb") {
+		// An API's items carry their metadata as a field; the rest (ids, hashes, statuses of the
+		// other system) is that system's bookkeeping, not the entry's content.
+		t.m.Unmapped = "ignore"
+	}
 	if t.m.Defaults.LedgerID != "" && defaultLedger == "" {
 		t.defaultLedger = t.m.Defaults.LedgerID
 	}
@@ -293,7 +298,7 @@ func quote(s string) string {
 // timestamp reads RFC 3339 (any offset), then the mapping's layouts (in its time zone when the
 // layout has none), and returns UTC.
 func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
-	layouts := append([]string{time.RFC3339Nano}, t.m.Timestamp.Layouts...)
+	layouts := append([]string{time.RFC3339Nano, pgTimestamptz, pgTimestamptzMinutes}, t.m.Timestamp.Layouts...)
 	for _, l := range layouts {
 		if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
 			if tm.Year() < 1900 || tm.Year() > 9999 {
@@ -305,6 +310,13 @@ func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 	return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
 		"timestamp_utc %s is not an RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\")%s", quote(s), layoutHint(t.m.Timestamp.Layouts))
 }
+
+// PostgreSQL's ISO output of timestamptz ("2024-01-01 10:00:00+00", "...:00+05:30"), as the
+// database source reads it.
+const (
+	pgTimestamptz        = "2006-01-02 15:04:05.999999999Z07"
+	pgTimestamptzMinutes = "2006-01-02 15:04:05.999999999Z07:00"
+)
 
 func layoutHint(l []string) string {
 	if len(l) == 0 {
