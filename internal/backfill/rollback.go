@@ -39,7 +39,7 @@ func Rollback(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID, act
 	if _, err := GetCheckpoint(ctx, pool, sourceType, sourceID); err != nil {
 		return RollbackOutcome{}, err
 	}
-	conn, err := lock(ctx, pool, sourceType, sourceID)
+	conn, err := lock(ctx, pool, sourceType, sourceID, 0)
 	if err != nil {
 		return RollbackOutcome{}, err
 	}

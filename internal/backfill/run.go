@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,7 +110,10 @@ type runner struct {
 // second, abort the statement (the batch rolls back) and end the session, which drops the lock.
 // Until then, a new run that finds the lock held by a process of this host that no longer exists
 // waits for it (lockWait), instead of refusing.
-func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string) (*pgxpool.Conn, error) {
+//
+// oldBackend, when not 0, is the server process of this run's own session that just broke: the
+// new one waits for it to end too.
+func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string, oldBackend uint32) (*pgxpool.Conn, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -124,10 +128,11 @@ func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string) 
 	for {
 		var ok bool
 		var holder *string
-		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`), (SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		var holderPID *int64
+		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`), h.application_name, h.pid FROM (SELECT 1) x LEFT JOIN LATERAL (SELECT a.application_name, a.pid::bigint AS pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
 				WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
 				  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-				  AND ((l.classid::bigint << 32) | l.objid::bigint) = `+lockKeySQL+` LIMIT 1)`, sourceType, sourceID).Scan(&ok, &holder)
+				  AND ((l.classid::bigint << 32) | l.objid::bigint) = `+lockKeySQL+` LIMIT 1) h ON true`, sourceType, sourceID).Scan(&ok, &holder, &holderPID)
 		if err != nil {
 			conn.Release()
 			return nil, fmt.Errorf("take the backfill lock: %w", err)
@@ -135,7 +140,8 @@ func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string) 
 		if ok {
 			return conn, nil
 		}
-		if !holderGone(holder, host) || time.Now().After(deadline) {
+		ours := oldBackend != 0 && holderPID != nil && uint32(*holderPID) == oldBackend
+		if !(ours || holderGone(holder, host)) || time.Now().After(deadline) {
 			conn.Release()
 			who := "another process"
 			if holder != nil && *holder != "" {
@@ -167,7 +173,7 @@ func holderGone(app *string, host string) bool {
 	if n, _ := fmt.Sscanf(*app, "dualledger backfill pid=%d host=%s", &pid, &h); n != 2 || h != host || pid <= 0 {
 		return false
 	}
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 func unlock(conn *pgxpool.Conn, sourceType, sourceID string) {
@@ -195,7 +201,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.Tra
 	if cfg.CheckpointInterval < 1 {
 		cfg.CheckpointInterval = 1
 	}
-	conn, err := lock(ctx, pool, cfg.SourceType, cfg.SourceID)
+	conn, err := lock(ctx, pool, cfg.SourceType, cfg.SourceID, 0)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -404,7 +410,7 @@ func (r *runner) batch(ctx context.Context, recs []source.Record) error {
 		if err == nil {
 			return nil
 		}
-		if r.conn.Conn().IsClosed() {
+		if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
 			// The lock went with the connection: take it again, and learn whether the batch
 			// committed before the connection broke.
 			committed, rerr := r.reconnect(ctx)
@@ -432,11 +438,12 @@ func (r *runner) batch(ctx context.Context, recs []source.Record) error {
 // the batch in flight had committed (the checkpoint counts one batch more): then its totals and
 // report length are the checkpoint's (the report lines were written before the commit).
 func (r *runner) reconnect(ctx context.Context) (bool, error) {
+	old := r.conn.Conn().PgConn().PID()
 	r.conn.Release()
 	var conn *pgxpool.Conn
 	var err error
 	for i := 0; i <= r.cfg.MaxRetries; i++ {
-		if conn, err = lock(ctx, r.pool, r.cfg.SourceType, r.cfg.SourceID); err == nil || errors.Is(err, ErrLocked) {
+		if conn, err = lock(ctx, r.pool, r.cfg.SourceType, r.cfg.SourceID, old); err == nil || errors.Is(err, ErrLocked) {
 			break
 		}
 		time.Sleep(r.cfg.RetryDelay << i)
@@ -500,6 +507,10 @@ func transient(err error, conn *pgxpool.Conn) bool {
 	}
 	var ne net.Error
 	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57") || pe.Code == "53300") {
+		return true // connection failure, operator intervention (shutdown, terminated), too many connections
+	}
 	return errors.As(err, &ne) || errors.As(err, &ce) || pgconn.SafeToRetry(err)
 }
 

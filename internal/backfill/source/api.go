@@ -75,27 +75,27 @@ func OpenAPI(ctx context.Context, o APIOptions, after string) (*API, error) {
 		return nil, fmt.Errorf("the API source %q is not an http(s) URL", o.URL)
 	}
 	a := &API{o: o, more: true}
-	skip := -1
+	skip, cursor := -1, ""
 	if after != "" {
 		i := strings.LastIndexByte(after, '#')
 		n, err := strconv.Atoi(after[i+1:])
 		if i < 0 || err != nil || n < 0 {
 			return nil, fmt.Errorf("%w: %q is not an API position", ErrBadPosition, after)
 		}
-		a.cursor, skip = after[:i], n
+		cursor, skip = after[:i], n
 	}
-	if a.cursor != "" && o.Cursor == "" {
+	if cursor != "" && o.Cursor == "" {
 		// Learn the API's cursor from its first page.
 		if err := a.fetch(ctx, ""); err != nil {
 			return nil, err
 		}
 	}
-	if err := a.fetch(ctx, a.cursor); err != nil {
+	if err := a.fetch(ctx, cursor); err != nil {
 		return nil, err
 	}
 	if skip >= 0 {
 		if skip >= len(a.items) {
-			return nil, fmt.Errorf("%w: the page at cursor %q has %d rows, the checkpoint is after row %d", ErrBadPosition, a.cursor, len(a.items), skip+1)
+			return nil, fmt.Errorf("%w: the page at cursor %q has %d rows, the checkpoint is after row %d", ErrBadPosition, cursor, len(a.items), skip+1)
 		}
 		a.i = skip + 1
 	}

@@ -117,7 +117,10 @@ func (c *CSV) Next(ctx context.Context) (Record, error) {
 		if errors.Is(err, io.EOF) {
 			return Record{}, io.EOF
 		}
-		line, _ := c.r.FieldPos(0)
+		line := 0
+		if err == nil && len(rec) > 0 {
+			line, _ = c.r.FieldPos(0)
+		}
 		var pe *csv.ParseError
 		if err != nil && !errors.As(err, &pe) {
 			return Record{}, fmt.Errorf("read the CSV source: %w", err)
