@@ -484,3 +484,40 @@ func TestBackfillVerifyRollback(t *testing.T) {
 		t.Errorf("run after rollback: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestBackfillOpeningBalancesAndDryRun: a dry run posts nothing and names the rows that would be
+// rejected; --opening-balances funds history that starts mid-stream, from the opening-balance
+// account, before the rows.
+func TestBackfillOpeningBalancesAndDryRun(t *testing.T) {
+	d := backfillLedger(t, 2)
+	ctx := context.Background()
+	unlimited := "unlimited"
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "opening-balance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "h.csv")
+	ob := filepath.Join(dir, "ob.csv")
+	_ = os.WriteFile(hist, []byte("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\n"+
+		"acct-0,acct-1,60.00,USD,t,h-1\nacct-1,acct-0,70.00,USD,t,h-2\nacct-0,nobody,1.00,USD,t,h-3\n"), 0o600)
+	_ = os.WriteFile(ob, []byte("account_id,amount,currency_code,timestamp_utc\nacct-0,100.00,USD,2019-12-31T23:59:59Z\nacct-1,20.00,USD,2019-12-31T23:59:59Z\n"), 0o600)
+	args := []string{"backfill", "run", "--source-type", "csv", "--source", hist, "--source-id", "mid", "--errors", filepath.Join(dir, "e.jsonl")}
+	out, errOut, code := cli(t, d.ConnStr, append(args, "--dry-run", "--errors", filepath.Join(dir, "dry.jsonl"))...)
+	if code != 1 || !strings.Contains(out, "1 would be rejected") {
+		t.Errorf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if e, _ := ledgerState(t, d); len(e) != 0 {
+		t.Errorf("the dry run posted %d entries", len(e))
+	}
+	if out, errOut, code := cli(t, d.ConnStr, append(args, "--opening-balances", ob)...); code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	got := strings1(t, d.Pool, `SELECT debit_account_id || '>' || credit_account_id || ' ' || trim_scale(amount) || ' ' || transaction_type FROM ledger_entries ORDER BY seq`)
+	want := []string{"opening-balance>acct-0 100 opening_balance", "opening-balance>acct-1 20 opening_balance", "acct-0>acct-1 60 t", "acct-1>acct-0 70 t"}
+	if !slices.Equal(got, want) {
+		t.Errorf("entries %q, want %q", got, want)
+	}
+	if cp := checkpointOf(t, d, "mid.opening"); cp.Status != backfill.StatusCompleted || cp.TotalSuccessful != 2 {
+		t.Errorf("opening balances checkpoint %+v", cp)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"net/http"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"dualledger/internal/backfill"
@@ -132,12 +133,13 @@ func (f *backfillSourceFlags) opener(a *app, m *transform.Mapping) (backfill.Ope
 
 func newBackfillRunCmd(a *app) *cobra.Command {
 	var (
-		sf        backfillSourceFlags
-		cfg       backfill.Config
-		workers   int
-		opening   string
-		dryRun    bool
-		maxErrors int64
+		sf             backfillSourceFlags
+		cfg            backfill.Config
+		workers        int
+		opening        string
+		openingAccount string
+		dryRun         bool
+		maxErrors      int64
 	)
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -183,10 +185,12 @@ source failure (FAILED; run again to resume).`,
 				return usage("--max-errors must be 0 or more")
 			}
 			if opening != "" {
-				return usage("--opening-balances is not built yet")
-			}
-			if dryRun {
-				return usage("--dry-run is not built yet")
+				if st, err := os.Stat(opening); err != nil || st.IsDir() {
+					return usage("--opening-balances %s: not a readable file", opening)
+				}
+				if !sourceIDPattern.MatchString(sf.sourceID + ".opening") {
+					return usage("--source-id is too long to name its opening balances (%s.opening)", sf.sourceID)
+				}
 			}
 			cfg.MaxErrors = -1
 			if cmd.Flags().Changed("max-errors") {
@@ -208,14 +212,16 @@ source failure (FAILED; run again to resume).`,
 				return err
 			}
 			defer release()
+			if cfg.ErrorsPath == "" && dryRun {
+				cfg.ErrorsPath, _ = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
+			}
 			if cfg.ErrorsPath == "" {
 				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
 				if err != nil && !errors.Is(err, backfill.ErrNotFound) {
 					return &exitError{code: exitInfra, err: err}
 				}
 				if cp.ErrorsFile == nil {
-					name := fmt.Sprintf("backfill-%s-%s.errors.jsonl", sf.sourceType, strings.NewReplacer("/", "_", ":", "_", "@", "_").Replace(sf.sourceID))
-					if cfg.ErrorsPath, err = filepath.Abs(name); err != nil {
+					if cfg.ErrorsPath, err = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, "")); err != nil {
 						return err
 					}
 				}
@@ -225,37 +231,16 @@ source failure (FAILED; run again to resume).`,
 			cfg.Workers = workers
 			cfg.Progress = newBackfillProgress(a)
 			tr := transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
-			out, err := backfill.Run(ctx, pool, open, tr, cfg)
-			if cfg.Progress != nil {
-				endProgress(a)
+			if dryRun {
+				return backfillDryRun(a, ctx, pool, open, tr, cfg)
 			}
-			if err != nil {
-				switch {
-				case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
-					return findings("%v", err)
-				}
-				var ee *exitError
-				if errors.As(err, &ee) {
+			if opening != "" {
+				done, err := runOpeningBalances(a, ctx, pool, m, opening, openingAccount, sf, cfg)
+				if err != nil || !done {
 					return err
 				}
-				return &exitError{code: exitInfra, err: fmt.Errorf("%w (status FAILED; run the same command again to resume)", err)}
 			}
-			if a.jsonOut {
-				if err := a.printJSON(out); err != nil {
-					return err
-				}
-			} else {
-				printRunOutcome(a, out)
-			}
-			switch {
-			case out.MaxErrorsExceeded:
-				return findings("more than --max-errors %d rows rejected: see %s", cfg.MaxErrors, out.ErrorsFile)
-			case len(out.BalanceProblems) > 0:
-				return findings("the balance audit of the touched accounts failed: %s", strings.Join(out.BalanceProblems, "; "))
-			case out.Paused:
-				return findings("paused at position %s: run the same command to resume", deref(out.Checkpoint.LastProcessedID))
-			}
-			return nil
+			return backfillRun(a, ctx, pool, open, tr, cfg)
 		},
 	}
 	sf.bind(cmd)
@@ -270,8 +255,118 @@ source failure (FAILED; run again to resume).`,
 	fl.StringVar(&cfg.ErrorsPath, "errors", "", "error report, JSON lines, appended across runs (default backfill-<type>-<id>.errors.jsonl, then the checkpoint's)")
 	fl.Int64Var(&maxErrors, "max-errors", -1, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this (default: no limit)")
 	fl.StringVar(&opening, "opening-balances", "", "CSV of opening balances (account_id, amount) posted first from the opening-balance account")
-	fl.BoolVar(&dryRun, "dry-run", false, "transform and validate without posting")
+	fl.StringVar(&openingAccount, "opening-account", "opening-balance", "the account opening balances come from (unlimited overdraft); a from_account_id column overrides it per row")
+	fl.BoolVar(&dryRun, "dry-run", false, "transform and validate every row, check ledger, accounts and references, post nothing (exit 1 when rows would be rejected)")
 	return cmd
+}
+
+func defaultReportName(sourceType, sourceID, suffix string) string {
+	return fmt.Sprintf("backfill-%s-%s%s.errors.jsonl", sourceType, strings.NewReplacer("/", "_", ":", "_", "@", "_").Replace(sourceID), suffix)
+}
+
+// backfillRun runs one source and maps the outcome to output and exit status.
+func backfillRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) error {
+	out, err := runSource(a, ctx, pool, open, tr, cfg)
+	if err != nil {
+		return err
+	}
+	return outcomeStatus(out, cfg)
+}
+
+func runSource(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) (backfill.Outcome, error) {
+	out, err := backfill.Run(ctx, pool, open, tr, cfg)
+	endProgress(a)
+	if err != nil {
+		switch {
+		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
+			return out, findings("%v", err)
+		}
+		return out, &exitError{code: exitInfra, err: fmt.Errorf("%w (status FAILED; run the same command again to resume)", err)}
+	}
+	if a.jsonOut {
+		if err := a.printJSON(out); err != nil {
+			return out, err
+		}
+	} else {
+		printRunOutcome(a, out)
+	}
+	return out, nil
+}
+
+func outcomeStatus(out backfill.Outcome, cfg backfill.Config) error {
+	switch {
+	case out.MaxErrorsExceeded:
+		return findings("more than --max-errors %d rows rejected: see %s", cfg.MaxErrors, out.ErrorsFile)
+	case len(out.BalanceProblems) > 0:
+		return findings("the balance audit of the touched accounts failed: %s", strings.Join(out.BalanceProblems, "; "))
+	case out.Paused:
+		return findings("paused at position %s: run the same command to resume", deref(out.Checkpoint.LastProcessedID))
+	}
+	return nil
+}
+
+// runOpeningBalances posts the opening balances file first, as a source of its own
+// (<source-id>.opening, csv): each row moves amount from the opening-balance account to
+// account_id. It returns whether it completed (else the main run must not start).
+func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, path, from string, sf backfillSourceFlags, cfg backfill.Config) (bool, error) {
+	om := transform.Mapping{Unmapped: "metadata"}
+	if m != nil {
+		om.Defaults, om.Amount, om.Timestamp, om.Accounts, om.AccountsStrict = m.Defaults, m.Amount, m.Timestamp, m.Accounts, m.AccountsStrict
+	}
+	om.Columns = map[string]string{transform.FieldCreditAccountID: "account_id", transform.FieldDebitAccountID: "from_account_id"}
+	om.Defaults.DebitAccountID, om.Defaults.CreditAccountID = from, ""
+	om.Defaults.TransactionType = "opening_balance"
+	ocfg := cfg
+	ocfg.SourceType, ocfg.SourceID = backfill.TypeCSV, sf.sourceID+".opening"
+	if cfg.ErrorsPath != "" {
+		ocfg.ErrorsPath = strings.TrimSuffix(cfg.ErrorsPath, ".jsonl") + ".opening.jsonl"
+	}
+	cp, err := backfill.GetCheckpoint(ctx, pool, ocfg.SourceType, ocfg.SourceID)
+	switch {
+	case err == nil && cp.ErrorsFile != nil:
+		ocfg.ErrorsPath = *cp.ErrorsFile
+	case ocfg.ErrorsPath == "":
+		if ocfg.ErrorsPath, err = filepath.Abs(defaultReportName(ocfg.SourceType, ocfg.SourceID, "")); err != nil {
+			return false, err
+		}
+	}
+	ocfg.Metadata = map[string]any{"source": path, "opening_balances_of": sf.sourceType + "/" + sf.sourceID}
+	open := func(_ context.Context, after string) (source.Reader, error) {
+		return source.OpenCSV(path, os.Stdin, after, source.CSVOptions{})
+	}
+	if !a.jsonOut {
+		fmt.Fprintf(a.out, "opening balances (%s):\n", ocfg.SourceID)
+	}
+	out, err := runSource(a, ctx, pool, open, transform.New(&om, ocfg.SourceType, ocfg.SourceID, sf.ledgerID), ocfg)
+	if err != nil {
+		return false, err
+	}
+	if err := outcomeStatus(out, ocfg); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// backfillDryRun validates a source without posting.
+func backfillDryRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) error {
+	out, err := backfill.DryRun(ctx, pool, open, tr, cfg)
+	endProgress(a)
+	if err != nil {
+		return &exitError{code: exitInfra, err: err}
+	}
+	if a.jsonOut {
+		if err := a.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.out, "dry run: %d rows, %d valid (%d of them already in the ledger: skipped if equal, rejected if not), %d would be rejected (%s); nothing posted\n",
+			out.Rows, out.Valid, out.Existing, out.Rejected, out.ErrorsFile)
+		fmt.Fprintln(a.out, "funds are not checked by a dry run: a row that would overdraw is found only by the run, in order")
+	}
+	if out.Rejected > 0 {
+		return findings("%d rows would be rejected: see %s", out.Rejected, out.ErrorsFile)
+	}
+	return nil
 }
 
 func describeSource(sf backfillSourceFlags) string {

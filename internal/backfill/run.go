@@ -600,7 +600,7 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 	if created+skipped+failed != processed {
 		return fmt.Errorf("internal: %d rows read but %d created, %d skipped, %d rejected", processed, created, skipped, failed)
 	}
-	slices.SortStableFunc(lines, func(a, b ReportLine) int { return a.idx - b.idx })
+	sortLines(lines)
 	for _, l := range lines {
 		if err := r.rep.add(l); err != nil {
 			return err
@@ -641,6 +641,11 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 		}
 	}
 	return nil
+}
+
+// sortLines puts a batch's report lines in source order.
+func sortLines(lines []ReportLine) {
+	slices.SortStableFunc(lines, func(a, b ReportLine) int { return a.idx - b.idx })
 }
 
 func errMessage(err error) string {

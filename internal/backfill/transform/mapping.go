@@ -79,6 +79,8 @@ type Mapping struct {
 // Defaults fill fields the row leaves empty.
 type Defaults struct {
 	LedgerID        string `json:"ledger_id" yaml:"ledger_id"`
+	DebitAccountID  string `json:"debit_account_id" yaml:"debit_account_id"`
+	CreditAccountID string `json:"credit_account_id" yaml:"credit_account_id"`
 	CurrencyCode    string `json:"currency_code" yaml:"currency_code"`
 	AssetType       string `json:"asset_type" yaml:"asset_type"`
 	TransactionType string `json:"transaction_type" yaml:"transaction_type"`

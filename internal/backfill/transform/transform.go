@@ -235,6 +235,12 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 
 func (t *Transformer) account(rec source.Record, field string) (string, *ledger.Error) {
 	v := strings.TrimSpace(t.get(rec, field))
+	if v == "" && field == FieldDebitAccountID {
+		v = t.m.Defaults.DebitAccountID
+	}
+	if v == "" && field == FieldCreditAccountID {
+		v = t.m.Defaults.CreditAccountID
+	}
 	if v == "" {
 		return "", reject(ledger.CodeInvalidRequest, field, "%s is missing", field)
 	}
