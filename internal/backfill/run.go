@@ -26,6 +26,7 @@ import (
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
 	"dualledger/internal/ledger"
+	"dualledger/internal/money"
 )
 
 // Config is one run.
@@ -100,6 +101,7 @@ type runner struct {
 	log    *slog.Logger
 	touch  map[string]map[string]bool // ledger -> accounts touched since the last audit
 	allTch map[string]map[string]bool // ledger -> accounts touched by this run
+	bases  map[string]*auditBase      // ledger -> balances at the last periodic audit
 }
 
 // lock takes the source's advisory lock on a connection of its own, which then runs the whole
@@ -206,7 +208,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.Tra
 		return Outcome{}, err
 	}
 	r := &runner{pool: pool, conn: conn, cfg: cfg, tr: tr, log: cfg.Logger,
-		touch: map[string]map[string]bool{}, allTch: map[string]map[string]bool{}}
+		touch: map[string]map[string]bool{}, allTch: map[string]map[string]bool{}, bases: map[string]*auditBase{}}
 	defer func() { unlock(r.conn, cfg.SourceType, cfg.SourceID) }()
 	return r.run(ctx, open)
 }
@@ -287,10 +289,9 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				return out, err
 			}
 			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
-				if probs, err := r.audit(bg, r.touch); err != nil || len(probs) > 0 {
+				if probs, err := r.auditSince(bg); err != nil || len(probs) > 0 {
 					return r.auditFailed(bg, out, probs, err)
 				}
-				r.touch = map[string]map[string]bool{}
 			}
 		}
 		if eof {
@@ -656,8 +657,8 @@ func errMessage(err error) string {
 	return err.Error()
 }
 
-// audit checks that each touched account's balance equals Σ credits − Σ debits of its entries
-// (docs/design.md §2.3), reading the ledger's entries once per audit.
+// audit checks that each touched account's balance equals Σ credits − Σ debits of all its
+// entries (docs/design.md §2.3): one pass over the ledger's entries per ledger. Run at the end.
 func (r *runner) audit(ctx context.Context, touched map[string]map[string]bool) ([]string, error) {
 	var probs []string
 	for l, set := range touched {
@@ -674,6 +675,91 @@ func (r *runner) audit(ctx context.Context, touched map[string]map[string]bool) 
 	return probs, nil
 }
 
+// auditBase is a ledger's state at the last periodic audit: its head and the balances of the
+// accounts the run had touched by then.
+type auditBase struct {
+	head     int64
+	balances map[string]money.Amount
+}
+
+// auditSince is the periodic audit (--validate-balances every --checkpoint-interval batches),
+// incremental so that its cost does not grow with the ledger: for each account with a balance
+// at the last audit, the change of its balance since must equal the sum of the entries posted
+// since (by anyone: seqs above the last audit's head, a range of the primary key). One
+// REPEATABLE READ snapshot sees head, balances and entries as one posting left them. An account
+// touched for the first time gets its base now; its earlier entries are covered by the full
+// audit at the end of the run.
+func (r *runner) auditSince(ctx context.Context) ([]string, error) {
+	var probs []string
+	for l, set := range r.touch {
+		base := r.bases[l]
+		ids := make([]string, 0, len(set))
+		for a := range set {
+			ids = append(ids, a)
+		}
+		if base != nil {
+			for a := range base.balances {
+				if !set[a] {
+					ids = append(ids, a)
+				}
+			}
+		}
+		next := &auditBase{balances: map[string]money.Amount{}}
+		deltas := map[string]money.Amount{}
+		err := pgx.BeginTxFunc(ctx, r.conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, `SELECT head_seq FROM ledgers WHERE id = $1`, l).Scan(&next.head); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT id, balance::text FROM bank_accounts WHERE ledger_id = $1 AND id = ANY($2)`, l, ids)
+			if err != nil {
+				return err
+			}
+			var id, v string
+			if _, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error {
+				a, err := money.ParseAmount(v)
+				next.balances[id] = a
+				return err
+			}); err != nil {
+				return err
+			}
+			if base == nil {
+				return nil
+			}
+			rows, err = tx.Query(ctx, `SELECT x.account_id, sum(x.delta)::text
+				  FROM ledger_entries e
+				 CROSS JOIN LATERAL (VALUES (e.credit_account_id, e.amount), (e.debit_account_id, -e.amount)) AS x(account_id, delta)
+				 WHERE e.ledger_id = $1 AND e.seq > $2 AND e.seq <= $3
+				 GROUP BY x.account_id`, l, base.head, next.head)
+			if err != nil {
+				return err
+			}
+			_, err = pgx.ForEachRow(rows, []any{&id, &v}, func() error {
+				a, err := money.ParseAmount(v)
+				deltas[id] = a
+				return err
+			})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if base != nil {
+			for id, was := range base.balances {
+				now, ok := next.balances[id]
+				if !ok {
+					continue
+				}
+				if got := now.Sub(was); !got.Equal(deltas[id]) {
+					probs = append(probs, fmt.Sprintf("%s/%s: balance moved by %s since seq %d but the entries since sum to %s", l, id, got, base.head, deltas[id]))
+				}
+			}
+		}
+		r.bases[l] = next
+	}
+	r.touch = map[string]map[string]bool{}
+	return probs, nil
+}
+
 // AuditAccounts returns one line per account of ids in ledgerID whose stored balance differs
 // from the sum of its entries.
 func AuditAccounts(ctx context.Context, db ledger.DBTX, ledgerID string, ids []string) ([]string, error) {
@@ -681,15 +767,17 @@ func AuditAccounts(ctx context.Context, db ledger.DBTX, ledgerID string, ids []s
 		return nil, nil
 	}
 	rows, err := db.Query(ctx, `
-		WITH sums AS (
-			SELECT v.account_id, sum(v.delta) AS net
+		WITH ids AS (SELECT DISTINCT unnest($2::text[]) AS id),
+		sums AS (
+			SELECT x.account_id, sum(x.delta) AS net
 			  FROM ledger_entries e
-			 CROSS JOIN LATERAL (VALUES (e.credit_account_id, e.amount), (e.debit_account_id, -e.amount)) AS v(account_id, delta)
-			 WHERE e.ledger_id = $1 AND (e.debit_account_id = ANY($2) OR e.credit_account_id = ANY($2)) AND v.account_id = ANY($2)
-			 GROUP BY v.account_id)
+			 CROSS JOIN LATERAL (VALUES (e.credit_account_id, e.amount), (e.debit_account_id, -e.amount)) AS x(account_id, delta)
+			  JOIN ids ON ids.id = x.account_id
+			 WHERE e.ledger_id = $1
+			 GROUP BY x.account_id)
 		SELECT format('%s/%s: balance %s but its entries sum to %s', a.ledger_id, a.id, trim_scale(a.balance), trim_scale(coalesce(s.net, 0)))
-		  FROM bank_accounts a LEFT JOIN sums s ON s.account_id = a.id
-		 WHERE a.ledger_id = $1 AND a.id = ANY($2) AND a.balance <> coalesce(s.net, 0)
+		  FROM bank_accounts a JOIN ids ON ids.id = a.id LEFT JOIN sums s ON s.account_id = a.id
+		 WHERE a.ledger_id = $1 AND a.balance <> coalesce(s.net, 0)
 		 ORDER BY a.id`, ledgerID, ids)
 	if err != nil {
 		return nil, err

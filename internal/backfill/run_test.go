@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"dualledger/internal/backfill"
@@ -125,4 +126,35 @@ func isLocked(err error) bool {
 		e = u.Unwrap()
 	}
 	return false
+}
+
+// TestRunAuditFindsABalanceThatDrifted: a balance changed behind the posting function's back
+// (as the owner, guard triggers off) in the middle of a run is found by the next periodic audit;
+// the run stops FAILED and says which account.
+func TestRunAuditFindsABalanceThatDrifted(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	admin := d.Conn(t)
+	src := &rows{n: 1000, hook: func(i int) {
+		if i == 450 {
+			if _, err := admin.Exec(ctx, `ALTER TABLE bank_accounts DISABLE TRIGGER USER;
+				UPDATE bank_accounts SET balance = balance + 1, available_balance = available_balance + 1 WHERE ledger_id = 'MASTER' AND id = 'a';
+				ALTER TABLE bank_accounts ENABLE TRIGGER USER`); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	cfg := backfill.Config{SourceType: "csv", SourceID: "drift", Ledger: "MASTER", BatchSize: 100, CheckpointInterval: 2,
+		SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	out, err := backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return src, nil },
+		transform.New(nil, "csv", "drift", "MASTER"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.BalanceProblems) == 0 || out.Checkpoint.Status != backfill.StatusFailed || out.Checkpoint.TotalProcessed >= 1000 {
+		t.Fatalf("%+v", out)
+	}
+	if !strings.Contains(out.BalanceProblems[0], "MASTER/a") {
+		t.Errorf("%v", out.BalanceProblems)
+	}
 }
