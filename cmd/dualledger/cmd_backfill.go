@@ -384,6 +384,11 @@ func printRunOutcome(a *app, out backfill.Outcome) {
 	t := out.ThisRun
 	fmt.Fprintf(a.out, "this run: %d rows, %d created, %d skipped (already in the ledger), %d rejected, %d batches\n",
 		t.Processed, t.Successful, t.Skipped, t.Failed, t.Batches)
+	if t.Batches > 0 {
+		r := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+		fmt.Fprintf(a.out, "time: read %s, transform %s, post %s, report+checkpoint+commit %s, audit %s\n",
+			r(t.Time.Read), r(t.Time.Transform), r(t.Time.Post), r(t.Time.Checkpoint), r(t.Time.Audit))
+	}
 	fmt.Fprintf(a.out, "source %s/%s: %s, %d rows, %d created, %d skipped, %d rejected, last position %s, run %d\n",
 		cp.SourceType, cp.SourceID, cp.Status, cp.TotalProcessed, cp.TotalSuccessful, cp.TotalSkipped, cp.TotalFailed, deref(cp.LastProcessedID), cp.Runs)
 	if cp.TotalFailed > 0 {
@@ -408,6 +413,7 @@ func newBackfillProgress(a *app) func(backfill.Stats) {
 	}
 	return func(s backfill.Stats) {
 		now := time.Now()
+		done0 := s.DoneAtStart // a resumed run starts mid-source
 		if now.Sub(last) < every {
 			return
 		}
@@ -418,8 +424,10 @@ func newBackfillProgress(a *app) func(backfill.Stats) {
 		pct := -1.0
 		if s.Total > 0 && s.Done > 0 {
 			pct = 100 * float64(s.Done) / float64(s.Total)
-			rem := el * float64(s.Total-s.Done) / float64(s.Done)
-			eta = time.Duration(rem * float64(time.Second)).Round(time.Second).String()
+		}
+		if s.Total > 0 && s.Processed > 0 && s.Done > done0 {
+			perSec := float64(s.Done-done0) / max(el, 1e-9)
+			eta = time.Duration(float64(s.Total-s.Done) / perSec * float64(time.Second)).Round(time.Second).String()
 		}
 		if tty {
 			bar := strings.Repeat(" ", 30)

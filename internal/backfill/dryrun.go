@@ -16,9 +16,9 @@ import (
 // DryRunOutcome is what a dry run found.
 type DryRunOutcome struct {
 	Rows       int64  `json:"rows"`
-	Valid      int64  `json:"valid"`     // would be posted (or found already there)
-	Existing   int64  `json:"existing"`  // their reference is already in the ledger (skipped if equal, else a conflict)
-	Rejected   int64  `json:"rejected"`  // in the report
+	Valid      int64  `json:"valid"`    // would be posted (or found already there)
+	Existing   int64  `json:"existing"` // their reference is already in the ledger (skipped if equal, else a conflict)
+	Rejected   int64  `json:"rejected"` // in the report
 	ErrorsFile string `json:"errors_file"`
 }
 

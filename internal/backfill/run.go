@@ -59,8 +59,20 @@ type Stats struct {
 	Batches    int64  `json:"batches"`
 	Position   string `json:"position"`
 	// Source progress (bytes of a file, rows of a table); Total 0 when unknown.
-	Done  int64 `json:"-"`
-	Total int64 `json:"-"`
+	Done        int64 `json:"-"`
+	Total       int64 `json:"-"`
+	DoneAtStart int64 `json:"-"`
+	// Where the time went (this run).
+	Time Timings `json:"time"`
+}
+
+// Timings split a run's wall-clock time by stage.
+type Timings struct {
+	Read       time.Duration `json:"read_ns"`       // reading the source
+	Transform  time.Duration `json:"transform_ns"`  // transform and validation in Go
+	Post       time.Duration `json:"post_ns"`       // post_ledger_entries calls
+	Checkpoint time.Duration `json:"checkpoint_ns"` // report write and sync, backfill_checkpoint, commit
+	Audit      time.Duration `json:"audit_ns"`      // balance audits
 }
 
 // Outcome of a run.
@@ -263,6 +275,7 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 		return out, r.fail(bg, fmt.Errorf("open the source: %w", err))
 	}
 	defer src.Close()
+	r.this.DoneAtStart, _ = src.Progress()
 
 	for {
 		if ctx.Err() != nil {
@@ -270,7 +283,9 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 			out.Checkpoint, out.ThisRun, out.Paused = cp, r.this, true
 			return out, err
 		}
+		t0 := time.Now()
 		recs, eof, err := readBatch(bg, src, cfg.BatchSize)
+		r.this.Time.Read += time.Since(t0)
 		if err != nil {
 			return r.outcome(out), r.fail(bg, fmt.Errorf("read the source after position %s: %w", r.position(), err))
 		}
@@ -289,7 +304,10 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				return out, err
 			}
 			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
-				if probs, err := r.auditSince(bg); err != nil || len(probs) > 0 {
+				t0 := time.Now()
+				probs, err := r.auditSince(bg)
+				r.this.Time.Audit += time.Since(t0)
+				if err != nil || len(probs) > 0 {
 					return r.auditFailed(bg, out, probs, err)
 				}
 			}
@@ -299,7 +317,10 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 		}
 	}
 	if cfg.ValidateBalances {
-		if probs, err := r.audit(bg, r.allTch); err != nil || len(probs) > 0 {
+		t0 := time.Now()
+		probs, err := r.audit(bg, r.allTch)
+		r.this.Time.Audit += time.Since(t0)
+		if err != nil || len(probs) > 0 {
 			return r.auditFailed(bg, out, probs, err)
 		}
 	}
@@ -387,7 +408,9 @@ func (r *runner) batch(ctx context.Context, recs []source.Record) error {
 		byLed   = map[string][]pending{}
 		lastTS  *time.Time
 	)
+	t0 := time.Now()
 	rows, rejs := transformAll(r.tr, recs, r.cfg.Workers)
+	r.this.Time.Transform += time.Since(t0)
 	for i, rec := range recs {
 		row, rej := rows[i], rejs[i]
 		if rej != nil {
@@ -549,7 +572,9 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 		for i, p := range rows {
 			entries[i] = p.row.Entry
 		}
+		t0 := time.Now()
 		results, err := ledger.PostBatchTx(ctx, tx, l, entries, false)
+		r.this.Time.Post += time.Since(t0)
 		if err != nil {
 			if c := ledger.CodeOf(err); c == ledger.CodeUnknownLedger || c == ledger.CodeInvalidRequest {
 				// The batch as a whole was refused for this ledger: each row of it is.
@@ -607,6 +632,8 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 			return err
 		}
 	}
+	t0 := time.Now()
+	defer func() { r.this.Time.Checkpoint += time.Since(t0) }()
 	offset, err := r.rep.flush()
 	if err != nil {
 		return err

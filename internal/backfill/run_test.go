@@ -158,3 +158,57 @@ func TestRunAuditFindsABalanceThatDrifted(t *testing.T) {
 		t.Errorf("%v", out.BalanceProblems)
 	}
 }
+
+// TestSeedMonitoringQueries: the seed's monitoring queries run unchanged, as the reporting role,
+// and see a run that is in progress, one that stalled, and the generated references.
+func TestSeedMonitoringQueries(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	cfg := backfill.Config{SourceType: "csv", SourceID: "mon", Ledger: "MASTER", BatchSize: 10, MaxErrors: -1,
+		ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	ro := d.PoolAs(t, "dualledger_readonly")
+	var progress, stalled, completion int
+	src := &rows{n: 30, hook: func(i int) {
+		if i != 15 {
+			return
+		}
+		// The seed's queries, verbatim (BACKFILL_STRATEGY, "Monitoring Queries").
+		if err := ro.QueryRow(ctx, `SELECT count(*) FROM (
+SELECT
+source_id,
+source_type,
+status,
+total_processed,
+total_successful,
+total_failed,
+last_checkpoint_at,
+NOW() - last_checkpoint_at as time_since_last_checkpoint
+FROM ledger_backfill_checkpoints
+WHERE status = 'IN_PROGRESS') q`).Scan(&progress); err != nil {
+			t.Error(err)
+		}
+		if err := ro.QueryRow(ctx, `SELECT count(*) FROM (
+SELECT *
+FROM ledger_backfill_checkpoints
+WHERE status = 'IN_PROGRESS'
+AND last_checkpoint_at < NOW() - INTERVAL '1 hour') q`).Scan(&stalled); err != nil {
+			t.Error(err)
+		}
+	}}
+	if _, err := backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return src, nil },
+		transform.New(nil, "csv", "mon", "MASTER"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.QueryRow(ctx, `SELECT count(*) FROM (
+SELECT
+COUNT(*) as total_entries,
+MIN(timestamp_utc) as earliest,
+MAX(timestamp_utc) as latest
+FROM ledger_entries
+WHERE reference_id LIKE 'BACKFILL-%') q`).Scan(&completion); err != nil {
+		t.Fatal(err)
+	}
+	if progress != 1 || stalled != 0 || completion != 1 {
+		t.Errorf("in progress %d, stalled %d, completion rows %d", progress, stalled, completion)
+	}
+}
