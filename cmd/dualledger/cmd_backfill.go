@@ -215,12 +215,15 @@ source failure (FAILED; run again to resume).`,
 			if cfg.ErrorsPath == "" && dryRun {
 				cfg.ErrorsPath, _ = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
 			}
-			if cfg.ErrorsPath == "" {
+			if !dryRun {
 				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
 				if err != nil && !errors.Is(err, backfill.ErrNotFound) {
 					return &exitError{code: exitInfra, err: err}
 				}
-				if cp.ErrorsFile == nil {
+				if cfg.ErrorsPath != "" && cp.ErrorsFile != nil && *cp.ErrorsFile != cfg.ErrorsPath && cp.Status != backfill.StatusCompleted {
+					return usage("--errors %s differs from this source's error report %s: resume with the same report (or leave --errors out)", cfg.ErrorsPath, *cp.ErrorsFile)
+				}
+				if cfg.ErrorsPath == "" && cp.ErrorsFile == nil {
 					if cfg.ErrorsPath, err = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, "")); err != nil {
 						return err
 					}
