@@ -26,13 +26,17 @@ var distributedBy = map[string]string{
 	"ledger_entries":               "ledger_id",
 	"dual_ledger_outbox":           "ledger_id",
 	"dual_ledger_outbox_attempts":  "ledger_id",
+	"ledger_backfill_batches":      "ledger_id", // 012: the seq ranges a backfill batch created, per ledger
 	"reconciliation_discrepancies": "ledger_id",
 	"reconciliation_scb_entries":   "ledger_id",
 }
 
 // referenceTables are replicated to every node (Citus reference tables): few rows, rarely
 // written, joined from the ledger tables.
-var referenceTables = []string{"api_keys", "banks", "currencies", "operator_actions", "operator_actions_head", "reconciliation_runs"}
+// ledger_backfill_checkpoints (012) is one row per import source (the seed's UNIQUE (source_id,
+// source_type)); a source may feed several ledgers.
+var referenceTables = []string{"api_keys", "banks", "currencies", "ledger_backfill_checkpoints", "operator_actions", "operator_actions_head",
+	"reconciliation_runs"}
 
 // localTables belong to the migration runner, on the coordinator only (internal/pg).
 var localTables = []string{"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version"}

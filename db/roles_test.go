@@ -54,7 +54,8 @@ var (
 		"dualledger_worker": {"banks", "dual_ledger_outbox", "dualledger_function_checksums", "dualledger_migration_checksums",
 			"dualledger_schema_version"},
 		"dualledger_readonly": {"bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dual_ledger_outbox_attempts",
-			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries", "ledgers",
+			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_backfill_batches",
+			"ledger_backfill_checkpoints", "ledger_entries", "ledgers",
 			"operator_actions", "operator_actions_head", "reconciliation_discrepancies", "reconciliation_runs", "reconciliation_scb_entries"},
 	}
 	wantExecute = map[string][]string{

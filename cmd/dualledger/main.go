@@ -170,6 +170,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newDiscrepanciesCmd(a),
 		newCheckpointCmd(a),
 		newStatementCmd(a),
+		newBackfillCmd(a),
 	)
 	return root
 }

@@ -55,6 +55,27 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 	}
 }
 
+// PostBatchTx is PostBatch inside the caller's transaction (tx: a pgx.Tx, or a connection in a
+// transaction the caller began), so that the caller's own writes commit with the batch or not at
+// all (the backfill importer commits its checkpoint this way). It does not retry: a serialization
+// failure or deadlock aborted the caller's transaction, which the caller must run again whole.
+func PostBatchTx(ctx context.Context, tx DBTX, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
+	if len(entries) == 0 || len(entries) > MaxBatch {
+		return nil, Errorf(CodeInvalidRequest, "a batch holds 1 to %d entries, got %d", MaxBatch, len(entries))
+	}
+	badRefs := referenceErrors(entries)
+	body, err := encodeBatch(entries, badRefs)
+	if err != nil {
+		return nil, fmt.Errorf("encode batch: %w", err)
+	}
+	results, err := postOnce(ctx, tx, ledgerID, entries, body, atomic)
+	return withReferenceErrors(results, badRefs), err
+}
+
+// Retryable reports whether err is a serialization failure or deadlock: the statement (and its
+// transaction) was rolled back and running it again is safe.
+func Retryable(err error) bool { return retryable(err) }
+
 // maxPostAttempts bounds the retries of a batch that lost a serialization race.
 const maxPostAttempts = 3
 
@@ -64,7 +85,7 @@ func retryable(err error) bool {
 		(pgErr.Code == pgerrcode.SerializationFailure || pgErr.Code == pgerrcode.DeadlockDetected)
 }
 
-func postOnce(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
+func postOnce(ctx context.Context, db DBTX, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
 	rows, err := db.Query(ctx, postSQL, ledgerID, body, atomic)
 	if err != nil {
 		return nil, FromDB(err)

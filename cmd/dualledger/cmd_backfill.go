@@ -1,0 +1,730 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"net/http"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/spf13/cobra"
+
+	"dualledger/internal/backfill"
+	"dualledger/internal/backfill/source"
+	"dualledger/internal/backfill/transform"
+	"dualledger/internal/scb"
+)
+
+// sourceIDPattern is the checkpoint table's CHECK on source_id (migration 012).
+var sourceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`)
+
+func newBackfillCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "backfill",
+		Short: "Import ledger history from CSV, another PostgreSQL, an HTTP API or an SCB: resumable, checkpointed, verifiable, reversible",
+		Long: `Import historical entries into the ledger through the posting function, in batches, each
+committed together with its checkpoint (ledger_backfill_checkpoints), so that a run killed at any
+instant resumes where it stopped with no gap and no duplicate. See docs/backfill.md and
+docs/runbooks/failed-backfill.md.`,
+	}
+	cmd.AddCommand(newBackfillRunCmd(a), newBackfillStatusCmd(a), newBackfillVerifyCmd(a), newBackfillRollbackCmd(a))
+	return cmd
+}
+
+// backfillSourceFlags are the flags that name a source and how to read it (run and verify).
+type backfillSourceFlags struct {
+	sourceType, src, sourceID, ledgerID, mapping string
+	apiTokenFile, scbConfig                      string
+}
+
+func (f *backfillSourceFlags) bind(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.sourceType, "source-type", "", "csv, database, api or scb")
+	fl.StringVar(&f.src, "source", "", "csv: a file or - (stdin); database: a PostgreSQL connection string; api: the first page's URL; scb: the SCB's id (its URL and key from the SCB settings)")
+	fl.StringVar(&f.sourceID, "source-id", "", "the import's id: its checkpoint, lock and error report (running again with it resumes)")
+	fl.StringVar(&f.ledgerID, "ledger", "MASTER", "ledger of the rows that name none")
+	fl.StringVar(&f.mapping, "mapping", "", "mapping file, YAML or JSON (columns, account and transaction type maps, defaults, formats; docs/backfill.md)")
+	fl.StringVar(&f.apiTokenFile, "api-token-file", "", "api: a file holding the bearer token (else DUALLEDGER_BACKFILL_API_TOKEN; never on the command line)")
+	fl.StringVar(&f.scbConfig, "scb-config", "", "scb: SCB config file (default DUALLEDGER_SCB_CONFIG); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
+}
+
+func (f *backfillSourceFlags) validate(a *app) (*transform.Mapping, error) {
+	if !slices.Contains(backfill.SourceTypes, f.sourceType) {
+		return nil, usage("--source-type must be one of %s, got %q", strings.Join(backfill.SourceTypes, ", "), f.sourceType)
+	}
+	if f.src == "" {
+		return nil, usage("--source is required")
+	}
+	if !sourceIDPattern.MatchString(f.sourceID) {
+		return nil, usage("--source-id is required: 1-128 characters, letters, digits and _ . : @ / - (starting with a letter or digit), got %q", f.sourceID)
+	}
+	if f.sourceType == backfill.TypeCSV && f.src != "-" {
+		if st, err := os.Stat(f.src); err != nil || st.IsDir() {
+			return nil, usage("--source %s: not a readable file", f.src)
+		}
+	}
+	var m *transform.Mapping
+	if f.mapping != "" {
+		var err error
+		if m, err = transform.LoadMapping(f.mapping); err != nil {
+			return nil, usage("%v", err)
+		}
+	}
+	return m, nil
+}
+
+// opener returns the source reader for the flags.
+func (f *backfillSourceFlags) opener(a *app, m *transform.Mapping) (backfill.Opener, error) {
+	var mm transform.Mapping
+	if m != nil {
+		mm = *m
+	}
+	switch f.sourceType {
+	case backfill.TypeCSV:
+		return func(_ context.Context, after string) (source.Reader, error) {
+			return source.OpenCSV(f.src, os.Stdin, after, source.CSVOptions{Comma: transform.Rune(mm.CSV.Delimiter), Comment: transform.Rune(mm.CSV.Comment)})
+		}, nil
+	case backfill.TypeDatabase:
+		o := source.DatabaseOptions{Table: mm.Database.Table, Query: mm.Database.Query, Key: mm.Database.Key}
+		return func(ctx context.Context, after string) (source.Reader, error) {
+			return source.OpenDatabase(ctx, f.src, o, after)
+		}, nil
+	case backfill.TypeAPI:
+		token := a.getenv("DUALLEDGER_BACKFILL_API_TOKEN")
+		if f.apiTokenFile != "" {
+			b, err := os.ReadFile(f.apiTokenFile)
+			if err != nil {
+				return nil, usage("--api-token-file: %v", err)
+			}
+			token = strings.TrimSpace(string(b))
+		}
+		o := source.APIOptions{URL: f.src, Token: token, Items: mm.API.Items, Cursor: mm.API.Cursor, CursorParam: mm.API.CursorParam,
+			LimitParam: mm.API.LimitParam, Limit: mm.API.Limit}
+		return func(ctx context.Context, after string) (source.Reader, error) { return source.OpenAPI(ctx, o, after) }, nil
+	case backfill.TypeSCB:
+		path := f.scbConfig
+		if path == "" {
+			path = a.getenv("DUALLEDGER_SCB_CONFIG")
+		}
+		cfgs, err := scb.Load(a.environ, []string{f.src}, path)
+		if err != nil {
+			return nil, usage("SCB settings: %v", err)
+		}
+		c, ok := cfgs[f.src]
+		if !ok {
+			return nil, usage("no settings for SCB %s: set SCB_%s_API_URL and SCB_%s_API_KEY, or --scb-config", f.src, scb.EnvName(f.src), scb.EnvName(f.src))
+		}
+		// The SCB's list of its entries (GET /v1/entries?since=&limit=, docs/design.md §5).
+		o := source.APIOptions{URL: strings.TrimRight(c.BaseURL, "/") + "/v1/entries", Token: c.APIKey, Items: "entries",
+			Cursor: "next_since", CursorParam: "since", Limit: mm.API.Limit, Client: &http.Client{Timeout: c.RequestTimeout()}}
+		return func(ctx context.Context, after string) (source.Reader, error) { return source.OpenAPI(ctx, o, after) }, nil
+	}
+	return nil, usage("unknown --source-type %s", f.sourceType)
+}
+
+func newBackfillRunCmd(a *app) *cobra.Command {
+	var (
+		sf             backfillSourceFlags
+		cfg            backfill.Config
+		workers        int
+		opening        string
+		openingAccount string
+		dryRun         bool
+		maxErrors      int64
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Import a source into the ledger (running it again resumes; a completed run posts nothing)",
+		Long: `Read the source in order, transform and validate each row, and post batches through the ledger's
+batch posting function. Each batch commits in one transaction with its checkpoint, its seq ranges
+and the length of the error report, so a run killed at any instant (even with -9) resumes after
+the last committed batch: no gap, no duplicate. Running the same command again resumes; on a
+COMPLETED source it posts nothing and says so.
+
+Rows that cannot be posted (bad amount, unknown currency or account, bad timestamp, a reference
+already used with other content, a row that would overdraw, ...) are written to the error report
+(JSON lines: position, raw row, code, message) and counted; the run goes on. A row whose
+reference is already in the ledger with the same content is skipped (--skip-duplicates).
+
+Only one process runs a source at a time (a database lock held by the connection: a killed run
+never blocks the next). Ctrl-C or SIGTERM stops at the next batch boundary and records PAUSED.
+
+Exit status: 0 completed (rejected rows are in the report), 1 another run holds the source,
+--max-errors exceeded, the balance audit failed, or paused by a signal; 2 usage; 3 database or
+source failure (FAILED; run again to resume).`,
+		Example: `  dualledger backfill run --source-type csv --source ledger_export.csv --source-id legacy-2025
+  dualledger backfill run --source-type csv --source - --source-id legacy-2025 --errors legacy.errors.jsonl < export.csv
+  dualledger backfill run --source-type database --source postgres://legacy@db/old --source-id legacy-db --mapping legacy.yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			m, err := sf.validate(a)
+			if err != nil {
+				return err
+			}
+			switch {
+			case cfg.BatchSize < 1 || cfg.BatchSize > 10000:
+				return usage("--batch-size must be 1 to 10000")
+			case cfg.CheckpointInterval < 1:
+				return usage("--checkpoint-interval must be at least 1")
+			case cfg.MaxRetries < 0:
+				return usage("--max-retries must be 0 or more")
+			case cfg.RetryDelay < 0:
+				return usage("--retry-delay must not be negative")
+			case workers < 1 || workers > 64:
+				return usage("--workers must be 1 to 64")
+			case cmd.Flags().Changed("max-errors") && maxErrors < 0:
+				return usage("--max-errors must be 0 or more")
+			}
+			if opening != "" {
+				if st, err := os.Stat(opening); err != nil || st.IsDir() {
+					return usage("--opening-balances %s: not a readable file", opening)
+				}
+				if !sourceIDPattern.MatchString(sf.sourceID + ".opening") {
+					return usage("--source-id is too long to name its opening balances (%s.opening)", sf.sourceID)
+				}
+			}
+			cfg.MaxErrors = -1
+			if cmd.Flags().Changed("max-errors") {
+				cfg.MaxErrors = maxErrors
+			}
+			if cfg.ErrorsPath != "" {
+				if cfg.ErrorsPath, err = filepath.Abs(cfg.ErrorsPath); err != nil {
+					return usage("--errors: %v", err)
+				}
+			}
+			cfg.SourceType, cfg.SourceID, cfg.Ledger = sf.sourceType, sf.sourceID, sf.ledgerID
+			open, err := sf.opener(a, m)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(context.WithoutCancel(ctx), openOptions{maxConns: 4})
+			if err != nil {
+				return err
+			}
+			defer release()
+			if cfg.ErrorsPath == "" && dryRun {
+				cfg.ErrorsPath, _ = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
+			}
+			if !dryRun {
+				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
+				if err != nil && !errors.Is(err, backfill.ErrNotFound) {
+					return &exitError{code: exitInfra, err: err}
+				}
+				if cfg.ErrorsPath != "" && cp.ErrorsFile != nil && *cp.ErrorsFile != cfg.ErrorsPath && cp.Status != backfill.StatusCompleted {
+					return usage("--errors %s differs from this source's error report %s: resume with the same report (or leave --errors out)", cfg.ErrorsPath, *cp.ErrorsFile)
+				}
+				if cfg.ErrorsPath == "" && cp.ErrorsFile == nil {
+					if cfg.ErrorsPath, err = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, "")); err != nil {
+						return err
+					}
+				}
+			}
+			cfg.Metadata = map[string]any{"source": describeSource(sf), "mapping": sf.mapping}
+			cfg.Logger = a.logger
+			cfg.Workers = workers
+			cfg.Progress = newBackfillProgress(a)
+			tr := transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
+			if dryRun {
+				return backfillDryRun(a, ctx, pool, open, tr, cfg)
+			}
+			if opening != "" {
+				done, err := runOpeningBalances(a, ctx, pool, m, opening, openingAccount, sf, cfg)
+				if err != nil || !done {
+					return err
+				}
+			}
+			return backfillRun(a, ctx, pool, open, tr, cfg)
+		},
+	}
+	sf.bind(cmd)
+	fl := cmd.Flags()
+	fl.IntVar(&cfg.BatchSize, "batch-size", 1000, "rows per batch: one transaction with its checkpoint")
+	fl.IntVar(&cfg.CheckpointInterval, "checkpoint-interval", 10, "batches between audits of the touched accounts (--validate-balances) and progress lines; the checkpoint itself commits with every batch")
+	fl.IntVar(&cfg.MaxRetries, "max-retries", 3, "retries of a batch after a transient database error")
+	fl.DurationVar(&cfg.RetryDelay, "retry-delay", time.Second, "first retry delay (doubles each retry)")
+	fl.IntVar(&workers, "workers", 1, "parallel transform of a batch's rows; posting stays in source order, one batch at a time")
+	fl.BoolVar(&cfg.SkipDuplicates, "skip-duplicates", true, "a row whose reference is already in the ledger with the same content is skipped (false: it is rejected)")
+	fl.BoolVar(&cfg.ValidateBalances, "validate-balances", true, "audit the touched accounts (balance = Σ credits − Σ debits) every --checkpoint-interval batches and at the end")
+	fl.StringVar(&cfg.ErrorsPath, "errors", "", "error report, JSON lines, appended across runs (default backfill-<type>-<id>.errors.jsonl, then the checkpoint's)")
+	fl.Int64Var(&maxErrors, "max-errors", -1, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this (default: no limit)")
+	fl.StringVar(&opening, "opening-balances", "", "CSV of opening balances (account_id, amount) posted first from the opening-balance account")
+	fl.StringVar(&openingAccount, "opening-account", "opening-balance", "the account opening balances come from (unlimited overdraft); a from_account_id column overrides it per row")
+	fl.BoolVar(&dryRun, "dry-run", false, "transform and validate every row, check ledger, accounts and references, post nothing (exit 1 when rows would be rejected)")
+	return cmd
+}
+
+func defaultReportName(sourceType, sourceID, suffix string) string {
+	return fmt.Sprintf("backfill-%s-%s%s.errors.jsonl", sourceType, strings.NewReplacer("/", "_", ":", "_", "@", "_").Replace(sourceID), suffix)
+}
+
+// backfillRun runs one source and maps the outcome to output and exit status.
+func backfillRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) error {
+	out, err := runSource(a, ctx, pool, open, tr, cfg)
+	if err != nil {
+		return err
+	}
+	return outcomeStatus(out, cfg)
+}
+
+func runSource(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) (backfill.Outcome, error) {
+	out, err := backfill.Run(ctx, pool, open, tr, cfg)
+	endProgress(a)
+	if err != nil {
+		switch {
+		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
+			return out, findings("%v", err)
+		}
+		return out, &exitError{code: exitInfra, err: fmt.Errorf("%w (status FAILED; run the same command again to resume)", err)}
+	}
+	if a.jsonOut {
+		if err := a.printJSON(out); err != nil {
+			return out, err
+		}
+	} else {
+		printRunOutcome(a, out)
+	}
+	return out, nil
+}
+
+func outcomeStatus(out backfill.Outcome, cfg backfill.Config) error {
+	switch {
+	case out.MaxErrorsExceeded:
+		return findings("more than --max-errors %d rows rejected: see %s", cfg.MaxErrors, out.ErrorsFile)
+	case len(out.BalanceProblems) > 0:
+		return findings("the balance audit of the touched accounts failed: %s", strings.Join(out.BalanceProblems, "; "))
+	case out.Paused:
+		return findings("paused at position %s: run the same command to resume", deref(out.Checkpoint.LastProcessedID))
+	}
+	return nil
+}
+
+// runOpeningBalances posts the opening balances file first, as a source of its own
+// (<source-id>.opening, csv): each row moves amount from the opening-balance account to
+// account_id. It returns whether it completed (else the main run must not start).
+func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, path, from string, sf backfillSourceFlags, cfg backfill.Config) (bool, error) {
+	om := transform.Mapping{Unmapped: "metadata"}
+	if m != nil {
+		om.Defaults, om.Amount, om.Timestamp, om.Accounts, om.AccountsStrict = m.Defaults, m.Amount, m.Timestamp, m.Accounts, m.AccountsStrict
+	}
+	om.Columns = map[string]string{transform.FieldCreditAccountID: "account_id", transform.FieldDebitAccountID: "from_account_id"}
+	om.Defaults.DebitAccountID, om.Defaults.CreditAccountID = from, ""
+	om.Defaults.TransactionType = "opening_balance"
+	ocfg := cfg
+	ocfg.SourceType, ocfg.SourceID = backfill.TypeCSV, sf.sourceID+".opening"
+	if cfg.ErrorsPath != "" {
+		ocfg.ErrorsPath = strings.TrimSuffix(cfg.ErrorsPath, ".jsonl") + ".opening.jsonl"
+	}
+	cp, err := backfill.GetCheckpoint(ctx, pool, ocfg.SourceType, ocfg.SourceID)
+	switch {
+	case err == nil && cp.ErrorsFile != nil:
+		ocfg.ErrorsPath = *cp.ErrorsFile
+	case ocfg.ErrorsPath == "":
+		if ocfg.ErrorsPath, err = filepath.Abs(defaultReportName(ocfg.SourceType, ocfg.SourceID, "")); err != nil {
+			return false, err
+		}
+	}
+	ocfg.Metadata = map[string]any{"source": path, "opening_balances_of": sf.sourceType + "/" + sf.sourceID}
+	open := func(_ context.Context, after string) (source.Reader, error) {
+		return source.OpenCSV(path, os.Stdin, after, source.CSVOptions{})
+	}
+	if !a.jsonOut {
+		fmt.Fprintf(a.out, "opening balances (%s):\n", ocfg.SourceID)
+	}
+	out, err := runSource(a, ctx, pool, open, transform.New(&om, ocfg.SourceType, ocfg.SourceID, sf.ledgerID), ocfg)
+	if err != nil {
+		return false, err
+	}
+	if err := outcomeStatus(out, ocfg); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// backfillDryRun validates a source without posting.
+func backfillDryRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) error {
+	out, err := backfill.DryRun(ctx, pool, open, tr, cfg)
+	endProgress(a)
+	if err != nil {
+		return &exitError{code: exitInfra, err: err}
+	}
+	if a.jsonOut {
+		if err := a.printJSON(out); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.out, "dry run: %d rows, %d valid (%d of them already in the ledger: skipped if equal, rejected if not), %d would be rejected (%s); nothing posted\n",
+			out.Rows, out.Valid, out.Existing, out.Rejected, out.ErrorsFile)
+		fmt.Fprintln(a.out, "funds are not checked by a dry run: a row that would overdraw is found only by the run, in order")
+	}
+	if out.Rejected > 0 {
+		return findings("%d rows would be rejected: see %s", out.Rejected, out.ErrorsFile)
+	}
+	return nil
+}
+
+func describeSource(sf backfillSourceFlags) string {
+	if sf.sourceType == backfill.TypeDatabase {
+		return "(connection string not recorded)"
+	}
+	return sf.src
+}
+
+func printRunOutcome(a *app, out backfill.Outcome) {
+	cp := out.Checkpoint
+	if out.AlreadyCompleted {
+		fmt.Fprintf(a.out, "backfill %s/%s is already COMPLETED (%s): nothing posted\n", cp.SourceType, cp.SourceID, cp.CompletedAt.Format(time.RFC3339))
+	}
+	t := out.ThisRun
+	fmt.Fprintf(a.out, "this run: %d rows, %d created, %d skipped (already in the ledger), %d rejected, %d batches\n",
+		t.Processed, t.Successful, t.Skipped, t.Failed, t.Batches)
+	if t.Batches > 0 {
+		r := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+		fmt.Fprintf(a.out, "time: read %s, transform %s, post %s, report+checkpoint+commit %s, audit %s\n",
+			r(t.Time.Read), r(t.Time.Transform), r(t.Time.Post), r(t.Time.Checkpoint), r(t.Time.Audit))
+	}
+	fmt.Fprintf(a.out, "source %s/%s: %s, %d rows, %d created, %d skipped, %d rejected, last position %s, run %d\n",
+		cp.SourceType, cp.SourceID, cp.Status, cp.TotalProcessed, cp.TotalSuccessful, cp.TotalSkipped, cp.TotalFailed, deref(cp.LastProcessedID), cp.Runs)
+	if cp.TotalFailed > 0 {
+		fmt.Fprintf(a.out, "rejected rows: %s\n", out.ErrorsFile)
+	}
+}
+
+// newBackfillProgress returns the progress callback: a bar on a terminal, a line every 5 s
+// otherwise (nil with --json, which keeps stderr for errors only... and logs).
+func newBackfillProgress(a *app) func(backfill.Stats) {
+	tty := false
+	if f, ok := a.errOut.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	start := time.Now()
+	var last time.Time
+	every := 5 * time.Second
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	return func(s backfill.Stats) {
+		now := time.Now()
+		done0 := s.DoneAtStart // a resumed run starts mid-source
+		if now.Sub(last) < every {
+			return
+		}
+		last = now
+		el := now.Sub(start).Seconds()
+		rate := float64(s.Processed) / max(el, 1e-9)
+		eta := "?"
+		pct := -1.0
+		if s.Total > 0 && s.Done > 0 {
+			pct = 100 * float64(s.Done) / float64(s.Total)
+		}
+		if s.Total > 0 && s.Processed > 0 && s.Done > done0 {
+			perSec := float64(s.Done-done0) / max(el, 1e-9)
+			eta = time.Duration(float64(s.Total-s.Done) / perSec * float64(time.Second)).Round(time.Second).String()
+		}
+		if tty {
+			bar := strings.Repeat(" ", 30)
+			if pct >= 0 {
+				n := int(pct * 30 / 100)
+				bar = strings.Repeat("#", n) + strings.Repeat(".", 30-n)
+			}
+			fmt.Fprintf(a.errOut, "\r[%s] %5.1f%% %d rows (%d created, %d skipped, %d rejected) %.0f rows/s ETA %s   ",
+				bar, max(pct, 0), s.Processed, s.Successful, s.Skipped, s.Failed, rate, eta)
+			return
+		}
+		fmt.Fprintf(a.errOut, "backfill: %d rows (%d created, %d skipped, %d rejected), position %s, %.0f rows/s, %s, ETA %s\n",
+			s.Processed, s.Successful, s.Skipped, s.Failed, s.Position, rate, pctText(pct), eta)
+	}
+}
+
+func pctText(p float64) string {
+	if p < 0 {
+		return "total unknown"
+	}
+	return fmt.Sprintf("%.1f%%", p)
+}
+
+func endProgress(a *app) {
+	if f, ok := a.errOut.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintln(a.errOut)
+		}
+	}
+}
+
+func newBackfillStatusCmd(a *app) *cobra.Command {
+	var stalled time.Duration
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "List every source's checkpoint: status, totals, position, age of the last checkpoint, whether a process runs it",
+		Long: `List the rows of ledger_backfill_checkpoints, newest first. "live" says whether a process holds
+the source's lock now. A run is stalled when it is IN_PROGRESS and no process holds it (it was
+killed: run it again to resume) or its last checkpoint is older than --stalled (it hangs).
+Exit status 1 when a run is stalled or FAILED.`,
+		Example: `  dualledger backfill status
+  dualledger backfill status --stalled 10m --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if stalled <= 0 {
+				return usage("--stalled must be positive")
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer release()
+			cps, err := backfill.ListCheckpoints(ctx, pool)
+			if err != nil {
+				return &exitError{code: exitInfra, err: err}
+			}
+			type row struct {
+				backfill.Checkpoint
+				Stalled bool `json:"stalled"`
+			}
+			var rows []row
+			bad := 0
+			for _, c := range cps {
+				st := c.Status == backfill.StatusInProgress && (!c.Live || time.Since(c.LastCheckpointAt) > stalled)
+				if st || c.Status == backfill.StatusFailed {
+					bad++
+				}
+				rows = append(rows, row{c, st})
+			}
+			if a.jsonOut {
+				if rows == nil {
+					rows = []row{}
+				}
+				if err := a.printJSON(map[string]any{"backfills": rows}); err != nil {
+					return err
+				}
+			} else if len(rows) == 0 {
+				fmt.Fprintln(a.out, "no backfills")
+			} else {
+				tw := tabwriter.NewWriter(a.out, 2, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SOURCE\tSTATUS\tLIVE\tPROCESSED\tCREATED\tSKIPPED\tREJECTED\tPOSITION\tLAST CHECKPOINT\tROLLBACK")
+				for _, r := range rows {
+					status := r.Status
+					if r.Stalled {
+						status += " (stalled)"
+					}
+					fmt.Fprintf(tw, "%s/%s\t%s\t%v\t%d\t%d\t%d\t%d\t%s\t%s ago\t%s\n", r.SourceType, r.SourceID, status, r.Live,
+						r.TotalProcessed, r.TotalSuccessful, r.TotalSkipped, r.TotalFailed, deref(r.LastProcessedID),
+						time.Since(r.LastCheckpointAt).Round(time.Second), deref(r.RollbackStatus))
+				}
+				tw.Flush()
+				for _, r := range rows {
+					if r.ErrorMessage != nil && (r.Status == backfill.StatusFailed || r.Status == backfill.StatusPaused) {
+						fmt.Fprintf(a.out, "%s/%s: %s\n", r.SourceType, r.SourceID, *r.ErrorMessage)
+					}
+				}
+			}
+			if bad > 0 {
+				return findings("%d backfill(s) stalled or FAILED (docs/runbooks/failed-backfill.md)", bad)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&stalled, "stalled", time.Hour, "an IN_PROGRESS run whose last checkpoint is older than this is stalled")
+	return cmd
+}
+
+func newBackfillVerifyCmd(a *app) *cobra.Command {
+	var sf backfillSourceFlags
+	cmd := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify a source's import: source rows against the ledger and the report, balances, outbox coverage (exit 1 on findings)",
+		Long: `Check one source's import (the seed's verification, §6):
+
+  - every row the run read is in the ledger (created or skipped) or in the error report, and the
+    counts agree with the checkpoint (with --source: the source is read again, with the same
+    --mapping and --ledger as the run; without it, only the database side is checked);
+  - the run's entries (its recorded seq ranges) are all there;
+  - the balance of every account the run touched equals Σ credits − Σ debits of its entries;
+  - every entry of the run that concerns a member bank has its outbox row for that bank;
+  - after a completed rollback, every entry of the run is fully reversed.
+
+Exit status 1 when anything is found.`,
+		Example: `  dualledger backfill verify --source-id legacy-2025 --source-type csv --source ledger_export.csv
+  dualledger backfill verify --source-id legacy-2025 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !sourceIDPattern.MatchString(sf.sourceID) {
+				return usage("--source-id is required")
+			}
+			ctx := cmd.Context()
+			var open backfill.Opener
+			var tr *transform.Transformer
+			if sf.src != "" {
+				m, err := sf.validate(a)
+				if err != nil {
+					return err
+				}
+				if open, err = sf.opener(a, m); err != nil {
+					return err
+				}
+				tr = transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
+			}
+			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer release()
+			if sf.sourceType == "" {
+				t, err := onlySourceType(ctx, pool, sf.sourceID)
+				if err != nil {
+					return err
+				}
+				sf.sourceType = t
+			}
+			v, err := backfill.Verify(ctx, pool, sf.sourceType, sf.sourceID, open, tr)
+			if err != nil {
+				if errors.Is(err, backfill.ErrNotFound) {
+					return findings("%v", err)
+				}
+				return &exitError{code: exitInfra, err: err}
+			}
+			if a.jsonOut {
+				if err := a.printJSON(map[string]any{"ok": v.OK(), "verification": v}); err != nil {
+					return err
+				}
+			} else {
+				cp := v.Checkpoint
+				fmt.Fprintf(a.out, "source %s/%s: %s, %d rows read, %d created, %d skipped, %d rejected\n", cp.SourceType, cp.SourceID, cp.Status,
+					cp.TotalProcessed, cp.TotalSuccessful, cp.TotalSkipped, cp.TotalFailed)
+				if open != nil {
+					fmt.Fprintf(a.out, "source read again: %d rows, %d in the ledger, %d in the error report, %d missing\n", v.SourceRows, v.InLedger, v.Rejected, v.MissingCount)
+				} else {
+					fmt.Fprintln(a.out, "source not read again (give --source-type and --source to compare it with the ledger)")
+				}
+				fmt.Fprintf(a.out, "entries in the run's ranges: %d; touched accounts: %d, %d balance problem(s); outbox rows: %d, %d missing\n",
+					v.EntriesInRanges, v.TouchedAccounts, len(v.BalanceProblems), v.OutboxRows, len(v.OutboxMissing))
+				if cp.RollbackStatus != nil {
+					fmt.Fprintf(a.out, "rollback %s: %d reversed, %d not fully reversed\n", *cp.RollbackStatus, cp.TotalReversed, v.NotReversed)
+				}
+				for _, p := range v.Problems {
+					fmt.Fprintf(a.out, "PROBLEM: %s\n", p)
+				}
+				if v.OK() {
+					fmt.Fprintln(a.out, "verified: no problem found")
+				}
+			}
+			if !v.OK() {
+				return findings("%d problem(s) found in backfill %s/%s", len(v.Problems), sf.sourceType, sf.sourceID)
+			}
+			return nil
+		},
+	}
+	sf.bind(cmd)
+	return cmd
+}
+
+// onlySourceType finds the source type of a source id when one type has it.
+func onlySourceType(ctx context.Context, pool interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, id string) (string, error) {
+	rows, err := pool.Query(ctx, `SELECT source_type FROM ledger_backfill_checkpoints WHERE source_id = $1 ORDER BY 1`, id)
+	if err != nil {
+		return "", &exitError{code: exitInfra, err: err}
+	}
+	types, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", &exitError{code: exitInfra, err: err}
+	}
+	switch len(types) {
+	case 0:
+		return "", findings("no backfill with --source-id %s", id)
+	case 1:
+		return types[0], nil
+	}
+	return "", usage("--source-id %s exists for source types %s: give --source-type", id, strings.Join(types, ", "))
+}
+
+func newBackfillRollbackCmd(a *app) *cobra.Command {
+	var (
+		sourceID, sourceType, reason string
+		batchSize                    int
+	)
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Reverse every entry a source's run created, newest first (resumable, idempotent, in the operator log)",
+		Long: `Post a reversal of every entry the source's run created (its recorded seq ranges), newest first,
+in batches: debit and credit swapped, reverses_entry_id naming the entry, reference
+backfill-reversal:seq-<seq>. Nothing is deleted (the ledger forbids it): balances return to what
+they were before the run, the hash chain stays valid, and reversals of entries that concern a
+member bank get outbox rows like any posting. Entries the run found already in the ledger
+(skipped duplicates) are not touched.
+
+It is resumable and idempotent: interrupted, run it again; reversals already made answer
+replayed. Each start is recorded in the operator log (backfill.rollback, with --reason). A
+rolled-back source cannot run again: import corrected data under a new --source-id.
+
+A reversal is refused (exit 1, rollback FAILED) when live postings have since spent the imported
+money (insufficient_funds): a decision for the ledger's owner, not something to force.`,
+		Example: `  dualledger backfill rollback --source-id legacy-2025 --reason "wrong export, ticket 4711"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if !sourceIDPattern.MatchString(sourceID) {
+				return usage("--source-id is required")
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usage("--reason is required: say why the import is reversed (it goes into the operator log)")
+			}
+			if batchSize < 1 || batchSize > 10000 {
+				return usage("--batch-size must be 1 to 10000")
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(context.WithoutCancel(ctx), openOptions{maxConns: 4})
+			if err != nil {
+				return err
+			}
+			defer release()
+			if sourceType == "" {
+				if sourceType, err = onlySourceType(ctx, pool, sourceID); err != nil {
+					return err
+				}
+			}
+			out, err := backfill.Rollback(ctx, pool, sourceType, sourceID, cliActor(), reason, batchSize, a.logger)
+			if err != nil {
+				switch {
+				case errors.Is(err, backfill.ErrNotFound), errors.Is(err, backfill.ErrLocked):
+					return findings("%v", err)
+				}
+				return rejection(err)
+			}
+			if a.jsonOut {
+				if err := a.printJSON(out); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.out, "rollback of %s/%s: %s, %d reversed now, %d already reversed, %d refused\n", sourceType, sourceID,
+					deref(out.Checkpoint.RollbackStatus), out.Reversed, out.Replayed, len(out.Rejected))
+				for _, r := range out.Rejected {
+					fmt.Fprintf(a.out, "refused: %s\n", r)
+				}
+			}
+			if len(out.Rejected) > 0 {
+				return findings("%d reversal(s) refused; see docs/runbooks/failed-backfill.md", len(out.Rejected))
+			}
+			if ctx.Err() != nil {
+				return findings("interrupted: run the same command to go on")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&sourceID, "source-id", "", "the import to reverse")
+	cmd.Flags().StringVar(&sourceType, "source-type", "", "its source type (needed only when the id exists for several)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (required; recorded in the operator log)")
+	cmd.Flags().IntVar(&batchSize, "batch-size", 1000, "reversals per transaction")
+	return cmd
+}

@@ -1,0 +1,813 @@
+// Package backfill imports ledger history (the seed's BACKFILL_STRATEGY, docs/backfill.md): a
+// source reader, the transform, and a batch runner that posts through post_ledger_entries and
+// commits its checkpoint in the same transaction as each batch, so that a run killed at any
+// instant resumes with no gap and no duplicate. It also verifies and rolls back a run.
+package backfill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"dualledger/internal/backfill/source"
+	"dualledger/internal/backfill/transform"
+	"dualledger/internal/ledger"
+	"dualledger/internal/money"
+)
+
+// Config is one run.
+type Config struct {
+	SourceType, SourceID string
+	Ledger               string // rows that name no ledger
+	BatchSize            int    // rows per batch (1..10000)
+	CheckpointInterval   int    // batches between balance audits and progress lines
+	MaxRetries           int    // transient errors per batch before giving up
+	RetryDelay           time.Duration
+	SkipDuplicates       bool
+	ValidateBalances     bool
+	ErrorsPath           string // the error report; "" = the checkpoint's, else a default
+	MaxErrors            int64  // rejected rows of the source before the run fails; < 0: no limit
+	Metadata             map[string]any
+	// Workers transform a batch's rows in parallel; posting stays in source order, one batch at a
+	// time, so a row is judged exactly as if posted alone at its place in the source.
+	Workers int
+	// Progress is called after every committed batch.
+	Progress func(Stats)
+	Logger   *slog.Logger
+}
+
+// Stats are a run's counters.
+type Stats struct {
+	Processed  int64  `json:"processed"`
+	Successful int64  `json:"successful"`
+	Failed     int64  `json:"failed"`
+	Skipped    int64  `json:"skipped"`
+	Batches    int64  `json:"batches"`
+	Position   string `json:"position"`
+	// Source progress (bytes of a file, rows of a table); Total 0 when unknown.
+	Done        int64 `json:"-"`
+	Total       int64 `json:"-"`
+	DoneAtStart int64 `json:"-"`
+	// Where the time went (this run).
+	Time Timings `json:"time"`
+}
+
+// Timings split a run's wall-clock time by stage.
+type Timings struct {
+	Read       time.Duration `json:"read_ns"`       // reading the source
+	Transform  time.Duration `json:"transform_ns"`  // transform and validation in Go
+	Post       time.Duration `json:"post_ns"`       // post_ledger_entries calls
+	Checkpoint time.Duration `json:"checkpoint_ns"` // report write and sync, backfill_checkpoint, commit
+	Audit      time.Duration `json:"audit_ns"`      // balance audits
+}
+
+// Outcome of a run.
+type Outcome struct {
+	Checkpoint Checkpoint `json:"checkpoint"`
+	ThisRun    Stats      `json:"this_run"`
+	ErrorsFile string     `json:"errors_file"`
+	// AlreadyCompleted: the source's run had completed before; nothing was posted.
+	AlreadyCompleted bool `json:"already_completed"`
+	// Paused: stopped by a signal at a batch boundary (status PAUSED).
+	Paused bool `json:"paused"`
+	// MaxErrorsExceeded: more rows were rejected than --max-errors allows (status FAILED).
+	MaxErrorsExceeded bool `json:"max_errors_exceeded"`
+	// BalanceProblems: the audit of the touched accounts found these (status FAILED).
+	BalanceProblems []string `json:"balance_problems,omitempty"`
+	// CutReportBytes: bytes of an uncommitted batch cut from the report's end on resume.
+	CutReportBytes int64 `json:"cut_report_bytes,omitempty"`
+}
+
+// ErrLocked: another process runs (or rolls back) this source now.
+var ErrLocked = errors.New("another backfill of this source is running")
+
+// ErrRolledBack: the source's run was rolled back; it cannot post again.
+var ErrRolledBack = errors.New("this source's run was rolled back")
+
+// Opener opens the source after a checkpoint position ("" for the start).
+type Opener func(ctx context.Context, after string) (source.Reader, error)
+
+// runner is the state of one run.
+type runner struct {
+	pool   *pgxpool.Pool
+	conn   *pgxpool.Conn // holds the lock; every batch runs on it
+	cfg    Config
+	tr     *transform.Transformer
+	rep    *report
+	cp     Checkpoint
+	this   Stats
+	log    *slog.Logger
+	touch  map[string]map[string]bool // ledger -> accounts touched since the last audit
+	allTch map[string]map[string]bool // ledger -> accounts touched by this run
+	bases  map[string]*auditBase      // ledger -> balances at the last periodic audit
+}
+
+// lock takes the source's advisory lock on a connection of its own, which then runs the whole
+// job: the lock lasts exactly as long as the connection's session.
+//
+// A process killed with -9 closes its socket, but a backend in the middle of a statement notices
+// only when it next talks to the client. client_connection_check_interval makes it look every
+// second, abort the statement (the batch rolls back) and end the session, which drops the lock.
+// Until then, a new run that finds the lock held by a process of this host that no longer exists
+// waits for it (lockWait), instead of refusing.
+//
+// oldBackend, when not 0, is the server process of this run's own session that just broke: the
+// new one waits for it to end too.
+func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string, oldBackend uint32) (*pgxpool.Conn, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	host, _ := os.Hostname()
+	app := fmt.Sprintf("dualledger backfill pid=%d host=%s", os.Getpid(), host)
+	if _, err := conn.Exec(ctx, `SELECT set_config('application_name', $1, false), set_config('client_connection_check_interval', '1s', false)`, app); err != nil {
+		conn.Release()
+		return nil, fmt.Errorf("set up the backfill session: %w", err)
+	}
+	deadline := time.Now().Add(lockWait)
+	for {
+		var ok bool
+		var holder *string
+		var holderPID *int64
+		err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(`+lockKeySQL+`), h.application_name, h.pid FROM (SELECT 1) x LEFT JOIN LATERAL (SELECT a.application_name, a.pid::bigint AS pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+				WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+				  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+				  AND ((l.classid::bigint << 32) | l.objid::bigint) = `+lockKeySQL+` LIMIT 1) h ON true`, sourceType, sourceID).Scan(&ok, &holder, &holderPID)
+		if err != nil {
+			conn.Release()
+			return nil, fmt.Errorf("take the backfill lock: %w", err)
+		}
+		if ok {
+			return conn, nil
+		}
+		ours := oldBackend != 0 && holderPID != nil && uint32(*holderPID) == oldBackend
+		if !(ours || holderGone(holder, host)) || time.Now().After(deadline) {
+			conn.Release()
+			who := "another process"
+			if holder != nil && *holder != "" {
+				who = *holder
+			}
+			return nil, fmt.Errorf("%w: %s/%s is held by %s (see `dualledger backfill status`)", ErrLocked, sourceType, sourceID, who)
+		}
+		select {
+		case <-ctx.Done():
+			conn.Release()
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// lockWait bounds the wait for the session of a dead process to end (a few times
+// client_connection_check_interval).
+const lockWait = 15 * time.Second
+
+// holderGone reports whether the lock's holder is a backfill process of this host that no
+// longer exists.
+func holderGone(app *string, host string) bool {
+	if app == nil {
+		return false
+	}
+	var pid int
+	var h string
+	if n, _ := fmt.Sscanf(*app, "dualledger backfill pid=%d host=%s", &pid, &h); n != 2 || h != host || pid <= 0 {
+		return false
+	}
+	return pid != os.Getpid() && errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func unlock(conn *pgxpool.Conn, sourceType, sourceID string) {
+	if conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock(`+lockKeySQL+`)`, sourceType, sourceID); err != nil {
+		// The session's lock ends with the connection: close it rather than return it locked.
+		_ = conn.Conn().Close(ctx)
+	}
+	conn.Release()
+}
+
+// Run imports a source: from its checkpoint to its end, in batches, each committed with its
+// checkpoint. It stops at a batch boundary when ctx is cancelled (PAUSED).
+func Run(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.Transformer, cfg Config) (Outcome, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BatchSize < 1 || cfg.BatchSize > ledger.MaxBatch {
+		return Outcome{}, fmt.Errorf("batch size must be 1 to %d", ledger.MaxBatch)
+	}
+	if cfg.CheckpointInterval < 1 {
+		cfg.CheckpointInterval = 1
+	}
+	conn, err := lock(ctx, pool, cfg.SourceType, cfg.SourceID, 0)
+	if err != nil {
+		return Outcome{}, err
+	}
+	r := &runner{pool: pool, conn: conn, cfg: cfg, tr: tr, log: cfg.Logger,
+		touch: map[string]map[string]bool{}, allTch: map[string]map[string]bool{}, bases: map[string]*auditBase{}}
+	defer func() { unlock(r.conn, cfg.SourceType, cfg.SourceID) }()
+	return r.run(ctx, open)
+}
+
+func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
+	cfg := r.cfg
+	bg := context.WithoutCancel(ctx) // a batch, once begun, ends (commits or rolls back) whatever the signal
+	meta, _ := json.Marshal(cfg.Metadata)
+	var errorsPath *string
+	if cfg.ErrorsPath != "" {
+		errorsPath = &cfg.ErrorsPath
+	}
+	cp, err := scanCheckpoint(r.conn.QueryRow(bg, `SELECT `+checkpointColumns+` FROM backfill_start($1, $2, $3, $4, $5)`,
+		cfg.SourceType, cfg.SourceID, cfg.Ledger, errorsPath, meta))
+	if err != nil {
+		return Outcome{}, fmt.Errorf("start the checkpoint: %w", err)
+	}
+	r.cp = cp
+	out := Outcome{Checkpoint: cp}
+	if cp.ErrorsFile != nil {
+		out.ErrorsFile = *cp.ErrorsFile
+	}
+	if cp.RollbackStatus != nil {
+		return out, fmt.Errorf("%w (rollback %s): import the corrected data under a new --source-id", ErrRolledBack, *cp.RollbackStatus)
+	}
+	if cp.Status == StatusCompleted {
+		out.AlreadyCompleted = true
+		return out, nil
+	}
+	if cfg.ErrorsPath != "" && cp.ErrorsFile != nil && *cp.ErrorsFile != cfg.ErrorsPath {
+		return out, r.fail(bg, fmt.Errorf("--errors %s differs from this source's error report %s: resume with the same report (or leave --errors out)", cfg.ErrorsPath, *cp.ErrorsFile))
+	}
+	if cp.ErrorsFile == nil {
+		return out, r.fail(bg, errors.New("no error report file: give --errors"))
+	}
+	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset)
+	if err != nil {
+		return out, r.fail(bg, err)
+	}
+	defer rep.close()
+	r.rep = rep
+	out.CutReportBytes = cut
+	if cut > 0 {
+		r.log.Info("cut the error report's lines of a batch that did not commit", "bytes", cut)
+	}
+	after := ""
+	if cp.LastProcessedID != nil {
+		after = *cp.LastProcessedID
+	}
+	src, err := open(ctx, after)
+	if err != nil {
+		return out, r.fail(bg, fmt.Errorf("open the source: %w", err))
+	}
+	defer src.Close()
+	r.this.DoneAtStart, _ = src.Progress()
+
+	for {
+		if ctx.Err() != nil {
+			cp, err := r.finish(bg, StatusPaused, "stopped by a signal; run the same command to resume")
+			out.Checkpoint, out.ThisRun, out.Paused = cp, r.this, true
+			return out, err
+		}
+		t0 := time.Now()
+		recs, eof, err := readBatch(bg, src, cfg.BatchSize)
+		r.this.Time.Read += time.Since(t0)
+		if err != nil {
+			return r.outcome(out), r.fail(bg, fmt.Errorf("read the source after position %s: %w", r.position(), err))
+		}
+		if len(recs) > 0 {
+			if err := r.batch(bg, recs); err != nil {
+				return r.outcome(out), r.fail(bg, err)
+			}
+			r.this.Done, r.this.Total = src.Progress()
+			if cfg.Progress != nil {
+				cfg.Progress(r.this)
+			}
+			if cfg.MaxErrors >= 0 && r.cp.TotalFailed > cfg.MaxErrors {
+				out.MaxErrorsExceeded = true
+				cp, err := r.finish(bg, StatusFailed, fmt.Sprintf("%d rows rejected, more than --max-errors %d (see %s)", r.cp.TotalFailed, cfg.MaxErrors, rep.f.Name()))
+				out.Checkpoint, out.ThisRun = cp, r.this
+				return out, err
+			}
+			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
+				t0 := time.Now()
+				probs, err := r.auditSince(bg)
+				r.this.Time.Audit += time.Since(t0)
+				if err != nil || len(probs) > 0 {
+					return r.auditFailed(bg, out, probs, err)
+				}
+			}
+		}
+		if eof {
+			break
+		}
+	}
+	if cfg.ValidateBalances {
+		t0 := time.Now()
+		probs, err := r.audit(bg, r.allTch)
+		r.this.Time.Audit += time.Since(t0)
+		if err != nil || len(probs) > 0 {
+			return r.auditFailed(bg, out, probs, err)
+		}
+	}
+	cp, err = r.finish(bg, StatusCompleted, "")
+	out.Checkpoint, out.ThisRun = cp, r.this
+	return out, err
+}
+
+func (r *runner) outcome(out Outcome) Outcome {
+	out.Checkpoint, out.ThisRun = r.cp, r.this
+	return out
+}
+
+func (r *runner) auditFailed(ctx context.Context, out Outcome, probs []string, err error) (Outcome, error) {
+	if err != nil {
+		return r.outcome(out), r.fail(ctx, fmt.Errorf("audit the touched accounts: %w", err))
+	}
+	out.BalanceProblems = probs
+	cp, ferr := r.finish(ctx, StatusFailed, fmt.Sprintf("balance audit: %d account(s) do not match their entries: %s", len(probs), probs[0]))
+	out.Checkpoint, out.ThisRun = cp, r.this
+	return out, ferr
+}
+
+func (r *runner) position() string {
+	if r.cp.LastProcessedID == nil {
+		return "(start)"
+	}
+	return *r.cp.LastProcessedID
+}
+
+// readBatch reads up to n records.
+func readBatch(ctx context.Context, src source.Reader, n int) ([]source.Record, bool, error) {
+	recs := make([]source.Record, 0, n)
+	for len(recs) < n {
+		rec, err := src.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return recs, true, nil
+		}
+		if err != nil {
+			return recs, false, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, false, nil
+}
+
+// finish records the run's end status.
+func (r *runner) finish(ctx context.Context, status, msg string) (Checkpoint, error) {
+	var m *string
+	if msg != "" {
+		m = &msg
+	}
+	cp, err := scanCheckpoint(r.conn.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_finish($1, $2, $3, $4)`,
+		r.cfg.SourceType, r.cfg.SourceID, status, m))
+	if err != nil {
+		return r.cp, fmt.Errorf("record %s: %w", status, err)
+	}
+	r.cp = cp
+	return cp, nil
+}
+
+// fail records FAILED with the error (when the database can still be reached) and returns err.
+func (r *runner) fail(ctx context.Context, err error) error {
+	if r.conn == nil || r.conn.Conn().IsClosed() {
+		return err
+	}
+	if _, ferr := r.finish(ctx, StatusFailed, err.Error()); ferr != nil {
+		r.log.Warn("could not record FAILED", "error", ferr)
+	}
+	return err
+}
+
+// pending is one transformed row of a batch.
+type pending struct {
+	idx int
+	rec source.Record
+	row transform.Row
+}
+
+// batch transforms, posts and checkpoints one batch, retrying transient failures.
+func (r *runner) batch(ctx context.Context, recs []source.Record) error {
+	var (
+		lines   []ReportLine
+		ledgers []string
+		byLed   = map[string][]pending{}
+		lastTS  *time.Time
+	)
+	t0 := time.Now()
+	rows, rejs := transformAll(r.tr, recs, r.cfg.Workers)
+	r.this.Time.Transform += time.Since(t0)
+	for i, rec := range recs {
+		row, rej := rows[i], rejs[i]
+		if rej != nil {
+			l := r.line(rec, row, rej.Code, rej.Message, rej.Details)
+			l.idx = i
+			lines = append(lines, l)
+			continue
+		}
+		if row.Time != nil {
+			lastTS = row.Time
+		}
+		if _, ok := byLed[row.LedgerID]; !ok {
+			ledgers = append(ledgers, row.LedgerID)
+		}
+		byLed[row.LedgerID] = append(byLed[row.LedgerID], pending{idx: i, rec: rec, row: row})
+	}
+	pos := recs[len(recs)-1].Pos
+	goRejected := int64(len(lines))
+	for attempt := 1; ; attempt++ {
+		err := r.post(ctx, ledgers, byLed, lines, goRejected, int64(len(recs)), pos, lastTS)
+		if err == nil {
+			return nil
+		}
+		if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
+			// The lock went with the connection: take it again, and learn whether the batch
+			// committed before the connection broke.
+			committed, rerr := r.reconnect(ctx)
+			if rerr != nil {
+				return fmt.Errorf("batch after position %s: %w (reconnecting: %v)", r.position(), err, rerr)
+			}
+			if committed {
+				r.log.Warn("the batch had committed before the connection broke", "position", pos)
+				return nil
+			}
+		}
+		if derr := r.rep.discard(); derr != nil {
+			return fmt.Errorf("%w (and the error report: %v)", err, derr)
+		}
+		if !transient(err, r.conn) || attempt > r.cfg.MaxRetries {
+			return fmt.Errorf("batch after position %s: %w", r.position(), err)
+		}
+		delay := r.cfg.RetryDelay << (attempt - 1)
+		r.log.Warn("batch failed, retrying", "attempt", attempt, "in", delay, "error", err)
+		time.Sleep(delay)
+	}
+}
+
+// reconnect takes the lock again on a new connection after the old one broke, and says whether
+// the batch in flight had committed (the checkpoint counts one batch more): then its totals and
+// report length are the checkpoint's (the report lines were written before the commit).
+func (r *runner) reconnect(ctx context.Context) (bool, error) {
+	old := r.conn.Conn().PgConn().PID()
+	r.conn.Release()
+	var conn *pgxpool.Conn
+	var err error
+	for i := 0; i <= r.cfg.MaxRetries; i++ {
+		if conn, err = lock(ctx, r.pool, r.cfg.SourceType, r.cfg.SourceID, old); err == nil || errors.Is(err, ErrLocked) {
+			break
+		}
+		time.Sleep(r.cfg.RetryDelay << i)
+	}
+	if err != nil {
+		r.conn = nil // the caller stops; nothing to unlock
+		return false, err
+	}
+	r.conn = conn
+	cp, err := GetCheckpoint(ctx, conn, r.cfg.SourceType, r.cfg.SourceID)
+	if err != nil {
+		return false, err
+	}
+	if cp.Batches != r.cp.Batches+1 {
+		return false, nil
+	}
+	r.this.Batches++
+	r.this.Processed += cp.TotalProcessed - r.cp.TotalProcessed
+	r.this.Successful += cp.TotalSuccessful - r.cp.TotalSuccessful
+	r.this.Failed += cp.TotalFailed - r.cp.TotalFailed
+	r.this.Skipped += cp.TotalSkipped - r.cp.TotalSkipped
+	if cp.LastProcessedID != nil {
+		r.this.Position = *cp.LastProcessedID
+	}
+	r.rep.commit(cp.ErrorsOffset)
+	r.cp = cp
+	return true, nil
+}
+
+// transformAll transforms recs with up to workers goroutines; results keep the records' order.
+func transformAll(tr *transform.Transformer, recs []source.Record, workers int) ([]transform.Row, []*ledger.Error) {
+	rows := make([]transform.Row, len(recs))
+	rejs := make([]*ledger.Error, len(recs))
+	workers = max(1, min(workers, len(recs)/64))
+	if workers == 1 {
+		for i, rec := range recs {
+			rows[i], rejs[i] = tr.Transform(rec)
+		}
+		return rows, rejs
+	}
+	var wg sync.WaitGroup
+	chunk := (len(recs) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*chunk, min(len(recs), (w+1)*chunk)
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				rows[i], rejs[i] = tr.Transform(recs[i])
+			}
+		})
+	}
+	wg.Wait()
+	return rows, rejs
+}
+
+// transient reports whether a batch may be run again: a lost serialization race, a deadlock, a
+// broken connection, an unavailable server. The batch's transaction was rolled back (or, when the
+// connection broke during commit, the checkpoint says whether it committed).
+func transient(err error, conn *pgxpool.Conn) bool {
+	if ledger.Retryable(err) || conn.Conn().IsClosed() || ledger.CodeOf(err) == ledger.CodeUnavailable {
+		return true
+	}
+	var ne net.Error
+	var ce *pgconn.ConnectError
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && (strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "57") || pe.Code == "53300") {
+		return true // connection failure, operator intervention (shutdown, terminated), too many connections
+	}
+	return errors.As(err, &ne) || errors.As(err, &ce) || pgconn.SafeToRetry(err)
+}
+
+func (r *runner) line(rec source.Record, row transform.Row, code, msg string, details json.RawMessage) ReportLine {
+	return ReportLine{SourceType: r.cfg.SourceType, SourceID: r.cfg.SourceID, Run: r.cp.Runs, Position: rec.Pos, Line: rec.Line,
+		LedgerID: row.LedgerID, Reference: row.Entry.ReferenceID, Raw: rec.Raw, Code: code, Message: msg, Details: details}
+}
+
+// seqRange is what a batch created in one ledger.
+type seqRange struct {
+	LedgerID string `json:"ledger_id"`
+	FirstSeq int64  `json:"first_seq"`
+	LastSeq  int64  `json:"last_seq"`
+	Created  int    `json:"created"`
+}
+
+// post runs one attempt of a batch in one transaction: every ledger's entries, the report lines,
+// the checkpoint.
+func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]pending, goLines []ReportLine,
+	goRejected, processed int64, pos string, lastTS *time.Time) error {
+	tx, err := r.conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
+	var (
+		created, skipped, failed int64
+		ranges                   = []seqRange{}
+		lines                    = append([]ReportLine(nil), goLines...)
+		touched                  = map[string][]string{}
+	)
+	for _, l := range ledgers {
+		rows := byLed[l]
+		entries := make([]ledger.EntryInput, len(rows))
+		for i, p := range rows {
+			entries[i] = p.row.Entry
+		}
+		t0 := time.Now()
+		results, err := ledger.PostBatchTx(ctx, tx, l, entries, false)
+		r.this.Time.Post += time.Since(t0)
+		if err != nil {
+			if c := ledger.CodeOf(err); c == ledger.CodeUnknownLedger || c == ledger.CodeInvalidRequest {
+				// The batch as a whole was refused for this ledger: each row of it is.
+				for _, p := range rows {
+					l := r.line(p.rec, p.row, c, errMessage(err), nil)
+					l.idx = p.idx
+					lines = append(lines, l)
+					failed++
+				}
+				continue
+			}
+			return err
+		}
+		rg := seqRange{LedgerID: l}
+		for _, res := range results {
+			p := rows[res.Index]
+			switch {
+			case res.Code == ledger.CodeCreated:
+				created++
+				if rg.Created == 0 || res.Seq < rg.FirstSeq {
+					rg.FirstSeq = res.Seq
+				}
+				rg.LastSeq = max(rg.LastSeq, res.Seq)
+				rg.Created++
+				touched[l] = append(touched[l], p.row.Entry.DebitAccountID, p.row.Entry.CreditAccountID)
+			case res.Code == ledger.CodeReplayed && r.cfg.SkipDuplicates:
+				skipped++
+			case res.Code == ledger.CodeReplayed:
+				failed++
+				rl := r.line(p.rec, p.row, ledger.CodeReplayed,
+					fmt.Sprintf("reference_id %q is already in ledger %s with the same content (entry seq %d); --skip-duplicates=false refuses it", p.row.Entry.ReferenceID, l, res.Seq), nil)
+				rl.idx = p.idx
+				lines = append(lines, rl)
+			default:
+				failed++
+				rl := r.line(p.rec, p.row, res.Code, res.Message, res.Details)
+				rl.idx = p.idx
+				lines = append(lines, rl)
+			}
+		}
+		if rg.Created > 0 {
+			if rg.LastSeq-rg.FirstSeq+1 != int64(rg.Created) {
+				return fmt.Errorf("ledger %s: the batch's %d new entries are not consecutive (seq %d to %d)", l, rg.Created, rg.FirstSeq, rg.LastSeq)
+			}
+			ranges = append(ranges, rg)
+		}
+	}
+	failed += goRejected
+	if created+skipped+failed != processed {
+		return fmt.Errorf("internal: %d rows read but %d created, %d skipped, %d rejected", processed, created, skipped, failed)
+	}
+	sortLines(lines)
+	for _, l := range lines {
+		if err := r.rep.add(l); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	defer func() { r.this.Time.Checkpoint += time.Since(t0) }()
+	offset, err := r.rep.flush()
+	if err != nil {
+		return err
+	}
+	rangesJSON, err := json.Marshal(ranges)
+	if err != nil {
+		return err
+	}
+	cp, err := scanCheckpoint(tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_checkpoint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		r.cfg.SourceType, r.cfg.SourceID, pos, lastTS, processed, created, failed, skipped, offset, rangesJSON))
+	if err != nil {
+		return fmt.Errorf("save the checkpoint: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	r.rep.commit(offset)
+	r.cp = cp
+	r.this.Batches++
+	r.this.Processed += processed
+	r.this.Successful += created
+	r.this.Failed += failed
+	r.this.Skipped += skipped
+	r.this.Position = pos
+	for l, accs := range touched {
+		for _, set := range []map[string]map[string]bool{r.touch, r.allTch} {
+			if set[l] == nil {
+				set[l] = map[string]bool{}
+			}
+			for _, a := range accs {
+				set[l][a] = true
+			}
+		}
+	}
+	return nil
+}
+
+// sortLines puts a batch's report lines in source order.
+func sortLines(lines []ReportLine) {
+	slices.SortStableFunc(lines, func(a, b ReportLine) int { return a.idx - b.idx })
+}
+
+func errMessage(err error) string {
+	var le *ledger.Error
+	if errors.As(err, &le) {
+		return le.Message
+	}
+	return err.Error()
+}
+
+// audit checks that each touched account's balance equals Σ credits − Σ debits of all its
+// entries (docs/design.md §2.3): one pass over the ledger's entries per ledger. Run at the end.
+func (r *runner) audit(ctx context.Context, touched map[string]map[string]bool) ([]string, error) {
+	var probs []string
+	for l, set := range touched {
+		ids := make([]string, 0, len(set))
+		for a := range set {
+			ids = append(ids, a)
+		}
+		p, err := AuditAccounts(ctx, r.conn, l, ids)
+		if err != nil {
+			return nil, err
+		}
+		probs = append(probs, p...)
+	}
+	return probs, nil
+}
+
+// auditBase is a ledger's state at the last periodic audit: its head and the balances of the
+// accounts the run had touched by then.
+type auditBase struct {
+	head     int64
+	balances map[string]money.Amount
+}
+
+// auditSince is the periodic audit (--validate-balances every --checkpoint-interval batches),
+// incremental so that its cost does not grow with the ledger: for each account with a balance
+// at the last audit, the change of its balance since must equal the sum of the entries posted
+// since (by anyone: seqs above the last audit's head, a range of the primary key). One
+// REPEATABLE READ snapshot sees head, balances and entries as one posting left them. An account
+// touched for the first time gets its base now; its earlier entries are covered by the full
+// audit at the end of the run.
+func (r *runner) auditSince(ctx context.Context) ([]string, error) {
+	var probs []string
+	for l, set := range r.touch {
+		base := r.bases[l]
+		ids := make([]string, 0, len(set))
+		for a := range set {
+			ids = append(ids, a)
+		}
+		if base != nil {
+			for a := range base.balances {
+				if !set[a] {
+					ids = append(ids, a)
+				}
+			}
+		}
+		next := &auditBase{balances: map[string]money.Amount{}}
+		deltas := map[string]money.Amount{}
+		err := pgx.BeginTxFunc(ctx, r.conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			if err := tx.QueryRow(ctx, `SELECT head_seq FROM ledgers WHERE id = $1`, l).Scan(&next.head); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx, `SELECT id, balance::text FROM bank_accounts WHERE ledger_id = $1 AND id = ANY($2)`, l, ids)
+			if err != nil {
+				return err
+			}
+			var id, v string
+			if _, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error {
+				a, err := money.ParseAmount(v)
+				next.balances[id] = a
+				return err
+			}); err != nil {
+				return err
+			}
+			if base == nil {
+				return nil
+			}
+			rows, err = tx.Query(ctx, `SELECT x.account_id, sum(x.delta)::text
+				  FROM ledger_entries e
+				 CROSS JOIN LATERAL (VALUES (e.credit_account_id, e.amount), (e.debit_account_id, -e.amount)) AS x(account_id, delta)
+				 WHERE e.ledger_id = $1 AND e.seq > $2 AND e.seq <= $3
+				 GROUP BY x.account_id`, l, base.head, next.head)
+			if err != nil {
+				return err
+			}
+			_, err = pgx.ForEachRow(rows, []any{&id, &v}, func() error {
+				a, err := money.ParseAmount(v)
+				deltas[id] = a
+				return err
+			})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if base != nil {
+			for id, was := range base.balances {
+				now, ok := next.balances[id]
+				if !ok {
+					continue
+				}
+				if got := now.Sub(was); !got.Equal(deltas[id]) {
+					probs = append(probs, fmt.Sprintf("%s/%s: balance moved by %s since seq %d but the entries since sum to %s", l, id, got, base.head, deltas[id]))
+				}
+			}
+		}
+		r.bases[l] = next
+	}
+	r.touch = map[string]map[string]bool{}
+	return probs, nil
+}
+
+// AuditAccounts returns one line per account of ids in ledgerID whose stored balance differs
+// from the sum of its entries.
+func AuditAccounts(ctx context.Context, db ledger.DBTX, ledgerID string, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, `
+		WITH ids AS (SELECT DISTINCT unnest($2::text[]) AS id),
+		sums AS (
+			SELECT x.account_id, sum(x.delta) AS net
+			  FROM ledger_entries e
+			 CROSS JOIN LATERAL (VALUES (e.credit_account_id, e.amount), (e.debit_account_id, -e.amount)) AS x(account_id, delta)
+			  JOIN ids ON ids.id = x.account_id
+			 WHERE e.ledger_id = $1
+			 GROUP BY x.account_id)
+		SELECT format('%s/%s: balance %s but its entries sum to %s', a.ledger_id, a.id, trim_scale(a.balance), trim_scale(coalesce(s.net, 0)))
+		  FROM bank_accounts a JOIN ids ON ids.id = a.id LEFT JOIN sums s ON s.account_id = a.id
+		 WHERE a.ledger_id = $1 AND a.balance <> coalesce(s.net, 0)
+		 ORDER BY a.id`, ledgerID, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

@@ -1,0 +1,214 @@
+package backfill_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"dualledger/internal/backfill"
+	"dualledger/internal/backfill/source"
+	"dualledger/internal/backfill/transform"
+	"dualledger/internal/ledger"
+	"dualledger/internal/pg/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// rows is an in-memory source; hook runs before row i is returned.
+type rows struct {
+	n, i int
+	hook func(i int)
+}
+
+func (r *rows) Next(context.Context) (source.Record, error) {
+	if r.i >= r.n {
+		return source.Record{}, io.EOF
+	}
+	if r.hook != nil {
+		r.hook(r.i)
+	}
+	r.i++
+	f := map[string]string{"debit_account_id": "issuance", "credit_account_id": "a", "amount": "1.00", "currency_code": "USD",
+		"transaction_type": "t", "reference_id": fmt.Sprintf("R-%05d", r.i)}
+	raw, _ := json.Marshal(f)
+	return source.Record{Pos: fmt.Sprint(r.i), Fields: f, Raw: raw}, nil
+}
+func (r *rows) Progress() (int64, int64) { return int64(r.i), int64(r.n) }
+func (r *rows) Close() error             { return nil }
+
+func setup(t *testing.T) *pgtest.DB {
+	t.Helper()
+	d := pgtest.New(t)
+	ctx := context.Background()
+	if _, err := ledger.CreateLedger(ctx, d.Pool, "system:test", "MASTER"); err != nil {
+		t.Fatal(err)
+	}
+	unlimited := "unlimited"
+	for _, a := range []ledger.AccountInput{{ID: "issuance", OverdraftLimit: &unlimited}, {ID: "a"}} {
+		a.CurrencyCode, a.AssetType = "USD", "fiat"
+		if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return d
+}
+
+// TestRunSurvivesItsConnectionKilled: the server ends the run's session (the lock's and the
+// batches') in the middle of the import, several times; the run takes its lock again, finds out
+// whether the batch in flight committed, and ends with every row exactly once.
+func TestRunSurvivesItsConnectionKilled(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	admin := d.Conn(t)
+	kill := func(i int) {
+		if i == 250 || i == 620 || i == 1333 {
+			if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'dualledger backfill pid=%'`); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	src := &rows{n: 2000, hook: kill}
+	cfg := backfill.Config{SourceType: "csv", SourceID: "killed", Ledger: "MASTER", BatchSize: 100, CheckpointInterval: 5, MaxRetries: 3,
+		SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	open := func(context.Context, string) (source.Reader, error) { return src, nil }
+	out, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "killed", "MASTER"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := out.Checkpoint
+	if cp.Status != backfill.StatusCompleted || cp.TotalProcessed != 2000 || cp.TotalSuccessful != 2000 || cp.Batches != 20 {
+		t.Errorf("%+v", cp)
+	}
+	var n int
+	var bal string
+	if err := d.Pool.QueryRow(ctx, `SELECT count(*), (SELECT balance::text FROM bank_accounts WHERE id = 'a') FROM ledger_entries`).Scan(&n, &bal); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2000 || bal != "2000.000000000000000000" {
+		t.Errorf("%d entries, balance %s", n, bal)
+	}
+}
+
+// TestRunRefusesASecondRun: a source is run by one process at a time.
+func TestRunRefusesASecondRun(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	cfg := backfill.Config{SourceType: "csv", SourceID: "twice", Ledger: "MASTER", BatchSize: 10, MaxErrors: -1,
+		ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	tr := transform.New(nil, "csv", "twice", "MASTER")
+	var second error
+	src := &rows{n: 50, hook: func(i int) {
+		if i == 20 {
+			_, second = backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return &rows{n: 1}, nil }, tr, cfg)
+		}
+	}}
+	if _, err := backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return src, nil }, tr, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if second == nil || !isLocked(second) {
+		t.Errorf("second run: %v", second)
+	}
+}
+
+func isLocked(err error) bool {
+	for e := err; e != nil; {
+		if e == backfill.ErrLocked {
+			return true
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		e = u.Unwrap()
+	}
+	return false
+}
+
+// TestRunAuditFindsABalanceThatDrifted: a balance changed behind the posting function's back
+// (as the owner, guard triggers off) in the middle of a run is found by the next periodic audit;
+// the run stops FAILED and says which account.
+func TestRunAuditFindsABalanceThatDrifted(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	admin := d.Conn(t)
+	src := &rows{n: 1000, hook: func(i int) {
+		if i == 450 {
+			if _, err := admin.Exec(ctx, `ALTER TABLE bank_accounts DISABLE TRIGGER USER;
+				UPDATE bank_accounts SET balance = balance + 1, available_balance = available_balance + 1 WHERE ledger_id = 'MASTER' AND id = 'a';
+				ALTER TABLE bank_accounts ENABLE TRIGGER USER`); err != nil {
+				t.Error(err)
+			}
+		}
+	}}
+	cfg := backfill.Config{SourceType: "csv", SourceID: "drift", Ledger: "MASTER", BatchSize: 100, CheckpointInterval: 2,
+		SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	out, err := backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return src, nil },
+		transform.New(nil, "csv", "drift", "MASTER"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.BalanceProblems) == 0 || out.Checkpoint.Status != backfill.StatusFailed || out.Checkpoint.TotalProcessed >= 1000 {
+		t.Fatalf("%+v", out)
+	}
+	if !strings.Contains(out.BalanceProblems[0], "MASTER/a") {
+		t.Errorf("%v", out.BalanceProblems)
+	}
+}
+
+// TestSeedMonitoringQueries: the seed's monitoring queries run unchanged, as the reporting role,
+// and see a run that is in progress, one that stalled, and the generated references.
+func TestSeedMonitoringQueries(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	cfg := backfill.Config{SourceType: "csv", SourceID: "mon", Ledger: "MASTER", BatchSize: 10, MaxErrors: -1,
+		ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	ro := d.PoolAs(t, "dualledger_readonly")
+	var progress, stalled, completion int
+	src := &rows{n: 30, hook: func(i int) {
+		if i != 15 {
+			return
+		}
+		// The seed's queries, verbatim (BACKFILL_STRATEGY, "Monitoring Queries").
+		if err := ro.QueryRow(ctx, `SELECT count(*) FROM (
+SELECT
+source_id,
+source_type,
+status,
+total_processed,
+total_successful,
+total_failed,
+last_checkpoint_at,
+NOW() - last_checkpoint_at as time_since_last_checkpoint
+FROM ledger_backfill_checkpoints
+WHERE status = 'IN_PROGRESS') q`).Scan(&progress); err != nil {
+			t.Error(err)
+		}
+		if err := ro.QueryRow(ctx, `SELECT count(*) FROM (
+SELECT *
+FROM ledger_backfill_checkpoints
+WHERE status = 'IN_PROGRESS'
+AND last_checkpoint_at < NOW() - INTERVAL '1 hour') q`).Scan(&stalled); err != nil {
+			t.Error(err)
+		}
+	}}
+	if _, err := backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return src, nil },
+		transform.New(nil, "csv", "mon", "MASTER"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := ro.QueryRow(ctx, `SELECT count(*) FROM (
+SELECT
+COUNT(*) as total_entries,
+MIN(timestamp_utc) as earliest,
+MAX(timestamp_utc) as latest
+FROM ledger_entries
+WHERE reference_id LIKE 'BACKFILL-%') q`).Scan(&completion); err != nil {
+		t.Fatal(err)
+	}
+	if progress != 1 || stalled != 0 || completion != 1 {
+		t.Errorf("in progress %d, stalled %d, completion rows %d", progress, stalled, completion)
+	}
+}

@@ -1,0 +1,276 @@
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// APIOptions describe a paginated HTTP JSON source.
+type APIOptions struct {
+	// URL is the first page's address (query parameters kept).
+	URL string
+	// Token is sent as "Authorization: Bearer <token>" when not empty.
+	Token string
+	// Items is the dotted path of the items array in a page; "" tries "entries", "data",
+	// "items", then the page itself when it is an array.
+	Items string
+	// Cursor is the dotted path of the next page's cursor; "" tries next_cursor (parameter
+	// "cursor"), next_after_seq ("after_seq", another dualledger), next_since ("since", an SCB).
+	Cursor string
+	// CursorParam is the query parameter the cursor goes in (with Cursor; default "cursor").
+	CursorParam string
+	// LimitParam and Limit ask for a page size (default "limit", 500).
+	LimitParam string
+	Limit      int
+	// Client does the requests (default: 30 s timeout).
+	Client *http.Client
+	// MaxPageBytes bounds one page's body (default 64 MiB).
+	MaxPageBytes int64
+}
+
+// knownCursors are the cursors of the APIs the reader knows: their path in the page and their
+// query parameter.
+var knownCursors = [][2]string{{"next_cursor", "cursor"}, {"next_after_seq", "after_seq"}, {"next_since", "since"}}
+
+// API reads a paginated JSON API. A position is the cursor of the page a row came from and the
+// row's index in it ("<cursor>#<index>"): a resumed run asks for that page again and skips the
+// rows up to the index, so pages must be stable (a cursor always yields the same page), as
+// keyset cursors are.
+type API struct {
+	o      APIOptions
+	cursor string // the current page's cursor ("" for the first)
+	items  []json.RawMessage
+	i      int
+	next   *string
+	more   bool
+	read   int64
+}
+
+// OpenAPI positions the reader after `after` ("" for the start).
+func OpenAPI(ctx context.Context, o APIOptions, after string) (*API, error) {
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	if o.LimitParam == "" {
+		o.LimitParam = "limit"
+	}
+	if o.Limit <= 0 {
+		o.Limit = 500
+	}
+	if o.MaxPageBytes <= 0 {
+		o.MaxPageBytes = 64 << 20
+	}
+	if o.Cursor != "" && o.CursorParam == "" {
+		o.CursorParam = "cursor"
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("the API source %q is not an http(s) URL", o.URL)
+	}
+	a := &API{o: o, more: true}
+	skip, cursor := -1, ""
+	if after != "" {
+		i := strings.LastIndexByte(after, '#')
+		n, err := strconv.Atoi(after[i+1:])
+		if i < 0 || err != nil || n < 0 {
+			return nil, fmt.Errorf("%w: %q is not an API position", ErrBadPosition, after)
+		}
+		cursor, skip = after[:i], n
+	}
+	if cursor != "" && o.Cursor == "" {
+		// Learn the API's cursor from its first page.
+		if err := a.fetch(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.fetch(ctx, cursor); err != nil {
+		return nil, err
+	}
+	if skip >= 0 {
+		if skip >= len(a.items) {
+			return nil, fmt.Errorf("%w: the page at cursor %q has %d rows, the checkpoint is after row %d", ErrBadPosition, cursor, len(a.items), skip+1)
+		}
+		a.i = skip + 1
+	}
+	return a, nil
+}
+
+func (a *API) fetch(ctx context.Context, cursor string) error {
+	u, _ := url.Parse(a.o.URL)
+	q := u.Query()
+	q.Set(a.o.LimitParam, strconv.Itoa(a.o.Limit))
+	if cursor != "" {
+		param := a.o.CursorParam
+		if param == "" {
+			param = "cursor"
+		}
+		q.Set(param, cursor)
+	}
+	u.RawQuery = q.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "dualledger-backfill/1")
+	if a.o.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.o.Token)
+	}
+	res, err := a.o.Client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", redactURL(u), err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, a.o.MaxPageBytes+1))
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", redactURL(u), err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d: %s", redactURL(u), res.StatusCode, excerpt(body))
+	}
+	if int64(len(body)) > a.o.MaxPageBytes {
+		return fmt.Errorf("GET %s: a page larger than %d bytes", redactURL(u), a.o.MaxPageBytes)
+	}
+	items, next, more, err := a.parsePage(body)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", redactURL(u), err)
+	}
+	a.cursor, a.items, a.i, a.next, a.more = cursor, items, 0, next, more
+	return nil
+}
+
+// parsePage finds the items and the next cursor of a page.
+func (a *API) parsePage(body []byte) (items []json.RawMessage, next *string, more bool, err error) {
+	var page any
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&page); err != nil {
+		return nil, nil, false, fmt.Errorf("the page is not JSON: %v", err)
+	}
+	if arr, ok := page.([]any); ok && a.o.Items == "" {
+		return rawItems(arr), nil, false, nil
+	}
+	obj, ok := page.(map[string]any)
+	if !ok {
+		return nil, nil, false, fmt.Errorf("the page is neither a JSON object nor an array")
+	}
+	var list any
+	if a.o.Items != "" {
+		list = lookup(obj, a.o.Items)
+	} else {
+		for _, k := range []string{"entries", "data", "items"} {
+			if v, ok := obj[k]; ok {
+				list = v
+				break
+			}
+		}
+	}
+	arr, ok := list.([]any)
+	if !ok && list != nil {
+		return nil, nil, false, fmt.Errorf("the page's items (%q) are not an array", a.o.Items)
+	}
+	if a.o.Cursor == "" {
+		for _, k := range knownCursors {
+			if _, ok := obj[k[0]]; ok {
+				a.o.Cursor, a.o.CursorParam = k[0], k[1]
+				break
+			}
+		}
+	}
+	if a.o.Cursor != "" {
+		switch c := lookup(obj, a.o.Cursor).(type) {
+		case string:
+			if c != "" {
+				next = &c
+			}
+		case json.Number:
+			s := c.String()
+			next = &s
+		}
+	}
+	more = next != nil && len(arr) > 0
+	if hm, ok := obj["has_more"].(bool); ok {
+		more = hm && next != nil
+	}
+	return rawItems(arr), next, more, nil
+}
+
+func lookup(obj map[string]any, path string) any {
+	var cur any = obj
+	for _, k := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[k]
+	}
+	return cur
+}
+
+func rawItems(arr []any) []json.RawMessage {
+	out := make([]json.RawMessage, len(arr))
+	for i, v := range arr {
+		out[i] = rawJSON(v)
+	}
+	return out
+}
+
+// Next returns the next item; a page is fetched when the last is used up.
+func (a *API) Next(ctx context.Context) (Record, error) {
+	for a.i >= len(a.items) {
+		if !a.more || a.next == nil {
+			return Record{}, eof()
+		}
+		if *a.next == a.cursor {
+			return Record{}, fmt.Errorf("the API answered the same cursor %q again", a.cursor)
+		}
+		if err := a.fetch(ctx, *a.next); err != nil {
+			return Record{}, err
+		}
+	}
+	item := a.items[a.i]
+	r := Record{Pos: a.cursor + "#" + strconv.Itoa(a.i), Raw: item, Fields: map[string]string{}}
+	a.i++
+	a.read++
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(item, &obj); err != nil || obj == nil {
+		r.Err = fmt.Errorf("item %s is not a JSON object", r.Pos)
+		return r, nil
+	}
+	for k, v := range obj {
+		var s string
+		if json.Unmarshal(v, &s) == nil {
+			r.Fields[k] = s
+		} else if string(v) != "null" {
+			r.Fields[k] = string(v)
+		}
+	}
+	return r, nil
+}
+
+// Progress returns the items read; the total is unknown.
+func (a *API) Progress() (int64, int64) { return a.read, 0 }
+
+// Close does nothing.
+func (a *API) Close() error { return nil }
+
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+func excerpt(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "?")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}

@@ -1,0 +1,192 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DatabaseOptions name what to read from another PostgreSQL.
+type DatabaseOptions struct {
+	// Table (optionally schema-qualified, "schema.table") or Query (a SELECT); default the seed's
+	// ledger_entries_legacy.
+	Table, Query string
+	// Key is the ordered, unique column rows are read by; default "id".
+	Key string
+	// PageSize is the rows of one keyset page (default 1000).
+	PageSize int
+}
+
+// Database reads a table or query of another PostgreSQL by keyset on an ordered unique key
+// (WHERE key > last ORDER BY key LIMIT page), so memory holds one page, the read is stable
+// under concurrent inserts of higher keys, and a position is the last key read.
+type Database struct {
+	conn    *pgx.Conn
+	sql     string
+	key     string
+	keyType string
+	page    [][]string
+	cols    []string
+	i       int
+	last    *string
+	done    bool
+	read    int64
+	total   int64
+	size    int
+}
+
+// OpenDatabase connects to connString and positions the reader after the key `after` ("" for
+// the start).
+func OpenDatabase(ctx context.Context, connString string, o DatabaseOptions, after string) (*Database, error) {
+	cfg, err := pgx.ParseConfig(connString)
+	if err != nil {
+		return nil, fmt.Errorf("the database source's connection string: %w", err)
+	}
+	// Text values as PostgreSQL prints them, timestamps in UTC ISO form.
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	cfg.RuntimeParams["TimeZone"] = "UTC"
+	cfg.RuntimeParams["DateStyle"] = "ISO, YMD"
+	cfg.RuntimeParams["application_name"] = "dualledger backfill (reader)"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the database source: %w", err)
+	}
+	d := &Database{conn: conn, key: o.Key, size: o.PageSize}
+	if d.key == "" {
+		d.key = "id"
+	}
+	if d.size <= 0 {
+		d.size = 1000
+	}
+	from := ""
+	switch {
+	case strings.TrimSpace(o.Query) != "":
+		from = "(" + o.Query + ")"
+	default:
+		t := o.Table
+		if t == "" {
+			t = "ledger_entries_legacy"
+		}
+		from = pgx.Identifier(strings.Split(t, ".")).Sanitize()
+	}
+	key := pgx.Identifier{d.key}.Sanitize()
+	// The key's type, so that a position (text) compares as the key does.
+	rows, err := conn.Query(ctx, `SELECT q.`+key+` FROM `+from+` q LIMIT 0`)
+	if err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("read the database source's key %s: %w", d.key, err)
+	}
+	oid := rows.FieldDescriptions()[0].DataTypeOID
+	rows.Close()
+	var typ string
+	if err := conn.QueryRow(ctx, `SELECT format_type($1::oid, NULL)`, oid).Scan(&typ); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("read the database source's key type: %w", err)
+	}
+	d.keyType = typ
+	d.sql = `SELECT * FROM ` + from + ` q WHERE ($1::text IS NULL OR q.` + key + ` > $1::text::` + typ + `) ORDER BY q.` + key + ` LIMIT $2`
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+from+` q`).Scan(&d.total); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("count the database source's rows: %w", err)
+	}
+	if after != "" {
+		d.last = &after
+		var before int64
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+from+` q WHERE q.`+key+` <= $1::text::`+typ, after).Scan(&before); err != nil {
+			conn.Close(ctx)
+			return nil, fmt.Errorf("%w: key %q: %v", ErrBadPosition, after, err)
+		}
+		d.read = before
+	}
+	return d, nil
+}
+
+func (d *Database) fetch(ctx context.Context) error {
+	rows, err := d.conn.Query(ctx, d.sql, d.last, d.size)
+	if err != nil {
+		return fmt.Errorf("read the database source: %w", err)
+	}
+	defer rows.Close()
+	if d.cols == nil {
+		for _, f := range rows.FieldDescriptions() {
+			d.cols = append(d.cols, f.Name)
+		}
+	}
+	d.page, d.i = d.page[:0], 0
+	keyAt := -1
+	for i, c := range d.cols {
+		if c == d.key {
+			keyAt = i
+		}
+	}
+	if keyAt < 0 {
+		return fmt.Errorf("the database source has no column %q (the key)", d.key)
+	}
+	for rows.Next() {
+		raw := rows.RawValues()
+		vals := make([]string, len(raw))
+		for i, v := range raw {
+			if v == nil {
+				vals[i] = "\x00null"
+				continue
+			}
+			vals[i] = string(v)
+		}
+		if vals[keyAt] == "\x00null" {
+			return fmt.Errorf("the database source has a row with a NULL key %s", d.key)
+		}
+		d.page = append(d.page, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the database source: %w", err)
+	}
+	if len(d.page) < d.size {
+		d.done = true
+	}
+	return nil
+}
+
+// Next returns the next row by key.
+func (d *Database) Next(ctx context.Context) (Record, error) {
+	if d.i >= len(d.page) {
+		if d.done {
+			return Record{}, eof()
+		}
+		if err := d.fetch(ctx); err != nil {
+			return Record{}, err
+		}
+		if len(d.page) == 0 {
+			return Record{}, eof()
+		}
+	}
+	vals := d.page[d.i]
+	d.i++
+	r := Record{Fields: make(map[string]string, len(d.cols))}
+	raw := make(map[string]any, len(d.cols))
+	for i, c := range d.cols {
+		if vals[i] == "\x00null" {
+			raw[c] = nil
+			continue
+		}
+		raw[c] = vals[i]
+		if c != d.key { // the key is the position, not data
+			r.Fields[c] = vals[i]
+		}
+		if c == d.key {
+			k := vals[i]
+			d.last = &k
+			r.Pos = k
+		}
+	}
+	r.Raw = rawJSON(raw)
+	d.read++
+	return r, nil
+}
+
+// Progress returns the rows read and the rows counted at the start.
+func (d *Database) Progress() (int64, int64) { return d.read, d.total }
+
+// Close closes the connection.
+func (d *Database) Close() error { return d.conn.Close(context.Background()) }

@@ -1,0 +1,55 @@
+// Package source reads the rows of a backfill from where they are: a CSV file, a table or query
+// of another PostgreSQL, a paginated HTTP JSON API (another dualledger, an SCB). Every reader
+// streams (memory does not grow with the source) and starts after a checkpoint position it
+// produced itself, so a resumed run reads exactly the rows after the last committed batch.
+package source
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+)
+
+// Record is one row of a source.
+type Record struct {
+	// Pos is the row's position, what a checkpoint stores (last_processed_id): the CSV data row
+	// number, the database key, the API page cursor and index. Opening the same source after Pos
+	// yields the rows after this one.
+	Pos string
+	// Line is the row's first line in a text source (0 elsewhere), for people.
+	Line int64
+	// Fields holds the row by column name. A column that is missing, or a cell that is empty,
+	// is absent.
+	Fields map[string]string
+	// Raw is the row as the source gave it, for the error report (CSV: the cells; JSON: the item).
+	Raw json.RawMessage
+	// Err is a problem of this row alone (a CSV row with the wrong number of cells): it is
+	// reported and counted, and the source goes on.
+	Err error
+}
+
+// Reader yields a source's rows in order.
+type Reader interface {
+	// Next returns the next row, or io.EOF after the last.
+	Next(ctx context.Context) (Record, error)
+	// Progress returns how far the reader is and, when known, how far it will go (bytes of a
+	// file, rows of a table); total is 0 when unknown.
+	Progress() (done, total int64)
+	Close() error
+}
+
+// ErrBadPosition is returned when a checkpoint position does not belong to the source (the file
+// or the key changed since): resuming there could skip or repeat rows.
+var ErrBadPosition = errors.New("the checkpoint position does not match the source")
+
+func eof() error { return io.EOF }
+
+// rawJSON is the JSON of a Fields map, for Raw.
+func rawJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return json.RawMessage(`null`)
+	}
+	return b
+}

@@ -1,0 +1,369 @@
+package transform
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"dualledger/internal/backfill/source"
+	"dualledger/internal/ledger"
+	"dualledger/internal/money"
+)
+
+// Row is a source row made into a posting.
+type Row struct {
+	LedgerID string
+	Entry    ledger.EntryInput
+	// Time is the row's business time (nil: the source gave none, the entry takes the time of
+	// posting).
+	Time *time.Time
+}
+
+// Transformer applies a mapping to rows of one source.
+type Transformer struct {
+	m             Mapping
+	sourceKey     string // what makes a generated reference id belong to this source
+	defaultLedger string
+	loc           *time.Location
+	thousands     string
+	columnOf      map[string][]string // field -> candidate source columns
+	mapped        map[string]bool     // source columns that are some field
+}
+
+// New returns a Transformer for the rows of source sourceType/sourceID; rows that name no
+// ledger go to defaultLedger (--ledger). m may be nil (the seed's columns, no maps).
+func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
+	t := &Transformer{sourceKey: sourceType + "/" + sourceID, defaultLedger: defaultLedger, loc: time.UTC,
+		columnOf: map[string][]string{}, mapped: map[string]bool{}}
+	if m != nil {
+		t.m = *m
+	}
+	if t.m.Unmapped == "" && (sourceType == "api" || sourceType == "scb") {
+		// An API's items carry their metadata as a field; the rest (ids, hashes, statuses of the
+		// other system) is that system's bookkeeping, not the entry's content.
+		t.m.Unmapped = "ignore"
+	}
+	if t.m.Defaults.LedgerID != "" && defaultLedger == "" {
+		t.defaultLedger = t.m.Defaults.LedgerID
+	}
+	if t.m.Timestamp.Timezone != "" {
+		if loc, err := time.LoadLocation(t.m.Timestamp.Timezone); err == nil {
+			t.loc = loc
+		}
+	}
+	if t.m.Amount.ThousandsSeparators != nil {
+		t.thousands = *t.m.Amount.ThousandsSeparators
+	} else {
+		t.thousands = "_' \u00a0\u202f"
+		if t.m.decimalSep() == "." {
+			t.thousands += ","
+		} else {
+			t.thousands += "."
+		}
+	}
+	for _, f := range Fields {
+		if c, ok := t.m.Columns[f]; ok {
+			if c != "-" {
+				t.columnOf[f] = []string{c}
+			}
+		} else {
+			t.columnOf[f] = defaultColumns[f]
+		}
+		for _, c := range t.columnOf[f] {
+			t.mapped[strings.SplitN(c, ".", 2)[0]] = true
+		}
+	}
+	if m != nil {
+		for c := range m.Columns {
+			if m.Columns[c] == "-" {
+				for _, d := range defaultColumns[c] {
+					t.mapped[d] = true // a column turned off is not "other" either
+				}
+			}
+		}
+	}
+	return t
+}
+
+// reject is a row's rejection: the code the posting function would answer for the same problem.
+func reject(code, field, format string, args ...any) *ledger.Error {
+	return ledger.Errorf(code, format, args...).WithDetails(map[string]string{"field": field})
+}
+
+// get returns a field's value from the row ("" when absent).
+func (t *Transformer) get(rec source.Record, field string) string {
+	for _, c := range t.columnOf[field] {
+		if v, ok := rec.Fields[c]; ok && v != "" {
+			return v
+		}
+		if head, rest, ok := strings.Cut(c, "."); ok {
+			if v := jsonPath(rec.Fields[head], rest); v != "" {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// jsonPath reads a dotted path inside a JSON object given as text; strings come back unquoted,
+// numbers as written, objects and arrays as JSON.
+func jsonPath(doc, path string) string {
+	if doc == "" {
+		return ""
+	}
+	var cur json.RawMessage = json.RawMessage(doc)
+	for _, k := range strings.Split(path, ".") {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(cur, &obj) != nil {
+			return ""
+		}
+		var ok bool
+		if cur, ok = obj[k]; !ok {
+			return ""
+		}
+	}
+	return ScalarText(cur)
+}
+
+// ScalarText renders a JSON value as a cell: a string unquoted, null as "", anything else as
+// its JSON.
+func ScalarText(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	if string(v) == "null" {
+		return ""
+	}
+	return string(v)
+}
+
+// Transform makes rec into a posting, or says why it cannot be one.
+func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
+	if rec.Err != nil {
+		return Row{}, reject(ledger.CodeInvalidRequest, "row", "%s", rec.Err.Error())
+	}
+	var row Row
+	row.LedgerID = t.get(rec, FieldLedgerID)
+	if row.LedgerID == "" {
+		row.LedgerID = t.defaultLedger
+	}
+	if row.LedgerID == "" {
+		return Row{}, reject(ledger.CodeInvalidRequest, FieldLedgerID, "the row names no ledger and no --ledger was given")
+	}
+	if !ledger.ValidLedgerID(row.LedgerID) {
+		return Row{}, reject(ledger.CodeUnknownLedger, FieldLedgerID, "ledger id %q is not a valid ledger id", row.LedgerID)
+	}
+	e := &row.Entry
+	var err *ledger.Error
+	if e.DebitAccountID, err = t.account(rec, FieldDebitAccountID); err != nil {
+		return Row{}, err
+	}
+	if e.CreditAccountID, err = t.account(rec, FieldCreditAccountID); err != nil {
+		return Row{}, err
+	}
+	e.CurrencyCode = strings.TrimSpace(t.get(rec, FieldCurrencyCode))
+	if e.CurrencyCode == "" {
+		e.CurrencyCode = t.m.Defaults.CurrencyCode
+	}
+	if e.CurrencyCode == "" {
+		return Row{}, reject(ledger.CodeUnknownCurrency, FieldCurrencyCode, "currency_code is missing (an ISO 4217 code such as \"USD\"; or set defaults.currency_code in the mapping)")
+	}
+	e.AssetType = strings.TrimSpace(t.get(rec, FieldAssetType))
+	if e.AssetType == "" {
+		e.AssetType = t.m.Defaults.AssetType
+	}
+	if e.AssetType == "" {
+		e.AssetType = string(money.Fiat) // the seed's default
+	}
+	if e.Amount, err = t.amount(t.get(rec, FieldAmount), e.CurrencyCode, e.AssetType); err != nil {
+		return Row{}, err
+	}
+	e.TransactionType = strings.TrimSpace(t.get(rec, FieldTransactionType))
+	if mapped, ok := t.m.TransactionTypes[e.TransactionType]; ok {
+		e.TransactionType = mapped
+	}
+	if e.TransactionType == "" {
+		e.TransactionType = t.m.Defaults.TransactionType
+	}
+	if e.TransactionType == "" {
+		return Row{}, reject(ledger.CodeInvalidRequest, FieldTransactionType, "transaction_type is missing (or set defaults.transaction_type in the mapping)")
+	}
+	if fx := strings.TrimSpace(t.get(rec, FieldFxRate)); fx != "" {
+		a, perr := money.ParseAmount(t.normalise(fx))
+		if perr != nil || !a.IsPositive() {
+			return Row{}, reject(ledger.CodeInvalidRequest, FieldFxRate, "fx_rate %q is not a positive decimal", fx)
+		}
+		s := a.String()
+		e.FxRate = &s
+	}
+	if ts := strings.TrimSpace(t.get(rec, FieldTimestampUTC)); ts != "" {
+		tm, terr := t.timestamp(ts)
+		if terr != nil {
+			return Row{}, terr
+		}
+		row.Time = &tm
+		s := tm.Format(time.RFC3339Nano)
+		e.TimestampUTC = &s
+	}
+	meta, err := t.metadata(rec)
+	if err != nil {
+		return Row{}, err
+	}
+	ref := t.get(rec, FieldReferenceID)
+	if ref == "" || ledger.ValidateReference(FieldReferenceID, ref) != nil {
+		if ref != "" {
+			meta["source_reference_id"] = ref
+		}
+		ref = t.generatedReference(rec)
+	}
+	e.ReferenceID = ref
+	if len(meta) > 0 {
+		b, merr := json.Marshal(meta)
+		if merr != nil {
+			return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata cannot be encoded: %v", merr)
+		}
+		e.Metadata = b
+	}
+	return row, nil
+}
+
+func (t *Transformer) account(rec source.Record, field string) (string, *ledger.Error) {
+	v := strings.TrimSpace(t.get(rec, field))
+	if v == "" && field == FieldDebitAccountID {
+		v = t.m.Defaults.DebitAccountID
+	}
+	if v == "" && field == FieldCreditAccountID {
+		v = t.m.Defaults.CreditAccountID
+	}
+	if v == "" {
+		return "", reject(ledger.CodeInvalidRequest, field, "%s is missing", field)
+	}
+	if mapped, ok := t.m.Accounts[v]; ok {
+		return mapped, nil
+	}
+	if t.m.AccountsStrict {
+		return "", reject(ledger.CodeUnknownAccount, field, "%s %q is not in the mapping's accounts (accounts_strict)", field, v)
+	}
+	return v, nil
+}
+
+// normalise drops thousands separators and spaces and makes the decimal separator a point.
+func (t *Transformer) normalise(s string) string {
+	s = strings.TrimSpace(s)
+	s = strings.Map(func(r rune) rune {
+		if strings.ContainsRune(t.thousands, r) {
+			return -1
+		}
+		return r
+	}, s)
+	if t.m.decimalSep() == "," {
+		s = strings.Replace(s, ",", ".", 1)
+	}
+	return s
+}
+
+// amount normalises an amount and checks it for the currency and asset type: zero, negative and
+// over-precise amounts are refused, never rounded.
+func (t *Transformer) amount(raw, currency, asset string) (string, *ledger.Error) {
+	if strings.TrimSpace(raw) == "" {
+		return "", reject(ledger.CodeInvalidAmount, FieldAmount, "amount is missing")
+	}
+	a, err := money.ParseAmount(t.normalise(raw))
+	if err == nil {
+		err = money.ValidatePosting(a, currency, money.AssetType(asset))
+	}
+	if err != nil {
+		var me *money.Error
+		if errors.As(err, &me) {
+			field := map[string]string{money.FieldAmount: FieldAmount, money.FieldCurrency: FieldCurrencyCode, money.FieldAssetType: FieldAssetType}[me.Field]
+			msg := me.Message
+			if me.Field == money.FieldAmount && !strings.Contains(msg, quote(raw)) {
+				msg = "amount " + quote(raw) + ": " + msg
+			}
+			return "", reject(me.Code, field, "%s", msg)
+		}
+		return "", reject(ledger.CodeInvalidAmount, FieldAmount, "amount %s: %v", quote(raw), err)
+	}
+	return a.String(), nil
+}
+
+func quote(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "…"
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// timestamp reads RFC 3339 (any offset), then the mapping's layouts (in its time zone when the
+// layout has none), and returns UTC.
+func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
+	layouts := append([]string{time.RFC3339Nano, pgTimestamptz, pgTimestamptzMinutes}, t.m.Timestamp.Layouts...)
+	for _, l := range layouts {
+		if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
+			if tm.Year() < 1900 || tm.Year() > 9999 {
+				break
+			}
+			return tm.UTC(), nil
+		}
+	}
+	return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
+		"timestamp_utc %s is not an RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\")%s", quote(s), layoutHint(t.m.Timestamp.Layouts))
+}
+
+// PostgreSQL's ISO output of timestamptz ("2024-01-01 10:00:00+00", "...:00+05:30"), as the
+// database source reads it.
+const (
+	pgTimestamptz        = "2006-01-02 15:04:05.999999999Z07"
+	pgTimestamptzMinutes = "2006-01-02 15:04:05.999999999Z07:00"
+)
+
+func layoutHint(l []string) string {
+	if len(l) == 0 {
+		return "; other formats need timestamp.layouts in the mapping"
+	}
+	return " nor in one of the mapping's layouts " + strings.Join(l, ", ")
+}
+
+// metadata is the row's metadata object, with the other columns under "source_columns".
+func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error) {
+	meta := map[string]any{}
+	if raw := strings.TrimSpace(t.get(rec, FieldMetadata)); raw != "" {
+		dec := json.NewDecoder(strings.NewReader(raw))
+		dec.UseNumber()
+		if err := dec.Decode(&meta); err != nil || dec.More() || meta == nil {
+			return nil, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata %s is not a JSON object", quote(raw))
+		}
+	}
+	if t.m.Unmapped != "ignore" {
+		other := map[string]string{}
+		for _, k := range slices.Sorted(maps.Keys(rec.Fields)) {
+			if !t.mapped[k] && rec.Fields[k] != "" {
+				other[k] = rec.Fields[k]
+			}
+		}
+		if len(other) > 0 {
+			meta["source_columns"] = other
+		}
+	}
+	return meta, nil
+}
+
+// generatedReference is "BACKFILL-" and 32 hex digits of a SHA-256 over the source, the row's
+// position and its content: the same row of the same source always gets the same id, and two
+// rows never share one (their positions differ).
+func (t *Transformer) generatedReference(rec source.Record) string {
+	h := sha256.New()
+	h.Write([]byte(t.sourceKey))
+	h.Write([]byte{0})
+	h.Write([]byte(rec.Pos))
+	h.Write([]byte{0})
+	h.Write(rec.Raw)
+	return "BACKFILL-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
