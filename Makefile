@@ -48,6 +48,10 @@ fuzz:
 	$(GO) test ./internal/scb -run '^$$' -fuzz '^FuzzLoadConfigFile$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/scb/sim -run '^$$' -fuzz '^FuzzLogReplay$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 	$(GO) test ./internal/scb/sim -run '^$$' -fuzz '^FuzzPostBody$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/backfill/transform -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/backfill/transform -run '^$$' -fuzz '^FuzzParseMapping$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/backfill/source -run '^$$' -fuzz '^FuzzCSV$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
+	$(GO) test ./internal/backfill/source -run '^$$' -fuzz '^FuzzAPIPage$$' -fuzztime $(FUZZTIME) $(FUZZFLAGS)
 
 ## bench: the posting benchmark (docs/benchmarks.md).
 bench: postgres build
