@@ -26,6 +26,8 @@ var distributedBy = map[string]string{
 	"ledger_entries":              "ledger_id",
 	"dual_ledger_outbox":          "ledger_id",
 	"dual_ledger_outbox_attempts": "ledger_id",
+	"ledger_holds":                "ledger_id",
+	"ledger_hold_events":          "ledger_id",
 }
 
 // referenceTables are replicated to every node (Citus reference tables): few rows, rarely
