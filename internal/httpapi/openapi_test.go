@@ -66,7 +66,8 @@ func TestOpenAPIDocument(t *testing.T) {
 		ledger.CodeLedgerExists: true, ledger.CodeAccountExists: true, ledger.CodeBankExists: true, ledger.CodeNotFound: true,
 		ledger.CodeUnavailable: true, ledger.CodeInternal: true, settlement.CodeUnknownBank: true,
 		settlement.CodeSettlementAccountNotFound: true, settlement.CodeAmbiguousSettlementAccount: true,
-		CodeUnauthenticated: true, CodeForbidden: true, CodeRateLimited: true, CodeOverloaded: true}
+		CodeUnauthenticated: true, CodeForbidden: true, CodeRateLimited: true, CodeOverloaded: true,
+		ledger.CodeUnknownHold: true, ledger.CodeHoldNotPending: true, ledger.CodeHoldExpired: true}
 	for _, c := range resultCodes {
 		known[c] = true
 	}
