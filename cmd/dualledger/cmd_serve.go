@@ -24,6 +24,7 @@ func newServeCmd(a *app) *cobra.Command {
 		tlsCert      string
 		tlsKey       string
 		wopts        workerOptions
+		holdSweep    time.Duration
 		poolSize     int32
 		maxBody      = httpapi.ByteSize(httpapi.DefaultMaxBody)
 		maxBatchBody = httpapi.ByteSize(httpapi.DefaultMaxBatchBody)
@@ -96,6 +97,9 @@ separately.`,
 			if poolSize < 0 {
 				return usage("--pool-size must not be negative")
 			}
+			if holdSweep < 0 {
+				return usage("--hold-sweep must not be negative (0 turns the sweeper off)")
+			}
 			if cfg.ShutdownTimeout <= 0 {
 				return usage("--shutdown-timeout must be positive")
 			}
@@ -138,6 +142,9 @@ separately.`,
 				if !a.jsonOut {
 					fmt.Fprintf(a.errOut, "dualledger serve: metrics on http://%s/metrics\n", mln.Addr())
 				}
+			}
+			if holdSweep > 0 {
+				srv.Go("hold-sweeper", holdSweeper(a, pool, holdSweep))
 			}
 			if withWorker {
 				// The in-process outbox worker shares the server's lifetime and metrics.
@@ -190,6 +197,7 @@ separately.`,
 	f.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "most open client connections (past it, idle ones are closed to make room; with none idle, new ones are refused)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultReadTimeout, "how long reading one request (body included) may take")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", httpapi.DefaultIdleTimeout, "how long a keep-alive connection may stay idle")
+	f.DurationVar(&holdSweep, "hold-sweep", 5*time.Second, "how often to release the holds whose expires_at has passed (0: never; then run dualledger holds expire from cron)")
 	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
 	wopts.bind(f, a.getenv)
 	return cmd

@@ -165,6 +165,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newSettlementsCmd(a),
 		newKeysCmd(a),
 		newOperatorLogCmd(a),
+		newHoldsCmd(a),
 	)
 	return root
 }
