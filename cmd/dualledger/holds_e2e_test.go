@@ -103,6 +103,17 @@ func TestHoldsCLI(t *testing.T) {
 		out, _, _ := cli(t, db, "holds", "get", "e2", "--json")
 		return strings.Contains(out, `"EXPIRED"`)
 	})
+	// Balances as of a seq: before the capture (seq 1, the funding, with h1's 60.00 reserved),
+	// after it (seq 2), and a bad --as-of.
+	if out := must("accounts", "get", "payer", "--as-of", "1"); !strings.Contains(out, "40.00") || !strings.Contains(out, "as of seq 1") {
+		t.Fatalf("accounts get --as-of 1: %s", out)
+	}
+	if out := must("accounts", "get", "payer", "--as-of", "2000-01-01T00:00:00Z", "--json"); !strings.Contains(out, `"as_of_seq": 0`) {
+		t.Fatalf("accounts get --as-of 2000: %s", out)
+	}
+	if _, _, code := cli(t, db, "accounts", "get", "payer", "--as-of", "soon"); code != 2 {
+		t.Fatalf("--as-of soon: exit %d, want 2", code)
+	}
 	if out := must("audit"); strings.Contains(out, "FAIL") {
 		t.Fatalf("audit after the holds: %s", out)
 	}

@@ -93,6 +93,25 @@ func TestHoldsHTTP(t *testing.T) {
 	if r := e.do("GET", "/v1/ledgers/MASTER/holds?status=OPEN", nil); r.status != http.StatusBadRequest {
 		t.Fatalf("bad status filter: %d %s", r.status, r.raw)
 	}
+	// Balances as of a point: seq 1 (the funding) had nothing reserved; while the hold was
+	// pending (head still 1 then) the latest state at seq 1 counts it until the capture at seq 2.
+	r = e.mustStatus(e.do("GET", "/v1/ledgers/MASTER/accounts/SCB-1-USD?as_of_seq=2", nil), http.StatusOK)
+	if r.str("balance") != "999899.50" || r.str("reserved_balance") != "0.00" || r.get("as_of_seq") != float64(2) {
+		t.Fatalf("as of seq 2: %s", r.raw)
+	}
+	r = e.mustStatus(e.do("GET", "/v1/ledgers/MASTER/accounts/SCB-1-USD?as_of_seq=1", nil), http.StatusOK)
+	if r.str("balance") != "1000000.00" || r.str("reserved_balance") != "999999.00" || r.str("available_balance") != "1.00" {
+		t.Fatalf("as of seq 1 (the hold pending): %s", r.raw)
+	}
+	r = e.mustStatus(e.do("GET", "/v1/ledgers/MASTER/accounts/SCB-1-USD?as_of=2000-01-01T00:00:00Z", nil), http.StatusOK)
+	if r.str("balance") != "0.00" || r.get("as_of_seq") != float64(0) || r.str("as_of") != "2000-01-01T00:00:00Z" {
+		t.Fatalf("as of 2000: %s", r.raw)
+	}
+	for _, q := range []string{"as_of_seq=99", "as_of_seq=-1", "as_of_seq=x", "as_of=yesterday", "as_of_seq=1&as_of=2000-01-01T00:00:00Z"} {
+		if r := e.do("GET", "/v1/ledgers/MASTER/accounts/SCB-1-USD?"+q, nil); r.status != http.StatusBadRequest || r.errCode() != "invalid_request" {
+			t.Errorf("?%s: %d %s", q, r.status, r.raw)
+		}
+	}
 }
 
 // TestHoldsHTTPMemberBank: a member bank's key holds, captures and voids only holds on its own

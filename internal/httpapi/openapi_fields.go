@@ -63,6 +63,10 @@ func docFor(typeName, field string) fieldDoc {
 		return fieldDoc{description: "balance − reserved_balance (decimal string)."}
 	case "Account.reserved_balance":
 		return fieldDoc{description: "Σ of the open holds on the account (decimal string, never negative)."}
+	case "AccountAsOf.as_of_seq":
+		return fieldDoc{description: "The entry seq the balances are as of (null: the current balances)."}
+	case "AccountAsOf.as_of":
+		return fieldDoc{description: "The time asked for with ?as_of= (null otherwise); as_of_seq is the last entry recorded at or before it."}
 	case "Account.status":
 		return fieldDoc{enum: []string{"active", "frozen", "closed"}}
 	case "Entry.amount", "Entry.fx_rate", "Entry.debit_balance_after", "Entry.credit_balance_after":

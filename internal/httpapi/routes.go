@@ -138,9 +138,18 @@ func (s *Server) routes() []route {
 		},
 		{
 			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}", id: "getAccount", access: needs(auth.ScopeRead), tag: "accounts",
-			summary: "Get an account with balance, available_balance and reserved_balance", handle: s.getAccount,
+			summary: "Get an account with balance, available_balance and reserved_balance, now or as of a point of the ledger",
+			description: "With as_of_seq (or as_of, a time) the balances are those of that point, read from stored rows (each " +
+				"entry's balance-after, each hold event's reserved-after), not by replaying the ledger: the ledger as it was while " +
+				"entry as_of_seq was its head (hold events up to the next entry included); as_of resolves to the last entry " +
+				"recorded at or before it (as_of_seq in the answer). docs/holds.md.",
+			query: []queryParam{
+				{name: "as_of_seq", description: "Balances as of this entry seq (0 to the ledger's head_seq).", integer: true, min: ptr[int64](0)},
+				{name: "as_of", description: "Balances as of this RFC 3339 time (not with as_of_seq)."},
+			},
+			handle: s.getAccount,
 			responses: []response{
-				ok(http.StatusOK, ledger.Account{}, "The account."),
+				ok(http.StatusOK, ledger.AccountAsOf{}, "The account (as_of_seq and as_of null for the current balances)."),
 				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount),
 			},
 		},

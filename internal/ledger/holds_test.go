@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/money"
 	"dualledger/internal/pg/pgtest"
 )
 
@@ -388,4 +390,145 @@ func checkHoldAudit(t *testing.T, db *pgxpool.Pool) {
 	if len(bad) != 0 {
 		t.Errorf("holds whose events do not match their status: %s", raw)
 	}
+}
+
+// TestBalancesAsOfEverySeq: a random run of postings and holds (created, captured in part or in
+// full, voided), then for every seq of the ledger and every account, the balances as of that seq
+// equal the sums replayed from the entries and the holds' own created_seq / resolved_seq.
+func TestBalancesAsOfEverySeq(t *testing.T) {
+	db, ctx := holdFixture(t)
+	accounts := []string{"issuance", "payer", "payee"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var pending []string
+	for i := range 150 {
+		switch k := rng.IntN(10); {
+		case k < 4:
+			from, to := "payer", "payee"
+			if rng.IntN(2) == 0 {
+				from, to = "payee", "payer"
+			}
+			if rng.IntN(5) == 0 {
+				from = "issuance"
+			}
+			mustPost(t, db, "H", ledger.EntryInput{DebitAccountID: from, CreditAccountID: to, Amount: fmt.Sprintf("%d.%02d", rng.IntN(30), rng.IntN(100)+1),
+				CurrencyCode: "USD", AssetType: "fiat", TransactionType: "t", ReferenceID: fmt.Sprintf("p%d", i)})
+		case k < 7:
+			in := hold(fmt.Sprintf("h%d", i), fmt.Sprintf("%d.%02d", rng.IntN(40), rng.IntN(100)+1))
+			if rng.IntN(2) == 0 {
+				in.DebitAccountID, in.CreditAccountID = "payee", "payer"
+			}
+			if r, err := ledger.CreateHold(ctx, db, "H", in); err != nil {
+				t.Fatal(err)
+			} else if r.Code == ledger.CodeCreated {
+				pending = append(pending, in.ReferenceID)
+			}
+		case len(pending) > 0:
+			j := rng.IntN(len(pending))
+			ref := pending[j]
+			pending = append(pending[:j], pending[j+1:]...)
+			var (
+				r   ledger.HoldResult
+				err error
+			)
+			switch rng.IntN(3) {
+			case 0:
+				r, err = ledger.VoidHold(ctx, db, "H", ref)
+			case 1:
+				r, err = ledger.CaptureHold(ctx, db, "H", ref, ledger.CaptureInput{ReferenceID: ref + "-cap"})
+			default:
+				part := "0.01"
+				r, err = ledger.CaptureHold(ctx, db, "H", ref, ledger.CaptureInput{ReferenceID: ref + "-cap", Amount: &part})
+			}
+			wantCode(t, "end "+ref, r, err, ledger.CodeCreated)
+		}
+	}
+	l, err := ledger.GetLedger(ctx, db, "H")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The replay, from the entries and the holds' own columns.
+	type key struct {
+		seq  int64
+		acct string
+	}
+	balance := map[key]money.Amount{}
+	running := map[string]money.Amount{}
+	entries, err := ledger.ListEntries(ctx, db, "H", 0, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySeq := map[int64]ledger.Entry{}
+	for _, e := range entries {
+		bySeq[e.Seq] = e
+	}
+	holds, err := ledger.ListHolds(ctx, db, "H", ledger.HoldFilter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for n := int64(0); n <= l.HeadSeq; n++ {
+		if e, ok := bySeq[n]; ok {
+			amt := mustAmount(t, e.Amount)
+			running[e.DebitAccountID] = running[e.DebitAccountID].Sub(amt)
+			running[e.CreditAccountID] = running[e.CreditAccountID].Add(amt)
+		}
+		for _, acct := range accounts {
+			balance[key{n, acct}] = running[acct]
+			reserved := money.Amount{}
+			for _, h := range holds {
+				if h.DebitAccountID == acct && h.CreatedSeq <= n && (h.ResolvedSeq == nil || *h.ResolvedSeq > n) {
+					reserved = reserved.Add(mustAmount(t, h.Amount))
+				}
+			}
+			seq := n
+			got, err := ledger.GetAccountAsOf(ctx, db, "H", acct, &seq, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !mustAmount(t, got.Balance).Equal(running[acct]) || !mustAmount(t, got.ReservedBalance).Equal(reserved) ||
+				!mustAmount(t, got.AvailableBalance).Equal(running[acct].Sub(reserved)) {
+				t.Fatalf("%s as of seq %d: balance %s reserved %s available %s; replayed balance %s reserved %s",
+					acct, n, got.Balance, got.ReservedBalance, got.AvailableBalance, running[acct], reserved)
+			}
+			checked++
+		}
+	}
+	// The head equals the account as stored now.
+	for _, acct := range accounts {
+		head := l.HeadSeq
+		got, err := ledger.GetAccountAsOf(ctx, db, "H", acct, &head, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := balances(t, db, "H", acct)
+		if [3]string{got.Balance, got.AvailableBalance, got.ReservedBalance} != now {
+			t.Fatalf("%s as of the head %v, stored %v", acct, got, now)
+		}
+	}
+	// Past the head, and both parameters: refused.
+	past := l.HeadSeq + 1
+	if _, err := ledger.GetAccountAsOf(ctx, db, "H", "payer", &past, nil); ledger.CodeOf(err) != ledger.CodeInvalidRequest {
+		t.Fatalf("as of a seq past the head: %v", err)
+	}
+	// As of a time: now is the head; before the ledger existed is all zero.
+	now := time.Now().Add(time.Hour)
+	got, err := ledger.GetAccountAsOf(ctx, db, "H", "payer", nil, &now)
+	if err != nil || got.AsOfSeq == nil || *got.AsOfSeq != l.HeadSeq {
+		t.Fatalf("as of a time after the run: %+v %v", got, err)
+	}
+	long := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	got, err = ledger.GetAccountAsOf(ctx, db, "H", "payer", nil, &long)
+	if err != nil || *got.AsOfSeq != 0 || got.Balance != "0.00" || got.ReservedBalance != "0.00" {
+		t.Fatalf("as of 2000: %+v %v", got, err)
+	}
+	t.Logf("%d account balances as of %d seqs checked", checked, l.HeadSeq+1)
+}
+
+func mustAmount(t *testing.T, s string) money.Amount {
+	t.Helper()
+	a, err := money.ParseAmount(s)
+	if err != nil {
+		t.Fatalf("amount %q: %v", s, err)
+	}
+	return a
 }
