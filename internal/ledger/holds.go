@@ -93,9 +93,11 @@ func (r HoldResult) Err() error {
 	return &Error{Code: r.Code, Message: r.Message, Details: r.Details}
 }
 
-// TxBeginner starts a transaction: a pool, a connection, or a transaction (a savepoint).
+// TxBeginner starts a transaction and sends batches: a pool, a connection, or a transaction (a
+// savepoint).
 type TxBeginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 // HoldOp is one operation of an atomic group (HoldOps): exactly one of Create, Capture, Void.
@@ -149,8 +151,12 @@ func HoldOps(ctx context.Context, db TxBeginner, ledgerID string, ops []HoldOp) 
 		}
 		calls[i] = c
 	}
+	run := runHoldOps
+	if len(calls) == 1 && calls[0].reject == nil {
+		run = runHoldOne
+	}
 	for attempt := 1; ; attempt++ {
-		rs, err := runHoldOps(ctx, db, ledgerID, calls)
+		rs, err := run(ctx, db, ledgerID, calls)
 		if err == nil || attempt == maxPostAttempts || !retryable(err) {
 			return rs, err
 		}
@@ -168,6 +174,7 @@ type holdCall struct {
 	args   []any
 	reject *Error
 	ref    string // the hold's reference (for reading it back)
+	capRef string // a capture's entry reference (for reading the entry back)
 }
 
 func prepareHoldOp(op HoldOp) (holdCall, error) {
@@ -202,7 +209,7 @@ func prepareHoldOp(op HoldOp) (holdCall, error) {
 		c.args = []any{body}
 		return c, nil
 	case op.Capture != nil:
-		c := holdCall{ref: op.HoldReferenceID}
+		c := holdCall{ref: op.HoldReferenceID, capRef: op.Capture.ReferenceID}
 		if e := checkReference("reference_id", op.Capture.ReferenceID); op.Capture.ReferenceID != "" && e != nil {
 			c.reject = e
 			return c, nil
@@ -219,6 +226,60 @@ func prepareHoldOp(op HoldOp) (holdCall, error) {
 			sql:  `SELECT result, hold_id, entry_id, message, details FROM void_ledger_hold($1, $2)`,
 			args: []any{op.HoldReferenceID}}, nil
 	}
+}
+
+// runHoldOne runs a single operation in one round trip: the function call and the reads of the
+// hold and of a capture's entry go as one pipelined batch, which PostgreSQL runs as one implicit
+// transaction (the reads see the function's writes, and the ledger lock is held no longer than
+// the server takes to run them: no round trip to the client in between).
+func runHoldOne(ctx context.Context, db TxBeginner, ledgerID string, calls []holdCall) ([]HoldResult, error) {
+	c := calls[0]
+	b := &pgx.Batch{}
+	b.Queue(c.sql, append([]any{ledgerID}, c.args...)...)
+	b.Queue(`SELECT `+holdColumns+` FROM ledger_holds WHERE ledger_id = $1 AND reference_id = $2`, ledgerID, c.ref)
+	if c.capRef != "" {
+		b.Queue(`SELECT `+entryColumns+` FROM ledger_entries WHERE ledger_id = $1 AND reference_id = $2`, ledgerID, c.capRef)
+	}
+	br := db.SendBatch(ctx, b)
+	defer br.Close()
+	var (
+		r       HoldResult
+		holdID  *int64
+		entryID *int64
+		msg     *string
+		details []byte
+	)
+	if err := br.QueryRow().Scan(&r.Code, &holdID, &entryID, &msg, &details); err != nil {
+		return nil, FromDB(err)
+	}
+	r.Message = deref(msg)
+	if len(details) > 0 {
+		r.Details = details
+	}
+	h, err := scanHold(br.QueryRow())
+	switch {
+	case err == nil:
+		if holdID != nil && h.ID == *holdID {
+			r.Hold = &h
+		}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, FromDB(err)
+	}
+	if c.capRef != "" {
+		e, err := scanEntry(br.QueryRow())
+		switch {
+		case err == nil:
+			if entryID != nil && e.ID == *entryID && r.OK() {
+				r.Entry = &e
+			}
+		case !errors.Is(err, pgx.ErrNoRows):
+			return nil, FromDB(err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, FromDB(err)
+	}
+	return []HoldResult{r}, nil
 }
 
 func runHoldOps(ctx context.Context, db TxBeginner, ledgerID string, calls []holdCall) ([]HoldResult, error) {
