@@ -81,15 +81,18 @@ func TestHoldsCLI(t *testing.T) {
 	}
 
 	// Expiry: by the CLI sweep, then by serve's sweeper.
+	// (The database and this test share the machine's clock.)
+	var due time.Time
 	soon := func() string {
-		return time.Now().Add(1500 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+		due = time.Now().Add(3 * time.Second)
+		return due.UTC().Format("2006-01-02T15:04:05.000000Z07:00")
 	}
 	must("holds", "create", "--debit", "payer", "--credit", "payee", "--amount", "1", "--currency", "USD", "--type", "payment",
 		"--ref", "e1", "--expires-at", soon())
 	if out := must("holds", "expire", "--all"); !strings.Contains(out, "0 hold(s) expired") {
 		t.Fatalf("expire before due: %s", out)
 	}
-	time.Sleep(1600 * time.Millisecond)
+	time.Sleep(time.Until(due) + 200*time.Millisecond)
 	if _, errOut, code := cli(t, db, "holds", "capture", "e1", "--ref", "e1-cap"); code != 1 || !strings.Contains(errOut, "hold_expired") {
 		t.Fatalf("capture after expiry: %d %s", code, errOut)
 	}

@@ -113,6 +113,9 @@ DECLARE
     h     ledger_holds;
     v_exp timestamptz;
     diff  text[];
+    d     integer;
+    v_status text[];
+    v_lim numeric[];
 BEGIN
     IF p_hold IS NULL OR jsonb_typeof(p_hold) <> 'object' THEN
         RETURN QUERY SELECT 'invalid_request', NULL::bigint, NULL::bigint, 'a hold must be a JSON object',
@@ -180,7 +183,21 @@ BEGIN
     END IF;
 
     PERFORM set_config('dualledger.posting', 'on', true);
-    PERFORM dl_hold_reserve(p_ledger_id, b.debit[1], b.amount[1]);
+    -- As dl_post_write does for postings: the account's status and overdraft limit were read
+    -- without a row lock; an owner changing them meanwhile (update_account) makes this update
+    -- find no row, and the hold is refused as a serialization failure (40001, retried by the
+    -- callers) instead of reserving past a freeze or a lowered limit.
+    v_status := acc.status;
+    v_lim := acc.lim;
+    d := (acc.map ->> b.debit[1])::integer;
+    UPDATE bank_accounts a
+       SET reserved_balance = a.reserved_balance + b.amount[1], available_balance = a.available_balance - b.amount[1],
+           updated_at = now()
+     WHERE a.ledger_id = p_ledger_id AND a.id = b.debit[1]
+       AND a.status = v_status[d] AND a.overdraft_limit IS NOT DISTINCT FROM v_lim[d];
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'account % was changed while the hold was being made: retry', b.debit[1] USING ERRCODE = '40001';
+    END IF;
     INSERT INTO ledger_holds (ledger_id, reference_id, debit_account_id, credit_account_id, amount, currency_code, asset_type,
                               transaction_type, fx_rate, metadata, timestamp_utc, expires_at, created_seq)
     VALUES (p_ledger_id, b.ref[1], b.debit[1], b.credit[1], b.amount[1], b.currency[1], b.asset[1], b.ttype[1],

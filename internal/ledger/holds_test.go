@@ -191,7 +191,7 @@ func TestHoldLifecycle(t *testing.T) {
 
 func TestHoldExpiry(t *testing.T) {
 	db, ctx := holdFixture(t)
-	soon := time.Now().Add(300 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+	soon := time.Now().Add(2 * time.Second).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
 	h := hold("e1", "100")
 	h.ExpiresAt = &soon
 	r, err := ledger.CreateHold(ctx, db, "H", h)
@@ -247,13 +247,14 @@ func TestHoldRaces(t *testing.T) {
 	const rounds = 40
 	type outcome struct{ capture, void, capture2 string }
 	outcomes := make([]outcome, rounds)
-	soon := time.Now().Add(500 * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+	// The holds of every third round are due before the race starts: their capture races the
+	// sweeper and must lose (hold_expired) whichever runs first. Their expiry is set far enough
+	// ahead for a loaded machine to create them all in time, then the test waits until it passed.
+	soon := time.Now().Add(3 * time.Second).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
 	for i := range rounds {
 		ref := fmt.Sprintf("race-%d", i)
 		h := hold(ref, "5")
 		if i%3 == 2 {
-			// Due before the race starts: the capture races the sweeper and must lose
-			// (hold_expired) whichever runs first.
 			h.ExpiresAt = &soon
 		}
 		r, err := ledger.CreateHold(ctx, db, "H", h)
