@@ -27,8 +27,10 @@ var distributedBy = map[string]string{
 	"dual_ledger_outbox":           "ledger_id",
 	"dual_ledger_outbox_attempts":  "ledger_id",
 	"ledger_backfill_batches":      "ledger_id", // 012: the seq ranges a backfill batch created, per ledger
-	"reconciliation_discrepancies": "ledger_id",
-	"reconciliation_scb_entries":   "ledger_id",
+	"reconciliation_discrepancies": "ledger_id", // 013
+	"reconciliation_scb_entries":   "ledger_id", // 013
+	"ledger_holds":                 "ledger_id", // 014
+	"ledger_hold_events":           "ledger_id", // 014
 }
 
 // referenceTables are replicated to every node (Citus reference tables): few rows, rarely

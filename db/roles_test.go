@@ -48,19 +48,22 @@ func strings1(t *testing.T, q querier, sql string, args ...any) []string {
 // Everything else is refused; none may INSERT, UPDATE, DELETE or TRUNCATE anything.
 var (
 	wantSelect = map[string][]string{
-		"dualledger_api": {"api_keys", "bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dualledger_function_checksums",
-			"dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries", "ledgers", "operator_actions",
-			"operator_actions_head", "reconciliation_discrepancies", "reconciliation_runs"},
+		"dualledger_api": {"api_keys", "bank_accounts", "banks", "currencies", "dual_ledger_outbox",
+			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries",
+			"ledger_hold_events", "ledger_holds", "ledgers", "operator_actions", "operator_actions_head",
+			"reconciliation_discrepancies", "reconciliation_runs"},
 		"dualledger_worker": {"banks", "dual_ledger_outbox", "dualledger_function_checksums", "dualledger_migration_checksums",
 			"dualledger_schema_version"},
 		"dualledger_readonly": {"bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dual_ledger_outbox_attempts",
-			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_backfill_batches",
-			"ledger_backfill_checkpoints", "ledger_entries", "ledgers",
-			"operator_actions", "operator_actions_head", "reconciliation_discrepancies", "reconciliation_runs", "reconciliation_scb_entries"},
+			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version",
+			"ledger_backfill_batches", "ledger_backfill_checkpoints", "ledger_entries", "ledger_hold_events", "ledger_holds",
+			"ledgers", "operator_actions", "operator_actions_head", "reconciliation_discrepancies", "reconciliation_runs",
+			"reconciliation_scb_entries"},
 	}
 	wantExecute = map[string][]string{
-		"dualledger_api": {"create_account", "create_api_key", "create_ledger", "discrepancy_acknowledge", "discrepancy_resolve",
-			"post_ledger_entries", "post_ledger_entry", "register_bank", "revoke_api_key", "update_account"},
+		"dualledger_api": {"capture_ledger_hold", "create_account", "create_api_key", "create_ledger", "create_ledger_hold",
+			"discrepancy_acknowledge", "discrepancy_resolve", "expire_ledger_holds", "post_ledger_entries", "post_ledger_entry",
+			"register_bank", "revoke_api_key", "update_account", "void_ledger_hold"},
 		"dualledger_worker": {"outbox_advance", "outbox_claim", "outbox_claim_for_poll", "outbox_finish", "outbox_poll_succeeded",
 			"outbox_reap", "outbox_record_poll_error", "outbox_release", "reconcile_begin", "reconcile_fail", "reconcile_finish",
 			"reconcile_forget_scb", "reconcile_last_ok_runs", "reconcile_record_scb", "reconcile_reread_keys"},

@@ -20,7 +20,7 @@
 -- The checks, in order, under the same names as `dualledger audit`:
 --
 --   account_rules            reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >= -overdraft_limit (NULL = unlimited)
---   reserved_without_holds   reserved_balance = 0 while there is no holds table
+--   reserved_holds           reserved_balance = Σ amounts of the account's PENDING holds, available_balance = balance - reserved_balance
 --   duplicate_references     at most one entry per (ledger_id, reference_id)
 --   entry_accounts           both accounts of every entry exist in its ledger with its currency and asset type
 --   balances_match_entries   balance = Σ credits − Σ debits of the account's entries
@@ -30,6 +30,8 @@
 --   hash_chain               block_hash = sha256(previous_hash || ledger_entry_canonical(entry)) and previous_hash = block_hash of seq-1, recomputed in SQL
 --   balance_after            each entry's debit_balance_after / credit_balance_after is the account's running balance in seq order
 --   operator_log             the operator log's hash chain: hash = sha256(previous_hash || operator_action_canonical(row)), previous_hash = hash of seq-1, seq gapless from 1, head at the last row
+--   hold_chain               each ledger's hold events: hash = sha256(previous_hash || ledger_hold_event_canonical(event)), previous_hash = hash of seq-1, seq gapless from 1, hold head at the last event
+--   hold_states              each hold's events match its state (created, then at most one of captured/voided/expired); a captured hold's entry moves the captured amount between its accounts
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -68,19 +70,33 @@ SELECT format('%s/%s: balance %s, available %s, reserved %s, overdraft_limit %s:
 \echo '== account_rules: reserved_balance >= 0, available_balance = balance - reserved_balance, available_balance >= -overdraft_limit (NULL = unlimited)'
 SELECT message, details FROM audit_account_rules ORDER BY n LIMIT :limit;
 
--- reserved_without_holds (internal/integrity/checks/03_reserved_without_holds.sql)
-CREATE TEMP TABLE audit_reserved_without_holds ON COMMIT DROP AS
+-- reserved_holds (internal/integrity/checks/03_reserved_holds.sql)
+CREATE TEMP TABLE audit_reserved_holds ON COMMIT DROP AS
 SELECT row_number() OVER () AS n, c.message, c.details FROM (
--- reserved_without_holds runs only when there is no holds table: nothing can be reserved then.
-SELECT format('%s/%s: reserved_balance %s but there are no holds', ledger_id, id, trim_scale(reserved_balance)),
-       jsonb_build_object('ledger_id', ledger_id, 'account_id', id, 'reserved_balance', trim_scale(reserved_balance)::text)
-  FROM bank_accounts
- WHERE reserved_balance <> 0
- ORDER BY ledger_id, id
-) AS c(message, details)
- WHERE to_regclass('holds') IS NULL;
-\echo '== reserved_without_holds: reserved_balance = 0 while there is no holds table'
-SELECT message, details FROM audit_reserved_without_holds ORDER BY n LIMIT :limit;
+-- reserved_holds: each account's reserved_balance is the sum of the amounts of its PENDING holds
+-- (it is their debit account), and available_balance = balance - reserved_balance (docs/holds.md).
+-- One pass over the pending holds (a partial index), one over the accounts.
+WITH pending AS (
+    SELECT h.ledger_id, h.debit_account_id AS account_id, sum(h.amount) AS held, count(*) AS holds
+      FROM ledger_holds h
+     WHERE h.status = 'PENDING'
+     GROUP BY h.ledger_id, h.debit_account_id
+)
+SELECT format('%s/%s: reserved_balance %s but its %s pending hold(s) sum to %s; available_balance %s, balance %s',
+              a.ledger_id, a.id, trim_scale(a.reserved_balance), coalesce(p.holds, 0), trim_scale(coalesce(p.held, 0)),
+              trim_scale(a.available_balance), trim_scale(a.balance)),
+       jsonb_build_object('ledger_id', a.ledger_id, 'account_id', a.id,
+                          'reserved_balance', trim_scale(a.reserved_balance)::text,
+                          'pending_holds_sum', trim_scale(coalesce(p.held, 0))::text, 'pending_holds', coalesce(p.holds, 0),
+                          'available_balance', trim_scale(a.available_balance)::text, 'balance', trim_scale(a.balance)::text)
+  FROM bank_accounts a
+  LEFT JOIN pending p ON p.ledger_id = a.ledger_id AND p.account_id = a.id
+ WHERE a.reserved_balance <> coalesce(p.held, 0)
+    OR a.available_balance <> a.balance - a.reserved_balance
+ ORDER BY a.ledger_id, a.id
+) AS c(message, details);
+\echo '== reserved_holds: reserved_balance = Σ amounts of the account''s PENDING holds, available_balance = balance - reserved_balance'
+SELECT message, details FROM audit_reserved_holds ORDER BY n LIMIT :limit;
 
 -- duplicate_references (internal/integrity/checks/04_duplicate_references.sql)
 CREATE TEMP TABLE audit_duplicate_references ON COMMIT DROP AS
@@ -304,10 +320,108 @@ SELECT format('operator log seq %s: %s', seq, problem), jsonb_build_object('seq'
 \echo '== operator_log: the operator log''s hash chain: hash = sha256(previous_hash || operator_action_canonical(row)), previous_hash = hash of seq-1, seq gapless from 1, head at the last row'
 SELECT message, details FROM audit_operator_log ORDER BY n LIMIT :limit;
 
+-- hold_chain (internal/integrity/checks/13_hold_chain.sql)
+CREATE TEMP TABLE audit_hold_chain ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- hold_chain: the hold events of each ledger are a hash chain like its entries
+-- (docs/hash-chain.md, "Hold events"): hash = sha256(previous_hash || ledger_hold_event_canonical),
+-- previous_hash = hash of seq-1 (32 zero bytes for seq 1), seq gapless from 1, and
+-- ledgers.hold_head_seq / hold_head_hash at the last event. One finding per broken ledger.
+WITH checked AS (
+    SELECT e.ledger_id, e.seq, e.hold_id,
+           e.hash IS DISTINCT FROM ledger_hold_event_hash(e) AS hash_bad,
+           CASE WHEN e.seq = 1 THEN e.previous_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+                ELSE p.hash IS DISTINCT FROM e.previous_hash END AS link_bad,
+           p.seq IS NULL AND e.seq > 1 AS prior_missing
+      FROM ledger_hold_events e
+      LEFT JOIN ledger_hold_events p ON p.ledger_id = e.ledger_id AND p.seq = e.seq - 1
+), firsts AS (
+    SELECT DISTINCT ON (ledger_id) *, count(*) OVER (PARTITION BY ledger_id) AS broken
+      FROM checked
+     WHERE hash_bad OR link_bad
+     ORDER BY ledger_id, seq
+), heads AS (
+    SELECT l.id AS ledger_id, l.hold_head_seq, l.hold_head_hash, t.events, t.last_seq, e.hash AS last_hash
+      FROM ledgers l
+      LEFT JOIN (SELECT ledger_id, count(*) AS events, max(seq) AS last_seq FROM ledger_hold_events GROUP BY ledger_id) t
+             ON t.ledger_id = l.id
+      LEFT JOIN ledger_hold_events e ON e.ledger_id = l.id AND e.seq = l.hold_head_seq
+)
+SELECT format('%s: first broken hold event seq %s (hold %s): %s; broken events in all: %s', ledger_id, seq, hold_id,
+              concat_ws(' and ',
+                  CASE WHEN prior_missing THEN format('hold event seq %s is missing', seq - 1)
+                       WHEN link_bad THEN 'previous_hash is not the hash of seq-1' END,
+                  CASE WHEN hash_bad THEN 'hash is not sha256(previous_hash || canonical(event)): the event or its hold was changed' END),
+              broken),
+       jsonb_build_object('ledger_id', ledger_id, 'seq', seq, 'hold_id', hold_id, 'hash_mismatch', hash_bad,
+                          'link_broken', link_bad, 'prior_missing', prior_missing, 'broken_events', broken)
+  FROM firsts
+UNION ALL
+SELECT format('%s: hold head is seq %s, but the hold events %s', h.ledger_id, h.hold_head_seq,
+              CASE WHEN coalesce(h.events, 0) <> coalesce(h.last_seq, 0) THEN format('are %s with seq up to %s (a gap)', coalesce(h.events, 0), coalesce(h.last_seq, 0))
+                   WHEN h.hold_head_seq <> coalesce(h.last_seq, 0) THEN format('end at seq %s', coalesce(h.last_seq, 0))
+                   ELSE 'end with another hash' END),
+       jsonb_build_object('ledger_id', h.ledger_id, 'hold_head_seq', h.hold_head_seq, 'events', coalesce(h.events, 0),
+                          'last_seq', coalesce(h.last_seq, 0), 'hold_head_hash', encode(h.hold_head_hash, 'hex'))
+  FROM heads h
+ WHERE coalesce(h.events, 0) <> coalesce(h.last_seq, 0)
+    OR h.hold_head_seq <> coalesce(h.last_seq, 0)
+    OR CASE WHEN h.hold_head_seq = 0 THEN h.hold_head_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+            ELSE h.last_hash IS DISTINCT FROM h.hold_head_hash END
+) AS c(message, details);
+\echo '== hold_chain: each ledger''s hold events: hash = sha256(previous_hash || ledger_hold_event_canonical(event)), previous_hash = hash of seq-1, seq gapless from 1, hold head at the last event'
+SELECT message, details FROM audit_hold_chain ORDER BY n LIMIT :limit;
+
+-- hold_states (internal/integrity/checks/14_hold_states.sql)
+CREATE TEMP TABLE audit_hold_states ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- hold_states: every hold's events tell its state (docs/holds.md): exactly one `created` event
+-- for the hold's amount, then nothing (PENDING) or exactly one event named after its state; no
+-- hold is both captured and voided or expired. A CAPTURED hold's entry moves the captured amount
+-- between the hold's accounts, in its currency, under capture_reference_id; a capture event names
+-- that entry and amount; an EXPIRED hold had an expires_at.
+WITH ev AS (
+    SELECT e.ledger_id, e.hold_id, array_agg(e.event ORDER BY e.seq) AS events,
+           (array_agg(e.amount ORDER BY e.seq))[1] AS created_amount,
+           (array_agg(e.entry_id ORDER BY e.seq) FILTER (WHERE e.event = 'captured'))[1] AS entry_id,
+           (array_agg(e.amount ORDER BY e.seq) FILTER (WHERE e.event = 'captured'))[1] AS captured_amount
+      FROM ledger_hold_events e
+     GROUP BY e.ledger_id, e.hold_id
+), judged AS (
+    SELECT h.ledger_id, h.reference_id, h.id, h.status, coalesce(v.events, '{}') AS events,
+           concat_ws('; ',
+               CASE WHEN coalesce(v.events, '{}') <> CASE h.status WHEN 'PENDING' THEN ARRAY['created']
+                                                         ELSE ARRAY['created', lower(h.status)] END
+                    THEN format('events %s do not match status %s', coalesce(v.events, '{}'), h.status) END,
+               CASE WHEN v.created_amount IS DISTINCT FROM h.amount THEN 'created event amount is not the hold''s amount' END,
+               CASE WHEN h.status = 'CAPTURED' AND (v.entry_id IS DISTINCT FROM h.capture_entry_id
+                                                    OR v.captured_amount IS DISTINCT FROM h.captured_amount)
+                    THEN 'capture event does not name the hold''s capture entry and amount' END,
+               CASE WHEN h.status = 'CAPTURED' AND NOT EXISTS (
+                        SELECT 1 FROM ledger_entries x
+                         WHERE x.ledger_id = h.ledger_id AND x.id = h.capture_entry_id
+                           AND x.debit_account_id = h.debit_account_id AND x.credit_account_id = h.credit_account_id
+                           AND x.amount = h.captured_amount AND x.currency_code = h.currency_code
+                           AND x.asset_type = h.asset_type AND x.reference_id = h.capture_reference_id)
+                    THEN 'capture entry does not move the captured amount between the hold''s accounts under capture_reference_id' END,
+               CASE WHEN h.status = 'EXPIRED' AND h.expires_at IS NULL THEN 'expired without an expires_at' END) AS problem
+      FROM ledger_holds h
+      LEFT JOIN ev v ON v.ledger_id = h.ledger_id AND v.hold_id = h.id
+)
+SELECT format('%s/hold %s (%s): %s', ledger_id, to_jsonb(reference_id), status, problem),
+       jsonb_build_object('ledger_id', ledger_id, 'hold_reference_id', reference_id, 'hold_id', id, 'status', status,
+                          'events', to_jsonb(events))
+  FROM judged
+ WHERE problem <> ''
+ ORDER BY ledger_id, id
+) AS c(message, details);
+\echo '== hold_states: each hold''s events match its state (created, then at most one of captured/voided/expired); a captured hold''s entry moves the captured amount between its accounts'
+SELECT message, details FROM audit_hold_states ORDER BY n LIMIT :limit;
+
 CREATE TEMP TABLE audit_summary ON COMMIT DROP AS
 SELECT * FROM (VALUES
     (1, 'account_rules', (SELECT count(*) FROM audit_account_rules)),
-    (2, 'reserved_without_holds', (SELECT count(*) FROM audit_reserved_without_holds)),
+    (2, 'reserved_holds', (SELECT count(*) FROM audit_reserved_holds)),
     (3, 'duplicate_references', (SELECT count(*) FROM audit_duplicate_references)),
     (4, 'entry_accounts', (SELECT count(*) FROM audit_entry_accounts)),
     (5, 'balances_match_entries', (SELECT count(*) FROM audit_balances_match_entries)),
@@ -316,14 +430,14 @@ SELECT * FROM (VALUES
     (8, 'ledger_head', (SELECT count(*) FROM audit_ledger_head)),
     (9, 'hash_chain', (SELECT count(*) FROM audit_hash_chain)),
     (10, 'balance_after', (SELECT count(*) FROM audit_balance_after)),
-    (11, 'operator_log', (SELECT count(*) FROM audit_operator_log))
+    (11, 'operator_log', (SELECT count(*) FROM audit_operator_log)),
+    (12, 'hold_chain', (SELECT count(*) FROM audit_hold_chain)),
+    (13, 'hold_states', (SELECT count(*) FROM audit_hold_states))
 ) AS s(ord, check_name, findings);
 
 \echo '== summary'
 SELECT check_name, findings,
-       CASE WHEN findings > 0 THEN 'FAIL'
-            WHEN check_name = 'reserved_without_holds' AND to_regclass('holds') IS NOT NULL THEN 'skipped (holds table exists)'
-            ELSE 'ok' END AS status
+       CASE WHEN findings > 0 THEN 'FAIL' ELSE 'ok' END AS status
   FROM audit_summary ORDER BY ord;
 
 DO $$

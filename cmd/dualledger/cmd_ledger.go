@@ -253,27 +253,54 @@ func newAccountsCmd(a *app) *cobra.Command {
 	create.Flags().StringVar(&metadata, "metadata", "", "JSON object")
 	_ = create.MarkFlagRequired("currency")
 
+	var asOf string
 	get := &cobra.Command{
-		Use:   "get ACCOUNT_ID",
-		Short: "Show an account with balance, available and reserved balance",
-		Args:  cobra.ExactArgs(1),
+		Use:   "get ACCOUNT_ID [--as-of SEQ|TIME]",
+		Short: "Show an account with balance, available and reserved balance, now or as of a seq or time",
+		Long: `Show an account with its balances. With --as-of, the balances as of a point of the ledger, read
+from stored rows (docs/holds.md): an entry seq (digits; the ledger as it was while that entry was
+its head) or an RFC 3339 time (the last entry recorded at or before it).`,
+		Example: `  dualledger accounts get SCB-1-USD --as-of 1200
+  dualledger accounts get SCB-1-USD --as-of 2025-01-20T18:00:00Z --json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var seqText, atText string
+			if asOf != "" {
+				if strings.Trim(asOf, "0123456789") == "" {
+					seqText = asOf
+				} else {
+					atText = asOf
+				}
+			}
+			seq, at, err := ledger.ParseAsOf(seqText, atText)
+			if err != nil {
+				return usage("--as-of %q: want an entry seq (digits) or an RFC 3339 time (%v)", asOf, err)
+			}
 			pool, release, err := a.open(cmd.Context(), openOptions{})
 			if err != nil {
 				return err
 			}
 			defer release()
-			acct, err := ledger.GetAccount(cmd.Context(), pool, ledgerID, args[0])
+			var acct ledger.AccountAsOf
+			if seq != nil || at != nil {
+				acct, err = ledger.GetAccountAsOf(cmd.Context(), pool, ledgerID, args[0], seq, at)
+			} else {
+				acct.Account, err = ledger.GetAccount(cmd.Context(), pool, ledgerID, args[0])
+			}
 			if err != nil {
 				return rejection(err)
 			}
 			if a.jsonOut {
 				return a.printJSON(acct)
 			}
-			printAccounts(a, []ledger.Account{acct})
+			printAccounts(a, []ledger.Account{acct.Account})
+			if acct.AsOfSeq != nil {
+				fmt.Fprintf(a.out, "balances as of seq %d\n", *acct.AsOfSeq)
+			}
 			return nil
 		},
 	}
+	get.Flags().StringVar(&asOf, "as-of", "", "balances as of this entry seq (digits) or RFC 3339 time")
 	var upd ledger.AccountUpdate
 	var newOverdraft, newStatus string
 	update := &cobra.Command{

@@ -28,6 +28,7 @@ func newServeCmd(a *app) *cobra.Command {
 		tlsCert      string
 		tlsKey       string
 		wopts        workerOptions
+		holdSweep    time.Duration
 		poolSize     int32
 		maxBody      = httpapi.ByteSize(httpapi.DefaultMaxBody)
 		maxBatchBody = httpapi.ByteSize(httpapi.DefaultMaxBatchBody)
@@ -103,6 +104,9 @@ processes; docs/reconciliation.md).`,
 			if poolSize < 0 {
 				return usage("--pool-size must not be negative")
 			}
+			if holdSweep < 0 {
+				return usage("--hold-sweep must not be negative (0 turns the sweeper off)")
+			}
 			if cfg.ShutdownTimeout <= 0 {
 				return usage("--shutdown-timeout must be positive")
 			}
@@ -169,6 +173,9 @@ processes; docs/reconciliation.md).`,
 					a.logger.Error("reconciliation schedule off: it runs as dualledger_worker (grant it to the login role, or --reconcile-every 0)", "err", err)
 				}
 			}
+			if holdSweep > 0 {
+				srv.Go("hold-sweeper", holdSweeper(a, pool, holdSweep))
+			}
 			if withWorker {
 				// The in-process outbox worker shares the server's lifetime and metrics.
 				w, err := wopts.newWorker(ctx, a, pool, srv.Registry())
@@ -220,6 +227,7 @@ processes; docs/reconciliation.md).`,
 	f.IntVar(&cfg.MaxConns, "max-conns", httpapi.DefaultMaxConns, "most open client connections (past it, idle ones are closed to make room; with none idle, new ones are refused)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", httpapi.DefaultReadTimeout, "how long reading one request (body included) may take")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", httpapi.DefaultIdleTimeout, "how long a keep-alive connection may stay idle")
+	f.DurationVar(&holdSweep, "hold-sweep", 5*time.Second, "how often to release the holds whose expires_at has passed (0: never; then run dualledger holds expire from cron)")
 	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
 	f.DurationVar(&reconEvery, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
 	f.DurationVar(&reconGrace, "reconcile-grace", 5*time.Minute, "deliveries younger than this are not yet expected at the SCB (see reconcile --grace)")

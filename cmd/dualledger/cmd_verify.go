@@ -27,7 +27,8 @@ func newVerifyChainCmd(a *app) *cobra.Command {
 		Long: `Walk each ledger's entries in seq order (all ledgers, or --ledger), recompute every block_hash
 in Go from the canonical encoding (docs/hash-chain.md) and check that seq runs 1, 2, 3, ...
 without gaps, that each previous_hash is the block_hash before it (32 zero bytes for seq 1), and
-that the ledger head (head_seq, head_hash) is the last entry.
+that the ledger head (head_seq, head_hash) is the last entry. Then the same for the ledger's hold
+events (their own chain: hold_head_seq, hold_head_hash; docs/hash-chain.md, "Hold events").
 
 Entries are read in pages (keyset on the primary key), so memory stays flat for any chain length;
 each ledger is read from one consistent snapshot, so postings may continue meanwhile.
@@ -77,7 +78,7 @@ witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
 			var broken []string
 			reports, err := integrity.VerifyChains(ctx, pool, ids, opts, func(r integrity.ChainReport) {
 				if !r.Intact {
-					broken = append(broken, fmt.Sprintf("%s at seq %d (%s)", r.LedgerID, r.Problem.Seq, r.Problem.Kind))
+					broken = append(broken, fmt.Sprintf("%s at %s seq %d (%s)", r.LedgerID, r.Problem.Chain, r.Problem.Seq, r.Problem.Kind))
 				}
 				if !a.jsonOut {
 					printChainReport(a, r)
@@ -148,11 +149,12 @@ func throttledProgress(a *app) func(ledgerID string, seq int64) {
 
 func printChainReport(a *app, r integrity.ChainReport) {
 	if r.Intact {
-		fmt.Fprintf(a.out, "ledger %s: %d entries, chain intact, head %d %s\n", r.LedgerID, r.Entries, r.HeadSeq, r.HeadHash)
+		fmt.Fprintf(a.out, "ledger %s: %d entries and %d hold events, chains intact, head %d %s\n", r.LedgerID, r.Entries,
+			r.HoldEvents, r.HeadSeq, r.HeadHash)
 		return
 	}
 	p := r.Problem
-	fmt.Fprintf(a.out, "ledger %s: BROKEN at seq %d (%s): %s\n", r.LedgerID, p.Seq, p.Kind, p.Message)
+	fmt.Fprintf(a.out, "ledger %s: BROKEN at %s seq %d (%s): %s\n", r.LedgerID, p.Chain, p.Seq, p.Kind, p.Message)
 	if p.EntryID != 0 {
 		fmt.Fprintf(a.out, "  entry     %d, reference_id %q\n", p.EntryID, p.ReferenceID)
 	}
@@ -176,7 +178,7 @@ func newAuditCmd(a *app) *cobra.Command {
 
   column_names            the snake_case columns, constraint and function the code relies on exist
   account_rules           reserved >= 0, available = balance - reserved, available >= -overdraft_limit
-  reserved_without_holds  reserved_balance = 0 while there is no holds table
+  reserved_holds          reserved = Σ pending holds of the account, available = balance - reserved
   duplicate_references    one entry per (ledger_id, reference_id)
   entry_accounts          both accounts of an entry exist with its currency and asset type
   balances_match_entries  balance = Σ credits − Σ debits
@@ -185,6 +187,9 @@ func newAuditCmd(a *app) *cobra.Command {
   ledger_head             head_hash is the block_hash of entry head_seq
   hash_chain              block_hash and previous_hash recomputed in SQL
   balance_after           each entry's balance-after is the account's running balance
+  operator_log            the operator log's hash chain, seq and head
+  hold_chain              the hold events' hash chain, seq and hold head, recomputed in SQL
+  hold_states             each hold's events match its state; a capture's entry matches the hold
 
 scripts/audit-balances.sql and scripts/verify-column-names.sql run the same checks with psql.
 Each check prints ok, FAIL with its first findings (--limit), or skip with the reason.`,

@@ -171,6 +171,7 @@ command using it exits. With DATABASE_URL set, that server is used and nothing i
 		newCheckpointCmd(a),
 		newStatementCmd(a),
 		newBackfillCmd(a),
+		newHoldsCmd(a),
 	)
 	return root
 }

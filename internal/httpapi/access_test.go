@@ -53,6 +53,15 @@ func accessSamples(keyID string) map[string]accessSample {
 		"resolveDiscrepancy": {"/v1/discrepancies/1/resolve", func(int) any {
 			return map[string]any{"resolution": "explained", "reason": "matrix"}
 		}, 200},
+		"createHold": {"/v1/ledgers/MASTER/holds", func(i int) any {
+			return entry(fmt.Sprintf("h-%d", i), "SCB-1-USD", "SCB-2-USD", "1.00")
+		}, 201},
+		"listHolds": {"/v1/ledgers/MASTER/holds", nil, 200},
+		"getHold":   {"/v1/ledgers/MASTER/holds/matrix-hold", nil, 200},
+		"captureHold": {"/v1/ledgers/MASTER/holds/matrix-hold-cap/capture", func(int) any {
+			return map[string]any{"reference_id": "matrix-cap", "amount": "0.01"}
+		}, 201}, // the second success (admin key) is the replay: 200
+		"voidHold": {"/v1/ledgers/MASTER/holds/matrix-hold-void/void", nil, 200},
 	}
 }
 
@@ -61,6 +70,9 @@ func TestScopeMatrix(t *testing.T) {
 	e := newEnv(t, Config{})
 	stlSetup(e) // MASTER with banks SCB-1 (funded) and SCB-2
 	seedDiscrepancy(e, "SCB-1", "fund-1", "hash_mismatch")
+	for _, ref := range []string{"matrix-hold", "matrix-hold-cap", "matrix-hold-void"} {
+		e.mustStatus(e.do("POST", "/v1/ledgers/MASTER/holds", entry(ref, "SCB-1-USD", "SCB-2-USD", "1.00")), http.StatusCreated)
+	}
 	victim := e.newKey(auth.Spec{Name: "victim", Scopes: []string{auth.ScopeRead}})
 	victimID := "key_" + victim[3:19]
 	samples := accessSamples(victimID)
@@ -126,6 +138,9 @@ func TestScopeMatrix(t *testing.T) {
 		}
 		if r := e.as(tokens[rt.access.scope], rt.method, sm.path, body()); r.status != sm.status {
 			t.Errorf("%s with a %s key: %d, want %d: %s", where, rt.access.scope, r.status, sm.status, r.raw)
+		}
+		if rt.id == "captureHold" {
+			sm.status = http.StatusOK // the same capture again: replayed
 		}
 		// Revoking a key and resolving a discrepancy work once; the admin key's call is the second.
 		if r := e.as(tokens[auth.ScopeAdmin], rt.method, sm.path, body()); r.status != sm.status && rt.id != "revokeKey" && rt.id != "resolveDiscrepancy" {

@@ -72,7 +72,17 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 	k := keyOf(r)
-	a, err := ledger.GetAccount(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("account_id"))
+	q := r.URL.Query()
+	seq, at, err := ledger.ParseAsOf(q.Get("as_of_seq"), q.Get("as_of"))
+	if err != nil {
+		return err
+	}
+	var a ledger.AccountAsOf
+	if seq != nil || at != nil {
+		a, err = ledger.GetAccountAsOf(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("account_id"), seq, at)
+	} else {
+		a.Account, err = ledger.GetAccount(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("account_id"))
+	}
 	if k.Bank() != "" && (err != nil || a.BankID == nil || *a.BankID != k.Bank()) {
 		// Whether the account exists is not the member bank's business unless it is theirs.
 		return forbidden("a member bank's key reads only its own bank's accounts")

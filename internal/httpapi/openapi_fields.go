@@ -63,6 +63,37 @@ func docFor(typeName, field string) fieldDoc {
 		return fieldDoc{description: "balance − reserved_balance (decimal string)."}
 	case "Account.reserved_balance":
 		return fieldDoc{description: "Σ of the open holds on the account (decimal string, never negative)."}
+	case "HoldInput.amount":
+		return fieldDoc{description: "Amount reserved on the debit account: a decimal string, as an entry's amount.",
+			pattern: decimalPattern, example: "250.00"}
+	case "HoldInput.expires_at":
+		return fieldDoc{description: "Optional RFC 3339 time with a time zone (at most 6 decimals of a second), in the future: " +
+			"after it the hold cannot be captured (hold_expired) and the sweeper releases it. Default: never.",
+			example: "2030-01-01T00:00:00Z"}
+	case "HoldInput.reference_id":
+		return fieldDoc{description: "The hold's idempotency key, unique per ledger among holds (entries have their own): the " +
+			"rules of an entry's reference_id. The same body again answers replayed; another body, reference_conflict."}
+	case "CaptureInput.reference_id":
+		return fieldDoc{description: "The reference_id of the entry the capture posts (its own, unused by any entry). The same " +
+			"capture again (same reference_id and amount) answers replayed with the original entry."}
+	case "CaptureInput.amount":
+		return fieldDoc{description: "Amount to post, at most the hold's (decimal string); default: the whole hold. The rest " +
+			"of the reservation is released either way.", pattern: decimalPattern, example: "200.00"}
+	case "Hold.status":
+		return fieldDoc{enum: ledger.HoldStatuses}
+	case "Hold.created_seq", "Hold.resolved_seq":
+		return fieldDoc{description: "The ledger's entry head seq when the hold was made / right after it was captured, " +
+			"voided or expired (a capture's: its entry's seq)."}
+	case "Hold.captured_amount", "Hold.capture_entry_id", "Hold.capture_reference_id":
+		return fieldDoc{description: "Set for a CAPTURED hold: the amount posted, and the entry's id and reference_id."}
+	case "HoldResponse.result", "CaptureResponse.result":
+		return fieldDoc{enum: []string{ledger.CodeCreated, ledger.CodeReplayed}}
+	case "HoldList.next_after_id":
+		return fieldDoc{description: "Pass as ?after_id= for the next page; null on the last page."}
+	case "AccountAsOf.as_of_seq":
+		return fieldDoc{description: "The entry seq the balances are as of (null: the current balances)."}
+	case "AccountAsOf.as_of":
+		return fieldDoc{description: "The time asked for with ?as_of= (null otherwise); as_of_seq is the last entry recorded at or before it."}
 	case "Account.status":
 		return fieldDoc{enum: []string{"active", "frozen", "closed"}}
 	case "Entry.amount", "Entry.fx_rate", "Entry.debit_balance_after", "Entry.credit_balance_after":

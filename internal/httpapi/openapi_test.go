@@ -67,7 +67,8 @@ func TestOpenAPIDocument(t *testing.T) {
 		ledger.CodeUnavailable: true, ledger.CodeInternal: true, settlement.CodeUnknownBank: true,
 		settlement.CodeSettlementAccountNotFound: true, settlement.CodeAmbiguousSettlementAccount: true,
 		CodeUnauthenticated: true, CodeForbidden: true, CodeRateLimited: true, CodeOverloaded: true,
-		ledger.CodeUnknownDiscrepancy: true, ledger.CodeDiscrepancyResolved: true, ledger.CodeResolutionNotApplicable: true}
+		ledger.CodeUnknownDiscrepancy: true, ledger.CodeDiscrepancyResolved: true, ledger.CodeResolutionNotApplicable: true,
+		ledger.CodeUnknownHold: true, ledger.CodeHoldNotPending: true, ledger.CodeHoldExpired: true}
 	for _, c := range resultCodes {
 		known[c] = true
 	}

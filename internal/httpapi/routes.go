@@ -68,6 +68,8 @@ var pathParamDocs = map[string]string{
 	"account_id":     "Account id; percent-encode a / in it as %2F.",
 	"reference_id":   "The entry's reference_id; percent-encode it (every character but A-Z a-z 0-9 - . _ ~).",
 	"discrepancy_id": "A reconciliation discrepancy's id.",
+	"hold_reference_id": "The hold's reference_id (the one it was created with); percent-encode it (every character but " +
+		"A-Z a-z 0-9 - . _ ~).",
 }
 
 // routes is the route table of s.
@@ -138,9 +140,18 @@ func (s *Server) routes() []route {
 		},
 		{
 			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/accounts/{account_id}", id: "getAccount", access: needs(auth.ScopeRead), tag: "accounts",
-			summary: "Get an account with balance, available_balance and reserved_balance", handle: s.getAccount,
+			summary: "Get an account with balance, available_balance and reserved_balance, now or as of a point of the ledger",
+			description: "With as_of_seq (or as_of, a time) the balances are those of that point, read from stored rows (each " +
+				"entry's balance-after, each hold event's reserved-after), not by replaying the ledger: the ledger as it was while " +
+				"entry as_of_seq was its head (hold events up to the next entry included); as_of resolves to the last entry " +
+				"recorded at or before it (as_of_seq in the answer). docs/holds.md.",
+			query: []queryParam{
+				{name: "as_of_seq", description: "Balances as of this entry seq (0 to the ledger's head_seq).", integer: true, min: ptr[int64](0)},
+				{name: "as_of", description: "Balances as of this RFC 3339 time (not with as_of_seq)."},
+			},
+			handle: s.getAccount,
 			responses: []response{
-				ok(http.StatusOK, ledger.Account{}, "The account."),
+				ok(http.StatusOK, ledger.AccountAsOf{}, "The account (as_of_seq and as_of null for the current balances)."),
 				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount),
 			},
 		},
@@ -207,6 +218,80 @@ func (s *Server) routes() []route {
 			responses: []response{
 				ok(http.StatusOK, ledger.Entry{}, "The entry."),
 				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeNotFound),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/holds", id: "createHold", access: needs(auth.ScopePost), tag: "holds",
+			summary: "Reserve an amount on the debit account towards the credit account (a hold, PENDING)",
+			description: "Raises the debit account's reserved_balance and lowers its available_balance; balance is unchanged and " +
+				"nothing is posted. Refused with insufficient_funds when available_balance (with the overdraft limit) does not " +
+				"cover it: reserved funds are spent neither by postings nor by other holds. expires_at (optional, RFC 3339, in " +
+				"the future): after it the hold cannot be captured and the sweeper releases it. Idempotent by reference_id " +
+				"(its own namespace, apart from entries'): the same body answers 200 with the hold; another, 409. docs/holds.md.",
+			body: ledger.HoldInput{}, handle: s.createHold,
+			responses: []response{
+				ok(http.StatusCreated, HoldResponse{}, "Reserved now (result created)."),
+				ok(http.StatusOK, HoldResponse{}, "Reserved before with the same body (result replayed); hold as it is now."),
+				postErrs[0],
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount),
+				fail(http.StatusConflict, ledger.CodeReferenceConflict),
+				fail(http.StatusUnprocessableEntity, ledger.CodeInsufficientFunds, ledger.CodeCurrencyMismatch, ledger.CodeAccountInactive),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/holds", id: "listHolds", access: needs(auth.ScopeRead), tag: "holds",
+			summary: "List a ledger's holds by id (oldest first), optionally by status or account, one page at a time",
+			query: []queryParam{
+				{name: "status", description: "Only holds in this state: PENDING, CAPTURED, VOIDED or EXPIRED."},
+				{name: "account", description: "Only holds whose debit or credit account is this one."},
+				{name: "after_id", description: "Return holds with id greater than this (the previous page's next_after_id).",
+					integer: true, min: ptr[int64](0), def: 0},
+				pageLimit,
+			},
+			handle: s.listHolds,
+			responses: []response{
+				ok(http.StatusOK, HoldList{}, "One page of holds."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger),
+			},
+		},
+		{
+			method: http.MethodGet, path: "/v1/ledgers/{ledger_id}/holds/{hold_reference_id}", id: "getHold", access: needs(auth.ScopeRead), tag: "holds",
+			summary: "Get a hold: its terms, status, and how it ended (captured amount and entry)", handle: s.getHold,
+			responses: []response{
+				ok(http.StatusOK, ledger.Hold{}, "The hold."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownHold),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/holds/{hold_reference_id}/capture", id: "captureHold", access: needs(auth.ScopePost), tag: "holds",
+			summary: "Capture a hold, fully or partly: post its entry and release the whole reservation",
+			description: "Posts an entry for amount (default: the hold's whole amount) under the capture's own reference_id, " +
+				"with the hold's accounts, currency, transaction type and fx_rate, and metadata plus hold_reference_id; the " +
+				"rest of the reservation goes back to available_balance. A capture of more than the hold is invalid_amount; " +
+				"after expires_at, hold_expired (whether or not the sweeper has run); of a hold already captured under " +
+				"another reference, voided or expired, hold_not_pending (409). A capture and a void racing: exactly one wins. " +
+				"A retry with the same reference_id and amount answers 200 with the original entry. Member banks' accounts " +
+				"get their outbox rows for this entry, as for any posting.",
+			body: ledger.CaptureInput{}, handle: s.captureHold,
+			responses: []response{
+				ok(http.StatusCreated, CaptureResponse{}, "Captured now: the hold (CAPTURED) and the entry posted."),
+				ok(http.StatusOK, CaptureResponse{}, "Captured before under this reference_id and amount (replayed)."),
+				fail(http.StatusBadRequest, ledger.CodeInvalidRequest, ledger.CodeInvalidAmount),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownHold),
+				fail(http.StatusConflict, ledger.CodeReferenceConflict, ledger.CodeHoldNotPending, ledger.CodeHoldExpired),
+				fail(http.StatusUnprocessableEntity, ledger.CodeInsufficientFunds, ledger.CodeAccountInactive),
+			},
+		},
+		{
+			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/holds/{hold_reference_id}/void", id: "voidHold", access: needs(auth.ScopePost), tag: "holds",
+			summary: "Void a PENDING hold: release its reservation, post nothing",
+			description: "Voiding a voided hold answers 200 with replayed true; a captured one hold_not_pending, an expired one " +
+				"hold_expired (409). A hold whose expires_at has passed but that the sweeper has not released yet may still be voided.",
+			handle: s.voidHold,
+			responses: []response{
+				ok(http.StatusOK, HoldResponse{}, "Voided now (result created) or before (replayed)."),
+				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownHold),
+				fail(http.StatusConflict, ledger.CodeHoldNotPending, ledger.CodeHoldExpired),
 			},
 		},
 		{

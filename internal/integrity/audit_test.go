@@ -36,10 +36,10 @@ func TestAuditClean(t *testing.T) {
 			t.Errorf("%s: status %s, %d findings, findings %v", c.Name, c.Status, c.Total, c.Findings)
 		}
 	}
-	want := []string{integrity.CheckColumnNames, integrity.CheckAccountRules, integrity.CheckReservedWithoutHolds,
+	want := []string{integrity.CheckColumnNames, integrity.CheckAccountRules, integrity.CheckReservedHolds,
 		integrity.CheckDuplicateReferences, integrity.CheckEntryAccounts, integrity.CheckBalancesMatchEntries,
 		integrity.CheckZeroSum, integrity.CheckGaplessSeq, integrity.CheckLedgerHead, integrity.CheckHashChain,
-		integrity.CheckBalanceAfter, integrity.CheckOperatorLog}
+		integrity.CheckBalanceAfter, integrity.CheckOperatorLog, integrity.CheckHoldChain, integrity.CheckHoldStates}
 	if !slices.Equal(names, want) {
 		t.Fatalf("checks %v, want %v", names, want)
 	}
@@ -76,7 +76,7 @@ func TestAuditAccountRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := sorted(r.Failed()), sorted([]string{integrity.CheckAccountRules, integrity.CheckReservedWithoutHolds}); !slices.Equal(got, want) {
+	if got, want := sorted(r.Failed()), sorted([]string{integrity.CheckAccountRules, integrity.CheckReservedHolds}); !slices.Equal(got, want) {
 		t.Fatalf("failed %v, want %v\n%s", got, want, describe(r))
 	}
 	rules := check(t, r, integrity.CheckAccountRules)
@@ -97,20 +97,9 @@ func TestAuditAccountRules(t *testing.T) {
 	if err := json.Unmarshal(rules.Findings[0].Details, &det); err != nil || det["account_id"] != "a1" || det["reserved_balance"] != "-1" {
 		t.Errorf("details %s (%v)", rules.Findings[0].Details, err)
 	}
-	if res := check(t, r, integrity.CheckReservedWithoutHolds); res.Total != 2 {
-		t.Errorf("reserved_without_holds: %d findings, want 2 (a1, a3)", res.Total)
-	}
-
-	// With a holds table, reserved funds are the holds module's to explain: the check is skipped.
-	if _, err := d.Pool.Exec(ctx, `CREATE TABLE holds (id bigint)`); err != nil {
-		t.Fatal(err)
-	}
-	r, err = integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := check(t, r, integrity.CheckReservedWithoutHolds); c.Status != integrity.StatusSkipped || c.Note == "" {
-		t.Fatalf("with a holds table: %+v", c)
+	// No holds: every reserved balance must be 0 and available = balance - reserved.
+	if res := check(t, r, integrity.CheckReservedHolds); res.Total != 3 {
+		t.Errorf("reserved_holds: %d findings, want 3 (a1, a2, a3)", res.Total)
 	}
 }
 

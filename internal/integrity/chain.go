@@ -35,6 +35,12 @@ const (
 	ProblemHead         = "head_mismatch" // ledgers.head_seq/head_hash is not the last entry
 )
 
+// The chains of a ledger: its entries, and its hold events (ChainProblem.Chain).
+const (
+	ChainEntries = "entries"
+	ChainHolds   = "hold_events"
+)
+
 // VerifyOptions tune VerifyChain; the zero value is fine.
 type VerifyOptions struct {
 	PageSize int // entries per query; DefaultPageSize when <= 0
@@ -44,6 +50,9 @@ type VerifyOptions struct {
 
 // ChainProblem is the first thing wrong with a ledger's chain.
 type ChainProblem struct {
+	// Chain is ChainEntries or ChainHolds: which of the ledger's two chains is broken. Seq is a
+	// seq of that chain (an entry's, or a hold event's).
+	Chain       string `json:"chain"`
 	Kind        string `json:"kind"`
 	Seq         int64  `json:"seq"` // the first broken seq
 	EntryID     int64  `json:"entry_id,omitempty"`
@@ -60,12 +69,17 @@ type ChainProblem struct {
 type ChainReport struct {
 	LedgerID string `json:"ledger_id"`
 	// Entries is the number of entries verified (up to, not including, a broken one).
-	Entries  int64         `json:"entries"`
-	HeadSeq  int64         `json:"head_seq"`
-	HeadHash string        `json:"head_hash"`
-	Intact   bool          `json:"intact"`
-	Problem  *ChainProblem `json:"problem,omitempty"`
-	Duration time.Duration `json:"-"`
+	Entries  int64  `json:"entries"`
+	HeadSeq  int64  `json:"head_seq"`
+	HeadHash string `json:"head_hash"`
+	// HoldEvents is the number of hold events verified; HoldHeadSeq and HoldHeadHash the head of
+	// the hold-event chain (docs/hash-chain.md, "Hold events").
+	HoldEvents   int64         `json:"hold_events"`
+	HoldHeadSeq  int64         `json:"hold_head_seq"`
+	HoldHeadHash string        `json:"hold_head_hash"`
+	Intact       bool          `json:"intact"`
+	Problem      *ChainProblem `json:"problem,omitempty"`
+	Duration     time.Duration `json:"-"`
 	// DurationMS is Duration for JSON readers.
 	DurationMS int64 `json:"duration_ms"`
 }
@@ -106,8 +120,9 @@ func VerifyChain(ctx context.Context, db DB, ledgerID string, opts VerifyOptions
 	// Read-only: rolling back is how the snapshot ends.
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 
-	var headHash []byte
-	err = tx.QueryRow(ctx, `SELECT head_seq, head_hash FROM ledgers WHERE id = $1`, ledgerID).Scan(&rep.HeadSeq, &headHash)
+	var headHash, holdHeadHash []byte
+	err = tx.QueryRow(ctx, `SELECT head_seq, head_hash, hold_head_seq, hold_head_hash FROM ledgers WHERE id = $1`, ledgerID).
+		Scan(&rep.HeadSeq, &headHash, &rep.HoldHeadSeq, &holdHeadHash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rep, ledger.Errorf(ledger.CodeUnknownLedger, "unknown ledger %q", ledgerID).
 			WithDetails(map[string]string{"ledger_id": ledgerID})
@@ -116,6 +131,7 @@ func VerifyChain(ctx context.Context, db DB, ledgerID string, opts VerifyOptions
 		return rep, fmt.Errorf("verify chain of %s: read head: %w", ledgerID, err)
 	}
 	rep.HeadHash = hex.EncodeToString(headHash)
+	rep.HoldHeadHash = hex.EncodeToString(holdHeadHash)
 
 	w := chainWalker{ledgerID: ledgerID, expected: 1}
 	for w.problem == nil {
@@ -133,6 +149,23 @@ func VerifyChain(ctx context.Context, db DB, ledgerID string, opts VerifyOptions
 	rep.Entries = w.expected - 1
 	if w.problem == nil {
 		w.checkHead(rep.HeadSeq, headHash)
+	}
+	if w.problem == nil {
+		hw := holdWalker{ledgerID: ledgerID, expected: 1}
+		for hw.problem == nil {
+			n, err := hw.page(ctx, tx, pageSize)
+			if err != nil {
+				return rep, fmt.Errorf("verify hold chain of %s after seq %d: %w", ledgerID, hw.expected-1, err)
+			}
+			if n < pageSize {
+				break
+			}
+		}
+		rep.HoldEvents = hw.expected - 1
+		if hw.problem == nil {
+			hw.checkHead(rep.HoldHeadSeq, holdHeadHash)
+		}
+		w.problem = hw.problem
 	}
 	rep.Problem = w.problem
 	rep.Intact = w.problem == nil
@@ -224,12 +257,12 @@ func (w *chainWalker) page(ctx context.Context, tx pgx.Tx, limit int) (int, erro
 // previous_hash is reported as what it is (the hash recomputed over it then fails too).
 func (w *chainWalker) check(f *ledger.CanonicalFields, prev, hash []byte) bool {
 	at := func(kind, stored, expected, msg string) bool {
-		w.problem = &ChainProblem{Kind: kind, Seq: f.Seq, EntryID: f.ID, ReferenceID: f.ReferenceID,
+		w.problem = &ChainProblem{Chain: ChainEntries, Kind: kind, Seq: f.Seq, EntryID: f.ID, ReferenceID: f.ReferenceID,
 			Stored: stored, Expected: expected, Message: msg}
 		return false
 	}
 	if f.Seq != w.expected {
-		w.problem = &ChainProblem{Kind: ProblemGap, Seq: w.expected,
+		w.problem = &ChainProblem{Chain: ChainEntries, Kind: ProblemGap, Seq: w.expected,
 			Stored: fmt.Sprint(f.Seq), Expected: fmt.Sprint(w.expected),
 			Message: fmt.Sprintf("seq %d is missing: the entry after seq %d is seq %d", w.expected, w.expected-1, f.Seq)}
 		return false
@@ -257,13 +290,97 @@ func (w *chainWalker) checkHead(headSeq int64, headHash []byte) {
 	last := w.expected - 1
 	switch {
 	case headSeq > last:
-		w.problem = &ChainProblem{Kind: ProblemHead, Seq: last + 1, Stored: fmt.Sprint(headSeq), Expected: fmt.Sprint(last),
+		w.problem = &ChainProblem{Chain: ChainEntries, Kind: ProblemHead, Seq: last + 1, Stored: fmt.Sprint(headSeq), Expected: fmt.Sprint(last),
 			Message: fmt.Sprintf("ledger head_seq is %d but the last entry is seq %d: entries %d..%d are missing", headSeq, last, last+1, headSeq)}
 	case headSeq < last:
-		w.problem = &ChainProblem{Kind: ProblemHead, Seq: headSeq + 1, Stored: fmt.Sprint(headSeq), Expected: fmt.Sprint(last),
+		w.problem = &ChainProblem{Chain: ChainEntries, Kind: ProblemHead, Seq: headSeq + 1, Stored: fmt.Sprint(headSeq), Expected: fmt.Sprint(last),
 			Message: fmt.Sprintf("ledger head_seq is %d but entries run to seq %d: entries after the head", headSeq, last)}
 	case !bytes.Equal(headHash, w.prev[:]):
-		w.problem = &ChainProblem{Kind: ProblemHead, Seq: last, Stored: hex.EncodeToString(headHash), Expected: hex.EncodeToString(w.prev[:]),
+		w.problem = &ChainProblem{Chain: ChainEntries, Kind: ProblemHead, Seq: last, Stored: hex.EncodeToString(headHash), Expected: hex.EncodeToString(w.prev[:]),
 			Message: fmt.Sprintf("ledger head_hash is not the block_hash of the last entry (seq %d)", last)}
 	}
+}
+
+// holdEventsPageSQL reads one page of a ledger's hold events in seq order with their holds' terms,
+// rendered as ledger_hold_event_canonical renders them (NUMERIC(38,18) text, jsonb text).
+const holdEventsPageSQL = `SELECT e.seq, e.hold_id, h.reference_id, e.event, h.debit_account_id, h.credit_account_id,
+       h.amount::text, h.currency_code, h.asset_type, h.transaction_type, coalesce(h.fx_rate::text, ''), h.metadata::text,
+       h.timestamp_utc, h.expires_at, e.amount::text, coalesce(e.entry_id, 0), e.entry_seq, e.previous_hash, e.hash
+  FROM ledger_hold_events e
+  JOIN ledger_holds h ON h.ledger_id = e.ledger_id AND h.id = e.hold_id
+ WHERE e.ledger_id = $1 AND e.seq > $2
+ ORDER BY e.seq
+ LIMIT $3`
+
+// holdWalker verifies a ledger's hold-event chain as chainWalker verifies its entries: seq 1, 2,
+// 3, ..., each previous_hash the hash before it, each hash recomputed in Go, the hold head last.
+type holdWalker struct {
+	ledgerID string
+	expected int64
+	prev     [sha256.Size]byte
+	problem  *ChainProblem
+}
+
+func (w *holdWalker) page(ctx context.Context, tx pgx.Tx, limit int) (int, error) {
+	rows, err := tx.Query(ctx, holdEventsPageSQL, w.ledgerID, w.expected-1, limit)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var (
+		f          = ledger.HoldEventFields{LedgerID: w.ledgerID}
+		prev, hash []byte
+		n          int
+	)
+	for rows.Next() {
+		f.ExpiresAt = nil
+		if err := rows.Scan(&f.Seq, &f.HoldID, &f.ReferenceID, &f.Event, &f.DebitAccountID, &f.CreditAccountID,
+			&f.HoldAmount, &f.CurrencyCode, &f.AssetType, &f.TransactionType, &f.FxRate, &f.Metadata, &f.TimestampUTC,
+			&f.ExpiresAt, &f.Amount, &f.EntryID, &f.EntrySeq, &prev, &hash); err != nil {
+			return n, err
+		}
+		n++
+		if !w.check(&f, prev, hash) {
+			break
+		}
+	}
+	rows.Close()
+	return n, rows.Err()
+}
+
+func (w *holdWalker) check(f *ledger.HoldEventFields, prev, hash []byte) bool {
+	at := func(kind, stored, expected, msg string) bool {
+		w.problem = &ChainProblem{Chain: ChainHolds, Kind: kind, Seq: f.Seq, ReferenceID: f.ReferenceID,
+			Stored: stored, Expected: expected, Message: msg}
+		return false
+	}
+	if f.Seq != w.expected {
+		w.problem = &ChainProblem{Chain: ChainHolds, Kind: ProblemGap, Seq: w.expected,
+			Stored: fmt.Sprint(f.Seq), Expected: fmt.Sprint(w.expected),
+			Message: fmt.Sprintf("hold event seq %d is missing: the event after seq %d is seq %d", w.expected, w.expected-1, f.Seq)}
+		return false
+	}
+	if !bytes.Equal(prev, w.prev[:]) {
+		return at(ProblemLink, hex.EncodeToString(prev), hex.EncodeToString(w.prev[:]),
+			fmt.Sprintf("previous_hash of hold event seq %d is not the hash of the event before it", f.Seq))
+	}
+	if got := ledger.HoldEventHash(prev, *f); !bytes.Equal(got, hash) {
+		return at(ProblemHashMismatch, hex.EncodeToString(hash), hex.EncodeToString(got),
+			fmt.Sprintf("hash of hold event seq %d (%s of hold %q) is not sha256(previous_hash || canonical(event)): the event or its hold was changed",
+				f.Seq, f.Event, f.ReferenceID))
+	}
+	copy(w.prev[:], hash)
+	w.expected++
+	return true
+}
+
+func (w *holdWalker) checkHead(headSeq int64, headHash []byte) {
+	last := w.expected - 1
+	if headSeq == last && bytes.Equal(headHash, w.prev[:]) {
+		return
+	}
+	w.problem = &ChainProblem{Chain: ChainHolds, Kind: ProblemHead, Seq: min(headSeq, last) + 1,
+		Stored:   fmt.Sprintf("%d %s", headSeq, hex.EncodeToString(headHash)),
+		Expected: fmt.Sprintf("%d %s", last, hex.EncodeToString(w.prev[:])),
+		Message:  fmt.Sprintf("ledger hold head is seq %d but the hold events end at seq %d (or with another hash)", headSeq, last)}
 }

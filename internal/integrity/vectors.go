@@ -126,3 +126,52 @@ func HashVectors() []HashVector {
 		},
 	}
 }
+
+// HoldEventVector is one test vector of the hold-event encoding (docs/hash-chain.md, "Hold
+// events"), checked against the Go encoding (ledger.HoldEventCanonical) and the SQL reference
+// (ledger_hold_event_canonical).
+type HoldEventVector struct {
+	Name         string
+	Fields       ledger.HoldEventFields
+	PreviousHash string // hex
+	Canonical    string // hex
+	Hash         string // hex
+}
+
+// HoldEventVectors returns the hold-event vectors in chain order: a hold's created event (seq 1)
+// and its partial capture (seq 2, entry 4).
+func HoldEventVectors() []HoldEventVector {
+	expires := time.Date(2025, 1, 20, 18, 0, 0, 0, time.UTC)
+	created := ledger.HoldEventFields{
+		LedgerID: "MASTER", Seq: 1, HoldID: 7, ReferenceID: "fx-usd-leg", Event: "created",
+		DebitAccountID: "SCB-1-settlement", CreditAccountID: "fx-liquidity-usd", HoldAmount: "1000.000000000000000000",
+		CurrencyCode: "USD", AssetType: "fiat", TransactionType: "fx_transfer", FxRate: "0.921500000000000000",
+		Metadata: `{"memo": "FX to SCB-2"}`, TimestampUTC: time.Date(2025, 1, 20, 10, 0, 0, 0, time.UTC),
+		ExpiresAt: &expires, Amount: "1000.000000000000000000", EntrySeq: 3,
+	}
+	captured := created
+	captured.Seq, captured.Event, captured.Amount, captured.EntryID, captured.EntrySeq = 2, "captured", "999.990000000000000000", 4, 4
+	return []HoldEventVector{
+		{
+			Name: "hold event 1: created, with fx_rate and expires_at", Fields: created, PreviousHash: zeroHashHex,
+			Canonical: "444c48311f4d41535445521f311f371f66782d7573642d6c65671f637265617465641f5343422d312d7365" +
+				"74746c656d656e741f66782d6c69717569646974792d7573641f313030302e303030303030303030303030" +
+				"3030303030301f5553441f666961741f66785f7472616e736665721f302e39323135303030303030303030" +
+				"30303030301f7b226d656d6f223a2022465820746f205343422d32227d1f323032352d30312d3230543130" +
+				"3a30303a30302e3030303030305a1f323032352d30312d32305431383a30303a30302e3030303030305a1f" +
+				"313030302e3030303030303030303030303030303030301f1f33",
+			Hash: "1216e47fadfe83840725c1e30b3dc0fd135737568ed2302378773e0e87ece5d9",
+		},
+		{
+			Name: "hold event 2: captured 999.99 as entry 4", Fields: captured,
+			PreviousHash: "1216e47fadfe83840725c1e30b3dc0fd135737568ed2302378773e0e87ece5d9",
+			Canonical: "444c48311f4d41535445521f321f371f66782d7573642d6c65671f63617074757265641f5343422d312d73" +
+				"6574746c656d656e741f66782d6c69717569646974792d7573641f313030302e3030303030303030303030" +
+				"303030303030301f5553441f666961741f66785f7472616e736665721f302e393231353030303030303030" +
+				"3030303030301f7b226d656d6f223a2022465820746f205343422d32227d1f323032352d30312d32305431" +
+				"303a30303a30302e3030303030305a1f323032352d30312d32305431383a30303a30302e3030303030305a" +
+				"1f3939392e3939303030303030303030303030303030301f341f34",
+			Hash: "da9e0ca099d317068e4aa81972763ec91e5520d4a7319322dcf87cf476586f4e",
+		},
+	}
+}

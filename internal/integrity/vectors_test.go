@@ -244,3 +244,44 @@ func TestRealEntriesGoMatchesSQL(t *testing.T) {
 		t.Fatalf("audit: %v\n%s", err, describe(a))
 	}
 }
+
+// TestHoldEventVectors: the Go encoding, the SQL reference and docs/hash-chain.md agree on the
+// hold-event vectors.
+func TestHoldEventVectors(t *testing.T) {
+	d := pgtest.New(t)
+	doc, err := os.ReadFile("../../docs/hash-chain.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	flat := strings.NewReplacer("\n", "", " ", "").Replace(string(doc))
+	for _, v := range integrity.HoldEventVectors() {
+		prev, _ := hex.DecodeString(v.PreviousHash)
+		if got := hex.EncodeToString(ledger.HoldEventCanonical(v.Fields)); got != v.Canonical {
+			t.Errorf("%s: Go canonical\n%s\nwant\n%s", v.Name, got, v.Canonical)
+		}
+		if got := hex.EncodeToString(ledger.HoldEventHash(prev, v.Fields)); got != v.Hash {
+			t.Errorf("%s: Go hash %s, want %s", v.Name, got, v.Hash)
+		}
+		f := v.Fields
+		var entry *int64
+		if f.EntryID != 0 {
+			entry = &f.EntryID
+		}
+		var canon, hash string
+		err := d.Pool.QueryRow(context.Background(), `SELECT encode(c, 'hex'), encode(sha256($19::bytea || c), 'hex') FROM
+			ledger_hold_event_canonical($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9, $10, $11, $12::numeric, $13::jsonb,
+			                            $14, $15, $16::numeric, $17, $18) AS c`,
+			f.LedgerID, f.Seq, f.HoldID, f.ReferenceID, f.Event, f.DebitAccountID, f.CreditAccountID, f.HoldAmount,
+			f.CurrencyCode, f.AssetType, f.TransactionType, f.FxRate, f.Metadata, f.TimestampUTC, f.ExpiresAt, f.Amount,
+			entry, f.EntrySeq, prev).Scan(&canon, &hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if canon != v.Canonical || hash != v.Hash {
+			t.Errorf("%s: SQL canonical %s hash %s, want %s %s", v.Name, canon, hash, v.Canonical, v.Hash)
+		}
+		if !strings.Contains(flat, v.Canonical) || !strings.Contains(string(doc), v.Hash) {
+			t.Errorf("docs/hash-chain.md lacks the canonical hex or the hash of %q", v.Name)
+		}
+	}
+}

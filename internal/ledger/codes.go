@@ -31,6 +31,14 @@ const (
 	CodeNotApplied        = "not_applied"
 )
 
+// Codes of the hold operations (docs/holds.md). A hold operation also answers created, replayed,
+// reference_conflict and the posting rejections (insufficient_funds, unknown_account, ...).
+const (
+	CodeUnknownHold    = "unknown_hold"
+	CodeHoldNotPending = "hold_not_pending"
+	CodeHoldExpired    = "hold_expired"
+)
+
 // Codes of the non-posting operations.
 const (
 	CodeLedgerExists  = "ledger_exists"
@@ -131,6 +139,14 @@ var codeTable = []CodeInfo{
 	{Code: CodeInvalidReversal, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL013", Result: true,
 		Meaning: "a reversal must move the entry's amount back between the same two accounts (debit and credit swapped, same currency and asset type), and all reversals of an entry together never exceed it",
 		Details: "`reverses_entry_id`, the expected accounts or `entry_amount` and `already_reversed`"},
+	{Code: CodeUnknownHold, HTTPStatus: http.StatusNotFound, SQLNote: "result of the hold functions",
+		Meaning: "no hold with that reference_id in the ledger (capture, void, GET)", Details: "`ledger_id`, `hold_reference_id`"},
+	{Code: CodeHoldNotPending, HTTPStatus: http.StatusConflict, SQLNote: "result of the hold functions",
+		Meaning: "the hold was already captured (under another reference), voided or expired: a capture or void of it changes nothing; of a capture and a void racing, the loser gets this",
+		Details: "`hold_reference_id`, `status`, `capture_reference_id`"},
+	{Code: CodeHoldExpired, HTTPStatus: http.StatusConflict, SQLNote: "result of the hold functions",
+		Meaning: "capture of a hold whose `expires_at` has passed (whether or not the sweeper has released it yet), or void of an expired hold",
+		Details: "`hold_reference_id`, `status`, `expires_at`"},
 	{Code: CodeLedgerExists, HTTPStatus: http.StatusConflict, Meaning: "creation of a ledger that exists", Details: "ids"},
 	{Code: CodeAccountExists, HTTPStatus: http.StatusConflict, Meaning: "creation of an account that exists in the ledger", Details: "ids"},
 	{Code: CodeBankExists, HTTPStatus: http.StatusConflict, Meaning: "registration of a bank that exists", Details: "ids"},

@@ -66,3 +66,53 @@ func BlockHash(previous []byte, f CanonicalFields) []byte {
 	h.Write(Canonical(f))
 	return h.Sum(nil)
 }
+
+// HoldEventFields are a hold event's fields as the hold chain sees them (docs/hash-chain.md,
+// "Hold events"): the event's own and its hold's terms, each as PostgreSQL prints it.
+type HoldEventFields struct {
+	LedgerID        string
+	Seq             int64
+	HoldID          int64
+	ReferenceID     string // the hold's
+	Event           string // created, captured, voided, expired
+	DebitAccountID  string
+	CreditAccountID string
+	HoldAmount      string // NUMERIC(38,18) text
+	CurrencyCode    string
+	AssetType       string
+	TransactionType string
+	FxRate          string // NUMERIC(38,18) text, or "" for none
+	Metadata        string // jsonb text
+	TimestampUTC    time.Time
+	ExpiresAt       *time.Time // nil for none
+	Amount          string     // the event's amount, NUMERIC(38,18) text
+	EntryID         int64      // the capture's entry; 0 for none
+	EntrySeq        int64
+}
+
+// HoldEventCanonical returns the canonical encoding of a hold event (without previous_hash); the
+// SQL reference is ledger_hold_event_canonical (migration 014).
+func HoldEventCanonical(f HoldEventFields) []byte {
+	const ts = "2006-01-02T15:04:05.000000Z"
+	exp, entry := "", ""
+	if f.ExpiresAt != nil {
+		exp = f.ExpiresAt.UTC().Format(ts)
+	}
+	if f.EntryID != 0 {
+		entry = strconv.FormatInt(f.EntryID, 10)
+	}
+	parts := []string{
+		"DLH1", f.LedgerID, strconv.FormatInt(f.Seq, 10), strconv.FormatInt(f.HoldID, 10), f.ReferenceID, f.Event,
+		f.DebitAccountID, f.CreditAccountID, f.HoldAmount, f.CurrencyCode, f.AssetType, f.TransactionType, f.FxRate,
+		f.Metadata, f.TimestampUTC.UTC().Format(ts), exp, f.Amount, entry, strconv.FormatInt(f.EntrySeq, 10),
+	}
+	return []byte(strings.Join(parts, unitSeparator))
+}
+
+// HoldEventHash is sha256(previous_hash || canonical).
+func HoldEventHash(previous []byte, f HoldEventFields) []byte {
+	h := sha256.New()
+	h.Write(previous)
+	h.Write(HoldEventCanonical(f))
+	return h.Sum(nil)
+}

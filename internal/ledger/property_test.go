@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,8 +32,9 @@ type posted struct {
 // clients got.
 func TestConcurrentPostingInvariants(t *testing.T) {
 	const (
-		workers   = 12
-		perWorker = 1700 // 12 x 1700 = 20,400 postings
+		workers     = 12
+		perWorker   = 1700 // 12 x 1700 = 20,400 postings
+		holdWorkers = 3
 	)
 	if testing.Short() {
 		t.Skip("long property test")
@@ -147,7 +149,45 @@ func TestConcurrentPostingInvariants(t *testing.T) {
 	}
 
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
+	errs := make(chan error, workers+holdWorkers+1)
+	// Holds from their own workers, concurrently with the postings: create, capture, partial
+	// capture, void, races of capture against void and of two captures, expiry by the sweeper.
+	holdsDone := make(chan struct{})
+	var (
+		hmu     sync.Mutex
+		holdOps []holdOp
+	)
+	recordHold := func(op holdOp) {
+		hmu.Lock()
+		holdOps = append(holdOps, op)
+		hmu.Unlock()
+	}
+	var hwg sync.WaitGroup
+	for hw := 0; hw < holdWorkers; hw++ {
+		hwg.Add(1)
+		go func(hw int) {
+			defer hwg.Done()
+			rng := rand.New(rand.NewPCG(uint64(hw), 7))
+			if err := runHoldWorker(ctx, db, L, hw, rng, usd, recordHold); err != nil {
+				errs <- err
+			}
+		}(hw)
+	}
+	wg.Add(1)
+	go func() { // the sweeper
+		defer wg.Done()
+		for {
+			if _, err := ledger.ExpireHolds(ctx, db, nil, 50); err != nil {
+				errs <- fmt.Errorf("sweeper: %w", err)
+				return
+			}
+			select {
+			case <-holdsDone:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func(w int) {
@@ -187,6 +227,8 @@ func TestConcurrentPostingInvariants(t *testing.T) {
 			}
 		}(w)
 	}
+	hwg.Wait()
+	close(holdsDone)
 	wg.Wait()
 	close(errs)
 	for err := range errs {
@@ -197,6 +239,7 @@ func TestConcurrentPostingInvariants(t *testing.T) {
 	}
 
 	checkAnswers(t, ctx, d, L, history)
+	checkHoldAnswers(t, ctx, d, L, holdOps)
 	checkInvariants(t, ctx, d, L)
 }
 
@@ -355,8 +398,26 @@ func checkInvariants(t *testing.T, ctx context.Context, d *pgtest.DB, L string) 
 	one("balance = credits - debits", `SELECT count(*) FROM bank_accounts a WHERE a.ledger_id = $1 AND a.balance <>
 		coalesce((SELECT sum(amount) FROM ledger_entries WHERE ledger_id = a.ledger_id AND credit_account_id = a.id), 0)
 		- coalesce((SELECT sum(amount) FROM ledger_entries WHERE ledger_id = a.ledger_id AND debit_account_id = a.id), 0)`, L)
-	one("available = balance - reserved, reserved = 0 (no holds)", `SELECT count(*) FROM bank_accounts
-		WHERE ledger_id = $1 AND (available_balance <> balance - reserved_balance OR reserved_balance <> 0)`, L)
+	one("available = balance - reserved, reserved = Σ PENDING holds", `SELECT count(*) FROM bank_accounts a
+		WHERE a.ledger_id = $1 AND (a.available_balance <> a.balance - a.reserved_balance
+		   OR a.reserved_balance <> coalesce((SELECT sum(h.amount) FROM ledger_holds h WHERE h.ledger_id = a.ledger_id
+		                                       AND h.debit_account_id = a.id AND h.status = 'PENDING'), 0))`, L)
+	one("no hold both captured and voided/expired: created, then at most one end event matching the status", `SELECT count(*) FROM ledger_holds h
+		WHERE h.ledger_id = $1 AND (SELECT array_agg(e.event ORDER BY e.seq) FROM ledger_hold_events e
+		                             WHERE e.ledger_id = h.ledger_id AND e.hold_id = h.id)
+		      IS DISTINCT FROM CASE h.status WHEN 'PENDING' THEN ARRAY['created'] ELSE ARRAY['created', lower(h.status)] END`, L)
+	one("no capture after expiry", `SELECT count(*) FROM ledger_holds WHERE ledger_id = $1 AND status = 'CAPTURED'
+		AND expires_at IS NOT NULL AND resolved_at >= expires_at`, L)
+	one("no expiry before expires_at", `SELECT count(*) FROM ledger_holds WHERE ledger_id = $1 AND status = 'EXPIRED'
+		AND (expires_at IS NULL OR expires_at > (SELECT max(x) FROM (VALUES (clock_timestamp())) v(x)))`, L)
+	one("capture entries match their holds", `SELECT count(*) FROM ledger_holds h WHERE h.ledger_id = $1 AND h.status = 'CAPTURED'
+		AND NOT EXISTS (SELECT 1 FROM ledger_entries e WHERE e.ledger_id = h.ledger_id AND e.id = h.capture_entry_id
+		                   AND e.amount = h.captured_amount AND e.debit_account_id = h.debit_account_id
+		                   AND e.credit_account_id = h.credit_account_id AND e.reference_id = h.capture_reference_id)`, L)
+	one("hold chain hashes (SQL)", `SELECT count(*) FROM ledger_hold_events e WHERE ledger_id = $1 AND hash <> ledger_hold_event_hash(e)`, L)
+	one("hold chain links and head", `SELECT count(*) FROM (SELECT seq, previous_hash, lag(hash, 1, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)
+		OVER (ORDER BY seq) AS prev, row_number() OVER (ORDER BY seq) AS rn FROM ledger_hold_events WHERE ledger_id = $1) x
+		WHERE previous_hash <> prev OR seq <> rn`, L)
 	one("available >= -overdraft", `SELECT count(*) FROM bank_accounts WHERE ledger_id = $1
 		AND overdraft_limit IS NOT NULL AND available_balance < -overdraft_limit`, L)
 	one("zero sum per currency", `SELECT count(*) FROM (SELECT currency_code, asset_type FROM bank_accounts WHERE ledger_id = $1
@@ -402,4 +463,175 @@ func checkInvariants(t *testing.T, ctx context.Context, d *pgtest.DB, L string) 
 		t.Fatal(err)
 	}
 	t.Logf("%d entries, chain verified in SQL and in Go", n)
+}
+
+// holdOp is one hold operation of the property test and its answer.
+type holdOp struct {
+	kind    string // create, capture, void
+	ref     string // the hold's reference
+	capRef  string // capture: the entry's reference
+	amount  string // capture: the amount asked for ("" = all)
+	code    string
+	expires bool
+	group   int // ops racing each other share a group (> 0)
+	msg     string
+}
+
+// runHoldWorker makes holdsPerWorker holds on random USD accounts and ends each one way or
+// another, some of them racing.
+func runHoldWorker(ctx context.Context, db *pgxpool.Pool, L string, hw int, rng *rand.Rand, usd []string, record func(holdOp)) error {
+	const holdsPerWorker = 150
+	for k := 0; k < holdsPerWorker; k++ {
+		ref := fmt.Sprintf("hold-%d-%d", hw, k)
+		e := distinctPair(rng, usd, "USD", ref)
+		in := ledger.HoldInput{DebitAccountID: e.DebitAccountID, CreditAccountID: e.CreditAccountID, Amount: e.Amount,
+			CurrencyCode: "USD", AssetType: "fiat", TransactionType: "hold", ReferenceID: ref}
+		if rng.IntN(4) == 0 {
+			exp := time.Now().Add(time.Duration(400+rng.IntN(400)) * time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+			in.ExpiresAt = &exp
+		}
+		r, err := ledger.CreateHold(ctx, db, L, in)
+		if err != nil {
+			return fmt.Errorf("hold worker %d create: %w", hw, err)
+		}
+		record(holdOp{kind: "create", ref: ref, code: r.Code, expires: in.ExpiresAt != nil, msg: r.Message})
+		if r.Code != ledger.CodeCreated {
+			continue
+		}
+		capture := func(capRef, amt string, group int) error {
+			c := ledger.CaptureInput{ReferenceID: capRef}
+			if amt != "" {
+				c.Amount = &amt
+			}
+			r, err := ledger.CaptureHold(ctx, db, L, ref, c)
+			if err != nil {
+				return fmt.Errorf("hold worker %d capture: %w", hw, err)
+			}
+			record(holdOp{kind: "capture", ref: ref, capRef: capRef, amount: amt, code: r.Code, expires: in.ExpiresAt != nil, group: group})
+			return nil
+		}
+		void := func(group int) error {
+			r, err := ledger.VoidHold(ctx, db, L, ref)
+			if err != nil {
+				return fmt.Errorf("hold worker %d void: %w", hw, err)
+			}
+			record(holdOp{kind: "void", ref: ref, code: r.Code, expires: in.ExpiresAt != nil, group: group})
+			return nil
+		}
+		if rng.IntN(3) == 0 {
+			time.Sleep(time.Duration(rng.IntN(900)) * time.Millisecond) // let some expire
+		}
+		group := hw*holdsPerWorker + k + 1
+		var errA, errB error
+		switch rng.IntN(6) {
+		case 0:
+			errA = capture(ref+"-cap", "", 0)
+		case 1:
+			errA = capture(ref+"-cap", "0.01", 0)
+		case 2:
+			errA = void(0)
+		case 3, 4: // races: capture vs void, or two captures
+			var wg sync.WaitGroup
+			wg.Add(2)
+			second := rng.IntN(2) == 0
+			go func() { defer wg.Done(); errA = capture(ref+"-a", "", group) }()
+			go func() {
+				defer wg.Done()
+				if second {
+					errB = capture(ref+"-b", "0.01", group)
+				} else {
+					errB = void(group)
+				}
+			}()
+			wg.Wait()
+		}
+		if errA != nil {
+			return errA
+		}
+		if errB != nil {
+			return errB
+		}
+	}
+	return nil
+}
+
+// checkHoldAnswers compares every hold answer with the holds as stored: a created transition
+// is the hold's final state, exactly one of a racing pair wins, and only the documented codes
+// come back.
+func checkHoldAnswers(t *testing.T, ctx context.Context, d *pgtest.DB, L string, ops []holdOp) {
+	t.Helper()
+	holds := map[string]ledger.Hold{}
+	var after int64
+	for {
+		page, err := ledger.ListHolds(ctx, d.Pool, L, ledger.HoldFilter{AfterID: after, Limit: 500})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range page {
+			holds[h.ReferenceID] = h
+		}
+		if len(page) < 500 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	counts := map[string]int{}
+	wins := map[int]int{}
+	for _, op := range ops {
+		counts[op.kind+":"+op.code]++
+		h, ok := holds[op.ref]
+		switch op.kind + ":" + op.code {
+		case "create:created":
+			if !ok {
+				t.Fatalf("hold %s answered created but is not stored", op.ref)
+			}
+		case "create:invalid_request":
+			// An expiry that passed while the create waited for the ledger lock (busy ledger).
+			if !op.expires || !strings.Contains(op.msg, "is not in the future") || ok {
+				t.Fatalf("hold %s: invalid_request (%s)", op.ref, op.msg)
+			}
+		case "create:insufficient_funds":
+			if ok {
+				t.Fatalf("hold %s answered insufficient_funds but is stored", op.ref)
+			}
+		case "capture:created":
+			wins[op.group]++
+			if h.Status != ledger.HoldCaptured || h.CaptureReferenceID == nil || *h.CaptureReferenceID != op.capRef {
+				t.Fatalf("capture %s of %s answered created; the hold is %+v", op.capRef, op.ref, h)
+			}
+		case "void:created":
+			wins[op.group]++
+			if h.Status != ledger.HoldVoided {
+				t.Fatalf("void of %s answered created; the hold is %s", op.ref, h.Status)
+			}
+		case "capture:hold_not_pending", "void:hold_not_pending":
+			if h.Status == ledger.HoldPending {
+				t.Fatalf("%s of %s answered hold_not_pending but the hold is PENDING", op.kind, op.ref)
+			}
+		case "capture:hold_expired", "void:hold_expired":
+			if !op.expires {
+				t.Fatalf("%s of %s answered hold_expired but it has no expiry", op.kind, op.ref)
+			}
+		default:
+			t.Fatalf("%s of hold %s: unexpected answer %s (%s)", op.kind, op.ref, op.code, op.msg)
+		}
+	}
+	for g, n := range wins {
+		if g > 0 && n > 1 {
+			t.Fatalf("race group %d: %d winners", g, n)
+		}
+	}
+	for _, c := range []string{"create:created", "capture:created", "void:created", "capture:hold_not_pending"} {
+		if counts[c] == 0 {
+			t.Errorf("the run produced no %s: the hold part of the property test lost its teeth", c)
+		}
+	}
+	states := map[string]int{}
+	for _, h := range holds {
+		states[h.Status]++
+	}
+	if states[ledger.HoldExpired] == 0 || states[ledger.HoldCaptured] == 0 || states[ledger.HoldVoided] == 0 {
+		t.Errorf("hold states %v: want some of each end state", states)
+	}
+	t.Logf("hold answers: %v; holds by state: %v", counts, states)
 }

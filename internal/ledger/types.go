@@ -106,6 +106,15 @@ type Account struct {
 	UpdatedAt        time.Time       `json:"updated_at"`
 }
 
+// AccountAsOf is an account with its balances as of a point of the ledger (GetAccountAsOf): after
+// entry AsOfSeq and every hold event recorded while it was the ledger's head. AsOf is the time
+// asked for, when the point was given as a time. Both are null for the current balances.
+type AccountAsOf struct {
+	Account
+	AsOfSeq *int64     `json:"as_of_seq"`
+	AsOf    *time.Time `json:"as_of"`
+}
+
 // AccountInput creates an account.
 type AccountInput struct {
 	ID             string          `json:"id"`
