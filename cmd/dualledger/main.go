@@ -112,10 +112,10 @@ func newRoot(a *app) *cobra.Command {
 		Use:   "dualledger",
 		Short: "A double-entry ledger on PostgreSQL with a hash-chained audit trail and a dual-ledger outbox",
 		Long: `dualledger posts double entries atomically and idempotently, keeps a hash-chained audit trail,
-enforces balances in the database, mirrors postings to member banks (SCBs) through a
-transactional outbox, proves the ledger with verify-chain and audit, and reconciles it with
-each member bank's own ledger (reconcile, discrepancies; a history importer is planned, see
-docs/architecture.md).
+enforces balances in the database, reserves funds with holds (capture, void, expiry), mirrors
+postings to member banks (SCBs) through a transactional outbox, imports history with a resumable
+backfill, proves the ledger with verify-chain and audit, and reconciles it with each member
+bank's own ledger (reconcile, discrepancies, statements). See README.md and docs/.
 
 With no DATABASE_URL every command uses a private PostgreSQL cluster in ./.dualledger/pg
 (--data-dir or DUALLEDGER_DATA to move it), started on demand and stopped when the last
