@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"net/http"
+	"net/url"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -373,8 +374,15 @@ func backfillDryRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfi
 }
 
 func describeSource(sf backfillSourceFlags) string {
-	if sf.sourceType == backfill.TypeDatabase {
+	switch sf.sourceType {
+	case backfill.TypeDatabase:
 		return "(connection string not recorded)"
+	case backfill.TypeAPI:
+		// Neither user information nor the query (either may hold a credential) is recorded.
+		if u, err := url.Parse(sf.src); err == nil {
+			return u.Scheme + "://" + u.Host + u.Path
+		}
+		return "(unparsable URL not recorded)"
 	}
 	return sf.src
 }
