@@ -3,8 +3,8 @@ package sim
 import (
 	"bytes"
 	"context"
-	"io"
 	"errors"
+	"io"
 	"net/http"
 	"testing"
 
