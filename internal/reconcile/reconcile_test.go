@@ -208,13 +208,22 @@ func TestLossFoundByFullRun(t *testing.T) {
 	if run := e.reconcile(reconcile.Options{}); run.Found != 0 || run.SCBEntriesRead != 0 {
 		t.Fatalf("incremental run after the loss: %+v", run)
 	}
-	if run := e.reconcile(reconcile.Options{Full: true}); run.Found != 1 || run.SCBEntriesRead != 1 {
+	// Found with the default grace too: an entry the SCB acknowledged is expected there at any age.
+	if run := e.reconcile(reconcile.Options{Full: true, Grace: 5 * time.Minute}); run.Found != 1 || run.SCBEntriesRead != 1 {
 		t.Fatalf("full run after the loss: %+v", run)
+	}
+	// A delivery not made yet is expected only once older than the grace.
+	e.post("SCB-1", "late", "4.00")
+	if run := e.reconcile(reconcile.Options{Grace: 5 * time.Minute}); run.Found != 1 {
+		t.Fatalf("a queued row within the grace: %+v", run)
+	}
+	if run := e.reconcile(reconcile.Options{}); run.Found != 2 || run.NewFound != 1 {
+		t.Fatalf("a queued row past the grace: %+v", run)
 	}
 	e.post("SCB-1", "c", "3.00")
 	e.deliver(3)
-	if run := e.reconcile(reconcile.Options{}); run.Found != 1 || run.SCBEntriesRead != 1 {
-		t.Fatalf("incremental run after the full one: %+v", run)
+	if run := e.reconcile(reconcile.Options{}); run.Found != 1 || run.SCBEntriesRead != 2 || run.Cleared != 1 {
+		t.Fatalf("incremental run after the full one (late and c delivered): %+v", run)
 	}
 	ds := e.discrepancies(reconcile.Filter{})
 	if len(ds) != 1 || ds[0].ReferenceID != "a" || ds[0].Kind != reconcile.KindMissingOnSCB {
