@@ -155,17 +155,19 @@ REVOKE ALL ON FUNCTION reconcile_candidates(text, text, bigint, timestamptz) FRO
 
 -- Every difference between our deliveries to p_scb_id (the entries with an outbox row for it) and
 -- the SCB's copy, matched by (ledger, reference), with both sides' values: all of them when
--- p_since is NULL (a full comparison), else only reconcile_candidates(p_run, p_since). Rows of ours
--- younger than p_grace are not yet expected at the SCB (missing_on_scb) nor FINALIZED here
--- (status_mismatch).
+-- p_since is NULL (a full comparison), else only reconcile_candidates(p_run, p_since). A delivery
+-- not made yet (QUEUED, PROCESSING) younger than p_grace is not yet expected at the SCB, one the
+-- SCB answered after this run began reading is left to the next run (missing_on_scb); a row not
+-- updated for p_grace is expected FINALIZED here when the SCB says FINAL (status_mismatch).
 DROP FUNCTION IF EXISTS reconcile_findings(text, text, interval);
 CREATE OR REPLACE FUNCTION reconcile_findings(p_scb_id text, p_ledger_id text, p_grace interval, p_run bigint, p_since timestamptz)
 RETURNS TABLE (kind text, ledger_id text, reference_id text, entry_seq bigint, outbox_id bigint, fields text[], dbis jsonb, scb jsonb)
 LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
 WITH keys AS MATERIALIZED (
     SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(p_scb_id, p_ledger_id, p_run, p_since) c WHERE p_since IS NOT NULL),
+run AS (SELECT r.started_at FROM reconciliation_runs r WHERE r.id = p_run),
 ours AS (
-    SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at,
+    SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at, o.sent_at,
            o.failure_reason, e.seq, e.id AS entry_id, e.debit_account_id, e.credit_account_id, e.amount, e.currency_code,
            e.asset_type, e.transaction_type, e.timestamp_utc, encode(e.block_hash, 'hex') AS block_hash
       FROM dual_ledger_outbox o
@@ -196,7 +198,11 @@ hits AS (
       FROM j CROSS JOIN LATERAL (VALUES
           ('missing_on_dbis', '{}'::text[], j.outbox_id IS NULL),
           ('delivery_failed', '{}'::text[], j.outbox_status = 'FAILED'),
-          ('missing_on_scb', '{}'::text[], j.t_reference IS NULL AND j.outbox_status <> 'FAILED' AND j.created_at <= now() - p_grace),
+          -- Not delivered yet: expected at the SCB once older than the grace. Delivered (the SCB
+          -- answered): expected whatever its age, if that answer came before this run read the list.
+          ('missing_on_scb', '{}'::text[], j.t_reference IS NULL AND j.outbox_status <> 'FAILED' AND CASE
+              WHEN j.outbox_status IN ('QUEUED', 'PROCESSING') THEN j.created_at <= now() - p_grace
+              ELSE coalesce(j.sent_at, j.updated_at) < (SELECT run.started_at FROM run) END),
           ('amount_mismatch', '{amount}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND j.amount_differs),
           ('field_mismatch', j.differing, j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND cardinality(j.differing) > 0),
           ('hash_mismatch', '{block_hash}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL

@@ -1,7 +1,9 @@
 package reconcile_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -208,13 +210,22 @@ func TestLossFoundByFullRun(t *testing.T) {
 	if run := e.reconcile(reconcile.Options{}); run.Found != 0 || run.SCBEntriesRead != 0 {
 		t.Fatalf("incremental run after the loss: %+v", run)
 	}
-	if run := e.reconcile(reconcile.Options{Full: true}); run.Found != 1 || run.SCBEntriesRead != 1 {
+	// Found with the default grace too: an entry the SCB acknowledged is expected there at any age.
+	if run := e.reconcile(reconcile.Options{Full: true, Grace: 5 * time.Minute}); run.Found != 1 || run.SCBEntriesRead != 1 {
 		t.Fatalf("full run after the loss: %+v", run)
+	}
+	// A delivery not made yet is expected only once older than the grace.
+	e.post("SCB-1", "late", "4.00")
+	if run := e.reconcile(reconcile.Options{Grace: 5 * time.Minute}); run.Found != 1 {
+		t.Fatalf("a queued row within the grace: %+v", run)
+	}
+	if run := e.reconcile(reconcile.Options{}); run.Found != 2 || run.NewFound != 1 {
+		t.Fatalf("a queued row past the grace: %+v", run)
 	}
 	e.post("SCB-1", "c", "3.00")
 	e.deliver(3)
-	if run := e.reconcile(reconcile.Options{}); run.Found != 1 || run.SCBEntriesRead != 1 {
-		t.Fatalf("incremental run after the full one: %+v", run)
+	if run := e.reconcile(reconcile.Options{}); run.Found != 1 || run.SCBEntriesRead != 2 || run.Cleared != 1 {
+		t.Fatalf("incremental run after the full one (late and c delivered): %+v", run)
 	}
 	ds := e.discrepancies(reconcile.Filter{})
 	if len(ds) != 1 || ds[0].ReferenceID != "a" || ds[0].Kind != reconcile.KindMissingOnSCB {
@@ -270,5 +281,31 @@ func TestScheduleRunsDueSCBs(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	if runs := s.RunDue(e.ctx); len(runs) != 1 {
 		t.Fatalf("after Every: %+v", runs)
+	}
+}
+
+// downSCB answers every list request with an error, as an SCB in an outage.
+type downSCB struct{ reconcile.SCB }
+
+func (downSCB) List(context.Context, string, int) (scb.Page, error) {
+	return scb.Page{}, errors.New("503 from the SCB (outage)")
+}
+
+// TestFailedRunChangesNothing: a run whose SCB is down is recorded failed with its error; it
+// clears nothing and its cursor is not used by the next run.
+func TestFailedRunChangesNothing(t *testing.T) {
+	e := faultyLedger(t)
+	good := e.reconcile(reconcile.Options{})
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "r2", Amount: strp("10.00")})
+	run, err := reconcile.Reconcile(e.ctx, e.pool, downSCB{e.clients["SCB-1"]}, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1"})
+	if err == nil || run.Status != "failed" || run.Error == nil || !strings.Contains(*run.Error, "outage") {
+		t.Fatalf("run against a down SCB: %+v %v", run, err)
+	}
+	if live := e.discrepancies(reconcile.Filter{}); len(live) != 7 {
+		t.Errorf("the failed run cleared something: %d live", len(live))
+	}
+	next := e.reconcile(reconcile.Options{})
+	if next.CursorFrom == nil || good.CursorTo == nil || *next.CursorFrom != *good.CursorTo || next.Cleared != 1 {
+		t.Errorf("the run after the failed one: %+v (cursor from %v, the good run's %v)", next, next.CursorFrom, good.CursorTo)
 	}
 }
