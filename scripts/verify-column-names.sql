@@ -1,20 +1,15 @@
 -- scripts/verify-column-names.sql: check that the database uses the snake_case column names the
 -- code relies on (deployment step 1 of the seeds, docs/design.md §10.2), before auditing or migrating.
 --
+-- GENERATED from internal/integrity/checks/01_column_names.sql, the column_names check of `dualledger audit`;
+-- do not edit. Change that file, then: go test ./internal/integrity -run TestAuditScriptGenerated -update
+--
 --   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/verify-column-names.sql
 --
 -- Exit status: 0 when every expected column, the idempotency constraint and the seeds' posting
 -- function exist and no camelCase column sits beside them; 3 otherwise (the final DO block
 -- raises, and ON_ERROR_STOP - which the script also sets itself - makes psql exit 3); 1 or 2
--- when psql itself or the connection fails.
---
--- It prints the missing columns, any camelCase columns (a Prisma schema without @map), and the
--- missing constraint/function. The expected list is the columns named by the seeds' code
--- (posting module, outbox worker, monitoring and backfill queries) and by the audits;
--- ledger_backfill_checkpoints is checked only once it exists (the backfill feature creates it).
--- Same rule, same list as the column_names check of `dualledger audit`
--- (internal/integrity/audit.go). pg_catalog rather than information_schema, which hides the
--- columns of tables the current role may not read.
+-- when psql itself or the connection fails. It changes nothing (everything is rolled back).
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -22,8 +17,15 @@
 
 BEGIN;
 
-CREATE TEMP TABLE expected_columns (table_name text, column_name text, required boolean) ON COMMIT DROP;
-INSERT INTO expected_columns VALUES
+CREATE TEMP TABLE column_findings ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- column_names (generated into scripts/verify-column-names.sql: deployment step 1 of the seeds,
+-- docs/design.md §10.2): the snake_case columns that the seeds' code (posting module, outbox
+-- worker, backfill, monitoring queries) and this audit name, no camelCase column beside them (a Prisma schema without @map), the idempotency constraint and
+-- the seeds' posting function. ledger_backfill_checkpoints is checked only once it exists (the
+-- backfill feature creates it). pg_catalog, not information_schema: information_schema hides the
+-- columns the current role has no privilege on.
+WITH expected(table_name, column_name, required) AS (VALUES
     ('ledgers', 'id', true), ('ledgers', 'head_seq', true), ('ledgers', 'head_hash', true),
     ('bank_accounts', 'ledger_id', true), ('bank_accounts', 'id', true), ('bank_accounts', 'currency_code', true),
     ('bank_accounts', 'asset_type', true), ('bank_accounts', 'balance', true), ('bank_accounts', 'available_balance', true),
@@ -42,54 +44,50 @@ INSERT INTO expected_columns VALUES
     ('ledger_backfill_checkpoints', 'status', false), ('ledger_backfill_checkpoints', 'last_processed_id', false),
     ('ledger_backfill_checkpoints', 'last_processed_timestamp', false), ('ledger_backfill_checkpoints', 'total_processed', false),
     ('ledger_backfill_checkpoints', 'total_successful', false), ('ledger_backfill_checkpoints', 'total_failed', false),
-    ('ledger_backfill_checkpoints', 'last_checkpoint_at', false), ('ledger_backfill_checkpoints', 'completed_at', false);
-
-CREATE TEMP TABLE column_findings ON COMMIT DROP AS
-SELECT 'missing column' AS problem, x.table_name AS object, x.column_name AS name
-  FROM expected_columns x
- WHERE (x.required OR to_regclass(x.table_name) IS NOT NULL)
-   AND NOT EXISTS (SELECT 1 FROM pg_attribute a
-                    WHERE a.attrelid = to_regclass(x.table_name) AND a.attname = x.column_name
-                      AND a.attnum > 0 AND NOT a.attisdropped)
-UNION ALL
-SELECT 'camelCase column', c.relname, a.attname
-  FROM (SELECT DISTINCT table_name FROM expected_columns) t
-  JOIN pg_class c ON c.oid = to_regclass(t.table_name)
-  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
- WHERE a.attname <> lower(a.attname)
-UNION ALL
-SELECT 'missing constraint', 'ledger_entries', 'ledger_entries_unique_ledger_reference'
- WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
-                    WHERE conname = 'ledger_entries_unique_ledger_reference' AND conrelid = to_regclass('ledger_entries'))
-UNION ALL
-SELECT 'missing function', 'post_ledger_entry', 'post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb)'
- WHERE to_regprocedure('post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb)') IS NULL;
-
-\echo '== expected columns per table (present / expected)'
-SELECT x.table_name,
-       count(*) FILTER (WHERE a.attname IS NOT NULL) AS present,
-       count(*) AS expected,
-       CASE WHEN to_regclass(x.table_name) IS NULL AND NOT bool_or(x.required) THEN 'table not created yet (optional)'
-            WHEN to_regclass(x.table_name) IS NULL THEN 'TABLE MISSING' ELSE '' END AS note
-  FROM expected_columns x
-  LEFT JOIN pg_attribute a ON a.attrelid = to_regclass(x.table_name) AND a.attname = x.column_name
-                          AND a.attnum > 0 AND NOT a.attisdropped
- GROUP BY x.table_name
- ORDER BY x.table_name;
+    ('ledger_backfill_checkpoints', 'last_checkpoint_at', false), ('ledger_backfill_checkpoints', 'completed_at', false)
+), f AS (
+    SELECT 1 AS ord, x.table_name || '.' || x.column_name AS what,
+           format('missing column %s.%s', x.table_name, x.column_name) AS message,
+           jsonb_build_object('problem', 'missing_column', 'table', x.table_name, 'column', x.column_name) AS details
+      FROM expected x
+     WHERE (x.required OR to_regclass(x.table_name) IS NOT NULL)
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                        WHERE a.attrelid = to_regclass(x.table_name) AND a.attname = x.column_name
+                          AND a.attnum > 0 AND NOT a.attisdropped)
+    UNION ALL
+    SELECT 2, c.relname || '.' || a.attname,
+           format('camelCase column %s.%I (the code expects snake_case names)', c.relname, a.attname),
+           jsonb_build_object('problem', 'camel_case_column', 'table', c.relname, 'column', a.attname)
+      FROM (SELECT DISTINCT table_name FROM expected) t
+      JOIN pg_class c ON c.oid = to_regclass(t.table_name)
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE a.attname <> lower(a.attname)
+    UNION ALL
+    SELECT 3, 'ledger_entries_unique_ledger_reference',
+           'missing constraint ledger_entries_unique_ledger_reference (UNIQUE (ledger_id, reference_id), migration 001)',
+           jsonb_build_object('problem', 'missing_constraint', 'constraint', 'ledger_entries_unique_ledger_reference')
+     WHERE NOT EXISTS (SELECT 1 FROM pg_constraint
+                        WHERE conname = 'ledger_entries_unique_ledger_reference' AND conrelid = to_regclass('ledger_entries'))
+    UNION ALL
+    SELECT 3, 'post_ledger_entry',
+           'missing function post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) (migration 005)',
+           jsonb_build_object('problem', 'missing_function', 'function', 'post_ledger_entry')
+     WHERE to_regprocedure('post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb)') IS NULL
+)
+SELECT message, details FROM f ORDER BY ord, what
+) AS c(message, details);
 
 \echo '== findings (missing columns, camelCase columns, missing constraint or function)'
-SELECT problem, object, name FROM column_findings ORDER BY problem, object, name;
+SELECT message FROM column_findings ORDER BY n;
 
 DO $$
 DECLARE
-    n    bigint;
+    k    bigint;
     list text;
 BEGIN
-    SELECT count(*), string_agg(format('%s %s.%s', problem, object, name), ', ' ORDER BY problem, object, name)
-      INTO n, list
-      FROM column_findings;
-    IF n > 0 THEN
-        RAISE EXCEPTION 'verify-column-names: % finding(s): %', n, list
+    SELECT count(*), string_agg(message, '; ' ORDER BY n) INTO k, list FROM column_findings;
+    IF k > 0 THEN
+        RAISE EXCEPTION 'verify-column-names: % finding(s): %', k, list
             USING HINT = 'the code expects snake_case columns (e.g. ledger_id, debit_account_id); apply the migrations (dualledger migrate) or map the names';
     END IF;
     RAISE NOTICE 'verify-column-names: all expected columns exist (snake_case)';

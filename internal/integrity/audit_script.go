@@ -98,3 +98,59 @@ ROLLBACK;
 `)
 	return b.String()
 }
+
+// columnScript returns scripts/verify-column-names.sql: Audit's column_names check (the query of
+// its checks/ file, one copy) as a psql script that lists what is missing and exits 3 when
+// anything is (deployment step 1 of the seeds, docs/design.md §10.2).
+func columnScript() string {
+	var check auditCheck
+	for _, c := range auditChecks() {
+		if c.name == CheckColumnNames {
+			check = c
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `-- scripts/verify-column-names.sql: check that the database uses the snake_case column names the
+-- code relies on (deployment step 1 of the seeds, docs/design.md §10.2), before auditing or migrating.
+--
+-- GENERATED from internal/integrity/checks/%s, the column_names check of `+"`dualledger audit`"+`;
+-- do not edit. Change that file, then: go test ./internal/integrity -run TestAuditScriptGenerated -update
+--
+--   psql "$DATABASE_URL" -X -v ON_ERROR_STOP=1 -f scripts/verify-column-names.sql
+--
+-- Exit status: 0 when every expected column, the idempotency constraint and the seeds' posting
+-- function exist and no camelCase column sits beside them; 3 otherwise (the final DO block
+-- raises, and ON_ERROR_STOP - which the script also sets itself - makes psql exit 3); 1 or 2
+-- when psql itself or the connection fails. It changes nothing (everything is rolled back).
+
+\set ON_ERROR_STOP on
+\set QUIET on
+\pset pager off
+
+BEGIN;
+
+CREATE TEMP TABLE column_findings ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+%s
+) AS c(message, details);
+
+\echo '== findings (missing columns, camelCase columns, missing constraint or function)'
+SELECT message FROM column_findings ORDER BY n;
+
+DO $$
+DECLARE
+    k    bigint;
+    list text;
+BEGIN
+    SELECT count(*), string_agg(message, '; ' ORDER BY n) INTO k, list FROM column_findings;
+    IF k > 0 THEN
+        RAISE EXCEPTION 'verify-column-names: %% finding(s): %%', k, list
+            USING HINT = 'the code expects snake_case columns (e.g. ledger_id, debit_account_id); apply the migrations (dualledger migrate) or map the names';
+    END IF;
+    RAISE NOTICE 'verify-column-names: all expected columns exist (snake_case)';
+END $$;
+
+ROLLBACK;
+`, check.file, check.query())
+	return b.String()
+}

@@ -6,9 +6,12 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite scripts/audit-balances.sql from checks/*.sql")
+var update = flag.Bool("update", false, "rewrite scripts/audit-balances.sql and scripts/verify-column-names.sql from checks/*.sql")
 
-const auditScriptPath = "../../scripts/audit-balances.sql"
+const (
+	auditScriptPath  = "../../scripts/audit-balances.sql"
+	columnScriptPath = "../../scripts/verify-column-names.sql"
+)
 
 // TestAuditScriptGenerated fails while scripts/audit-balances.sql is not what auditScript
 // generates from checks/*.sql; -update rewrites it.
@@ -30,17 +33,18 @@ func TestAuditScriptGenerated(t *testing.T) {
 			t.Fatalf("checks/%s is not one of Audit's checks", f.Name())
 		}
 	}
-	want := auditScript()
-	if *update {
-		if err := os.WriteFile(auditScriptPath, []byte(want), 0o644); err != nil {
+	for path, want := range map[string]string{auditScriptPath: auditScript(), columnScriptPath: columnScript()} {
+		if *update {
+			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	got, err := os.ReadFile(auditScriptPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != want {
-		t.Fatalf("%s is not generated from internal/integrity/checks/*.sql: run go test ./internal/integrity -run TestAuditScriptGenerated -update", auditScriptPath)
+		if string(got) != want {
+			t.Fatalf("%s is not generated from internal/integrity/checks/*.sql: run go test ./internal/integrity -run TestAuditScriptGenerated -update", path)
+		}
 	}
 }

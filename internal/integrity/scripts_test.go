@@ -114,7 +114,7 @@ func TestColumnNamesScript(t *testing.T) {
 	}
 	code, out = runPsql(t, d, "verify-column-names.sql")
 	if code != 3 || !strings.Contains(out, "missing column ledger_entries.debit_account_id") ||
-		!strings.Contains(out, "camelCase column ledger_entries.debitAccountId") {
+		!strings.Contains(out, `camelCase column ledger_entries."debitAccountId"`) {
 		t.Fatalf("renamed column: exit %d\n%s", code, out)
 	}
 	r, err := integrity.Audit(context.Background(), d.Pool, integrity.AuditOptions{})

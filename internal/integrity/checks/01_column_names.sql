@@ -1,4 +1,4 @@
--- column_names, the rule of scripts/verify-column-names.sql (deployment step 1 of the seeds,
+-- column_names (generated into scripts/verify-column-names.sql: deployment step 1 of the seeds,
 -- docs/design.md §10.2): the snake_case columns that the seeds' code (posting module, outbox
 -- worker, backfill, monitoring queries) and this audit name, no camelCase column beside them (a Prisma schema without @map), the idempotency constraint and
 -- the seeds' posting function. ledger_backfill_checkpoints is checked only once it exists (the
