@@ -597,6 +597,8 @@ BEGIN
                                           v_rev_currency[rv], v_rev_asset[rv]);
         ELSIF e_reverses[i] IS NOT NULL AND v_rev_done[rv] + amt > v_rev_amount[rv] THEN
             rj := dl_post_reject_overreversal(e_reverses[i], v_rev_amount[rv], v_rev_done[rv], e_currency[i]);
+        -- available_balance is balance - reserved_balance (004's CHECK): funds reserved by holds
+        -- (db/functions/posting_holds.sql) are not available, so this check respects them.
         ELSIF a_limit[d] IS NOT NULL AND a_avail[d] - amt < -a_limit[d] THEN
             rj := dl_post_reject_funds(a_id[d], a_avail[d], a_limit[d], amt, e_currency[i]);
         ELSIF a_bal[d] - amt <= -1e20 OR a_bal[c] + amt >= 1e20 THEN
