@@ -32,8 +32,11 @@ BEGIN
        SET status = 'abandoned', finished_at = now(), error = 'the process running it stopped before it finished'
      WHERE scb_id = p_scb_id AND status = 'running';
     IF NOT coalesce(p_full, false) THEN
+        -- Only a run over every ledger moves the cursor on: a --ledger run reads the whole list
+        -- but compares one ledger, so starting after it would skip the others' entries for good.
+        -- A --ledger run therefore also starts from the last unfiltered run (it rereads more).
         SELECT r.cursor_to INTO v_cursor FROM reconciliation_runs r
-         WHERE r.scb_id = p_scb_id AND r.status = 'ok' AND r.cursor_to IS NOT NULL
+         WHERE r.scb_id = p_scb_id AND r.status = 'ok' AND r.cursor_to IS NOT NULL AND r.ledger_filter IS NULL
          ORDER BY r.id DESC LIMIT 1;
     END IF;
     INSERT INTO reconciliation_runs (scb_id, ledger_filter, full_read, actor, cursor_from, cursor_to)
@@ -258,9 +261,24 @@ BEGIN
         -- row too young then is old enough now) and a minute (a transaction that began before that
         -- run and committed after it compared); the first run compares all.
         SELECT r.started_at - p_grace - interval '1 minute' INTO v_since FROM reconciliation_runs r
-         WHERE r.scb_id = v_run.scb_id AND r.status = 'ok' AND r.id < p_run ORDER BY r.id DESC LIMIT 1;
+         WHERE r.scb_id = v_run.scb_id AND r.status = 'ok' AND r.id < p_run AND r.ledger_filter IS NULL
+         ORDER BY r.id DESC LIMIT 1;
     END IF;
-    WITH f AS (SELECT * FROM reconcile_findings(v_run.scb_id, v_run.ledger_filter, p_grace, p_run, v_since)),
+    -- A resolution that did not work must not hide its finding: a requeue or correct resolved
+    -- before this run began (less the grace) whose finding is seen again is cleared, so the
+    -- upsert below opens a fresh OPEN row (the resolved one keeps its history). An 'explained'
+    -- finding stays as it is: that is what explained means.
+    -- The findings are computed once, into a temporary table both statements read.
+    DROP TABLE IF EXISTS pg_temp.reconcile_found;
+    CREATE TEMP TABLE reconcile_found ON COMMIT DROP AS
+        SELECT * FROM reconcile_findings(v_run.scb_id, v_run.ledger_filter, p_grace, p_run, v_since);
+    UPDATE reconciliation_discrepancies d
+       SET cleared_at = now(), cleared_run_id = p_run
+      FROM pg_temp.reconcile_found f
+     WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status = 'RESOLVED'
+       AND d.resolution IN ('requeue', 'correct') AND d.resolved_at < v_run.started_at - p_grace
+       AND (d.ledger_id, d.reference_id, d.kind) = (f.ledger_id, f.reference_id, f.kind);
+    WITH f AS (SELECT * FROM pg_temp.reconcile_found),
     up AS (
         INSERT INTO reconciliation_discrepancies AS d
             (ledger_id, scb_id, reference_id, kind, entry_seq, outbox_id, fields, dbis, scb, first_run_id, last_run_id)
@@ -309,7 +327,7 @@ CREATE OR REPLACE FUNCTION reconcile_last_ok_runs()
 RETURNS TABLE (scb_id text, run_id bigint, started_at timestamptz, finished_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
     SELECT DISTINCT ON (r.scb_id) r.scb_id, r.id, r.started_at, r.finished_at
-      FROM reconciliation_runs r WHERE r.status = 'ok' ORDER BY r.scb_id, r.id DESC
+      FROM reconciliation_runs r WHERE r.status = 'ok' AND r.ledger_filter IS NULL ORDER BY r.scb_id, r.id DESC
 $$;
 REVOKE ALL ON FUNCTION reconcile_last_ok_runs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_last_ok_runs() TO dualledger_worker;

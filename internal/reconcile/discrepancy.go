@@ -163,22 +163,20 @@ type Resolution struct {
 // CorrectionReference is the reference_id of the correcting entry of discrepancy id.
 func CorrectionReference(id int64) string { return "recon-" + strconv.FormatInt(id, 10) }
 
-// Resolve resolves discrepancy id. A `correct` resolution first posts its correcting entry
-// through the posting function (ledger.PostBatch; a retry replays it), then links it; requeue
-// redelivers through the outbox. The database refuses a second resolution (discrepancy_resolved)
-// and records the act in the operator log. Returns the resolved discrepancy and, for correct,
-// the posting's result.
+// Resolve resolves discrepancy id. A `correct` resolution posts its correcting entry through the
+// posting function and links it in one transaction: if another resolution wins the race, or the
+// process dies in between, the correcting entry is rolled back with the link, so money never
+// moves for a discrepancy that does not say so. Requeue redelivers through the outbox. The
+// database refuses a second resolution (discrepancy_resolved) and records the act in the
+// operator log. Returns the resolved discrepancy and, for correct, the posting's result.
 func Resolve(ctx context.Context, pool *pgxpool.Pool, actor string, id int64, res Resolution) (Discrepancy, *ledger.Result, error) {
-	var (
-		ref    string
-		posted *ledger.Result
-	)
 	switch res.Kind {
 	case ResolutionRequeue, ResolutionExplained:
 		if res.Correction != nil {
 			return Discrepancy{}, nil, ledger.Errorf(ledger.CodeInvalidRequest, "a correction goes only with the resolution correct").
 				WithDetails(map[string]string{"field": "correction"})
 		}
+		return resolveIn(ctx, pool, actor, id, res, "")
 	case ResolutionCorrect:
 		d, err := Get(ctx, pool, id)
 		if err != nil {
@@ -191,24 +189,51 @@ func Resolve(ctx context.Context, pool *pgxpool.Pool, actor string, id int64, re
 		if err != nil {
 			return Discrepancy{}, nil, err
 		}
-		results, err := ledger.PostBatch(ctx, pool, d.LedgerID, []ledger.EntryInput{in}, true)
-		if err != nil {
-			return Discrepancy{}, nil, err
+		// A serialization failure or deadlock of the posting rolled everything back: run it again.
+		for attempt := 1; ; attempt++ {
+			out, posted, err := correctIn(ctx, pool, actor, d, in, res)
+			if err == nil || attempt == 3 || !ledger.Retryable(err) {
+				return out, posted, err
+			}
 		}
-		if err := results[0].Err(); err != nil {
-			return Discrepancy{}, &results[0], err
-		}
-		posted, ref = &results[0], in.ReferenceID
 	default:
 		return Discrepancy{}, nil, ledger.Errorf(ledger.CodeInvalidRequest, "resolution must be requeue, correct or explained, not %q", res.Kind).
 			WithDetails(map[string]string{"field": "resolution"})
 	}
-	d, err := scanDiscrepancy(pool.QueryRow(ctx, `SELECT `+discrepancyColumns+` FROM discrepancy_resolve($1, $2, $3, $4, $5)`,
+}
+
+// correctIn posts the correcting entry in and resolves d with it, in one transaction.
+func correctIn(ctx context.Context, pool *pgxpool.Pool, actor string, d Discrepancy, in ledger.EntryInput, res Resolution) (Discrepancy, *ledger.Result, error) {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return Discrepancy{}, nil, ledger.FromDB(err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	results, err := ledger.PostBatchTx(ctx, tx, d.LedgerID, []ledger.EntryInput{in}, true)
+	if err != nil {
+		return Discrepancy{}, nil, err
+	}
+	if err := results[0].Err(); err != nil {
+		return Discrepancy{}, &results[0], err
+	}
+	out, _, err := resolveIn(ctx, tx, actor, d.ID, res, in.ReferenceID)
+	if err != nil {
+		return Discrepancy{}, nil, err // the correcting entry is rolled back with it
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Discrepancy{}, nil, ledger.FromDB(err)
+	}
+	return out, &results[0], nil
+}
+
+// resolveIn records the resolution of discrepancy id (with the correcting entry's reference).
+func resolveIn(ctx context.Context, db ledger.DBTX, actor string, id int64, res Resolution, ref string) (Discrepancy, *ledger.Result, error) {
+	d, err := scanDiscrepancy(db.QueryRow(ctx, `SELECT `+discrepancyColumns+` FROM discrepancy_resolve($1, $2, $3, $4, $5)`,
 		actor, id, res.Kind, res.Reason, ref))
 	if err != nil {
-		return Discrepancy{}, posted, ledger.FromDB(err)
+		return Discrepancy{}, nil, ledger.FromDB(err)
 	}
-	return d, posted, nil
+	return d, nil, nil
 }
 
 // correctionEntry builds the correcting entry of d.
