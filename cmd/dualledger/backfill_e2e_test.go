@@ -543,3 +543,64 @@ func TestBackfillOpeningBalancesAndDryRun(t *testing.T) {
 		t.Errorf("opening balances checkpoint %+v", cp)
 	}
 }
+
+// TestBackfillResumeRefusesAnotherInput: a source stopped part-way resumes only with the input it
+// was started with: another --ledger, another file or another mapping would count the checkpoint's
+// position in rows of a different input (rows skipped, or posted twice), so each is refused with
+// exit 2 and changes nothing; the same input resumes and completes.
+func TestBackfillResumeRefusesAnotherInput(t *testing.T) {
+	d := backfillLedger(t, 4)
+	if _, err := ledger.CreateLedger(context.Background(), d.Pool, "system:test", "OTHER"); err != nil {
+		t.Fatal(err)
+	}
+	path := historyCSV(t, 60, 4)
+	dir := t.TempDir()
+	mapping := filepath.Join(dir, "m.yaml")
+	if err := os.WriteFile(mapping, []byte("defaults:\n  asset_type: fiat\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(dir, "r.jsonl")
+	args := func(extra ...string) []string {
+		return append([]string{"backfill", "run", "--source-type", "csv", "--source-id", "hist", "--errors", report,
+			"--batch-size", "5", "--validate-balances=false"}, extra...)
+	}
+	// Stopped part-way: the rows that overdraw exceed --max-errors 0 (FAILED, resumable).
+	if _, errOut, code := cli(t, d.ConnStr, args("--source", path, "--mapping", mapping, "--max-errors", "0")...); code != 1 {
+		t.Fatalf("first run: exit %d %s", code, errOut)
+	}
+	before := checkpointOf(t, d, "hist")
+	if before.Status == backfill.StatusCompleted || before.TotalProcessed == 0 {
+		t.Fatalf("first run did not stop part-way: %+v", before)
+	}
+	other := filepath.Join(dir, "other.csv")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(dir, "m2.yaml")
+	if err := os.WriteFile(changed, []byte("defaults:\n  asset_type: fiat\n  currency_code: USD\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, extra := range map[string][]string{
+		"another ledger":  {"--source", path, "--mapping", mapping, "--ledger", "OTHER"},
+		"another file":    {"--source", other, "--mapping", mapping},
+		"another mapping": {"--source", path, "--mapping", changed},
+	} {
+		_, errOut, code := cli(t, d.ConnStr, args(extra...)...)
+		if code != 2 || !strings.Contains(errOut, "differs from what source csv/hist was started with") {
+			t.Errorf("%s: exit %d %s", name, code, errOut)
+		}
+		if cp := checkpointOf(t, d, "hist"); cp.Runs != before.Runs || cp.TotalProcessed != before.TotalProcessed {
+			t.Errorf("%s changed the checkpoint: %+v", name, cp)
+		}
+	}
+	if _, errOut, code := cli(t, d.ConnStr, args("--source", path, "--mapping", mapping)...); code != 0 {
+		t.Fatalf("resume with the same input: exit %d %s", code, errOut)
+	}
+	if cp := checkpointOf(t, d, "hist"); cp.Status != backfill.StatusCompleted || cp.TotalProcessed != 60 {
+		t.Errorf("after the resume: %+v", cp)
+	}
+}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -224,13 +227,18 @@ source failure (FAILED; run again to resume).`,
 				if cfg.ErrorsPath != "" && cp.ErrorsFile != nil && *cp.ErrorsFile != cfg.ErrorsPath && cp.Status != backfill.StatusCompleted {
 					return usage("--errors %s differs from this source's error report %s: resume with the same report (or leave --errors out)", cfg.ErrorsPath, *cp.ErrorsFile)
 				}
+				if err == nil && cp.Status != backfill.StatusCompleted {
+					if err := sameInput(cp, sf); err != nil {
+						return err
+					}
+				}
 				if cfg.ErrorsPath == "" && cp.ErrorsFile == nil {
 					if cfg.ErrorsPath, err = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, "")); err != nil {
 						return err
 					}
 				}
 			}
-			cfg.Metadata = map[string]any{"source": describeSource(sf), "mapping": sf.mapping}
+			cfg.Metadata = map[string]any{"source": describeSource(sf), "mapping": sf.mapping, "mapping_sha256": mappingDigest(sf.mapping)}
 			cfg.Logger = a.logger
 			cfg.Workers = workers
 			cfg.Progress = newBackfillProgress(a)
@@ -371,6 +379,44 @@ func backfillDryRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfi
 		return findings("%d rows would be rejected: see %s", out.Rejected, out.ErrorsFile)
 	}
 	return nil
+}
+
+// sameInput refuses to resume a source with another ledger, source or mapping than its
+// checkpoint recorded: the checkpoint's position counts rows of that input, and the rows of another
+// one (a re-export with a row added, another mapping) would be skipped or posted twice.
+func sameInput(cp backfill.Checkpoint, sf backfillSourceFlags) error {
+	var rec struct {
+		Source        *string `json:"source"`
+		MappingSHA256 *string `json:"mapping_sha256"`
+	}
+	_ = json.Unmarshal(cp.Metadata, &rec)
+	differs := func(what, was, now string) error {
+		return usage("%s differs from what source %s/%s was started with (%s, now %s): resume with the same input, "+
+			"or import this one under a new --source-id (docs/runbooks/failed-backfill.md)", what, cp.SourceType, cp.SourceID, was, now)
+	}
+	switch {
+	case cp.LedgerID != sf.ledgerID:
+		return differs("--ledger", cp.LedgerID, sf.ledgerID)
+	case rec.Source != nil && *rec.Source != describeSource(sf):
+		return differs("--source", *rec.Source, describeSource(sf))
+	case rec.MappingSHA256 != nil && *rec.MappingSHA256 != mappingDigest(sf.mapping):
+		return differs("the mapping", "sha256 "+*rec.MappingSHA256, "sha256 "+mappingDigest(sf.mapping))
+	}
+	return nil
+}
+
+// mappingDigest is the sha256 of the mapping file's content ("" without one; "unreadable" when
+// it cannot be read, which loading the mapping reports on its own).
+func mappingDigest(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "unreadable"
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 func describeSource(sf backfillSourceFlags) string {

@@ -11,7 +11,7 @@
 
 CREATE OR REPLACE FUNCTION backfill_start(p_source_type text, p_source_id text, p_ledger_id text, p_errors_file text, p_metadata jsonb)
 RETURNS ledger_backfill_checkpoints
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     c ledger_backfill_checkpoints;
 BEGIN
@@ -30,8 +30,9 @@ BEGIN
     END IF;
     UPDATE ledger_backfill_checkpoints
        SET status = 'IN_PROGRESS', runs = runs + 1, error_message = NULL, last_checkpoint_at = now(),
-           errors_file = coalesce(errors_file, p_errors_file),
-           metadata = metadata || coalesce(p_metadata, '{}'::jsonb)
+           errors_file = coalesce(errors_file, p_errors_file)
+           -- metadata stays what the first run recorded (source, mapping digest): the CLI refuses
+           -- to resume with another input, and the record must show the input the seqs came from.
      WHERE source_id = p_source_id AND source_type = p_source_type
     RETURNING * INTO c;
     RETURN c;
@@ -44,7 +45,7 @@ CREATE OR REPLACE FUNCTION backfill_checkpoint(
     p_source_type text, p_source_id text, p_last_processed_id text, p_last_processed_timestamp timestamptz,
     p_processed bigint, p_successful bigint, p_failed bigint, p_skipped bigint, p_errors_offset bigint, p_batches jsonb)
 RETURNS ledger_backfill_checkpoints
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     c ledger_backfill_checkpoints;
 BEGIN
@@ -72,7 +73,7 @@ REVOKE ALL ON FUNCTION backfill_checkpoint(text, text, text, timestamptz, bigint
 
 CREATE OR REPLACE FUNCTION backfill_finish(p_source_type text, p_source_id text, p_status text, p_error_message text)
 RETURNS ledger_backfill_checkpoints
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     c ledger_backfill_checkpoints;
 BEGIN
@@ -93,7 +94,7 @@ REVOKE ALL ON FUNCTION backfill_finish(text, text, text, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION backfill_rollback_begin(p_actor text, p_source_type text, p_source_id text, p_reason text)
 RETURNS ledger_backfill_checkpoints
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     c ledger_backfill_checkpoints;
 BEGIN
@@ -127,7 +128,7 @@ REVOKE ALL ON FUNCTION backfill_rollback_begin(text, text, text, text) FROM PUBL
 
 CREATE OR REPLACE FUNCTION backfill_rollback_finish(p_source_type text, p_source_id text, p_status text, p_reversed bigint, p_error_message text)
 RETURNS ledger_backfill_checkpoints
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
     c ledger_backfill_checkpoints;
 BEGIN
