@@ -543,3 +543,29 @@ func TestBackfillOpeningBalancesAndDryRun(t *testing.T) {
 		t.Errorf("opening balances checkpoint %+v", cp)
 	}
 }
+
+// TestBackfillRoles: the import is the owner's (a service login is refused, saying so, and
+// nothing is written); the reporting role reads the status.
+func TestBackfillRoles(t *testing.T) {
+	d := backfillLedger(t, 1)
+	path := filepath.Join(t.TempDir(), "h.csv")
+	_ = os.WriteFile(path, []byte("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\nissuance,acct-0,1.00,USD,t,r1\n"), 0o600)
+	out, errOut, code := cli(t, d.LoginRole(t, "dualledger_api"), "backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "roles",
+		"--errors", filepath.Join(t.TempDir(), "e.jsonl"))
+	if code != 3 || !strings.Contains(errOut, "schema owner") {
+		t.Errorf("as dualledger_api: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if e, _ := ledgerState(t, d); len(e) != 0 {
+		t.Errorf("%d entries written", len(e))
+	}
+	if _, err := backfill.GetCheckpoint(context.Background(), d.Pool, "csv", "roles"); err == nil {
+		t.Error("a checkpoint was written")
+	}
+	if out, errOut, code := cli(t, d.ConnStr, "backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "roles",
+		"--errors", filepath.Join(t.TempDir(), "e.jsonl")); code != 0 {
+		t.Fatalf("as the owner: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code := cli(t, d.LoginRole(t, "dualledger_readonly"), "backfill", "status", "--json"); code != 0 || !strings.Contains(out, `"source_id": "roles"`) {
+		t.Errorf("status as dualledger_readonly: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"net/url"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -219,7 +220,7 @@ source failure (FAILED; run again to resume).`,
 			if !dryRun {
 				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
 				if err != nil && !errors.Is(err, backfill.ErrNotFound) {
-					return &exitError{code: exitInfra, err: err}
+					return infraErr(err)
 				}
 				if cfg.ErrorsPath != "" && cp.ErrorsFile != nil && *cp.ErrorsFile != cfg.ErrorsPath && cp.Status != backfill.StatusCompleted {
 					return usage("--errors %s differs from this source's error report %s: resume with the same report (or leave --errors out)", cfg.ErrorsPath, *cp.ErrorsFile)
@@ -264,6 +265,19 @@ source failure (FAILED; run again to resume).`,
 	return cmd
 }
 
+// infraErr is exit 3; a refused privilege says who may run the command.
+func infraErr(err error) error {
+	if isPermissionDenied(err) {
+		err = fmt.Errorf("%w: backfill run and rollback are an operator's commands and run as the schema owner's login (docs/security.md, docs/backfill.md), not as a service role", err)
+	}
+	return &exitError{code: exitInfra, err: err}
+}
+
+func isPermissionDenied(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42501"
+}
+
 func defaultReportName(sourceType, sourceID, suffix string) string {
 	return fmt.Sprintf("backfill-%s-%s%s.errors.jsonl", sourceType, strings.NewReplacer("/", "_", ":", "_", "@", "_").Replace(sourceID), suffix)
 }
@@ -284,6 +298,8 @@ func runSource(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Op
 		switch {
 		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
 			return out, findings("%v", err)
+		case isPermissionDenied(err):
+			return out, infraErr(err)
 		}
 		return out, &exitError{code: exitInfra, err: fmt.Errorf("%w (status FAILED; run the same command again to resume)", err)}
 	}
@@ -494,7 +510,7 @@ Exit status 1 when a run is stalled or FAILED.`,
 			defer release()
 			cps, err := backfill.ListCheckpoints(ctx, pool)
 			if err != nil {
-				return &exitError{code: exitInfra, err: err}
+				return infraErr(err)
 			}
 			type row struct {
 				backfill.Checkpoint
@@ -600,7 +616,7 @@ Exit status 1 when anything is found.`,
 				if errors.Is(err, backfill.ErrNotFound) {
 					return findings("%v", err)
 				}
-				return &exitError{code: exitInfra, err: err}
+				return infraErr(err)
 			}
 			if a.jsonOut {
 				if err := a.printJSON(map[string]any{"ok": v.OK(), "verification": v}); err != nil {
@@ -707,6 +723,8 @@ money (insufficient_funds): a decision for the ledger's owner, not something to 
 				switch {
 				case errors.Is(err, backfill.ErrNotFound), errors.Is(err, backfill.ErrLocked):
 					return findings("%v", err)
+				case isPermissionDenied(err):
+					return infraErr(err)
 				}
 				return rejection(err)
 			}
