@@ -258,7 +258,7 @@ source failure (FAILED; run again to resume).`,
 	fl.BoolVar(&cfg.SkipDuplicates, "skip-duplicates", true, "a row whose reference is already in the ledger with the same content is skipped (false: it is rejected)")
 	fl.BoolVar(&cfg.ValidateBalances, "validate-balances", true, "audit the touched accounts (balance = Σ credits − Σ debits) every --checkpoint-interval batches and at the end")
 	fl.StringVar(&cfg.ErrorsPath, "errors", "", "error report, JSON lines, appended across runs (default backfill-<type>-<id>.errors.jsonl, then the checkpoint's)")
-	fl.Int64Var(&maxErrors, "max-errors", -1, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this (default: no limit)")
+	fl.Int64Var(&maxErrors, "max-errors", 0, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this; no limit unless given")
 	fl.StringVar(&opening, "opening-balances", "", "CSV of opening balances (account_id, amount) posted first from the opening-balance account")
 	fl.StringVar(&openingAccount, "opening-account", "opening-balance", "the account opening balances come from (unlimited overdraft); a from_account_id column overrides it per row")
 	fl.BoolVar(&dryRun, "dry-run", false, "transform and validate every row, check ledger, accounts and references, post nothing (exit 1 when rows would be rejected)")
