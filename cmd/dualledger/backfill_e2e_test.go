@@ -544,6 +544,71 @@ func TestBackfillOpeningBalancesAndDryRun(t *testing.T) {
 	}
 }
 
+// TestBackfillRoles: the import is the owner's (a service login is refused, saying so, and
+// nothing is written); the reporting role reads the status.
+func TestBackfillRoles(t *testing.T) {
+	d := backfillLedger(t, 1)
+	path := filepath.Join(t.TempDir(), "h.csv")
+	_ = os.WriteFile(path, []byte("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\nissuance,acct-0,1.00,USD,t,r1\n"), 0o600)
+	out, errOut, code := cli(t, d.LoginRole(t, "dualledger_api"), "backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "roles",
+		"--errors", filepath.Join(t.TempDir(), "e.jsonl"))
+	if code != 3 || !strings.Contains(errOut, "schema owner") {
+		t.Errorf("as dualledger_api: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if e, _ := ledgerState(t, d); len(e) != 0 {
+		t.Errorf("%d entries written", len(e))
+	}
+	if _, err := backfill.GetCheckpoint(context.Background(), d.Pool, "csv", "roles"); err == nil {
+		t.Error("a checkpoint was written")
+	}
+	if out, errOut, code := cli(t, d.ConnStr, "backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "roles",
+		"--errors", filepath.Join(t.TempDir(), "e.jsonl")); code != 0 {
+		t.Fatalf("as the owner: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code := cli(t, d.LoginRole(t, "dualledger_readonly"), "backfill", "status", "--json"); code != 0 || !strings.Contains(out, `"source_id": "roles"`) {
+		t.Errorf("status as dualledger_readonly: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestBackfillSourceChangedUnderItsCheckpoint: a CSV edited before the checkpoint (a row
+// inserted) is refused on resume instead of being resumed by position (which would skip a row).
+func TestBackfillSourceChangedUnderItsCheckpoint(t *testing.T) {
+	d := backfillLedger(t, 1)
+	var b strings.Builder
+	b.WriteString("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\n")
+	for i := range 30 {
+		amount := "1.00"
+		if i == 14 {
+			amount = "oops"
+		}
+		fmt.Fprintf(&b, "issuance,acct-0,%s,USD,t,c-%02d\n", amount, i)
+	}
+	path := filepath.Join(t.TempDir(), "c.csv")
+	_ = os.WriteFile(path, []byte(b.String()), 0o600)
+	args := []string{"backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "changed", "--batch-size", "10",
+		"--errors", filepath.Join(t.TempDir(), "e.jsonl")}
+	if _, errOut, code := cli(t, d.ConnStr, append(args, "--max-errors", "0")...); code != 1 {
+		t.Fatalf("exit %d, want 1 (max errors)\n%s", code, errOut)
+	}
+	if cp := checkpointOf(t, d, "changed"); cp.Status != backfill.StatusFailed || cp.TotalProcessed != 20 {
+		t.Fatalf("%+v", cp)
+	}
+	lines := strings.SplitAfter(b.String(), "\n")
+	edited := lines[0] + "issuance,acct-0,2.00,USD,t,inserted\n" + strings.Join(lines[1:], "")
+	_ = os.WriteFile(path, []byte(edited), 0o600)
+	out, errOut, code := cli(t, d.ConnStr, args...)
+	if code != 1 || !strings.Contains(errOut, "are not the ones the run read") {
+		t.Errorf("resume over an edited source: exit %d\n%s\n%s", code, out, errOut)
+	}
+	_ = os.WriteFile(path, []byte(b.String()), 0o600)
+	if out, errOut, code := cli(t, d.ConnStr, args...); code != 0 {
+		t.Fatalf("resume over the original: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if cp := checkpointOf(t, d, "changed"); cp.Status != backfill.StatusCompleted || cp.TotalSuccessful != 29 || cp.TotalFailed != 1 {
+		t.Errorf("%+v", cp)
+	}
+}
+
 // TestBackfillResumeRefusesAnotherInput: a source stopped part-way resumes only with the input it
 // was started with: another --ledger, another file or another mapping would count the checkpoint's
 // position in rows of a different input (rows skipped, or posted twice), so each is refused with

@@ -19,6 +19,7 @@ import (
 	"net/url"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -222,7 +223,7 @@ source failure (FAILED; run again to resume).`,
 			if !dryRun {
 				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
 				if err != nil && !errors.Is(err, backfill.ErrNotFound) {
-					return &exitError{code: exitInfra, err: err}
+					return infraErr(err)
 				}
 				if cfg.ErrorsPath != "" && cp.ErrorsFile != nil && *cp.ErrorsFile != cfg.ErrorsPath && cp.Status != backfill.StatusCompleted {
 					return usage("--errors %s differs from this source's error report %s: resume with the same report (or leave --errors out)", cfg.ErrorsPath, *cp.ErrorsFile)
@@ -265,11 +266,24 @@ source failure (FAILED; run again to resume).`,
 	fl.BoolVar(&cfg.SkipDuplicates, "skip-duplicates", true, "a row whose reference is already in the ledger with the same content is skipped (false: it is rejected)")
 	fl.BoolVar(&cfg.ValidateBalances, "validate-balances", true, "audit the touched accounts (balance = Σ credits − Σ debits) every --checkpoint-interval batches and at the end")
 	fl.StringVar(&cfg.ErrorsPath, "errors", "", "error report, JSON lines, appended across runs (default backfill-<type>-<id>.errors.jsonl, then the checkpoint's)")
-	fl.Int64Var(&maxErrors, "max-errors", -1, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this (default: no limit)")
+	fl.Int64Var(&maxErrors, "max-errors", 0, "fail the run (exit 1, FAILED) once more rows of the source were rejected than this; no limit unless given")
 	fl.StringVar(&opening, "opening-balances", "", "CSV of opening balances (account_id, amount) posted first from the opening-balance account")
 	fl.StringVar(&openingAccount, "opening-account", "opening-balance", "the account opening balances come from (unlimited overdraft); a from_account_id column overrides it per row")
 	fl.BoolVar(&dryRun, "dry-run", false, "transform and validate every row, check ledger, accounts and references, post nothing (exit 1 when rows would be rejected)")
 	return cmd
+}
+
+// infraErr is exit 3; a refused privilege says who may run the command.
+func infraErr(err error) error {
+	if isPermissionDenied(err) {
+		err = fmt.Errorf("%w: backfill run and rollback are an operator's commands and run as the schema owner's login (docs/security.md, docs/backfill.md), not as a service role", err)
+	}
+	return &exitError{code: exitInfra, err: err}
+}
+
+func isPermissionDenied(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "42501"
 }
 
 func defaultReportName(sourceType, sourceID, suffix string) string {
@@ -292,6 +306,8 @@ func runSource(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Op
 		switch {
 		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
 			return out, findings("%v", err)
+		case isPermissionDenied(err):
+			return out, infraErr(err)
 		}
 		return out, &exitError{code: exitInfra, err: fmt.Errorf("%w (status FAILED; run the same command again to resume)", err)}
 	}
@@ -540,7 +556,7 @@ Exit status 1 when a run is stalled or FAILED.`,
 			defer release()
 			cps, err := backfill.ListCheckpoints(ctx, pool)
 			if err != nil {
-				return &exitError{code: exitInfra, err: err}
+				return infraErr(err)
 			}
 			type row struct {
 				backfill.Checkpoint
@@ -646,7 +662,7 @@ Exit status 1 when anything is found.`,
 				if errors.Is(err, backfill.ErrNotFound) {
 					return findings("%v", err)
 				}
-				return &exitError{code: exitInfra, err: err}
+				return infraErr(err)
 			}
 			if a.jsonOut {
 				if err := a.printJSON(map[string]any{"ok": v.OK(), "verification": v}); err != nil {
@@ -753,6 +769,8 @@ money (insufficient_funds): a decision for the ledger's owner, not something to 
 				switch {
 				case errors.Is(err, backfill.ErrNotFound), errors.Is(err, backfill.ErrLocked):
 					return findings("%v", err)
+				case isPermissionDenied(err):
+					return infraErr(err)
 				}
 				return rejection(err)
 			}

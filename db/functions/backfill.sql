@@ -40,10 +40,13 @@ END $$;
 REVOKE ALL ON FUNCTION backfill_start(text, text, text, text, jsonb) FROM PUBLIC;
 
 -- p_batches: [{"ledger_id": ..., "first_seq": ..., "last_seq": ..., "created": ...}], one per
--- ledger of the batch that created entries.
+-- ledger of the batch that created entries. p_metadata is merged into the row's metadata (the
+-- source's fingerprint of the rows read so far, for a resume to check).
+DROP FUNCTION IF EXISTS backfill_checkpoint(text, text, text, timestamptz, bigint, bigint, bigint, bigint, bigint, jsonb);
 CREATE OR REPLACE FUNCTION backfill_checkpoint(
     p_source_type text, p_source_id text, p_last_processed_id text, p_last_processed_timestamp timestamptz,
-    p_processed bigint, p_successful bigint, p_failed bigint, p_skipped bigint, p_errors_offset bigint, p_batches jsonb)
+    p_processed bigint, p_successful bigint, p_failed bigint, p_skipped bigint, p_errors_offset bigint, p_batches jsonb,
+    p_metadata jsonb)
 RETURNS ledger_backfill_checkpoints
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE
@@ -57,6 +60,7 @@ BEGIN
            total_failed = total_failed + p_failed,
            total_skipped = total_skipped + p_skipped,
            errors_offset = p_errors_offset,
+           metadata = metadata || coalesce(p_metadata, '{}'::jsonb),
            batches = batches + 1,
            last_checkpoint_at = now()
      WHERE source_id = p_source_id AND source_type = p_source_type AND status = 'IN_PROGRESS' AND rollback_status IS NULL
@@ -69,7 +73,7 @@ BEGIN
       FROM jsonb_to_recordset(coalesce(p_batches, '[]'::jsonb)) AS b(ledger_id text, first_seq bigint, last_seq bigint, created integer);
     RETURN c;
 END $$;
-REVOKE ALL ON FUNCTION backfill_checkpoint(text, text, text, timestamptz, bigint, bigint, bigint, bigint, bigint, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION backfill_checkpoint(text, text, text, timestamptz, bigint, bigint, bigint, bigint, bigint, jsonb, jsonb) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION backfill_finish(p_source_type text, p_source_id text, p_status text, p_error_message text)
 RETURNS ledger_backfill_checkpoints

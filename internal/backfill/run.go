@@ -114,6 +114,7 @@ type runner struct {
 	touch  map[string]map[string]bool // ledger -> accounts touched since the last audit
 	allTch map[string]map[string]bool // ledger -> accounts touched by this run
 	bases  map[string]*auditBase      // ledger -> balances at the last periodic audit
+	src    source.Reader
 }
 
 // lock takes the source's advisory lock on a connection of its own, which then runs the whole
@@ -276,6 +277,15 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	}
 	defer src.Close()
 	r.this.DoneAtStart, _ = src.Progress()
+	if fp, ok := src.(source.Fingerprinter); ok && after != "" {
+		var meta map[string]any
+		_ = json.Unmarshal(cp.Metadata, &meta)
+		if want, _ := meta["source_fingerprint"].(string); want != "" && want != fp.Fingerprint() {
+			return out, r.fail(bg, fmt.Errorf("%w: the first %s rows of the source are not the ones the run read (a row was inserted, removed or edited before the checkpoint): resuming by position would skip or repeat rows; restore the original source, or import the new one under a new --source-id",
+				source.ErrBadPosition, after))
+		}
+	}
+	r.src = src
 
 	for {
 		if ctx.Err() != nil {
@@ -642,8 +652,12 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 	if err != nil {
 		return err
 	}
-	cp, err := scanCheckpoint(tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_checkpoint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		r.cfg.SourceType, r.cfg.SourceID, pos, lastTS, processed, created, failed, skipped, offset, rangesJSON))
+	var meta []byte
+	if fp, ok := r.src.(source.Fingerprinter); ok {
+		meta, _ = json.Marshal(map[string]string{"source_fingerprint": fp.Fingerprint()})
+	}
+	cp, err := scanCheckpoint(tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_checkpoint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		r.cfg.SourceType, r.cfg.SourceID, pos, lastTS, processed, created, failed, skipped, offset, rangesJSON, meta))
 	if err != nil {
 		return fmt.Errorf("save the checkpoint: %w", err)
 	}

@@ -3,9 +3,12 @@ package source
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"strconv"
@@ -30,6 +33,7 @@ type CSV struct {
 	// the error of the last record, to tell a row error the reader moves past from one it is
 	// stuck on
 	stuckAt int64
+	digest  hash.Hash // of the header and every data row read
 }
 
 // OpenCSV opens path (or stdin for "-") and positions it after data row `after` (a position
@@ -60,7 +64,7 @@ func OpenCSV(path string, stdin io.Reader, after string, o CSVOptions) (*CSV, er
 	r.Comment = o.Comment
 	r.FieldsPerRecord = -1 // checked here, per row, so that a bad row is reported and the rest read
 	r.ReuseRecord = false
-	c := &CSV{f: closer, r: r, size: size, stuckAt: -1}
+	c := &CSV{f: closer, r: r, size: size, stuckAt: -1, digest: sha256.New()}
 	header, err := r.Read()
 	if err != nil {
 		closer.Close()
@@ -87,6 +91,7 @@ func OpenCSV(path string, stdin io.Reader, after string, o CSVOptions) (*CSV, er
 		seen[h] = true
 	}
 	c.header = header
+	c.digest.Write(rawJSON(header))
 	if after != "" {
 		n, err := strconv.ParseInt(after, 10, 64)
 		if err != nil || n < 0 {
@@ -141,6 +146,8 @@ func (c *CSV) Next(ctx context.Context) (Record, error) {
 		c.row++
 		c.lastOf = c.r.InputOffset()
 		r := Record{Pos: strconv.FormatInt(c.row, 10), Line: int64(line), Fields: make(map[string]string, len(c.header)), Raw: rawJSON(validUTF8(rec))}
+		c.digest.Write(r.Raw)
+		c.digest.Write([]byte{'\n'})
 		for i, h := range c.header {
 			if i < len(rec) && rec[i] != "" {
 				r.Fields[h] = rec[i]
@@ -164,6 +171,9 @@ func validUTF8(rec []string) []string {
 	}
 	return rec
 }
+
+// Fingerprint is the SHA-256 (hex) of the header and the rows read so far.
+func (c *CSV) Fingerprint() string { return hex.EncodeToString(c.digest.Sum(nil)) }
 
 // Progress returns the bytes read and the file's size (0 for stdin).
 func (c *CSV) Progress() (int64, int64) { return c.lastOf, c.size }

@@ -39,6 +39,14 @@ type Reader interface {
 	Close() error
 }
 
+// Fingerprinter is a reader that can say which rows it has read: a digest of every row so far. A
+// checkpoint stores it; a resumed reader, having skipped to the checkpoint, must give the same,
+// or the rows before the checkpoint changed since (a row inserted or edited in a file), and
+// resuming by position would skip or repeat rows.
+type Fingerprinter interface {
+	Fingerprint() string
+}
+
 // ErrBadPosition is returned when a checkpoint position does not belong to the source (the file
 // or the key changed since): resuming there could skip or repeat rows.
 var ErrBadPosition = errors.New("the checkpoint position does not match the source")

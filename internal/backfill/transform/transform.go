@@ -304,7 +304,7 @@ func quote(s string) string {
 // timestamp reads RFC 3339 (any offset), then the mapping's layouts (in its time zone when the
 // layout has none), and returns UTC.
 func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
-	layouts := append([]string{time.RFC3339Nano, pgTimestamptz, pgTimestamptzMinutes}, t.m.Timestamp.Layouts...)
+	layouts := append([]string{time.RFC3339Nano, pgTimestamptz, pgTimestamptzMinutes, isoLocal, isoLocalSpace, isoDate}, t.m.Timestamp.Layouts...)
 	for _, l := range layouts {
 		if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
 			if tm.Year() < 1900 || tm.Year() > 9999 {
@@ -314,7 +314,8 @@ func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 		}
 	}
 	return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
-		"timestamp_utc %s is not an RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\")%s", quote(s), layoutHint(t.m.Timestamp.Layouts))
+		"timestamp_utc %s is not an ISO 8601 / RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\"; without an offset it is read in %s)%s",
+		quote(s), t.loc, layoutHint(t.m.Timestamp.Layouts))
 }
 
 // PostgreSQL's ISO output of timestamptz ("2024-01-01 10:00:00+00", "...:00+05:30"), as the
@@ -322,6 +323,14 @@ func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 const (
 	pgTimestamptz        = "2006-01-02 15:04:05.999999999Z07"
 	pgTimestamptzMinutes = "2006-01-02 15:04:05.999999999Z07:00"
+)
+
+// ISO 8601 without an offset (read in the mapping's time zone, UTC by default: the seed's column
+// is timestampUtc), with a T or a space, and a date alone (midnight).
+const (
+	isoLocal      = "2006-01-02T15:04:05.999999999"
+	isoLocalSpace = "2006-01-02 15:04:05.999999999"
+	isoDate       = "2006-01-02"
 )
 
 func layoutHint(l []string) string {

@@ -39,6 +39,14 @@ func TestTransformSeedColumnsAndSnakeCase(t *testing.T) {
 	if row.LedgerID != "L2" || *row.Entry.TimestampUTC != "2024-02-03T03:05:06Z" || *row.Entry.FxRate != "1.5" {
 		t.Errorf("%+v", row)
 	}
+	for in, want := range map[string]string{"2024-02-03T04:05:06": "2024-02-03T04:05:06Z", "2024-02-03 04:05:06.5": "2024-02-03T04:05:06.5Z",
+		"2024-02-03": "2024-02-03T00:00:00Z", "2024-02-03 04:05:06+00": "2024-02-03T04:05:06Z"} {
+		snake["timestamp_utc"] = in
+		row, rej = tr.Transform(rec("3", snake))
+		if rej != nil || *row.Entry.TimestampUTC != want {
+			t.Errorf("%s: %v %v, want %s", in, row.Entry.TimestampUTC, rej, want)
+		}
+	}
 }
 
 func TestTransformRejections(t *testing.T) {
