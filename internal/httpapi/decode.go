@@ -69,6 +69,9 @@ func decodeEntryLimits(data []byte, lim metadataLimits) (ledger.EntryInput, erro
 		if err := ledger.ValidateReference("reference_id", in.ReferenceID); err != nil {
 			return ledger.EntryInput{}, err
 		}
+		if err := notReserved("reference_id", in.ReferenceID); err != nil {
+			return ledger.EntryInput{}, err
+		}
 	}
 	if err := lim.check(in.Metadata); err != nil {
 		return ledger.EntryInput{}, err
@@ -509,4 +512,15 @@ func clip(s string) string {
 		return string([]rune(s)[:maxFieldQuote]) + "…"
 	}
 	return s
+}
+
+// notReserved refuses a reference_id that the operator's tools compute in advance (reconciliation
+// corrections, backfill rollbacks and generated ids: ledger.ReservedReference): a client posting
+// it first would block them.
+func notReserved(field, ref string) error {
+	if p, ok := ledger.ReservedReference(ref); ok {
+		return fieldError(ledger.CodeInvalidRequest, field,
+			"%s may not start with %q: that prefix is reserved for the operator's reconciliation corrections, backfill imports and rollbacks", field, p)
+	}
+	return nil
 }

@@ -96,6 +96,9 @@ func (s *Server) captureHold(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(r.Body, &in); err != nil {
 		return err
 	}
+	if err := notReserved("reference_id", in.ReferenceID); err != nil {
+		return err
+	}
 	if err := s.ownHold(r, ledgerID, ref, true); err != nil {
 		return err
 	}

@@ -11,6 +11,9 @@ func (s *Server) postSettlement(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r.Body, &req); err != nil {
 		return err
 	}
+	if err := notReserved("reference_id", req.ReferenceID); err != nil {
+		return err
+	}
 	if k := keyOf(r); !k.AllowsLedger(s.settle.LedgerID()) {
 		return forbidden("this key may not use ledger %s, where settlements are posted", s.settle.LedgerID())
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -281,4 +282,22 @@ func withReferenceErrors(results []Result, bad []*Error) []Result {
 		*r = Result{Index: r.Index, Code: e.Code, Message: e.Message, Details: e.Details}
 	}
 	return results
+}
+
+// reservedPrefixes are the reference_id prefixes of entries that only the operator's own tools
+// post: reconciliation's corrections (recon-<discrepancy id>), backfill rollbacks' reversals
+// (backfill-reversal:seq-<n>) and the ids backfill generates for rows without one (BACKFILL-...).
+// Those tools compute the reference in advance, so an API client that posted it first would block
+// the correction, the rollback or the import; the API refuses them (ReservedReference).
+var reservedPrefixes = []string{"recon-", "backfill-reversal:", "BACKFILL-"}
+
+// ReservedReference reports whether ref starts with a prefix reserved for the operator's tools,
+// and which.
+func ReservedReference(ref string) (string, bool) {
+	for _, p := range reservedPrefixes {
+		if strings.HasPrefix(ref, p) {
+			return p, true
+		}
+	}
+	return "", false
 }
