@@ -191,8 +191,6 @@ func setup(ctx context.Context, pool *pgxpool.Pool, ledgerID string, accounts in
 	if err != nil {
 		return fmt.Errorf("create naive baseline: %w", err)
 	}
-	// The http modes' key may be limited to the bench ledgers: it is created before them.
-
 	_, err = pool.Exec(ctx, `TRUNCATE bench_naive.entries, bench_naive.accounts`)
 	if err == nil {
 		_, err = pool.Exec(ctx, `INSERT INTO bench_naive.accounts (id, balance)

@@ -225,13 +225,7 @@ func (c *httpClient) postEntries(ctx context.Context, ledgerID string, batch []l
 	if len(batch) > 1 {
 		b = append(b, `]}`...)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.hc.Do(req)
+	resp, err := c.send(ctx, path, b)
 	if err != nil {
 		return 0, err
 	}
@@ -257,14 +251,19 @@ func (c *httpClient) postEntries(ctx context.Context, ledgerID string, batch []l
 	return 0, fmt.Errorf("POST %s: status %d: %s", path, resp.StatusCode, msg)
 }
 
-func (c *httpClient) post(ctx context.Context, path string, body []byte) (int, error) {
+// send POSTs body to path with the key; the caller reads and closes the answer.
+func (c *httpClient) send(ctx context.Context, path string, body []byte) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := c.hc.Do(req)
+	return c.hc.Do(req)
+}
+
+func (c *httpClient) post(ctx context.Context, path string, body []byte) (int, error) {
+	resp, err := c.send(ctx, path, body)
 	if err != nil {
 		return 0, err
 	}

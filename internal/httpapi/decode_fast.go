@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // plainObject reports whether data certainly passes scanJSON: valid JSON, one object and nothing
@@ -64,7 +65,7 @@ func plainObject(data []byte, fields map[string]bool, maxDepth int) bool {
 			i = end
 		case c == '-' || (c >= '0' && c <= '9'):
 			j := i
-			for j < len(data) && bytes.IndexByte([]byte("+-.0123456789eE"), data[j]) >= 0 {
+			for j < len(data) && strings.IndexByte("+-.0123456789eE", data[j]) >= 0 {
 				if data[j] == 'e' || data[j] == 'E' {
 					return false
 				}

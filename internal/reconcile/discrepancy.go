@@ -176,7 +176,8 @@ func Resolve(ctx context.Context, pool *pgxpool.Pool, actor string, id int64, re
 			return Discrepancy{}, nil, ledger.Errorf(ledger.CodeInvalidRequest, "a correction goes only with the resolution correct").
 				WithDetails(map[string]string{"field": "correction"})
 		}
-		return resolveIn(ctx, pool, actor, id, res, "")
+		d, err := resolveIn(ctx, pool, actor, id, res, "")
+		return d, nil, err
 	case ResolutionCorrect:
 		d, err := Get(ctx, pool, id)
 		if err != nil {
@@ -216,7 +217,7 @@ func correctIn(ctx context.Context, pool *pgxpool.Pool, actor string, d Discrepa
 	if err := results[0].Err(); err != nil {
 		return Discrepancy{}, &results[0], err
 	}
-	out, _, err := resolveIn(ctx, tx, actor, d.ID, res, in.ReferenceID)
+	out, err := resolveIn(ctx, tx, actor, d.ID, res, in.ReferenceID)
 	if err != nil {
 		return Discrepancy{}, nil, err // the correcting entry is rolled back with it
 	}
@@ -227,13 +228,13 @@ func correctIn(ctx context.Context, pool *pgxpool.Pool, actor string, d Discrepa
 }
 
 // resolveIn records the resolution of discrepancy id (with the correcting entry's reference).
-func resolveIn(ctx context.Context, db ledger.DBTX, actor string, id int64, res Resolution, ref string) (Discrepancy, *ledger.Result, error) {
+func resolveIn(ctx context.Context, db ledger.DBTX, actor string, id int64, res Resolution, ref string) (Discrepancy, error) {
 	d, err := scanDiscrepancy(db.QueryRow(ctx, `SELECT `+discrepancyColumns+` FROM discrepancy_resolve($1, $2, $3, $4, $5)`,
 		actor, id, res.Kind, res.Reason, ref))
 	if err != nil {
-		return Discrepancy{}, nil, ledger.FromDB(err)
+		return Discrepancy{}, ledger.FromDB(err)
 	}
-	return d, nil, nil
+	return d, nil
 }
 
 // correctionEntry builds the correcting entry of d.
