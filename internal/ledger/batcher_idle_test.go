@@ -51,11 +51,13 @@ func TestPosterReleasesIdleQueues(t *testing.T) {
 		p.mu.RLock()
 		n := len(p.queues)
 		p.mu.RUnlock()
-		if n == 0 {
+		// Every flusher of a released queue stops too (a ledger has several).
+		f := p.flushers.Load()
+		if n == 0 && f == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d idle queues still held", n)
+			t.Fatalf("%d idle queues and %d flushers still held", n, f)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
