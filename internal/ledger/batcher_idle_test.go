@@ -26,7 +26,8 @@ func TestPosterReleasesIdleQueues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p := NewPoster(d.Pool, PosterConfig{IdleTimeout: 20 * time.Millisecond})
+	// Two flushers per ledger: each must stop once its queue is released.
+	p := NewPoster(d.Pool, PosterConfig{IdleTimeout: 20 * time.Millisecond, Flushers: 2})
 	defer p.Close()
 	post := func(l, ref string) {
 		res, err := p.Post(ctx, l, EntryInput{DebitAccountID: "src", CreditAccountID: "dst", Amount: "1", CurrencyCode: "USD",
