@@ -18,11 +18,11 @@ type PosterConfig struct {
 	// leaves as soon as a flusher is free; under load the queue fills while the previous batch
 	// commits, so batches grow by themselves and an idle server adds no latency).
 	MaxDelay time.Duration
-	// Flushers is the number of group-commit batches per ledger in flight at once (default 1:
-	// the ledger head serialises them anyway, and one flusher makes the batches larger. The
-	// flusher does not wait for the disk: it hands a committed batch to the WAL waiter and takes
-	// the next one, durable.go. Measured in docs/benchmarks.md: two flushers made batches of 8
-	// instead of 15 at 32 clients and posted less).
+	// Flushers is the number of group-commit batches per ledger in flight at once (default 2:
+	// the ledger head serialises their locked part, but the second batch parses, validates and
+	// looks up its references while the first holds the head, and waits for its WAL flush after
+	// releasing it; with one flusher those steps ran one after the other, and batches were larger
+	// but the ledger did about a quarter less, docs/benchmarks.md).
 	Flushers int
 	// Slots is the number of posting transactions per ledger in flight at once from this
 	// process, group commits and PostBatch calls together (default 2: one can parse while the
@@ -57,9 +57,6 @@ type Poster struct {
 	wg     sync.WaitGroup
 	// flushers counts the running flusher goroutines (idle ledgers must not keep any).
 	flushers atomic.Int64
-	// wal releases committed batches' results once their WAL is flushed (durable.go).
-	wal      *walWaiter
-	closeWAL sync.Once
 }
 
 // ledgerQueue is one ledger's group-commit queue and its admission slots: at most Slots
@@ -88,7 +85,7 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 		cfg.MaxBatch = 1000
 	}
 	if cfg.Flushers <= 0 {
-		cfg.Flushers = 1
+		cfg.Flushers = 2
 	}
 	if cfg.Slots <= 0 {
 		cfg.Slots = 2
@@ -99,8 +96,7 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = time.Minute
 	}
-	return &Poster{db: db, cfg: cfg, queues: make(map[string]*ledgerQueue), done: make(chan struct{}),
-		wal: newWALWaiter(db, cfg.Timeout)}
+	return &Poster{db: db, cfg: cfg, queues: make(map[string]*ledgerQueue), done: make(chan struct{})}
 }
 
 // Post posts one entry. A rejection is a Result with its code (Result.Err); an error means the
@@ -187,25 +183,8 @@ func (p *Poster) PostBatch(ctx context.Context, ledgerID string, entries []Entry
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	results, err := postCommitted(ctx, p.db, ledgerID, entries, atomic)
-	<-lq.slots
-	if err != nil {
-		return nil, err
-	}
-	// Durable before anyone sees a result; the wait shares the flush of the group commits.
-	durable := make(chan error, 1)
-	p.wal.after(func(err error) { durable <- err })
-	select {
-	case err := <-durable:
-		if err != nil {
-			return nil, err
-		}
-	case <-ctx.Done():
-		// Committed, durability not yet known: as for a commit that broke off, a retry with the
-		// same reference ids learns the outcome.
-		return nil, FromDB(ctx.Err())
-	}
-	return results, nil
+	defer func() { <-lq.slots }()
+	return PostBatch(ctx, p.db, ledgerID, entries, atomic)
 }
 
 // Close stops accepting postings, lets the queued ones finish and waits for the flushers.
@@ -217,8 +196,6 @@ func (p *Poster) Close() {
 	}
 	p.mu.Unlock()
 	p.wg.Wait()
-	// The flushers are gone, so nothing more is handed over: release what waits for its flush.
-	p.closeWAL.Do(p.wal.close)
 }
 
 func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
@@ -323,33 +300,20 @@ func (p *Poster) run(ledgerID string, lq *ledgerQueue, batch []*postRequest) {
 		entries[i] = r.entry
 	}
 	lq.slots <- struct{}{}
+	defer func() { <-lq.slots }()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Timeout)
 	start := time.Now()
-	results, err := postCommitted(ctx, p.db, ledgerID, entries, false)
-	durable := false
+	results, err := PostBatch(ctx, p.db, ledgerID, entries, false)
 	if err != nil && len(entries) > 1 && CodeOf(err) != CodeUnavailable {
 		// The database refused the batch as a whole (a payload it could not even parse, say):
 		// post each one on its own, so that one caller's bad input cannot fail the others.
 		results, err = postEach(ctx, p.db, ledgerID, entries)
-		durable = true // PostBatch, one by one: each waited for its flush
 	}
 	cancel()
-	<-lq.slots // the ledger head is free: the next batch may go while this one's WAL is flushed
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(ledgerID, len(live), time.Since(start), err)
 	}
-	if err != nil || durable {
-		reply(live, results, err)
-		return
-	}
-	// The flusher reuses batch (and live, its prefix) for the next batch: hand over a copy.
-	waiting := append([]*postRequest(nil), live...)
-	p.wal.after(func(err error) { reply(waiting, results, err) })
-}
-
-// reply answers each posting of a batch with its result, or all of them with err.
-func reply(reqs []*postRequest, results []Result, err error) {
-	for i, r := range reqs {
+	for i, r := range live {
 		if err != nil {
 			r.done <- postReply{err: err}
 			continue

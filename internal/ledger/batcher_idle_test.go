@@ -26,8 +26,7 @@ func TestPosterReleasesIdleQueues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Two flushers per ledger: each must stop once its queue is released.
-	p := NewPoster(d.Pool, PosterConfig{IdleTimeout: 20 * time.Millisecond, Flushers: 2})
+	p := NewPoster(d.Pool, PosterConfig{IdleTimeout: 20 * time.Millisecond})
 	defer p.Close()
 	post := func(l, ref string) {
 		res, err := p.Post(ctx, l, EntryInput{DebitAccountID: "src", CreditAccountID: "dst", Amount: "1", CurrencyCode: "USD",

@@ -29,22 +29,7 @@ const postSQL = `SELECT idx, result, entry_id, seq, block_hash, previous_hash, t
 // not_applied). An error is returned only when the batch could not be run at all (invalid batch
 // size, database unavailable); then nothing was written, or, if the connection broke during
 // commit, the outcome is unknown and a retry with the same reference ids is answered replayed.
-// It returns only once the batch is durable (see postCommitted).
 func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
-	results, err := postCommitted(ctx, db, ledgerID, entries, atomic)
-	if err != nil {
-		return nil, err
-	}
-	if err := waitDurable(ctx, db); err != nil {
-		return nil, err
-	}
-	return results, nil
-}
-
-// postCommitted is PostBatch up to the commit: the batch has committed when it returns, but its
-// WAL may not be flushed yet, and its results must not reach anyone before waitDurable (or the
-// Poster's walWaiter) has run after it.
-func postCommitted(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
 	if len(entries) == 0 || len(entries) > MaxBatch {
 		return nil, Errorf(CodeInvalidRequest, "a batch holds 1 to %d entries, got %d", MaxBatch, len(entries))
 	}
@@ -59,7 +44,7 @@ func postCommitted(ctx context.Context, db *pgxpool.Pool, ledgerID string, entri
 	// is safe; it happens when an account changed between the function's read and its update
 	// (migration 005), which is rare and short-lived.
 	for attempt := 1; ; attempt++ {
-		results, err := postAsyncCommit(ctx, db, ledgerID, entries, body, atomic)
+		results, err := postFlushed(ctx, db, ledgerID, entries, body, atomic)
 		if err == nil || attempt == maxPostAttempts || !retryable(err) {
 			return withReferenceErrors(results, badRefs), err
 		}
@@ -123,22 +108,22 @@ const asyncCommitSQL = `SELECT set_config('synchronous_commit', 'off', true)`
 // message under the prefix "dualledger.flush" with no content; a physical standby ignores it.
 const flushSQL = `SELECT pg_logical_emit_message(true, 'dualledger.flush', '')`
 
-// postAsyncCommit runs the batch as one implicit transaction that commits without waiting for
-// its WAL flush; the caller waits for the flush before it lets the results out.
+// postFlushed runs the batch as one implicit transaction that commits without waiting for its
+// WAL flush, then waits for the flush in a second transaction before returning the results.
 //
 // Why: the ledger head's row lock is held until commit, and a synchronous commit holds it through
 // the fsync, so the next group commit of the ledger waited for this one's disk write on top of its
 // work. Committed asynchronously, the lock is released as soon as the commit record is in the
-// WAL buffers, and the next batch's work runs while this one's flush is under way (one flush
-// covers every batch committed before it). Nothing is acknowledged before the flush: a result
-// (created, replayed or rejected) reaches the caller only once every entry it depends on is
-// durable, since those entries committed before the flush transaction began. What changes is
-// visibility: another reader can see an entry for the fraction of a millisecond between its
-// commit and its flush, and a crash of PostgreSQL or the machine inside that window loses the
-// entry although a reader saw it (its poster, never acknowledged, retries with the same
-// reference). The outbox worker and the reconciler never act on such an entry: they act only
-// after a commit of their own, whose flush covers it. docs/design.md §6 records the decision.
-func postAsyncCommit(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
+// WAL buffers, and the next batch's work runs while this one's flush is under way (concurrent
+// flush waits share one fsync). Nothing is acknowledged before the flush: a result (created,
+// replayed or rejected) reaches the caller only once every entry it depends on is durable, since
+// those entries committed before the flush transaction did. What changes is visibility: another
+// reader can see an entry for the fraction of a millisecond between its commit and its flush, and
+// a crash of PostgreSQL or the machine inside that window loses the entry although a reader saw it
+// (its poster, never acknowledged, retries with the same reference). The outbox worker and the
+// reconciler never act on such an entry: they act only after a commit of their own, whose flush
+// covers it. docs/design.md §6 records the decision.
+func postFlushed(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
 	conn, err := db.Acquire(ctx)
 	if err != nil {
 		return nil, FromDB(err)
@@ -157,17 +142,12 @@ func postAsyncCommit(ctx context.Context, db *pgxpool.Pool, ledgerID string, ent
 	if err != nil {
 		return nil, err
 	}
-	return results, nil
-}
-
-// waitDurable returns once every transaction that committed before it was called is flushed
-// (flushSQL). An error means durability is unknown: a committed batch's caller learns the
-// outcome by retrying with the same reference ids (replayed), as after a commit that broke off.
-func waitDurable(ctx context.Context, db *pgxpool.Pool) error {
-	if _, err := db.Exec(ctx, flushSQL); err != nil {
-		return FromDB(fmt.Errorf("wait for the WAL flush of committed postings: %w", err))
+	if _, err := conn.Exec(ctx, flushSQL); err != nil {
+		// The batch committed but its durability is unknown: the caller learns the outcome by
+		// retrying with the same reference ids (replayed), as after a commit that broke off.
+		return nil, FromDB(fmt.Errorf("wait for the WAL flush of a committed batch: %w", err))
 	}
-	return nil
+	return results, nil
 }
 
 func readPostBatch(br pgx.BatchResults, entries []EntryInput) ([]Result, error) {
