@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,11 +17,8 @@ type PosterConfig struct {
 	// leaves as soon as a flusher is free; under load the queue fills while the previous batch
 	// commits, so batches grow by themselves and an idle server adds no latency).
 	MaxDelay time.Duration
-	// Flushers is the number of group-commit batches per ledger in flight at once (default 2:
-	// the ledger head serialises their locked part, but the second batch parses, validates and
-	// looks up its references while the first holds the head, and waits for its WAL flush after
-	// releasing it; with one flusher those steps ran one after the other, and batches were larger
-	// but the ledger did about a quarter less, docs/benchmarks.md).
+	// Flushers is the number of group-commit batches per ledger in flight at once (default 1:
+	// the ledger head serialises them anyway, and one flusher makes the batches larger).
 	Flushers int
 	// Slots is the number of posting transactions per ledger in flight at once from this
 	// process, group commits and PostBatch calls together (default 2: one can parse while the
@@ -55,8 +51,6 @@ type Poster struct {
 	closed bool
 	done   chan struct{} // closed by Close: flushers drain their queue and stop
 	wg     sync.WaitGroup
-	// flushers counts the running flusher goroutines (idle ledgers must not keep any).
-	flushers atomic.Int64
 }
 
 // ledgerQueue is one ledger's group-commit queue and its admission slots: at most Slots
@@ -85,7 +79,7 @@ func NewPoster(db *pgxpool.Pool, cfg PosterConfig) *Poster {
 		cfg.MaxBatch = 1000
 	}
 	if cfg.Flushers <= 0 {
-		cfg.Flushers = 2
+		cfg.Flushers = 1
 	}
 	if cfg.Slots <= 0 {
 		cfg.Slots = 2
@@ -200,9 +194,7 @@ func (p *Poster) Close() {
 
 func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 	q := lq.q
-	p.flushers.Add(1)
 	defer p.wg.Done()
-	defer p.flushers.Add(-1)
 	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
 	idle := time.NewTimer(p.cfg.IdleTimeout)
 	defer idle.Stop()
@@ -237,21 +229,16 @@ func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 
 // release drops an idle ledger queue, if nothing is queued and no posting is being handed over
 // (TryLock: a sender blocked on a full queue holds the read lock, and this flusher is the one
-// that would drain it), and reports whether the calling flusher may stop. The first idle flusher
-// takes the queue out of the map; from then on no posting can be put in it (Post feeds only the
-// queue in the map, under the read lock), so the queue stays empty and its other flushers stop
-// at their own idle timeout. The next posting to the ledger makes a new queue.
+// that would drain it). The next posting to the ledger makes a new queue.
 func (p *Poster) release(ledgerID string, lq *ledgerQueue) bool {
 	if !p.mu.TryLock() {
 		return false
 	}
 	defer p.mu.Unlock()
-	if p.closed || len(lq.q) > 0 {
+	if p.closed || len(lq.q) > 0 || p.queues[ledgerID] != lq || p.cfg.Flushers > 1 {
 		return false
 	}
-	if p.queues[ledgerID] == lq {
-		delete(p.queues, ledgerID)
-	}
+	delete(p.queues, ledgerID)
 	return true
 }
 

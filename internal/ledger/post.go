@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgerrcode"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -44,7 +43,7 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 	// is safe; it happens when an account changed between the function's read and its update
 	// (migration 005), which is rare and short-lived.
 	for attempt := 1; ; attempt++ {
-		results, err := postFlushed(ctx, db, ledgerID, entries, body, atomic)
+		results, err := postOnce(ctx, db, ledgerID, entries, body, atomic)
 		if err == nil || attempt == maxPostAttempts || !retryable(err) {
 			return withReferenceErrors(results, badRefs), err
 		}
@@ -91,79 +90,6 @@ func postOnce(ctx context.Context, db DBTX, ledgerID string, entries []EntryInpu
 	if err != nil {
 		return nil, FromDB(err)
 	}
-	return scanResults(rows, entries)
-}
-
-// asyncCommitSQL makes the commit of the transaction it runs in return without waiting for the
-// WAL flush; transaction-local, so the connection goes back to the pool as it came.
-const asyncCommitSQL = `SELECT set_config('synchronous_commit', 'off', true)`
-
-// flushSQL is a transaction whose commit waits for the WAL flush: PostgreSQL flushes at commit
-// only for a transaction that has a transaction id and wrote WAL (one that merely takes an id,
-// pg_current_xact_id(), commits without waiting), and a transactional logical message does both
-// with one small record and no table. With the session's synchronous_commit (on, or the
-// operator's remote_write / remote_apply for synchronous standbys) the commit returns once the
-// WAL is flushed (and replicated) up to its commit record, so every transaction that committed
-// before it is as durable as a synchronous commit would have made it. Logical decoding sees the
-// message under the prefix "dualledger.flush" with no content; a physical standby ignores it.
-const flushSQL = `SELECT pg_logical_emit_message(true, 'dualledger.flush', '')`
-
-// postFlushed runs the batch as one implicit transaction that commits without waiting for its
-// WAL flush, then waits for the flush in a second transaction before returning the results.
-//
-// Why: the ledger head's row lock is held until commit, and a synchronous commit holds it through
-// the fsync, so the next group commit of the ledger waited for this one's disk write on top of its
-// work. Committed asynchronously, the lock is released as soon as the commit record is in the
-// WAL buffers, and the next batch's work runs while this one's flush is under way (concurrent
-// flush waits share one fsync). Nothing is acknowledged before the flush: a result (created,
-// replayed or rejected) reaches the caller only once every entry it depends on is durable, since
-// those entries committed before the flush transaction did. What changes is visibility: another
-// reader can see an entry for the fraction of a millisecond between its commit and its flush, and
-// a crash of PostgreSQL or the machine inside that window loses the entry although a reader saw it
-// (its poster, never acknowledged, retries with the same reference). The outbox worker and the
-// reconciler never act on such an entry: they act only after a commit of their own, whose flush
-// covers it. docs/design.md §6 records the decision.
-func postFlushed(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
-	conn, err := db.Acquire(ctx)
-	if err != nil {
-		return nil, FromDB(err)
-	}
-	defer conn.Release()
-	// One round trip and one implicit transaction: pgx sends a batch's statements with a single
-	// Sync, and the setting applies to the commit at that Sync.
-	b := &pgx.Batch{}
-	b.Queue(asyncCommitSQL)
-	b.Queue(postSQL, ledgerID, body, atomic)
-	br := conn.SendBatch(ctx, b)
-	results, err := readPostBatch(br, entries)
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = FromDB(cerr)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if _, err := conn.Exec(ctx, flushSQL); err != nil {
-		// The batch committed but its durability is unknown: the caller learns the outcome by
-		// retrying with the same reference ids (replayed), as after a commit that broke off.
-		return nil, FromDB(fmt.Errorf("wait for the WAL flush of a committed batch: %w", err))
-	}
-	return results, nil
-}
-
-func readPostBatch(br pgx.BatchResults, entries []EntryInput) ([]Result, error) {
-	if _, err := br.Exec(); err != nil {
-		return nil, FromDB(err)
-	}
-	rows, err := br.Query()
-	if err != nil {
-		return nil, FromDB(err)
-	}
-	return scanResults(rows, entries)
-}
-
-// scanResults reads post_ledger_entries' rows: one result per entry, in order.
-func scanResults(rows pgx.Rows, entries []EntryInput) ([]Result, error) {
-	defer rows.Close()
 	results := make([]Result, 0, len(entries))
 	for rows.Next() {
 		var (
