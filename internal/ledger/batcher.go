@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,6 +52,8 @@ type Poster struct {
 	closed bool
 	done   chan struct{} // closed by Close: flushers drain their queue and stop
 	wg     sync.WaitGroup
+	// flushers counts the running flusher goroutines (idle ledgers must not keep any).
+	flushers atomic.Int64
 }
 
 // ledgerQueue is one ledger's group-commit queue and its admission slots: at most Slots
@@ -194,7 +197,9 @@ func (p *Poster) Close() {
 
 func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 	q := lq.q
+	p.flushers.Add(1)
 	defer p.wg.Done()
+	defer p.flushers.Add(-1)
 	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
 	idle := time.NewTimer(p.cfg.IdleTimeout)
 	defer idle.Stop()
@@ -229,16 +234,22 @@ func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 
 // release drops an idle ledger queue, if nothing is queued and no posting is being handed over
 // (TryLock: a sender blocked on a full queue holds the read lock, and this flusher is the one
-// that would drain it). The next posting to the ledger makes a new queue.
+// that would drain it), and reports whether the calling flusher may stop. The first idle flusher
+// takes the queue out of the map; from then on no posting can be put in it (Post feeds only the
+// queue in the map, under the read lock), so the queue stays empty and its other flushers
+// (PosterConfig.Flushers > 1) stop at their own idle timeout. Before, a queue with several
+// flushers was never released. The next posting to the ledger makes a new queue.
 func (p *Poster) release(ledgerID string, lq *ledgerQueue) bool {
 	if !p.mu.TryLock() {
 		return false
 	}
 	defer p.mu.Unlock()
-	if p.closed || len(lq.q) > 0 || p.queues[ledgerID] != lq || p.cfg.Flushers > 1 {
+	if p.closed || len(lq.q) > 0 {
 		return false
 	}
-	delete(p.queues, ledgerID)
+	if p.queues[ledgerID] == lq {
+		delete(p.queues, ledgerID)
+	}
 	return true
 }
 

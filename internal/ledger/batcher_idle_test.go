@@ -26,7 +26,8 @@ func TestPosterReleasesIdleQueues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p := NewPoster(d.Pool, PosterConfig{IdleTimeout: 20 * time.Millisecond})
+	// Two flushers per ledger: each must stop once its queue is released.
+	p := NewPoster(d.Pool, PosterConfig{IdleTimeout: 20 * time.Millisecond, Flushers: 2})
 	defer p.Close()
 	post := func(l, ref string) {
 		res, err := p.Post(ctx, l, EntryInput{DebitAccountID: "src", CreditAccountID: "dst", Amount: "1", CurrencyCode: "USD",
@@ -51,11 +52,13 @@ func TestPosterReleasesIdleQueues(t *testing.T) {
 		p.mu.RLock()
 		n := len(p.queues)
 		p.mu.RUnlock()
-		if n == 0 {
+		// Every flusher of a released queue stops too (a ledger has several here).
+		f := p.flushers.Load()
+		if n == 0 && f == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d idle queues still held", n)
+			t.Fatalf("%d idle queues and %d flushers still held", n, f)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
