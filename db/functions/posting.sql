@@ -1,7 +1,8 @@
 -- The posting function, post_ledger_entries (created by 005_post_ledger_entry.sql), as a short
 -- driver over named stages. Signature, results, error precedence and grants are those of 005 and
 -- 010; post_ledger_entry (the seed's single-entry signature) and the helpers dl_result_sqlstate,
--- dl_amount_text, dl_entry_diff and dl_parse_timestamp stay as 005 created them.
+-- dl_amount_text and dl_entry_diff stay as 005 created them. dl_parse_timestamp is redefined here
+-- (below), accepting exactly what 005's accepted.
 --
 --   dl_post_parse             parse and validate every entry, set-based, before any lock
 --   dl_post_lookup_refs       the batch's references already in the ledger (before the head lock)
@@ -70,6 +71,29 @@ BEGIN
         CREATE TYPE dl_post_rejection AS (code text, msg text, details jsonb);
     END IF;
 END $$;
+
+-- ---------------------------------------------------------------------------------------------
+-- An RFC 3339 date-time with an explicit offset, between 1900 and 9999, as timestamptz; NULL when
+-- the text is not one, and never an error (a raise would cost the whole batch). 005 wrote it in
+-- PL/pgSQL, matching the fields with one expression and checking their ranges one by one; it ran
+-- for every entry with a timestamp, and a backfill's rows all have one. Here the ranges are in the
+-- one pattern (year 1900-9999; months of 31, 30 and 28 days; 29 February in leap years only; hour
+-- 0-23, minute and second 0-59; offset up to 15:59), so the function is a single expression that
+-- the planner inlines into the parse stage; the cast runs only on text the pattern accepted, and
+-- the range check applies the offset (1900-01-01T00:00:00+01:00 is 1899 in UTC).
+-- TestParseTimestampAgreesWith005 runs both on every combination of boundary fields.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION dl_parse_timestamp(p text) RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+    WHEN p ~ ('^(?:(?:19[0-9]{2}|[2-9][0-9]{3})-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])'
+              '|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))'
+              '|(?:(?:19|[2-9][0-9])(?:0[48]|[2468][048]|[13579][26])|(?:[2468][048]|[3579][26])00)-02-29)'
+              '[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?'
+              '(?:[Zz]|[+-](?:0[0-9]|1[0-5]):?[0-5][0-9])$')
+         AND p::timestamptz >= '1900-01-01T00:00:00Z' AND p::timestamptz < '10000-01-01T00:00:00Z'
+    THEN p::timestamptz
+END;
 
 -- ---------------------------------------------------------------------------------------------
 -- Messages (each called only for a rejection).
@@ -231,7 +255,7 @@ BEGIN
                CASE WHEN w.code IS NULL THEN w.amount_txt::numeric END AS amount,
                CASE WHEN w.code IS NULL THEN w.fx_txt::numeric END AS fx,
                CASE WHEN w.code IS NULL THEN w.reverses_txt::bigint END AS reverses,
-               CASE WHEN w.code IS NULL THEN coalesce(dl_parse_timestamp(w.ts_txt), now()) END AS ts,
+               CASE WHEN w.code IS NULL THEN coalesce(w.ts_parsed, now()) END AS ts,
                CASE WHEN w.problem IS NOT NULL THEN
                    dl_post_problem_message(w.problem, w.i, w.raw, p_ledger_id, w.amount_type, w.amount_txt,
                                            w.currency, w.minor_unit, w.debit, w.meta_type) END AS msg,
@@ -279,7 +303,7 @@ BEGIN
                               OR length(ltrim(split_part(r.fx_txt, '.', 1), '0')) > 20 OR r.fx_txt::numeric <= 0) THEN 'fx_rate'
                          WHEN r.meta_type IS NOT NULL AND r.meta_type NOT IN ('object', 'null') THEN 'metadata'
                          WHEN r.ts_type IS NOT NULL AND r.ts_type <> 'null'
-                              AND (r.ts_type <> 'string' OR dl_parse_timestamp(r.ts_txt) IS NULL) THEN 'timestamp_utc'
+                              AND (r.ts_type <> 'string' OR r.ts_parsed IS NULL) THEN 'timestamp_utc'
                          WHEN r.rev_type IS NOT NULL AND r.rev_type <> 'null'
                               AND (r.reverses_txt IS NULL OR r.reverses_txt !~ '^[1-9][0-9]{0,17}$') THEN 'reverses_entry_id'
                        END AS problem
@@ -300,7 +324,9 @@ BEGIN
                            jsonb_typeof(t.j -> 'metadata') AS meta_type,
                            CASE WHEN jsonb_typeof(t.j -> 'metadata') = 'object' THEN t.j -> 'metadata' ELSE '{}'::jsonb END AS meta,
                            jsonb_typeof(t.j -> 'timestamp_utc') AS ts_type,
-                           CASE WHEN jsonb_typeof(t.j -> 'timestamp_utc') = 'string' THEN t.j ->> 'timestamp_utc' END AS ts_txt,
+                           -- parsed once here (the fence below), used by the check and the value
+                           CASE WHEN jsonb_typeof(t.j -> 'timestamp_utc') = 'string'
+                                THEN dl_parse_timestamp(t.j ->> 'timestamp_utc') END AS ts_parsed,
                            jsonb_typeof(t.j -> 'timestamp_utc') = 'string' AS ts_given,
                            jsonb_typeof(t.j -> 'reverses_entry_id') AS rev_type,
                            CASE WHEN jsonb_typeof(t.j -> 'reverses_entry_id') IN ('string', 'number') THEN t.j ->> 'reverses_entry_id' END AS reverses_txt
