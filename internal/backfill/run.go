@@ -313,6 +313,19 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				out.Checkpoint, out.ThisRun = cp, r.this
 				return out, err
 			}
+			if b := r.cp.Batches; b&(b-1) == 0 || b%int64(cfg.CheckpointInterval) == 0 {
+				// The posting function's statements were planned (and their plans cached for
+				// this session) when the run's tables were smaller. A plan that suits a table of
+				// a few pages (a scan of the ledger's entries per reference, say) would otherwise
+				// stay until an ANALYZE invalidates it; with autovacuum late or off, an import
+				// into a new ledger then slowed down with every batch (485 rows/s over 20,000
+				// rows, docs/benchmarks.md). Dropping the plans after batches 1, 2, 4, 8, ...
+				// and every --checkpoint-interval lets the next batch plan against the tables as
+				// they are now, for a few milliseconds each time.
+				if _, err := r.conn.Exec(bg, "DISCARD PLANS"); err != nil {
+					return r.outcome(out), r.fail(bg, fmt.Errorf("discard cached plans: %w", err))
+				}
+			}
 			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
 				t0 := time.Now()
 				probs, err := r.auditSince(bg)
