@@ -140,7 +140,7 @@ func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) ([]Result, error) 
 	var hc *httpClient
 	if cfg.HTTP != nil {
 		hc = newHTTPClient(cfg.HTTP.URL, cfg.HTTP.Token, slices.Max(cfg.Clients))
-		defer hc.hc.CloseIdleConnections()
+		defer hc.close()
 	}
 	var out []Result
 	for _, dist := range cfg.Dists {

@@ -64,7 +64,7 @@ func RunHTTP(ctx context.Context, cfg HTTPConfig) (HTTPResult, error) {
 		cfg.Accounts = 1000
 	}
 	c := newHTTPClient(cfg.URL, cfg.Token, cfg.Clients)
-	defer c.hc.CloseIdleConnections()
+	defer c.close()
 
 	run := fmt.Sprintf("%x", time.Now().UnixNano())
 	ledgerID := benchLedger + "-HTTP-" + run
@@ -183,12 +183,23 @@ func pct(d []time.Duration, q float64) float64 {
 type httpClient struct {
 	base, token string
 	hc          *http.Client
+	raw         *rawConns // the postings of the closed-loop modes, for a plain http:// base (rawhttp.go)
 }
 
 // newHTTPClient keeps up to conns keep-alive connections to base.
 func newHTTPClient(base, token string, conns int) *httpClient {
 	tr := &http.Transport{MaxIdleConns: conns, MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns, IdleConnTimeout: time.Minute}
-	return &httpClient{base: strings.TrimRight(base, "/"), token: token, hc: &http.Client{Transport: tr, Timeout: time.Minute}}
+	base = strings.TrimRight(base, "/")
+	return &httpClient{base: base, token: token, hc: &http.Client{Transport: tr, Timeout: time.Minute},
+		raw: newRawConns(base, token, conns)}
+}
+
+// close closes the idle connections of both clients.
+func (c *httpClient) close() {
+	c.hc.CloseIdleConnections()
+	if c.raw != nil {
+		c.raw.close()
+	}
 }
 
 // postEntries posts one entry (POST .../entries) or a batch (POST .../entries/batch, not atomic)
@@ -225,30 +236,43 @@ func (c *httpClient) postEntries(ctx context.Context, ledgerID string, batch []l
 	if len(batch) > 1 {
 		b = append(b, `]}`...)
 	}
-	resp, err := c.send(ctx, path, b)
+	status, answer, err := c.postAll(ctx, path, b)
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	switch {
-	case len(batch) == 1 && resp.StatusCode == http.StatusCreated:
-		_, _ = io.Copy(io.Discard, resp.Body) // read to the end, so the connection is reused
+	case len(batch) == 1 && status == http.StatusCreated:
 		return 0, nil
-	case len(batch) == 1 && resp.StatusCode == http.StatusUnprocessableEntity:
-		_, _ = io.Copy(io.Discard, resp.Body)
+	case len(batch) == 1 && status == http.StatusUnprocessableEntity:
 		return 1, nil
-	case len(batch) > 1 && resp.StatusCode == http.StatusOK:
+	case len(batch) > 1 && status == http.StatusOK:
 		var r struct {
 			Rejected int `json:"rejected"`
 		}
-		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		if err := json.Unmarshal(answer, &r); err != nil {
 			return 0, fmt.Errorf("POST %s: read the answer: %w", path, err)
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
 		return r.Rejected, nil
 	}
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return 0, fmt.Errorf("POST %s: status %d: %s", path, resp.StatusCode, msg)
+	return 0, fmt.Errorf("POST %s: status %d: %s", path, status, answer[:min(len(answer), 512)])
+}
+
+// postAll POSTs body to path and returns the status and the whole answer, through the lean
+// client when there is one.
+func (c *httpClient) postAll(ctx context.Context, path string, body []byte) (int, []byte, error) {
+	if c.raw != nil {
+		return c.raw.post(ctx, path, body)
+	}
+	resp, err := c.send(ctx, path, body)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("POST %s: read the answer: %w", path, err)
+	}
+	return resp.StatusCode, answer, nil
 }
 
 // send POSTs body to path with the key; the caller reads and closes the answer.
