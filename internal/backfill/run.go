@@ -66,10 +66,11 @@ type Stats struct {
 	Time Timings `json:"time"`
 }
 
-// Timings split a run's wall-clock time by stage.
+// Timings split a run's time by stage. Reading and transforming run one batch ahead, at the same
+// time as the posting of the batch before, so the stages add up to more than the wall-clock time.
 type Timings struct {
-	Read       time.Duration `json:"read_ns"`       // reading the source
-	Transform  time.Duration `json:"transform_ns"`  // transform and validation in Go
+	Read       time.Duration `json:"read_ns"`       // reading the source (overlaps the posting)
+	Transform  time.Duration `json:"transform_ns"`  // transform and validation in Go (overlaps the posting)
 	Post       time.Duration `json:"post_ns"`       // post_ledger_entries calls
 	Checkpoint time.Duration `json:"checkpoint_ns"` // report write and sync, backfill_checkpoint, commit
 	Audit      time.Duration `json:"audit_ns"`      // balance audits
@@ -114,7 +115,6 @@ type runner struct {
 	touch  map[string]map[string]bool // ledger -> accounts touched since the last audit
 	allTch map[string]map[string]bool // ledger -> accounts touched by this run
 	bases  map[string]*auditBase      // ledger -> balances at the last periodic audit
-	src    source.Reader
 }
 
 // lock takes the source's advisory lock on a connection of its own, which then runs the whole
@@ -275,7 +275,12 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	if err != nil {
 		return out, r.fail(bg, fmt.Errorf("open the source: %w", err))
 	}
-	defer src.Close()
+	readerOwnsSource := false
+	defer func() {
+		if !readerOwnsSource {
+			src.Close()
+		}
+	}()
 	r.this.DoneAtStart, _ = src.Progress()
 	if fp, ok := src.(source.Fingerprinter); ok && after != "" {
 		var meta map[string]any
@@ -285,7 +290,18 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				source.ErrBadPosition, after))
 		}
 	}
-	r.src = src
+	// The next batch is read and transformed while this one posts, by a goroutine one batch
+	// ahead that from now on owns the source and closes it when it stops. The run does not wait
+	// for it: a source that blocks (a pipe waiting for rows) must not keep a paused or failed run
+	// from ending; what the reader took beyond the last checkpoint is read again on resume.
+	ahead := make(chan prepared, 1)
+	pctx, stopReading := context.WithCancel(bg)
+	defer stopReading()
+	readerOwnsSource = true
+	go func() {
+		defer src.Close()
+		r.prepare(pctx, src, ahead)
+	}()
 
 	for {
 		if ctx.Err() != nil {
@@ -293,17 +309,17 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 			out.Checkpoint, out.ThisRun, out.Paused = cp, r.this, true
 			return out, err
 		}
-		t0 := time.Now()
-		recs, eof, err := readBatch(bg, src, cfg.BatchSize)
-		r.this.Time.Read += time.Since(t0)
-		if err != nil {
-			return r.outcome(out), r.fail(bg, fmt.Errorf("read the source after position %s: %w", r.position(), err))
+		p := <-ahead
+		r.this.Time.Read += p.read
+		r.this.Time.Transform += p.transform
+		if p.err != nil {
+			return r.outcome(out), r.fail(bg, fmt.Errorf("read the source after position %s: %w", r.position(), p.err))
 		}
-		if len(recs) > 0 {
-			if err := r.batch(bg, recs); err != nil {
+		if len(p.recs) > 0 {
+			if err := r.batch(bg, p); err != nil {
 				return r.outcome(out), r.fail(bg, err)
 			}
-			r.this.Done, r.this.Total = src.Progress()
+			r.this.Done, r.this.Total = p.done, p.total
 			if cfg.Progress != nil {
 				cfg.Progress(r.this)
 			}
@@ -322,8 +338,9 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				// rows, docs/benchmarks.md). Dropping the plans after batches 1, 2, 4, 8, ...
 				// and every --checkpoint-interval lets the next batch plan against the tables as
 				// they are now, for a few milliseconds each time.
+				// Best effort: a broken connection is the next batch's to notice and recover.
 				if _, err := r.conn.Exec(bg, "DISCARD PLANS"); err != nil {
-					return r.outcome(out), r.fail(bg, fmt.Errorf("discard cached plans: %w", err))
+					r.log.Warn("could not discard the session's cached plans", "error", err)
 				}
 			}
 			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
@@ -335,7 +352,7 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				}
 			}
 		}
-		if eof {
+		if p.eof {
 			break
 		}
 	}
@@ -375,6 +392,47 @@ func (r *runner) position() string {
 }
 
 // readBatch reads up to n records.
+// prepared is a batch read and transformed ahead of its posting, with what the source said
+// right after it was read (its progress and, for a Fingerprinter, the digest of the rows so far:
+// the checkpoint records the digest of exactly the rows it covers).
+type prepared struct {
+	recs            []source.Record
+	rows            []transform.Row
+	rejs            []*ledger.Error
+	eof             bool
+	err             error // reading failed after recs, which are not posted
+	done, total     int64
+	fingerprint     string
+	read, transform time.Duration
+}
+
+// prepare reads and transforms batches into out, one ahead of the posting, until the end of
+// the source, a read error or ctx's end; it is the only reader of src while the run lasts.
+func (r *runner) prepare(ctx context.Context, src source.Reader, out chan<- prepared) {
+	for {
+		t0 := time.Now()
+		recs, eof, err := readBatch(ctx, src, r.cfg.BatchSize)
+		p := prepared{recs: recs, eof: eof, err: err, read: time.Since(t0)}
+		p.done, p.total = src.Progress()
+		if fp, ok := src.(source.Fingerprinter); ok {
+			p.fingerprint = fp.Fingerprint()
+		}
+		if err == nil && len(recs) > 0 {
+			t1 := time.Now()
+			p.rows, p.rejs = transformAll(r.tr, recs, r.cfg.Workers)
+			p.transform = time.Since(t1)
+		}
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return
+		}
+		if eof || err != nil {
+			return
+		}
+	}
+}
+
 func readBatch(ctx context.Context, src source.Reader, n int) ([]source.Record, bool, error) {
 	recs := make([]source.Record, 0, n)
 	for len(recs) < n {
@@ -423,17 +481,15 @@ type pending struct {
 	row transform.Row
 }
 
-// batch transforms, posts and checkpoints one batch, retrying transient failures.
-func (r *runner) batch(ctx context.Context, recs []source.Record) error {
+// batch posts and checkpoints one transformed batch, retrying transient failures.
+func (r *runner) batch(ctx context.Context, p prepared) error {
 	var (
 		lines   []ReportLine
 		ledgers []string
 		byLed   = map[string][]pending{}
 		lastTS  *time.Time
 	)
-	t0 := time.Now()
-	rows, rejs := transformAll(r.tr, recs, r.cfg.Workers)
-	r.this.Time.Transform += time.Since(t0)
+	recs, rows, rejs := p.recs, p.rows, p.rejs
 	for i, rec := range recs {
 		row, rej := rows[i], rejs[i]
 		if rej != nil {
@@ -453,7 +509,7 @@ func (r *runner) batch(ctx context.Context, recs []source.Record) error {
 	pos := recs[len(recs)-1].Pos
 	goRejected := int64(len(lines))
 	for attempt := 1; ; attempt++ {
-		err := r.post(ctx, ledgers, byLed, lines, goRejected, int64(len(recs)), pos, lastTS)
+		err := r.post(ctx, ledgers, byLed, lines, goRejected, int64(len(recs)), pos, lastTS, p.fingerprint)
 		if err == nil {
 			return nil
 		}
@@ -577,7 +633,7 @@ type seqRange struct {
 // post runs one attempt of a batch in one transaction: every ledger's entries, the report lines,
 // the checkpoint.
 func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]pending, goLines []ReportLine,
-	goRejected, processed int64, pos string, lastTS *time.Time) error {
+	goRejected, processed int64, pos string, lastTS *time.Time, fingerprint string) error {
 	tx, err := r.conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -666,8 +722,8 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 		return err
 	}
 	var meta []byte
-	if fp, ok := r.src.(source.Fingerprinter); ok {
-		meta, _ = json.Marshal(map[string]string{"source_fingerprint": fp.Fingerprint()})
+	if fingerprint != "" {
+		meta, _ = json.Marshal(map[string]string{"source_fingerprint": fingerprint})
 	}
 	cp, err := scanCheckpoint(tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_checkpoint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		r.cfg.SourceType, r.cfg.SourceID, pos, lastTS, processed, created, failed, skipped, offset, rangesJSON, meta))

@@ -137,7 +137,11 @@ func TestRunAuditFindsABalanceThatDrifted(t *testing.T) {
 	admin := d.Conn(t)
 	src := &rows{n: 1000, hook: func(i int) {
 		if i == 450 {
-			if _, err := admin.Exec(ctx, `ALTER TABLE bank_accounts DISABLE TRIGGER USER;
+			// The source is read while the batch before posts: the tamper takes the ledger head
+			// first, as every change of a balance does, so that it is not a concurrent update
+			// that the posting's own UPDATE (from the balance it read under the head) would undo.
+			if _, err := admin.Exec(ctx, `SELECT 1 FROM ledgers WHERE id = 'MASTER' FOR UPDATE;
+				ALTER TABLE bank_accounts DISABLE TRIGGER USER;
 				UPDATE bank_accounts SET balance = balance + 1, available_balance = available_balance + 1 WHERE ledger_id = 'MASTER' AND id = 'a';
 				ALTER TABLE bank_accounts ENABLE TRIGGER USER`); err != nil {
 				t.Error(err)

@@ -26,10 +26,20 @@ type rawConns struct {
 }
 
 type rawConn struct {
-	nc net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	nc   net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time // the end of its last request
 }
+
+// Connections idle for longer are closed rather than reused: the server closes idle keep-alive
+// connections (serve --idle-timeout, 90 s by default), and a request on a connection it has
+// closed fails. requestTimeout bounds a request whose context has no deadline (as net/http's
+// Client.Timeout did).
+const (
+	maxIdle        = 30 * time.Second
+	requestTimeout = time.Minute
+)
 
 // newRawConns returns a client for base (http://host:port only; nil for anything else, and the
 // caller keeps net/http) keeping up to conns connections.
@@ -56,16 +66,22 @@ func (p *rawConns) post(ctx context.Context, path string, body []byte) (int, []b
 	if err != nil {
 		return 0, nil, err
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = c.nc.SetDeadline(dl)
-	} else {
-		_ = c.nc.SetDeadline(time.Time{})
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(requestTimeout)
 	}
+	_ = c.nc.SetDeadline(dl)
+	// A cancelled context (Ctrl-C) ends a request in flight too: the connection is closed under it.
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
 	status, answer, keep, err := c.roundTrip(p.prefix, path, body)
+	if !stop() && err == nil {
+		keep = false // the deadline was moved while the answer was read: do not reuse it
+	}
 	if err != nil || !keep {
 		_ = c.nc.Close()
 		return status, answer, err
 	}
+	c.used = time.Now()
 	select {
 	case p.idle <- c:
 	default:
@@ -75,10 +91,17 @@ func (p *rawConns) post(ctx context.Context, path string, body []byte) (int, []b
 }
 
 func (p *rawConns) get(ctx context.Context) (*rawConn, error) {
-	select {
-	case c := <-p.idle:
-		return c, nil
-	default:
+	for {
+		select {
+		case c := <-p.idle:
+			if time.Since(c.used) < maxIdle {
+				return c, nil
+			}
+			_ = c.nc.Close()
+			continue
+		default:
+		}
+		break
 	}
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", p.addr)

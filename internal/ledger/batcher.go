@@ -162,6 +162,7 @@ func (p *Poster) ledger(ledgerID string) (*ledgerQueue, error) {
 		p.queues[ledgerID] = lq
 		for i := 0; i < p.cfg.Flushers; i++ {
 			p.wg.Add(1)
+			p.flushers.Add(1)
 			go p.flush(ledgerID, lq)
 		}
 	}
@@ -197,7 +198,6 @@ func (p *Poster) Close() {
 
 func (p *Poster) flush(ledgerID string, lq *ledgerQueue) {
 	q := lq.q
-	p.flushers.Add(1)
 	defer p.wg.Done()
 	defer p.flushers.Add(-1)
 	batch := make([]*postRequest, 0, p.cfg.MaxBatch)
