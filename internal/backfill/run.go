@@ -391,7 +391,6 @@ func (r *runner) position() string {
 	return *r.cp.LastProcessedID
 }
 
-// readBatch reads up to n records.
 // prepared is a batch read and transformed ahead of its posting, with what the source said
 // right after it was read (its progress and, for a Fingerprinter, the digest of the rows so far:
 // the checkpoint records the digest of exactly the rows it covers).
@@ -433,6 +432,7 @@ func (r *runner) prepare(ctx context.Context, src source.Reader, out chan<- prep
 	}
 }
 
+// readBatch reads up to n records.
 func readBatch(ctx context.Context, src source.Reader, n int) ([]source.Record, bool, error) {
 	recs := make([]source.Record, 0, n)
 	for len(recs) < n {
