@@ -64,11 +64,17 @@ func TestRunSurvivesItsConnectionKilled(t *testing.T) {
 	d := setup(t)
 	ctx := context.Background()
 	admin := d.Conn(t)
+	killed := 0
 	kill := func(i int) {
 		if i == 250 || i == 620 || i == 1333 {
-			if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'dualledger backfill pid=%'`); err != nil {
+			// Only this test's database: the test cluster is shared with other packages' tests,
+			// whose backfill runs have the same application_name.
+			var n int
+			if err := admin.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+				WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&n); err != nil {
 				t.Error(err)
 			}
+			killed += n
 		}
 	}
 	src := &rows{n: 2000, hook: kill}
@@ -78,6 +84,9 @@ func TestRunSurvivesItsConnectionKilled(t *testing.T) {
 	out, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "killed", "MASTER"), cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if killed != 3 {
+		t.Errorf("%d sessions of the run killed, want 3", killed)
 	}
 	cp := out.Checkpoint
 	if cp.Status != backfill.StatusCompleted || cp.TotalProcessed != 2000 || cp.TotalSuccessful != 2000 || cp.Batches != 20 {
