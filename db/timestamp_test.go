@@ -15,7 +15,8 @@ import (
 // one: both must accept the same texts and give the same instants. 005's body is read from the
 // migration and created as a temporary function; the inputs are every combination of boundary
 // values of each field (years around 1900, centuries and leap years, every month with the days
-// around its end, hours, minutes, seconds, fractions, separators and offsets).
+// around its end, hours, minutes, seconds, fractions, separators and offsets), and 29 February of
+// every year from 1000 to 9999.
 func TestParseTimestampAgreesWith005(t *testing.T) {
 	d := pgtest.New(t)
 	ctx := context.Background()
@@ -49,6 +50,8 @@ SELECT y.v || '-' || m.v || '-' || dd.v || 'T12:30:45Z' FROM y, m, dd
 UNION ALL
 SELECT dt || sep.v || hh.v || ':' || mi.v || ':' || s.v || fr.v || off.v
   FROM (VALUES ('1900-01-01'), ('9999-12-31'), ('2024-02-29')) AS x(dt), sep, hh, mi, mi AS s, fr, off
+UNION ALL
+SELECT g::text || '-02-29T00:00:00Z' FROM generate_series(1000, 9999) g  -- every year's 29 February
 UNION ALL
 VALUES (NULL), (''), ('now'), ('2024-01-01'), ('2024-01-01T00:00:00'), ('１９９９-01-01T00:00:00Z'), ('2024-01-01T00:00:00Z\n')`
 
