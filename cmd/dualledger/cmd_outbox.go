@@ -138,6 +138,7 @@ func (iw *inProcessWorker) releaseUnlessRunning() {
 func newWorkerCmd(a *app) *cobra.Command {
 	var (
 		o           workerOptions
+		recon       scheduleOptions
 		metricsAddr string
 	)
 	cmd := &cobra.Command{
@@ -155,6 +156,10 @@ SCBs are the registered banks (dualledger banks register); each needs SCB_<ID>_A
 SCB_<ID>_API_KEY (the id as written, e.g. SCB-1, or with '-' replaced by '_': SCB_SCB_1_API_URL),
 or an entry in --scb-config.
 
+Every --reconcile-every (default 24h; 0 = off) it also reconciles each SCB whose last good run is
+older than that (incremental, as dualledger reconcile scb; one run per SCB at a time across
+processes, so several workers and serve take turns; docs/reconciliation.md).
+
 It runs as the database role dualledger_worker (--db-role), which changes the outbox only through
 the outbox functions. The login role of DATABASE_URL must be a plain member of it, never a
 superuser or the schema's owner (refused unless --allow-owner; docs/security.md). The embedded
@@ -164,6 +169,9 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 		Annotations: map[string]string{"daemon": "worker"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
+				return err
+			}
+			if err := recon.validate(); err != nil {
 				return err
 			}
 			ctx := cmd.Context()
@@ -192,8 +200,25 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 				defer srv.Close()
 				fmt.Fprintf(a.errOut, "dualledger worker: metrics on http://%s/metrics\n", ln.Addr())
 			}
+			var sched sync.WaitGroup
+			sctx, stopSchedule := context.WithCancel(ctx)
+			defer stopSchedule()
+			if recon.every > 0 {
+				// The worker's own role may write the reconciliation tables, and it holds the SCBs'
+				// settings: the schedule's natural home (serve's API login usually cannot).
+				s, err := newReconcileSchedule(ctx, a, o, recon, "worker")
+				if err != nil {
+					return err
+				}
+				sched.Go(func() { _ = s.Run(sctx) })
+			}
 			fmt.Fprintf(a.errOut, "dualledger worker %s: delivering (SIGTERM or Ctrl-C to stop)\n", o.cfg.WorkerID)
-			if err := w.Run(ctx); err != nil {
+			err = w.Run(ctx)
+			// A reconciliation in progress stops with the worker (recorded failed; the next run
+			// starts again from the last good run's cursor).
+			stopSchedule()
+			sched.Wait()
+			if err != nil {
 				return &exitError{code: exitInfra, err: err}
 			}
 			fmt.Fprintln(a.errOut, "dualledger worker: stopped")
@@ -201,6 +226,7 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 		},
 	}
 	o.bind(cmd.Flags(), a.getenv)
+	recon.bind(cmd.Flags())
 	cmd.Flags().StringVar(&o.role, "db-role", pg.WorkerRole, `database role to SET ROLE to after connecting ("" = the login role), see docs/security.md`)
 	cmd.Flags().BoolVar(&a.allowOwner, "allow-owner", false, "run even if the database login role is a superuser or can act as the schema's owner (development only)")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on HOST:PORT (off by default)")

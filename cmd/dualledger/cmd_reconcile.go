@@ -477,15 +477,38 @@ func resolveDiscrepancy(ctx context.Context, pool *pgxpool.Pool, id int64, res r
 	return reconcile.Resolve(ctx, pool, cliActor(), id, res)
 }
 
-// reconcileSchedule is `serve --reconcile-every`: reconciliation on a timer, on a pool of its own
-// as dualledger_worker (the API's role may not write the reconciliation tables), closed when Run
-// returns.
+// scheduleOptions are the flags of the reconciliation schedule, shared by `worker` and `serve`.
+type scheduleOptions struct {
+	every time.Duration
+	grace time.Duration
+}
+
+func (o *scheduleOptions) bind(f *pflag.FlagSet) {
+	f.DurationVar(&o.every, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
+	f.DurationVar(&o.grace, "reconcile-grace", 5*time.Minute, "deliveries younger than this are not yet expected at the SCB (see reconcile --grace)")
+}
+
+func (o *scheduleOptions) validate() error {
+	if o.every < 0 || (o.every > 0 && o.every < time.Minute) {
+		return usage("--reconcile-every must be 0 (off) or at least 1m")
+	}
+	if o.grace < 0 || o.grace > 7*24*time.Hour {
+		return usage("--reconcile-grace must be from 0 to 168h")
+	}
+	return nil
+}
+
+// reconcileSchedule is `--reconcile-every` of `worker` and `serve`: reconciliation on a timer, on a
+// pool of its own as dualledger_worker (the API's role may not write the reconciliation tables),
+// closed when Run returns.
 type reconcileSchedule struct {
 	s       *reconcile.Schedule
 	release func()
 }
 
-func newReconcileSchedule(ctx context.Context, a *app, wopts workerOptions, every, grace time.Duration) (*reconcileSchedule, error) {
+// newReconcileSchedule opens the schedule's pool; who ("worker", "serve") names it in the runs'
+// actor.
+func newReconcileSchedule(ctx context.Context, a *app, wopts workerOptions, ropts scheduleOptions, who string) (*reconcileSchedule, error) {
 	pool, release, err := a.open(ctx, openOptions{role: wopts.role, maxConns: 2, service: true})
 	if err != nil {
 		return nil, err
@@ -500,8 +523,8 @@ func newReconcileSchedule(ctx context.Context, a *app, wopts workerOptions, ever
 		rc, isSCB := c.(reconcile.SCB)
 		return rc, ok && isSCB
 	}
-	return &reconcileSchedule{release: release, s: &reconcile.Schedule{Pool: pool, Clients: resolve, Every: every, Grace: grace,
-		Actor: "system:serve-reconcile@" + wopts.cfg.WorkerID, Logger: a.logger}}, nil
+	return &reconcileSchedule{release: release, s: &reconcile.Schedule{Pool: pool, Clients: resolve, Every: ropts.every, Grace: ropts.grace,
+		Actor: "system:" + who + "-reconcile@" + wopts.cfg.WorkerID, Logger: a.logger}}, nil
 }
 
 // Run runs the schedule until ctx ends, then closes its pool.

@@ -22,8 +22,7 @@ func newServeCmd(a *app) *cobra.Command {
 		addr         string
 		role         string
 		withWorker   bool
-		reconEvery   time.Duration
-		reconGrace   time.Duration
+		recon        scheduleOptions
 		metricsAddr  string
 		tlsCert      string
 		tlsKey       string
@@ -61,7 +60,8 @@ process (see dualledger worker --help for its flags); without it, run dualledger
 separately. Every --reconcile-every (default 24h; 0 = off) the server reconciles each registered
 SCB whose last good run is older than that (incremental, as dualledger_worker, with the SCBs'
 settings of the worker flags --scb-config / SCB_<ID>_API_URL; one run per SCB at a time across
-processes; docs/reconciliation.md).`,
+processes; docs/reconciliation.md). dualledger worker runs the same schedule; if this login cannot
+become dualledger_worker, serve leaves it to the worker and says so in its log.`,
 		Example: `  dualledger serve --metrics-addr 127.0.0.1:9463
   DUALLEDGER_ADDR=0.0.0.0:8443 dualledger serve --tls-cert tls.crt --tls-key tls.key --pool-size 32
   TOKEN=$(dualledger keys create ops --scopes admin)
@@ -110,16 +110,13 @@ processes; docs/reconciliation.md).`,
 			if cfg.ShutdownTimeout <= 0 {
 				return usage("--shutdown-timeout must be positive")
 			}
-			if withWorker || reconEvery > 0 {
+			if withWorker || recon.every > 0 {
 				if err := wopts.validate(); err != nil {
 					return err
 				}
 			}
-			if reconEvery < 0 || (reconEvery > 0 && reconEvery < time.Minute) {
-				return usage("--reconcile-every must be 0 (off) or at least 1m")
-			}
-			if reconGrace < 0 || reconGrace > 7*24*time.Hour {
-				return usage("--reconcile-grace must be from 0 to 168h")
+			if err := recon.validate(); err != nil {
+				return err
 			}
 			cfg.MaxBody = int64(maxBody)
 			cfg.MaxBatchBody = int64(maxBatchBody)
@@ -160,17 +157,18 @@ processes; docs/reconciliation.md).`,
 			if err := srv.Registry().Register(reconcile.NewCollector(pool, a.logger)); err != nil {
 				return &exitError{code: exitInfra, err: err}
 			}
-			if reconEvery > 0 {
-				sched, err := newReconcileSchedule(ctx, a, wopts, reconEvery, reconGrace)
+			if recon.every > 0 {
+				sched, err := newReconcileSchedule(ctx, a, wopts, recon, "serve")
 				switch {
 				case err == nil:
 					srv.Go("reconcile", sched.Run)
 				case cmd.Flags().Changed("reconcile-every"):
 					return err
 				default:
-					// The default schedule must not keep the API down (the login role may lack
-					// dualledger_worker); the gauge of the last good run shows it is not running.
-					a.logger.Error("reconciliation schedule off: it runs as dualledger_worker (grant it to the login role, or --reconcile-every 0)", "err", err)
+					// The default schedule must not keep the API down: the API's login usually
+					// cannot become dualledger_worker, and `dualledger worker` (which can) runs the
+					// same schedule. If no worker does, the alert on the last good run fires.
+					a.logger.Warn("reconciliation schedule not in serve: it runs as dualledger_worker, which this login cannot become; dualledger worker runs it (--reconcile-every), or grant the role, or pass --reconcile-every 0", "err", err)
 				}
 			}
 			if holdSweep > 0 {
@@ -229,8 +227,7 @@ processes; docs/reconciliation.md).`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", httpapi.DefaultIdleTimeout, "how long a keep-alive connection may stay idle")
 	f.DurationVar(&holdSweep, "hold-sweep", 5*time.Second, "how often to release the holds whose expires_at has passed (0: never; then run dualledger holds expire from cron)")
 	f.BoolVar(&withWorker, "worker", false, "also run the outbox worker in this process (same flags as the worker command)")
-	f.DurationVar(&reconEvery, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
-	f.DurationVar(&reconGrace, "reconcile-grace", 5*time.Minute, "deliveries younger than this are not yet expected at the SCB (see reconcile --grace)")
+	recon.bind(f)
 	wopts.bind(f, a.getenv)
 	return cmd
 }

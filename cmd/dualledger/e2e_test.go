@@ -119,11 +119,13 @@ func (e *env) settle(n int, prefix string) {
 	}
 }
 
-// worker starts `dualledger worker` against the test database.
+// worker starts `dualledger worker` against the test database, without its reconciliation
+// schedule unless extra turns it on (a run holds its SCB's lock, which tests of `reconcile` would
+// otherwise meet).
 func (e *env) worker(name string, scbs []*scbSim, keyOverride map[string]string, extra ...string) *exec.Cmd {
 	e.t.Helper()
 	args := append([]string{"worker", "--worker-id", name, "--lease", "3s", "--scb-timeout", "1s", "--backoff-base", "50ms",
-		"--backoff-cap", "1s", "--poll-every", "200ms", "--grace", "2s"}, extra...)
+		"--backoff-cap", "1s", "--poll-every", "200ms", "--grace", "2s", "--reconcile-every", "0"}, extra...)
 	cmd := exec.Command(binary, args...)
 	// As in production: a login role that is a plain member of dualledger_worker.
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.db.LoginRole(e.t, "dualledger_worker"))

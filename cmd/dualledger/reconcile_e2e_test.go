@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -138,4 +139,37 @@ func TestReconcileCLI(t *testing.T) {
 	if _, stderr, code := cliWith(t, owner, nil, "statement", "--ledger", "MASTER", "--account", "SCB-1-USD", "--from", "2026-02-30", "--to", today); code != 2 {
 		t.Errorf("statement with a bad date: exit %d: %s", code, stderr)
 	}
+}
+
+// TestWorkerReconcilesOnSchedule: `dualledger worker` runs the reconciliation schedule as its own
+// role (serve's API login need not be able to): at start it reconciles each SCB that has no good
+// run yet, records the runs as the worker, and finds nothing amiss; on SIGTERM it stops cleanly.
+func TestWorkerReconcilesOnSchedule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	e := newEnv(t)
+	e.settle(6, "sch")
+	scbs := []*scbSim{startSim(t, "SCB-1", "k1", sim.Faults{}), startSim(t, "SCB-2", "k2", sim.Faults{})}
+	total := e.count("")
+	e.worker("w1", scbs, nil)
+	waitFor(t, "every row FINALIZED", 60*time.Second, func() bool { return e.count("FINALIZED") == total })
+
+	ctx := context.Background()
+	w2 := e.worker("w2", scbs, nil, "--reconcile-every", "1m", "--reconcile-grace", "0")
+	waitFor(t, "a good run of each SCB by w2's schedule", 60*time.Second, func() bool {
+		var n int
+		err := e.db.Pool.QueryRow(ctx, `SELECT count(DISTINCT scb_id) FROM reconciliation_runs
+			WHERE actor = 'system:worker-reconcile@w2' AND status = 'ok'`).Scan(&n)
+		return err == nil && n == 2
+	})
+	var open, failed int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM reconciliation_discrepancies WHERE status <> 'RESOLVED' AND cleared_at IS NULL),
+		(SELECT count(*) FROM reconciliation_runs WHERE status <> 'ok')`).Scan(&open, &failed); err != nil {
+		t.Fatal(err)
+	}
+	if open != 0 || failed != 0 {
+		t.Errorf("after the scheduled runs: %d live discrepancies and %d runs not ok, want none", open, failed)
+	}
+	stop(t, w2)
 }
