@@ -187,6 +187,7 @@ func TestBackfillKill9Resume(t *testing.T) {
 		var logs bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs
 		before := checkpointOrZero(t, d)
+		childOfTest(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -285,6 +286,7 @@ func TestBackfillSigtermPausesAndOneRunAtATime(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
+	childOfTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

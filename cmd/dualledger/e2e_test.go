@@ -142,6 +142,7 @@ func (e *env) worker(name string, scbs []*scbSim, keyOverride map[string]string,
 		e.t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	childOfTest(cmd)
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}

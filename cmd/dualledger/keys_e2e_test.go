@@ -47,6 +47,7 @@ func startServe(t *testing.T, d *pgtest.DB, extra ...string) string {
 	}
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
+	childOfTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ func startService(t *testing.T, url string, scbs []*scbSim, args ...string) (*ex
 	if err != nil {
 		t.Fatal(err)
 	}
+	childOfTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
