@@ -479,18 +479,23 @@ func resolveDiscrepancy(ctx context.Context, pool *pgxpool.Pool, id int64, res r
 
 // scheduleOptions are the flags of the reconciliation schedule, shared by `worker` and `serve`.
 type scheduleOptions struct {
-	every time.Duration
-	grace time.Duration
+	every     time.Duration
+	fullEvery time.Duration
+	grace     time.Duration
 }
 
 func (o *scheduleOptions) bind(f *pflag.FlagSet) {
 	f.DurationVar(&o.every, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
+	f.DurationVar(&o.fullEvery, "reconcile-full-every", 7*24*time.Hour, "make a scheduled run a full one (the SCB's whole list reread, as reconcile --full: finds old entries the SCB lost or changed) when the SCB's last good full run is older than this; 0 = never")
 	f.DurationVar(&o.grace, "reconcile-grace", 5*time.Minute, "deliveries younger than this are not yet expected at the SCB (see reconcile --grace)")
 }
 
 func (o *scheduleOptions) validate() error {
 	if o.every < 0 || (o.every > 0 && o.every < time.Minute) {
 		return usage("--reconcile-every must be 0 (off) or at least 1m")
+	}
+	if o.fullEvery < 0 || (o.fullEvery > 0 && o.fullEvery < time.Minute) {
+		return usage("--reconcile-full-every must be 0 (never) or at least 1m")
 	}
 	if o.grace < 0 || o.grace > 7*24*time.Hour {
 		return usage("--reconcile-grace must be from 0 to 168h")
@@ -523,7 +528,7 @@ func newReconcileSchedule(ctx context.Context, a *app, wopts workerOptions, ropt
 		rc, isSCB := c.(reconcile.SCB)
 		return rc, ok && isSCB
 	}
-	return &reconcileSchedule{release: release, s: &reconcile.Schedule{Pool: pool, Clients: resolve, Every: ropts.every, Grace: ropts.grace,
+	return &reconcileSchedule{release: release, s: &reconcile.Schedule{Pool: pool, Clients: resolve, Every: ropts.every, FullEvery: ropts.fullEvery, Grace: ropts.grace,
 		Actor: "system:" + who + "-reconcile@" + wopts.cfg.WorkerID, Logger: a.logger}}, nil
 }
 

@@ -322,7 +322,8 @@ END $$;
 REVOKE ALL ON FUNCTION reconcile_fail(bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_fail(bigint, text) TO dualledger_worker;
 
--- The last good run of each SCB (the schedule of `serve --reconcile-every` asks which are due).
+-- The last good run of each SCB (the schedule of `worker` and `serve --reconcile-every` asks which
+-- are due).
 CREATE OR REPLACE FUNCTION reconcile_last_ok_runs()
 RETURNS TABLE (scb_id text, run_id bigint, started_at timestamptz, finished_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -331,3 +332,14 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION reconcile_last_ok_runs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_last_ok_runs() TO dualledger_worker;
+
+-- The last good full run (the whole list reread) of each SCB: the schedule's --reconcile-full-every.
+CREATE OR REPLACE FUNCTION reconcile_last_ok_full_runs()
+RETURNS TABLE (scb_id text, run_id bigint, started_at timestamptz, finished_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT DISTINCT ON (r.scb_id) r.scb_id, r.id, r.started_at, r.finished_at
+      FROM reconciliation_runs r WHERE r.status = 'ok' AND r.ledger_filter IS NULL AND r.full_read
+     ORDER BY r.scb_id, r.id DESC
+$$;
+REVOKE ALL ON FUNCTION reconcile_last_ok_full_runs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_last_ok_full_runs() TO dualledger_worker;

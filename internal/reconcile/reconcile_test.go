@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -282,6 +283,39 @@ func TestScheduleRunsDueSCBs(t *testing.T) {
 	if runs := s.RunDue(e.ctx); len(runs) != 1 {
 		t.Fatalf("after Every: %+v", runs)
 	}
+}
+
+// TestScheduleMakesFullRunsWhenDue: a scheduled run is a full one when the SCB's last good full
+// run is older than FullEvery (or there is none), even if an incremental run is not yet due; with
+// FullEvery 0 it never is.
+func TestScheduleMakesFullRunsWhenDue(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a", "1.00")
+	e.deliver(3)
+	s := &reconcile.Schedule{Pool: e.d.PoolAs(t, "dualledger_worker"), Every: time.Hour, FullEvery: time.Hour, Actor: "system:test",
+		Clients: func(id string) (reconcile.SCB, bool) { return e.clients[id], true }}
+	step := func(what string, every, fullEvery time.Duration, want ...bool) {
+		t.Helper()
+		s.Every, s.FullEvery = every, fullEvery
+		time.Sleep(5 * time.Millisecond)
+		runs := s.RunDue(e.ctx)
+		var got []bool
+		for _, r := range runs {
+			if r.Status != "ok" {
+				t.Fatalf("%s: run %+v", what, r)
+			}
+			got = append(got, r.Full)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s: runs full=%v, want %v", what, got, want)
+		}
+	}
+	step("first, no full run yet", time.Hour, time.Hour, true)
+	step("both fresh", time.Hour, time.Hour)
+	step("incremental due, full fresh", time.Millisecond, time.Hour, false)
+	step("full due, incremental fresh", time.Hour, time.Millisecond, true)
+	step("full runs off", time.Millisecond, 0, false)
+	step("full runs off, incremental fresh", time.Hour, 0)
 }
 
 // downSCB answers every list request with an error, as an SCB in an outage.
