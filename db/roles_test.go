@@ -66,7 +66,7 @@ var (
 			"register_bank", "revoke_api_key", "update_account", "void_ledger_hold"},
 		"dualledger_worker": {"outbox_advance", "outbox_claim", "outbox_claim_for_poll", "outbox_finish", "outbox_poll_succeeded",
 			"outbox_reap", "outbox_record_poll_error", "outbox_release", "reconcile_begin", "reconcile_fail", "reconcile_finish",
-			"reconcile_forget_scb", "reconcile_last_ok_full_runs", "reconcile_last_ok_runs", "reconcile_record_scb",
+			"reconcile_forget_scb", "reconcile_full_runs", "reconcile_last_ok_runs", "reconcile_record_scb",
 			"reconcile_reread_keys"},
 		"dualledger_readonly": nil,
 	}

@@ -157,7 +157,8 @@ SCB_<ID>_API_KEY (the id as written, e.g. SCB-1, or with '-' replaced by '_': SC
 or an entry in --scb-config.
 
 Every --reconcile-every (default 24h; 0 = off) it also reconciles each SCB whose last good run is
-older than that (incremental, as dualledger reconcile scb; one run per SCB at a time across
+older than that (as dualledger reconcile scb: incremental, and a full reread once the last good
+full run is older than --reconcile-full-every, default 168h; one run per SCB at a time across
 processes, so several workers and serve take turns; docs/reconciliation.md).
 
 It runs as the database role dualledger_worker (--db-role), which changes the outbox only through

@@ -485,7 +485,7 @@ type scheduleOptions struct {
 }
 
 func (o *scheduleOptions) bind(f *pflag.FlagSet) {
-	f.DurationVar(&o.every, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
+	f.DurationVar(&o.every, "reconcile-every", 24*time.Hour, "reconcile every registered SCB whose last good run is older than this (incremental, or full per --reconcile-full-every; as dualledger_worker; one run per SCB at a time across processes); 0 = off")
 	f.DurationVar(&o.fullEvery, "reconcile-full-every", 7*24*time.Hour, "make a scheduled run a full one (the SCB's whole list reread, as reconcile --full: finds old entries the SCB lost or changed) when the SCB's last good full run is older than this; 0 = never")
 	f.DurationVar(&o.grace, "reconcile-grace", 5*time.Minute, "deliveries younger than this are not yet expected at the SCB (see reconcile --grace)")
 }

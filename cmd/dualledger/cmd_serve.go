@@ -58,9 +58,9 @@ schema's owner (refused unless --allow-owner; the embedded cluster logs in as du
 which it creates). The in-process worker (--worker) runs as dualledger_worker. The API is described at GET /openapi.json. With --worker the outbox worker runs in the same
 process (see dualledger worker --help for its flags); without it, run dualledger worker
 separately. Every --reconcile-every (default 24h; 0 = off) the server reconciles each registered
-SCB whose last good run is older than that (incremental, as dualledger_worker, with the SCBs'
-settings of the worker flags --scb-config / SCB_<ID>_API_URL; one run per SCB at a time across
-processes; docs/reconciliation.md). dualledger worker runs the same schedule; if this login cannot
+SCB whose last good run is older than that (incremental, or full per --reconcile-full-every; as
+dualledger_worker, with the SCBs' settings of the worker flags --scb-config / SCB_<ID>_API_URL; one
+run per SCB at a time across processes; docs/reconciliation.md). dualledger worker runs the same schedule; if this login cannot
 become dualledger_worker, serve leaves it to the worker and says so in its log.`,
 		Example: `  dualledger serve --metrics-addr 127.0.0.1:9463
   DUALLEDGER_ADDR=0.0.0.0:8443 dualledger serve --tls-cert tls.crt --tls-key tls.key --pool-size 32
@@ -168,7 +168,7 @@ become dualledger_worker, serve leaves it to the worker and says so in its log.`
 					// The default schedule must not keep the API down: the API's login usually
 					// cannot become dualledger_worker, and `dualledger worker` (which can) runs the
 					// same schedule. If no worker does, the alert on the last good run fires.
-					a.logger.Warn("reconciliation schedule not in serve: it runs as dualledger_worker, which this login cannot become; dualledger worker runs it (--reconcile-every), or grant the role, or pass --reconcile-every 0", "err", err)
+					a.logger.Warn("reconciliation schedule not started in serve (it runs as dualledger_worker, with the SCBs' settings); dualledger worker runs it (--reconcile-every); pass --reconcile-every 0 to leave it to the workers", "err", err)
 				}
 			}
 			if holdSweep > 0 {

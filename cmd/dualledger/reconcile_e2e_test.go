@@ -143,7 +143,8 @@ func TestReconcileCLI(t *testing.T) {
 
 // TestWorkerReconcilesOnSchedule: `dualledger worker` runs the reconciliation schedule as its own
 // role (serve's API login need not be able to): at start it reconciles each SCB that has no good
-// run yet, records the runs as the worker, and finds nothing amiss; on SIGTERM it stops cleanly.
+// run yet, with a full read, records the runs as the worker, and finds nothing amiss; on SIGTERM
+// it stops cleanly.
 func TestWorkerReconcilesOnSchedule(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -159,8 +160,9 @@ func TestWorkerReconcilesOnSchedule(t *testing.T) {
 	w2 := e.worker("w2", scbs, nil, "--reconcile-every", "1m", "--reconcile-grace", "0")
 	waitFor(t, "a good run of each SCB by w2's schedule", 60*time.Second, func() bool {
 		var n int
+		// The first run of an SCB is a full one (no full run yet, --reconcile-full-every).
 		err := e.db.Pool.QueryRow(ctx, `SELECT count(DISTINCT scb_id) FROM reconciliation_runs
-			WHERE actor = 'system:worker-reconcile@w2' AND status = 'ok'`).Scan(&n)
+			WHERE actor = 'system:worker-reconcile@w2' AND status = 'ok' AND full_read`).Scan(&n)
 		return err == nil && n == 2
 	})
 	var open, failed int

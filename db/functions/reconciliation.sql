@@ -14,8 +14,8 @@
 --                              the findings no longer seen, closes the run;
 --   reconcile_fail             closes a run that could not finish (the cursor does not advance).
 --
--- EXECUTE for dualledger_worker (`serve --reconcile-every` runs them as the worker's role) and the
--- owner (`dualledger reconcile`). reconcile_findings is internal: nobody may call it.
+-- EXECUTE for dualledger_worker (the schedule of `worker` and `serve --reconcile-every` runs them as
+-- the worker's role) and the owner (`dualledger reconcile`). reconcile_findings is internal: nobody may call it.
 
 CREATE OR REPLACE FUNCTION reconcile_begin(p_actor text, p_scb_id text, p_ledger_id text, p_full boolean)
 RETURNS TABLE (run_id bigint, cursor_from text)
@@ -333,13 +333,15 @@ $$;
 REVOKE ALL ON FUNCTION reconcile_last_ok_runs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_last_ok_runs() TO dualledger_worker;
 
--- The last good full run (the whole list reread) of each SCB: the schedule's --reconcile-full-every.
-CREATE OR REPLACE FUNCTION reconcile_last_ok_full_runs()
-RETURNS TABLE (scb_id text, run_id bigint, started_at timestamptz, finished_at timestamptz)
+-- Full runs (the whole list reread) of each SCB: when the last good one started, and when the last
+-- one of any outcome did (the schedule's --reconcile-full-every; after a failed full run it goes on
+-- with incremental ones for a while instead of retrying the full read every minute).
+CREATE OR REPLACE FUNCTION reconcile_full_runs()
+RETURNS TABLE (scb_id text, last_ok_started_at timestamptz, last_started_at timestamptz)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
-    SELECT DISTINCT ON (r.scb_id) r.scb_id, r.id, r.started_at, r.finished_at
-      FROM reconciliation_runs r WHERE r.status = 'ok' AND r.ledger_filter IS NULL AND r.full_read
-     ORDER BY r.scb_id, r.id DESC
+    SELECT r.scb_id, max(r.started_at) FILTER (WHERE r.status = 'ok'), max(r.started_at)
+      FROM reconciliation_runs r WHERE r.full_read AND r.ledger_filter IS NULL
+     GROUP BY r.scb_id
 $$;
-REVOKE ALL ON FUNCTION reconcile_last_ok_full_runs() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION reconcile_last_ok_full_runs() TO dualledger_worker;
+REVOKE ALL ON FUNCTION reconcile_full_runs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION reconcile_full_runs() TO dualledger_worker;

@@ -316,6 +316,49 @@ func TestScheduleMakesFullRunsWhenDue(t *testing.T) {
 	step("full due, incremental fresh", time.Hour, time.Millisecond, true)
 	step("full runs off", time.Millisecond, 0, false)
 	step("full runs off, incremental fresh", time.Hour, 0)
+
+	// A full run that fails does not keep the SCB from its incremental runs: the next full
+	// attempt waits Every after it.
+	time.Sleep(300 * time.Millisecond)
+	good := s.Clients
+	s.Clients = func(id string) (reconcile.SCB, bool) { return downSCB{e.clients[id]}, true }
+	step("a full attempt that fails", time.Hour, time.Millisecond)
+	var lastFull bool
+	if err := e.pool.QueryRow(e.ctx, `SELECT full_read FROM reconciliation_runs WHERE status = 'failed' ORDER BY id DESC LIMIT 1`).Scan(&lastFull); err != nil || !lastFull {
+		t.Fatalf("the failed run: full_read %v, %v", lastFull, err)
+	}
+	s.Clients = good
+	step("incremental due, full failed within Every", 200*time.Millisecond, time.Millisecond, false)
+	time.Sleep(250 * time.Millisecond)
+	step("Every after the failed full attempt", 200*time.Millisecond, time.Millisecond, true)
+}
+
+// TestScheduleDoesNotRepeatARunAnotherProcessFinished: two schedules (two worker processes) see the
+// same SCB due; the one that gets its lock second finds it reconciled and runs nothing.
+func TestScheduleDoesNotRepeatARunAnotherProcessFinished(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a", "1.00")
+	e.deliver(3)
+	pool := e.d.PoolAs(t, "dualledger_worker")
+	b := &reconcile.Schedule{Pool: pool, Every: time.Hour, FullEvery: 7 * 24 * time.Hour, Actor: "system:test-b",
+		Clients: func(id string) (reconcile.SCB, bool) { return e.clients[id], true }}
+	var bRuns []reconcile.Run
+	a := &reconcile.Schedule{Pool: pool, Every: time.Hour, FullEvery: 7 * 24 * time.Hour, Actor: "system:test-a",
+		Clients: func(id string) (reconcile.SCB, bool) {
+			// A has listed SCB-1 as due; B reconciles it before A takes the lock.
+			if bRuns == nil {
+				bRuns = b.RunDue(e.ctx)
+			}
+			return e.clients[id], true
+		}}
+	aRuns := a.RunDue(e.ctx)
+	if len(bRuns) != 1 || !bRuns[0].Full || len(aRuns) != 0 {
+		t.Fatalf("B ran %+v, A ran %+v; want one full run by B and none by A", bRuns, aRuns)
+	}
+	runs, err := reconcile.LastRuns(e.ctx, e.pool, "SCB-1", 10)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("runs recorded: %+v %v, want 1", runs, err)
+	}
 }
 
 // downSCB answers every list request with an error, as an SCB in an outage.

@@ -58,7 +58,15 @@ type Options struct {
 	Grace       time.Duration
 	PageSize    int // entries per list request (default 1000, the SCB's maximum)
 	RereadLimit int // entries asked about again one by one per run (default 1000)
+	// Recheck, if set, is asked once the SCB's lock is held whether the run is still due and
+	// whether it is a full one (replacing Full); not due: Reconcile returns ErrNotDue and records
+	// nothing. The schedule uses it so that a run another process finished meanwhile is not
+	// repeated.
+	Recheck func(ctx context.Context, conn *pgx.Conn) (due, full bool, err error)
 }
+
+// ErrNotDue is returned by Reconcile when Options.Recheck says the run is no longer due.
+var ErrNotDue = errors.New("reconciliation no longer due")
 
 // Run is one run, as reconciliation_runs records it.
 type Run struct {
@@ -119,9 +127,22 @@ func Reconcile(ctx context.Context, pool *pgxpool.Pool, client SCB, opts Options
 			WithDetails(map[string]string{"scb_id": opts.SCBID})
 	}
 	defer func() {
-		// A failed unlock means a broken connection; the lock went with the session.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), unlockSQL, opts.SCBID)
+		// A failed unlock means a broken connection; the lock went with the session. Bounded: a
+		// stopping process must not wait on a database it cannot reach.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, _ = conn.Exec(uctx, unlockSQL, opts.SCBID)
 	}()
+	if opts.Recheck != nil {
+		due, full, err := opts.Recheck(ctx, conn.Conn())
+		if err != nil {
+			return Run{}, ledger.FromDB(err)
+		}
+		if !due {
+			return Run{}, ErrNotDue
+		}
+		opts.Full = full
+	}
 
 	var (
 		runID  int64
