@@ -215,8 +215,9 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 			}
 			fmt.Fprintf(a.errOut, "dualledger worker %s: delivering (SIGTERM or Ctrl-C to stop)\n", o.cfg.WorkerID)
 			err = w.Run(ctx)
-			// A reconciliation in progress stops with the worker (recorded failed; the next run
-			// starts again from the last good run's cursor).
+			// A reconciliation in progress stops with the worker: recorded failed, or left running
+			// and marked abandoned by the next run; either way the next one starts from the last
+			// good run's cursor (docs/reconciliation.md).
 			stopSchedule()
 			sched.Wait()
 			if err != nil {

@@ -60,8 +60,9 @@ process (see dualledger worker --help for its flags); without it, run dualledger
 separately. Every --reconcile-every (default 24h; 0 = off) the server reconciles each registered
 SCB whose last good run is older than that (incremental, or full per --reconcile-full-every; as
 dualledger_worker, with the SCBs' settings of the worker flags --scb-config / SCB_<ID>_API_URL; one
-run per SCB at a time across processes; docs/reconciliation.md). dualledger worker runs the same schedule; if this login cannot
-become dualledger_worker, serve leaves it to the worker and says so in its log.`,
+run per SCB at a time across processes; docs/reconciliation.md). dualledger worker runs the same
+schedule; if this login cannot become dualledger_worker, serve leaves it to the worker and says so
+in its log.`,
 		Example: `  dualledger serve --metrics-addr 127.0.0.1:9463
   DUALLEDGER_ADDR=0.0.0.0:8443 dualledger serve --tls-cert tls.crt --tls-key tls.key --pool-size 32
   TOKEN=$(dualledger keys create ops --scopes admin)
