@@ -90,7 +90,68 @@ SCB at a time, across processes. Exit status 1 when discrepancies that are not R
 		},
 	}
 	o2.bind(all.Flags(), a.getenv)
-	cmd.AddCommand(one, all)
+	cmd.AddCommand(one, all, newReconcileRunsCmd(a))
+	return cmd
+}
+
+// newReconcileRunsCmd lists the latest reconciliation runs: which SCB, full or incremental, who
+// ran it, how it ended and why (the first place to look when the alert on the last good run fires).
+func newReconcileRunsCmd(a *app) *cobra.Command {
+	var (
+		scbID string
+		limit int
+	)
+	cmd := &cobra.Command{
+		Use:   "runs [--scb ID] [--limit 20]",
+		Short: "List the latest reconciliation runs, newest first: SCB, full or incremental, who ran it, status, counts, error",
+		Long: `List the latest reconciliation runs, newest first (of one SCB with --scb): whether the run reread
+the SCB's whole list (full) or went on from the last good run's cursor, who ran it (cli:..., or
+system:worker-reconcile@... for a worker's schedule), its status (running, ok, failed, abandoned),
+when it started and how long it took, what it read and found, and a failed run's error. Reading
+only; docs/reconciliation.md.`,
+		Example: "  dualledger reconcile runs\n  dualledger reconcile runs --scb SCB-1 --limit 5 --json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 1 || limit > 1000 {
+				return usage("--limit must be from 1 to 1000")
+			}
+			ctx := cmd.Context()
+			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
+			if err != nil {
+				return err
+			}
+			defer release()
+			runs, err := reconcile.LastRuns(ctx, pool, scbID, limit)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]any{"runs": runs})
+			}
+			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "RUN\tSCB\tKIND\tSTATUS\tSTARTED\tTOOK\tREAD\tFOUND\tNEW\tCLEARED\tACTOR\tERROR")
+			for _, r := range runs {
+				kind, took, errText := "incremental", "-", ""
+				if r.Full {
+					kind = "full"
+				}
+				if r.LedgerFilter != nil {
+					kind += " (" + *r.LedgerFilter + ")"
+				}
+				if r.FinishedAt != nil {
+					took = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+				}
+				if r.Error != nil {
+					errText = *r.Error
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.SCBID, kind, r.Status,
+					r.StartedAt.UTC().Format(time.RFC3339), took, r.SCBEntriesRead, r.Found, r.NewFound, r.Cleared, r.Actor, errText)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&scbID, "scb", "", "only this SCB's runs")
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many runs (1 to 1000)")
 	return cmd
 }
 

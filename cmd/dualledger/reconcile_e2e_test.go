@@ -130,6 +130,29 @@ func TestReconcileCLI(t *testing.T) {
 	}
 	e.checkExactlyOnce(scbs...)
 
+	// The runs, newest first: SCB-1's last one incremental, the one before it full (with --json),
+	// and the table the operator reads.
+	out, _, code = cliWith(t, owner, nil, "reconcile", "runs", "--scb", "SCB-1", "--json")
+	var runs struct {
+		Runs []struct {
+			SCB    string `json:"scb_id"`
+			Full   bool   `json:"full"`
+			Status string `json:"status"`
+			Actor  string `json:"actor"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &runs); err != nil || code != 0 || len(runs.Runs) != 3 || runs.Runs[0].Full || !runs.Runs[1].Full ||
+		runs.Runs[0].SCB != "SCB-1" || runs.Runs[0].Status != "ok" || !strings.HasPrefix(runs.Runs[0].Actor, "cli:") {
+		t.Errorf("reconcile runs --scb SCB-1: exit %d, %v: %s", code, err, out)
+	}
+	if out, _, code := cliWith(t, owner, nil, "reconcile", "runs", "--limit", "2"); code != 0 || !strings.Contains(out, "KIND") ||
+		strings.Count(strings.TrimSpace(out), "\n") != 2 || !strings.Contains(out, "incremental") {
+		t.Errorf("reconcile runs --limit 2: exit %d:\n%s", code, out)
+	}
+	if _, stderr, code := cliWith(t, owner, nil, "reconcile", "runs", "--limit", "0"); code != 2 {
+		t.Errorf("reconcile runs --limit 0: exit %d: %s", code, stderr)
+	}
+
 	// The statement the member bank reconciles with.
 	today := time.Now().UTC().Format(time.DateOnly)
 	if out, stderr, code := cliWith(t, owner, nil, "statement", "--ledger", "MASTER", "--account", "SCB-1-USD", "--from", today, "--to", today,
