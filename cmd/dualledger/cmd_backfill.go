@@ -262,7 +262,7 @@ source failure (FAILED; run again to resume).`,
 	fl.IntVar(&cfg.CheckpointInterval, "checkpoint-interval", 10, "batches between audits of the touched accounts (--validate-balances) and progress lines; the checkpoint itself commits with every batch")
 	fl.IntVar(&cfg.MaxRetries, "max-retries", 3, "retries of a batch after a transient database error")
 	fl.DurationVar(&cfg.RetryDelay, "retry-delay", time.Second, "first retry delay (doubles each retry)")
-	fl.IntVar(&workers, "workers", 1, "parallel transform of a batch's rows; posting stays in source order, one batch at a time")
+	fl.IntVar(&workers, "workers", 1, "parallel transform of a batch's rows; posting stays in source order, batches committing one after the other")
 	fl.BoolVar(&cfg.SkipDuplicates, "skip-duplicates", true, "a row whose reference is already in the ledger with the same content is skipped (false: it is rejected)")
 	fl.BoolVar(&cfg.ValidateBalances, "validate-balances", true, "audit the touched accounts (balance = Σ credits − Σ debits) every --checkpoint-interval batches and at the end")
 	fl.StringVar(&cfg.ErrorsPath, "errors", "", "error report, JSON lines, appended across runs (default backfill-<type>-<id>.errors.jsonl, then the checkpoint's)")

@@ -42,12 +42,16 @@ type Config struct {
 	ErrorsPath           string // the error report; "" = the checkpoint's, else a default
 	MaxErrors            int64  // rejected rows of the source before the run fails; < 0: no limit
 	Metadata             map[string]any
-	// Workers transform a batch's rows in parallel; posting stays in source order, one batch at a
-	// time, so a row is judged exactly as if posted alone at its place in the source.
+	// Workers transform a batch's rows in parallel; posting stays in source order, batches
+	// committing one after the other, so a row is judged exactly as if posted alone at its place
+	// in the source.
 	Workers int
 	// Progress is called after every committed batch.
 	Progress func(Stats)
 	Logger   *slog.Logger
+
+	// beforePost, in tests, runs on a batch's goroutine before it begins (pipeline.go).
+	beforePost func(pos string)
 }
 
 // Stats are a run's counters.
@@ -105,16 +109,35 @@ type Opener func(ctx context.Context, after string) (source.Reader, error)
 // runner is the state of one run.
 type runner struct {
 	pool   *pgxpool.Pool
-	conn   *pgxpool.Conn // holds the lock; every batch runs on it
-	cfg    Config
-	tr     *transform.Transformer
-	rep    *report
-	cp     Checkpoint
-	this   Stats
-	log    *slog.Logger
-	touch  map[string]map[string]bool // ledger -> accounts touched since the last audit
-	allTch map[string]map[string]bool // ledger -> accounts touched by this run
-	bases  map[string]*auditBase      // ledger -> balances at the last periodic audit
+	conn   *pgxpool.Conn // holds the lock; every batch runs on it, or on second (pipeline.go)
+	second *pgxpool.Conn // the other connection of two batches in flight; nil: one at a time
+	// pipelined: batches are posted one ahead on second (until a failure: then one at a time).
+	pipelined bool
+	cfg       Config
+	tr        *transform.Transformer
+	rep       *report
+	cp        Checkpoint
+	this      Stats
+	log       *slog.Logger
+	touch     map[string]map[string]bool // ledger -> accounts touched since the last audit
+	allTch    map[string]map[string]bool // ledger -> accounts touched by this run
+	bases     map[string]*auditBase      // ledger -> balances at the last periodic audit
+}
+
+// setUpSession names a session of this run in pg_stat_activity (role: "" for the lock's, e.g.
+// "ahead" for the second connection) and makes its backend check every second that the client is
+// still there, so that a statement of a killed run ends (and its batch rolls back) within a
+// second rather than when it next talks to the client.
+func setUpSession(ctx context.Context, conn *pgxpool.Conn, role string) error {
+	host, _ := os.Hostname()
+	app := fmt.Sprintf("dualledger backfill pid=%d host=%s", os.Getpid(), host)
+	if role != "" {
+		app += " (" + role + ")"
+	}
+	if _, err := conn.Exec(ctx, `SELECT set_config('application_name', $1, false), set_config('client_connection_check_interval', '1s', false)`, app); err != nil {
+		return fmt.Errorf("set up the backfill session: %w", err)
+	}
+	return nil
 }
 
 // lock takes the source's advisory lock on a connection of its own, which then runs the whole
@@ -134,10 +157,9 @@ func lock(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string, 
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	host, _ := os.Hostname()
-	app := fmt.Sprintf("dualledger backfill pid=%d host=%s", os.Getpid(), host)
-	if _, err := conn.Exec(ctx, `SELECT set_config('application_name', $1, false), set_config('client_connection_check_interval', '1s', false)`, app); err != nil {
+	if err := setUpSession(ctx, conn, ""); err != nil {
 		conn.Release()
-		return nil, fmt.Errorf("set up the backfill session: %w", err)
+		return nil, err
 	}
 	deadline := time.Now().Add(lockWait)
 	for {
@@ -303,20 +325,80 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 		r.prepare(pctx, src, ahead)
 	}()
 
+	// Two batches in flight (pipeline.go) on a second connection, when the pool has one to spare.
+	if second, err := r.pool.Acquire(bg); err != nil {
+		r.log.Warn("no second connection: posting one batch at a time", "error", err)
+	} else if err := setUpSession(bg, second, "ahead"); err != nil {
+		second.Release()
+		r.log.Warn("no second connection: posting one batch at a time", "error", err)
+	} else {
+		r.second, r.pipelined = second, true
+		defer func() { r.second.Release() }()
+	}
+	var (
+		next    *lane     // the batch after the current one, posting ahead
+		held    *prepared // a batch read but not posted yet (it could not go ahead)
+		discard = map[*pgxpool.Conn]bool{}
+	)
+	// Every way out of the loop leaves no batch in flight (finish, fail and the final audit use
+	// the lock's connection).
+	defer func() { r.abandon(bg, next) }()
 	for {
 		if ctx.Err() != nil {
+			r.abandon(bg, next)
+			next = nil
 			cp, err := r.finish(bg, StatusPaused, "stopped by a signal; run the same command to resume")
 			out.Checkpoint, out.ThisRun, out.Paused = cp, r.this, true
 			return out, err
 		}
-		p := <-ahead
-		r.this.Time.Read += p.read
-		r.this.Time.Transform += p.transform
+		var p prepared
+		cur := next
+		next = nil
+		switch {
+		case cur != nil:
+			p = cur.p
+		case held != nil:
+			p, held = *held, nil
+		default:
+			p = r.take(ahead)
+		}
 		if p.err != nil {
 			return r.outcome(out), r.fail(bg, fmt.Errorf("read the source after position %s: %w", r.position(), p.err))
 		}
 		if len(p.recs) > 0 {
-			if err := r.batch(bg, p); err != nil {
+			var err error
+			var sb splitBatch
+			if cur != nil {
+				sb = cur.sb
+			} else if sb = r.split(p); r.pipelined && pipelinable(sb) {
+				cur = r.launch(bg, p, sb, nil)
+			}
+			if cur != nil {
+				// The batch after this one goes ahead now, on the other connection, if the reader
+				// has it ready: a source that waits for rows (a pipe) must not keep this batch
+				// from committing.
+				if q, ok := r.tryTake(ahead, p.eof); ok {
+					if q.err == nil && len(q.recs) > 0 && r.pipelined {
+						if qb := r.split(q); pipelinable(qb) && qb.ledgers[0] == cur.sb.ledgers[0] {
+							next = r.launch(bg, q, qb, cur)
+						}
+					}
+					if next == nil {
+						held = &q
+					}
+				}
+				err = r.land(bg, cur, &next, &held)
+			} else {
+				err = r.batch(bg, sb)
+			}
+			// The connection no batch is using now (a failure may have replaced r.conn).
+			free := r.conn
+			if next != nil {
+				free = cur.conn
+			}
+			if err != nil {
+				r.abandon(bg, next)
+				next = nil
 				return r.outcome(out), r.fail(bg, err)
 			}
 			r.this.Done, r.this.Total = p.done, p.total
@@ -324,6 +406,8 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				cfg.Progress(r.this)
 			}
 			if cfg.MaxErrors >= 0 && r.cp.TotalFailed > cfg.MaxErrors {
+				r.abandon(bg, next)
+				next = nil
 				out.MaxErrorsExceeded = true
 				cp, err := r.finish(bg, StatusFailed, fmt.Sprintf("%d rows rejected, more than --max-errors %d (see %s)", r.cp.TotalFailed, cfg.MaxErrors, rep.f.Name()))
 				out.Checkpoint, out.ThisRun = cp, r.this
@@ -337,17 +421,30 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				// into a new ledger then slowed down with every batch (485 rows/s over 20,000
 				// rows, docs/benchmarks.md). Dropping the plans after batches 1, 2, 4, 8, ...
 				// and every --checkpoint-interval lets the next batch plan against the tables as
-				// they are now, for a few milliseconds each time.
+				// they are now, for a few milliseconds each time; on both connections, each
+				// when it is free.
+				discard[r.conn] = true
+				if r.second != nil {
+					discard[r.second] = true
+				}
+			}
+			for _, c := range []*pgxpool.Conn{r.conn, r.second} {
+				if c == nil || !discard[c] || (c != free && next != nil) {
+					continue
+				}
+				delete(discard, c)
 				// Best effort: a broken connection is the next batch's to notice and recover.
-				if _, err := r.conn.Exec(bg, "DISCARD PLANS"); err != nil {
+				if _, err := c.Exec(bg, "DISCARD PLANS"); err != nil {
 					r.log.Warn("could not discard the session's cached plans", "error", err)
 				}
 			}
 			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
 				t0 := time.Now()
-				probs, err := r.auditSince(bg)
+				probs, err := r.auditSince(bg, free)
 				r.this.Time.Audit += time.Since(t0)
 				if err != nil || len(probs) > 0 {
+					r.abandon(bg, next)
+					next = nil
 					return r.auditFailed(bg, out, probs, err)
 				}
 			}
@@ -367,6 +464,29 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	cp, err = r.finish(bg, StatusCompleted, "")
 	out.Checkpoint, out.ThisRun = cp, r.this
 	return out, err
+}
+
+// take receives the next batch from the reader, and counts its reading and transform time.
+func (r *runner) take(ahead <-chan prepared) prepared {
+	p := <-ahead
+	r.this.Time.Read += p.read
+	r.this.Time.Transform += p.transform
+	return p
+}
+
+// tryTake is take if the reader has a batch ready (never after the last one, eof).
+func (r *runner) tryTake(ahead <-chan prepared, eof bool) (prepared, bool) {
+	if eof {
+		return prepared{}, false
+	}
+	select {
+	case p := <-ahead:
+		r.this.Time.Read += p.read
+		r.this.Time.Transform += p.transform
+		return p, true
+	default:
+		return prepared{}, false
+	}
 }
 
 func (r *runner) outcome(out Outcome) Outcome {
@@ -481,35 +601,48 @@ type pending struct {
 	row transform.Row
 }
 
-// batch posts and checkpoints one transformed batch, retrying transient failures.
-func (r *runner) batch(ctx context.Context, p prepared) error {
-	var (
-		lines   []ReportLine
-		ledgers []string
-		byLed   = map[string][]pending{}
-		lastTS  *time.Time
-	)
-	recs, rows, rejs := p.recs, p.rows, p.rejs
-	for i, rec := range recs {
-		row, rej := rows[i], rejs[i]
+// splitBatch is a transformed batch as the posting needs it: its rows by ledger (ledgers in the
+// order of their first row), the report lines of the rows the transform rejected, and what its
+// checkpoint records.
+type splitBatch struct {
+	ledgers     []string
+	byLed       map[string][]pending
+	goLines     []ReportLine
+	goRejected  int64
+	processed   int64
+	pos         string
+	lastTS      *time.Time
+	fingerprint string
+}
+
+func (r *runner) split(p prepared) splitBatch {
+	sb := splitBatch{byLed: map[string][]pending{}, processed: int64(len(p.recs)), pos: p.recs[len(p.recs)-1].Pos,
+		fingerprint: p.fingerprint}
+	for i, rec := range p.recs {
+		row, rej := p.rows[i], p.rejs[i]
 		if rej != nil {
 			l := r.line(rec, row, rej.Code, rej.Message, rej.Details)
 			l.idx = i
-			lines = append(lines, l)
+			sb.goLines = append(sb.goLines, l)
 			continue
 		}
 		if row.Time != nil {
-			lastTS = row.Time
+			sb.lastTS = row.Time
 		}
-		if _, ok := byLed[row.LedgerID]; !ok {
-			ledgers = append(ledgers, row.LedgerID)
+		if _, ok := sb.byLed[row.LedgerID]; !ok {
+			sb.ledgers = append(sb.ledgers, row.LedgerID)
 		}
-		byLed[row.LedgerID] = append(byLed[row.LedgerID], pending{idx: i, rec: rec, row: row})
+		sb.byLed[row.LedgerID] = append(sb.byLed[row.LedgerID], pending{idx: i, rec: rec, row: row})
 	}
-	pos := recs[len(recs)-1].Pos
-	goRejected := int64(len(lines))
+	sb.goRejected = int64(len(sb.goLines))
+	return sb
+}
+
+// batch posts and checkpoints one transformed batch, retrying transient failures.
+func (r *runner) batch(ctx context.Context, sb splitBatch) error {
+	pos := sb.pos
 	for attempt := 1; ; attempt++ {
-		err := r.post(ctx, ledgers, byLed, lines, goRejected, int64(len(recs)), pos, lastTS, p.fingerprint)
+		err := r.post(ctx, sb)
 		if err == nil {
 			return nil
 		}
@@ -560,8 +693,15 @@ func (r *runner) reconnect(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	return r.adopt(cp), nil
+}
+
+// adopt takes the checkpoint as the run's state if it counts the batch in flight (one batch more
+// than the last one this run committed: it committed although its COMMIT reported an error), and
+// says whether it did.
+func (r *runner) adopt(cp Checkpoint) bool {
 	if cp.Batches != r.cp.Batches+1 {
-		return false, nil
+		return false
 	}
 	r.this.Batches++
 	r.this.Processed += cp.TotalProcessed - r.cp.TotalProcessed
@@ -573,7 +713,7 @@ func (r *runner) reconnect(ctx context.Context) (bool, error) {
 	}
 	r.rep.commit(cp.ErrorsOffset)
 	r.cp = cp
-	return true, nil
+	return true
 }
 
 // transformAll transforms recs with up to workers goroutines; results keep the records' order.
@@ -632,43 +772,81 @@ type seqRange struct {
 
 // post runs one attempt of a batch in one transaction: every ledger's entries, the report lines,
 // the checkpoint.
-func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]pending, goLines []ReportLine,
-	goRejected, processed int64, pos string, lastTS *time.Time, fingerprint string) error {
+func (r *runner) post(ctx context.Context, sb splitBatch) error {
 	tx, err := r.conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it is a no-op
-	var (
-		created, skipped, failed int64
-		ranges                   = []seqRange{}
-		lines                    = append([]ReportLine(nil), goLines...)
-		touched                  = map[string][]string{}
-	)
-	for _, l := range ledgers {
-		rows := byLed[l]
+	posted, took, err := postLedgers(ctx, tx, sb)
+	r.this.Time.Post += took
+	if err != nil {
+		return err
+	}
+	return r.commitBatch(ctx, tx, sb, posted)
+}
+
+// ledgerResults is what post_ledger_entries answered for one ledger of a batch, or why it refused
+// the ledger's rows as a whole (unknown ledger, invalid request).
+type ledgerResults struct {
+	results []ledger.Result
+	refused error
+}
+
+// postLedgers posts each ledger's rows of the batch in tx. It touches no state of the runner,
+// so a batch can be posted on a goroutine of its own (pipeline.go).
+func postLedgers(ctx context.Context, tx pgx.Tx, sb splitBatch) ([]ledgerResults, time.Duration, error) {
+	out := make([]ledgerResults, len(sb.ledgers))
+	var took time.Duration
+	for i, l := range sb.ledgers {
+		rows := sb.byLed[l]
 		entries := make([]ledger.EntryInput, len(rows))
-		for i, p := range rows {
-			entries[i] = p.row.Entry
+		for j, p := range rows {
+			entries[j] = p.row.Entry
 		}
 		t0 := time.Now()
 		results, err := ledger.PostBatchTx(ctx, tx, l, entries, false)
-		r.this.Time.Post += time.Since(t0)
+		took += time.Since(t0)
 		if err != nil {
 			if c := ledger.CodeOf(err); c == ledger.CodeUnknownLedger || c == ledger.CodeInvalidRequest {
-				// The batch as a whole was refused for this ledger: each row of it is.
-				for _, p := range rows {
-					l := r.line(p.rec, p.row, c, errMessage(err), nil)
-					l.idx = p.idx
-					lines = append(lines, l)
-					failed++
-				}
+				out[i].refused = err
 				continue
 			}
-			return err
+			return nil, took, err
+		}
+		out[i].results = results
+	}
+	return out, took, nil
+}
+
+// errOutOfTurn: the checkpoint did not count this batch right after the last committed one, so
+// it must not commit (pipeline.go: a batch that got ahead of its predecessor).
+var errOutOfTurn = errors.New("the batch is not the next one after the checkpoint")
+
+// commitBatch turns the batch's results into counts, report lines and ranges, writes the report,
+// saves the checkpoint and commits tx; the checkpoint must count exactly one batch more than the
+// last one this run committed (errOutOfTurn otherwise, and nothing commits).
+func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, posted []ledgerResults) error {
+	var (
+		created, skipped, failed int64
+		ranges                   = []seqRange{}
+		lines                    = append([]ReportLine(nil), sb.goLines...)
+		touched                  = map[string][]string{}
+	)
+	for i, l := range sb.ledgers {
+		rows := sb.byLed[l]
+		if err := posted[i].refused; err != nil {
+			// The batch as a whole was refused for this ledger: each row of it is.
+			for _, p := range rows {
+				rl := r.line(p.rec, p.row, ledger.CodeOf(err), errMessage(err), nil)
+				rl.idx = p.idx
+				lines = append(lines, rl)
+				failed++
+			}
+			continue
 		}
 		rg := seqRange{LedgerID: l}
-		for _, res := range results {
+		for _, res := range posted[i].results {
 			p := rows[res.Index]
 			switch {
 			case res.Code == ledger.CodeCreated:
@@ -701,9 +879,9 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 			ranges = append(ranges, rg)
 		}
 	}
-	failed += goRejected
-	if created+skipped+failed != processed {
-		return fmt.Errorf("internal: %d rows read but %d created, %d skipped, %d rejected", processed, created, skipped, failed)
+	failed += sb.goRejected
+	if created+skipped+failed != sb.processed {
+		return fmt.Errorf("internal: %d rows read but %d created, %d skipped, %d rejected", sb.processed, created, skipped, failed)
 	}
 	sortLines(lines)
 	for _, l := range lines {
@@ -722,13 +900,16 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 		return err
 	}
 	var meta []byte
-	if fingerprint != "" {
-		meta, _ = json.Marshal(map[string]string{"source_fingerprint": fingerprint})
+	if sb.fingerprint != "" {
+		meta, _ = json.Marshal(map[string]string{"source_fingerprint": sb.fingerprint})
 	}
 	cp, err := scanCheckpoint(tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_checkpoint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		r.cfg.SourceType, r.cfg.SourceID, pos, lastTS, processed, created, failed, skipped, offset, rangesJSON, meta))
+		r.cfg.SourceType, r.cfg.SourceID, sb.pos, sb.lastTS, sb.processed, created, failed, skipped, offset, rangesJSON, meta))
 	if err != nil {
 		return fmt.Errorf("save the checkpoint: %w", err)
+	}
+	if cp.Batches != r.cp.Batches+1 {
+		return fmt.Errorf("%w (the checkpoint counts %d batches, the run expected %d)", errOutOfTurn, cp.Batches, r.cp.Batches+1)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
@@ -736,11 +917,11 @@ func (r *runner) post(ctx context.Context, ledgers []string, byLed map[string][]
 	r.rep.commit(offset)
 	r.cp = cp
 	r.this.Batches++
-	r.this.Processed += processed
+	r.this.Processed += sb.processed
 	r.this.Successful += created
 	r.this.Failed += failed
 	r.this.Skipped += skipped
-	r.this.Position = pos
+	r.this.Position = sb.pos
 	for l, accs := range touched {
 		for _, set := range []map[string]map[string]bool{r.touch, r.allTch} {
 			if set[l] == nil {
@@ -799,7 +980,7 @@ type auditBase struct {
 // REPEATABLE READ snapshot sees head, balances and entries as one posting left them. An account
 // touched for the first time gets its base now; its earlier entries are covered by the full
 // audit at the end of the run.
-func (r *runner) auditSince(ctx context.Context) ([]string, error) {
+func (r *runner) auditSince(ctx context.Context, conn *pgxpool.Conn) ([]string, error) {
 	var probs []string
 	for l, set := range r.touch {
 		base := r.bases[l]
@@ -816,7 +997,7 @@ func (r *runner) auditSince(ctx context.Context) ([]string, error) {
 		}
 		next := &auditBase{balances: map[string]money.Amount{}}
 		deltas := map[string]money.Amount{}
-		err := pgx.BeginTxFunc(ctx, r.conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			if err := tx.QueryRow(ctx, `SELECT head_seq FROM ledgers WHERE id = $1`, l).Scan(&next.head); err != nil {
 				return err
 			}

@@ -1,0 +1,5 @@
+package backfill
+
+// SetBeforePost lets the tests delay a batch before it begins, to make the batch after it take
+// the ledger's head lock first.
+func SetBeforePost(cfg *Config, f func(pos string)) { cfg.beforePost = f }

@@ -1,0 +1,141 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Two batches in flight (docs/backfill.md, "Two batches in flight").
+//
+// A batch's call of post_ledger_entries first parses its rows and looks their references up, then
+// takes the ledger's head lock, walks and writes. The head lock is held until the batch commits.
+// With one connection the backend did all of it in turn, and the second core mostly waited. Here
+// batches alternate between two connections: while batch k walks and writes on one, batch k+1 is
+// already sent on the other, so that its parse and look-ups run on a second backend; it then waits
+// for the head lock, which batch k releases when it commits. Batch k+2 is sent when k has
+// committed, by which time k+1 holds the lock, so the order of the source is kept.
+//
+// What guarantees it is not timing but two checks:
+//   - a batch whose call returns before its predecessor's got the head lock first (only the first
+//     pair can race); it is rolled back at once and posted again after its predecessor;
+//   - every batch commits only if backfill_checkpoint counts it one batch after the last one this
+//     run committed (commitBatch, errOutOfTurn), so nothing commits out of order, whatever happens.
+// Each batch is still one transaction with its checkpoint: a kill at any instant resumes with no
+// gap and no duplicate. After any failure the run goes on one batch at a time.
+
+// lane is one batch posting on a connection of its own; posted is closed when its call is done.
+type lane struct {
+	p      prepared
+	sb     splitBatch
+	conn   *pgxpool.Conn
+	tx     pgx.Tx
+	posted chan struct{}
+	res    []ledgerResults
+	took   time.Duration
+	err    error
+}
+
+// pipelinable says whether a batch may be posted ahead: its rows (those the transform accepted)
+// are all of one ledger (two ledgers' head locks taken in different orders could deadlock).
+func pipelinable(sb splitBatch) bool { return len(sb.ledgers) == 1 }
+
+// launch begins a transaction on the connection that busy is not using and posts the batch in it,
+// on a goroutine: postLedgers touches nothing else of the runner.
+func (r *runner) launch(ctx context.Context, p prepared, sb splitBatch, busy *lane) *lane {
+	conn := r.conn
+	if busy != nil && busy.conn == conn {
+		conn = r.second
+	}
+	l := &lane{p: p, sb: sb, conn: conn, posted: make(chan struct{})}
+	go func() {
+		defer close(l.posted)
+		if r.cfg.beforePost != nil {
+			r.cfg.beforePost(sb.pos)
+		}
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			l.err = err
+			return
+		}
+		l.tx = tx
+		l.res, l.took, l.err = postLedgers(ctx, tx, sb)
+	}()
+	return l
+}
+
+// land waits for cur's call and commits it with its checkpoint. If *next (the batch after it,
+// posted ahead) returns first, it had taken the head lock first: it is rolled back and handed
+// back in *held, to be posted again. On a failure the batch is posted again the usual way
+// (r.batch, which retries), after next is rolled back, and the run posts one batch at a time
+// from then on.
+func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepared) error {
+	if n := *next; n != nil {
+		select {
+		case <-cur.posted:
+		case <-n.posted:
+			r.log.Debug("a batch took the ledger's head lock before the batch before it; posting it again after", "position", n.sb.pos)
+			r.abandon(ctx, n)
+			*next, *held = nil, &n.p
+			<-cur.posted
+		}
+	} else {
+		<-cur.posted
+	}
+	r.this.Time.Post += cur.took
+	err := cur.err
+	if err == nil {
+		err = r.commitBatch(ctx, cur.tx, cur.sb, cur.res)
+	}
+	if err == nil {
+		return nil
+	}
+	r.abandon(ctx, cur)
+	if n := *next; n != nil {
+		r.abandon(ctx, n)
+		*next, *held = nil, &n.p
+	}
+	if errors.Is(err, errOutOfTurn) {
+		return err // never guessed at: the run stops (FAILED), and a new run resumes from the checkpoint
+	}
+	r.log.Warn("a batch posted ahead failed; posting it again, one batch at a time from now on", "position", cur.sb.pos, "error", err)
+	r.pipelined = false
+	if derr := r.rep.discard(); derr != nil {
+		return errors.Join(err, derr)
+	}
+	// Did it commit after all (the connection broke during COMMIT)? The checkpoint says.
+	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
+		committed, rerr := r.reconnect(ctx)
+		if rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		if committed {
+			return nil
+		}
+	} else {
+		cp, gerr := GetCheckpoint(ctx, r.conn, r.cfg.SourceType, r.cfg.SourceID)
+		if gerr != nil {
+			return errors.Join(err, gerr)
+		}
+		if r.adopt(cp) {
+			return nil
+		}
+	}
+	return r.batch(ctx, cur.sb)
+}
+
+// abandon waits for a lane's call to end and rolls its transaction back.
+func (r *runner) abandon(ctx context.Context, l *lane) {
+	if l == nil {
+		return
+	}
+	<-l.posted
+	if l.tx != nil {
+		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_ = l.tx.Rollback(rctx) // a broken connection rolled it back already
+		cancel()
+	}
+}
