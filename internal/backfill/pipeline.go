@@ -99,31 +99,33 @@ func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepar
 		*next, *held = nil, &n.p
 	}
 	if errors.Is(err, errOutOfTurn) {
-		return err // never guessed at: the run stops (FAILED), and a new run resumes from the checkpoint
+		// Never guessed at: the run stops (FAILED), and a new run resumes from the checkpoint.
+		return errors.Join(err, r.rep.discard())
 	}
-	r.log.Warn("a batch posted ahead failed; posting it again, one batch at a time from now on", "position", cur.sb.pos, "error", err)
-	r.pipelined = false
-	if derr := r.rep.discard(); derr != nil {
-		return errors.Join(err, derr)
-	}
-	// Did it commit after all (the connection broke during COMMIT)? The checkpoint says.
+	// Did it commit after all (the connection broke during COMMIT)? The checkpoint says; then its
+	// report lines are committed too, so they are cut only if it did not.
+	var committed bool
 	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
-		committed, rerr := r.reconnect(ctx)
-		if rerr != nil {
+		var rerr error
+		if committed, rerr = r.reconnect(ctx); rerr != nil {
 			return errors.Join(err, rerr)
-		}
-		if committed {
-			return nil
 		}
 	} else {
 		cp, gerr := GetCheckpoint(ctx, r.conn, r.cfg.SourceType, r.cfg.SourceID)
 		if gerr != nil {
 			return errors.Join(err, gerr)
 		}
-		if r.adopt(cp) {
-			return nil
-		}
+		committed = r.adopt(cp)
 	}
+	if committed {
+		r.log.Warn("the batch had committed before its connection broke", "position", cur.sb.pos)
+		return nil
+	}
+	if derr := r.rep.discard(); derr != nil {
+		return errors.Join(err, derr)
+	}
+	r.log.Warn("a batch posted ahead failed; posting it again, one batch at a time from now on", "position", cur.sb.pos, "error", err)
+	r.pipelined = false
 	return r.batch(ctx, cur.sb)
 }
 
