@@ -3,6 +3,7 @@ package backfill
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,12 +28,15 @@ import (
 // Each batch is still one transaction with its checkpoint: a kill at any instant resumes with no
 // gap and no duplicate. After any failure the run goes on one batch at a time.
 
-// lane is one batch posting on a connection of its own; posted is closed when its call is done.
+// lane is one batch posting on a connection of its own; posted is closed when its call is done,
+// locked when it holds the ledger's head lock (or has failed), for a lane launched with none before
+// it.
 type lane struct {
 	p      prepared
 	sb     splitBatch
 	conn   *pgxpool.Conn
 	tx     pgx.Tx
+	locked chan struct{}
 	posted chan struct{}
 	res    []ledgerResults
 	took   time.Duration
@@ -44,15 +48,19 @@ type lane struct {
 func pipelinable(sb splitBatch) bool { return len(sb.ledgers) == 1 }
 
 // launch begins a transaction on the connection that busy is not using and posts the batch in it,
-// on a goroutine: postLedgers touches nothing else of the runner.
+// on a goroutine: postLedgers touches nothing else of the runner. A lane launched with no batch
+// before it in flight (busy nil) takes the ledger's head lock first, before its parse, so that the
+// lane launched after it (once locked is closed) cannot take the lock before it.
 func (r *runner) launch(ctx context.Context, p prepared, sb splitBatch, busy *lane) *lane {
 	conn := r.conn
 	if busy != nil && busy.conn == conn {
 		conn = r.second
 	}
-	l := &lane{p: p, sb: sb, conn: conn, posted: make(chan struct{})}
+	l := &lane{p: p, sb: sb, conn: conn, locked: make(chan struct{}), posted: make(chan struct{})}
 	go func() {
 		defer close(l.posted)
+		lockedOnce := sync.OnceFunc(func() { close(l.locked) })
+		defer lockedOnce()
 		if r.cfg.beforePost != nil {
 			r.cfg.beforePost(sb.pos)
 		}
@@ -62,6 +70,14 @@ func (r *runner) launch(ctx context.Context, p prepared, sb splitBatch, busy *la
 			return
 		}
 		l.tx = tx
+		if busy == nil {
+			// (A ledger that does not exist locks nothing; its rows are refused as a whole.)
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM ledgers WHERE id = $1 FOR UPDATE`, sb.ledgers[0]); err != nil {
+				l.err = err
+				return
+			}
+		}
+		lockedOnce()
 		l.res, l.took, l.err = postLedgers(ctx, tx, sb)
 	}()
 	return l
@@ -77,7 +93,14 @@ func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepar
 		select {
 		case <-cur.posted:
 		case <-n.posted:
-			r.log.Debug("a batch took the ledger's head lock before the batch before it; posting it again after", "position", n.sb.pos)
+			if n.err != nil {
+				// Not a race: the batch ahead failed (its connection, say). Posted again after
+				// this one, and from then on one batch at a time.
+				r.log.Warn("a batch posted ahead failed; posting one batch at a time from now on", "position", n.sb.pos, "error", n.err)
+				r.pipelined = false
+			} else {
+				r.log.Debug("a batch took the ledger's head lock before the batch before it; posting it again after", "position", n.sb.pos)
+			}
 			r.abandon(ctx, n)
 			*next, *held = nil, &n.p
 			<-cur.posted
@@ -88,7 +111,11 @@ func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepar
 	r.this.Time.Post += cur.took
 	err := cur.err
 	if err == nil {
-		err = r.commitBatch(ctx, cur.tx, cur.sb, cur.res)
+		var lockPID uint32
+		if cur.conn != r.conn {
+			lockPID = r.conn.Conn().PgConn().PID()
+		}
+		err = r.commitBatch(ctx, cur.tx, cur.sb, cur.res, lockPID)
 	}
 	if err == nil {
 		return nil
@@ -105,6 +132,10 @@ func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepar
 	// Did it commit after all (the connection broke during COMMIT)? The checkpoint says; then its
 	// report lines are committed too, so they are cut only if it did not.
 	var committed bool
+	if cur.conn == r.second && cur.conn.Conn().IsClosed() && !r.conn.Conn().IsClosed() {
+		// Its backend may still be committing: end it, and read the checkpoint after it is gone.
+		r.waitGone(ctx, cur.conn.Conn().PgConn().PID())
+	}
 	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
 		var rerr error
 		if committed, rerr = r.reconnect(ctx); rerr != nil {
@@ -139,5 +170,17 @@ func (r *runner) abandon(ctx context.Context, l *lane) {
 		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		_ = l.tx.Rollback(rctx) // a broken connection rolled it back already
 		cancel()
+	}
+}
+
+// waitGone terminates a backend of this run whose connection broke and waits (up to 15 s) until it
+// has ended, so that whatever it was committing has committed or rolled back.
+func (r *runner) waitGone(ctx context.Context, pid uint32) {
+	_, _ = r.conn.Exec(ctx, `SELECT pg_terminate_backend($1)`, int64(pid))
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var alive bool
+		if err := r.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int64(pid)).Scan(&alive); err != nil || !alive {
+			return
+		}
 	}
 }

@@ -71,6 +71,9 @@ func (r *report) add(l ReportLine) error {
 	return nil
 }
 
+// length is the report's length once the pending lines are written.
+func (r *report) length() int64 { return r.committed + int64(len(r.pending)) }
+
 // flush writes the pending lines after the committed length and syncs; it returns the length
 // to commit with the batch.
 func (r *report) flush() (int64, error) {

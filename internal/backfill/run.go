@@ -326,7 +326,10 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	}()
 
 	// Two batches in flight (pipeline.go) on a second connection, when the pool has one to spare.
-	if second, err := r.pool.Acquire(bg); err != nil {
+	actx, cancelAcquire := context.WithTimeout(bg, 10*time.Second)
+	second, err := r.pool.Acquire(actx)
+	cancelAcquire()
+	if err != nil {
 		r.log.Warn("no second connection: posting one batch at a time", "error", err)
 	} else if err := setUpSession(bg, second, "ahead"); err != nil {
 		second.Release()
@@ -372,6 +375,7 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				sb = cur.sb
 			} else if sb = r.split(p); r.pipelined && pipelinable(sb) {
 				cur = r.launch(bg, p, sb, nil)
+				<-cur.locked // the batch after it may only go once it holds the head lock
 			}
 			if cur != nil {
 				// The batch after this one goes ahead now, on the other connection, if the reader
@@ -783,7 +787,7 @@ func (r *runner) post(ctx context.Context, sb splitBatch) error {
 	if err != nil {
 		return err
 	}
-	return r.commitBatch(ctx, tx, sb, posted)
+	return r.commitBatch(ctx, tx, sb, posted, 0)
 }
 
 // ledgerResults is what post_ledger_entries answered for one ledger of a batch, or why it refused
@@ -823,10 +827,16 @@ func postLedgers(ctx context.Context, tx pgx.Tx, sb splitBatch) ([]ledgerResults
 // it must not commit (pipeline.go: a batch that got ahead of its predecessor).
 var errOutOfTurn = errors.New("the batch is not the next one after the checkpoint")
 
+// errLockLost: the lock's session ended while a batch on the second connection was in flight
+// (pipeline.go); the batch must not commit, since another run may hold the source now.
+var errLockLost = errors.New("the run's lock session ended before the batch could commit")
+
 // commitBatch turns the batch's results into counts, report lines and ranges, writes the report,
 // saves the checkpoint and commits tx; the checkpoint must count exactly one batch more than the
-// last one this run committed (errOutOfTurn otherwise, and nothing commits).
-func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, posted []ledgerResults) error {
+// last one this run committed (errOutOfTurn otherwise, and nothing commits). lockPID, when not 0,
+// is the backend of the lock's session, tx being on another connection: the batch commits only
+// while that session still holds the source's lock (errLockLost otherwise).
+func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, posted []ledgerResults, lockPID uint32) error {
 	var (
 		created, skipped, failed int64
 		ranges                   = []seqRange{}
@@ -891,10 +901,10 @@ func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, post
 	}
 	t0 := time.Now()
 	defer func() { r.this.Time.Checkpoint += time.Since(t0) }()
-	offset, err := r.rep.flush()
-	if err != nil {
-		return err
-	}
+	// The report's lines are written after the checkpoint's UPDATE and its checks, and before the
+	// commit: the UPDATE holds the checkpoint's row, so no other run of the source can be writing
+	// to the report then (it would wait for this commit in backfill_start).
+	offset := r.rep.length()
 	rangesJSON, err := json.Marshal(ranges)
 	if err != nil {
 		return err
@@ -910,6 +920,24 @@ func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, post
 	}
 	if cp.Batches != r.cp.Batches+1 {
 		return fmt.Errorf("%w (the checkpoint counts %d batches, the run expected %d)", errOutOfTurn, cp.Batches, r.cp.Batches+1)
+	}
+	if lockPID != 0 {
+		// After the checkpoint's UPDATE, which holds its row until this commits: a run that took
+		// the lock after this check waits for this commit in backfill_start and sees this batch.
+		var held bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks l
+			WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND l.pid = $3
+			  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			  AND ((l.classid::bigint << 32) | l.objid::bigint) = `+lockKeySQL+`)`,
+			r.cfg.SourceType, r.cfg.SourceID, int64(lockPID)).Scan(&held); err != nil {
+			return fmt.Errorf("check the run's lock: %w", err)
+		}
+		if !held {
+			return errLockLost
+		}
+	}
+	if _, err := r.rep.flush(); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
