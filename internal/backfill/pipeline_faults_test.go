@@ -16,7 +16,6 @@ import (
 	"dualledger/internal/backfill"
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
-	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
 
 	"github.com/jackc/pgx/v5"
@@ -60,18 +59,7 @@ func commitDropDB(t *testing.T, arm *atomic.Int64) *pgtest.DB {
 			return &dropConn{Conn: c, arm: arm}, nil
 		}
 	})
-	ctx := context.Background()
-	if _, err := ledger.CreateLedger(ctx, d.Pool, "system:test", "MASTER"); err != nil {
-		t.Fatal(err)
-	}
-	unlimited := "unlimited"
-	for _, a := range []ledger.AccountInput{{ID: "issuance", OverdraftLimit: &unlimited}, {ID: "a"}} {
-		a.CurrencyCode, a.AssetType = "USD", "fiat"
-		if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", a); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return d
+	return setupLedger(t, d)
 }
 
 // TestRunCommitLostKeepsReportExact: the connection breaks while a batch's COMMIT is on its way

@@ -46,7 +46,12 @@ func (r *rows) Close() error             { return nil }
 
 func setup(t *testing.T) *pgtest.DB {
 	t.Helper()
-	d := pgtest.New(t)
+	return setupLedger(t, pgtest.New(t))
+}
+
+// setupLedger creates MASTER with "issuance" (no overdraft limit) and "a" in d.
+func setupLedger(t *testing.T, d *pgtest.DB) *pgtest.DB {
+	t.Helper()
 	ctx := context.Background()
 	if _, err := ledger.CreateLedger(ctx, d.Pool, "system:test", "MASTER"); err != nil {
 		t.Fatal(err)
