@@ -20,11 +20,14 @@ import (
 // for the head lock, which batch k releases when it commits. Batch k+2 is sent when k has
 // committed, by which time k+1 holds the lock, so the order of the source is kept.
 //
-// What guarantees it is not timing but two checks:
-//   - a batch whose call returns before its predecessor's got the head lock first (only the first
-//     pair can race); it is rolled back at once and posted again after its predecessor;
+// A batch launched with none before it in flight takes the head lock before its parse, and the
+// next is launched only then. What guarantees the order is not timing but checks:
+//   - a batch whose call returns before its predecessor's got the head lock first (its predecessor
+//     was held up before it began); it is rolled back at once and posted again after it;
+//   - a batch on the second connection commits only while the lock's session holds the source's
+//     lock (commitBatch, errLockLost), checked under the checkpoint's row;
 //   - every batch commits only if backfill_checkpoint counts it one batch after the last one this
-//     run committed (commitBatch, errOutOfTurn), so nothing commits out of order, whatever happens.
+//     run committed (commitBatch, errOutOfTurn): a guard against any other writer of it.
 // Each batch is still one transaction with its checkpoint: a kill at any instant resumes with no
 // gap and no duplicate. After any failure the run goes on one batch at a time.
 
@@ -131,22 +134,13 @@ func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepar
 	}
 	// Did it commit after all (the connection broke during COMMIT)? The checkpoint says; then its
 	// report lines are committed too, so they are cut only if it did not.
-	var committed bool
 	if cur.conn == r.second && cur.conn.Conn().IsClosed() && !r.conn.Conn().IsClosed() {
 		// Its backend may still be committing: end it, and read the checkpoint after it is gone.
 		r.waitGone(ctx, cur.conn.Conn().PgConn().PID())
 	}
-	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
-		var rerr error
-		if committed, rerr = r.reconnect(ctx); rerr != nil {
-			return errors.Join(err, rerr)
-		}
-	} else {
-		cp, gerr := GetCheckpoint(ctx, r.conn, r.cfg.SourceType, r.cfg.SourceID)
-		if gerr != nil {
-			return errors.Join(err, gerr)
-		}
-		committed = r.adopt(cp)
+	committed, cerr := r.committedAfterAll(ctx)
+	if cerr != nil {
+		return errors.Join(err, cerr)
 	}
 	if committed {
 		r.log.Warn("the batch had committed before its connection broke", "position", cur.sb.pos)

@@ -650,17 +650,13 @@ func (r *runner) batch(ctx context.Context, sb splitBatch) error {
 		if err == nil {
 			return nil
 		}
-		if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
-			// The lock went with the connection: take it again, and learn whether the batch
-			// committed before the connection broke.
-			committed, rerr := r.reconnect(ctx)
-			if rerr != nil {
-				return fmt.Errorf("batch after position %s: %w (reconnecting: %v)", r.position(), err, rerr)
-			}
-			if committed {
-				r.log.Warn("the batch had committed before the connection broke", "position", pos)
-				return nil
-			}
+		committed, rerr := r.committedAfterAll(ctx)
+		if rerr != nil {
+			return fmt.Errorf("batch after position %s: %w (learning whether it committed: %v)", r.position(), err, rerr)
+		}
+		if committed {
+			r.log.Warn("the batch had committed before the connection broke", "position", pos)
+			return nil
 		}
 		if derr := r.rep.discard(); derr != nil {
 			return fmt.Errorf("%w (and the error report: %v)", err, derr)
@@ -672,6 +668,21 @@ func (r *runner) batch(ctx context.Context, sb splitBatch) error {
 		r.log.Warn("batch failed, retrying", "attempt", attempt, "in", delay, "error", err)
 		time.Sleep(delay)
 	}
+}
+
+// committedAfterAll says whether the batch in flight committed although its call or its COMMIT
+// reported an error (its connection broke during COMMIT), from the checkpoint, which the run then
+// adopts: read on the lock's connection, or, if that one broke (the lock went with it), after
+// taking the lock again on a new one. Only then may the batch's report lines be cut.
+func (r *runner) committedAfterAll(ctx context.Context) (bool, error) {
+	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
+		return r.reconnect(ctx)
+	}
+	cp, err := GetCheckpoint(ctx, r.conn, r.cfg.SourceType, r.cfg.SourceID)
+	if err != nil {
+		return false, err
+	}
+	return r.adopt(cp), nil
 }
 
 // reconnect takes the lock again on a new connection after the old one broke, and says whether

@@ -84,9 +84,7 @@ type dueSCB struct {
 }
 
 // due lists the due SCBs (only scbID unless it is "") on db.
-func (s *Schedule) due(ctx context.Context, db interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}, scbID string) ([]dueSCB, error) {
+func (s *Schedule) due(ctx context.Context, db ledger.DBTX, scbID string) ([]dueSCB, error) {
 	var only *string
 	if scbID != "" {
 		only = &scbID
