@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +27,7 @@ type Transformer struct {
 	m             Mapping
 	sourceKey     string // what makes a generated reference id belong to this source
 	defaultLedger string
+	defaultValid  bool // defaultLedger is a well-formed ledger id (checked once, not per row)
 	loc           *time.Location
 	thousands     string
 	columnOf      map[string][]string // field -> candidate source columns
@@ -51,6 +50,7 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 	if t.m.Defaults.LedgerID != "" && defaultLedger == "" {
 		t.defaultLedger = t.m.Defaults.LedgerID
 	}
+	t.defaultValid = ledger.ValidLedgerID(t.defaultLedger)
 	if t.m.Timestamp.Timezone != "" {
 		if loc, err := time.LoadLocation(t.m.Timestamp.Timezone); err == nil {
 			t.loc = loc
@@ -156,7 +156,7 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 	if row.LedgerID == "" {
 		return Row{}, reject(ledger.CodeInvalidRequest, FieldLedgerID, "the row names no ledger and no --ledger was given")
 	}
-	if !ledger.ValidLedgerID(row.LedgerID) {
+	if !(row.LedgerID == t.defaultLedger && t.defaultValid) && !ledger.ValidLedgerID(row.LedgerID) {
 		return Row{}, reject(ledger.CodeUnknownLedger, FieldLedgerID, "ledger id %q is not a valid ledger id", row.LedgerID)
 	}
 	e := &row.Entry
@@ -351,13 +351,17 @@ func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error
 		}
 	}
 	if t.m.Unmapped != "ignore" {
-		other := map[string]string{}
-		for _, k := range slices.Sorted(maps.Keys(rec.Fields)) {
-			if !t.mapped[k] && rec.Fields[k] != "" {
-				other[k] = rec.Fields[k]
+		// Allocated only when a row has such a column; encoding/json writes the keys sorted.
+		var other map[string]string
+		for k, v := range rec.Fields {
+			if v != "" && !t.mapped[k] {
+				if other == nil {
+					other = map[string]string{}
+				}
+				other[k] = v
 			}
 		}
-		if len(other) > 0 {
+		if other != nil {
 			meta["source_columns"] = other
 		}
 	}
