@@ -138,7 +138,7 @@ func (r *runner) land(ctx context.Context, cur *lane, next **lane, held **prepar
 		// Its backend may still be committing: end it, and read the checkpoint after it is gone.
 		r.waitGone(ctx, cur.conn.Conn().PgConn().PID())
 	}
-	committed, cerr := r.committedAfterAll(ctx)
+	committed, cerr := r.committedAfterAll(ctx, cur.sb)
 	if cerr != nil {
 		return errors.Join(err, cerr)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"dualledger/internal/backfill"
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
+	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
 
 	"github.com/jackc/pgx/v5"
@@ -199,5 +201,130 @@ func TestRunDoesNotCommitAfterLosingItsLock(t *testing.T) {
 	t.Logf("C: err=%v cut=%d status %s processed %d failed %d offset %d; file %d bytes (NULs %d), %d lines", err, c.CutReportBytes, cp.Status, cp.TotalProcessed, cp.TotalFailed, cp.ErrorsOffset, len(bs), bytes.Count(bs, []byte{0}), lines)
 	if int64(lines) != cp.TotalFailed || int64(len(bs)) != cp.ErrorsOffset {
 		t.Errorf("error report does not match the checkpoint: %d lines for %d rejected rows", lines, cp.TotalFailed)
+	}
+}
+
+// TestRunAuditsABatchAdoptedAfterALostCommit: the third batch's COMMIT is cut on its way back
+// (the server committed it), and that batch is the only one that moves money into account "b".
+// The run learns from the checkpoint that the batch committed; its accounts must then be audited
+// like those of any batch. "b" is tampered with after that batch: the final audit must find it.
+// (Before, an adopted batch's accounts were left out of the audits, and the run completed.)
+func TestRunAuditsABatchAdoptedAfterALostCommit(t *testing.T) {
+	var arm atomic.Int64
+	arm.Store(3) // the third COMMIT of the run: batch 3 (no periodic audit commits before it)
+	d := commitDropDB(t, &arm)
+	ctx := context.Background()
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "b", CurrencyCode: "USD", AssetType: "fiat"}); err != nil {
+		t.Fatal(err)
+	}
+	admin := d.Conn(t)
+	var tampered atomic.Bool
+	src := &funcSource{n: 400, row: func(i int) map[string]string {
+		if i == 300 {
+			// The reader is at most three batches ahead: by the time batch 3 has committed, it
+			// waits here. Tamper with "b" once batch 3 is in the checkpoint.
+			for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				var b int64
+				if err := admin.QueryRow(ctx, `SELECT batches FROM ledger_backfill_checkpoints WHERE source_id = 'adopt'`).Scan(&b); err == nil && b >= 3 {
+					break
+				}
+			}
+			if _, err := admin.Exec(ctx, `SELECT 1 FROM ledgers WHERE id = 'MASTER' FOR UPDATE;
+				ALTER TABLE bank_accounts DISABLE TRIGGER USER;
+				UPDATE bank_accounts SET balance = balance + 1, available_balance = available_balance + 1 WHERE ledger_id = 'MASTER' AND id = 'b';
+				ALTER TABLE bank_accounts ENABLE TRIGGER USER`); err != nil {
+				t.Error(err)
+			}
+			tampered.Store(true)
+		}
+		to := "a"
+		if i > 100 && i <= 150 {
+			to = "b"
+		}
+		return map[string]string{"debit_account_id": "issuance", "credit_account_id": to, "amount": "1.00", "currency_code": "USD",
+			"transaction_type": "t", "reference_id": fmt.Sprintf("R-%05d", i)}
+	}}
+	cfg := backfill.Config{SourceType: "csv", SourceID: "adopt", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 1000, MaxRetries: 3,
+		SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
+		Logger: slog.New(slog.DiscardHandler)}
+	out, err := backfill.Run(ctx, d.Pool, func(context.Context, string) (source.Reader, error) { return src, nil },
+		transform.New(nil, "csv", "adopt", "MASTER"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if arm.Load() != 0 || !tampered.Load() {
+		t.Fatalf("the test did not set up its case (arm %d, tampered %v)", arm.Load(), tampered.Load())
+	}
+	if out.Checkpoint.TotalSuccessful != 400 || out.Checkpoint.Status != backfill.StatusFailed ||
+		len(out.BalanceProblems) != 1 || !strings.Contains(out.BalanceProblems[0], "MASTER/b") {
+		t.Fatalf("want every row created once and the final audit failing on MASTER/b; got %s, %d created, problems %v",
+			out.Checkpoint.Status, out.Checkpoint.TotalSuccessful, out.BalanceProblems)
+	}
+}
+
+// TestRunRecordsFailedWhenItsLockConnectionBreaks: both of the run's sessions are ended just
+// before a periodic audit, so the audit fails and the run ends. It must record FAILED (taking the
+// source's lock again on a new connection), not leave the source IN_PROGRESS; the same command
+// then resumes and completes with every row once.
+func TestRunRecordsFailedWhenItsLockConnectionBreaks(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	killer := d.Conn(t)
+	open := func(_ context.Context, after string) (source.Reader, error) {
+		start := 0
+		if after != "" {
+			start, _ = strconv.Atoi(after)
+		}
+		return &funcSource{n: 600, i: start, row: func(i int) map[string]string {
+			return map[string]string{"debit_account_id": "issuance", "credit_account_id": "a", "amount": "1.00", "currency_code": "USD",
+				"transaction_type": "t", "reference_id": fmt.Sprintf("R-%05d", i)}
+		}}, nil
+	}
+	mk := func() backfill.Config {
+		return backfill.Config{SourceType: "csv", SourceID: "broken", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 4, MaxRetries: 0,
+			SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
+			Logger: slog.New(slog.DiscardHandler)}
+	}
+	cfg := mk()
+	cfg.ErrorsPath = filepath.Join(t.TempDir(), "e.jsonl")
+	killed := 0
+	backfill.SetBeforeAudit(&cfg, func() {
+		if killed > 0 {
+			return
+		}
+		if err := killer.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&killed); err != nil {
+			t.Error(err)
+		}
+		// The sessions are gone before the audit uses one of them.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			var n int
+			if err := killer.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&n); err != nil || n == 0 {
+				break
+			}
+		}
+	})
+	_, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "broken", "MASTER"), cfg)
+	if killed == 0 || err == nil {
+		t.Fatalf("the test did not break the run (killed %d sessions, err %v)", killed, err)
+	}
+	cp, gerr := backfill.GetCheckpoint(ctx, d.Pool, "csv", "broken")
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	t.Logf("run: %v; checkpoint %s after %d batches", err, cp.Status, cp.Batches)
+	if cp.Status != backfill.StatusFailed || cp.ErrorMessage == nil || !strings.Contains(*cp.ErrorMessage, "audit") {
+		t.Fatalf("want FAILED naming the audit, got %s (%v)", cp.Status, cp.ErrorMessage)
+	}
+	rcfg := mk()
+	rcfg.ErrorsPath = *cp.ErrorsFile
+	out, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "broken", "MASTER"), rcfg)
+	if err != nil || out.Checkpoint.Status != backfill.StatusCompleted || out.Checkpoint.TotalSuccessful != 600 {
+		t.Fatalf("resume: %v, %s with %d created", err, out.Checkpoint.Status, out.Checkpoint.TotalSuccessful)
+	}
+	var n int
+	if err := killer.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE ledger_id = 'MASTER'`).Scan(&n); err != nil || n != 600 {
+		t.Fatalf("%d entries (%v), want 600", n, err)
 	}
 }

@@ -52,6 +52,8 @@ type Config struct {
 
 	// beforePost, in tests, runs on a batch's goroutine before it begins (pipeline.go).
 	beforePost func(pos string)
+	// beforeAudit, in tests, runs before each periodic audit.
+	beforeAudit func()
 }
 
 // Stats are a run's counters.
@@ -443,6 +445,9 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 				}
 			}
 			if cfg.ValidateBalances && r.cp.Batches%int64(cfg.CheckpointInterval) == 0 {
+				if cfg.beforeAudit != nil {
+					cfg.beforeAudit()
+				}
 				t0 := time.Now()
 				probs, err := r.auditSince(bg, free)
 				r.this.Time.Audit += time.Since(t0)
@@ -588,9 +593,20 @@ func (r *runner) finish(ctx context.Context, status, msg string) (Checkpoint, er
 }
 
 // fail records FAILED with the error (when the database can still be reached) and returns err.
+// If the lock's connection is the one that broke (during an audit, say), it takes the lock again
+// first: a run that has ended must not leave its source showing IN_PROGRESS.
 func (r *runner) fail(ctx context.Context, err error) error {
-	if r.conn == nil || r.conn.Conn().IsClosed() {
+	if r.conn == nil {
 		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	broken := r.conn.Conn().IsClosed() || r.conn.Ping(pctx) != nil
+	cancel()
+	if broken {
+		if rerr := r.reconnect(ctx); rerr != nil {
+			r.log.Warn("could not record FAILED: the lock's connection broke and the lock could not be taken again", "error", rerr)
+			return err
+		}
 	}
 	if _, ferr := r.finish(ctx, StatusFailed, err.Error()); ferr != nil {
 		r.log.Warn("could not record FAILED", "error", ferr)
@@ -650,7 +666,7 @@ func (r *runner) batch(ctx context.Context, sb splitBatch) error {
 		if err == nil {
 			return nil
 		}
-		committed, rerr := r.committedAfterAll(ctx)
+		committed, rerr := r.committedAfterAll(ctx, sb)
 		if rerr != nil {
 			return fmt.Errorf("batch after position %s: %w (learning whether it committed: %v)", r.position(), err, rerr)
 		}
@@ -670,25 +686,26 @@ func (r *runner) batch(ctx context.Context, sb splitBatch) error {
 	}
 }
 
-// committedAfterAll says whether the batch in flight committed although its call or its COMMIT
-// reported an error (its connection broke during COMMIT), from the checkpoint, which the run then
-// adopts: read on the lock's connection, or, if that one broke (the lock went with it), after
-// taking the lock again on a new one. Only then may the batch's report lines be cut.
-func (r *runner) committedAfterAll(ctx context.Context) (bool, error) {
+// committedAfterAll says whether sb, the batch in flight, committed although its call or its
+// COMMIT reported an error (its connection broke during COMMIT), from the checkpoint, which the
+// run then adopts: read on the lock's connection, or, if that one broke (the lock went with it),
+// after taking the lock again on a new one. Only then may the batch's report lines be cut.
+func (r *runner) committedAfterAll(ctx context.Context, sb splitBatch) (bool, error) {
 	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
-		return r.reconnect(ctx)
+		if err := r.reconnect(ctx); err != nil {
+			return false, err
+		}
 	}
 	cp, err := GetCheckpoint(ctx, r.conn, r.cfg.SourceType, r.cfg.SourceID)
 	if err != nil {
 		return false, err
 	}
-	return r.adopt(cp), nil
+	return r.adopt(cp, sb), nil
 }
 
-// reconnect takes the lock again on a new connection after the old one broke, and says whether
-// the batch in flight had committed (the checkpoint counts one batch more): then its totals and
-// report length are the checkpoint's (the report lines were written before the commit).
-func (r *runner) reconnect(ctx context.Context) (bool, error) {
+// reconnect takes the source's lock again on a new connection after the lock's connection broke
+// (the lock ended with its session). ErrLocked: another run took it meanwhile.
+func (r *runner) reconnect(ctx context.Context) error {
 	old := r.conn.Conn().PgConn().PID()
 	r.conn.Release()
 	var conn *pgxpool.Conn
@@ -701,22 +718,27 @@ func (r *runner) reconnect(ctx context.Context) (bool, error) {
 	}
 	if err != nil {
 		r.conn = nil // the caller stops; nothing to unlock
-		return false, err
+		return err
 	}
 	r.conn = conn
-	cp, err := GetCheckpoint(ctx, conn, r.cfg.SourceType, r.cfg.SourceID)
-	if err != nil {
-		return false, err
-	}
-	return r.adopt(cp), nil
+	return nil
 }
 
-// adopt takes the checkpoint as the run's state if it counts the batch in flight (one batch more
-// than the last one this run committed: it committed although its COMMIT reported an error), and
-// says whether it did.
-func (r *runner) adopt(cp Checkpoint) bool {
+// adopt takes the checkpoint as the run's state if it counts sb, the batch in flight (one batch
+// more than the last one this run committed: it committed although its COMMIT reported an error),
+// and says whether it did. Its totals and report length are then the checkpoint's (the report
+// lines were written before the commit); every account its rows name counts as touched, for the
+// audits (which of them it changed is not known here, and auditing one more is harmless).
+func (r *runner) adopt(cp Checkpoint, sb splitBatch) bool {
 	if cp.Batches != r.cp.Batches+1 {
 		return false
+	}
+	for l, rows := range sb.byLed {
+		accs := make([]string, 0, 2*len(rows))
+		for _, p := range rows {
+			accs = append(accs, p.row.Entry.DebitAccountID, p.row.Entry.CreditAccountID)
+		}
+		r.touched(l, accs)
 	}
 	r.this.Batches++
 	r.this.Processed += cp.TotalProcessed - r.cp.TotalProcessed
@@ -962,16 +984,22 @@ func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, post
 	r.this.Skipped += skipped
 	r.this.Position = sb.pos
 	for l, accs := range touched {
-		for _, set := range []map[string]map[string]bool{r.touch, r.allTch} {
-			if set[l] == nil {
-				set[l] = map[string]bool{}
-			}
-			for _, a := range accs {
-				set[l][a] = true
-			}
-		}
+		r.touched(l, accs)
 	}
 	return nil
+}
+
+// touched adds accounts of ledger l to those the audits check: the next periodic one and the
+// final one.
+func (r *runner) touched(l string, accs []string) {
+	for _, set := range []map[string]map[string]bool{r.touch, r.allTch} {
+		if set[l] == nil {
+			set[l] = map[string]bool{}
+		}
+		for _, a := range accs {
+			set[l][a] = true
+		}
+	}
 }
 
 // sortLines puts a batch's report lines in source order.
