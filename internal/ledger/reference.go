@@ -64,10 +64,6 @@ func checkReference(field, ref string) *Error {
 		d := map[string]any{"field": field, "rule": rule}
 		return Errorf(CodeInvalidRequest, format, args...).WithDetails(d)
 	}
-	failAt := func(rule string, i int, r rune, what string) *Error {
-		return Errorf(CodeInvalidRequest, "%s %s %s (%s) at character %d", field, quoteRef(ref), what, describeRune(r), i+1).
-			WithDetails(map[string]any{"field": field, "rule": rule, "character": i + 1, "code_point": fmt.Sprintf("U+%04X", r)})
-	}
 	if ref == "" {
 		return fail(RefRuleRequired, "%s is required: 1 to %d characters", field, MaxReferenceLength)
 	}
@@ -84,6 +80,18 @@ func checkReference(field, ref string) *Error {
 		return fail(RefRulePathSegment, "%s may not be %q: a URL path resolves it away, so the entry could not be read back", field, ref)
 	case "/":
 		return fail(RefRulePathSegment, "%s may not be \"/\": as a URL path segment (%%2F) routers take it for a trailing slash, so the entry could not be read back", field)
+	}
+	if plainASCII(ref) {
+		return nil
+	}
+	return checkRunes(field, ref, n)
+}
+
+// checkRunes applies the per-character rules and the NFC rule to ref, n runes of valid UTF-8.
+func checkRunes(field, ref string, n int) *Error {
+	failAt := func(rule string, i int, r rune, what string) *Error {
+		return Errorf(CodeInvalidRequest, "%s %s %s (%s) at character %d", field, quoteRef(ref), what, describeRune(r), i+1).
+			WithDetails(map[string]any{"field": field, "rule": rule, "character": i + 1, "code_point": fmt.Sprintf("U+%04X", r)})
 	}
 	i := 0
 	for _, r := range ref {
@@ -113,6 +121,19 @@ func checkReference(field, ref string) *Error {
 			WithDetails(map[string]any{"field": field, "rule": RefRuleNFC, "nfc": nfc})
 	}
 	return nil
+}
+
+// plainASCII reports a reference of printable ASCII (space to tilde) that neither starts nor
+// ends with a space: it passes every rule of the loop below (ASCII holds no control other than
+// those refused here, no format, invisible or separator character, and is NFC), so the common
+// case skips the per-rune Unicode table look-ups.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != "" && s[0] != ' ' && s[len(s)-1] != ' '
 }
 
 // invisible reports the characters that show as nothing: format characters (Cf: zero-width
