@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/money"
@@ -92,35 +93,37 @@ func postOnce(ctx context.Context, db DBTX, ledgerID string, entries []EntryInpu
 	}
 	results := make([]Result, 0, len(entries))
 	for rows.Next() {
+		// Value types, not pointers: a pointer target costs an allocation per non-NULL column
+		// and row, on the path every posting takes.
 		var (
-			r               Result
-			idx             int
-			entryID, seq    *int64
-			hash, prev      *string
-			ts, rec         *time.Time
-			dbal, cbal, msg *string
-			details, meta   []byte
+			r                Result
+			idx              int
+			entryID, seq     pgtype.Int8
+			hash, prev, dbal pgtype.Text
+			cbal, msg        pgtype.Text
+			ts, rec          pgtype.Timestamptz
+			details, meta    []byte
 		)
 		if err := rows.Scan(&idx, &r.Code, &entryID, &seq, &hash, &prev, &ts, &meta, &rec, &dbal, &cbal, &msg, &details); err != nil {
 			rows.Close()
 			return nil, FromDB(err)
 		}
 		r.Index = idx - 1
-		r.EntryID = deref(entryID)
-		r.Seq = deref(seq)
-		r.BlockHash = deref(hash)
-		r.PreviousHash = deref(prev)
-		if ts != nil {
-			r.TimestampUTC = ts.UTC()
+		r.EntryID = entryID.Int64
+		r.Seq = seq.Int64
+		r.BlockHash = hash.String
+		r.PreviousHash = prev.String
+		if ts.Valid {
+			r.TimestampUTC = ts.Time.UTC()
 		}
-		if rec != nil {
-			r.RecordedAt = rec.UTC()
+		if rec.Valid {
+			r.RecordedAt = rec.Time.UTC()
 		}
 		if r.Index >= 0 && r.Index < len(entries) {
-			r.DebitBalance = displayAmount(deref(dbal), entries[r.Index].CurrencyCode)
-			r.CreditBalance = displayAmount(deref(cbal), entries[r.Index].CurrencyCode)
+			r.DebitBalance = displayAmount(dbal.String, entries[r.Index].CurrencyCode)
+			r.CreditBalance = displayAmount(cbal.String, entries[r.Index].CurrencyCode)
 		}
-		r.Message = deref(msg)
+		r.Message = msg.String
 		if len(details) > 0 {
 			r.Details = details
 		}
