@@ -48,6 +48,8 @@ gen() { # rows prefix: CSV in the seed's columns
 L1="BENCH-$STAMP"; setup "$L1"
 gen "$ROWS" "$L1" >"$WORK/history.csv"
 echo "== dualledger backfill run: $ROWS rows ($(du -h "$WORK/history.csv" | cut -f1)) into $L1"
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat; } # user nice system irq softirq steal, in ticks
+busy0=$(busy)
 /usr/bin/time -v "${DL[@]}" backfill run --source-type csv --source "$WORK/history.csv" --source-id "bench-$STAMP" \
     --ledger "$L1" --errors "$WORK/errors.jsonl" ${BACKFILL_FLAGS:-} >"$WORK/run.out" 2>"$WORK/run.err" || { cat "$WORK/run.out" "$WORK/run.err"; exit 1; }
 cat "$WORK/run.out"
@@ -55,7 +57,8 @@ secs=$(awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, a, ":"); s = 0; for 
 rss=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$WORK/run.err")
 rate=$(awk -v r="$ROWS" -v s="$secs" 'BEGIN { printf "%.0f", r / s }')
 cpu=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.1f", s }' "$WORK/run.err")
-echo "backfill: ${secs}s, ${rate} rows/s, peak RSS ${rss} kB, CPU of the dualledger process ${cpu}s (the rest is PostgreSQL)"
+machine=$(awk -v a="$busy0" -v b="$(busy)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (b - a) / hz }')
+echo "backfill: ${secs}s, ${rate} rows/s, peak RSS ${rss} kB, CPU of the dualledger process ${cpu}s; the machine's CPUs were busy ${machine}s of $(awk -v s="$secs" -v n="$(nproc)" 'BEGIN { printf "%.1f", s * n }')s (the rest is PostgreSQL and the system)"
 
 L2="SEED-$STAMP"; setup "$L2"
 gen "$SEED_ROWS" "$L2" >"$WORK/seed.csv"

@@ -218,6 +218,9 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 	ref := t.get(rec, FieldReferenceID)
 	if ref == "" || ledger.ValidateReference(FieldReferenceID, ref) != nil {
 		if ref != "" {
+			if meta == nil {
+				meta = map[string]any{}
+			}
 			meta["source_reference_id"] = ref
 		}
 		ref = t.generatedReference(rec)
@@ -340,9 +343,10 @@ func layoutHint(l []string) string {
 	return " nor in one of the mapping's layouts " + strings.Join(l, ", ")
 }
 
-// metadata is the row's metadata object, with the other columns under "source_columns".
+// metadata is the row's metadata object, with the other columns under "source_columns"; nil
+// when there is neither (most rows: no map is made for them).
 func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error) {
-	meta := map[string]any{}
+	var meta map[string]any
 	if raw := strings.TrimSpace(t.get(rec, FieldMetadata)); raw != "" {
 		dec := json.NewDecoder(strings.NewReader(raw))
 		dec.UseNumber()
@@ -362,6 +366,9 @@ func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error
 			}
 		}
 		if other != nil {
+			if meta == nil {
+				meta = map[string]any{}
+			}
 			meta["source_columns"] = other
 		}
 	}
