@@ -92,22 +92,25 @@ func postOnce(ctx context.Context, db DBTX, ledgerID string, entries []EntryInpu
 		return nil, FromDB(err)
 	}
 	results := make([]Result, 0, len(entries))
+	// Value types, not pointers, declared once: a pointer target, or a variable declared in the
+	// loop (Scan makes each escape), costs an allocation per column and row on the path every
+	// posting takes. Scan sets each of them, NULL included, for every row.
+	var (
+		idx                    int
+		code                   string
+		entryID, seq           pgtype.Int8
+		hash, prev, dbal, cbal pgtype.Text
+		msg                    pgtype.Text
+		ts, rec                pgtype.Timestamptz
+		details, meta          []byte
+	)
 	for rows.Next() {
-		// Value types, not pointers: a pointer target costs an allocation per non-NULL column
-		// and row, on the path every posting takes.
-		var (
-			r                Result
-			idx              int
-			entryID, seq     pgtype.Int8
-			hash, prev, dbal pgtype.Text
-			cbal, msg        pgtype.Text
-			ts, rec          pgtype.Timestamptz
-			details, meta    []byte
-		)
-		if err := rows.Scan(&idx, &r.Code, &entryID, &seq, &hash, &prev, &ts, &meta, &rec, &dbal, &cbal, &msg, &details); err != nil {
+		details, meta = nil, nil // never share a buffer with the previous row's result
+		if err := rows.Scan(&idx, &code, &entryID, &seq, &hash, &prev, &ts, &meta, &rec, &dbal, &cbal, &msg, &details); err != nil {
 			rows.Close()
 			return nil, FromDB(err)
 		}
+		r := Result{Code: code}
 		r.Index = idx - 1
 		r.EntryID = entryID.Int64
 		r.Seq = seq.Int64
