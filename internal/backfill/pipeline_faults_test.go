@@ -286,7 +286,6 @@ func TestRunRecordsFailedWhenItsLockConnectionBreaks(t *testing.T) {
 			Logger: slog.New(slog.DiscardHandler)}
 	}
 	cfg := mk()
-	cfg.ErrorsPath = filepath.Join(t.TempDir(), "e.jsonl")
 	killed := 0
 	backfill.SetBeforeAudit(&cfg, func() {
 		if killed > 0 {
