@@ -599,14 +599,9 @@ func (r *runner) fail(ctx context.Context, err error) error {
 	if r.conn == nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	broken := r.conn.Conn().IsClosed() || r.conn.Ping(pctx) != nil
-	cancel()
-	if broken {
-		if rerr := r.reconnect(ctx); rerr != nil {
-			r.log.Warn("could not record FAILED: the lock's connection broke and the lock could not be taken again", "error", rerr)
-			return err
-		}
+	if rerr := r.relock(ctx); rerr != nil {
+		r.log.Warn("could not record FAILED: the lock's connection broke and the lock could not be taken again", "error", rerr)
+		return err
 	}
 	if _, ferr := r.finish(ctx, StatusFailed, err.Error()); ferr != nil {
 		r.log.Warn("could not record FAILED", "error", ferr)
@@ -691,16 +686,27 @@ func (r *runner) batch(ctx context.Context, sb splitBatch) error {
 // run then adopts: read on the lock's connection, or, if that one broke (the lock went with it),
 // after taking the lock again on a new one. Only then may the batch's report lines be cut.
 func (r *runner) committedAfterAll(ctx context.Context, sb splitBatch) (bool, error) {
-	if r.conn.Conn().IsClosed() || r.conn.Ping(ctx) != nil {
-		if err := r.reconnect(ctx); err != nil {
-			return false, err
-		}
+	if err := r.relock(ctx); err != nil {
+		return false, err
 	}
 	cp, err := GetCheckpoint(ctx, r.conn, r.cfg.SourceType, r.cfg.SourceID)
 	if err != nil {
 		return false, err
 	}
 	return r.adopt(cp, sb), nil
+}
+
+// relock makes sure the run still holds the source's lock: if the lock's connection broke (closed,
+// or no answer to a ping within 5 s), the lock ended with its session, and it is taken again on a
+// new connection (reconnect).
+func (r *runner) relock(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	broken := r.conn.Conn().IsClosed() || r.conn.Ping(pctx) != nil
+	cancel()
+	if !broken {
+		return nil
+	}
+	return r.reconnect(ctx)
 }
 
 // reconnect takes the source's lock again on a new connection after the lock's connection broke
