@@ -461,7 +461,11 @@ BEGIN
                -- (both bounds: the generic plan then estimates a narrow range and scans the
                -- primary key; "seq > $n" alone is estimated at a third of the table)
                AND x.seq BETWEEN coalesce(p_refs.seen_seq, 0) + 1 AND p_head_seq
-               AND p_refs.refset ? x.reference_id);
+               AND p_refs.refset ? x.reference_id
+             -- In seq order, which only the primary key gives without a sort: a plan made on an
+             -- empty table (a new database) then still scans the range, not every entry of the
+             -- ledger through the reference index (led by ledger_id too).
+             ORDER BY x.seq);
     END IF;
     IF cardinality(m_ids) > 0 THEN
         FOR rec IN
