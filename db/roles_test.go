@@ -62,7 +62,7 @@ var (
 	}
 	wantExecute = map[string][]string{
 		"dualledger_api": {"capture_ledger_hold", "create_account", "create_api_key", "create_ledger", "create_ledger_hold",
-			"discrepancy_acknowledge", "discrepancy_resolve", "expire_ledger_holds", "post_ledger_entries", "post_ledger_entry",
+			"discrepancy_acknowledge", "discrepancy_resolve", "dl_analyze_new_tables", "expire_ledger_holds", "post_ledger_entries", "post_ledger_entry",
 			"register_bank", "revoke_api_key", "update_account", "void_ledger_hold"},
 		"dualledger_worker": {"outbox_advance", "outbox_claim", "outbox_claim_for_poll", "outbox_finish", "outbox_poll_succeeded",
 			"outbox_reap", "outbox_record_poll_error", "outbox_release", "reconcile_begin", "reconcile_fail", "reconcile_finish",

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"dualledger/internal/httpapi"
@@ -175,6 +177,7 @@ in its log.`,
 			if holdSweep > 0 {
 				srv.Go("hold-sweeper", holdSweeper(a, pool, holdSweep))
 			}
+			srv.Go("statistics", newTableStatistics(a, pool, time.Second))
 			if withWorker {
 				// The in-process outbox worker shares the server's lifetime and metrics.
 				w, err := wopts.newWorker(ctx, a, pool, srv.Registry())
@@ -256,5 +259,30 @@ func serveMetrics(ln net.Listener, h http.Handler) func(ctx context.Context) err
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		return nil
+	}
+}
+
+// newTableStatistics has the ledger tables of a new database analysed within a second of their
+// first rows instead of at autovacuum's next round (ledger.AnalyzeNewTables), and stops once every
+// table has statistics. A failure is logged and tried again at the next tick: autovacuum does the
+// same job later.
+func newTableStatistics(a *app, pool *pgxpool.Pool, every time.Duration) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			pending, err := ledger.AnalyzeNewTables(ctx, pool)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				a.logger.Warn("statistics for the new tables failed; retrying at the next tick", slog.Any("error", err))
+			case err == nil && pending == 0:
+				return nil
+			}
+		}
 	}
 }

@@ -1,5 +1,7 @@
--- The chain check of ledger_entries (its trigger is created by 000_base_schema.sql, which first
--- defined this function): once per INSERT statement, set-based, so a batch of 1000 costs a few
+-- The chain checks of ledger_entries and of ledger_hold_events, redefined here from the
+-- migrations that first defined them (000 and 014, which also create their triggers).
+--
+-- The chain check of ledger_entries: once per INSERT statement, set-based, so a batch of 1000 costs a few
 -- queries. Every new entry's block_hash is sha256(previous_hash || canonical), its previous_hash
 -- is the block_hash of seq-1 in the same ledger (32 zero bytes for seq 1), both accounts exist
 -- with the entry's currency and asset type, and the ledger head points at the last entry.
@@ -14,7 +16,8 @@
 -- invalidated the plan every posting read every entry of its ledger twice. As "the last entry
 -- below seq, which must be seq-1" (ORDER BY seq DESC LIMIT 1) only the primary key returns the
 -- rows in order: any other index would have to read them all and sort them first, so its plan
--- costs more at any size. TestPostingPlansMadeOnAnEmptyTable (db/) counts the entries read.
+-- costs more at any size. TestPostingPlansMadeOnAnEmptyTable (db/plans_test.go) counts the entries
+-- read.
 CREATE OR REPLACE FUNCTION dl_check_new_entries() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -81,3 +84,51 @@ BEGIN
     RETURN NULL;
 END $$;
 REVOKE ALL ON FUNCTION dl_check_new_entries() FROM PUBLIC;
+
+-- The chain check of hold events (014), per INSERT statement: every new event's hash is
+-- sha256(previous_hash || canonical), its previous_hash is the hash of seq-1 (32 zero bytes for
+-- seq 1), and the ledger's hold head points at the last one. Always recomputed (hold events are
+-- few next to entries). As 014 wrote it but for its two look-ups of one event by seq, for the
+-- reason above: on an empty table the plan took the index (ledger_id, hold_id) and read every
+-- event of the ledger (TestHoldPlansMadeOnAnEmptyTable).
+CREATE OR REPLACE FUNCTION dl_check_new_hold_events() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
+BEGIN
+    SELECT x.ledger_id, x.seq,
+           CASE WHEN x.hash IS DISTINCT FROM x.want THEN 'hash is not sha256(previous_hash || canonical(event))'
+                ELSE 'previous_hash does not match the hash of seq-1 (or seq-1 is missing)' END AS why
+      INTO bad
+      FROM (SELECT n.ledger_id, n.seq, n.hash, ledger_hold_event_hash(n) AS want, n.previous_hash,
+                   lag(n.seq) OVER w AS prev_seq, lag(n.hash) OVER w AS prev_hash
+              FROM new_events n
+            WINDOW w AS (PARTITION BY n.ledger_id ORDER BY n.seq)) x
+     WHERE x.hash IS DISTINCT FROM x.want
+        OR CASE WHEN x.prev_seq IS NOT NULL THEN x.prev_seq <> x.seq - 1 OR x.prev_hash <> x.previous_hash
+                WHEN x.seq = 1 THEN x.previous_hash <> '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea
+                -- The event before the batch: the last one below its seq, which must be seq-1.
+                ELSE (SELECT ROW(p.seq, p.hash) FROM ledger_hold_events p
+                       WHERE p.ledger_id = x.ledger_id AND p.seq < x.seq
+                       ORDER BY p.seq DESC LIMIT 1) IS DISTINCT FROM ROW(x.seq - 1, x.previous_hash)
+           END
+     ORDER BY x.ledger_id, x.seq
+     LIMIT 1;
+    IF NOT FOUND THEN
+        SELECT l.id AS ledger_id, l.hold_head_seq AS seq, 'ledger hold head does not point at the last hold event' AS why
+          INTO bad
+          FROM (SELECT n.ledger_id, max(n.seq) AS last_seq FROM new_events n GROUP BY n.ledger_id) t
+          JOIN ledgers l ON l.id = t.ledger_id
+         WHERE l.hold_head_seq <> t.last_seq
+            OR (SELECT ROW(e.seq, e.hash) FROM ledger_hold_events e
+                 WHERE e.ledger_id = l.id AND e.seq <= l.hold_head_seq
+                 ORDER BY e.seq DESC LIMIT 1) IS DISTINCT FROM ROW(l.hold_head_seq, l.hold_head_hash)
+         LIMIT 1;
+    END IF;
+    IF FOUND THEN
+        RAISE EXCEPTION 'hold chain violation in ledger % at seq %: %', bad.ledger_id, bad.seq, bad.why
+            USING ERRCODE = 'DL102';
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION dl_check_new_hold_events() FROM PUBLIC;

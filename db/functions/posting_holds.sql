@@ -278,7 +278,10 @@ BEGIN
     END IF;
     refs := dl_post_lookup_refs(p_ledger_id, b);
     acc := dl_post_lock(p_ledger_id, b);                 -- the head lock: from here the hold is ours
-    SELECT * INTO h FROM ledger_holds x WHERE x.ledger_id = p_ledger_id AND x.id = h.id;
+    -- (By reference as well as by id: either unique index then finds the one row, whatever the
+    -- plan was made for; by id alone, a plan made on an empty table read the ledger's every hold
+    -- through the reference index. db/plans_test.go)
+    SELECT * INTO h FROM ledger_holds x WHERE x.ledger_id = p_ledger_id AND x.id = h.id AND x.reference_id = h.reference_id;
 
     IF h.status = 'CAPTURED' AND h.capture_reference_id = b.ref[1] THEN
         IF h.captured_amount = b.amount[1] THEN
@@ -330,7 +333,7 @@ BEGIN
     UPDATE ledger_holds x
        SET status = 'CAPTURED', resolved_at = now(), resolved_seq = w.seq, captured_amount = b.amount[1],
            capture_entry_id = b.id[1], capture_reference_id = b.ref[1]
-     WHERE x.ledger_id = p_ledger_id AND x.id = h.id;
+     WHERE x.ledger_id = p_ledger_id AND x.id = h.id AND x.reference_id = h.reference_id;
     PERFORM dl_hold_event(h, 'captured', b.amount[1], b.id[1], w.seq);
     PERFORM set_config('dualledger.posting', '', true);
     RETURN QUERY SELECT 'created', h.id, b.id[1], NULL::text, NULL::jsonb;
@@ -350,7 +353,7 @@ BEGIN
     PERFORM set_config('dualledger.posting', 'on', true);
     PERFORM dl_hold_reserve(p_h.ledger_id, p_h.debit_account_id, -p_h.amount);
     UPDATE ledger_holds x SET status = p_status, resolved_at = now(), resolved_seq = p_head_seq
-     WHERE x.ledger_id = p_h.ledger_id AND x.id = p_h.id;
+     WHERE x.ledger_id = p_h.ledger_id AND x.id = p_h.id AND x.reference_id = p_h.reference_id;
     PERFORM dl_hold_event(p_h, lower(p_status), p_h.amount, NULL, p_head_seq);
     PERFORM set_config('dualledger.posting', '', true);
 END
