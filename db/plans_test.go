@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,13 +21,13 @@ import (
 // every row of the ledger. Migration 015 and the statements' forms (docs/benchmarks.md, "A plan
 // made for an empty table, in the server") make the first plans the right ones.
 //
-// Each test below calls the functions once on the empty tables in one session, with autovacuum
-// off for them (nothing else invalidates the session's plans), then many times more, and counts
-// what the session read through the tables' indexes: a few rows per call at most.
+// Each test below calls the functions on the empty tables first, with autovacuum off for them (so
+// that only what the test does invalidates the sessions' plans), then many times more, and counts
+// the rows read from the tables: a few per call, and what a bounded start-up may cost.
 
 // growingSession is a superuser session on a new database, with autovacuum off for the tables
 // that grow, and a ledger GROW with `issuance` and acct-1 ... acct-100.
-func growingSession(t *testing.T) *pgx.Conn {
+func growingSession(t *testing.T) (*pgtest.DB, *pgx.Conn) {
 	t.Helper()
 	d := pgtest.New(t)
 	conn := d.Conn(t)
@@ -46,7 +47,7 @@ func growingSession(t *testing.T) *pgx.Conn {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	return conn
+	return d, conn
 }
 
 // indexReads returns the rows the session's statements read from tables, through their indexes
@@ -95,7 +96,7 @@ func call(t *testing.T, conn *pgx.Conn, want, sql string, args ...any) {
 // chain trigger's look-up of the entry before a batch went through the reference index and read
 // every entry of the ledger per batch. Now: the primary key, one entry per batch.
 func TestPostingPlansMadeOnAnEmptyTable(t *testing.T) {
-	conn := growingSession(t)
+	_, conn := growingSession(t)
 	post := func(refs ...string) {
 		t.Helper()
 		entries := make([]map[string]string, len(refs))
@@ -140,7 +141,7 @@ func refs(prefix string, first, n int) []string {
 // once on the empty tables, the statistics are gathered as serve would, then it does the same
 // many times more.
 func TestPlansAfterNewTableStatistics(t *testing.T) {
-	conn := growingSession(t)
+	_, conn := growingSession(t)
 	ctx := context.Background()
 	pending := func() int {
 		t.Helper()
@@ -208,5 +209,76 @@ func TestPlansAfterNewTableStatistics(t *testing.T) {
 	if limit := int64(2*n + 8*holds + 500_000); read > limit {
 		t.Errorf("the session read %d rows through the indexes for %d entries and %d holds (%s): it kept plans made for empty tables",
 			read, n, holds, byIndex)
+	}
+}
+
+// batchBody is a batch of entries from issuance to acct-11 ... acct-100 (no member bank), one per
+// reference.
+func batchBody(t *testing.T, refs []string) string {
+	t.Helper()
+	entries := make([]map[string]string, len(refs))
+	for i, ref := range refs {
+		entries[i] = map[string]string{"debit_account_id": "issuance", "credit_account_id": fmt.Sprintf("acct-%d", 11+i%90),
+			"amount": "1.00", "currency_code": "USD", "asset_type": "fiat", "transaction_type": "transfer", "reference_id": ref}
+	}
+	body, err := json.Marshal(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
+}
+
+// TestReplayRangePlansMadeOnAnEmptyTable: a batch checks the references of the entries committed
+// between its look-up and its head lock (dl_post_replays' range, `seq BETWEEN ...`). Planned on an
+// empty table, that range went through the reference index (led by ledger_id) and read every
+// entry of the ledger instead of the range. Here session B's batch is sent while session A's holds
+// the head lock, every time, so that each of B's 40 batches checks A's 100 entries before it.
+func TestReplayRangePlansMadeOnAnEmptyTable(t *testing.T) {
+	d, b := growingSession(t)
+	a := d.Conn(t)
+	ctx := context.Background()
+	const rounds, batch = 40, 100
+	bPID := b.PgConn().PID()
+	for k := 0; k < rounds; k++ {
+		tx, err := a.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT count(*) FROM post_ledger_entries('GROW', $1::jsonb, false)`,
+			batchBody(t, refs("a", k*batch, batch))); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		bBody := batchBody(t, refs("b", k*batch, batch))
+		go func() {
+			_, err := b.Exec(ctx, `SELECT count(*) FROM post_ledger_entries('GROW', $1::jsonb, false)`, bBody)
+			done <- err
+		}()
+		// B has looked its references up and waits for the head lock that A holds.
+		waiting := false
+		for deadline := time.Now().Add(10 * time.Second); !waiting && time.Now().Before(deadline); {
+			if err := d.Pool.QueryRow(ctx, `SELECT coalesce(wait_event_type = 'Lock', false) FROM pg_stat_activity WHERE pid = $1`,
+				bPID).Scan(&waiting); err != nil {
+				t.Fatal(err)
+			}
+			if !waiting {
+				time.Sleep(time.Millisecond)
+			}
+		}
+		if !waiting {
+			t.Fatalf("round %d: session B never waited for the head lock", k)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	read, byIndex := indexReads(t, b, "ledger_entries")
+	// B reads A's batch before each of its own (and A reads a few rows): rounds × batch, about.
+	if limit := int64(2 * rounds * batch); read > limit {
+		t.Errorf("the sessions read %d entries while B checked %d batches of %d committed before its lock (%s): B kept a plan made for an empty table",
+			read, rounds, batch, byIndex)
 	}
 }

@@ -262,27 +262,36 @@ func serveMetrics(ln net.Listener, h http.Handler) func(ctx context.Context) err
 	}
 }
 
-// newTableStatistics has the ledger tables of a new database analysed within a second of their
-// first rows instead of at autovacuum's next round (ledger.AnalyzeNewTables), and stops once every
-// table has statistics. A failure is logged and tried again at the next tick: autovacuum does the
-// same job later.
+// newTableStatistics has the ledger tables of a new database analysed once each has 16 pages
+// (ledger.AnalyzeNewTables), instead of at autovacuum's next round. It stops when no table is
+// waiting any more, or after newTableStatisticsFor: a table that stays empty (no holds, say) never
+// stops waiting, and by then autovacuum has analysed any table with rows. It never stops the
+// server: a failure is logged (the first, then once a minute) and tried again at the next tick.
 func newTableStatistics(a *app, pool *pgxpool.Pool, every time.Duration) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
 		t := time.NewTicker(every)
 		defer t.Stop()
+		stop := time.After(newTableStatisticsFor)
+		var lastWarn time.Time
 		for {
 			select {
 			case <-ctx.Done():
+				return nil
+			case <-stop:
 				return nil
 			case <-t.C:
 			}
 			pending, err := ledger.AnalyzeNewTables(ctx, pool)
 			switch {
-			case err != nil && ctx.Err() == nil:
-				a.logger.Warn("statistics for the new tables failed; retrying at the next tick", slog.Any("error", err))
+			case err != nil && ctx.Err() == nil && time.Since(lastWarn) >= time.Minute:
+				lastWarn = time.Now()
+				a.logger.Warn("statistics for the new tables failed; retrying every second (logged once a minute)", slog.Any("error", err))
 			case err == nil && pending == 0:
 				return nil
 			}
 		}
 	}
 }
+
+// newTableStatisticsFor bounds how long serve looks after the statistics of new tables.
+const newTableStatisticsFor = 15 * time.Minute

@@ -90,7 +90,7 @@ REVOKE ALL ON FUNCTION dl_check_new_entries() FROM PUBLIC;
 -- seq 1), and the ledger's hold head points at the last one. Always recomputed (hold events are
 -- few next to entries). As 014 wrote it but for its two look-ups of one event by seq, for the
 -- reason above: on an empty table the plan took the index (ledger_id, hold_id) and read every
--- event of the ledger (TestHoldPlansMadeOnAnEmptyTable).
+-- event of the ledger (TestPlansAfterNewTableStatistics).
 CREATE OR REPLACE FUNCTION dl_check_new_hold_events() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE

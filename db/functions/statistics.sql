@@ -16,25 +16,31 @@
 -- the table, and they are made again with statistics, from which the unique index is the clear
 -- choice at any larger size. Not sooner: statistics of a table of a page or two make a sequential
 -- scan the cheapest plan, and that plan is kept too while the table grows (the test measured 30
--- million entries read for 5,000 postings). It returns how many of the tables are still waiting.
--- `dualledger serve` calls it every second until that is 0 (cmd/dualledger/cmd_serve.go); it costs
--- a look-up per table when there is nothing to do. SECURITY DEFINER: ANALYZE needs the owner.
+-- million entries read for 5,000 postings). It returns how many of the tables have never been
+-- analysed and are still below the 16 pages. `dualledger serve` calls it every second until that
+-- is 0 or for its first 15 minutes (cmd/dualledger/cmd_serve.go; autovacuum has analysed any table
+-- with rows by then); it costs a look-up per table when there is nothing to do.
+--
+-- SECURITY DEFINER (ANALYZE needs the owner), so nothing the caller can create may stand in for
+-- what it reads: the catalog and the tables are named with their schema, and pg_temp comes last.
+-- What the api role can do with it is have these five tables analysed while their statistics
+-- say they never were.
 CREATE OR REPLACE FUNCTION dl_analyze_new_tables() RETURNS integer
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $fn$
 DECLARE
     t       regclass;
     pending integer := 0;
 BEGIN
     FOR t IN
-        SELECT s.relid::regclass FROM pg_stat_user_tables s
-         WHERE s.relid IN ('ledger_entries'::regclass, 'dual_ledger_outbox'::regclass,
-                           'dual_ledger_outbox_attempts'::regclass, 'ledger_holds'::regclass,
-                           'ledger_hold_events'::regclass)
+        SELECT s.relid::regclass FROM pg_catalog.pg_stat_user_tables s
+         WHERE s.relid IN ('public.ledger_entries'::regclass, 'public.dual_ledger_outbox'::regclass,
+                           'public.dual_ledger_outbox_attempts'::regclass, 'public.ledger_holds'::regclass,
+                           'public.ledger_hold_events'::regclass)
            AND s.last_analyze IS NULL AND s.last_autoanalyze IS NULL
          ORDER BY s.relid
     LOOP
-        IF pg_relation_size(t) >= 16 * current_setting('block_size')::bigint THEN
-            EXECUTE format('ANALYZE %s', t);
+        IF pg_catalog.pg_relation_size(t) >= 16 * pg_catalog.current_setting('block_size')::bigint THEN
+            EXECUTE pg_catalog.format('ANALYZE %s', t);
         ELSE
             pending := pending + 1;
         END IF;

@@ -97,7 +97,7 @@ type DB interface {
 }
 
 // accountEntriesSQL is the account's entries from seq $3 on, in seq order, on either side: two
-// index range scans (migration 015's ledger_entries_debit/credit_account_seq_idx) merged by seq.
+// index range scans (ledger_entries_debit/credit_account_idx, account id first since migration 015) merged by seq.
 const accountEntriesSQL = `SELECT seq, id, reference_id, transaction_type, debit_account_id, credit_account_id, amount::text,
        debit_balance_after::text, credit_balance_after::text, recorded_at, timestamp_utc, reverses_entry_id
   FROM (SELECT * FROM ledger_entries WHERE ledger_id = $1 AND debit_account_id = $2 AND seq >= $3
