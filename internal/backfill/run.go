@@ -848,7 +848,7 @@ func postLedgers(ctx context.Context, tx pgx.Tx, sb splitBatch) ([]ledgerResults
 			entries[j] = p.row.Entry
 		}
 		t0 := time.Now()
-		results, err := ledger.PostBatchTx(ctx, tx, l, entries, false)
+		results, err := ledger.PostBatchOutcomesTx(ctx, tx, l, entries, false)
 		took += time.Since(t0)
 		if err != nil {
 			if c := ledger.CodeOf(err); c == ledger.CodeUnknownLedger || c == ledger.CodeInvalidRequest {

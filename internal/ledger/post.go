@@ -24,6 +24,14 @@ const postSQL = `SELECT idx, result, entry_id, seq, block_hash, previous_hash, t
        debit_balance::text, credit_balance::text, message, details
   FROM post_ledger_entries($1, $2::jsonb, $3)`
 
+// postOutcomesSQL is postSQL without the columns that only describe a created entry (hashes,
+// times, metadata, balances after), for a caller that counts outcomes (PostBatchOutcomesTx). The
+// function computes them either way; what is saved is their conversion to the wire and back, which
+// happens while the batch's transaction holds its ledger's head lock.
+const postOutcomesSQL = `SELECT idx, result, entry_id, seq, NULL::text, NULL::text, NULL::timestamptz, NULL::jsonb,
+       NULL::timestamptz, NULL::text, NULL::text, message, details
+  FROM post_ledger_entries($1, $2::jsonb, $3)`
+
 // PostBatch posts entries to ledgerID in one transaction and returns one result per entry, in
 // order. With atomic, a single rejection means nothing was written (the others answer
 // not_applied). An error is returned only when the batch could not be run at all (invalid batch
@@ -44,7 +52,7 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 	// is safe; it happens when an account changed between the function's read and its update
 	// (migration 005), which is rare and short-lived.
 	for attempt := 1; ; attempt++ {
-		results, err := postOnce(ctx, db, ledgerID, entries, body, atomic)
+		results, err := postOnce(ctx, db, postSQL, ledgerID, entries, body, atomic)
 		if err == nil || attempt == maxPostAttempts || !retryable(err) {
 			return withReferenceErrors(results, badRefs), err
 		}
@@ -61,6 +69,17 @@ func PostBatch(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries [
 // all (the backfill importer commits its checkpoint this way). It does not retry: a serialization
 // failure or deadlock aborted the caller's transaction, which the caller must run again whole.
 func PostBatchTx(ctx context.Context, tx DBTX, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
+	return postBatchTx(ctx, tx, postSQL, ledgerID, entries, atomic)
+}
+
+// PostBatchOutcomesTx is PostBatchTx for a caller that needs only each entry's outcome: its
+// results carry Index, Code, EntryID, Seq, Message and Details, and nothing else (the backfill,
+// which posts a million rows and keeps counts and seq ranges).
+func PostBatchOutcomesTx(ctx context.Context, tx DBTX, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
+	return postBatchTx(ctx, tx, postOutcomesSQL, ledgerID, entries, atomic)
+}
+
+func postBatchTx(ctx context.Context, tx DBTX, sql, ledgerID string, entries []EntryInput, atomic bool) ([]Result, error) {
 	if len(entries) == 0 || len(entries) > MaxBatch {
 		return nil, Errorf(CodeInvalidRequest, "a batch holds 1 to %d entries, got %d", MaxBatch, len(entries))
 	}
@@ -69,7 +88,7 @@ func PostBatchTx(ctx context.Context, tx DBTX, ledgerID string, entries []EntryI
 	if err != nil {
 		return nil, fmt.Errorf("encode batch: %w", err)
 	}
-	results, err := postOnce(ctx, tx, ledgerID, entries, body, atomic)
+	results, err := postOnce(ctx, tx, sql, ledgerID, entries, body, atomic)
 	return withReferenceErrors(results, badRefs), err
 }
 
@@ -86,8 +105,8 @@ func retryable(err error) bool {
 		(pgErr.Code == pgerrcode.SerializationFailure || pgErr.Code == pgerrcode.DeadlockDetected)
 }
 
-func postOnce(ctx context.Context, db DBTX, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
-	rows, err := db.Query(ctx, postSQL, ledgerID, body, atomic)
+func postOnce(ctx context.Context, db DBTX, sql, ledgerID string, entries []EntryInput, body []byte, atomic bool) ([]Result, error) {
+	rows, err := db.Query(ctx, sql, ledgerID, body, atomic)
 	if err != nil {
 		return nil, FromDB(err)
 	}
