@@ -99,16 +99,7 @@ func TestPostingPlansMadeOnAnEmptyTable(t *testing.T) {
 	_, conn := growingSession(t)
 	post := func(refs ...string) {
 		t.Helper()
-		entries := make([]map[string]string, len(refs))
-		for i, ref := range refs {
-			entries[i] = map[string]string{"debit_account_id": "issuance", "credit_account_id": fmt.Sprintf("acct-%d", 11+i%90),
-				"amount": "1.00", "currency_code": "USD", "asset_type": "fiat", "transaction_type": "transfer", "reference_id": ref}
-		}
-		body, err := json.Marshal(entries)
-		if err != nil {
-			t.Fatal(err)
-		}
-		call(t, conn, "created", `SELECT result FROM post_ledger_entries('GROW', $1::jsonb, false)`, string(body))
+		call(t, conn, "created", `SELECT result FROM post_ledger_entries('GROW', $1::jsonb, false)`, batchBody(t, refs, false))
 	}
 	post("first")
 	const n, batch = 5000, 100
@@ -157,16 +148,7 @@ func TestPlansAfterNewTableStatistics(t *testing.T) {
 	}
 	post := func(refs ...string) {
 		t.Helper()
-		entries := make([]map[string]string, len(refs))
-		for i, ref := range refs {
-			entries[i] = map[string]string{"debit_account_id": "issuance", "credit_account_id": fmt.Sprintf("acct-%d", 1+i%10),
-				"amount": "1.00", "currency_code": "USD", "asset_type": "fiat", "transaction_type": "transfer", "reference_id": ref}
-		}
-		body, err := json.Marshal(entries)
-		if err != nil {
-			t.Fatal(err)
-		}
-		call(t, conn, "created", `SELECT result FROM post_ledger_entries('GROW', $1::jsonb, false)`, string(body))
+		call(t, conn, "created", `SELECT result FROM post_ledger_entries('GROW', $1::jsonb, false)`, batchBody(t, refs, true))
 	}
 	hold := func(i int) {
 		t.Helper()
@@ -212,13 +194,17 @@ func TestPlansAfterNewTableStatistics(t *testing.T) {
 	}
 }
 
-// batchBody is a batch of entries from issuance to acct-11 ... acct-100 (no member bank), one per
-// reference.
-func batchBody(t *testing.T, refs []string) string {
+// batchBody is a batch of entries from issuance, one per reference, to acct-1 ... acct-10 (a member
+// bank's: each entry gets an outbox row) with bank, else to acct-11 ... acct-100.
+func batchBody(t *testing.T, refs []string, bank bool) string {
 	t.Helper()
 	entries := make([]map[string]string, len(refs))
 	for i, ref := range refs {
-		entries[i] = map[string]string{"debit_account_id": "issuance", "credit_account_id": fmt.Sprintf("acct-%d", 11+i%90),
+		credit := fmt.Sprintf("acct-%d", 11+i%90)
+		if bank {
+			credit = fmt.Sprintf("acct-%d", 1+i%10)
+		}
+		entries[i] = map[string]string{"debit_account_id": "issuance", "credit_account_id": credit,
 			"amount": "1.00", "currency_code": "USD", "asset_type": "fiat", "transaction_type": "transfer", "reference_id": ref}
 	}
 	body, err := json.Marshal(entries)
@@ -245,11 +231,11 @@ func TestReplayRangePlansMadeOnAnEmptyTable(t *testing.T) {
 			t.Fatal(err)
 		}
 		if _, err := tx.Exec(ctx, `SELECT count(*) FROM post_ledger_entries('GROW', $1::jsonb, false)`,
-			batchBody(t, refs("a", k*batch, batch))); err != nil {
+			batchBody(t, refs("a", k*batch, batch), false)); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
-		bBody := batchBody(t, refs("b", k*batch, batch))
+		bBody := batchBody(t, refs("b", k*batch, batch), false)
 		go func() {
 			_, err := b.Exec(ctx, `SELECT count(*) FROM post_ledger_entries('GROW', $1::jsonb, false)`, bBody)
 			done <- err
