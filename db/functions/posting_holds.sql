@@ -278,9 +278,11 @@ BEGIN
     END IF;
     refs := dl_post_lookup_refs(p_ledger_id, b);
     acc := dl_post_lock(p_ledger_id, b);                 -- the head lock: from here the hold is ours
-    -- (By reference as well as by id: either unique index then finds the one row, whatever the
-    -- plan was made for; by id alone, a plan made on an empty table read the ledger's every hold
-    -- through the reference index. db/plans_test.go)
+    -- (By reference as well as by id, here and in the two UPDATEs below: either unique index then
+    -- finds the one row, whatever the plan was made for; by id alone, a plan made on an empty
+    -- table went through the reference index with id as a filter and read the ledger's every hold,
+    -- as EXPLAIN of the generic plan shows. db/plans_test.go runs these paths from empty tables but
+    -- cannot tell this look-up's reads from the hold events' foreign-key checks.)
     SELECT * INTO h FROM ledger_holds x WHERE x.ledger_id = p_ledger_id AND x.id = h.id AND x.reference_id = h.reference_id;
 
     IF h.status = 'CAPTURED' AND h.capture_reference_id = b.ref[1] THEN
