@@ -2,9 +2,9 @@ package source
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +16,10 @@ import (
 	"unicode/utf8"
 )
 
+// MaxCSVLine is the longest line a CSV source may have (1 MiB). A longer line is a rejected row
+// of its own, read past without being held in memory: memory does not grow with a cell.
+const MaxCSVLine = 1 << 20
+
 // CSVOptions say how a CSV source is read.
 type CSVOptions struct {
 	Comma   rune // default ','
@@ -23,17 +27,24 @@ type CSVOptions struct {
 }
 
 // CSV reads a CSV file with a header line; "-" reads standard input (stdin).
+//
+// One record is one line. A quoted cell may hold the delimiter and doubled quotes ("") but not a
+// line break. encoding/csv lets a quoted cell run on over line breaks, so that one unbalanced
+// quote swallowed every row after it into a single cell, up to the next quote or the end of the
+// file: rows that were neither posted nor reported. Here an unbalanced quote is an error of its
+// own line, and the next line is read as the next row.
 type CSV struct {
 	f      io.Closer
-	r      *csv.Reader
+	br     *bufio.Reader
+	comma  rune
+	cmt    rune
 	header []string
 	row    int64 // data rows returned so far
+	line   int64 // physical lines read so far
 	size   int64
-	lastOf int64
-	// the error of the last record, to tell a row error the reader moves past from one it is
-	// stuck on
-	stuckAt int64
-	digest  hash.Hash // of the header and every data row read
+	lastOf int64     // bytes read so far
+	buf    []byte    // the current line
+	digest hash.Hash // of the header and every data row read
 }
 
 // OpenCSV opens path (or stdin for "-") and positions it after data row `after` (a position
@@ -45,6 +56,13 @@ func OpenCSV(path string, stdin io.Reader, after string, o CSVOptions) (*CSV, er
 		closer io.Closer = io.NopCloser(nil)
 		size   int64
 	)
+	comma := o.Comma
+	if comma == 0 {
+		comma = ','
+	}
+	if !validDelim(comma) || (o.Comment != 0 && (!validDelim(o.Comment) || o.Comment == comma)) {
+		return nil, fmt.Errorf("the CSV delimiter %q and comment character %q cannot be used (no quote, line break or space-like rune, and not the same)", comma, o.Comment)
+	}
 	if path == "-" {
 		in = stdin
 	} else {
@@ -57,38 +75,11 @@ func OpenCSV(path string, stdin io.Reader, after string, o CSVOptions) (*CSV, er
 		}
 		in, closer = f, f
 	}
-	r := csv.NewReader(bufio.NewReaderSize(in, 1<<20))
-	if o.Comma != 0 {
-		r.Comma = o.Comma
-	}
-	r.Comment = o.Comment
-	r.FieldsPerRecord = -1 // checked here, per row, so that a bad row is reported and the rest read
-	r.ReuseRecord = false
-	c := &CSV{f: closer, r: r, size: size, stuckAt: -1, digest: sha256.New()}
-	header, err := r.Read()
+	c := &CSV{f: closer, br: bufio.NewReaderSize(in, 1<<20), comma: comma, cmt: o.Comment, size: size, digest: sha256.New()}
+	header, err := c.readHeader()
 	if err != nil {
 		closer.Close()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("the CSV source is empty: it needs a header line naming its columns")
-		}
-		return nil, fmt.Errorf("read the CSV header: %w", err)
-	}
-	if len(header) > 0 {
-		header[0] = strings.TrimPrefix(header[0], "\ufeff") // a byte order mark from a spreadsheet
-	}
-	seen := map[string]bool{}
-	for i, h := range header {
-		h = strings.TrimSpace(h)
-		header[i] = h
-		if h == "" {
-			closer.Close()
-			return nil, fmt.Errorf("the CSV header has an empty column name (column %d)", i+1)
-		}
-		if seen[h] {
-			closer.Close()
-			return nil, fmt.Errorf("the CSV header names column %q twice", h)
-		}
-		seen[h] = true
+		return nil, err
 	}
 	c.header = header
 	c.digest.Write(rawJSON(header))
@@ -111,65 +102,238 @@ func OpenCSV(path string, stdin io.Reader, after string, o CSVOptions) (*CSV, er
 	return c, nil
 }
 
+func validDelim(r rune) bool {
+	return r != 0 && r != '"' && r != '\r' && r != '\n' && r != utf8.RuneError && utf8.ValidRune(r)
+}
+
+// readHeader reads the first line that is neither blank nor a comment.
+func (c *CSV) readHeader() ([]string, error) {
+	for {
+		line, tooLong, err := c.readLine()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("the CSV source is empty: it needs a header line naming its columns")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read the CSV header: %w", err)
+		}
+		if tooLong {
+			return nil, fmt.Errorf("the CSV header (line %d) is longer than %d bytes", c.line, MaxCSVLine)
+		}
+		if c.skip(line) {
+			continue
+		}
+		line = bytes.TrimPrefix(line, []byte("\ufeff")) // a byte order mark from a spreadsheet
+		header, col, perr := parseCSVLine(line, c.comma)
+		if perr != "" {
+			return nil, fmt.Errorf("the CSV header (line %d) is not valid CSV: column %d: %s", c.line, col, perr)
+		}
+		seen := map[string]bool{}
+		for i, h := range header {
+			if !utf8.ValidString(h) {
+				return nil, fmt.Errorf("the CSV header's column %d is not valid UTF-8", i+1)
+			}
+			h = strings.TrimSpace(h)
+			header[i] = h
+			if h == "" {
+				return nil, fmt.Errorf("the CSV header has an empty column name (column %d)", i+1)
+			}
+			if seen[h] {
+				return nil, fmt.Errorf("the CSV header names column %q twice", h)
+			}
+			seen[h] = true
+		}
+		return header, nil
+	}
+}
+
+// skip says whether a line is no row: blank, or a comment.
+func (c *CSV) skip(line []byte) bool {
+	if len(line) == 0 {
+		return true
+	}
+	if c.cmt != 0 {
+		r, _ := utf8.DecodeRune(line)
+		return r == c.cmt
+	}
+	return false
+}
+
+// readLine returns the next line without its line break ("\n" or "\r\n"), valid until the next
+// call. A line longer than MaxCSVLine is read to its end but not kept: tooLong, and the line's
+// first bytes.
+func (c *CSV) readLine() (line []byte, tooLong bool, err error) {
+	c.buf = c.buf[:0]
+	for {
+		part, err := c.br.ReadSlice('\n')
+		c.lastOf += int64(len(part))
+		if !tooLong {
+			c.buf = append(c.buf, part...)
+			if len(c.buf) > MaxCSVLine+2 { // (+2: the line break is not counted)
+				tooLong, c.buf = true, c.buf[:200] // what the report shows of it
+			}
+		}
+		switch {
+		case err == nil:
+			c.line++
+			return trimEOL(c.buf, tooLong), tooLong, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF):
+			if len(c.buf) == 0 && !tooLong {
+				return nil, false, io.EOF
+			}
+			c.line++ // a last line without a line break
+			return trimEOL(c.buf, tooLong), tooLong, nil
+		default:
+			return nil, false, err
+		}
+	}
+}
+
+func trimEOL(b []byte, tooLong bool) []byte {
+	if tooLong {
+		return b
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// parseCSVLine splits one line into cells as RFC 4180 and encoding/csv do (no lazy quotes, no
+// trimming): a cell is either plain, with no quote in it, or quoted from its first to its last
+// character, "" standing for a quote inside. On a problem it returns the 1-based column and what
+// is wrong (problem == "" when the line is fine).
+func parseCSVLine(line []byte, comma rune) (cells []string, col int, problem string) {
+	var sep [utf8.UTFMax]byte
+	sepb := sep[:utf8.EncodeRune(sep[:], comma)]
+	for col = 1; ; col++ {
+		if len(line) == 0 || line[0] != '"' {
+			end := bytes.Index(line, sepb)
+			cell := line
+			if end >= 0 {
+				cell = line[:end]
+			}
+			if bytes.IndexByte(cell, '"') >= 0 {
+				return cells, col, `a quote (") inside a cell that does not start with one: quote the whole cell and double the quotes inside it`
+			}
+			cells = append(cells, string(cell))
+			if end < 0 {
+				return cells, 0, ""
+			}
+			line = line[end+len(sepb):]
+			continue
+		}
+		var b strings.Builder
+		line = line[1:]
+		for {
+			q := bytes.IndexByte(line, '"')
+			if q < 0 {
+				return cells, col, "a quoted cell that is not closed on its line (a cell cannot hold a line break)"
+			}
+			b.Write(line[:q])
+			line = line[q+1:]
+			if len(line) > 0 && line[0] == '"' { // "" is a quote
+				b.WriteByte('"')
+				line = line[1:]
+				continue
+			}
+			break
+		}
+		cells = append(cells, b.String())
+		if len(line) == 0 {
+			return cells, 0, ""
+		}
+		if !bytes.HasPrefix(line, sepb) {
+			return cells, col, "text after the closing quote of a quoted cell (a quote inside a quoted cell is written twice)"
+		}
+		line = line[len(sepb):]
+	}
+}
+
 // Header returns the column names.
 func (c *CSV) Header() []string { return c.header }
 
-// Next returns the next data row. A row with the wrong number of cells, or one that is not valid
-// CSV, comes back with Err set (and the cells that could be read).
+// Next returns the next data row. A row with the wrong number of cells, one that is not valid
+// CSV or not valid UTF-8, or one longer than MaxCSVLine, comes back with Err set (and the cells
+// that could be read); the row after it is read as usual.
 func (c *CSV) Next(ctx context.Context) (Record, error) {
 	for {
-		rec, err := c.r.Read()
+		line, tooLong, err := c.readLine()
 		if errors.Is(err, io.EOF) {
 			return Record{}, io.EOF
 		}
-		line := 0
-		if err == nil && len(rec) > 0 {
-			line, _ = c.r.FieldPos(0)
-		}
-		var pe *csv.ParseError
-		if err != nil && !errors.As(err, &pe) {
+		if err != nil {
 			return Record{}, fmt.Errorf("read the CSV source: %w", err)
 		}
-		if err != nil {
-			// A malformed row (an unescaped quote): encoding/csv goes on after it; if it did not
-			// move, it never will.
-			off := c.r.InputOffset()
-			if off == c.stuckAt {
-				return Record{}, fmt.Errorf("read the CSV source: %w", err)
-			}
-			c.stuckAt = off
-			line = pe.StartLine
+		if c.skip(line) {
+			continue
 		}
-		if len(rec) == 1 && rec[0] == "" && err == nil {
-			continue // a blank line
+		var (
+			rec     []string
+			col     int
+			problem string
+		)
+		if tooLong {
+			rec = []string{string(line) + "…"}
+			problem = fmt.Sprintf("is longer than %d bytes", MaxCSVLine)
+		} else if rec, col, problem = parseCSVLine(line, c.comma); problem != "" {
+			problem = fmt.Sprintf("is not valid CSV: column %d: %s", col, problem)
+		}
+		if problem == "" && len(rec) == 1 && rec[0] == "" {
+			continue // a line holding only "" (encoding/csv read it as a blank line too)
+		}
+		if problem == "" {
+			for i, s := range rec {
+				if !utf8.ValidString(s) {
+					bad := len(s) - len(strings.ToValidUTF8(s, ""))
+					problem = fmt.Sprintf("column %d (%s) is not valid UTF-8 (%d bytes that are no character): save the file as UTF-8",
+						i+1, c.columnName(i), bad)
+					break
+				}
+			}
 		}
 		c.row++
-		c.lastOf = c.r.InputOffset()
-		r := Record{Pos: strconv.FormatInt(c.row, 10), Line: int64(line), Fields: make(map[string]string, len(c.header)), Raw: rawJSON(validUTF8(rec))}
+		r := Record{Pos: strconv.FormatInt(c.row, 10), Line: c.line, Fields: make(map[string]string, len(c.header)), Raw: rawJSON(validUTF8(rec))}
 		c.digest.Write(r.Raw)
 		c.digest.Write([]byte{'\n'})
+		switch {
+		case problem != "":
+			r.Err = fmt.Errorf("line %d %s", c.line, problem)
+			return r, nil // no fields: nothing of a broken row is taken for a value
+		case len(rec) != len(c.header):
+			r.Err = fmt.Errorf("line %d has %d cells but the header names %d columns", c.line, len(rec), len(c.header))
+		}
 		for i, h := range c.header {
 			if i < len(rec) && rec[i] != "" {
 				r.Fields[h] = rec[i]
 			}
 		}
-		switch {
-		case err != nil:
-			r.Err = fmt.Errorf("line %d is not valid CSV: %v", line, pe.Err)
-		case len(rec) != len(c.header):
-			r.Err = fmt.Errorf("line %d has %d cells but the header names %d columns", line, len(rec), len(c.header))
-		}
 		return r, nil
 	}
 }
 
+func (c *CSV) columnName(i int) string {
+	if i < len(c.header) {
+		return strconv.Quote(c.header[i])
+	}
+	return "beyond the header"
+}
+
+// validUTF8 makes the cells valid UTF-8 for the error report's JSON (the row's Err says it was
+// not).
 func validUTF8(rec []string) []string {
+	var out []string
 	for i, s := range rec {
 		if !utf8.ValidString(s) {
-			rec[i] = strings.ToValidUTF8(s, "\uFFFD")
+			if out == nil {
+				out = append([]string(nil), rec...)
+			}
+			out[i] = strings.ToValidUTF8(s, "\uFFFD")
 		}
 	}
-	return rec
+	if out == nil {
+		return rec
+	}
+	return out
 }
 
 // Fingerprint is the SHA-256 (hex) of the header and the rows read so far.

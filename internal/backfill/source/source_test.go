@@ -2,12 +2,15 @@ package source
 
 import (
 	"context"
+	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -82,11 +85,14 @@ func TestCSVRowsPositionsAndResume(t *testing.T) {
 	}
 }
 
-// FuzzCSV: any input reads to the end or stops with an error; every row has a position.
+// FuzzCSV: any input reads to the end or stops with an error; every row has a position, and every
+// line after the header that holds anything is exactly one row (no line is swallowed by another's
+// quote, none is lost).
 func FuzzCSV(f *testing.F) {
 	f.Add("a,b\n1,2\n3,4\n")
 	f.Add("a,b\n\"1\n2\",3\n\"bad\"quote,4\n5\n")
 	f.Add("a;b\r\n1;2\r\n")
+	f.Add("a,b\n\"1,2\n3,4\n5,\"6\"\"\n")
 	f.Fuzz(func(t *testing.T, data string) {
 		path := filepath.Join(t.TempDir(), "f.csv")
 		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
@@ -97,16 +103,135 @@ func FuzzCSV(f *testing.F) {
 			return
 		}
 		defer c.Close()
-		for n := 1; n < 100000; n++ {
-			rec, err := c.Next(context.Background())
-			if err != nil {
-				return
+		want := 0
+		header := false
+		for _, l := range strings.Split(data, "\n") {
+			l = strings.TrimSuffix(l, "\r")
+			switch {
+			case l == "":
+			case !header:
+				header = true
+			case l != `""`:
+				want++
 			}
+		}
+		n := 0
+		for {
+			rec, err := c.Next(context.Background())
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
 			if rec.Pos != strconv.Itoa(n) {
 				t.Fatalf("row %d has position %q", n, rec.Pos)
 			}
 		}
+		if n != want {
+			t.Fatalf("%d rows from %d lines after the header", n, want)
+		}
 	})
+}
+
+// FuzzCSVLineAgreesWithEncodingCSV: on one line, parseCSVLine reads the cells encoding/csv reads,
+// and refuses what it refuses.
+func FuzzCSVLineAgreesWithEncodingCSV(f *testing.F) {
+	for _, s := range []string{`a,b`, `"a,b",c`, `"a""b",`, `a"b,c`, `"a"b,c`, `"abc`, `,,`, `"",""`, "x;\"y;z\"", `é,"ü"`} {
+		f.Add(s, ',')
+		f.Add(s, ';')
+	}
+	f.Add("a\tb", '\t')
+	f.Add("a§b§\"§\"", '§')
+	f.Fuzz(func(t *testing.T, line string, comma rune) {
+		if strings.ContainsAny(line, "\r\n") || line == "" || !validDelim(comma) || comma == ' ' {
+			return
+		}
+		r := csv.NewReader(strings.NewReader(line + "\n"))
+		r.Comma = comma
+		r.FieldsPerRecord = -1
+		want, werr := r.Read()
+		got, _, problem := parseCSVLine([]byte(line), comma)
+		if werr != nil {
+			if problem == "" {
+				t.Fatalf("%q (comma %q): encoding/csv refuses it (%v), parseCSVLine reads %q", line, comma, werr, got)
+			}
+			return
+		}
+		if problem != "" {
+			t.Fatalf("%q (comma %q): encoding/csv reads %q, parseCSVLine refuses it: %s", line, comma, want, problem)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q (comma %q): encoding/csv reads %q, parseCSVLine %q", line, comma, want, got)
+		}
+	})
+}
+
+// An unbalanced quote, a byte that is not UTF-8 or an over-long line is a problem of its own row:
+// the rows after it are read as usual (an unbalanced quote once swallowed the rest of the file).
+func TestCSVBadRowsDoNotSwallowTheNext(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("debit,credit,amount,currency,type,ref\n")
+	b.WriteString("ob,x,1.00,USD,f,q-1\n")
+	b.WriteString("ob,x,1.00,USD,fund\"ing,q-2\n")
+	b.WriteString("ob,x,\"1.00,USD,f,q-3\n")
+	b.WriteString("ob,x,1.00,USD,f,u8-\xff\n")
+	b.WriteString("ob,x,1.00,USD,f," + strings.Repeat("z", MaxCSVLine+10) + "\n")
+	b.WriteString("ob,x,\"1.00\"x,USD,f,q-6\n")
+	for i := 7; i <= 20; i++ {
+		b.WriteString("ob,x,1.00,USD,f,q-" + strconv.Itoa(i) + "\n")
+	}
+	path := filepath.Join(t.TempDir(), "q.csv")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := OpenCSV(path, nil, "", CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	recs := readAll(t, c)
+	if len(recs) != 20 {
+		t.Fatalf("%d rows, want 20", len(recs))
+	}
+	wantErr := map[int]string{
+		2: "line 3 is not valid CSV: column 5: a quote",
+		3: "line 4 is not valid CSV: column 3: a quoted cell that is not closed",
+		4: `line 5 column 6 ("ref") is not valid UTF-8`,
+		5: "line 6 is longer than",
+		6: "line 7 is not valid CSV: column 3: text after the closing quote",
+	}
+	for i, r := range recs {
+		n := i + 1
+		if r.Line != int64(n+1) || r.Pos != strconv.Itoa(n) {
+			t.Errorf("row %d: line %d, position %s", n, r.Line, r.Pos)
+		}
+		if want, bad := wantErr[n]; bad {
+			if r.Err == nil || !strings.Contains(r.Err.Error(), want) {
+				t.Errorf("row %d: error %v, want %q", n, r.Err, want)
+			}
+			if len(r.Fields) != 0 {
+				t.Errorf("row %d: a broken row has fields %v", n, r.Fields)
+			}
+			if len(r.Raw) > 1000 || !json.Valid(r.Raw) {
+				t.Errorf("row %d: raw %d bytes, valid JSON %v", n, len(r.Raw), json.Valid(r.Raw))
+			}
+			continue
+		}
+		if r.Err != nil || r.Fields["ref"] != "q-"+strconv.Itoa(n) {
+			t.Errorf("row %d: %v %v", n, r.Err, r.Fields)
+		}
+	}
+	// Resuming after a broken row counts rows the same way.
+	c2, err := OpenCSV(path, nil, "4", CSVOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if rest := readAll(t, c2); len(rest) != 16 || rest[2].Fields["ref"] != "q-7" {
+		t.Errorf("resumed after row 4: %d rows", len(rest))
+	}
 }
 
 func TestAPIPagesAndResume(t *testing.T) {
