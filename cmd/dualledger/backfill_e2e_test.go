@@ -303,16 +303,17 @@ func TestBackfillSigtermPausesAndOneRunAtATime(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "another backfill of this source is running") {
 		t.Errorf("second run: exit %d, want 1 saying another run holds it\n%s\n%s", code, out, errOut)
 	}
+	// The 11th batch waits for rows that do not come: the run stops at the boundary before it
+	// (the rows it had read of it are read again on resume).
 	_ = cmd.Process.Signal(syscall.SIGTERM)
-	feed(1+1050, 1+1200) // the 11th batch completes; the run stops at its end
 	err = cmd.Wait()
 	stdin.Close()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("SIGTERM: %v, want exit 1\n%s", err, logs.String())
 	}
 	cp := checkpointOf(t, d, "history")
-	if cp.Status != backfill.StatusPaused || cp.TotalProcessed != 1100 {
-		t.Fatalf("after SIGTERM: %+v, want PAUSED after 1100 rows (11 batches)\n%s", cp, logs.String())
+	if cp.Status != backfill.StatusPaused || cp.TotalProcessed != 1000 {
+		t.Fatalf("after SIGTERM: %+v, want PAUSED after 1000 rows (10 batches)\n%s", cp, logs.String())
 	}
 	out, errOut, code = cli(t, d.ConnStr, "backfill", "status")
 	if code != 0 || !strings.Contains(out, "PAUSED") {

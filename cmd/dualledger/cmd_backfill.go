@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,6 +28,7 @@ import (
 	"dualledger/internal/backfill"
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
+	"dualledger/internal/ledger"
 	"dualledger/internal/scb"
 )
 
@@ -50,14 +52,16 @@ docs/runbooks/failed-backfill.md.`,
 type backfillSourceFlags struct {
 	sourceType, src, sourceID, ledgerID, mapping string
 	apiTokenFile, scbConfig                      string
+	cmd                                          *cobra.Command
 }
 
 func (f *backfillSourceFlags) bind(cmd *cobra.Command) {
+	f.cmd = cmd
 	fl := cmd.Flags()
 	fl.StringVar(&f.sourceType, "source-type", "", "csv, database, api or scb")
 	fl.StringVar(&f.src, "source", "", "csv: a file or - (stdin); database: a PostgreSQL connection string; api: the first page's URL; scb: the SCB's id (its URL and key from the SCB settings)")
 	fl.StringVar(&f.sourceID, "source-id", "", "the import's id: its checkpoint, lock and error report (running again with it resumes)")
-	fl.StringVar(&f.ledgerID, "ledger", "MASTER", "ledger of the rows that name none")
+	fl.StringVar(&f.ledgerID, "ledger", "MASTER", "ledger of the rows that name none (default: the mapping's defaults.ledger_id, else MASTER)")
 	fl.StringVar(&f.mapping, "mapping", "", "mapping file, YAML or JSON (columns, account and transaction type maps, defaults, formats; docs/backfill.md)")
 	fl.StringVar(&f.apiTokenFile, "api-token-file", "", "api: a file holding the bearer token (else DUALLEDGER_BACKFILL_API_TOKEN; never on the command line)")
 	fl.StringVar(&f.scbConfig, "scb-config", "", "scb: SCB config file (default DUALLEDGER_SCB_CONFIG); SCB_<ID>_API_URL / SCB_<ID>_API_KEY in the environment override it")
@@ -83,6 +87,11 @@ func (f *backfillSourceFlags) validate(a *app) (*transform.Mapping, error) {
 		var err error
 		if m, err = transform.LoadMapping(f.mapping); err != nil {
 			return nil, usage("%v", err)
+		}
+		// The mapping's default ledger is the default of --ledger: a flag given on the command
+		// line wins, the flag's own default (MASTER) does not.
+		if m.Defaults.LedgerID != "" && !f.cmd.Flags().Changed("ledger") {
+			f.ledgerID = m.Defaults.LedgerID
 		}
 	}
 	return m, nil
@@ -167,9 +176,19 @@ never blocks the next). Ctrl-C or SIGTERM stops at the next batch boundary and r
 The import runs with GOGC=400 (less CPU per row, a flat heap of about 80 MB) unless the
 environment sets GOGC.
 
+A CSV row is one line: a quoted cell may hold the delimiter and doubled quotes but no line
+break, so that an unbalanced quote is the error of its own line and never swallows the rows
+after it. A line that is not valid CSV or UTF-8, or is longer than 1 MiB, is a rejected row.
+
+--opening-balances FILE (columns account_id and amount; currency_code and from_account_id
+optional) is posted first, as the source <source-id>.opening: its rows default to the currency
+of --opening-account, the whole file is checked before anything is posted, and the history
+starts only when every opening balance has posted.
+
 Exit status: 0 completed (rejected rows are in the report), 1 another run holds the source,
---max-errors exceeded, the balance audit failed, or paused by a signal; 2 usage; 3 database or
-source failure (FAILED; run again to resume).`,
+--max-errors exceeded, the balance audit failed, an opening balance was rejected, the error
+report no longer matches the checkpoint, or paused by a signal; 2 usage; 3 database or source
+failure (FAILED; run again to resume).`,
 		Example: `  dualledger backfill run --source-type csv --source ledger_export.csv --source-id legacy-2025
   dualledger backfill run --source-type csv --source - --source-id legacy-2025 --errors legacy.errors.jsonl < export.csv
   dualledger backfill run --source-type database --source postgres://legacy@db/old --source-id legacy-db --mapping legacy.yaml`,
@@ -221,8 +240,12 @@ source failure (FAILED; run again to resume).`,
 				return err
 			}
 			defer release()
-			if cfg.ErrorsPath == "" && dryRun {
-				cfg.ErrorsPath, _ = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
+			if dryRun {
+				// A dry run writes a report of its own, from scratch: never the source's run report,
+				// whose committed lines are the only record of the rows the runs rejected.
+				if err := dryRunReport(ctx, pool, &cfg, sf); err != nil {
+					return err
+				}
 			}
 			if !dryRun {
 				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
@@ -277,6 +300,28 @@ source failure (FAILED; run again to resume).`,
 	return cmd
 }
 
+// dryRunReport sets the dry run's report path (default backfill-<type>-<id>.dry-run.errors.jsonl)
+// and refuses the source's run report, which a dry run would truncate.
+func dryRunReport(ctx context.Context, pool *pgxpool.Pool, cfg *backfill.Config, sf backfillSourceFlags) error {
+	if cfg.ErrorsPath == "" {
+		cfg.ErrorsPath, _ = filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
+		return nil
+	}
+	runReport, _ := filepath.Abs(defaultReportName(sf.sourceType, sf.sourceID, ""))
+	cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
+	switch {
+	case err != nil && !errors.Is(err, backfill.ErrNotFound):
+		return infraErr(err)
+	case err == nil && cp.ErrorsFile != nil:
+		runReport = *cp.ErrorsFile
+	}
+	if cfg.ErrorsPath == runReport {
+		return usage("--errors %s is this source's run report, which a dry run would overwrite: leave --errors out (the dry run writes %s) or name another file",
+			cfg.ErrorsPath, defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
+	}
+	return nil
+}
+
 // infraErr is exit 3; a refused privilege says who may run the command.
 func infraErr(err error) error {
 	if isPermissionDenied(err) {
@@ -318,7 +363,8 @@ func runSource(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Op
 	endProgress(a)
 	if err != nil {
 		switch {
-		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition):
+		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition),
+			errors.Is(err, backfill.ErrReportChanged):
 			return out, findings("%v", err)
 		case isPermissionDenied(err):
 			return out, infraErr(err)
@@ -376,15 +422,50 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 	open := func(_ context.Context, after string) (source.Reader, error) {
 		return source.OpenCSV(path, os.Stdin, after, source.CSVOptions{})
 	}
+	// A file of account_id and amount (the documented form) names no currency: without a column
+	// or a mapping default, a row takes the currency and asset type of the account the balances
+	// come from, the only ones its entry could have.
+	if om.Defaults.CurrencyCode == "" || om.Defaults.AssetType == "" {
+		acc, err := ledger.GetAccount(ctx, pool, sf.ledgerID, from)
+		switch {
+		case err == nil:
+			om.Defaults.CurrencyCode = cmp.Or(om.Defaults.CurrencyCode, acc.CurrencyCode)
+			om.Defaults.AssetType = cmp.Or(om.Defaults.AssetType, acc.AssetType)
+		case ledger.CodeOf(err) == ledger.CodeUnknownAccount, ledger.CodeOf(err) == ledger.CodeUnknownLedger:
+			return false, findings("--opening-account %s: %v", from, err)
+		default:
+			return false, infraErr(err)
+		}
+	}
+	tr := transform.New(&om, ocfg.SourceType, ocfg.SourceID, sf.ledgerID)
 	if !a.jsonOut {
 		fmt.Fprintf(a.out, "opening balances (%s):\n", ocfg.SourceID)
 	}
-	out, err := runSource(a, ctx, pool, open, transform.New(&om, ocfg.SourceType, ocfg.SourceID, sf.ledgerID), ocfg)
+	// History posted on top of a missing opening balance would be rejected row after row (or
+	// pass on a wrong balance): every opening balance must post. The file is checked whole
+	// first, as a dry run does, and nothing is posted if a row would be rejected.
+	if cp.Status != backfill.StatusCompleted {
+		dcfg := ocfg
+		dcfg.ErrorsPath, _ = filepath.Abs(defaultReportName(ocfg.SourceType, ocfg.SourceID, ".dry-run"))
+		dout, err := backfill.DryRun(ctx, pool, open, tr, dcfg)
+		if err != nil {
+			return false, &exitError{code: exitInfra, err: err}
+		}
+		if dout.Rejected > 0 {
+			return false, findings("%d of the %d opening balances would be rejected (see %s): nothing was posted, and the history was not started; correct the file and run the same command again",
+				dout.Rejected, dout.Rows, dout.ErrorsFile)
+		}
+	}
+	out, err := runSource(a, ctx, pool, open, tr, ocfg)
 	if err != nil {
 		return false, err
 	}
 	if err := outcomeStatus(out, ocfg); err != nil {
 		return false, err
+	}
+	if n := out.Checkpoint.TotalFailed; n > 0 {
+		return false, findings("%d opening balances were rejected (see %s): the history was not started, since it would be posted on wrong balances; post the missing balances, then run the same command without --opening-balances",
+			n, out.ErrorsFile)
 	}
 	return true, nil
 }
@@ -687,7 +768,7 @@ Exit status 1 when anything is found.`,
 				fmt.Fprintf(a.out, "source %s/%s: %s, %d rows read, %d created, %d skipped, %d rejected\n", cp.SourceType, cp.SourceID, cp.Status,
 					cp.TotalProcessed, cp.TotalSuccessful, cp.TotalSkipped, cp.TotalFailed)
 				if open != nil {
-					fmt.Fprintf(a.out, "source read again: %d rows, %d in the ledger, %d in the error report, %d missing\n", v.SourceRows, v.InLedger, v.Rejected, v.MissingCount)
+					fmt.Fprintf(a.out, "source read again: %d rows, %d in the ledger, %d in the error report, %d missing, %d different from their entry\n", v.SourceRows, v.InLedger, v.Rejected, v.MissingCount, v.DifferentCount)
 				} else {
 					fmt.Fprintln(a.out, "source not read again (give --source-type and --source to compare it with the ledger)")
 				}

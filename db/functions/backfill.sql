@@ -7,6 +7,7 @@
 --                             called in the batch's own transaction, after post_ledger_entries
 --   backfill_finish           COMPLETED, PAUSED or FAILED
 --   backfill_rollback_begin   start (or take up again) a rollback, in the operator log
+--   backfill_rollback_progress  reversals a batch of the rollback created (in its transaction)
 --   backfill_rollback_finish  the rollback's outcome
 
 CREATE OR REPLACE FUNCTION backfill_start(p_source_type text, p_source_id text, p_ledger_id text, p_errors_file text, p_metadata jsonb)
@@ -151,3 +152,19 @@ BEGIN
     RETURN c;
 END $$;
 REVOKE ALL ON FUNCTION backfill_rollback_finish(text, text, text, bigint, text) FROM PUBLIC;
+
+-- Called in the transaction of each batch of reversals: total_reversed then counts what is
+-- committed, also after a rollback killed before its end (backfill_rollback_finish sets the
+-- final count, replays of a resumed rollback included).
+CREATE OR REPLACE FUNCTION backfill_rollback_progress(p_source_type text, p_source_id text, p_created bigint)
+RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+BEGIN
+    UPDATE public.ledger_backfill_checkpoints
+       SET total_reversed = total_reversed + p_created
+     WHERE source_id = p_source_id AND source_type = p_source_type AND rollback_status = 'IN_PROGRESS';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no rollback of %/% is in progress', p_source_type, p_source_id USING ERRCODE = 'DL009';
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION backfill_rollback_progress(text, text, bigint) FROM PUBLIC;

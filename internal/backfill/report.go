@@ -2,6 +2,7 @@ package backfill
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,8 +37,24 @@ type report struct {
 	pending   []byte
 }
 
-func openReport(path string, committed int64) (*report, int64, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+// ErrReportChanged is returned when the error report is not the one the checkpoint describes: it
+// is shorter than the length committed with the last batch, missing, or its committed part does
+// not end with a line of this source. Resuming would append to (or cut) a file that no longer
+// holds the committed lines, the only record of the rows the runs rejected.
+var ErrReportChanged = errors.New("the error report does not match the checkpoint")
+
+// openReport opens the report of source sourceType/sourceID, whose committed length is committed,
+// and cuts what a batch that did not commit wrote after it. It never cuts committed lines, and
+// refuses a file that has changed (ErrReportChanged).
+func openReport(path string, committed int64, sourceType, sourceID string) (*report, int64, error) {
+	flags := os.O_RDWR
+	if committed == 0 {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o640)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, 0, fmt.Errorf("%w: %s is missing, but the checkpoint counts %d bytes of it: restore it (docs/backfill.md, \"The error report\")", ErrReportChanged, path, committed)
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("open the error report: %w", err)
 	}
@@ -46,19 +63,50 @@ func openReport(path string, committed int64) (*report, int64, error) {
 		f.Close()
 		return nil, 0, fmt.Errorf("open the error report: %w", err)
 	}
-	cut := int64(0)
-	switch {
-	case st.Size() > committed:
-		cut = st.Size() - committed
+	if st.Size() < committed {
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: %s is %d bytes, but the checkpoint counts %d: it was cut or replaced since; restore it (docs/backfill.md, \"The error report\")",
+			ErrReportChanged, path, st.Size(), committed)
+	}
+	if committed > 0 {
+		if err := lastLineIsOf(f, committed, sourceType, sourceID); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("%w: %s: %v: it was edited or replaced since; restore it (docs/backfill.md, \"The error report\")", ErrReportChanged, path, err)
+		}
+	}
+	cut := st.Size() - committed
+	if cut > 0 {
 		if err := f.Truncate(committed); err != nil {
 			f.Close()
 			return nil, 0, fmt.Errorf("cut the error report's uncommitted tail: %w", err)
 		}
-	case st.Size() < committed:
-		// Shorter than the checkpoint says: edited or replaced by hand. Append to what is there.
-		committed = st.Size()
 	}
 	return &report{f: f, committed: committed}, cut, nil
+}
+
+// lastLineIsOf checks that the first n bytes of the report end with a whole line, and that this
+// line is a report line of the source.
+func lastLineIsOf(f *os.File, n int64, sourceType, sourceID string) error {
+	const window = 64 << 10 // report lines are short (a raw row is at most a line of the source, cut)
+	start := max(n-window, 0)
+	buf := make([]byte, n-start)
+	if _, err := f.ReadAt(buf, start); err != nil {
+		return fmt.Errorf("read the report: %w", err)
+	}
+	if buf[len(buf)-1] != '\n' {
+		return fmt.Errorf("the committed part (%d bytes) does not end with a whole line", n)
+	}
+	last := buf[:len(buf)-1]
+	if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
+		last = last[i+1:]
+	} else if start > 0 {
+		return fmt.Errorf("the last committed line is longer than %d bytes", window)
+	}
+	var l ReportLine
+	if err := json.Unmarshal(last, &l); err != nil || l.SourceType != sourceType || l.SourceID != sourceID {
+		return fmt.Errorf("the last committed line is not a line of source %s/%s", sourceType, sourceID)
+	}
+	return nil
 }
 
 func (r *report) add(l ReportLine) error {

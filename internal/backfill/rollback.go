@@ -81,7 +81,7 @@ func Rollback(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID, act
 				return out, finishRollback(bg, conn, &out, sourceType, sourceID, "FAILED", "interrupted by a signal; run the same command to go on")
 			}
 			lo := max(r.first, hi-int64(batchSize)+1)
-			if err := reverseRange(bg, conn, r.ledger, lo, hi, meta, &out); err != nil {
+			if err := reverseRange(bg, conn, sourceType, sourceID, r.ledger, lo, hi, meta, &out); err != nil {
 				_ = finishRollback(bg, conn, &out, sourceType, sourceID, "FAILED", err.Error())
 				return out, err
 			}
@@ -110,7 +110,7 @@ func finishRollback(ctx context.Context, conn *pgxpool.Conn, out *RollbackOutcom
 }
 
 // reverseRange reverses the entries lo..hi of a ledger, newest first, in one transaction.
-func reverseRange(ctx context.Context, conn *pgxpool.Conn, ledgerID string, lo, hi int64, meta []byte, out *RollbackOutcome) error {
+func reverseRange(ctx context.Context, conn *pgxpool.Conn, sourceType, sourceID, ledgerID string, lo, hi int64, meta []byte, out *RollbackOutcome) error {
 	rows, err := conn.Query(ctx, `SELECT id, seq, debit_account_id, credit_account_id, trim_scale(amount)::text, currency_code, asset_type, reference_id
 		FROM ledger_entries WHERE ledger_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq DESC`, ledgerID, lo, hi)
 	if err != nil {
@@ -156,6 +156,11 @@ func reverseRange(ctx context.Context, conn *pgxpool.Conn, ledgerID string, lo, 
 			replayed++
 		default:
 			rejected = append(rejected, fmt.Sprintf("%s: %s: %s", refs[r.Index], r.Code, r.Message))
+		}
+	}
+	if created > 0 {
+		if _, err := tx.Exec(ctx, `SELECT backfill_rollback_progress($1, $2, $3)`, sourceType, sourceID, created); err != nil {
+			return fmt.Errorf("record the rollback's progress: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -281,7 +281,7 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	if cp.ErrorsFile == nil {
 		return out, r.fail(bg, errors.New("no error report file: give --errors"))
 	}
-	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset)
+	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset, cfg.SourceType, cfg.SourceID)
 	if err != nil {
 		return out, r.fail(bg, err)
 	}
@@ -365,7 +365,10 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 		case held != nil:
 			p, held = *held, nil
 		default:
-			p = r.take(ahead)
+			var ok bool
+			if p, ok = r.take(ctx, ahead); !ok {
+				continue // a signal while the reader waits for rows (a pipe): paused above
+			}
 		}
 		if p.err != nil {
 			return r.outcome(out), r.fail(bg, fmt.Errorf("read the source after position %s: %w", r.position(), p.err))
@@ -475,12 +478,18 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	return out, err
 }
 
-// take receives the next batch from the reader, and counts its reading and transform time.
-func (r *runner) take(ahead <-chan prepared) prepared {
-	p := <-ahead
-	r.this.Time.Read += p.read
-	r.this.Time.Transform += p.transform
-	return p
+// take receives the next batch from the reader, and counts its reading and transform time. It
+// gives up (false) when ctx ends first: a source that waits for rows (a pipe, a slow API) must not
+// keep a signal from pausing the run.
+func (r *runner) take(ctx context.Context, ahead <-chan prepared) (prepared, bool) {
+	select {
+	case p := <-ahead:
+		r.this.Time.Read += p.read
+		r.this.Time.Transform += p.transform
+		return p, true
+	case <-ctx.Done():
+		return prepared{}, false
+	}
 }
 
 // tryTake is take if the reader has a batch ready (never after the last one, eof).

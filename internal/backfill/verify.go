@@ -2,15 +2,19 @@ package backfill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
+	"dualledger/internal/ledger"
 )
 
 // VerifyReport is the seed's §6 for one source: source rows against posted, skipped and
@@ -28,6 +32,11 @@ type VerifyReport struct {
 	// Missing: rows neither in the ledger nor in the report (up to 100 listed, all counted).
 	MissingCount int64    `json:"missing_count"`
 	Missing      []string `json:"missing,omitempty"`
+	// Different: rows whose reference is in the ledger with other content (an entry that is not
+	// the row: the source edited since, or a row that was not posted and not reported). Up to
+	// 100 listed, all counted.
+	DifferentCount int64    `json:"different_count"`
+	Different      []string `json:"different,omitempty"`
 	// EntriesInRanges: entries found in the run's recorded seq ranges (= total_successful).
 	EntriesInRanges  int64    `json:"entries_in_ranges"`
 	TouchedAccounts  int      `json:"touched_accounts"`
@@ -163,7 +172,10 @@ func (v *VerifyReport) readSource(ctx context.Context, pool *pgxpool.Pool, open 
 		return fmt.Errorf("open the source: %w", err)
 	}
 	defer src.Close()
-	type ref struct{ ledger, ref, pos string }
+	type ref struct {
+		ledger, pos string
+		entry       ledger.EntryInput
+	}
 	var pend []ref
 	check := func() error {
 		byLedger := map[string][]ref{}
@@ -171,27 +183,43 @@ func (v *VerifyReport) readSource(ctx context.Context, pool *pgxpool.Pool, open 
 			byLedger[r.ledger] = append(byLedger[r.ledger], r)
 		}
 		for l, rs := range byLedger {
-			refs := make([]string, len(rs))
+			entries := make([]ledger.EntryInput, len(rs))
 			for i, r := range rs {
-				refs[i] = r.ref
+				entries[i] = r.entry
 			}
-			found, err := collect(ctx, pool, `SELECT reference_id FROM ledger_entries WHERE ledger_id = $1 AND reference_id = ANY($2)`, l, refs)
+			body, err := json.Marshal(entries)
 			if err != nil {
 				return fmt.Errorf("look up references: %w", err)
 			}
-			in := make(map[string]bool, len(found))
-			for _, f := range found {
-				in[f] = true
+			rows, err := pool.Query(ctx, compareEntriesSQL, l, body)
+			if err != nil {
+				return fmt.Errorf("look up references: %w", err)
 			}
-			for _, r := range rs {
-				if in[r.ref] {
+			var (
+				k     int
+				found bool
+				diff  []string
+			)
+			_, err = pgx.ForEachRow(rows, []any{&k, &found, &diff}, func() error {
+				r := rs[k-1]
+				switch {
+				case !found:
+					v.MissingCount++
+					if len(v.Missing) < 100 {
+						v.Missing = append(v.Missing, fmt.Sprintf("position %s: %s/%s", r.pos, l, r.entry.ReferenceID))
+					}
+				case len(diff) > 0:
+					v.DifferentCount++
+					if len(v.Different) < 100 {
+						v.Different = append(v.Different, fmt.Sprintf("position %s: %s/%s differs in %s", r.pos, l, r.entry.ReferenceID, strings.Join(diff, ", ")))
+					}
+				default:
 					v.InLedger++
-					continue
 				}
-				v.MissingCount++
-				if len(v.Missing) < 100 {
-					v.Missing = append(v.Missing, fmt.Sprintf("position %s: %s/%s", r.pos, l, r.ref))
-				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("compare the rows with the ledger: %w", err)
 			}
 		}
 		pend = pend[:0]
@@ -218,7 +246,7 @@ func (v *VerifyReport) readSource(ctx context.Context, pool *pgxpool.Pool, open 
 			}
 			continue
 		}
-		pend = append(pend, ref{row.LedgerID, row.Entry.ReferenceID, rec.Pos})
+		pend = append(pend, ref{ledger: row.LedgerID, pos: rec.Pos, entry: row.Entry})
 		if len(pend) >= 1000 {
 			if err := check(); err != nil {
 				return err
@@ -227,6 +255,14 @@ func (v *VerifyReport) readSource(ctx context.Context, pool *pgxpool.Pool, open 
 	}
 	if err := check(); err != nil {
 		return err
+	}
+	// The rows the runs read must be the ones read now (the run checks the same when it resumes).
+	if fp, ok := src.(source.Fingerprinter); ok && v.SourceRows == v.Checkpoint.TotalProcessed {
+		var meta map[string]any
+		_ = json.Unmarshal(v.Checkpoint.Metadata, &meta)
+		if want, _ := meta["source_fingerprint"].(string); want != "" && want != fp.Fingerprint() {
+			problem("the first %d rows of the source are not the ones the run read (a row was inserted, removed or edited since)", v.SourceRows)
+		}
 	}
 	if v.Checkpoint.Status == StatusCompleted {
 		if _, err := src.Next(ctx); err == nil {
@@ -237,8 +273,34 @@ func (v *VerifyReport) readSource(ctx context.Context, pool *pgxpool.Pool, open 
 	if v.MissingCount > 0 {
 		problem("%d source rows are neither in the ledger nor in the error report, first: %s", v.MissingCount, v.Missing[0])
 	}
+	if v.DifferentCount > 0 {
+		problem("%d source rows differ from the entry of their reference in the ledger, first: %s", v.DifferentCount, v.Different[0])
+	}
 	return nil
 }
+
+// compareEntriesSQL finds each entry ($2, a JSON array of entries as posted) by its reference in
+// ledger $1 and names the fields in which the ledger's entry differs, as the posting function
+// compares a replay (dl_entry_diff): a timestamp counts only when the row gives one. The rows were
+// validated by the transform, so the casts hold.
+const compareEntriesSQL = `
+SELECT u.k::integer, e.id IS NOT NULL, array_remove(ARRAY[
+    CASE WHEN e.debit_account_id IS DISTINCT FROM u.j ->> 'debit_account_id' THEN 'debit_account_id' END,
+    CASE WHEN e.credit_account_id IS DISTINCT FROM u.j ->> 'credit_account_id' THEN 'credit_account_id' END,
+    CASE WHEN e.amount IS DISTINCT FROM (u.j ->> 'amount')::numeric THEN 'amount' END,
+    CASE WHEN e.currency_code IS DISTINCT FROM u.j ->> 'currency_code' THEN 'currency_code' END,
+    CASE WHEN e.asset_type IS DISTINCT FROM u.j ->> 'asset_type' THEN 'asset_type' END,
+    CASE WHEN e.transaction_type IS DISTINCT FROM u.j ->> 'transaction_type' THEN 'transaction_type' END,
+    CASE WHEN e.fx_rate IS DISTINCT FROM (u.j ->> 'fx_rate')::numeric THEN 'fx_rate' END,
+    CASE WHEN coalesce(e.metadata, '{}') IS DISTINCT FROM
+              CASE WHEN jsonb_typeof(u.j -> 'metadata') = 'object' THEN u.j -> 'metadata' ELSE '{}' END THEN 'metadata' END,
+    CASE WHEN u.j ->> 'timestamp_utc' IS NOT NULL
+          AND e.timestamp_utc IS DISTINCT FROM (u.j ->> 'timestamp_utc')::timestamptz THEN 'timestamp_utc' END,
+    CASE WHEN e.reverses_entry_id IS DISTINCT FROM (u.j ->> 'reverses_entry_id')::bigint THEN 'reverses_entry_id' END
+  ], NULL)
+FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS u(j, k)
+LEFT JOIN ledger_entries e ON e.ledger_id = $1 AND e.reference_id = u.j ->> 'reference_id'
+ORDER BY u.k`
 
 func collect(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) ([]string, error) {
 	rows, err := db.Query(ctx, sql, args...)
