@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -416,16 +417,48 @@ func quote(s string) string {
 func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 	layouts := append([]string{time.RFC3339Nano, pgTimestamptz, pgTimestamptzMinutes, isoLocal, isoLocalSpace, isoDate}, t.m.Timestamp.Layouts...)
 	for _, l := range layouts {
-		if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
-			if tm.Year() < 1900 || tm.Year() > 9999 {
-				break
-			}
-			return tm.UTC(), nil
+		tm, err := time.ParseInLocation(l, s, t.loc)
+		if err != nil {
+			continue
 		}
+		// The ledger keeps microseconds (dl_parse_timestamp takes at most 6 fractional digits), so
+		// a finer time would be cut; Go's parser itself silently drops digits after the 9th. A
+		// finer fraction that is only zeros (.NET writes 7 digits) loses nothing and is kept.
+		if n := excessFraction(s); n > 0 || tm.Nanosecond()%1000 != 0 {
+			digits := ""
+			if n > 0 {
+				digits = fmt.Sprintf(" (%d)", n)
+			}
+			return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
+				"timestamp_utc %s has more than 6 fractional digits of a second%s: the ledger keeps microseconds and a time is not rounded",
+				quote(s), digits)
+		}
+		// The range is the posting function's, in UTC: "1900-01-01T00:30:00+01:00" is in 1899.
+		u := tm.UTC()
+		if u.Year() < 1900 || u.Year() > 9999 {
+			return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
+				"timestamp_utc %s is %s in UTC, outside the years 1900 to 9999 the ledger stores", quote(s), u.Format(time.RFC3339Nano))
+		}
+		return u, nil
 	}
 	return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
 		"timestamp_utc %s is not an ISO 8601 / RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\"; without an offset it is read in %s)%s",
 		quote(s), t.loc, layoutHint(t.m.Timestamp.Layouts))
+}
+
+// fractionRun is a run of digits after a decimal point or comma that follows a digit: the
+// fraction of a second in every layout that has one (Go reads either mark).
+var fractionRun = regexp.MustCompile(`[0-9][.,]([0-9]{7,})`)
+
+// excessFraction is the number of fractional digits of s when a digit after the 6th is not 0
+// (0: none such).
+func excessFraction(s string) int {
+	for _, m := range fractionRun.FindAllStringSubmatch(s, -1) {
+		if strings.TrimRight(m[1][6:], "0") != "" {
+			return len(m[1])
+		}
+	}
+	return 0
 }
 
 // PostgreSQL's ISO output of timestamptz ("2024-01-01 10:00:00+00", "...:00+05:30"), as the

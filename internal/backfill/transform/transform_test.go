@@ -446,3 +446,53 @@ func FuzzAmountSeparators(f *testing.F) {
 		}
 	})
 }
+
+// Timestamps finer than a microsecond are refused with that reason (the ledger keeps
+// microseconds and never rounds; before, they passed here and the posting function called them
+// not RFC 3339); the range 1900-9999 is the posting function's, in UTC.
+func TestTimestampEdges(t *testing.T) {
+	tr := New(nil, "csv", "s1", "MASTER")
+	for _, c := range []struct{ in, want string }{
+		{"2024-01-01T10:00:00.123456Z", "2024-01-01T10:00:00.123456Z"},
+		{"2024-01-01T10:00:00.1234560Z", "2024-01-01T10:00:00.123456Z"}, // .NET's 7 digits: nothing lost
+		{"2024-01-01 10:00:00.000000000+00", "2024-01-01T10:00:00Z"},
+		{"2024-01-01T10:00:00,5+01:00", "2024-01-01T09:00:00.5Z"},
+		{"1900-01-01T00:00:00Z", "1900-01-01T00:00:00Z"},
+		{"1900-01-01T00:30:00-01:00", "1900-01-01T01:30:00Z"},
+		{"9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"},
+		{"2024-01-01T10:00:00.123456789Z", "more than 6 fractional digits of a second (9)"},
+		{"2024-01-01T10:00:00.1234567Z", "more than 6 fractional digits of a second (7)"},
+		{"2024-01-01T10:00:00.0000000001Z", "more than 6 fractional digits of a second (10)"}, // Go alone would read 10:00:00
+		{"2024-01-01 10:00:00.1234567", "more than 6 fractional digits"},
+		{"2024-01-01T10:00:00,1234567+02:00", "more than 6 fractional digits"},
+		{"1900-01-01T00:30:00+01:00", `"1900-01-01T00:30:00+01:00" is 1899-12-31T23:30:00Z in UTC, outside the years 1900 to 9999`},
+		{"9999-12-31T23:30:00-01:00", "outside the years 1900 to 9999"},
+		{"1800-01-01T00:00:00Z", "outside the years 1900 to 9999"},
+		{"2024-02-30T00:00:00Z", "is not an ISO 8601 / RFC 3339 date-time"},
+	} {
+		f := seedRow()
+		f["timestampUtc"] = c.in
+		row, rej := tr.Transform(rec("1", f))
+		if strings.HasPrefix(c.want, "1") || strings.HasPrefix(c.want, "2") || strings.HasPrefix(c.want, "9") {
+			if rej != nil || *row.Entry.TimestampUTC != c.want {
+				t.Errorf("%s: %v %v, want %s", c.in, row.Entry.TimestampUTC, rej, c.want)
+			}
+			continue
+		}
+		if rej == nil || rej.Code != ledger.CodeInvalidRequest || !strings.Contains(rej.Message, c.want) ||
+			!strings.Contains(rej.Message, quote(c.in)) || string(rej.Details) != `{"field":"timestamp_utc"}` {
+			t.Errorf("%s: %v, want invalid_request containing %s", c.in, rej, c.want)
+		}
+	}
+	// A mapping's layout reads a fraction after its seconds too (Go's parser does): the same rule.
+	m := &Mapping{Timestamp: TimestampFormat{Layouts: []string{"02.01.2006 15:04:05"}}}
+	tr = New(m, "csv", "s1", "MASTER")
+	for in, bad := range map[string]bool{"15.01.2024 10:00:00": false, "15.01.2024 10:00:00.5": false, "15.01.2024 10:00:00.1234567": true} {
+		f := seedRow()
+		f["timestampUtc"] = in
+		_, rej := tr.Transform(rec("1", f))
+		if (rej != nil) != bad || (bad && !strings.Contains(rej.Message, "more than 6 fractional digits")) {
+			t.Errorf("%s: %v", in, rej)
+		}
+	}
+}
