@@ -90,8 +90,10 @@ type Defaults struct {
 type AmountFormat struct {
 	// DecimalSeparator is "." (the default) or ",".
 	DecimalSeparator string `json:"decimal_separator" yaml:"decimal_separator"`
-	// ThousandsSeparators are dropped: by default "," (when the decimal separator is "."), "_",
-	// "'", spaces and no-break spaces.
+	// ThousandsSeparators are the characters that may group the integer part's digits in threes
+	// ("1,234,567.89"); they are removed only there, and an amount with one anywhere else is
+	// refused (transform.normalise). By default "," (when the decimal separator is "."; "." when
+	// it is ","), "_", "'", the space, the no-break space and the narrow no-break space.
 	ThousandsSeparators *string `json:"thousands_separators" yaml:"thousands_separators"`
 }
 

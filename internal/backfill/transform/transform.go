@@ -5,8 +5,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/ledger"
@@ -29,7 +33,8 @@ type Transformer struct {
 	defaultLedger string
 	defaultValid  bool // defaultLedger is a well-formed ledger id (checked once, not per row)
 	loc           *time.Location
-	thousands     string
+	thousands     string              // the thousands separators (normalise)
+	decimal       rune                // the decimal separator, '.' or ','
 	columnOf      map[string][]string // field -> candidate source columns
 	mapped        map[string]bool     // source columns that are some field
 }
@@ -56,6 +61,7 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 			t.loc = loc
 		}
 	}
+	t.decimal = Rune(t.m.decimalSep())
 	if t.m.Amount.ThousandsSeparators != nil {
 		t.thousands = *t.m.Amount.ThousandsSeparators
 	} else {
@@ -195,7 +201,11 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 		return Row{}, reject(ledger.CodeInvalidRequest, FieldTransactionType, "transaction_type is missing (or set defaults.transaction_type in the mapping)")
 	}
 	if fx := strings.TrimSpace(t.get(rec, FieldFxRate)); fx != "" {
-		a, perr := money.ParseAmount(t.normalise(fx))
+		plain, _, problem := t.normalise(fx)
+		if problem != "" {
+			return Row{}, reject(ledger.CodeInvalidRequest, FieldFxRate, "fx_rate %s %s", quote(fx), problem)
+		}
+		a, perr := money.ParseAmount(plain)
 		if perr != nil || !a.IsPositive() {
 			return Row{}, reject(ledger.CodeInvalidRequest, FieldFxRate, "fx_rate %q is not a positive decimal", fx)
 		}
@@ -256,20 +266,114 @@ func (t *Transformer) account(rec source.Record, field string) (string, *ledger.
 	return v, nil
 }
 
-// normalise drops thousands separators and spaces and makes the decimal separator a point.
-func (t *Transformer) normalise(s string) string {
-	s = strings.TrimSpace(s)
-	s = strings.Map(func(r rune) rune {
-		if strings.ContainsRune(t.thousands, r) {
-			return -1
-		}
-		return r
-	}, s)
-	if t.m.decimalSep() == "," {
-		s = strings.Replace(s, ",", ".", 1)
+// normalise makes an amount or rate cell the plain decimal money.ParseAmount reads: surrounding
+// whitespace trimmed, thousands separators removed, the decimal separator made a point. A
+// separator is removed only where it is one, because removing it anywhere turns a misread
+// decimal into another amount ("1,5" would be 15, "1.000,00" under decimal_separator "." would
+// be 1): one separator character, used only in the integer part, between groups of exactly
+// three digits after a first group of 1 to 3 digits that does not start with 0 (a number below
+// 1000 is never grouped, so "0,001" is a misread decimal, not 1). Anything else with a separator
+// or a second decimal separator is a problem (a message fragment that follows the quoted
+// value), never a guess. sep is the separator removed (0: none). A cell with other characters
+// (letters, a '+', an exponent) is handed on with its separators removed: money.ParseAmount
+// refuses it whatever they were, with its own, more specific, hint.
+func (t *Transformer) normalise(raw string) (plain string, sep rune, problem string) {
+	s := strings.TrimSpace(raw)
+	dec := t.decimal
+	isSep := func(r rune) bool { return strings.ContainsRune(t.thousands, r) }
+	sign, body := "", s
+	if strings.HasPrefix(body, "-") {
+		// The sign is money.ParseAmount's business (and a negative amount the posting rule's).
+		sign, body = "-", body[1:]
 	}
-	return s
+	for _, r := range body {
+		if (r < '0' || r > '9') && r != dec && !isSep(r) {
+			if r == '.' && dec == ',' {
+				return "", 0, fmt.Sprintf(`has a "." but the decimal separator is "," (amount.decimal_separator) and "." is not one of the thousands separators %s`, sepList(t.thousands))
+			}
+			return sign + strings.Replace(strings.Map(func(r rune) rune {
+				if isSep(r) {
+					return -1
+				}
+				return r
+			}, body), string(dec), ".", 1), 0, ""
+		}
+	}
+	intPart, frac, _ := strings.Cut(body, string(dec))
+	if strings.ContainsRune(frac, dec) {
+		return "", 0, fmt.Sprintf("has more than one decimal separator %s", qr(dec))
+	}
+	if i := strings.IndexFunc(frac, isSep); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(frac[i:])
+		return "", 0, fmt.Sprintf("has a %s after the decimal separator %s (thousands separators group the integer part only)%s",
+			qr(r), qr(dec), otherDecimalHint(r, dec))
+	}
+	if i := strings.IndexFunc(intPart, isSep); i >= 0 {
+		sep, _ = utf8.DecodeRuneInString(intPart[i:])
+		if j := strings.IndexFunc(intPart, func(r rune) bool { return r != sep && isSep(r) }); j >= 0 {
+			other, _ := utf8.DecodeRuneInString(intPart[j:])
+			return "", 0, fmt.Sprintf("mixes the thousands separators %s and %s: an amount groups its digits with one", qr(sep), qr(other))
+		}
+		if why := grouping(strings.Split(intPart, string(sep))); why != "" {
+			return "", 0, fmt.Sprintf("has a %s that is not a thousands separator (%s; groups of three digits, as in %q)%s",
+				qr(sep), why, "1"+string(sep)+"234"+string(sep)+"567"+string(dec)+"89", otherDecimalHint(sep, dec))
+		}
+		intPart = strings.ReplaceAll(intPart, string(sep), "")
+	}
+	plain = sign + intPart
+	if len(frac) > 0 || strings.ContainsRune(body, dec) {
+		plain += "." + frac
+	}
+	return plain, sep, ""
 }
+
+// grouping says what is wrong with the digit groups between thousands separators ("": nothing).
+func grouping(groups []string) string {
+	last := groups[len(groups)-1]
+	switch {
+	case groups[0] == "":
+		return "it comes before the first digit"
+	case last == "":
+		return "it comes after the last digit of the integer part"
+	case len(groups[0]) > 3:
+		return fmt.Sprintf("the first group has %d digits", len(groups[0]))
+	case groups[0][0] == '0':
+		return "the first group starts with 0, and a number below 1000 is not grouped"
+	}
+	for _, g := range groups[1:] {
+		if len(g) != 3 {
+			if len(g) == 1 {
+				return "a group of 1 digit"
+			}
+			return fmt.Sprintf("a group of %d digits", len(g))
+		}
+	}
+	return ""
+}
+
+// otherDecimalHint says what to set when the separator found is the other decimal separator:
+// the likeliest cause of a misplaced one is a source that writes decimals with it.
+func otherDecimalHint(r, dec rune) string {
+	if (r == ',' || r == '.') && r != dec {
+		return fmt.Sprintf(`: with decimal_separator %s; if the source writes decimals with %s, set amount.decimal_separator: %s in the mapping`, qr(dec), qr(r), qr(r))
+	}
+	return fmt.Sprintf(": with decimal_separator %s", qr(dec))
+}
+
+// sepList is the thousands separators for a message, each quoted (spaces are not visible).
+func sepList(seps string) string {
+	if seps == "" {
+		return "(none)"
+	}
+	var q []string
+	for _, r := range seps {
+		q = append(q, qr(r))
+	}
+	return strings.Join(q, " ")
+}
+
+// qr quotes a character for a message as a Go string: invisible ones (no-break spaces) escaped.
+func qr(r rune) string { return strconv.Quote(string(r)) }
 
 // amount normalises an amount and checks it for the currency and asset type: zero, negative and
 // over-precise amounts are refused, never rounded.
@@ -277,7 +381,11 @@ func (t *Transformer) amount(raw, currency, asset string) (string, *ledger.Error
 	if strings.TrimSpace(raw) == "" {
 		return "", reject(ledger.CodeInvalidAmount, FieldAmount, "amount is missing")
 	}
-	a, err := money.ParseAmount(t.normalise(raw))
+	plain, _, problem := t.normalise(raw)
+	if problem != "" {
+		return "", reject(ledger.CodeInvalidAmount, FieldAmount, "amount %s %s", quote(raw), problem)
+	}
+	a, err := money.ParseAmount(plain)
 	if err == nil {
 		err = money.ValidatePosting(a, currency, money.AssetType(asset))
 	}
@@ -309,16 +417,48 @@ func quote(s string) string {
 func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 	layouts := append([]string{time.RFC3339Nano, pgTimestamptz, pgTimestamptzMinutes, isoLocal, isoLocalSpace, isoDate}, t.m.Timestamp.Layouts...)
 	for _, l := range layouts {
-		if tm, err := time.ParseInLocation(l, s, t.loc); err == nil {
-			if tm.Year() < 1900 || tm.Year() > 9999 {
-				break
-			}
-			return tm.UTC(), nil
+		tm, err := time.ParseInLocation(l, s, t.loc)
+		if err != nil {
+			continue
 		}
+		// The ledger keeps microseconds (dl_parse_timestamp takes at most 6 fractional digits), so
+		// a finer time would be cut; Go's parser itself silently drops digits after the 9th. A
+		// finer fraction that is only zeros (.NET writes 7 digits) loses nothing and is kept.
+		if n := excessFraction(s); n > 0 || tm.Nanosecond()%1000 != 0 {
+			digits := ""
+			if n > 0 {
+				digits = fmt.Sprintf(" (%d)", n)
+			}
+			return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
+				"timestamp_utc %s has more than 6 fractional digits of a second%s: the ledger keeps microseconds and a time is not rounded",
+				quote(s), digits)
+		}
+		// The range is the posting function's, in UTC: "1900-01-01T00:30:00+01:00" is in 1899.
+		u := tm.UTC()
+		if u.Year() < 1900 || u.Year() > 9999 {
+			return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
+				"timestamp_utc %s is %s in UTC, outside the years 1900 to 9999 the ledger stores", quote(s), u.Format(time.RFC3339Nano))
+		}
+		return u, nil
 	}
 	return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
 		"timestamp_utc %s is not an ISO 8601 / RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\"; without an offset it is read in %s)%s",
 		quote(s), t.loc, layoutHint(t.m.Timestamp.Layouts))
+}
+
+// fractionRun is a run of digits after a decimal point or comma that follows a digit: the
+// fraction of a second in every layout that has one (Go reads either mark).
+var fractionRun = regexp.MustCompile(`[0-9][.,]([0-9]{7,})`)
+
+// excessFraction is the number of fractional digits of s when a digit after the 6th is not 0
+// (0: none such).
+func excessFraction(s string) int {
+	for _, m := range fractionRun.FindAllStringSubmatch(s, -1) {
+		if strings.TrimRight(m[1][6:], "0") != "" {
+			return len(m[1])
+		}
+	}
+	return 0
 }
 
 // PostgreSQL's ISO output of timestamptz ("2024-01-01 10:00:00+00", "...:00+05:30"), as the
