@@ -709,11 +709,14 @@ func newBackfillVerifyCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Verify a source's import: source rows against the ledger and the report, balances, outbox coverage (exit 1 on findings)",
-		Long: `Check one source's import (the seed's verification, §6):
+		Long: `Check one source's import (the seed's verification step):
 
   - every row the run read is in the ledger (created or skipped) or in the error report, and the
     counts agree with the checkpoint (with --source: the source is read again, with the same
     --mapping and --ledger as the run; without it, only the database side is checked);
+  - a row in the ledger is the entry of its reference (accounts, amount, currency, asset type,
+    transaction type, fx rate, metadata, timestamp), and the rows read again are the rows the
+    run read (a CSV's fingerprint);
   - the run's entries (its recorded seq ranges) are all there;
   - the balance of every account the run touched equals Σ credits − Σ debits of its entries;
   - every entry of the run that concerns a member bank has its outbox row for that bank;

@@ -17,7 +17,7 @@ import (
 	"dualledger/internal/ledger"
 )
 
-// VerifyReport is the seed's §6 for one source: source rows against posted, skipped and
+// VerifyReport is the seed's verification for one source: source rows against posted, skipped and
 // rejected; source references missing from the ledger; balances of the touched accounts
 // against their entries; outbox coverage of entries that concern a member bank.
 type VerifyReport struct {

@@ -1,4 +1,4 @@
-// Package transform turns a source row into a posting (seed §2.2): column names, account and
+// Package transform turns a source row into a posting: column names, account and
 // transaction type maps, defaults, amount normalisation, currency and timestamp checks,
 // deterministic reference ids, metadata. It decides only what can be decided from the row
 // itself; whatever depends on the ledger (accounts, funds, duplicates) the posting function
