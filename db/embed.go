@@ -1,7 +1,8 @@
 // Package db holds the schema, embedded in the binary (docs/architecture.md, "Schema evolution"):
 //
 //   - migrations/NNN_name.sql: versioned migrations, applied once each in number order and never
-//     edited afterwards (migrations.sum holds their sha256; TestMigrationSums fails on an edit);
+//     edited afterwards (migrations.sum holds their sha256; TestMigrationSums fails on an edit,
+//     TestMigrationSumsMatchHistory on an edit of a migration and its line together);
 //   - functions/name.sql: repeatable files (function bodies), applied in name order after the
 //     migrations and again whenever their content changes;
 //   - checks/NNN_name.before.sql, .after.sql: queries whose rows stop a migration (before it, or

@@ -322,7 +322,7 @@ func TestForgedFinalizedRefused(t *testing.T) {
 	}
 }
 
-// aclDump lists every privilege on the schema and on its relations, columns and functions,
+// aclDump lists every privilege on the schema and on its relations, columns, functions and types,
 // by name (grantor, grantee or PUBLIC, privilege, grant option), sorted.
 func aclDump(t *testing.T, q querier) []string {
 	t.Helper()
@@ -341,30 +341,53 @@ func aclDump(t *testing.T, q querier) []string {
 			UNION ALL
 			SELECT 'function ' || p.oid::regprocedure, a.* FROM pg_proc p,
 			       aclexplode(coalesce(p.proacl, acldefault('f'::"char", p.proowner))) a
-			 WHERE p.pronamespace = 'public'::regnamespace)
+			 WHERE p.pronamespace = 'public'::regnamespace
+			UNION ALL
+			-- Every type (composite, enum, domain, range, a table's row type); not the implicit array
+			-- types, whose privileges are their element type's (GRANT on one is refused).
+			SELECT 'type ' || t.oid::regtype, a.* FROM pg_type t,
+			       aclexplode(coalesce(t.typacl, acldefault('T'::"char", t.typowner))) a
+			 WHERE t.typnamespace = 'public'::regnamespace
+			   AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid))
 		SELECT object || ': ' || coalesce(pg_get_userbyid(nullif(grantee, 0)), 'PUBLIC') || ' ' || privilege_type
 		       || CASE WHEN is_grantable THEN ' WITH GRANT OPTION' ELSE '' END || ' (by ' || pg_get_userbyid(grantor) || ')'
 		  FROM acl ORDER BY 1`)
 }
 
 // schemaDump describes the schema: columns, constraints, indexes, triggers, functions (by body
-// and settings), views and table options, sorted.
+// and settings), views, table options and types (a composite type's attributes, in order, as
+// columns of its relation of relkind c: db/functions/posting.sql creates its dl_post_* types only
+// when missing, so an old shape would survive there), sorted.
 func schemaDump(t *testing.T, q querier) []string {
 	t.Helper()
 	return strings1(t, q, `
 		SELECT x FROM (
 			SELECT 'column ' || c.relname || '.' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
 			       || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
-			       || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text AS x
+			       || ' identity=' || a.attidentity::text || ' generated=' || a.attgenerated::text
+			       || coalesce(' collate ' || nullif(a.attcollation, 0)::regcollation::text, '') AS x
 			  FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 			  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-			 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+			 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'c')
+			UNION ALL
+			-- Every type but the implicit array types: its kind and owner; a domain's base type, NOT
+			-- NULL and default (its CHECKs are constraints, below); an enum's labels in order; a
+			-- range's subtype.
+			SELECT 'type ' || t.oid::regtype || ' ' || t.typtype::text || ' owner ' || pg_get_userbyid(t.typowner)
+			       || CASE t.typtype
+			              WHEN 'd' THEN ' base ' || format_type(t.typbasetype, t.typtypmod) || CASE WHEN t.typnotnull THEN ' NOT NULL' ELSE '' END
+			                            || coalesce(' DEFAULT ' || t.typdefault, '')
+			              WHEN 'e' THEN ' labels ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid)
+			              WHEN 'r' THEN ' subtype ' || (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid)
+			              ELSE '' END
+			  FROM pg_type t
+			 WHERE t.typnamespace = 'public'::regnamespace AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
 			UNION ALL
 			SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(array_to_string(c.reloptions, ','), '') || ' owner '
 			       || pg_get_userbyid(c.relowner)
-			  FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+			  FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
 			UNION ALL
-			SELECT 'constraint ' || conrelid::regclass || '.' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated
+			SELECT 'constraint ' || coalesce(nullif(conrelid, 0)::regclass::text, 'type ' || nullif(contypid, 0)::regtype::text) || '.' || conname || ' ' || pg_get_constraintdef(oid) || ' validated=' || convalidated
 			  FROM pg_constraint WHERE connamespace = 'public'::regnamespace
 			UNION ALL
 			SELECT 'index ' || pg_get_indexdef(indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -529,6 +552,79 @@ func TestUpgradeEqualsFresh(t *testing.T) {
 	var n int64
 	if err := conn.QueryRow(ctx, `SELECT outbox_requeue('cli:op', 0, 'SCB-2', true, 'key fixed')`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("requeue of the old FAILED row: %d %v", n, err)
+	}
+}
+
+// TestDumpsSeeTypes: the dumps TestUpgradeEqualsFresh compares see a composite type's shape and
+// every type's privileges, so an upgraded database whose dl_post_* type differs from a new one's
+// (db/functions/posting.sql creates them only when missing, so an old shape would stay) fails it.
+// Each change below is made on a scratch database and must show in the diff against an untouched
+// one, as the line the comparison would print.
+func TestDumpsSeeTypes(t *testing.T) {
+	ctx := context.Background()
+	fresh := pgtest.New(t)
+	freshConn := fresh.Conn(t)
+	schema, acl := schemaDump(t, freshConn), aclDump(t, freshConn)
+	for _, c := range []struct {
+		change []string
+		acl    bool     // the change is a privilege: aclDump must see it, else schemaDump
+		want   []string // lines only in the changed database's dump (prefixes)
+	}{
+		{[]string{`ALTER TYPE dl_post_rejection ADD ATTRIBUTE x integer`}, false,
+			[]string{"column dl_post_rejection.4 x integer"}},
+		{[]string{`ALTER TYPE dl_post_rejection ALTER ATTRIBUTE details TYPE json`}, false,
+			[]string{"column dl_post_rejection.3 details json"}},
+		{[]string{`ALTER TYPE dl_post_rejection DROP ATTRIBUTE details`, `ALTER TYPE dl_post_rejection ADD ATTRIBUTE details jsonb`}, false,
+			[]string{"column dl_post_rejection.4 details jsonb"}},
+		{[]string{`ALTER TYPE dl_post_refs RENAME ATTRIBUTE ids TO entry_ids`}, false,
+			[]string{"column dl_post_refs.2 entry_ids bigint[]"}},
+		{[]string{`GRANT USAGE ON TYPE dl_post_rejection TO dualledger_api`}, true,
+			[]string{"type dl_post_rejection: dualledger_api USAGE"}},
+		{[]string{`REVOKE USAGE ON TYPE dl_post_batch FROM PUBLIC`}, true,
+			nil}, // the PUBLIC USAGE line is gone: only in the new database's dump
+		{[]string{`CREATE TYPE dltest_state AS ENUM ('a', 'b')`}, false,
+			[]string{"type dltest_state e owner "}},
+		{[]string{`CREATE DOMAIN dltest_positive AS integer NOT NULL CHECK (VALUE > 0)`}, false,
+			[]string{"type dltest_positive d owner ", "constraint type dltest_positive.dltest_positive_check CHECK"}},
+	} {
+		scratch := pgtest.New(t)
+		sc := scratch.Conn(t)
+		for _, s := range c.change {
+			if _, err := sc.Exec(ctx, s); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+		before, after := schema, schemaDump(t, sc)
+		if c.acl {
+			before, after = acl, aclDump(t, sc)
+		}
+		d := diff(after, before)
+		t.Logf("%v:\n%s", c.change, strings.Join(d, "\n"))
+		if len(d) == 0 {
+			t.Errorf("%v: the dump does not change", c.change)
+			continue
+		}
+		for _, w := range c.want {
+			if !slices.ContainsFunc(d, func(s string) bool { return strings.HasPrefix(s, "upgraded only: "+w) }) {
+				t.Errorf("%v: the diff lacks %q:\n%s", c.change, w, strings.Join(d, "\n"))
+			}
+		}
+		if c.want == nil && !slices.ContainsFunc(d, func(s string) bool { return strings.HasPrefix(s, "fresh only:    type dl_post_batch: PUBLIC USAGE") }) {
+			t.Errorf("%v: the diff lacks PUBLIC's USAGE:\n%s", c.change, strings.Join(d, "\n"))
+		}
+	}
+	// The enum's labels are part of its line: one more label changes it.
+	scratch := pgtest.New(t)
+	sc := scratch.Conn(t)
+	if _, err := sc.Exec(ctx, `CREATE TYPE dltest_state AS ENUM ('a', 'b')`); err != nil {
+		t.Fatal(err)
+	}
+	two := schemaDump(t, sc)
+	if _, err := sc.Exec(ctx, `ALTER TYPE dltest_state ADD VALUE 'c'`); err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(schemaDump(t, sc), two); !slices.ContainsFunc(d, func(s string) bool { return strings.HasSuffix(s, " labels a,b,c") }) {
+		t.Errorf("a new enum label does not show: %v", d)
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"strings"
 	"testing"
@@ -88,6 +90,11 @@ func readSums(file string) (map[string]string, []string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("read db/%s: %w", file, err)
 	}
+	return parseSums(file, b)
+}
+
+// parseSums parses the content of a sum file (file names it in errors).
+func parseSums(file string, b []byte) (map[string]string, []string, error) {
 	sums := map[string]string{}
 	var order []string
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -103,4 +110,115 @@ func readSums(file string) (map[string]string, []string, error) {
 		order = append(order, name)
 	}
 	return sums, order, sc.Err()
+}
+
+// sumHistoryExceptions are the migrations whose db/migrations.sum line changed after it was first
+// committed, each with its whole allowed history (line as first committed, line now). Nothing
+// else may be listed here: an applied migration is never edited.
+var sumHistoryExceptions = map[string]struct{ firstCommit, first, lastCommit, last string }{
+	// 015 was edited once after review, before any database ran it: a0e9898 added it, da3825b
+	// (same day, "plans on new tables, after review") kept 013's index names and reordered the
+	// builds, and changed its line with it.
+	"015_account_index_order.sql": {
+		firstCommit: "a0e9898", first: "14419d1b1fc8068a1f2e46e896ac1bfb05a600e748c2b4739d8a83b2f7864560",
+		lastCommit: "da3825b", last: "506d75a11dacaaf7ec34cfa04f228d1f06fbec2adce9c009bdc70edcc0ba06e9",
+	},
+}
+
+// git runs git in the test's directory (db/) with messages in English.
+func git(args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "GIT_PAGER=cat")
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(ee.Stderr))
+	}
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
+}
+
+// TestMigrationSumsMatchHistory: each migration's line in db/migrations.sum is the line first
+// committed for it. TestMigrationSums compares the files with the sum file of the same tree, so an
+// edit of a migration together with its line passes there; here the line is compared with git's
+// history of db/migrations.sum (the first commit whose sum file has a line for the migration:
+// migrations 000-010 are older than the sum file, so the commit that added the file may have none),
+// with sumHistoryExceptions as the only exceptions. A migration whose line is not committed yet
+// (a new one) is left to TestMigrationSums. Skips when git or the history is missing (no git, not
+// a git checkout, a shallow clone); CI (.ci/run: make test) runs it on its clone.
+func TestMigrationSumsMatchHistory(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git is not installed: the history of db/migrations.sum cannot be read")
+	}
+	prefix, err := git("rev-parse", "--show-prefix")
+	if err != nil {
+		if strings.Contains(err.Error(), "not a git repository") {
+			t.Skipf("not a git checkout, so no history of db/%s to compare with: %v", sumFile, err)
+		}
+		t.Fatalf("in a git checkout, but git fails (a safe.directory refusal, say): %v", err)
+	}
+	prefix = strings.TrimSpace(prefix) // "db/"
+	if shallow, err := git("rev-parse", "--is-shallow-repository"); err != nil {
+		t.Fatal(err)
+	} else if strings.TrimSpace(shallow) == "true" {
+		t.Skipf("a shallow clone: the history of db/%s is missing (git fetch --unshallow to run this test)", sumFile)
+	}
+	log, err := git("log", "--reverse", "--topo-order", "--format=%H", "--", sumFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits := strings.Fields(log)
+	if len(commits) == 0 {
+		t.Skipf("db/%s has no committed history here", sumFile)
+	}
+	type first struct{ commit, sum string }
+	firsts := map[string]first{}
+	for _, c := range commits {
+		b, err := git("show", c+":"+prefix+sumFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sums, _, err := parseSums(sumFile+" at "+c[:12], []byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, sum := range sums {
+			if _, seen := firsts[name]; !seen {
+				firsts[name] = first{c, sum}
+			}
+		}
+	}
+	recorded, order, err := readSums(sumFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range order {
+		now := recorded[name]
+		f, ok := firsts[name]
+		if !ok {
+			t.Logf("%s: its line is not committed yet (a new migration)", name)
+			continue
+		}
+		if ex, ok := sumHistoryExceptions[name]; ok {
+			if !strings.HasPrefix(f.commit, ex.firstCommit) || f.sum != ex.first || now != ex.last {
+				t.Errorf("%s: its line was first committed in %s as %s and is now %s; the one allowed history is %s in %s, "+
+					"then %s in %s, and nothing since: applied migrations are never edited", name, f.commit[:12], f.sum, now,
+					ex.first, ex.firstCommit, ex.last, ex.lastCommit)
+			}
+			continue
+		}
+		if now != f.sum {
+			t.Errorf("%s was edited after it was committed: db/%s says %s, but its line as first committed (%s) was %s. "+
+				"Applied migrations are never edited, even with their line: restore both (git show %s:%smigrations/%s) and put "+
+				"the change in a new migration, or in db/functions for a function body (docs/architecture.md, \"Schema evolution\")",
+				name, sumFile, now, f.commit[:12], f.sum, f.commit[:12], prefix, name)
+		}
+	}
+	for name := range sumHistoryExceptions {
+		if _, ok := recorded[name]; !ok {
+			t.Errorf("sumHistoryExceptions names %s, which has no line in db/%s", name, sumFile)
+		}
+	}
 }

@@ -24,8 +24,10 @@ func AssetTypes() []AssetType {
 }
 
 // AssetTypeNames returns the asset types as strings, in canonical order: for enums in the OpenAPI
-// document and lists in messages and docs. The schema's bank_accounts_asset_type_valid CHECK holds
-// the same values (schema_test.go compares them).
+// document and lists in messages and docs; internal/scb validates an SCB entry with it. The
+// schema's bank_accounts_asset_type_valid CHECK and the posting function (db/functions/posting.sql:
+// dl_post_parse's list, dl_post_problem_message's message) hold copies (schema_test.go compares
+// them, and posts an entry of each type).
 func AssetTypeNames() []string {
 	out := make([]string, len(assetTypes))
 	for i, t := range assetTypes {

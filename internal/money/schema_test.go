@@ -2,11 +2,13 @@ package money_test
 
 // The Go tables of this package are the single source of the currency table, the asset types and
 // the currency code format; the schema holds copies (migration 000's INSERT and CHECKs, which
-// applied migrations can no longer change). These tests hold the copies equal on a migrated
+// applied migrations can no longer change, and the posting function's asset types in
+// db/functions/posting.sql). These tests hold the copies equal on a migrated
 // database: a change to either side without the other fails here.
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -109,7 +111,11 @@ var quotedValue = regexp.MustCompile(`'((?:[^']|'')*)'::text`)
 // TestAssetTypesMatchSQL: every CHECK constraint on a column named asset_type allows exactly
 // money.AssetTypes(). bank_accounts has one; ledger_entries has none of its own (the chain-check
 // trigger, DL102, requires each entry's asset type to be both accounts'), so the accounts' CHECK
-// bounds the entries too.
+// bounds the entries too. The posting function has its own copy (dl_post_parse rejects an entry's
+// asset_type before it reads any account, and dl_post_problem_message lists the types): every
+// list of string literals with 'fiat' in a function's body must be money's list, and
+// post_ledger_entries must accept each of money's types and reject near misses with money's
+// message.
 func TestAssetTypesMatchSQL(t *testing.T) {
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -158,13 +164,109 @@ func TestAssetTypesMatchSQL(t *testing.T) {
 			t.Fatalf("copy %s: %v", c.Name, err)
 		}
 	}
-	for _, v := range append(slices.Clone(want), "FIAT", "Fiat", " fiat", "fiat ", "crypto", "", "cash", "securities") {
+	nearMisses := []string{"FIAT", "Fiat", " fiat", "fiat ", "crypto", "", "cash", "securities"}
+	for _, v := range append(slices.Clone(want), nearMisses...) {
 		_, err := conn.Exec(ctx, `INSERT INTO probe VALUES ($1)`, v)
 		_, goErr := money.ParseAssetType(v)
 		if (err == nil) != (goErr == nil) {
 			t.Errorf("asset type %q: database error %v, Go error %v", v, err, goErr)
 		}
 	}
+
+	// The function bodies' copies: each literal list that names 'fiat' (dl_post_parse's
+	// `NOT IN (...)`; an SQL-standard body renders one as `ARRAY[...]`).
+	rows, err = db.Pool.Query(ctx, `
+		SELECT p.proname::text, coalesce(nullif(p.prosrc, ''), pg_get_function_sqlbody(p.oid))
+		  FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace
+		   AND coalesce(nullif(p.prosrc, ''), pg_get_function_sqlbody(p.oid)) LIKE '%''fiat''%'
+		 ORDER BY 1`)
+	if err != nil {
+		t.Fatalf("read function bodies: %v", err)
+	}
+	type fnBody struct{ Name, Src string }
+	bodies, err := pgx.CollectRows(rows, pgx.RowToStructByPos[fnBody])
+	if err != nil {
+		t.Fatalf("read function bodies: %v", err)
+	}
+	lists := map[string]int{}
+	for _, b := range bodies {
+		for _, m := range literalList.FindAllStringSubmatch(b.Src, -1) {
+			var got []string
+			for _, v := range quotedLiteral.FindAllStringSubmatch(m[1], -1) {
+				got = append(got, strings.ReplaceAll(v[1], "''", "'"))
+			}
+			if !slices.Contains(got, string(money.Fiat)) {
+				continue
+			}
+			lists[b.Name]++
+			if !slices.Equal(got, want) {
+				t.Errorf("function %s lists the asset types %v (%s); money.AssetTypes() is %v", b.Name, got, m[0], want)
+			}
+		}
+	}
+	if lists["dl_post_parse"] == 0 {
+		t.Errorf("no list of asset types found in dl_post_parse's body (found lists in %v): the posting function's check moved; update this test", lists)
+	}
+
+	// And the posting function's verdict: in a scratch ledger with two accounts of each of
+	// money's types, an entry of each type is created, and one of each near miss is rejected as
+	// invalid_asset_type with money's message (the list in the message is money's list).
+	if _, err := conn.Exec(ctx, `INSERT INTO ledgers (id) VALUES ('ASSETS')`); err != nil {
+		t.Fatal(err)
+	}
+	type entry map[string]any
+	var entries []entry
+	for _, a := range want {
+		if _, err := conn.Exec(ctx, `INSERT INTO bank_accounts (ledger_id, id, currency_code, asset_type, overdraft_limit)
+			VALUES ('ASSETS', $1 || '-from', 'USD', $1, NULL), ('ASSETS', $1 || '-to', 'USD', $1, 0)`, a); err != nil {
+			t.Fatalf("accounts of asset type %s: %v", a, err)
+		}
+	}
+	probes := append(slices.Clone(want), nearMisses...)
+	for i, a := range probes {
+		from, to := a+"-from", a+"-to"
+		if !slices.Contains(want, a) {
+			from, to = "fiat-from", "fiat-to"
+		}
+		entries = append(entries, entry{"debit_account_id": from, "credit_account_id": to, "amount": "1.00",
+			"currency_code": "USD", "asset_type": a, "transaction_type": "probe", "reference_id": fmt.Sprintf("asset-%d", i)})
+	}
+	batch, err := json.Marshal(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err = conn.Query(ctx, `SELECT idx, result, coalesce(message, '') FROM post_ledger_entries('ASSETS', $1::jsonb, false) ORDER BY idx`, batch)
+	if err != nil {
+		t.Fatalf("post_ledger_entries: %v", err)
+	}
+	type outcome struct {
+		Idx             int32
+		Result, Message string
+	}
+	outcomes, err := pgx.CollectRows(rows, pgx.RowToStructByPos[outcome])
+	if err != nil {
+		t.Fatalf("post_ledger_entries: %v", err)
+	}
+	if len(outcomes) != len(probes) {
+		t.Fatalf("%d outcomes for %d entries", len(outcomes), len(probes))
+	}
+	for i, o := range outcomes {
+		a := probes[i]
+		_, goErr := money.ParseAssetType(a)
+		switch {
+		case goErr == nil && o.Result != "created":
+			t.Errorf("asset type %q (money accepts it): the posting function answers %s: %s", a, o.Result, o.Message)
+		case goErr != nil && (o.Result != money.CodeInvalidAssetType || o.Message != goErr.Error()):
+			t.Errorf("asset type %q (money: %v): the posting function answers %s: %s", a, goErr, o.Result, o.Message)
+		}
+	}
 }
+
+// literalList matches a parenthesized or ARRAY[...] list of string literals (with or without
+// ::text casts) in a function's body; quotedLiteral each literal in it.
+var (
+	literalList   = regexp.MustCompile(`(?:\(|ARRAY\[)\s*('(?:[^']|'')*'(?:::text)?(?:\s*,\s*'(?:[^']|'')*'(?:::text)?)*)\s*(?:\)|\])`)
+	quotedLiteral = regexp.MustCompile(`'((?:[^']|'')*)'`)
+)
 
 func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

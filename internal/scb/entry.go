@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"dualledger/internal/money"
 )
 
 // Entry statuses an SCB reports, in the order an entry goes through them. The outbox maps
@@ -58,13 +60,12 @@ func (e Entry) Body() ([]byte, error) {
 }
 
 var (
-	amountRE    = regexp.MustCompile(`^[0-9]{1,20}(\.[0-9]{1,18})?$`)
-	currencyRE  = regexp.MustCompile(`^[A-Z]{3}$`)
+	amountRE = regexp.MustCompile(`^[0-9]{1,20}(\.[0-9]{1,18})?$`)
+	// currencyRE is the shape of a currency code only (internal/money's pattern, the schema's
+	// currencies_code_format): whether an SCB knows the code is its business.
+	currencyRE  = regexp.MustCompile(money.CurrencyCodePattern)
 	blockHashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 )
-
-// assetTypes are the asset types of docs/design.md §3.
-var assetTypes = map[string]bool{"fiat": true, "cbdc": true, "commodity": true, "security": true}
 
 // Validate checks what an SCB requires of an entry and returns every problem found, joined, or
 // nil. The simulator answers 422 with these; the client does not call it, so that an SCB with
@@ -93,8 +94,10 @@ func (e Entry) Validate() error {
 	if !currencyRE.MatchString(e.CurrencyCode) {
 		errs = append(errs, fmt.Errorf("currency_code %q is not an ISO 4217 code", e.CurrencyCode))
 	}
-	if !assetTypes[e.AssetType] {
-		errs = append(errs, fmt.Errorf("asset_type %q is not one of fiat, cbdc, commodity, security", e.AssetType))
+	// The asset types of docs/design.md §3: internal/money's list, the one the schema and the
+	// posting function are held to (internal/money/schema_test.go).
+	if _, err := money.ParseAssetType(e.AssetType); err != nil {
+		errs = append(errs, err)
 	}
 	if e.DBISEntryID <= 0 {
 		errs = append(errs, errors.New("dbis_entry_id must be a positive integer"))
