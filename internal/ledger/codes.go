@@ -278,6 +278,56 @@ func sqlstateIndex() map[string]string {
 // sqlstateCodes is derived from the table once: FromDB runs for every rejected posting.
 var sqlstateCodes = sqlstateIndex()
 
+// ResultSQLStateSQL renders db/functions/result_sqlstate.sql: dl_result_sqlstate, the SQLSTATE
+// with which post_ledger_entry (the seeds' single-entry function) raises a posting result, from
+// this table. Generated, so that a new result code is its row here and the stage that returns it.
+func ResultSQLStateSQL() string {
+	var b strings.Builder
+	b.WriteString(`-- Generated from internal/ledger/codes.go; do not edit. After changing the code table:
+--   go test ./internal/ledger -run TestResultSQLStateFile -update
+--
+-- dl_result_sqlstate: the SQLSTATE with which post_ledger_entry (005, the seeds' single-entry
+-- function) raises a posting result other than created (docs/error-codes.md). Migration 005
+-- created it; this file redefines it with the same signature. Only post_ledger_entry (SECURITY
+-- DEFINER, the owner's) calls it.
+CREATE OR REPLACE FUNCTION dl_result_sqlstate(p_code text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE p_code
+`)
+	for _, c := range codeTable {
+		state := resultSQLState(c)
+		if !c.Result || state == "" {
+			continue
+		}
+		b.WriteString("    WHEN " + sqlQuote(c.Code) + strings.Repeat(" ", max(1, 19-len(c.Code))) + "THEN " + sqlQuote(state) + "\n")
+	}
+	b.WriteString("    ELSE 'DL000' END;\nREVOKE ALL ON FUNCTION dl_result_sqlstate(text) FROM PUBLIC;\n")
+	return b.String()
+}
+
+// resultSQLState is the state a posting result is raised with: its own, or for the two results
+// that share 23505 (unique_violation), the one its SQLNote names.
+func resultSQLState(c CodeInfo) string {
+	if c.SQLSTATE != "" {
+		return c.SQLSTATE
+	}
+	if len(c.SQLNote) >= 5 && isSQLState(c.SQLNote[:5]) {
+		return c.SQLNote[:5]
+	}
+	return ""
+}
+
+func isSQLState(s string) bool {
+	for _, r := range s {
+		if (r < '0' || r > '9') && (r < 'A' || r > 'Z') {
+			return false
+		}
+	}
+	return len(s) == 5
+}
+
+func sqlQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
 // CodesMarkdown renders the code table of docs/error-codes.md.
 func CodesMarkdown() string {
 	var b strings.Builder

@@ -247,3 +247,26 @@ func stripSQLComments(src string) string {
 	}
 	return b.String()
 }
+
+// resultSQLStateFile is dl_result_sqlstate, generated from the code table.
+const resultSQLStateFile = "../../db/functions/result_sqlstate.sql"
+
+// TestResultSQLStateFile holds db/functions/result_sqlstate.sql equal to what the code table
+// renders (TestSQLStatesMatchSchema then checks the function in a migrated database). With
+// -update it rewrites the file.
+func TestResultSQLStateFile(t *testing.T) {
+	want := ledger.ResultSQLStateSQL()
+	if *update {
+		if err := os.WriteFile(resultSQLStateFile, []byte(want), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(resultSQLStateFile)
+	if err != nil {
+		t.Fatalf("read %s: %v", resultSQLStateFile, err)
+	}
+	if string(got) != want {
+		t.Errorf("%s is not what internal/ledger/codes.go renders: run go test ./internal/ledger -run TestResultSQLStateFile -update\n--- file\n%s\n--- rendered\n%s",
+			resultSQLStateFile, got, want)
+	}
+}
