@@ -145,8 +145,9 @@ func TestLedgerKeys(t *testing.T) {
 		t.Errorf("keys of the outbox, its attempts and the entries:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 
-	// The outbox functions look a row up by its id alone (their signatures are the worker's
-	// contract): an index of the outbox must lead with id, or every call scans the table.
+	// The outbox functions look a row up by (ledger_id, id), and the operator's requeue by id alone
+	// (`outbox requeue --id N`): an index of the outbox must lead with id, or those scan the table
+	// (the primary key (id, ledger_id) serves both).
 	if got := strings1(t, d.Pool, `SELECT i.indexrelid::regclass::text FROM pg_index i
 		WHERE i.indrelid = 'dual_ledger_outbox'::regclass AND i.indpred IS NULL
 		  AND i.indkey[0] = (SELECT attnum FROM pg_attribute WHERE attrelid = 'dual_ledger_outbox'::regclass AND attname = 'id')`); len(got) == 0 {
@@ -160,10 +161,10 @@ func TestLedgerKeys(t *testing.T) {
 	worker := d.PoolAs(t, "dualledger_worker")
 	var id int64
 	var attempt int32
-	if err := worker.QueryRow(ctx, `SELECT id, attempts FROM outbox_claim('SCB-1', 'w1', interval '1 minute', 1)`).Scan(&id, &attempt); err != nil {
+	if err := worker.QueryRow(ctx, `SELECT id, attempts FROM outbox_claim('SCB-1', 'MASTER', 'w1', interval '1 minute', 1)`).Scan(&id, &attempt); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := worker.Exec(ctx, `SELECT outbox_finish($1, 'w1', $2, 'QUEUED', 503, 'busy', interval '0', '', '', 'retry', interval '0')`,
+	if _, err := worker.Exec(ctx, `SELECT outbox_finish('MASTER', $1, 'w1', $2, 'QUEUED', 503, 'busy', interval '0', '', '', 'retry', interval '0')`,
 		id, attempt); err != nil {
 		t.Fatal(err)
 	}

@@ -124,7 +124,7 @@ func TestAdversarialReviewOperatorLogResistsServiceRoles(t *testing.T) {
 				`SELECT record_operator_action('cli:x', 'x.y', 'x', NULL, NULL, NULL)`,
 				`SELECT dl_begin_act('cli:x', NULL)`,
 				`SELECT dl_end_act()`,
-				`SELECT outbox_requeue('cli:x', 0, NULL, true, NULL)`,
+				`SELECT outbox_requeue('cli:x', NULL, 0, NULL, true, NULL)`,
 				`UPDATE api_keys SET scopes = '{admin}'`,
 				`SET session_replication_role = replica`,
 				`ALTER TABLE operator_actions DISABLE TRIGGER operator_actions_no_change`,

@@ -217,8 +217,8 @@ func TestRolesCannotWriteTables(t *testing.T) {
 			}
 			// Functions the role is not granted, whatever their arguments.
 			for fn, call := range map[string]string{
-				"outbox_claim":           `SELECT * FROM outbox_claim('SCB-1', 'x', interval '1 minute', 1)`,
-				"outbox_requeue":         `SELECT outbox_requeue('cli:x', 0, NULL, true, NULL)`,
+				"outbox_claim":           `SELECT * FROM outbox_claim('SCB-1', 'MASTER', 'x', interval '1 minute', 1)`,
+				"outbox_requeue":         `SELECT outbox_requeue('cli:x', NULL, 0, NULL, true, NULL)`,
 				"record_operator_action": `SELECT record_operator_action('cli:x', 'x.y', 'x', NULL, NULL, NULL)`,
 				"create_account":         `SELECT create_account('key:x', 'MASTER', 'mine', 'USD', 'fiat', NULL, NULL, true, NULL)`,
 				"post_ledger_entry":      `SELECT * FROM post_ledger_entry('MASTER', 'scb1', 'scb2', 1, 'USD', 'fiat', 't', 'r', NULL, NULL)`,
@@ -255,7 +255,7 @@ func TestForgedFinalizedRefused(t *testing.T) {
 		`INSERT INTO dual_ledger_outbox_attempts (outbox_id, attempt, worker_id, kind, started_at, outcome, scb_entry_id, scb_status)
 		 VALUES ($1, 1, 'x', 'deliver', now(), 'final', 'made-up', 'FINAL')`,
 	}
-	finish := `SELECT outbox_finish($1, 'forger', 1, 'FINALIZED', 201, '', interval '0', 'made-up', $2, 'final', interval '0')`
+	finish := `SELECT outbox_finish('MASTER', $1, 'forger', 1, 'FINALIZED', 201, '', interval '0', 'made-up', $2, 'final', interval '0')`
 
 	api := d.PoolAs(t, "dualledger_api")
 	for _, s := range direct {
@@ -263,7 +263,7 @@ func TestForgedFinalizedRefused(t *testing.T) {
 			t.Errorf("api: %s: %v, want 42501", s, err)
 		}
 	}
-	if _, err := api.Exec(ctx, `SELECT * FROM outbox_claim('SCB-1', 'forger', interval '1 minute', 1)`); sqlState(err) != "42501" {
+	if _, err := api.Exec(ctx, `SELECT * FROM outbox_claim('SCB-1', 'MASTER', 'forger', interval '1 minute', 1)`); sqlState(err) != "42501" {
 		t.Errorf("api: claim: %v, want 42501", err)
 	}
 	if _, err := api.Exec(ctx, finish, id, "FINAL"); sqlState(err) != "42501" {
@@ -277,7 +277,7 @@ func TestForgedFinalizedRefused(t *testing.T) {
 		}
 	}
 	var claimed int64
-	if err := worker.QueryRow(ctx, `SELECT id FROM outbox_claim('SCB-1', 'forger', interval '1 minute', 1)`).Scan(&claimed); err != nil || claimed != id {
+	if err := worker.QueryRow(ctx, `SELECT id FROM outbox_claim('SCB-1', 'MASTER', 'forger', interval '1 minute', 1)`).Scan(&claimed); err != nil || claimed != id {
 		t.Fatalf("worker: claim: %d %v", claimed, err)
 	}
 	for _, answer := range []string{"", "ACCEPTED", "POSTED", "final"} {
@@ -285,15 +285,15 @@ func TestForgedFinalizedRefused(t *testing.T) {
 			t.Errorf("worker: FINALIZED with a made-up id and scb_status %q: %v, want DL111", answer, err)
 		}
 	}
-	if _, err := worker.Exec(ctx, `SELECT outbox_finish($1, 'forger', 1, 'SENT', 202, '', interval '0', 'made-up', 'ACCEPTED', 'accepted', interval '0')`, id); err != nil {
+	if _, err := worker.Exec(ctx, `SELECT outbox_finish('MASTER', $1, 'forger', 1, 'SENT', 202, '', interval '0', 'made-up', 'ACCEPTED', 'accepted', interval '0')`, id); err != nil {
 		t.Fatal(err)
 	}
 	for _, answer := range []string{"", "ACCEPTED", "POSTED"} {
-		if _, err := worker.Exec(ctx, `SELECT outbox_advance($1, 'forger', 'FINALIZED', 200, 'made-up', $2, 'poll', 'final', interval '0')`, id, answer); sqlState(err) != "DL111" {
+		if _, err := worker.Exec(ctx, `SELECT outbox_advance('MASTER', $1, 'forger', 'FINALIZED', 200, 'made-up', $2, 'poll', 'final', interval '0')`, id, answer); sqlState(err) != "DL111" {
 			t.Errorf("worker: poll result FINALIZED with scb_status %q: %v, want DL111", answer, err)
 		}
 	}
-	if _, err := worker.Exec(ctx, `SELECT outbox_advance($1, 'forger', 'FINALIZED', 200, 'another-id', 'FINAL', 'poll', 'final', interval '0')`, id); sqlState(err) != "DL111" {
+	if _, err := worker.Exec(ctx, `SELECT outbox_advance('MASTER', $1, 'forger', 'FINALIZED', 200, 'another-id', 'FINAL', 'poll', 'final', interval '0')`, id); sqlState(err) != "DL111" {
 		t.Errorf("worker: FINAL for another scb_entry_id than the accepted one: %v, want DL111", err)
 	}
 	var status string
@@ -546,11 +546,11 @@ func TestUpgradeEqualsFresh(t *testing.T) {
 	// requeues the FAILED one.
 	worker := old.PoolAs(t, "dualledger_worker")
 	var ref string
-	if err := worker.QueryRow(ctx, `SELECT reference_id FROM outbox_claim('SCB-1', 'new-worker', interval '1 minute', 5)`).Scan(&ref); err != nil || ref != "stl-2" {
+	if err := worker.QueryRow(ctx, `SELECT reference_id FROM outbox_claim('SCB-1', 'MASTER', 'new-worker', interval '1 minute', 5)`).Scan(&ref); err != nil || ref != "stl-2" {
 		t.Errorf("the new worker's claim on the old database: %q %v", ref, err)
 	}
 	var n int64
-	if err := conn.QueryRow(ctx, `SELECT outbox_requeue('cli:op', 0, 'SCB-2', true, 'key fixed')`).Scan(&n); err != nil || n != 1 {
+	if err := conn.QueryRow(ctx, `SELECT outbox_requeue('cli:op', NULL, 0, 'SCB-2', true, 'key fixed')`).Scan(&n); err != nil || n != 1 {
 		t.Errorf("requeue of the old FAILED row: %d %v", n, err)
 	}
 }
@@ -706,5 +706,32 @@ func TestMissingRolesStopWithDBAStatements(t *testing.T) {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'dltest_missing_role')`).Scan(&exists); err != nil || exists {
 		t.Fatalf("role created: %v %v", exists, err)
+	}
+}
+
+// TestOutboxSignatures: the outbox's functions are those of db/functions/outbox.sql, per (SCB,
+// ledger) and by (ledger_id, id) (docs/scale-out.md), and no signature of 010 (claims across
+// ledgers, transitions by id alone) is left behind, on a fresh database as on an upgraded one
+// (TestUpgradeEqualsFresh compares the two). The worker may call each of its own, not the
+// operator's (requeue, redeliver).
+func TestOutboxSignatures(t *testing.T) {
+	d := pgtest.New(t)
+	got := strings1(t, d.Pool, `SELECT p.oid::regprocedure::text || CASE WHEN has_function_privilege('dualledger_worker', p.oid, 'EXECUTE')
+			THEN ' worker' ELSE '' END
+		FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'outbox\_%' ORDER BY 1`)
+	want := []string{
+		"outbox_advance(text,bigint,text,text,integer,text,text,text,text,interval) worker",
+		"outbox_claim(text,text,text,interval,integer) worker",
+		"outbox_claim_for_poll(text,text,interval,integer) worker",
+		"outbox_finish(text,bigint,text,integer,text,integer,text,interval,text,text,text,interval) worker",
+		"outbox_poll_succeeded(text,bigint,text,integer,text,interval) worker",
+		"outbox_reap(text,text,integer) worker",
+		"outbox_record_poll_error(text,bigint,text,integer,text,interval,text,interval) worker",
+		"outbox_redeliver(text,text,bigint,text)",
+		"outbox_release(text,text,bigint[],integer[]) worker",
+		"outbox_requeue(text,text,bigint,text,boolean,text)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("outbox functions:\n got %q\nwant %q", got, want)
 	}
 }

@@ -85,10 +85,10 @@ BEGIN
         END IF;
         SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = v_d.outbox_id AND ledger_id = v_d.ledger_id;
         IF v_row.status = 'FAILED' THEN
-            PERFORM outbox_requeue(p_actor, v_row.id, NULL, true, v_reason);
+            PERFORM outbox_requeue(p_actor, v_row.ledger_id, v_row.id, NULL, true, v_reason);
             v_action := 'requeued';
         ELSIF v_row.status IN ('SENT', 'ACKED', 'FINALIZED') THEN
-            PERFORM outbox_redeliver(p_actor, v_row.id, 'discrepancy ' || p_id || ' (' || v_d.kind || '): ' || v_reason);
+            PERFORM outbox_redeliver(p_actor, v_row.ledger_id, v_row.id, 'discrepancy ' || p_id || ' (' || v_d.kind || '): ' || v_reason);
             v_action := 'redelivered';
         ELSE
             v_action := 'already ' || v_row.status;

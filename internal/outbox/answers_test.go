@@ -149,7 +149,7 @@ func TestForgedResultsRefused(t *testing.T) {
 	f := newFixture(t, "SCB-1", "SCB-2")
 	f.settle(1, "forge", "SCB-1", "SCB-2")
 	ctx := context.Background()
-	rows, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 1)
+	rows, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w", time.Minute, 1)
 	if err != nil || len(rows) != 1 {
 		t.Fatal(rows, err)
 	}
@@ -198,7 +198,7 @@ func TestRequeueIsAnOperatorAct(t *testing.T) {
 	f := newFixture(t, "SCB-1", "SCB-2")
 	f.settle(2, "rqa", "SCB-1", "SCB-2")
 	ctx := context.Background()
-	claimed, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 2)
+	claimed, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w", time.Minute, 2)
 	if err != nil || len(claimed) != 2 {
 		t.Fatal(claimed, err)
 	}

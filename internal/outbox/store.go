@@ -4,10 +4,11 @@
 // FOR UPDATE SKIP LOCKED and a lease, delivers them to the SCB's API with an idempotency key,
 // records every attempt, retries with exponential backoff and full jitter, and polls SENT/ACKED
 // rows until the SCB says FINAL. The state machine itself is enforced by the database (migration
-// 003), and every transition is a SECURITY DEFINER function of migration 010 (outbox_claim,
-// outbox_finish, ...): the worker's role, dualledger_worker, has no write privilege on any table,
-// and the functions check the lease, record each attempt and refuse FINALIZED without the SCB's
-// FINAL answer. All of the outbox's SQL is in this package: other packages read the outbox
+// 003), and every transition is a SECURITY DEFINER function of db/functions/outbox.sql
+// (outbox_claim, outbox_finish, ...): the worker's role, dualledger_worker, has no write privilege
+// on any table, and the functions check the lease, record each attempt and refuse FINALIZED
+// without the SCB's FINAL answer. The worker claims per (SCB, ledger) and names each row by
+// (ledger_id, id), so that every call touches one ledger's rows (docs/scale-out.md). All of the outbox's SQL is in this package: other packages read the outbox
 // through it (entry.go: an entry's rows for the settlement service, the references still
 // DBIS_COMMITTED for the demo; report.go: status and list), never with SQL of their own. The one
 // exception is the read-only consistency checks of internal/integrity's audit.
@@ -17,6 +18,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,7 +73,7 @@ type EntryData struct {
 }
 
 // Store is the SQL side of the outbox. Every change of a row goes through the outbox_* functions
-// of migration 010 (SECURITY DEFINER): the worker's role has no write privilege on any table, and
+// of db/functions/outbox.sql (SECURITY DEFINER), each given the row's ledger: the worker's role has no write privilege on any table, and
 // the functions check the lease, refuse FINALIZED without the SCB's FINAL answer and record each
 // attempt in the same transaction.
 type Store struct {
@@ -95,19 +99,70 @@ func scanRow(r pgx.CollectableRow) (Row, error) {
 	return x, err
 }
 
-// Claim moves up to limit due QUEUED rows of one SCB to PROCESSING under a lease held by worker,
-// oldest due first. SKIP LOCKED lets any number of workers claim at once without ever claiming
-// the same row twice.
-func (s *Store) Claim(ctx context.Context, scbID, worker string, lease time.Duration, limit int) ([]Row, error) {
-	rows, err := s.db.Query(ctx, `SELECT * FROM outbox_claim($1, $2, $3, $4)`, scbID, worker, lease, limit)
+// Claim moves up to limit due QUEUED rows of one SCB in one ledger to PROCESSING under a lease
+// held by worker, oldest due first. SKIP LOCKED lets any number of workers claim at once without
+// ever claiming the same row twice. Per (SCB, ledger), so that each claim touches one ledger's
+// rows (docs/scale-out.md); DueLedgers says which ledgers to ask.
+func (s *Store) Claim(ctx context.Context, scbID, ledgerID, worker string, lease time.Duration, limit int) ([]Row, error) {
+	rows, err := s.db.Query(ctx, `SELECT * FROM outbox_claim($1, $2, $3, $4, $5)`, scbID, ledgerID, worker, lease, limit)
 	if err != nil {
-		return nil, fmt.Errorf("claim outbox rows of %s: %w", scbID, err)
+		return nil, fmt.Errorf("claim outbox rows of %s in ledger %s: %w", scbID, ledgerID, err)
 	}
 	out, err := pgx.CollectRows(rows, scanRow)
 	if err != nil {
-		return nil, fmt.Errorf("claim outbox rows of %s: %w", scbID, err)
+		return nil, fmt.Errorf("claim outbox rows of %s in ledger %s: %w", scbID, ledgerID, err)
 	}
 	return out, nil
+}
+
+// DueLedgers lists the ledgers in which an SCB has rows due now: to deliver (QUEUED,
+// next_attempt_at passed) or to poll (SENT/ACKED, next_poll_at passed), in byte order of the
+// ledger ids. It walks the claims' indexes (scb_id, ledger_id, due time, id) of migration 016 one
+// ledger at a time (a loose index scan: each step reads the first row of the next ledger, which
+// is that ledger's earliest due time), so it costs one index probe per ledger with rows waiting
+// at the SCB, not one read per waiting row: a backlog of a million rows in one ledger is one
+// probe. (On Citus, where a recursive query over a distributed table is not pushed down to the
+// shards, this becomes a plain SELECT DISTINCT ledger_id over the due rows, which every shard
+// answers from its own index: docs/scale-out.md.)
+func (s *Store) DueLedgers(ctx context.Context, scbID string) ([]DueLedger, error) {
+	rows, err := s.db.Query(ctx, `WITH RECURSIVE
+		deliver AS (
+			(SELECT o.ledger_id, o.next_attempt_at AS due FROM dual_ledger_outbox o
+			  WHERE o.scb_id = $1 AND o.status = 'QUEUED' ORDER BY o.ledger_id, o.next_attempt_at LIMIT 1)
+			UNION ALL
+			SELECT n.ledger_id, n.due FROM deliver d CROSS JOIN LATERAL (
+				SELECT o.ledger_id, o.next_attempt_at AS due FROM dual_ledger_outbox o
+				 WHERE o.scb_id = $1 AND o.status = 'QUEUED' AND o.ledger_id > d.ledger_id
+				 ORDER BY o.ledger_id, o.next_attempt_at LIMIT 1) n),
+		poll AS (
+			(SELECT o.ledger_id, o.next_poll_at AS due FROM dual_ledger_outbox o
+			  WHERE o.scb_id = $1 AND o.status IN ('SENT', 'ACKED') ORDER BY o.ledger_id, o.next_poll_at LIMIT 1)
+			UNION ALL
+			SELECT n.ledger_id, n.due FROM poll p CROSS JOIN LATERAL (
+				SELECT o.ledger_id, o.next_poll_at AS due FROM dual_ledger_outbox o
+				 WHERE o.scb_id = $1 AND o.status IN ('SENT', 'ACKED') AND o.ledger_id > p.ledger_id
+				 ORDER BY o.ledger_id, o.next_poll_at LIMIT 1) n)
+		SELECT coalesce(d.ledger_id, p.ledger_id), d.ledger_id IS NOT NULL, p.ledger_id IS NOT NULL
+		  FROM (SELECT ledger_id FROM deliver WHERE due <= now()) d
+		  FULL JOIN (SELECT ledger_id FROM poll WHERE due <= now()) p ON p.ledger_id = d.ledger_id
+		 ORDER BY 1`, scbID)
+	if err != nil {
+		return nil, fmt.Errorf("list ledgers with due rows of %s: %w", scbID, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[DueLedger])
+	if err != nil {
+		return nil, fmt.Errorf("list ledgers with due rows of %s: %w", scbID, err)
+	}
+	// In byte order, whatever the database's collation (the worker's round-robin searches it).
+	slices.SortFunc(out, func(a, b DueLedger) int { return strings.Compare(a.LedgerID, b.LedgerID) })
+	return out, nil
+}
+
+// DueLedger is a ledger in which an SCB has rows due (Store.DueLedgers).
+type DueLedger struct {
+	LedgerID string
+	Deliver  bool // QUEUED rows due for delivery
+	Poll     bool // SENT/ACKED rows due for a poll
 }
 
 // Result is the outcome of one delivery or poll, to be recorded.
@@ -137,8 +192,8 @@ var ErrLeaseLost = errors.New("lease lost: the row was reclaimed")
 // support: FINALIZED needs ScbStatus FINAL and the SCB's ScbEntryID.
 func (s *Store) Finish(ctx context.Context, row Row, worker string, r Result) error {
 	var held bool
-	err := s.db.QueryRow(ctx, `SELECT outbox_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		row.ID, worker, row.Attempts, r.NewStatus, r.StatusCode, r.Error, max(r.Delay, 0), r.ScbEntryID, r.ScbStatus, r.Outcome,
+	err := s.db.QueryRow(ctx, `SELECT outbox_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		row.LedgerID, row.ID, worker, row.Attempts, r.NewStatus, r.StatusCode, r.Error, max(r.Delay, 0), r.ScbEntryID, r.ScbStatus, r.Outcome,
 		sinceOrZero(r.Started)).Scan(&held)
 	if err != nil {
 		return fmt.Errorf("finish outbox row %d: %w", row.ID, err)
@@ -160,46 +215,74 @@ func sinceOrZero(t time.Time) time.Duration {
 }
 
 // Release returns rows this worker holds (claim numbers as in rows) to QUEUED, due now, and
-// records the interrupted attempts (graceful shutdown).
+// records the interrupted attempts (graceful shutdown): one outbox_release per ledger, in ledger
+// order. On an error it returns how many were released before it; the rest come back when their
+// lease expires.
 func (s *Store) Release(ctx context.Context, worker string, rows []Row) (int64, error) {
-	if len(rows) == 0 {
-		return 0, nil
+	type claims struct {
+		ids      []int64
+		attempts []int32
 	}
-	ids := make([]int64, len(rows))
-	attempts := make([]int32, len(rows))
-	for i, r := range rows {
-		ids[i], attempts[i] = r.ID, int32(r.Attempts)
+	byLedger := map[string]*claims{}
+	for _, r := range rows {
+		c := byLedger[r.LedgerID]
+		if c == nil {
+			c = &claims{}
+			byLedger[r.LedgerID] = c
+		}
+		c.ids, c.attempts = append(c.ids, r.ID), append(c.attempts, int32(r.Attempts))
 	}
-	var n int64
-	if err := s.db.QueryRow(ctx, `SELECT outbox_release($1, $2, $3)`, worker, ids, attempts).Scan(&n); err != nil {
-		return 0, fmt.Errorf("release outbox rows: %w", err)
+	var total int64
+	for _, ledgerID := range slices.Sorted(maps.Keys(byLedger)) {
+		c := byLedger[ledgerID]
+		var n int64
+		if err := s.db.QueryRow(ctx, `SELECT outbox_release($1, $2, $3, $4)`, ledgerID, worker, c.ids, c.attempts).Scan(&n); err != nil {
+			return total, fmt.Errorf("release outbox rows of ledger %s: %w", ledgerID, err)
+		}
+		total += n
 	}
-	return n, nil
+	return total, nil
 }
 
 // ReapExpiredLeases returns PROCESSING rows whose lease expired (their worker died or hung) to
 // QUEUED, due now, and records it. Any worker may do it for all. A row whose attempt budget
 // (maxAttempts claims since it was last requeued) is spent becomes FAILED instead: a row that
-// kills or hangs every worker that takes it must not do so forever.
+// kills or hangs every worker that takes it must not do so forever. It asks which ledgers have
+// expired leases (few rows, on the partial index of PROCESSING rows by lease_expires_at) and
+// reaps each with outbox_reap, one ledger per call; on an error it returns how many rows were
+// reaped before it (the rest are reaped on the next round).
 func (s *Store) ReapExpiredLeases(ctx context.Context, worker string, maxAttempts int) (int64, error) {
-	var n int64
-	if err := s.db.QueryRow(ctx, `SELECT outbox_reap($1, $2)`, worker, maxAttempts).Scan(&n); err != nil {
-		return 0, fmt.Errorf("reap expired leases: %w", err)
+	rows, err := s.db.Query(ctx, `SELECT DISTINCT ledger_id FROM dual_ledger_outbox
+		WHERE status = 'PROCESSING' AND lease_expires_at < now() ORDER BY 1`)
+	if err != nil {
+		return 0, fmt.Errorf("reap expired leases: list ledgers: %w", err)
 	}
-	return n, nil
+	ledgers, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("reap expired leases: list ledgers: %w", err)
+	}
+	var total int64
+	for _, ledgerID := range ledgers {
+		var n int64
+		if err := s.db.QueryRow(ctx, `SELECT outbox_reap($1, $2, $3)`, ledgerID, worker, maxAttempts).Scan(&n); err != nil {
+			return total, fmt.Errorf("reap expired leases of ledger %s: %w", ledgerID, err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
-// ClaimForPoll picks up to limit SENT/ACKED rows of one SCB whose next poll is due, and moves
-// their next poll to now+every (so that concurrent workers poll different rows, and each row at
-// most every `every`).
-func (s *Store) ClaimForPoll(ctx context.Context, scbID string, every time.Duration, limit int) ([]Row, error) {
-	rows, err := s.db.Query(ctx, `SELECT * FROM outbox_claim_for_poll($1, $2, $3)`, scbID, every, limit)
+// ClaimForPoll picks up to limit SENT/ACKED rows of one SCB in one ledger whose next poll is due,
+// and moves their next poll to now+every (so that concurrent workers poll different rows, and each
+// row at most every `every`).
+func (s *Store) ClaimForPoll(ctx context.Context, scbID, ledgerID string, every time.Duration, limit int) ([]Row, error) {
+	rows, err := s.db.Query(ctx, `SELECT * FROM outbox_claim_for_poll($1, $2, $3, $4)`, scbID, ledgerID, every, limit)
 	if err != nil {
-		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
+		return nil, fmt.Errorf("claim rows of %s in ledger %s to poll: %w", scbID, ledgerID, err)
 	}
 	out, err := pgx.CollectRows(rows, scanRow)
 	if err != nil {
-		return nil, fmt.Errorf("claim rows of %s to poll: %w", scbID, err)
+		return nil, fmt.Errorf("claim rows of %s in ledger %s to poll: %w", scbID, ledgerID, err)
 	}
 	return out, nil
 }
@@ -214,8 +297,8 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 		kind = "poll"
 	}
 	var changed bool
-	err := s.db.QueryRow(ctx, `SELECT outbox_advance($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		row.ID, worker, r.NewStatus, r.StatusCode, r.ScbEntryID, r.ScbStatus, kind, r.Outcome, sinceOrZero(r.Started)).Scan(&changed)
+	err := s.db.QueryRow(ctx, `SELECT outbox_advance($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		row.LedgerID, row.ID, worker, r.NewStatus, r.StatusCode, r.ScbEntryID, r.ScbStatus, kind, r.Outcome, sinceOrZero(r.Started)).Scan(&changed)
 	if err != nil {
 		return false, fmt.Errorf("advance outbox row %d: %w", row.ID, err)
 	}
@@ -227,8 +310,8 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 // Retry-After). The attempt is recorded.
 func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result) error {
 	var changed bool
-	if err := s.db.QueryRow(ctx, `SELECT outbox_record_poll_error($1, $2, $3, $4, $5, $6, $7)`,
-		row.ID, worker, r.StatusCode, r.Error, max(r.Delay, 0), r.Outcome, sinceOrZero(r.Started)).Scan(&changed); err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT outbox_record_poll_error($1, $2, $3, $4, $5, $6, $7, $8)`,
+		row.LedgerID, row.ID, worker, r.StatusCode, r.Error, max(r.Delay, 0), r.Outcome, sinceOrZero(r.Started)).Scan(&changed); err != nil {
 		return fmt.Errorf("record poll error of outbox row %d: %w", row.ID, err)
 	}
 	return nil
@@ -241,8 +324,8 @@ func (s *Store) PollSucceeded(ctx context.Context, row Row, worker string, r Res
 		return nil
 	}
 	var reset bool
-	if err := s.db.QueryRow(ctx, `SELECT outbox_poll_succeeded($1, $2, $3, $4, $5)`,
-		row.ID, worker, r.StatusCode, r.ScbStatus, sinceOrZero(r.Started)).Scan(&reset); err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT outbox_poll_succeeded($1, $2, $3, $4, $5, $6)`,
+		row.LedgerID, row.ID, worker, r.StatusCode, r.ScbStatus, sinceOrZero(r.Started)).Scan(&reset); err != nil {
 		return fmt.Errorf("reset poll backoff of outbox row %d: %w", row.ID, err)
 	}
 	return nil
@@ -280,6 +363,7 @@ func (s *Store) CountFailedConflicts(ctx context.Context, scbID string) (int64, 
 // RequeueRequest is an operator's requeue: which FAILED rows, who asks and why.
 type RequeueRequest struct {
 	Actor            string // who asks: cli:<user>, key:<api key id>, system:<what>
+	LedgerID         string // only this ledger's rows ("" = every ledger); with ID, the row's ledger
 	ID               int64  // one row; 0 with AllFailed
 	AllFailed        bool   // every FAILED row (of ScbID if set)
 	ScbID            string // with AllFailed: only this SCB's rows
@@ -307,8 +391,8 @@ func (s *Store) RequeueRows(ctx context.Context, q RequeueRequest) (int64, error
 		return 0, errors.New("requeue: an SCB selects among all failed rows, not with an id")
 	}
 	var n int64
-	if err := s.db.QueryRow(ctx, `SELECT outbox_requeue($1, $2, $3, $4, $5)`,
-		q.Actor, q.ID, q.ScbID, q.IncludeConflicts, q.Reason).Scan(&n); err != nil {
+	if err := s.db.QueryRow(ctx, `SELECT outbox_requeue($1, $2, $3, $4, $5, $6)`,
+		q.Actor, q.LedgerID, q.ID, q.ScbID, q.IncludeConflicts, q.Reason).Scan(&n); err != nil {
 		return 0, fmt.Errorf("requeue: %w", err)
 	}
 	return n, nil

@@ -26,7 +26,7 @@ func TestLeaseExpiry(t *testing.T) {
 
 	claimStart := time.Now()
 	// The lease is long enough that the checks below run before it expires on a loaded machine.
-	claimed, err := f.store.Claim(ctx, "SCB-1", "dead-worker", 750*time.Millisecond, 10)
+	claimed, err := f.store.Claim(ctx, "SCB-1", "MASTER", "dead-worker", 750*time.Millisecond, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestLeaseExpiry(t *testing.T) {
 		}
 	}
 	// Nothing left to claim, and the lease is still good: the reaper leaves the rows alone.
-	if again, err := f.store.Claim(ctx, "SCB-1", "other", time.Minute, 10); err != nil || len(again) != 0 {
+	if again, err := f.store.Claim(ctx, "SCB-1", "MASTER", "other", time.Minute, 10); err != nil || len(again) != 0 {
 		t.Fatalf("second claim: %d rows, %v; want none", len(again), err)
 	}
 	if n, err := f.store.ReapExpiredLeases(ctx, "reaper", 10); err != nil || n != 0 {
@@ -85,7 +85,7 @@ func TestLeaseExpiry(t *testing.T) {
 	}
 
 	// Another worker claims them again; the dead worker's late results still count for nothing.
-	again, err := f.store.Claim(ctx, "SCB-1", "w2", time.Minute, 10)
+	again, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w2", time.Minute, 10)
 	if err != nil || len(again) != 3 || again[0].Attempts != 2 {
 		t.Fatalf("reclaim: %+v %v", again, err)
 	}
@@ -115,7 +115,7 @@ func TestReaperSpendsTheBudget(t *testing.T) {
 	const budget = 3
 	die := func(worker string) {
 		t.Helper()
-		rows, err := f.store.Claim(ctx, "SCB-1", worker, 10*time.Millisecond, 1)
+		rows, err := f.store.Claim(ctx, "SCB-1", "MASTER", worker, 10*time.Millisecond, 1)
 		if err != nil || len(rows) != 1 {
 			t.Fatalf("claim by %s: %v %v", worker, rows, err)
 		}
@@ -159,7 +159,7 @@ func TestLateFinishIsAudited(t *testing.T) {
 	f := newFixture(t, "SCB-1", "SCB-2")
 	f.settle(1, "audit", "SCB-1", "SCB-2")
 	ctx := context.Background()
-	claimed, err := f.store.Claim(ctx, "SCB-1", "slow-worker", 20*time.Millisecond, 1)
+	claimed, err := f.store.Claim(ctx, "SCB-1", "MASTER", "slow-worker", 20*time.Millisecond, 1)
 	if err != nil || len(claimed) != 1 {
 		t.Fatal(claimed, err)
 	}
@@ -192,7 +192,7 @@ func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
 	f := newFixture(t, "SCB-1", "SCB-2")
 	f.settle(1, "same", "SCB-1", "SCB-2")
 	ctx := context.Background()
-	first, err := f.store.Claim(ctx, "SCB-1", "w1", 20*time.Millisecond, 1)
+	first, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w1", 20*time.Millisecond, 1)
 	if err != nil || len(first) != 1 {
 		t.Fatalf("claim: %v %v", first, err)
 	}
@@ -200,7 +200,7 @@ func TestLateFinishOfEarlierClaimBySameWorker(t *testing.T) {
 	if n, err := f.store.ReapExpiredLeases(ctx, "w1", 10); err != nil || n != 1 {
 		t.Fatalf("reap: %d %v", n, err)
 	}
-	second, err := f.store.Claim(ctx, "SCB-1", "w1", time.Minute, 1)
+	second, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w1", time.Minute, 1)
 	if err != nil || len(second) != 1 || second[0].Attempts != 2 {
 		t.Fatalf("reclaim: %v %v", second, err)
 	}
@@ -356,7 +356,7 @@ func TestAdvanceNeverGoesBack(t *testing.T) {
 	f := newFixture(t, "SCB-1", "SCB-2")
 	f.settle(1, "adv", "SCB-1", "SCB-2")
 	ctx := context.Background()
-	rows, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 1)
+	rows, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w", time.Minute, 1)
 	if err != nil || len(rows) != 1 {
 		t.Fatal(rows, err)
 	}
@@ -386,7 +386,7 @@ func TestRequeueAllSkipsConflicts(t *testing.T) {
 	f := newFixture(t, "SCB-1", "SCB-2")
 	f.settle(2, "rq", "SCB-1", "SCB-2")
 	ctx := context.Background()
-	claimed, err := f.store.Claim(ctx, "SCB-1", "w", time.Minute, 2)
+	claimed, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w", time.Minute, 2)
 	if err != nil || len(claimed) != 2 {
 		t.Fatalf("claim: %v %v", claimed, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,17 +76,26 @@ type Worker struct {
 
 	mu       sync.Mutex
 	slots    map[string]chan struct{} // per SCB
-	held     map[int64]Row            // rows in PROCESSING that we hold
+	held     map[rowKey]Row           // rows in PROCESSING that we hold
 	warned   map[string]bool          // unconfigured SCBs already logged
+	next     map[string]string        // per SCB and kind of claim: the ledger the next round starts with
 	wakeup   chan struct{}
 	delivery sync.WaitGroup
 }
+
+// rowKey names an outbox row as the functions do: by its ledger and its id.
+type rowKey struct {
+	ledgerID string
+	id       int64
+}
+
+func (r Row) key() rowKey { return rowKey{r.LedgerID, r.ID} }
 
 // NewWorker returns a worker; Run starts it.
 func NewWorker(store *Store, resolve Resolver, cfg Config) *Worker {
 	cfg.defaults()
 	return &Worker{store: store, resolve: resolve, cfg: cfg, slots: map[string]chan struct{}{},
-		held: map[int64]Row{}, warned: map[string]bool{}, wakeup: make(chan struct{}, 1)}
+		held: map[rowKey]Row{}, warned: map[string]bool{}, next: map[string]string{}, wakeup: make(chan struct{}, 1)}
 }
 
 // Run delivers until ctx ends, then stops claiming, gives in-flight deliveries Grace to finish,
@@ -121,13 +131,31 @@ func (w *Worker) Run(ctx context.Context) error {
 				continue
 			}
 			w.configured(id)
-			n, err := w.claimAndDeliver(ctx, dctx, log, id, client)
+			// The claims are per (SCB, ledger): one claim per ledger with due rows, sharing the
+			// SCB's free slots among them (dispatch).
+			due, err := w.store.DueLedgers(ctx, id)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("outbox: list ledgers with due rows", "scb", id, "err", err)
+				}
+				continue
+			}
+			var deliver, poll []string
+			for _, d := range due {
+				if d.Deliver {
+					deliver = append(deliver, d.LedgerID)
+				}
+				if d.Poll {
+					poll = append(poll, d.LedgerID)
+				}
+			}
+			n, err := w.claimAndDeliver(ctx, dctx, log, id, deliver, client)
 			if err != nil && ctx.Err() == nil {
 				log.Error("outbox: claim", "scb", id, "err", err)
 			}
 			claimed += n
 			// Polls share the SCB's slots with deliveries; a row is polled at most every PollEvery.
-			n, err = w.claimAndPoll(ctx, dctx, log, id, client)
+			n, err = w.claimAndPoll(ctx, dctx, log, id, poll, client)
 			if err != nil && ctx.Err() == nil {
 				log.Error("outbox: claim for poll", "scb", id, "err", err)
 			}
@@ -225,53 +253,85 @@ func take(s chan struct{}, n int) int {
 	return got
 }
 
-func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
-	return w.dispatch(ctx, id, true, func(ctx context.Context, n int) ([]Row, error) {
-		return w.store.Claim(ctx, id, w.cfg.WorkerID, w.cfg.Lease, n)
+func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id string, ledgers []string, client SCB) (int, error) {
+	return w.dispatch(ctx, id, "deliver", ledgers, func(ctx context.Context, ledgerID string, n int) ([]Row, error) {
+		return w.store.Claim(ctx, id, ledgerID, w.cfg.WorkerID, w.cfg.Lease, n)
 	}, func(r Row) { w.deliver(dctx, log, client, r) })
 }
 
-func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id string, client SCB) (int, error) {
-	return w.dispatch(ctx, id, false, func(ctx context.Context, n int) ([]Row, error) {
-		return w.store.ClaimForPoll(ctx, id, w.cfg.PollEvery, n)
+func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id string, ledgers []string, client SCB) (int, error) {
+	return w.dispatch(ctx, id, "poll", ledgers, func(ctx context.Context, ledgerID string, n int) ([]Row, error) {
+		return w.store.ClaimForPoll(ctx, id, ledgerID, w.cfg.PollEvery, n)
 	}, func(r Row) { w.poll(dctx, log, client, r) })
 }
 
-// dispatch claims as many rows as the SCB has free slots and handles each in its own goroutine,
-// which gives its slot back when done. Held rows (deliveries) are remembered for the shutdown.
-func (w *Worker) dispatch(ctx context.Context, id string, hold bool, claim func(context.Context, int) ([]Row, error), handle func(Row)) (int, error) {
+// dispatch claims as many rows as the SCB has free slots, one claim per ledger with due rows
+// (ledgers, in ledger order), and handles each row in its own goroutine, which gives its slot
+// back when done. Held rows (deliveries) are remembered for the shutdown.
+//
+// Fairness between ledgers: each ledger's claim asks for an equal share of the slots still free
+// (rounded up), so a ledger with a large backlog takes no more than its share while another has
+// due rows, and what a ledger leaves unused goes to the ledgers after it. The round starts where
+// the previous one stopped (the first ledger not asked, or the one after the previous start), so
+// when there are more ledgers than free slots, each ledger's turn comes.
+func (w *Worker) dispatch(ctx context.Context, id, kind string, ledgers []string, claim func(context.Context, string, int) ([]Row, error), handle func(Row)) (int, error) {
+	if len(ledgers) == 0 {
+		return 0, nil
+	}
 	slots := w.slotsFor(id)
 	free := take(slots, w.cfg.Concurrency)
 	if free == 0 {
 		return 0, nil
 	}
-	// The claim runs to completion even if shutdown starts meanwhile: a claim committed but never
-	// read back would strand its rows in PROCESSING until their lease expired.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	rows, err := claim(cctx, free)
-	cancel()
-	for i := len(rows); i < free; i++ {
+	cursor := kind + "\x00" + id
+	w.mu.Lock()
+	start, _ := slices.BinarySearch(ledgers, w.next[cursor])
+	w.mu.Unlock()
+	start %= len(ledgers)
+	order := append(slices.Clone(ledgers[start:]), ledgers[:start]...)
+	next := order[1%len(order)]
+	claimed := 0
+	var errs []error
+	for i, ledgerID := range order {
+		left := free - claimed
+		if left == 0 {
+			next = ledgerID
+			break
+		}
+		share := (left + len(order) - i - 1) / (len(order) - i)
+		// The claim runs to completion even if shutdown starts meanwhile: a claim committed but
+		// never read back would strand its rows in PROCESSING until their lease expired.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		rows, err := claim(cctx, ledgerID, share)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("ledger %s: %w", ledgerID, err))
+			continue
+		}
+		claimed += len(rows)
+		if kind == "deliver" {
+			w.mu.Lock()
+			for _, r := range rows {
+				w.held[r.key()] = r
+			}
+			w.mu.Unlock()
+		}
+		for _, r := range rows {
+			w.delivery.Add(1)
+			go func(r Row) {
+				defer w.delivery.Done()
+				defer func() { <-slots; w.poke() }()
+				handle(r)
+			}(r)
+		}
+	}
+	for range free - claimed {
 		<-slots // give back what we did not use
 	}
-	if err != nil {
-		return 0, err
-	}
-	if hold {
-		w.mu.Lock()
-		for _, r := range rows {
-			w.held[r.ID] = r
-		}
-		w.mu.Unlock()
-	}
-	for _, r := range rows {
-		w.delivery.Add(1)
-		go func(r Row) {
-			defer w.delivery.Done()
-			defer func() { <-slots; w.poke() }()
-			handle(r)
-		}(r)
-	}
-	return len(rows), nil
+	w.mu.Lock()
+	w.next[cursor] = next
+	w.mu.Unlock()
+	return claimed, errors.Join(errs...)
 }
 
 func (w *Worker) poke() {
@@ -335,8 +395,8 @@ func (w *Worker) deliver(ctx context.Context, log *slog.Logger, client SCB, r Ro
 	defer cancel()
 	ferr := w.store.Finish(fctx, r, w.cfg.WorkerID, res)
 	w.mu.Lock()
-	if h, ok := w.held[r.ID]; ok && h.Attempts == r.Attempts {
-		delete(w.held, r.ID) // (a later claim of the same row by this worker stays held)
+	if h, ok := w.held[r.key()]; ok && h.Attempts == r.Attempts {
+		delete(w.held, r.key()) // (a later claim of the same row by this worker stays held)
 	}
 	w.mu.Unlock()
 	switch {

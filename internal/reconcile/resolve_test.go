@@ -151,14 +151,14 @@ func TestRedeliveryOnlyThroughTheFunction(t *testing.T) {
 		t.Fatal("a FINALIZED row went back to QUEUED by a plain UPDATE")
 	}
 	var n bool
-	if err := e.pool.QueryRow(e.ctx, `SELECT outbox_redeliver('cli:test', id, 'lost') FROM dual_ledger_outbox WHERE reference_id = 'a'`).Scan(&n); err != nil || !n {
+	if err := e.pool.QueryRow(e.ctx, `SELECT outbox_redeliver('cli:test', ledger_id, id, 'lost') FROM dual_ledger_outbox WHERE reference_id = 'a'`).Scan(&n); err != nil || !n {
 		t.Fatalf("outbox_redeliver: %v", err)
 	}
-	if _, err := e.pool.Exec(e.ctx, `SELECT outbox_redeliver('cli:test', id, 'again') FROM dual_ledger_outbox WHERE reference_id = 'a'`); err == nil {
+	if _, err := e.pool.Exec(e.ctx, `SELECT outbox_redeliver('cli:test', ledger_id, id, 'again') FROM dual_ledger_outbox WHERE reference_id = 'a'`); err == nil {
 		t.Error("a QUEUED row was redelivered")
 	}
 	for _, role := range []string{"dualledger_api", "dualledger_worker"} {
-		if _, err := e.d.PoolAs(t, role).Exec(e.ctx, `SELECT outbox_redeliver('cli:x', 1, 'x')`); err == nil {
+		if _, err := e.d.PoolAs(t, role).Exec(e.ctx, `SELECT outbox_redeliver('cli:x', 'MASTER', 1, 'x')`); err == nil {
 			t.Errorf("%s may call outbox_redeliver", role)
 		}
 	}
