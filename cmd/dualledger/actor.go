@@ -7,15 +7,16 @@ import (
 	"strings"
 )
 
-// cliActor names the operator of a CLI act in the operator log: "cli:" and the OS user. The
-// database role the act runs under is recorded by the database itself.
-func cliActor() string {
+// cliActor names the operator of a CLI act in the operator log: "cli:" and the OS user (USER of
+// the environment run was given when the user database has no name for it). The database role
+// the act runs under is recorded by the database itself.
+func (a *app) cliActor() string {
 	name := ""
 	if u, err := user.Current(); err == nil {
 		name = u.Username
 	}
 	if name == "" {
-		name = os.Getenv("USER")
+		name = a.getenv("USER")
 	}
 	if name == "" {
 		name = "uid" + strconv.Itoa(os.Getuid())

@@ -862,7 +862,7 @@ money (insufficient_funds): a decision for the ledger's owner, not something to 
 					return err
 				}
 			}
-			out, err := backfill.Rollback(ctx, pool, sourceType, sourceID, cliActor(), reason, batchSize, a.logger)
+			out, err := backfill.Rollback(ctx, pool, sourceType, sourceID, a.cliActor(), reason, batchSize, a.logger)
 			if err != nil {
 				switch {
 				case errors.Is(err, backfill.ErrNotFound), errors.Is(err, backfill.ErrLocked):

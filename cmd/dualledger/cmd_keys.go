@@ -109,7 +109,7 @@ create ...) works) and what it is to standard error.`,
 				return err
 			}
 			defer release()
-			nk, err := auth.Create(cmd.Context(), pool, cliActor(), spec)
+			nk, err := auth.Create(cmd.Context(), pool, a.cliActor(), spec)
 			if err != nil {
 				if ledger.CodeOf(ledger.FromDB(err)) == ledger.CodeUnknownBank {
 					return findings("bank %q is not registered (dualledger banks register)", bank)
@@ -147,7 +147,7 @@ create ...) works) and what it is to standard error.`,
 				return err
 			}
 			defer release()
-			k, err := auth.Revoke(cmd.Context(), pool, cliActor(), args[0], reason)
+			k, err := auth.Revoke(cmd.Context(), pool, a.cliActor(), args[0], reason)
 			if errors.Is(err, auth.ErrUnknownKey) {
 				return findings("%v", err)
 			}

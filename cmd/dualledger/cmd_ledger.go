@@ -143,7 +143,7 @@ func newLedgersCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			l, err := ledger.CreateLedger(cmd.Context(), pool, cliActor(), args[0])
+			l, err := ledger.CreateLedger(cmd.Context(), pool, a.cliActor(), args[0])
 			if err != nil {
 				return rejection(err)
 			}
@@ -235,7 +235,7 @@ func newAccountsCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			acct, err := ledger.CreateAccount(cmd.Context(), pool, cliActor(), ledgerID, in)
+			acct, err := ledger.CreateAccount(cmd.Context(), pool, a.cliActor(), ledgerID, in)
 			if err != nil {
 				return rejection(err)
 			}
@@ -331,7 +331,7 @@ closed account takes part in no new posting (account_inactive).`,
 				return err
 			}
 			defer release()
-			acct, err := ledger.UpdateAccount(cmd.Context(), pool, cliActor(), ledgerID, args[0], upd)
+			acct, err := ledger.UpdateAccount(cmd.Context(), pool, a.cliActor(), ledgerID, args[0], upd)
 			if err != nil {
 				return rejection(err)
 			}
@@ -411,7 +411,7 @@ func newBanksCmd(a *app) *cobra.Command {
 			if name == "" {
 				name = args[0]
 			}
-			b, err := ledger.RegisterBank(cmd.Context(), pool, cliActor(), args[0], name)
+			b, err := ledger.RegisterBank(cmd.Context(), pool, a.cliActor(), args[0], name)
 			if err != nil {
 				return rejection(err)
 			}

@@ -414,7 +414,7 @@ ours again cannot help.`,
 			}
 			defer release()
 			store := outbox.NewStore(pool)
-			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: cliActor(), ID: id, AllFailed: allFailed,
+			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), ID: id, AllFailed: allFailed,
 				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
 			if err != nil {
 				return err

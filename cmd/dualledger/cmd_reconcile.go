@@ -10,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -199,7 +198,7 @@ func runReconcile(ctx context.Context, a *app, o reconcileOptions, ids []string)
 				r.err = usage("SCB %s is not registered (dualledger banks)", id)
 			}
 		} else {
-			run, err := reconcile.Reconcile(ctx, pool, rc, reconcile.Options{Actor: cliActor(), SCBID: id, LedgerID: o.ledgerID, Full: o.full, Grace: o.grace})
+			run, err := reconcile.Reconcile(ctx, pool, rc, reconcile.Options{Actor: a.cliActor(), SCBID: id, LedgerID: o.ledgerID, Full: o.full, Grace: o.grace})
 			if run.ID != 0 {
 				r.Run = &run
 			}
@@ -437,7 +436,7 @@ func newDiscrepanciesAckCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			d, err := reconcile.Acknowledge(cmd.Context(), pool, cliActor(), id, reason)
+			d, err := reconcile.Acknowledge(cmd.Context(), pool, a.cliActor(), id, reason)
 			if err != nil {
 				return rejection(err)
 			}
@@ -511,7 +510,7 @@ func newDiscrepanciesResolveCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
-			d, posted, err := resolveDiscrepancy(cmd.Context(), pool, id, res)
+			d, posted, err := reconcile.Resolve(cmd.Context(), pool, a.cliActor(), id, res)
 			if err != nil {
 				return rejection(err)
 			}
@@ -532,10 +531,6 @@ func newDiscrepanciesResolveCmd(a *app) *cobra.Command {
 	f.StringVar(&in.AssetType, "asset-type", "", "correct: the correcting entry's asset type (default fiat)")
 	f.StringVar(&in.TransactionType, "type", "", "correct: the correcting entry's transaction type")
 	return cmd
-}
-
-func resolveDiscrepancy(ctx context.Context, pool *pgxpool.Pool, id int64, res reconcile.Resolution) (reconcile.Discrepancy, *ledger.Result, error) {
-	return reconcile.Resolve(ctx, pool, cliActor(), id, res)
 }
 
 // scheduleOptions are the flags of the reconciliation schedule, shared by `worker` and `serve`.

@@ -15,6 +15,7 @@ import (
 	"dualledger/internal/backfill/source"
 	"dualledger/internal/backfill/transform"
 	"dualledger/internal/ledger"
+	"dualledger/internal/outbox"
 )
 
 // VerifyReport is the seed's verification for one source: source rows against posted, skipped and
@@ -125,25 +126,17 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string
 	for _, p := range v.BalanceProblems {
 		problem("balance: %s", p)
 	}
-	missing, err := collect(ctx, pool, `SELECT format('%s/%s (seq %s) has no outbox row for bank %s', e.ledger_id, e.reference_id, e.seq, a.bank_id)
-		FROM ledger_backfill_batches b
-		JOIN ledger_entries e ON e.ledger_id = b.ledger_id AND e.seq BETWEEN b.first_seq AND b.last_seq
-		JOIN bank_accounts a ON a.ledger_id = e.ledger_id AND a.id IN (e.debit_account_id, e.credit_account_id) AND a.bank_id IS NOT NULL
-		WHERE b.source_type = $1 AND b.source_id = $2
-		  AND NOT EXISTS (SELECT 1 FROM dual_ledger_outbox o WHERE o.ledger_id = e.ledger_id AND o.reference_id = e.reference_id AND o.scb_id = a.bank_id)
-		ORDER BY e.ledger_id, e.seq LIMIT 100`, sourceType, sourceID)
+	ranges, err := runRanges(ctx, pool, sourceType, sourceID)
 	if err != nil {
-		return v, fmt.Errorf("check the outbox: %w", err)
+		return v, err
 	}
-	v.OutboxMissing = missing
-	if len(missing) > 0 {
-		problem("%d or more entries concerning a member bank have no outbox row, first: %s", len(missing), missing[0])
+	cov, err := outbox.CoverageOf(ctx, pool, ranges)
+	if err != nil {
+		return v, err
 	}
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM ledger_backfill_batches b
-		JOIN ledger_entries e ON e.ledger_id = b.ledger_id AND e.seq BETWEEN b.first_seq AND b.last_seq
-		JOIN dual_ledger_outbox o ON o.ledger_id = e.ledger_id AND o.reference_id = e.reference_id
-		WHERE b.source_type = $1 AND b.source_id = $2`, sourceType, sourceID).Scan(&v.OutboxRows); err != nil {
-		return v, fmt.Errorf("count outbox rows: %w", err)
+	v.OutboxRows, v.OutboxMissing = cov.Rows, cov.Missing
+	if len(cov.Missing) > 0 {
+		problem("%d or more entries concerning a member bank have no outbox row, first: %s", len(cov.Missing), cov.Missing[0])
 	}
 
 	// A completed rollback reversed every entry.
@@ -301,6 +294,21 @@ SELECT u.k::integer, e.id IS NOT NULL, array_remove(ARRAY[
 FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS u(j, k)
 LEFT JOIN ledger_entries e ON e.ledger_id = $1 AND e.reference_id = u.j ->> 'reference_id'
 ORDER BY u.k`
+
+// runRanges are the seq ranges of the entries a run created (its batches).
+func runRanges(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string) ([]outbox.SeqRange, error) {
+	rows, err := pool.Query(ctx, `SELECT ledger_id, first_seq, last_seq FROM ledger_backfill_batches
+		WHERE source_type = $1 AND source_id = $2 ORDER BY batch_no, ledger_id`, sourceType, sourceID)
+	if err != nil {
+		return nil, fmt.Errorf("read the run's batches: %w", err)
+	}
+	var out []outbox.SeqRange
+	var r outbox.SeqRange
+	if _, err := pgx.ForEachRow(rows, []any{&r.LedgerID, &r.FirstSeq, &r.LastSeq}, func() error { out = append(out, r); return nil }); err != nil {
+		return nil, fmt.Errorf("read the run's batches: %w", err)
+	}
+	return out, nil
+}
 
 func collect(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) ([]string, error) {
 	rows, err := db.Query(ctx, sql, args...)

@@ -259,6 +259,11 @@ func NewServer(d Deps, cfg Config) (*Server, error) {
 // Handler is the API's http.Handler.
 func (s *Server) Handler() http.Handler { return s.handler }
 
+// ServeHTTP serves the API: a *Server is itself the http.Handler that NewServer builds.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+var _ http.Handler = (*Server)(nil)
+
 // Registry is the server's Prometheus registry.
 func (s *Server) Registry() *prometheus.Registry { return s.metrics.reg }
 
