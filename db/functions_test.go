@@ -3,9 +3,12 @@ package db_test
 import (
 	"context"
 	"io/fs"
+	"regexp"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/jackc/pgx/v5"
 
 	"dualledger/db"
 	"dualledger/internal/pg"
@@ -82,4 +85,49 @@ GRANT EXECUTE ON FUNCTION dltest_fn(text, integer) TO dualledger_api;
 		}
 	}
 	compare("after every file again")
+}
+
+// createFunction finds the functions a file (re)defines.
+var createFunction = regexp.MustCompile(`(?i)CREATE\s+OR\s+REPLACE\s+FUNCTION\s+(?:public\.)?([a-z_][a-z0-9_]*)\s*\(`)
+
+// TestEveryFunctionInAFile: every function of a migrated database has its body in a file of
+// db/functions, so that a function is changed by editing its file (the migrations that first
+// created it are history). A function a new migration creates must have its file too.
+func TestEveryFunctionInAFile(t *testing.T) {
+	inFiles := map[string]bool{}
+	entries, err := fs.ReadDir(db.FS(), "functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".sql") {
+			continue
+		}
+		b, err := fs.ReadFile(db.FS(), "functions/"+e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range createFunction.FindAllStringSubmatch(string(b), -1) {
+			inFiles[m[1]] = true
+		}
+	}
+	d := pgtest.New(t)
+	rows, err := d.Pool.Query(context.Background(), `SELECT DISTINCT p.proname FROM pg_proc p
+		JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'public' AND p.prokind IN ('f', 'p') ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(names) < 50 {
+		t.Fatalf("only %d functions in the migrated database: is it migrated?", len(names))
+	}
+	for _, n := range names {
+		if !inFiles[n] {
+			t.Errorf("function %s is defined only in a migration: give it a file in db/functions (db/functions/README.md)", n)
+		}
+	}
 }

@@ -1,8 +1,9 @@
 -- The posting function, post_ledger_entries (created by 005_post_ledger_entry.sql), as a short
 -- driver over named stages. Signature, results, error precedence and grants are those of 005 and
--- 010; post_ledger_entry (the seed's single-entry signature) and the helpers dl_result_sqlstate,
--- dl_amount_text and dl_entry_diff stay as 005 created them. dl_parse_timestamp is redefined here
--- (below), accepting exactly what 005's accepted.
+-- 010; post_ledger_entry (the seed's single-entry signature) is in post_ledger_entry.sql, the
+-- helpers dl_amount_text and dl_entry_diff in posting_values.sql, dl_result_sqlstate in
+-- result_sqlstate.sql. dl_parse_timestamp is redefined here (below), accepting exactly what 005's
+-- accepted.
 --
 --   dl_post_parse             parse and validate every entry, set-based, before any lock
 --   dl_post_lookup_refs       the batch's references already in the ledger (before the head lock)
@@ -863,6 +864,3 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION post_ledger_entries(text, jsonb, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION post_ledger_entries(text, jsonb, boolean) TO dualledger_api;
--- post_ledger_entry (005, unchanged) calls the driver; its privileges as 010 grants them.
-REVOKE ALL ON FUNCTION post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION post_ledger_entry(text, text, text, numeric, text, text, text, text, numeric, jsonb) TO dualledger_api;
