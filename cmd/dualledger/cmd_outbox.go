@@ -385,18 +385,20 @@ func newOutboxRequeueCmd(a *app) *cobra.Command {
 		id               int64
 		allFailed        bool
 		scbID            string
+		ledgerID         string
 		includeConflicts bool
 		reason           string
 	)
 	cmd := &cobra.Command{
-		Use:   "requeue (--id N | --all-failed [--scb ID])",
+		Use:   "requeue (--id N | --all-failed [--scb ID]) [--ledger L]",
 		Short: "Return FAILED rows to QUEUED with a fresh attempt budget (after fixing the cause)",
 		Long: `Moves FAILED rows back to QUEUED, due now, with a fresh budget of --max-attempts, and records
 the requeue in the row's attempts and in the operator log (with --reason). Runs as the schema's
 owner (the service roles may not requeue). Fix the cause first (the SCB's key or URL, the SCB's data):
 docs/runbooks/stuck-outbox.md. --all-failed leaves rows that failed on a 409 conflict alone
 unless --include-conflicts: the SCB holds another body under our idempotency key, and sending
-ours again cannot help.`,
+ours again cannot help. --ledger limits either to one ledger's rows (the outbox is keyed by ledger
+and id: with --id it names the row's ledger, so the look-up touches that ledger alone).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (id == 0) == !allFailed {
@@ -414,14 +416,14 @@ ours again cannot help.`,
 			}
 			defer release()
 			store := outbox.NewStore(pool)
-			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), ID: id, AllFailed: allFailed,
+			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID, ID: id, AllFailed: allFailed,
 				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
 			if err != nil {
 				return err
 			}
 			var skipped int64
 			if allFailed && !includeConflicts {
-				if skipped, err = store.CountFailedConflicts(cmd.Context(), scbID); err != nil {
+				if skipped, err = store.CountFailedConflicts(cmd.Context(), ledgerID, scbID); err != nil {
 					return err
 				}
 			}
@@ -444,6 +446,7 @@ ours again cannot help.`,
 	cmd.Flags().Int64Var(&id, "id", 0, "the outbox row to requeue")
 	cmd.Flags().BoolVar(&allFailed, "all-failed", false, "requeue every FAILED row")
 	cmd.Flags().StringVar(&scbID, "scb", "", "with --all-failed: only this SCB's rows")
+	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log with the requeue)")
 	cmd.Flags().BoolVar(&includeConflicts, "include-conflicts", false, "with --all-failed: also rows that failed on 409 (the SCB holds another body under our key; investigate first)")
 	return cmd

@@ -349,11 +349,13 @@ func (s *Store) ScbsWithWork(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// CountFailedConflicts counts FAILED rows that failed on 409 ("" = every SCB).
-func (s *Store) CountFailedConflicts(ctx context.Context, scbID string) (int64, error) {
+// CountFailedConflicts counts FAILED rows that failed on 409 of a ledger and an SCB ("" = every
+// ledger, every SCB).
+func (s *Store) CountFailedConflicts(ctx context.Context, ledgerID, scbID string) (int64, error) {
 	var n int64
 	err := s.db.QueryRow(ctx, `SELECT count(*) FROM dual_ledger_outbox
-		WHERE status = 'FAILED' AND last_status_code = 409 AND ($1 = '' OR scb_id = $1)`, scbID).Scan(&n)
+		WHERE status = 'FAILED' AND last_status_code = 409 AND ($1 = '' OR ledger_id = $1) AND ($2 = '' OR scb_id = $2)`,
+		ledgerID, scbID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count conflicts: %w", err)
 	}
