@@ -95,6 +95,17 @@ func TestBackfillReportIsNeverLost(t *testing.T) {
 	if now, _ := os.ReadFile(report); string(now) != string(committed) {
 		t.Errorf("the dry run changed the run report: %q", now)
 	}
+	// Another source may not take this report as its own (its first run would cut it), nor may
+	// another source's dry run write over it.
+	other := []string{"backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "rep-2", "--errors", report}
+	for _, args := range [][]string{other, append(other, "--dry-run")} {
+		if out, errOut, code := cli(t, d.ConnStr, args...); code != 2 || !strings.Contains(errOut, "is the error report of source csv/rep") {
+			t.Errorf("%v: exit %d\n%s\n%s", args[len(args)-1], code, out, errOut)
+		}
+	}
+	if now, _ := os.ReadFile(report); string(now) != string(committed) {
+		t.Errorf("another source changed the report: %q", now)
+	}
 	for _, change := range []struct {
 		name  string
 		apply func()

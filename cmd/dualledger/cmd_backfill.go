@@ -265,6 +265,9 @@ failure (FAILED; run again to resume).`,
 						return err
 					}
 				}
+				if err := ownReport(ctx, pool, cfg.ErrorsPath, sf.sourceType, sf.sourceID); err != nil {
+					return err
+				}
 			}
 			cfg.Metadata = map[string]any{"source": describeSource(sf), "mapping": sf.mapping, "mapping_sha256": mappingDigest(sf.mapping)}
 			cfg.Logger = a.logger
@@ -300,6 +303,22 @@ failure (FAILED; run again to resume).`,
 	return cmd
 }
 
+// ownReport refuses a report that another source's checkpoint names (each source cuts its own
+// uncommitted tail on resume, and would cut the other's lines).
+func ownReport(ctx context.Context, pool *pgxpool.Pool, path, sourceType, sourceID string) error {
+	if path == "" {
+		return nil
+	}
+	owner, err := backfill.ReportOwner(ctx, pool, path, sourceType, sourceID)
+	if err != nil {
+		return infraErr(err)
+	}
+	if owner != "" {
+		return usage("--errors %s is the error report of source %s: every source needs a report of its own", path, owner)
+	}
+	return nil
+}
+
 // dryRunReport sets the dry run's report path (default backfill-<type>-<id>.dry-run.errors.jsonl)
 // and refuses the source's run report, which a dry run would truncate.
 func dryRunReport(ctx context.Context, pool *pgxpool.Pool, cfg *backfill.Config, sf backfillSourceFlags) error {
@@ -319,7 +338,7 @@ func dryRunReport(ctx context.Context, pool *pgxpool.Pool, cfg *backfill.Config,
 		return usage("--errors %s is this source's run report, which a dry run would overwrite: leave --errors out (the dry run writes %s) or name another file",
 			cfg.ErrorsPath, defaultReportName(sf.sourceType, sf.sourceID, ".dry-run"))
 	}
-	return nil
+	return ownReport(ctx, pool, cfg.ErrorsPath, "", "")
 }
 
 // infraErr is exit 3; a refused privilege says who may run the command.
@@ -411,6 +430,8 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 	}
 	cp, err := backfill.GetCheckpoint(ctx, pool, ocfg.SourceType, ocfg.SourceID)
 	switch {
+	case err != nil && !errors.Is(err, backfill.ErrNotFound):
+		return false, infraErr(err)
 	case err == nil && cp.ErrorsFile != nil:
 		ocfg.ErrorsPath = *cp.ErrorsFile
 	case ocfg.ErrorsPath == "":
@@ -425,7 +446,13 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 	// A file of account_id and amount (the documented form) names no currency: without a column
 	// or a mapping default, a row takes the currency and asset type of the account the balances
 	// come from, the only ones its entry could have.
+	if err := ownReport(ctx, pool, ocfg.ErrorsPath, ocfg.SourceType, ocfg.SourceID); err != nil {
+		return false, err
+	}
 	if om.Defaults.CurrencyCode == "" || om.Defaults.AssetType == "" {
+		if mapped, ok := om.Accounts[from]; ok {
+			from = mapped // as the rows will name it
+		}
 		acc, err := ledger.GetAccount(ctx, pool, sf.ledgerID, from)
 		switch {
 		case err == nil:
@@ -446,9 +473,12 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 	// first, as a dry run does, and nothing is posted if a row would be rejected.
 	if cp.Status != backfill.StatusCompleted {
 		dcfg := ocfg
-		dcfg.ErrorsPath, _ = filepath.Abs(defaultReportName(ocfg.SourceType, ocfg.SourceID, ".dry-run"))
+		dcfg.ErrorsPath = strings.TrimSuffix(ocfg.ErrorsPath, ".jsonl") + ".dry-run.jsonl" // next to the run's report
 		dout, err := backfill.DryRun(ctx, pool, open, tr, dcfg)
-		if err != nil {
+		switch {
+		case ctx.Err() != nil:
+			return false, findings("stopped by a signal while checking the opening balances: nothing was posted; run the same command again")
+		case err != nil:
 			return false, &exitError{code: exitInfra, err: err}
 		}
 		if dout.Rejected > 0 {

@@ -398,7 +398,8 @@ owner (the service roles may not requeue). Fix the cause first (the SCB's key or
 docs/runbooks/stuck-outbox.md. --all-failed leaves rows that failed on a 409 conflict alone
 unless --include-conflicts: the SCB holds another body under our idempotency key, and sending
 ours again cannot help. --ledger limits either to one ledger's rows (the outbox is keyed by ledger
-and id: with --id it names the row's ledger, so the look-up touches that ledger alone).`,
+and id: with --id it names the row's ledger, so the look-up touches that ledger alone; without it,
+--id finds the row in whichever ledger holds it, ids being drawn from one sequence).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (id == 0) == !allFailed {

@@ -13,7 +13,7 @@
 -- fix:   ALTER TABLE dual_ledger_outbox ADD COLUMN IF NOT EXISTS failure_reason text NULL;
 -- fix:   UPDATE dual_ledger_outbox SET failure_reason = coalesce(last_error, 'FAILED before migration 007 (no reason recorded)')
 -- fix:    WHERE status = 'FAILED' AND failure_reason IS NULL;
--- fix: or, to have them delivered again, requeue them (FAILED -> QUEUED is allowed):
+-- fix: or, to have them delivered again, requeue them (FAILED -> QUEUED is allowed; before 007 there is no attempt budget to reset, so a requeued row that fails once more is FAILED again at once: the first fix, then `dualledger outbox requeue` after 007, gives it a fresh budget):
 -- fix:   UPDATE dual_ledger_outbox SET status = 'QUEUED', next_attempt_at = now() WHERE status = 'FAILED';
 SELECT format('%s/%s to %s: outbox row %s FAILED at %s without a failure_reason (last error: %s, last status code: %s)',
               o.ledger_id, o.reference_id, o.scb_id, o.id, coalesce(o.failed_at::text, 'an unknown time'),

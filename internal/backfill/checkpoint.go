@@ -99,6 +99,22 @@ func GetCheckpoint(ctx context.Context, db ledger.DBTX, sourceType, sourceID str
 	return c, err
 }
 
+// ReportOwner returns the source (type/id) whose checkpoint names path as its error report, other
+// than sourceType/sourceID ("" when none). Two sources never share a report: each cuts its own
+// uncommitted tail on resume.
+func ReportOwner(ctx context.Context, db ledger.DBTX, path, sourceType, sourceID string) (string, error) {
+	var owner string
+	err := db.QueryRow(ctx, `SELECT source_type || '/' || source_id FROM ledger_backfill_checkpoints
+		WHERE errors_file = $1 AND (source_type, source_id) <> ($2, $3) ORDER BY 1 LIMIT 1`, path, sourceType, sourceID).Scan(&owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up the error report's source: %w", err)
+	}
+	return owner, nil
+}
+
 // liveSQL tells whether some session holds the row's lock: pg_locks shows a bigint advisory key
 // as its high and low 32 bits.
 const liveSQL = `EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted

@@ -38,14 +38,15 @@ type report struct {
 }
 
 // ErrReportChanged is returned when the error report is not the one the checkpoint describes: it
-// is shorter than the length committed with the last batch, missing, or its committed part does
-// not end with a line of this source. Resuming would append to (or cut) a file that no longer
-// holds the committed lines, the only record of the rows the runs rejected.
+// is shorter than the length committed with the last batch, missing, its committed part does not
+// end with a line of this source, or what follows it is not this source's. Resuming would append
+// to (or cut) a file that no longer holds the committed lines, the only record of the rows the
+// runs rejected, or cut another source's lines.
 var ErrReportChanged = errors.New("the error report does not match the checkpoint")
 
 // openReport opens the report of source sourceType/sourceID, whose committed length is committed,
-// and cuts what a batch that did not commit wrote after it. It never cuts committed lines, and
-// refuses a file that has changed (ErrReportChanged).
+// and cuts what a batch that did not commit wrote after it. It never cuts committed lines, nor
+// lines of another source, and refuses a file that has changed (ErrReportChanged).
 func openReport(path string, committed int64, sourceType, sourceID string) (*report, int64, error) {
 	flags := os.O_RDWR
 	if committed == 0 {
@@ -76,6 +77,13 @@ func openReport(path string, committed int64, sourceType, sourceID string) (*rep
 	}
 	cut := st.Size() - committed
 	if cut > 0 {
+		// What follows the committed length was written for a batch that did not commit, by a run
+		// of this source: anything else (another source's report named by mistake) is not cut.
+		if err := tailIsOf(f, committed, sourceType, sourceID); err != nil {
+			f.Close()
+			return nil, 0, fmt.Errorf("%w: %s: after the %d bytes the checkpoint counts, %v: it is not this source's report (name another file with --errors on the first run)",
+				ErrReportChanged, path, committed, err)
+		}
 		if err := f.Truncate(committed); err != nil {
 			f.Close()
 			return nil, 0, fmt.Errorf("cut the error report's uncommitted tail: %w", err)
@@ -85,28 +93,60 @@ func openReport(path string, committed int64, sourceType, sourceID string) (*rep
 }
 
 // lastLineIsOf checks that the first n bytes of the report end with a whole line, and that this
-// line is a report line of the source.
+// line is a report line of the source. It reads back from n to the line's start, however long the
+// line (a rejected row is reported whole, up to a source line of 1 MiB).
 func lastLineIsOf(f *os.File, n int64, sourceType, sourceID string) error {
-	const window = 64 << 10 // report lines are short (a raw row is at most a line of the source, cut)
-	start := max(n-window, 0)
-	buf := make([]byte, n-start)
-	if _, err := f.ReadAt(buf, start); err != nil {
+	var end [1]byte
+	if _, err := f.ReadAt(end[:], n-1); err != nil {
 		return fmt.Errorf("read the report: %w", err)
 	}
-	if buf[len(buf)-1] != '\n' {
+	if end[0] != '\n' {
 		return fmt.Errorf("the committed part (%d bytes) does not end with a whole line", n)
 	}
-	last := buf[:len(buf)-1]
-	if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
-		last = last[i+1:]
-	} else if start > 0 {
-		return fmt.Errorf("the last committed line is longer than %d bytes", window)
+	start := n - 1 // the line is [start, n-1)
+	buf := make([]byte, 64<<10)
+	for start > 0 {
+		k := min(int64(len(buf)), start)
+		if _, err := f.ReadAt(buf[:k], start-k); err != nil {
+			return fmt.Errorf("read the report: %w", err)
+		}
+		if i := bytes.LastIndexByte(buf[:k], '\n'); i >= 0 {
+			start = start - k + int64(i) + 1
+			break
+		}
+		start -= k
 	}
-	var l ReportLine
-	if err := json.Unmarshal(last, &l); err != nil || l.SourceType != sourceType || l.SourceID != sourceID {
+	line := make([]byte, n-1-start)
+	if _, err := f.ReadAt(line, start); err != nil {
+		return fmt.Errorf("read the report: %w", err)
+	}
+	if !isLineOf(line, sourceType, sourceID) {
 		return fmt.Errorf("the last committed line is not a line of source %s/%s", sourceType, sourceID)
 	}
 	return nil
+}
+
+// tailIsOf checks that every line after the first n bytes is a report line of the source (the
+// last one may be cut short: a run killed while writing it).
+func tailIsOf(f *os.File, n int64, sourceType, sourceID string) error {
+	r := bufio.NewReader(io.NewSectionReader(f, n, 1<<62))
+	for k := 1; ; k++ {
+		line, err := r.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' && !isLineOf(line[:len(line)-1], sourceType, sourceID) {
+			return fmt.Errorf("line %d is not a line of source %s/%s", k, sourceType, sourceID)
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read the report: %w", err)
+		}
+	}
+}
+
+func isLineOf(line []byte, sourceType, sourceID string) bool {
+	var l ReportLine
+	return json.Unmarshal(line, &l) == nil && l.SourceType == sourceType && l.SourceID == sourceID
 }
 
 func (r *report) add(l ReportLine) error {

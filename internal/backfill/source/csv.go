@@ -61,7 +61,7 @@ func OpenCSV(path string, stdin io.Reader, after string, o CSVOptions) (*CSV, er
 		comma = ','
 	}
 	if !validDelim(comma) || (o.Comment != 0 && (!validDelim(o.Comment) || o.Comment == comma)) {
-		return nil, fmt.Errorf("the CSV delimiter %q and comment character %q cannot be used (no quote, line break or space-like rune, and not the same)", comma, o.Comment)
+		return nil, fmt.Errorf("the CSV delimiter %q and comment character %q cannot be used (neither may be a quote or a line break, and they must differ)", comma, o.Comment)
 	}
 	if path == "-" {
 		in = stdin
@@ -119,10 +119,12 @@ func (c *CSV) readHeader() ([]string, error) {
 		if tooLong {
 			return nil, fmt.Errorf("the CSV header (line %d) is longer than %d bytes", c.line, MaxCSVLine)
 		}
+		if c.line == 1 {
+			line = bytes.TrimPrefix(line, []byte("\ufeff")) // a byte order mark from a spreadsheet
+		}
 		if c.skip(line) {
 			continue
 		}
-		line = bytes.TrimPrefix(line, []byte("\ufeff")) // a byte order mark from a spreadsheet
 		header, col, perr := parseCSVLine(line, c.comma)
 		if perr != "" {
 			return nil, fmt.Errorf("the CSV header (line %d) is not valid CSV: column %d: %s", c.line, col, perr)
@@ -168,34 +170,29 @@ func (c *CSV) readLine() (line []byte, tooLong bool, err error) {
 		c.lastOf += int64(len(part))
 		if !tooLong {
 			c.buf = append(c.buf, part...)
-			if len(c.buf) > MaxCSVLine+2 { // (+2: the line break is not counted)
+			if len(c.buf) > MaxCSVLine+2 { // (room for the line break, which does not count)
 				tooLong, c.buf = true, c.buf[:200] // what the report shows of it
 			}
 		}
 		switch {
-		case err == nil:
-			c.line++
-			return trimEOL(c.buf, tooLong), tooLong, nil
 		case errors.Is(err, bufio.ErrBufferFull):
 			continue
-		case errors.Is(err, io.EOF):
-			if len(c.buf) == 0 && !tooLong {
-				return nil, false, io.EOF
-			}
-			c.line++ // a last line without a line break
-			return trimEOL(c.buf, tooLong), tooLong, nil
-		default:
+		case errors.Is(err, io.EOF) && len(c.buf) == 0 && !tooLong:
+			return nil, false, io.EOF
+		case err != nil && !errors.Is(err, io.EOF):
 			return nil, false, err
 		}
+		// A whole line, or a last line without a line break.
+		c.line++
+		if tooLong {
+			return c.buf, true, nil
+		}
+		line = bytes.TrimSuffix(bytes.TrimSuffix(c.buf, []byte("\n")), []byte("\r"))
+		if len(line) > MaxCSVLine {
+			return line[:200], true, nil
+		}
+		return line, false, nil
 	}
-}
-
-func trimEOL(b []byte, tooLong bool) []byte {
-	if tooLong {
-		return b
-	}
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // parseCSVLine splits one line into cells as RFC 4180 and encoding/csv do (no lazy quotes, no

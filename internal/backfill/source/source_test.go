@@ -286,3 +286,26 @@ func FuzzAPIPage(f *testing.F) {
 		_, _, _, _ = a.parsePage(body)
 	})
 }
+
+// TestCSVLineLimit: a line of MaxCSVLine bytes is a row; one byte more is a rejected row, with or
+// without a line break after it. A byte order mark before a comment line is the comment's.
+func TestCSVLineLimit(t *testing.T) {
+	for _, tail := range []string{"\n", "\r\n", ""} {
+		ok := "x," + strings.Repeat("y", MaxCSVLine-2)
+		long := ok + "z"
+		path := filepath.Join(t.TempDir(), "l.csv")
+		_ = os.WriteFile(path, []byte("\ufeff# exported\na,b\n"+ok+"\n"+long+tail), 0o600)
+		c, err := OpenCSV(path, nil, "", CSVOptions{Comment: '#'})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := readAll(t, c)
+		c.Close()
+		if len(recs) != 2 || recs[0].Err != nil || len(recs[0].Fields["b"]) != MaxCSVLine-2 {
+			t.Fatalf("tail %q: %d rows, first %v", tail, len(recs), recs[0].Err)
+		}
+		if recs[1].Err == nil || !strings.Contains(recs[1].Err.Error(), "line 4 is longer than") {
+			t.Errorf("tail %q: %v", tail, recs[1].Err)
+		}
+	}
+}
