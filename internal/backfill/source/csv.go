@@ -42,8 +42,9 @@ type CSV struct {
 	row    int64 // data rows returned so far
 	line   int64 // physical lines read so far
 	size   int64
-	lastOf int64     // bytes read so far
-	buf    []byte    // the current line
+	lastOf int64  // bytes read so far
+	buf    []byte // the current line
+	lp     lineParser
 	digest hash.Hash // of the header and every data row read
 }
 
@@ -125,7 +126,7 @@ func (c *CSV) readHeader() ([]string, error) {
 		if c.skip(line) {
 			continue
 		}
-		header, col, perr := parseCSVLine(line, c.comma)
+		header, col, perr := c.lp.parse(line, c.comma)
 		if perr != "" {
 			return nil, fmt.Errorf("the CSV header (line %d) is not valid CSV: column %d: %s", c.line, col, perr)
 		}
@@ -200,8 +201,21 @@ func (c *CSV) readLine() (line []byte, tooLong bool, err error) {
 // character, "" standing for a quote inside. On a problem it returns the 1-based column and what
 // is wrong (problem == "" when the line is fine).
 func parseCSVLine(line []byte, comma rune) (cells []string, col int, problem string) {
+	var p lineParser
+	return p.parse(line, comma)
+}
+
+// lineParser keeps its buffers from line to line. As encoding/csv does, the cells of a line are
+// one string, sliced: one allocation for the text of a row, not one per cell.
+type lineParser struct {
+	text []byte // the cells' text, one after the other
+	ends []int  // where each cell ends in text
+}
+
+func (p *lineParser) parse(line []byte, comma rune) (cells []string, col int, problem string) {
 	var sep [utf8.UTFMax]byte
 	sepb := sep[:utf8.EncodeRune(sep[:], comma)]
+	p.text, p.ends = p.text[:0], p.ends[:0]
 	for col = 1; ; col++ {
 		if len(line) == 0 || line[0] != '"' {
 			end := bytes.Index(line, sepb)
@@ -210,40 +224,52 @@ func parseCSVLine(line []byte, comma rune) (cells []string, col int, problem str
 				cell = line[:end]
 			}
 			if bytes.IndexByte(cell, '"') >= 0 {
-				return cells, col, `a quote (") inside a cell that does not start with one: quote the whole cell and double the quotes inside it`
+				return p.cells(), col, `a quote (") inside a cell that does not start with one: quote the whole cell and double the quotes inside it`
 			}
-			cells = append(cells, string(cell))
+			p.text = append(p.text, cell...)
+			p.ends = append(p.ends, len(p.text))
 			if end < 0 {
-				return cells, 0, ""
+				return p.cells(), 0, ""
 			}
 			line = line[end+len(sepb):]
 			continue
 		}
-		var b strings.Builder
 		line = line[1:]
 		for {
 			q := bytes.IndexByte(line, '"')
 			if q < 0 {
-				return cells, col, "a quoted cell that is not closed on its line (a cell cannot hold a line break)"
+				return p.cells(), col, "a quoted cell that is not closed on its line (a cell cannot hold a line break)"
 			}
-			b.Write(line[:q])
+			p.text = append(p.text, line[:q]...)
 			line = line[q+1:]
 			if len(line) > 0 && line[0] == '"' { // "" is a quote
-				b.WriteByte('"')
+				p.text = append(p.text, '"')
 				line = line[1:]
 				continue
 			}
 			break
 		}
-		cells = append(cells, b.String())
+		p.ends = append(p.ends, len(p.text))
 		if len(line) == 0 {
-			return cells, 0, ""
+			return p.cells(), 0, ""
 		}
 		if !bytes.HasPrefix(line, sepb) {
-			return cells, col, "text after the closing quote of a quoted cell (a quote inside a quoted cell is written twice)"
+			return p.cells(), col, "text after the closing quote of a quoted cell (a quote inside a quoted cell is written twice)"
 		}
 		line = line[len(sepb):]
 	}
+}
+
+// cells returns the cells parsed so far.
+func (p *lineParser) cells() []string {
+	text := string(p.text)
+	out := make([]string, len(p.ends))
+	from := 0
+	for i, e := range p.ends {
+		out[i] = text[from:e]
+		from = e
+	}
+	return out
 }
 
 // Header returns the column names.
@@ -272,7 +298,7 @@ func (c *CSV) Next(ctx context.Context) (Record, error) {
 		if tooLong {
 			rec = []string{string(line) + "…"}
 			problem = fmt.Sprintf("is longer than %d bytes", MaxCSVLine)
-		} else if rec, col, problem = parseCSVLine(line, c.comma); problem != "" {
+		} else if rec, col, problem = c.lp.parse(line, c.comma); problem != "" {
 			problem = fmt.Sprintf("is not valid CSV: column %d: %s", col, problem)
 		}
 		if problem == "" && len(rec) == 1 && rec[0] == "" {
