@@ -9,9 +9,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/scb"
+
+	"dualledger/internal/ledger"
 )
 
 // Clients resolves the SCB client of each registered bank from the environment
@@ -19,7 +20,7 @@ import (
 // when an SCB without a client is asked for (at most every refreshEvery), so a bank registered
 // while the worker runs is picked up within seconds, without a restart.
 type Clients struct {
-	db        *pgxpool.Pool
+	db        ledger.DBTX
 	environ   []string
 	path      string
 	timeout   time.Duration // overrides every SCB's own timeout when > 0
@@ -39,7 +40,7 @@ const refreshEvery = 2 * time.Second
 // caps them all: a request must end well inside the worker's lease, or another worker would
 // take the row and deliver it concurrently (harmless, being idempotent, but wasteful), and the
 // result could no longer be recorded.
-func NewClients(ctx context.Context, db *pgxpool.Pool, environ []string, path string, timeout, limit time.Duration, log *slog.Logger) (*Clients, error) {
+func NewClients(ctx context.Context, db ledger.DBTX, environ []string, path string, timeout, limit time.Duration, log *slog.Logger) (*Clients, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -5,8 +5,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"dualledger/internal/ledger"
 )
 
 // Metrics of the worker (nil-safe: a nil *Metrics records nothing).
@@ -86,7 +87,7 @@ func (m *Metrics) reaped(n int64) {
 // status, and the sync lag (age of the oldest row not FINALIZED). serve and worker both register
 // it, so the outbox is visible wherever Prometheus looks.
 type Collector struct {
-	db      *pgxpool.Pool
+	db      ledger.DBTX
 	depth   *prometheus.Desc
 	lag     *prometheus.Desc
 	oldestQ *prometheus.Desc
@@ -95,7 +96,7 @@ type Collector struct {
 }
 
 // NewCollector returns the collector; register it with reg.MustRegister.
-func NewCollector(db *pgxpool.Pool) *Collector {
+func NewCollector(db ledger.DBTX) *Collector {
 	return &Collector{
 		db: db,
 		depth: prometheus.NewDesc("dualledger_outbox_rows", "Outbox rows by SCB and status (all but FINALIZED, which only grows).",

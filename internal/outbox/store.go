@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
 )
@@ -77,11 +76,11 @@ type EntryData struct {
 // the functions check the lease, refuse FINALIZED without the SCB's FINAL answer and record each
 // attempt in the same transaction.
 type Store struct {
-	db *pgxpool.Pool
+	db ledger.DBTX
 }
 
 // NewStore returns a store on db.
-func NewStore(db *pgxpool.Pool) *Store { return &Store{db: db} }
+func NewStore(db ledger.DBTX) *Store { return &Store{db: db} }
 
 // scanRow reads a row of outbox_claim / outbox_claim_for_poll, whose columns are the outbox row's
 // followed by its entry's.
