@@ -103,6 +103,27 @@ func TestBackfillReportIsNeverLost(t *testing.T) {
 			t.Errorf("%v: exit %d\n%s\n%s", args[len(args)-1], code, out, errOut)
 		}
 	}
+	// Nor through a link to it.
+	link := filepath.Join(dir, "link.jsonl")
+	if err := os.Symlink(report, link); err != nil {
+		t.Fatal(err)
+	}
+	hard := filepath.Join(dir, "hard.jsonl")
+	if err := os.Link(report, hard); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{link, hard} {
+		for _, args := range [][]string{
+			{"backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "rep-2", "--errors", name},
+			{"backfill", "run", "--source-type", "csv", "--source", path, "--source-id", "rep", "--errors", name, "--dry-run"},
+		} {
+			if out, errOut, code := cli(t, d.ConnStr, args...); code != 2 || !strings.Contains(errOut, "csv/rep") {
+				t.Errorf("%v: exit %d\n%s\n%s", args[6:], code, out, errOut)
+			}
+		}
+	}
+	_ = os.Remove(link)
+	_ = os.Remove(hard)
 	if now, _ := os.ReadFile(report); string(now) != string(committed) {
 		t.Errorf("another source changed the report: %q", now)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -101,18 +102,33 @@ func GetCheckpoint(ctx context.Context, db ledger.DBTX, sourceType, sourceID str
 
 // ReportOwner returns the source (type/id) whose checkpoint names path as its error report, other
 // than sourceType/sourceID ("" when none). Two sources never share a report: each cuts its own
-// uncommitted tail on resume.
+// uncommitted tail on resume. The file is compared, not the name: a symbolic or hard link to
+// another source's report is that report.
 func ReportOwner(ctx context.Context, db ledger.DBTX, path, sourceType, sourceID string) (string, error) {
-	var owner string
-	err := db.QueryRow(ctx, `SELECT source_type || '/' || source_id FROM ledger_backfill_checkpoints
-		WHERE errors_file = $1 AND (source_type, source_id) <> ($2, $3) ORDER BY 1 LIMIT 1`, path, sourceType, sourceID).Scan(&owner)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
+	rows, err := db.Query(ctx, `SELECT source_type || '/' || source_id, errors_file FROM ledger_backfill_checkpoints
+		WHERE errors_file IS NOT NULL AND (source_type, source_id) <> ($1, $2) ORDER BY 1`, sourceType, sourceID)
 	if err != nil {
-		return "", fmt.Errorf("look up the error report's source: %w", err)
+		return "", fmt.Errorf("look up the error reports of the sources: %w", err)
 	}
-	return owner, nil
+	type owned struct{ source, file string }
+	var reports []owned
+	var r owned
+	if _, err := pgx.ForEachRow(rows, []any{&r.source, &r.file}, func() error { reports = append(reports, r); return nil }); err != nil {
+		return "", fmt.Errorf("look up the error reports of the sources: %w", err)
+	}
+	st, statErr := os.Stat(path)
+	for _, r := range reports {
+		if r.file == path {
+			return r.source, nil
+		}
+		if statErr != nil {
+			continue // a file that does not exist yet is no other source's
+		}
+		if other, err := os.Stat(r.file); err == nil && os.SameFile(st, other) {
+			return r.source, nil
+		}
+	}
+	return "", nil
 }
 
 // liveSQL tells whether some session holds the row's lock: pg_locks shows a bigint advisory key
