@@ -3,9 +3,13 @@ package backfill
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 )
@@ -35,6 +39,7 @@ type report struct {
 	f         *os.File
 	committed int64 // length of the file that committed batches account for
 	pending   []byte
+	sum       hash.Hash // SHA-256 of the committed bytes (nil: not kept, a dry run's report)
 }
 
 // ErrReportChanged is returned when the error report is not the one the checkpoint describes: it
@@ -47,7 +52,11 @@ var ErrReportChanged = errors.New("the error report does not match the checkpoin
 // openReport opens the report of source sourceType/sourceID, whose committed length is committed,
 // and cuts what a batch that did not commit wrote after it. It never cuts committed lines, nor
 // lines of another source, and refuses a file that has changed (ErrReportChanged).
-func openReport(path string, committed int64, sourceType, sourceID string) (*report, int64, error) {
+//
+// wantSum is the SHA-256 (hex) of the committed part that the checkpoint recorded with its last
+// batch ("" for a checkpoint written before it was recorded): a report whose committed lines were
+// edited, even to the same length, is refused.
+func openReport(path string, committed int64, sourceType, sourceID, wantSum string) (*report, int64, error) {
 	flags := os.O_RDWR
 	if committed == 0 {
 		flags |= os.O_CREATE
@@ -75,6 +84,16 @@ func openReport(path string, committed int64, sourceType, sourceID string) (*rep
 			return nil, 0, fmt.Errorf("%w: %s: %v: it was edited or replaced since; restore it (docs/backfill.md, \"The error report\")", ErrReportChanged, path, err)
 		}
 	}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, io.NewSectionReader(f, 0, committed)); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("read the error report: %w", err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); wantSum != "" && got != wantSum {
+		f.Close()
+		return nil, 0, fmt.Errorf("%w: %s: its first %d bytes are not the ones the runs wrote (SHA-256 %s, the checkpoint recorded %s): it was edited since; restore it (docs/backfill.md, \"The error report\")",
+			ErrReportChanged, path, committed, got, wantSum)
+	}
 	cut := st.Size() - committed
 	if cut > 0 {
 		// What follows the committed length was written for a batch that did not commit, by a run
@@ -89,7 +108,7 @@ func openReport(path string, committed int64, sourceType, sourceID string) (*rep
 			return nil, 0, fmt.Errorf("cut the error report's uncommitted tail: %w", err)
 		}
 	}
-	return &report{f: f, committed: committed}, cut, nil
+	return &report{f: f, committed: committed, sum: sum}, cut, nil
 }
 
 // lastLineIsOf checks that the first n bytes of the report end with a whole line, and that this
@@ -177,8 +196,32 @@ func (r *report) flush() (int64, error) {
 	return r.committed + int64(len(r.pending)), nil
 }
 
-// commit records that the batch committed with the length n.
-func (r *report) commit(n int64) { r.committed, r.pending = n, r.pending[:0] }
+// digest is the SHA-256 (hex) of the report once the pending lines are written: what the
+// checkpoint records with the batch ("" when the report keeps no sum).
+func (r *report) digest() string {
+	if r.sum == nil {
+		return ""
+	}
+	state, err := r.sum.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(state); err != nil {
+		return ""
+	}
+	h.Write(r.pending)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// commit records that the batch committed with the length n (the committed length and the
+// pending lines).
+func (r *report) commit(n int64) {
+	if r.sum != nil {
+		r.sum.Write(r.pending)
+	}
+	r.committed, r.pending = n, r.pending[:0]
+}
 
 // discard drops the pending lines (the batch will be built again) and cuts what flush wrote.
 func (r *report) discard() error {

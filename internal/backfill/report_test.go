@@ -1,6 +1,8 @@
 package backfill
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -31,7 +33,7 @@ func writeLines(t *testing.T, path, sourceID string, raws ...string) int64 {
 // committed line, and refuses a report that is not the one the checkpoint counts.
 func TestOpenReport(t *testing.T) {
 	open := func(path string, committed int64) (int64, error) {
-		r, cut, err := openReport(path, committed, "csv", "s")
+		r, cut, err := openReport(path, committed, "csv", "s", "")
 		if err == nil {
 			r.close()
 		}
@@ -91,6 +93,33 @@ func TestOpenReport(t *testing.T) {
 		}
 		if _, err := open(filepath.Join(dir, "new.jsonl"), 0); err != nil {
 			t.Errorf("a new report: %v", err)
+		}
+	})
+	t.Run("a committed line edited to the same length", func(t *testing.T) {
+		p := filepath.Join(t.TempDir(), "r.jsonl")
+		committed := writeLines(t, p, "s", "aaaa", "bbbb", "cccc")
+		b, _ := os.ReadFile(p)
+		want := sha256.Sum256(b)
+		r, _, err := openReport(p, committed, "csv", "s", hex.EncodeToString(want[:]))
+		if err != nil {
+			t.Fatalf("the report as the checkpoint recorded it: %v", err)
+		}
+		// What the next batch records: the sum with its lines, and after its commit the same.
+		_ = r.add(ReportLine{SourceType: "csv", SourceID: "s", Code: "x"})
+		next := r.digest()
+		n, err := r.flush()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.commit(n)
+		r.close()
+		after, _ := os.ReadFile(p)
+		if got := sha256.Sum256(after); hex.EncodeToString(got[:]) != next {
+			t.Errorf("digest %s of the report with the batch's lines, the file's %x", next, got)
+		}
+		_ = os.WriteFile(p, []byte(strings.Replace(string(b), "bbbb", "BBBB", 1)), 0o600)
+		if _, _, err := openReport(p, committed, "csv", "s", hex.EncodeToString(want[:])); !errors.Is(err, ErrReportChanged) {
+			t.Errorf("an edited line: %v", err)
 		}
 	})
 }

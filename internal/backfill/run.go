@@ -281,7 +281,10 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	if cp.ErrorsFile == nil {
 		return out, r.fail(bg, errors.New("no error report file: give --errors"))
 	}
-	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset, cfg.SourceType, cfg.SourceID)
+	var recorded map[string]any
+	_ = json.Unmarshal(cp.Metadata, &recorded)
+	wantSum, _ := recorded["report_sha256"].(string)
+	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset, cfg.SourceType, cfg.SourceID, wantSum)
 	if err != nil {
 		return out, r.fail(bg, err)
 	}
@@ -957,9 +960,13 @@ func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, post
 	if err != nil {
 		return err
 	}
-	var meta []byte
+	recorded := map[string]string{"report_sha256": r.rep.digest()} // the report with this batch's lines
 	if sb.fingerprint != "" {
-		meta, _ = json.Marshal(map[string]string{"source_fingerprint": sb.fingerprint})
+		recorded["source_fingerprint"] = sb.fingerprint
+	}
+	meta, err := json.Marshal(recorded)
+	if err != nil {
+		return err
 	}
 	cp, err := scanCheckpoint(tx.QueryRow(ctx, `SELECT `+checkpointColumns+` FROM backfill_checkpoint($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		r.cfg.SourceType, r.cfg.SourceID, sb.pos, sb.lastTS, sb.processed, created, failed, skipped, offset, rangesJSON, meta))
