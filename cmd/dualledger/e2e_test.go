@@ -92,12 +92,36 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, db: d}
 }
 
-// settle posts n settlements alternating SCB-1 -> SCB-2 and back (each gets two outbox rows).
-// Funding from the issuance account touches SCB-1 only (one row).
-func (e *env) settle(n int, prefix string) {
+// addLedger creates another ledger with the accounts newEnv gives MASTER (both banks' accounts
+// and an issuance account), so that one SCB's outbox rows span ledgers.
+func (e *env) addLedger(id string) {
 	e.t.Helper()
 	ctx := context.Background()
-	res, err := ledger.PostBatch(ctx, e.db.Pool, "MASTER", []ledger.EntryInput{{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD",
+	if _, err := ledger.CreateLedger(ctx, e.db.Pool, "system:test", id); err != nil {
+		e.t.Fatal(err)
+	}
+	unlimited := "unlimited"
+	for _, in := range []ledger.AccountInput{
+		{ID: "SCB-1-USD", BankID: ptr("SCB-1")}, {ID: "SCB-2-USD", BankID: ptr("SCB-2")}, {ID: "issuance", OverdraftLimit: &unlimited},
+	} {
+		in.CurrencyCode, in.AssetType = "USD", "fiat"
+		if _, err := ledger.CreateAccount(ctx, e.db.Pool, "system:test", id, in); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// settle posts n settlements alternating SCB-1 -> SCB-2 and back (each gets two outbox rows).
+// Funding from the issuance account touches SCB-1 only (one row).
+func (e *env) settle(n int, prefix string) { e.settleIn("MASTER", n, prefix) }
+
+// settleIn is settle in another ledger (addLedger).
+func (e *env) settleIn(ledgerID string, n int, prefix string) {
+	e.t.Helper()
+	ctx := context.Background()
+	res, err := ledger.PostBatch(ctx, e.db.Pool, ledgerID, []ledger.EntryInput{{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD",
 		Amount: "100000000.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding", ReferenceID: prefix + "-fund"}}, false)
 	if err != nil || !res[0].OK() {
 		e.t.Fatalf("fund: %v %+v", err, res)
@@ -112,7 +136,7 @@ func (e *env) settle(n int, prefix string) {
 			batch = append(batch, ledger.EntryInput{DebitAccountID: from, CreditAccountID: to, Amount: "1.00", CurrencyCode: "USD",
 				AssetType: "fiat", TransactionType: "GSS_SETTLEMENT", ReferenceID: fmt.Sprintf("%s-%05d", prefix, i)})
 		}
-		res, err := ledger.PostBatch(ctx, e.db.Pool, "MASTER", batch, true)
+		res, err := ledger.PostBatch(ctx, e.db.Pool, ledgerID, batch, true)
 		if err != nil || !res[0].OK() {
 			e.t.Fatalf("settlements: %v %+v", err, res[0])
 		}
@@ -214,15 +238,18 @@ func (e *env) checkExactlyOnce(scbs ...*scbSim) {
 	}
 }
 
-// TestWorkerKilledMidBacklog: kill -9 the worker while it delivers 2,000 settlements to SCBs that
-// drop a fifth of their answers after committing; a new worker finishes the job: every row
-// FINALIZED, every key posted exactly once by each SCB.
+// TestWorkerKilledMidBacklog: kill -9 the worker while it delivers 2,000 settlements of MASTER
+// and 600 of a second ledger (the worker claims per SCB and ledger) to SCBs that drop a fifth of
+// their answers after committing; a new worker finishes the job: every row FINALIZED, every key
+// posted exactly once by each SCB.
 func TestWorkerKilledMidBacklog(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
 	e := newEnv(t)
 	e.settle(2000, "stl")
+	e.addLedger("SECOND")
+	e.settleIn("SECOND", 600, "stl")
 	// Answers take 20-40 ms, so that the kill finds deliveries in flight (rows held, PROCESSING).
 	faults := sim.Faults{DropAfterCommitRate: 0.2, Latency: sim.Duration(20 * time.Millisecond), Jitter: sim.Duration(20 * time.Millisecond)}
 	scbs := []*scbSim{startSim(t, "SCB-1", "k1", faults), startSim(t, "SCB-2", "k2", faults)}
