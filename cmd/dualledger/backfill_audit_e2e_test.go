@@ -154,6 +154,17 @@ func TestBackfillReportIsNeverLost(t *testing.T) {
 	if e, _ := ledgerState(t, d); len(e) != 3 {
 		t.Errorf("%d entries, want 3", len(e))
 	}
+	// A committed line edited to the same length: verify finds it by the recorded SHA-256.
+	final, _ := os.ReadFile(report)
+	_ = os.WriteFile(report, []byte(strings.Replace(string(final), "ZZZ", "ZZY", 1)), 0o600)
+	verify := []string{"backfill", "verify", "--source-id", "rep", "--source-type", "csv", "--source", path}
+	if out, errOut, code := cli(t, d.ConnStr, verify...); code != 1 || !strings.Contains(out, "a committed line was edited") {
+		t.Errorf("verify of an edited report: exit %d\n%s\n%s", code, out, errOut)
+	}
+	_ = os.WriteFile(report, final, 0o600)
+	if out, errOut, code := cli(t, d.ConnStr, verify...); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
+	}
 }
 
 // TestBackfillMappingLedgerAndVerifyContent: the mapping's default ledger is used unless --ledger

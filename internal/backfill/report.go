@@ -111,6 +111,32 @@ func openReport(path string, committed int64, sourceType, sourceID, wantSum stri
 	return &report{f: f, committed: committed, sum: sum}, cut, nil
 }
 
+// recordedReportSum is the report's SHA-256 that a checkpoint's metadata records ("" if none: a
+// checkpoint from before it was recorded).
+func recordedReportSum(metadata json.RawMessage) string {
+	var m map[string]any
+	_ = json.Unmarshal(metadata, &m)
+	s, _ := m["report_sha256"].(string)
+	return s
+}
+
+// reportSumMatches checks that the first n bytes of the report at path hash to want.
+func reportSumMatches(path string, n int64, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, n)); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return fmt.Errorf("its first %d bytes hash to %s, the checkpoint recorded %s: a committed line was edited", n, got, want)
+	}
+	return nil
+}
+
 // lastLineIsOf checks that the first n bytes of the report end with a whole line, and that this
 // line is a report line of the source. It reads back from n to the line's start, however long the
 // line (a rejected row is reported whole, up to a source line of 1 MiB).

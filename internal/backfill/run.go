@@ -281,10 +281,7 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	if cp.ErrorsFile == nil {
 		return out, r.fail(bg, errors.New("no error report file: give --errors"))
 	}
-	var recorded map[string]any
-	_ = json.Unmarshal(cp.Metadata, &recorded)
-	wantSum, _ := recorded["report_sha256"].(string)
-	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset, cfg.SourceType, cfg.SourceID, wantSum)
+	rep, cut, err := openReport(*cp.ErrorsFile, cp.ErrorsOffset, cfg.SourceType, cfg.SourceID, recordedReportSum(cp.Metadata))
 	if err != nil {
 		return out, r.fail(bg, err)
 	}

@@ -94,6 +94,11 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string
 	if v.ReportUnreadable == "" && v.Rejected != cp.TotalFailed {
 		problem("the error report holds %d rejected rows, the checkpoint counts %d", v.Rejected, cp.TotalFailed)
 	}
+	if want := recordedReportSum(cp.Metadata); v.ReportUnreadable == "" && cp.ErrorsFile != nil && want != "" {
+		if err := reportSumMatches(*cp.ErrorsFile, cp.ErrorsOffset, want); err != nil {
+			problem("the error report %s: %v", *cp.ErrorsFile, err)
+		}
+	}
 
 	// The source again: each row the run got to is in the ledger or in the report.
 	if open != nil {
