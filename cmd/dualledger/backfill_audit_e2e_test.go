@@ -223,10 +223,7 @@ func TestBackfillMappingLedgerAndVerifyContent(t *testing.T) {
 func TestBackfillOpeningBalancesOfTheDocumentedForm(t *testing.T) {
 	d := backfillLedger(t, 2)
 	ctx := context.Background()
-	unlimited := "unlimited"
-	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "opening-balance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited}); err != nil {
-		t.Fatal(err)
-	}
+	addOpeningAccount(t, d)
 	dir := t.TempDir()
 	hist := filepath.Join(dir, "h.csv")
 	_ = os.WriteFile(hist, []byte("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\nacct-0,acct-1,60.00,USD,t,h-1\n"), 0o600)

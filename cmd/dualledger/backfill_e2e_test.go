@@ -46,6 +46,17 @@ func backfillLedger(t *testing.T, n int) *pgtest.DB {
 	return d
 }
 
+// addOpeningAccount creates MASTER's opening-balance account (USD, unlimited overdraft), where
+// --opening-balances takes its money from.
+func addOpeningAccount(t *testing.T, d *pgtest.DB) {
+	t.Helper()
+	unlimited := "unlimited"
+	if _, err := ledger.CreateAccount(context.Background(), d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "opening-balance",
+		CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // historyCSV writes rows of history in the seed's columns: funding of each account, then
 // transfers between the accounts (some of which overdraw, so order matters), some without a
 // reference (generated ids), each with a timestamp.
@@ -515,11 +526,7 @@ func TestBackfillVerifyRollback(t *testing.T) {
 // account, before the rows.
 func TestBackfillOpeningBalancesAndDryRun(t *testing.T) {
 	d := backfillLedger(t, 2)
-	ctx := context.Background()
-	unlimited := "unlimited"
-	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "opening-balance", CurrencyCode: "USD", AssetType: "fiat", OverdraftLimit: &unlimited}); err != nil {
-		t.Fatal(err)
-	}
+	addOpeningAccount(t, d)
 	dir := t.TempDir()
 	hist := filepath.Join(dir, "h.csv")
 	ob := filepath.Join(dir, "ob.csv")
