@@ -443,12 +443,12 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 	open := func(_ context.Context, after string) (source.Reader, error) {
 		return source.OpenCSV(path, os.Stdin, after, source.CSVOptions{})
 	}
-	// A file of account_id and amount (the documented form) names no currency: without a column
-	// or a mapping default, a row takes the currency and asset type of the account the balances
-	// come from, the only ones its entry could have.
 	if err := ownReport(ctx, pool, ocfg.ErrorsPath, ocfg.SourceType, ocfg.SourceID); err != nil {
 		return false, err
 	}
+	// A file of account_id and amount (the documented form) names no currency: without a column
+	// or a mapping default, a row takes the currency and asset type of the account the balances
+	// come from, the only ones its entry could have.
 	if om.Defaults.CurrencyCode == "" || om.Defaults.AssetType == "" {
 		if mapped, ok := om.Accounts[from]; ok {
 			from = mapped // as the rows will name it

@@ -84,15 +84,14 @@ func openReport(path string, committed int64, sourceType, sourceID, wantSum stri
 			return nil, 0, fmt.Errorf("%w: %s: %v: it was edited or replaced since; restore it (docs/backfill.md, \"The error report\")", ErrReportChanged, path, err)
 		}
 	}
-	sum := sha256.New()
-	if _, err := io.Copy(sum, io.NewSectionReader(f, 0, committed)); err != nil {
+	sum, err := prefixSum(f, committed)
+	if err != nil {
 		f.Close()
 		return nil, 0, fmt.Errorf("read the error report: %w", err)
 	}
-	if got := hex.EncodeToString(sum.Sum(nil)); wantSum != "" && got != wantSum {
+	if err := sumMatches(sum, committed, wantSum); err != nil {
 		f.Close()
-		return nil, 0, fmt.Errorf("%w: %s: its first %d bytes are not the ones the runs wrote (SHA-256 %s, the checkpoint recorded %s): it was edited since; restore it (docs/backfill.md, \"The error report\")",
-			ErrReportChanged, path, committed, got, wantSum)
+		return nil, 0, fmt.Errorf("%w: %s: %v since; restore it (docs/backfill.md, \"The error report\")", ErrReportChanged, path, err)
 	}
 	cut := st.Size() - committed
 	if cut > 0 {
@@ -127,11 +126,26 @@ func reportSumMatches(path string, n int64, want string) error {
 		return err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, n)); err != nil {
+	sum, err := prefixSum(f, n)
+	if err != nil {
 		return err
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+	return sumMatches(sum, n, want)
+}
+
+// prefixSum is the SHA-256 of the first n bytes of f, to be extended with what is written after.
+func prefixSum(f io.ReaderAt, n int64) (hash.Hash, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, n)); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// sumMatches compares the sum of a report's first n bytes with the one a checkpoint recorded
+// (want "": none recorded, nothing to compare).
+func sumMatches(sum hash.Hash, n int64, want string) error {
+	if got := hex.EncodeToString(sum.Sum(nil)); want != "" && got != want {
 		return fmt.Errorf("its first %d bytes hash to %s, the checkpoint recorded %s: a committed line was edited", n, got, want)
 	}
 	return nil
