@@ -278,24 +278,19 @@ func (v *VerifyReport) readSource(ctx context.Context, pool *pgxpool.Pool, open 
 }
 
 // compareEntriesSQL finds each entry ($2, a JSON array of entries as posted) by its reference in
-// ledger $1 and names the fields in which the ledger's entry differs, as the posting function
-// compares a replay (dl_entry_diff): a timestamp counts only when the row gives one. The rows were
-// validated by the transform, so the casts hold.
+// ledger $1 and names the fields in which the ledger's entry differs, with the posting function's
+// own comparison of a replay (dl_entry_diff): a timestamp counts only when the row gives one,
+// metadata that is not an object counts as none. The rows were validated by the transform, so the
+// casts hold.
 const compareEntriesSQL = `
-SELECT u.k::integer, e.id IS NOT NULL, array_remove(ARRAY[
-    CASE WHEN e.debit_account_id IS DISTINCT FROM u.j ->> 'debit_account_id' THEN 'debit_account_id' END,
-    CASE WHEN e.credit_account_id IS DISTINCT FROM u.j ->> 'credit_account_id' THEN 'credit_account_id' END,
-    CASE WHEN e.amount IS DISTINCT FROM (u.j ->> 'amount')::numeric THEN 'amount' END,
-    CASE WHEN e.currency_code IS DISTINCT FROM u.j ->> 'currency_code' THEN 'currency_code' END,
-    CASE WHEN e.asset_type IS DISTINCT FROM u.j ->> 'asset_type' THEN 'asset_type' END,
-    CASE WHEN e.transaction_type IS DISTINCT FROM u.j ->> 'transaction_type' THEN 'transaction_type' END,
-    CASE WHEN e.fx_rate IS DISTINCT FROM (u.j ->> 'fx_rate')::numeric THEN 'fx_rate' END,
-    CASE WHEN coalesce(e.metadata, '{}') IS DISTINCT FROM
-              CASE WHEN jsonb_typeof(u.j -> 'metadata') = 'object' THEN u.j -> 'metadata' ELSE '{}' END THEN 'metadata' END,
-    CASE WHEN u.j ->> 'timestamp_utc' IS NOT NULL
-          AND e.timestamp_utc IS DISTINCT FROM (u.j ->> 'timestamp_utc')::timestamptz THEN 'timestamp_utc' END,
-    CASE WHEN e.reverses_entry_id IS DISTINCT FROM (u.j ->> 'reverses_entry_id')::bigint THEN 'reverses_entry_id' END
-  ], NULL)
+SELECT u.k::integer, e.id IS NOT NULL,
+       dl_entry_diff(e.debit_account_id, e.credit_account_id, e.amount, e.currency_code, e.asset_type, e.transaction_type,
+                     e.fx_rate, e.metadata, e.timestamp_utc, e.reverses_entry_id,
+                     u.j ->> 'debit_account_id', u.j ->> 'credit_account_id', (u.j ->> 'amount')::numeric,
+                     u.j ->> 'currency_code', u.j ->> 'asset_type', u.j ->> 'transaction_type', (u.j ->> 'fx_rate')::numeric,
+                     CASE WHEN jsonb_typeof(u.j -> 'metadata') = 'object' THEN u.j -> 'metadata' END,
+                     (u.j ->> 'timestamp_utc')::timestamptz, u.j ->> 'timestamp_utc' IS NOT NULL,
+                     (u.j ->> 'reverses_entry_id')::bigint)
 FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS u(j, k)
 LEFT JOIN ledger_entries e ON e.ledger_id = $1 AND e.reference_id = u.j ->> 'reference_id'
 ORDER BY u.k`
