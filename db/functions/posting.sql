@@ -108,7 +108,6 @@ RETURN CASE p_problem
                  WHEN 'ledger_id' THEN format('ledger_id %s does not match the batch''s ledger %s', p_raw -> 'ledger_id', to_jsonb(p_ledger_id))
                  WHEN 'debit_account_id' THEN format('debit_account_id is required (a non-empty string), got %s', coalesce((p_raw -> 'debit_account_id')::text, 'nothing'))
                  WHEN 'credit_account_id' THEN format('credit_account_id is required (a non-empty string), got %s', coalesce((p_raw -> 'credit_account_id')::text, 'nothing'))
-                 WHEN 'reference_id' THEN format('reference_id is required: a string of 1 to 255 characters without control characters, got %s', coalesce(left((p_raw -> 'reference_id')::text, 300), 'nothing'))
                  WHEN 'transaction_type' THEN format('transaction_type is required: a string of 1 to 64 characters without control characters, got %s', coalesce(left((p_raw -> 'transaction_type')::text, 100), 'nothing'))
                  WHEN 'amount_missing' THEN 'amount is required (a decimal string such as "100.00")'
                  WHEN 'amount_type' THEN format('amount must be a decimal string such as "100.00", not a JSON %s', p_amount_type)
@@ -257,10 +256,12 @@ BEGIN
                CASE WHEN w.code IS NULL THEN w.fx_txt::numeric END AS fx,
                CASE WHEN w.code IS NULL THEN w.reverses_txt::bigint END AS reverses,
                CASE WHEN w.code IS NULL THEN coalesce(w.ts_parsed, now()) END AS ts,
-               CASE WHEN w.problem IS NOT NULL THEN
+               CASE WHEN w.problem = 'reference_id' THEN dl_reference_message(w.raw -> 'reference_id')
+                    WHEN w.problem IS NOT NULL THEN
                    dl_post_problem_message(w.problem, w.i, w.raw, p_ledger_id, w.amount_type, w.amount_txt,
                                            w.currency, w.minor_unit, w.debit, w.meta_type) END AS msg,
-               CASE WHEN w.problem IS NOT NULL THEN
+               CASE WHEN w.problem = 'reference_id' THEN dl_reference_details(w.raw -> 'reference_id')
+                    WHEN w.problem IS NOT NULL THEN
                    jsonb_build_object('field', CASE WHEN w.problem LIKE 'amount%' THEN 'amount'
                                                     WHEN w.problem LIKE 'currency%' THEN 'currency_code'
                                                     WHEN w.problem = 'same_account' THEN 'credit_account_id'
@@ -284,7 +285,8 @@ BEGIN
                               AND (r.ledger_type <> 'string' OR r.raw ->> 'ledger_id' <> p_ledger_id) THEN 'ledger_id'
                          WHEN r.debit IS NULL OR r.debit = '' OR length(r.debit) > 128 THEN 'debit_account_id'
                          WHEN r.credit IS NULL OR r.credit = '' OR length(r.credit) > 128 THEN 'credit_account_id'
-                         WHEN r.ref IS NULL OR r.ref = '' OR length(r.ref) > 255 OR r.ref ~ '[[:cntrl:]]' THEN 'reference_id'
+                         -- the rules of ledger.ValidateReference (reference_rules.sql, generated from them)
+                         WHEN dl_reference_rule(r.ref) IS NOT NULL THEN 'reference_id'
                          WHEN r.ttype IS NULL OR r.ttype = '' OR length(r.ttype) > 64 OR r.ttype ~ '[[:cntrl:]]' THEN 'transaction_type'
                          WHEN r.amount_type IS NULL OR r.amount_type = 'null' THEN 'amount_missing'
                          WHEN r.amount_type <> 'string' THEN 'amount_type'

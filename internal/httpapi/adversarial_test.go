@@ -1777,6 +1777,9 @@ func (a *adversary) seedSQL() {
 		{"seed posting again", seedPost, 1, []string{"replayed: duplicate reference_id"}},
 		{"insufficient funds", `SELECT * FROM post_ledger_entry('Test', 'account2', 'account1', 1000, 'USD', 'fiat', 'Type_A', 'test-ref-457', NULL, NULL);`,
 			1, []string{"insufficient_funds"}},
+		// The reference rules hold psql callers too (db/functions/reference_rules.sql).
+		{"reference rules", `SELECT * FROM post_ledger_entry('Test', 'account1', 'account2', 1, 'USD', 'fiat', 'Type_A', 'ref' || chr(8203) || '1', NULL, NULL);`,
+			1, []string{"invisible character (U+200B) at character 4"}},
 	}
 	for _, c := range checks {
 		code, out := run("-c", c.sql)

@@ -89,28 +89,11 @@ func checkReference(field, ref string) *Error {
 
 // checkRunes applies the per-character rules and the NFC rule to ref, n runes of valid UTF-8.
 func checkRunes(field, ref string, n int) *Error {
-	failAt := func(rule string, i int, r rune, what string) *Error {
-		return Errorf(CodeInvalidRequest, "%s %s %s (%s) at character %d", field, quoteRef(ref), what, describeRune(r), i+1).
-			WithDetails(map[string]any{"field": field, "rule": rule, "character": i + 1, "code_point": fmt.Sprintf("U+%04X", r)})
-	}
 	i := 0
 	for _, r := range ref {
-		space := unicode.Is(unicode.White_Space, r)
-		switch {
-		case space && i == 0:
-			return failAt(RefRuleLeadingWhitespace, i, r, "starts with whitespace")
-		case space && i == n-1:
-			return failAt(RefRuleTrailingWhitespace, i, r, "ends with whitespace")
-		case unicode.IsControl(r):
-			return failAt(RefRuleControl, i, r, "contains a control character")
-		case invisible(r):
-			return failAt(RefRuleInvisible, i, r, "contains an invisible character")
-		case r == '\u2028' || r == '\u2029':
-			return failAt(RefRuleSeparator, i, r, "contains a line or paragraph separator")
-		case space && r != ' ':
-			return failAt(RefRuleWhitespace, i, r, "contains whitespace other than the ASCII space")
-		case !unicode.IsGraphic(r):
-			return failAt(RefRuleNotPrintable, i, r, "contains a private-use or unassigned code point")
+		if rule := runeRule(r, i, n); rule != "" {
+			return Errorf(CodeInvalidRequest, "%s %s %s (%s) at character %d", field, quoteRef(ref), refRulePhrase[rule], describeRune(r), i+1).
+				WithDetails(map[string]any{"field": field, "rule": rule, "character": i + 1, "code_point": fmt.Sprintf("U+%04X", r)})
 		}
 		i++
 	}
@@ -121,6 +104,42 @@ func checkRunes(field, ref string, n int) *Error {
 			WithDetails(map[string]any{"field": field, "rule": RefRuleNFC, "nfc": nfc})
 	}
 	return nil
+}
+
+// runeRule is the rule that character r breaks at position i (from 0) of a reference of n
+// characters, or "" if it breaks none; the first rule that applies wins, in this order. The
+// posting function applies the same rules to psql callers: db/functions/reference_rules.sql is
+// generated from this function (ReferenceRulesSQL).
+func runeRule(r rune, i, n int) string {
+	space := unicode.Is(unicode.White_Space, r)
+	switch {
+	case space && i == 0:
+		return RefRuleLeadingWhitespace
+	case space && i == n-1:
+		return RefRuleTrailingWhitespace
+	case unicode.IsControl(r):
+		return RefRuleControl
+	case invisible(r):
+		return RefRuleInvisible
+	case r == '\u2028' || r == '\u2029':
+		return RefRuleSeparator
+	case space && r != ' ':
+		return RefRuleWhitespace
+	case !unicode.IsGraphic(r):
+		return RefRuleNotPrintable
+	}
+	return ""
+}
+
+// refRulePhrase says what a character that breaks a rule of runeRule does, for the message.
+var refRulePhrase = map[string]string{
+	RefRuleLeadingWhitespace:  "starts with whitespace",
+	RefRuleTrailingWhitespace: "ends with whitespace",
+	RefRuleControl:            "contains a control character",
+	RefRuleInvisible:          "contains an invisible character",
+	RefRuleSeparator:          "contains a line or paragraph separator",
+	RefRuleWhitespace:         "contains whitespace other than the ASCII space",
+	RefRuleNotPrintable:       "contains a private-use or unassigned code point",
 }
 
 // plainASCII reports a reference of printable ASCII (space to tilde) that neither starts nor
