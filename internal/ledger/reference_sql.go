@@ -10,8 +10,9 @@ import (
 // ValidateReference as SQL functions, so that the posting function holds psql callers to the
 // rules the Go paths apply, from one source. The character classes are computed here from
 // runeRule over every code point, with Go's Unicode tables, so the two sides agree on which
-// characters each rule refuses; only NFC is the database's own (IS NFC NORMALIZED), and
-// TestReferenceRulesAgree compares the two on every code point and on combining sequences.
+// characters each rule refuses (TestReferenceRulesAgree compares the two sides at the edges of
+// every class); only NFC is the database's own (IS NFC NORMALIZED: TestReferenceNFCAgrees).
+// A Go release with newer Unicode tables changes the file (TestReferenceRulesFile says so).
 func ReferenceRulesSQL() string {
 	classes := map[string]*runeRanges{}
 	bad, space := &runeRanges{}, &runeRanges{}
