@@ -102,6 +102,25 @@ REVOKE ALL ON FUNCTION dl_reference_rule(text) FROM PUBLIC;
 		sqlQuote(RefRuleRequired), MaxReferenceLength, sqlQuote(RefRuleLength), sqlQuote(RefRulePathSegment))
 
 	// The message and details: the words of ValidateReference, without the characters' names.
+	b.WriteString(`-- A reference in a message, as Go's strconv.QuoteToASCII writes it (ledger's quoteRef): every
+-- character that is not printable ASCII escaped, so that what is invisible or looks alike shows
+-- as its code point; cut after 40 characters.
+CREATE OR REPLACE FUNCTION dl_reference_quote(p_ref text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN '"' || coalesce((SELECT string_agg(CASE
+                 WHEN u.c IN ('"', '\') THEN '\' || u.c
+                 WHEN u.n = 7 THEN '\a' WHEN u.n = 8 THEN '\b' WHEN u.n = 12 THEN '\f' WHEN u.n = 10 THEN '\n'
+                 WHEN u.n = 13 THEN '\r' WHEN u.n = 9 THEN '\t' WHEN u.n = 11 THEN '\v'
+                 WHEN u.n < 32 OR u.n = 127 THEN '\x' || lpad(to_hex(u.n), 2, '0')
+                 WHEN u.n < 127 THEN u.c
+                 WHEN u.n < 65536 THEN '\u' || lpad(to_hex(u.n), 4, '0')
+                 ELSE '\U' || lpad(to_hex(u.n), 8, '0') END, '' ORDER BY u.k)
+          FROM (SELECT t.c, ascii(t.c) AS n, t.k
+                  FROM regexp_split_to_table(left(p_ref, 40), '') WITH ORDINALITY AS t(c, k)) u), '')
+       || '"' || CASE WHEN length(p_ref) > 40 THEN '…' ELSE '' END;
+REVOKE ALL ON FUNCTION dl_reference_quote(text) FROM PUBLIC;
+
+`)
 	fmt.Fprintf(&b, `-- Where a refused reference goes wrong: its rule, and the character at fault (position from 1)
 -- for the per-character rules. p_raw is the entry's reference_id as JSON (a string, or not).
 CREATE OR REPLACE FUNCTION dl_reference_fault(p_raw jsonb, OUT ref text, OUT rule text, OUT k integer, OUT code_point text)
@@ -136,9 +155,9 @@ RETURN (SELECT CASE f.rule
 		sqlQuote(RefRuleLength), MaxReferenceLength)
 	fmt.Fprintf(&b, "            WHEN %s THEN format('reference_id may not be %%s: a URL path resolves it away or takes it for a trailing slash, so the entry could not be read back', p_raw)\n",
 		sqlQuote(RefRulePathSegment))
-	fmt.Fprintf(&b, "            WHEN %s THEN format('reference_id %%s is not in Unicode normalization form NFC: send it as %%s (the same text, composed)', left(p_raw::text, 300), to_jsonb(normalize(f.ref, NFC)))\n",
+	fmt.Fprintf(&b, "            WHEN %s THEN format('reference_id %%s is not in Unicode normalization form NFC: send it as %%s (the same text, composed)', dl_reference_quote(f.ref), dl_reference_quote(normalize(f.ref, NFC)))\n",
 		sqlQuote(RefRuleNFC))
-	b.WriteString("            ELSE format('reference_id %s %s (%s) at character %s', left(p_raw::text, 300),\n                        CASE f.rule")
+	b.WriteString("            ELSE format('reference_id %s %s (%s) at character %s', dl_reference_quote(f.ref),\n                        CASE f.rule")
 	for _, rule := range append([]string{RefRuleLeadingWhitespace, RefRuleTrailingWhitespace}, order...) {
 		fmt.Fprintf(&b, "\n                          WHEN %s THEN %s", sqlQuote(rule), sqlQuote(refRulePhrase[rule]))
 	}

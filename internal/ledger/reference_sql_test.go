@@ -62,6 +62,33 @@ func goReferenceVerdict(t *testing.T, ref string) (rule string, character int, c
 	return d.Rule, d.Character, d.CodePoint
 }
 
+// sqlReferenceMessage is the message the database should give for ref, which breaks rule: Go's,
+// without the character's name after its code point; for the rules whose Go message names no
+// character but the reference itself ("", ".", "/"), the database's own words, checked by prefix.
+func sqlReferenceMessage(t *testing.T, ref, rule string) string {
+	t.Helper()
+	var le *ledger.Error
+	if !errors.As(ledger.ValidateReference("reference_id", ref), &le) {
+		t.Fatalf("%+q: Go accepts it", ref)
+	}
+	msg := le.Message
+	switch rule {
+	case ledger.RefRuleRequired, ledger.RefRulePathSegment:
+		return "" // compared by prefix below
+	case ledger.RefRuleLength, ledger.RefRuleNFC:
+		return msg
+	}
+	i := strings.LastIndex(msg, " (U+")
+	j := strings.LastIndex(msg, ") at character ")
+	if i < 0 || j < i {
+		t.Fatalf("%+q: Go's message %q names no code point", ref, msg)
+	}
+	if k := strings.IndexByte(msg[i+2:j], ' '); k >= 0 {
+		msg = msg[:i+2+k] + msg[j:]
+	}
+	return msg
+}
+
 // TestReferenceRulesAgree holds the posting function's reference rules (reference_rules.sql,
 // rendered from the Go rules) to ValidateReference: the same rule, character and code point for
 // every reference of the Go tests, and for every code point on either side of each place where
@@ -133,8 +160,10 @@ func TestReferenceRulesAgree(t *testing.T) {
 			t.Errorf("%+q: accepted, but the database gives a message %q and details %s", ref, msg, details)
 		case rule != "" && (d.Field != "reference_id" || d.Rule != rule || d.Character != wantChar || d.CodePoint != wantCP):
 			t.Errorf("%+q: the database's details %s, Go's rule %s, character %d, code point %s", ref, details, wantRule, wantChar, wantCP)
-		case rule != "" && !strings.HasPrefix(msg, "reference_id "):
+		case (rule == ledger.RefRuleRequired || rule == ledger.RefRulePathSegment) && !strings.HasPrefix(msg, "reference_id "):
 			t.Errorf("%+q: the database's message %q", ref, msg)
+		case rule != "" && rule != ledger.RefRuleRequired && rule != ledger.RefRulePathSegment && msg != sqlReferenceMessage(t, ref, rule):
+			t.Errorf("%+q: the database's message %q, want %q", ref, msg, sqlReferenceMessage(t, ref, rule))
 		}
 	}
 	if err := rows.Err(); err != nil {
