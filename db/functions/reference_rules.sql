@@ -116,12 +116,15 @@ RETURN (SELECT CASE f.rule
           FROM dl_reference_fault(p_raw) f WHERE f.rule IS NOT NULL);
 REVOKE ALL ON FUNCTION dl_reference_message(jsonb) FROM PUBLIC;
 
--- The details of a refused reference: field and rule, the character and its code point where one
--- is at fault, the composed form for nfc (as ledger.ValidateReference gives them).
+-- The details of a refused reference, as ledger.ValidateReference gives them: field and rule, the
+-- character and its code point where one is at fault, the length and its limit, the composed form
+-- for nfc.
 CREATE OR REPLACE FUNCTION dl_reference_details(p_raw jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN (SELECT jsonb_strip_nulls(jsonb_build_object('field', 'reference_id', 'rule', f.rule, 'character', f.k,
                                                     'code_point', f.code_point,
+                                                    'length', CASE WHEN f.rule = 'length' THEN length(f.ref) END,
+                                                    'max_length', CASE WHEN f.rule = 'length' THEN 128 END,
                                                     'nfc', CASE WHEN f.rule = 'nfc' THEN normalize(f.ref, NFC) END))
           FROM dl_reference_fault(p_raw) f WHERE f.rule IS NOT NULL);
 REVOKE ALL ON FUNCTION dl_reference_details(jsonb) FROM PUBLIC;

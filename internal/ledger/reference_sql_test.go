@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode"
@@ -60,6 +61,24 @@ func goReferenceVerdict(t *testing.T, ref string) (rule string, character int, c
 		t.Fatalf("%q: details %s: %v", ref, le.Details, err)
 	}
 	return d.Rule, d.Character, d.CodePoint
+}
+
+// goReferenceDetails is the details of ValidateReference's error for ref.
+func goReferenceDetails(ref string) []byte {
+	var le *ledger.Error
+	if errors.As(ledger.ValidateReference("reference_id", ref), &le) {
+		return le.Details
+	}
+	return nil
+}
+
+// sameJSON reports whether a and b are the same JSON value, key order aside.
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // sqlReferenceMessage is the message the database should give for ref, which breaks rule: Go's,
@@ -160,6 +179,8 @@ func TestReferenceRulesAgree(t *testing.T) {
 			t.Errorf("%+q: accepted, but the database gives a message %q and details %s", ref, msg, details)
 		case rule != "" && (d.Field != "reference_id" || d.Rule != rule || d.Character != wantChar || d.CodePoint != wantCP):
 			t.Errorf("%+q: the database's details %s, Go's rule %s, character %d, code point %s", ref, details, wantRule, wantChar, wantCP)
+		case rule != "" && !sameJSON(details, goReferenceDetails(ref)):
+			t.Errorf("%+q: the database's details %s, Go's %s", ref, details, goReferenceDetails(ref))
 		case (rule == ledger.RefRuleRequired || rule == ledger.RefRulePathSegment) && !strings.HasPrefix(msg, "reference_id "):
 			t.Errorf("%+q: the database's message %q", ref, msg)
 		case rule != "" && rule != ledger.RefRuleRequired && rule != ledger.RefRulePathSegment && msg != sqlReferenceMessage(t, ref, rule):
