@@ -249,6 +249,12 @@ func TestBackfillOpeningBalancesOfTheDocumentedForm(t *testing.T) {
 	if strings.Join(got, "; ") != "opening-balance>acct-0 100 USD; opening-balance>acct-1 20 USD; acct-0>acct-1 60 USD" {
 		t.Errorf("entries %q", got)
 	}
+	// The opening balances verify against their file, read in its own form (account_id, amount),
+	// as the run read it; before, verify read it as history and found every row "missing".
+	out, errOut, code = cli(t, d.ConnStr, "backfill", "verify", "--source-id", "obm.opening", "--source-type", "csv", "--source", good)
+	if code != 0 || !strings.Contains(out, "source read again: 2 rows, 2 in the ledger") {
+		t.Errorf("verify the opening balances: exit %d\n%s\n%s", code, out, errOut)
+	}
 }
 
 // TestBackfillSignalWhileTheSourceWaits: SIGINT pauses a run whose source (a pipe) has no rows

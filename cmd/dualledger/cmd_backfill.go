@@ -35,6 +35,17 @@ import (
 // sourceIDPattern is the checkpoint table's CHECK on source_id (migration 012).
 var sourceIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$`)
 
+// checkSourceID is the usage error of a missing or malformed --source-id.
+func checkSourceID(id string) error {
+	switch {
+	case id == "":
+		return usage("--source-id is required: it names the import, its checkpoint and its error report")
+	case !sourceIDPattern.MatchString(id):
+		return usage("--source-id %q is not valid: 1-128 characters, letters, digits and _ . : @ / - (starting with a letter or digit)", id)
+	}
+	return nil
+}
+
 func newBackfillCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backfill",
@@ -74,8 +85,8 @@ func (f *backfillSourceFlags) validate(a *app) (*transform.Mapping, error) {
 	if f.src == "" {
 		return nil, usage("--source is required")
 	}
-	if !sourceIDPattern.MatchString(f.sourceID) {
-		return nil, usage("--source-id is required: 1-128 characters, letters, digits and _ . : @ / - (starting with a letter or digit), got %q", f.sourceID)
+	if err := checkSourceID(f.sourceID); err != nil {
+		return nil, err
 	}
 	if f.sourceType == backfill.TypeCSV && f.src != "-" {
 		if st, err := os.Stat(f.src); err != nil || st.IsDir() {
@@ -385,6 +396,9 @@ func runSource(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Op
 		case errors.Is(err, backfill.ErrLocked), errors.Is(err, backfill.ErrRolledBack), errors.Is(err, source.ErrBadPosition),
 			errors.Is(err, backfill.ErrReportChanged):
 			return out, findings("%v", err)
+		case errors.Is(err, source.ErrUnusable):
+			// Running again meets the same problem: the source must change first.
+			return out, findings("%v (status FAILED; fix the source, then run the same command again)", err)
 		case isPermissionDenied(err):
 			return out, infraErr(err)
 		}
@@ -412,10 +426,43 @@ func outcomeStatus(out backfill.Outcome, cfg backfill.Config) error {
 	return nil
 }
 
-// runOpeningBalances posts the opening balances file first, as a source of its own
-// (<source-id>.opening, csv): each row moves amount from the opening-balance account to
-// account_id. It returns whether it completed (else the main run must not start).
-func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, path, from string, sf backfillSourceFlags, cfg backfill.Config) (bool, error) {
+// openingAccountOf says whether a source is the opening balances of a run, and from which
+// account they were posted (recorded in its checkpoint's metadata).
+func openingAccountOf(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string) (string, bool, error) {
+	cp, err := backfill.GetCheckpoint(ctx, pool, sourceType, sourceID)
+	if errors.Is(err, backfill.ErrNotFound) {
+		return "", false, nil // Verify says so
+	}
+	if err != nil {
+		return "", false, infraErr(err)
+	}
+	var meta struct {
+		Of   string `json:"opening_balances_of"`
+		From string `json:"opening_account"`
+	}
+	_ = json.Unmarshal(cp.Metadata, &meta)
+	switch {
+	case meta.Of == "":
+		return "", false, nil
+	case meta.From == "":
+		return "", false, findings("source %s/%s holds the opening balances of %s, posted by a version that did not record their account: verify it without --source (the ledger's side), or verify %s", sourceType, sourceID, meta.Of, meta.Of)
+	}
+	return meta.From, true, nil
+}
+
+// openingOpener reads an opening balances file (csv, or "-" for standard input).
+func openingOpener(path string) backfill.Opener {
+	return func(_ context.Context, after string) (source.Reader, error) {
+		return source.OpenCSV(path, os.Stdin, after, source.CSVOptions{})
+	}
+}
+
+// openingMapping is the mapping of an opening balances file: account_id (credited) and amount,
+// from the opening-balance account `from`, with the run's mapping's defaults, amount and
+// timestamp formats and accounts map. A file of account_id and amount (the documented form)
+// names no currency: without a column or a mapping default, a row takes the currency and asset
+// type of the account the balances come from, the only ones its entry could have.
+func openingMapping(ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, from, ledgerID string) (transform.Mapping, error) {
 	om := transform.Mapping{Unmapped: "metadata"}
 	if m != nil {
 		om.Defaults, om.Amount, om.Timestamp, om.Accounts, om.AccountsStrict = m.Defaults, m.Amount, m.Timestamp, m.Accounts, m.AccountsStrict
@@ -423,6 +470,28 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 	om.Columns = map[string]string{transform.FieldCreditAccountID: "account_id", transform.FieldDebitAccountID: "from_account_id"}
 	om.Defaults.DebitAccountID, om.Defaults.CreditAccountID = from, ""
 	om.Defaults.TransactionType = "opening_balance"
+	if om.Defaults.CurrencyCode == "" || om.Defaults.AssetType == "" {
+		if mapped, ok := om.Accounts[from]; ok {
+			from = mapped // as the rows will name it
+		}
+		acc, err := ledger.GetAccount(ctx, pool, ledgerID, from)
+		switch {
+		case err == nil:
+			om.Defaults.CurrencyCode = cmp.Or(om.Defaults.CurrencyCode, acc.CurrencyCode)
+			om.Defaults.AssetType = cmp.Or(om.Defaults.AssetType, acc.AssetType)
+		case ledger.CodeOf(err) == ledger.CodeUnknownAccount, ledger.CodeOf(err) == ledger.CodeUnknownLedger:
+			return om, findings("--opening-account %s: %v", from, err)
+		default:
+			return om, infraErr(err)
+		}
+	}
+	return om, nil
+}
+
+// runOpeningBalances posts the opening balances file first, as a source of its own
+// (<source-id>.opening, csv): each row moves amount from the opening-balance account to
+// account_id. It returns whether it completed (else the main run must not start).
+func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, path, from string, sf backfillSourceFlags, cfg backfill.Config) (bool, error) {
 	ocfg := cfg
 	ocfg.SourceType, ocfg.SourceID = backfill.TypeCSV, sf.sourceID+".opening"
 	if cfg.ErrorsPath != "" {
@@ -439,30 +508,14 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 			return false, err
 		}
 	}
-	ocfg.Metadata = map[string]any{"source": path, "opening_balances_of": sf.sourceType + "/" + sf.sourceID}
-	open := func(_ context.Context, after string) (source.Reader, error) {
-		return source.OpenCSV(path, os.Stdin, after, source.CSVOptions{})
-	}
+	ocfg.Metadata = map[string]any{"source": path, "opening_balances_of": sf.sourceType + "/" + sf.sourceID, "opening_account": from}
+	open := openingOpener(path)
 	if err := ownReport(ctx, pool, ocfg.ErrorsPath, ocfg.SourceType, ocfg.SourceID); err != nil {
 		return false, err
 	}
-	// A file of account_id and amount (the documented form) names no currency: without a column
-	// or a mapping default, a row takes the currency and asset type of the account the balances
-	// come from, the only ones its entry could have.
-	if om.Defaults.CurrencyCode == "" || om.Defaults.AssetType == "" {
-		if mapped, ok := om.Accounts[from]; ok {
-			from = mapped // as the rows will name it
-		}
-		acc, err := ledger.GetAccount(ctx, pool, sf.ledgerID, from)
-		switch {
-		case err == nil:
-			om.Defaults.CurrencyCode = cmp.Or(om.Defaults.CurrencyCode, acc.CurrencyCode)
-			om.Defaults.AssetType = cmp.Or(om.Defaults.AssetType, acc.AssetType)
-		case ledger.CodeOf(err) == ledger.CodeUnknownAccount, ledger.CodeOf(err) == ledger.CodeUnknownLedger:
-			return false, findings("--opening-account %s: %v", from, err)
-		default:
-			return false, infraErr(err)
-		}
+	om, err := openingMapping(ctx, pool, m, from, sf.ledgerID)
+	if err != nil {
+		return false, err
 	}
 	tr := transform.New(&om, ocfg.SourceType, ocfg.SourceID, sf.ledgerID)
 	if !a.jsonOut {
@@ -478,6 +531,8 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 		switch {
 		case ctx.Err() != nil:
 			return false, findings("stopped by a signal while checking the opening balances: nothing was posted; run the same command again")
+		case errors.Is(err, source.ErrUnusable):
+			return false, findings("the opening balances %s: %v", path, err)
 		case err != nil:
 			return false, &exitError{code: exitInfra, err: err}
 		}
@@ -504,6 +559,9 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 func backfillDryRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfill.Opener, tr *transform.Transformer, cfg backfill.Config) error {
 	out, err := backfill.DryRun(ctx, pool, open, tr, cfg)
 	endProgress(a)
+	if errors.Is(err, source.ErrUnusable) {
+		return findings("%v", err)
+	}
 	if err != nil {
 		return &exitError{code: exitInfra, err: err}
 	}
@@ -757,15 +815,16 @@ Exit status 1 when anything is found.`,
   dualledger backfill verify --source-id legacy-2025 --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !sourceIDPattern.MatchString(sf.sourceID) {
-				return usage("--source-id is required")
+			if err := checkSourceID(sf.sourceID); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			var open backfill.Opener
 			var tr *transform.Transformer
+			var m *transform.Mapping
 			if sf.src != "" {
-				m, err := sf.validate(a)
-				if err != nil {
+				var err error
+				if m, err = sf.validate(a); err != nil {
 					return err
 				}
 				if open, err = sf.opener(a, m); err != nil {
@@ -784,6 +843,19 @@ Exit status 1 when anything is found.`,
 					return err
 				}
 				sf.sourceType = t
+			}
+			if sf.src != "" {
+				// The opening balances of a run (<source-id>.opening) are a file of their own form:
+				// read it again as the run read it.
+				if from, ok, err := openingAccountOf(ctx, pool, sf.sourceType, sf.sourceID); err != nil {
+					return err
+				} else if ok {
+					om, err := openingMapping(ctx, pool, m, from, sf.ledgerID)
+					if err != nil {
+						return err
+					}
+					open, tr = openingOpener(sf.src), transform.New(&om, sf.sourceType, sf.sourceID, sf.ledgerID)
+				}
 			}
 			v, err := backfill.Verify(ctx, pool, sf.sourceType, sf.sourceID, open, tr)
 			if err != nil {
@@ -872,8 +944,8 @@ money (insufficient_funds): a decision for the ledger's owner, not something to 
 		Example: `  dualledger backfill rollback --source-id legacy-2025 --reason "wrong export, ticket 4711"`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !sourceIDPattern.MatchString(sourceID) {
-				return usage("--source-id is required")
+			if err := checkSourceID(sourceID); err != nil {
+				return err
 			}
 			if strings.TrimSpace(reason) == "" {
 				return usage("--reason is required: say why the import is reversed (it goes into the operator log)")

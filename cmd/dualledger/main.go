@@ -41,6 +41,10 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
+// exitCodeNames are the codes of the --json error envelope of an error that is not a ledger
+// rule's (which has its own code): one per exit status.
+var exitCodeNames = map[int]string{exitFindings: "failed", exitUsage: "usage", exitInfra: "infrastructure"}
+
 func findings(format string, args ...any) error {
 	return &exitError{code: exitFindings, err: fmt.Errorf(format, args...)}
 }
@@ -94,9 +98,15 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 		code = exitUsage
 	}
 	var le *ledger.Error
-	if a.jsonOut && errors.As(err, &le) {
+	switch {
+	case a.jsonOut && errors.As(err, &le):
 		_ = json.NewEncoder(stderr).Encode(map[string]any{"error": map[string]any{"code": le.Code, "message": le.Message, "details": le.Details}})
-	} else {
+	case a.jsonOut:
+		// Every error of every command has the envelope under --json, its code named by the exit
+		// status, so that a script reads one shape whatever failed.
+		_ = json.NewEncoder(stderr).Encode(map[string]any{"error": map[string]any{
+			"code": exitCodeNames[code], "message": err.Error(), "details": map[string]int{"exit_code": code}}})
+	default:
 		fmt.Fprintln(stderr, "dualledger:", err)
 	}
 	// The operator at the console may see what an API client may not: the cause of an

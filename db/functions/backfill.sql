@@ -116,9 +116,14 @@ BEGIN
         -- The caller holds the run's lock, so no run is alive: the one that left this was killed.
         c.status := 'FAILED';
     END IF;
+    -- The first rollback's reason and times stay (the operator log keeps every later one): the
+    -- run again of a completed rollback, which finds every reversal made, changes neither.
     UPDATE ledger_backfill_checkpoints
-       SET status = c.status, rollback_status = 'IN_PROGRESS', rollback_reason = p_reason,
-           rollback_started_at = coalesce(rollback_started_at, now()), rollback_completed_at = NULL,
+       SET status = c.status,
+           rollback_status = CASE WHEN rollback_status = 'COMPLETED' THEN 'COMPLETED' ELSE 'IN_PROGRESS' END,
+           rollback_reason = coalesce(rollback_reason, p_reason),
+           rollback_started_at = coalesce(rollback_started_at, now()),
+           rollback_completed_at = CASE WHEN rollback_status = 'COMPLETED' THEN rollback_completed_at END,
            error_message = CASE WHEN status = 'IN_PROGRESS' THEN 'interrupted, then rolled back' ELSE error_message END
      WHERE source_id = p_source_id AND source_type = p_source_type
     RETURNING * INTO c;
@@ -142,7 +147,7 @@ BEGIN
     END IF;
     UPDATE ledger_backfill_checkpoints
        SET rollback_status = p_status, total_reversed = p_reversed,
-           rollback_completed_at = CASE WHEN p_status = 'COMPLETED' THEN now() END,
+           rollback_completed_at = CASE WHEN p_status = 'COMPLETED' THEN coalesce(rollback_completed_at, now()) END,
            error_message = coalesce(p_error_message, error_message)
      WHERE source_id = p_source_id AND source_type = p_source_type AND rollback_status IS NOT NULL
     RETURNING * INTO c;

@@ -40,6 +40,11 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 		return out, fmt.Errorf("open the source: %w", err)
 	}
 	defer src.Close()
+	if h, ok := src.(interface{ Header() []string }); ok {
+		if err := tr.CheckColumns(h.Header()); err != nil {
+			return out, err
+		}
+	}
 	type acct struct{ currency, asset, status string }
 	accounts := map[string]map[string]*acct{} // ledger -> id -> account (nil: missing)
 	ledgers := map[string]bool{}

@@ -291,6 +291,11 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 	if cut > 0 {
 		r.log.Info("cut the error report's lines of a batch that did not commit", "bytes", cut)
 	}
+	if r.overMaxErrors() {
+		// The count covers every run of the source: a run resumed with the same limit would
+		// otherwise post one more batch each time before stopping again.
+		return r.stopOverMaxErrors(bg, out)
+	}
 	after := ""
 	if cp.LastProcessedID != nil {
 		after = *cp.LastProcessedID
@@ -305,6 +310,11 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 			src.Close()
 		}
 	}()
+	if h, ok := src.(interface{ Header() []string }); ok {
+		if err := r.tr.CheckColumns(h.Header()); err != nil {
+			return out, r.fail(bg, err)
+		}
+	}
 	r.this.DoneAtStart, _ = src.Progress()
 	if fp, ok := src.(source.Fingerprinter); ok && after != "" {
 		var meta map[string]any
@@ -414,13 +424,10 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 			if cfg.Progress != nil {
 				cfg.Progress(r.this)
 			}
-			if cfg.MaxErrors >= 0 && r.cp.TotalFailed > cfg.MaxErrors {
+			if r.overMaxErrors() {
 				r.abandon(bg, next)
 				next = nil
-				out.MaxErrorsExceeded = true
-				cp, err := r.finish(bg, StatusFailed, fmt.Sprintf("%d rows rejected, more than --max-errors %d (see %s)", r.cp.TotalFailed, cfg.MaxErrors, rep.f.Name()))
-				out.Checkpoint, out.ThisRun = cp, r.this
-				return out, err
+				return r.stopOverMaxErrors(bg, out)
 			}
 			if b := r.cp.Batches; b&(b-1) == 0 || b%int64(cfg.CheckpointInterval) == 0 {
 				// The posting function's statements were planned (and their plans cached for
@@ -439,6 +446,12 @@ func (r *runner) run(ctx context.Context, open Opener) (Outcome, error) {
 			}
 			for _, c := range []*pgxpool.Conn{r.conn, r.second} {
 				if c == nil || !discard[c] || (c != free && next != nil) {
+					continue
+				}
+				if c.Conn().IsClosed() {
+					// A second connection that broke (the run posts one batch at a time since):
+					// nothing to discard on it, and nothing to warn about at every batch.
+					delete(discard, c)
 					continue
 				}
 				delete(discard, c)
@@ -584,6 +597,21 @@ func readBatch(ctx context.Context, src source.Reader, n int) ([]source.Record, 
 		recs = append(recs, rec)
 	}
 	return recs, false, nil
+}
+
+// overMaxErrors says whether the source's rejected rows, over all its runs, are more than
+// --max-errors allows.
+func (r *runner) overMaxErrors() bool {
+	return r.cfg.MaxErrors >= 0 && r.cp.TotalFailed > r.cfg.MaxErrors
+}
+
+// stopOverMaxErrors ends the run FAILED for --max-errors.
+func (r *runner) stopOverMaxErrors(ctx context.Context, out Outcome) (Outcome, error) {
+	out.MaxErrorsExceeded = true
+	cp, err := r.finish(ctx, StatusFailed, fmt.Sprintf("%d rows rejected, more than --max-errors %d (see %s); to go on, fix the source or run again with a higher --max-errors",
+		r.cp.TotalFailed, r.cfg.MaxErrors, r.rep.f.Name()))
+	out.Checkpoint, out.ThisRun = cp, r.this
+	return out, err
 }
 
 // finish records the run's end status.

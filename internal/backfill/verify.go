@@ -144,8 +144,9 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string
 		problem("%d or more entries concerning a member bank have no outbox row, first: %s", len(cov.Missing), cov.Missing[0])
 	}
 
-	// A completed rollback reversed every entry.
-	if cp.RollbackStatus != nil && *cp.RollbackStatus == "COMPLETED" {
+	// A completed rollback reversed every entry; one that has not completed (FAILED, or under
+	// way) has left some of them as they were, which is a finding until it completes.
+	if cp.RollbackStatus != nil {
 		if err := pool.QueryRow(ctx, `SELECT count(*) FROM ledger_backfill_batches b
 			JOIN ledger_entries e ON e.ledger_id = b.ledger_id AND e.seq BETWEEN b.first_seq AND b.last_seq
 			WHERE b.source_type = $1 AND b.source_id = $2
@@ -153,8 +154,11 @@ func Verify(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID string
 			sourceType, sourceID).Scan(&v.NotReversed); err != nil {
 			return v, fmt.Errorf("check the reversals: %w", err)
 		}
-		if v.NotReversed > 0 {
+		switch {
+		case *cp.RollbackStatus == "COMPLETED" && v.NotReversed > 0:
 			problem("the rollback COMPLETED but %d of the run's entries are not fully reversed", v.NotReversed)
+		case *cp.RollbackStatus != "COMPLETED":
+			problem("the rollback is %s: %d of the run's entries are not fully reversed; run `dualledger backfill rollback` again (docs/runbooks/failed-backfill.md)", *cp.RollbackStatus, v.NotReversed)
 		}
 	}
 	if cp.Status != StatusCompleted {

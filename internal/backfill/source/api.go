@@ -125,22 +125,22 @@ func (a *API) fetch(ctx context.Context, cursor string) error {
 	}
 	res, err := a.o.Client.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", redactURL(u), err)
+		return fmt.Errorf("GET %s: %w", a.redactURL(u), err)
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, a.o.MaxPageBytes+1))
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", redactURL(u), err)
+		return fmt.Errorf("GET %s: %w", a.redactURL(u), err)
 	}
 	if res.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: HTTP %d: %s", redactURL(u), res.StatusCode, excerpt(body))
+		return fmt.Errorf("GET %s: HTTP %d: %s", a.redactURL(u), res.StatusCode, excerpt(body))
 	}
 	if int64(len(body)) > a.o.MaxPageBytes {
-		return fmt.Errorf("GET %s: a page larger than %d bytes", redactURL(u), a.o.MaxPageBytes)
+		return fmt.Errorf("GET %s: a page larger than %d bytes", a.redactURL(u), a.o.MaxPageBytes)
 	}
 	items, next, more, err := a.parsePage(body)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", redactURL(u), err)
+		return fmt.Errorf("GET %s: %w", a.redactURL(u), err)
 	}
 	a.cursor, a.items, a.i, a.next, a.more = cursor, items, 0, next, more
 	return nil
@@ -162,19 +162,36 @@ func (a *API) parsePage(body []byte) (items []json.RawMessage, next *string, mor
 		return nil, nil, false, fmt.Errorf("the page is neither a JSON object nor an array")
 	}
 	var list any
-	if a.o.Items != "" {
-		list = lookup(obj, a.o.Items)
+	where := a.o.Items
+	if where != "" {
+		list = lookup(obj, where)
 	} else {
+		where = "entries, data or items"
 		for _, k := range []string{"entries", "data", "items"} {
 			if v, ok := obj[k]; ok {
-				list = v
+				list, where = v, k
 				break
 			}
 		}
 	}
+	// A page without its items (an error object answered with 200) is not the end of the
+	// source: taking it for one would end the import early and call it complete. A null list is
+	// an empty one (a Go server's nil slice), which ends only as an empty page does.
 	arr, ok := list.([]any)
-	if !ok && list != nil {
-		return nil, nil, false, fmt.Errorf("the page's items (%q) are not an array", a.o.Items)
+	if !ok {
+		present := list != nil
+		if !present && a.o.Items == "" {
+			_, present = obj[where]
+		} else if !present {
+			present = lookupPresent(obj, a.o.Items)
+		}
+		if list != nil || !present {
+			what := "no items array"
+			if list != nil {
+				what = "items that are not an array"
+			}
+			return nil, nil, false, fmt.Errorf("the page has %s (at %s): %s", what, where, excerpt(body))
+		}
 	}
 	if a.o.Cursor == "" {
 		for _, k := range knownCursors {
@@ -195,7 +212,11 @@ func (a *API) parsePage(body []byte) (items []json.RawMessage, next *string, mor
 			next = &s
 		}
 	}
-	more = next != nil && len(arr) > 0
+	// An empty page with a cursor is not the end either: an API that filters what a key may see
+	// (another dualledger, for a member bank's key) answers empty pages while it scans. The end is
+	// has_more false, no cursor, or an empty page that gives back the cursor it was asked with
+	// (Next).
+	more = next != nil
 	if hm, ok := obj["has_more"].(bool); ok {
 		more = hm && next != nil
 	}
@@ -214,6 +235,23 @@ func lookup(obj map[string]any, path string) any {
 	return cur
 }
 
+// lookupPresent says whether path names a member of obj, null included.
+func lookupPresent(obj map[string]any, path string) bool {
+	head, last := "", path
+	if i := strings.LastIndexByte(path, '.'); i >= 0 {
+		head, last = path[:i], path[i+1:]
+	}
+	m := obj
+	if head != "" {
+		var ok bool
+		if m, ok = lookup(obj, head).(map[string]any); !ok {
+			return false
+		}
+	}
+	_, ok := m[last]
+	return ok
+}
+
 func rawItems(arr []any) []json.RawMessage {
 	out := make([]json.RawMessage, len(arr))
 	for i, v := range arr {
@@ -229,6 +267,9 @@ func (a *API) Next(ctx context.Context) (Record, error) {
 			return Record{}, eof()
 		}
 		if *a.next == a.cursor {
+			if len(a.items) == 0 {
+				return Record{}, eof() // the last page, empty, points at itself
+			}
 			return Record{}, fmt.Errorf("the API answered the same cursor %q again", a.cursor)
 		}
 		if err := a.fetch(ctx, *a.next); err != nil {
@@ -261,9 +302,19 @@ func (a *API) Progress() (int64, int64) { return a.read, 0 }
 // Close does nothing.
 func (a *API) Close() error { return nil }
 
-func redactURL(u *url.URL) string {
+// redactURL is u for a message or the checkpoint's error: without its user information, and
+// with the values of the query parameters other than the reader's own (page size, cursor)
+// replaced, since a source may carry a key there (?api_key=...).
+func (a *API) redactURL(u *url.URL) string {
 	c := *u
 	c.User = nil
+	q := c.Query()
+	for k := range q {
+		if k != a.o.LimitParam && k != a.o.CursorParam && !(a.o.CursorParam == "" && k == "cursor") {
+			q[k] = []string{"REDACTED"}
+		}
+	}
+	c.RawQuery = q.Encode()
 	return c.String()
 }
 

@@ -112,13 +112,13 @@ func (c *CSV) readHeader() ([]string, error) {
 	for {
 		line, tooLong, err := c.readLine()
 		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("the CSV source is empty: it needs a header line naming its columns")
+			return nil, unusablef("the CSV source is empty: it needs a header line naming its columns")
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read the CSV header: %w", err)
 		}
 		if tooLong {
-			return nil, fmt.Errorf("the CSV header (line %d) is longer than %d bytes", c.line, MaxCSVLine)
+			return nil, unusablef("the CSV header (line %d) is longer than %d bytes", c.line, MaxCSVLine)
 		}
 		if c.line == 1 {
 			line = bytes.TrimPrefix(line, []byte("\ufeff")) // a byte order mark from a spreadsheet
@@ -126,22 +126,30 @@ func (c *CSV) readHeader() ([]string, error) {
 		if c.skip(line) {
 			continue
 		}
+		if i := bytes.IndexByte(line, '\r'); i >= 0 {
+			// A file with old Mac line endings (a carriage return alone) is one line: read as a
+			// header, it would hold every row and the import would post nothing.
+			return nil, unusablef("the CSV header (line %d) has a carriage return (\\r) inside it, at byte %d: lines must end with \\n or \\r\\n (a file whose lines end with \\r alone must be converted first)", c.line, i+1)
+		}
+		if bytes.IndexByte(line, 0) >= 0 || bytes.HasPrefix(line, []byte("\xff\xfe")) || bytes.HasPrefix(line, []byte("\xfe\xff")) {
+			return nil, unusablef("the CSV header (line %d) has NUL bytes or a UTF-16 byte order mark: the file looks like UTF-16; save it as UTF-8", c.line)
+		}
 		header, col, perr := c.lp.parse(line, c.comma)
 		if perr != "" {
-			return nil, fmt.Errorf("the CSV header (line %d) is not valid CSV: column %d: %s", c.line, col, perr)
+			return nil, unusablef("the CSV header (line %d) is not valid CSV: column %d: %s", c.line, col, perr)
 		}
 		seen := map[string]bool{}
 		for i, h := range header {
 			if !utf8.ValidString(h) {
-				return nil, fmt.Errorf("the CSV header's column %d is not valid UTF-8", i+1)
+				return nil, unusablef("the CSV header's column %d is not valid UTF-8 (save the file as UTF-8)", i+1)
 			}
 			h = strings.TrimSpace(h)
 			header[i] = h
 			if h == "" {
-				return nil, fmt.Errorf("the CSV header has an empty column name (column %d)", i+1)
+				return nil, unusablef("the CSV header has an empty column name (column %d)", i+1)
 			}
 			if seen[h] {
-				return nil, fmt.Errorf("the CSV header names column %q twice", h)
+				return nil, unusablef("the CSV header names column %q twice", h)
 			}
 			seen[h] = true
 		}

@@ -20,7 +20,7 @@ type DatabaseOptions struct {
 }
 
 // Database reads a table or query of another PostgreSQL by keyset on an ordered unique key
-// (WHERE key > last ORDER BY key LIMIT page), so memory holds one page, the read is stable
+// (WHERE key >= last ORDER BY key LIMIT page + 1, the row at last skipped), so memory holds one page, the read is stable
 // under concurrent inserts of higher keys, and a position is the last key read.
 type Database struct {
 	conn    *pgx.Conn
@@ -86,7 +86,16 @@ func OpenDatabase(ctx context.Context, connString string, o DatabaseOptions, aft
 		return nil, fmt.Errorf("read the database source's key type: %w", err)
 	}
 	d.keyType = typ
-	d.sql = `SELECT * FROM ` + from + ` q WHERE ($1::text IS NULL OR q.` + key + ` > $1::text::` + typ + `) ORDER BY q.` + key + ` LIMIT $2`
+	// A page starts at the last key read (>=, not >) and every row says whether its key equals
+	// the one before it (or, for the first, the last key read): a key that is not unique would
+	// otherwise lose rows for good, those sharing the last key of a page being skipped by the
+	// next (> last). The row equal to the last key read is that row itself, read again and
+	// skipped; any other equal key stops the run (fetch). Equality is the key type's, not the
+	// text's (numeric 1.0 = 1.00).
+	d.sql = `SELECT p.*, coalesce(p.` + key + ` = lag(p.` + key + `) OVER (ORDER BY p.` + key + `), p.` + key + ` = $1::text::` + typ + `, false)
+	           FROM (SELECT * FROM ` + from + ` q WHERE ($1::text IS NULL OR q.` + key + ` >= $1::text::` + typ + `)
+	                  ORDER BY q.` + key + ` LIMIT $2) p
+	          ORDER BY p.` + key
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+from+` q`).Scan(&d.total); err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("count the database source's rows: %w", err)
@@ -104,13 +113,15 @@ func OpenDatabase(ctx context.Context, connString string, o DatabaseOptions, aft
 }
 
 func (d *Database) fetch(ctx context.Context) error {
-	rows, err := d.conn.Query(ctx, d.sql, d.last, d.size)
+	limit := d.size + 1 // the row at the last key comes again
+	rows, err := d.conn.Query(ctx, d.sql, d.last, limit)
 	if err != nil {
 		return fmt.Errorf("read the database source: %w", err)
 	}
 	defer rows.Close()
+	fields := rows.FieldDescriptions()
 	if d.cols == nil {
-		for _, f := range rows.FieldDescriptions() {
+		for _, f := range fields[:len(fields)-1] { // the last is the equal-key flag
 			d.cols = append(d.cols, f.Name)
 		}
 	}
@@ -124,8 +135,14 @@ func (d *Database) fetch(ctx context.Context) error {
 	if keyAt < 0 {
 		return fmt.Errorf("the database source has no column %q (the key)", d.key)
 	}
+	n := 0
 	for rows.Next() {
-		raw := rows.RawValues()
+		n++
+		all := rows.RawValues()
+		raw, same := all[:len(all)-1], string(all[len(all)-1]) == "t"
+		if same && n == 1 && d.last != nil {
+			continue // the last row read, again
+		}
 		vals := make([]string, len(raw))
 		for i, v := range raw {
 			if v == nil {
@@ -135,14 +152,17 @@ func (d *Database) fetch(ctx context.Context) error {
 			vals[i] = string(v)
 		}
 		if vals[keyAt] == "\x00null" {
-			return fmt.Errorf("the database source has a row with a NULL key %s", d.key)
+			return unusablef("the database source has a row with a NULL key %s: the key must be unique and not null", d.key)
+		}
+		if same {
+			return unusablef("the database source's key %s is not unique: %q is the key of more than one row, and reading by key would skip some of them; choose a unique key (database.key in the mapping)", d.key, vals[keyAt])
 		}
 		d.page = append(d.page, vals)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read the database source: %w", err)
 	}
-	if len(d.page) < d.size {
+	if n < limit {
 		d.done = true
 	}
 	return nil

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -50,6 +51,21 @@ type Fingerprinter interface {
 // ErrBadPosition is returned when a checkpoint position does not belong to the source (the file
 // or the key changed since): resuming there could skip or repeat rows.
 var ErrBadPosition = errors.New("the checkpoint position does not match the source")
+
+// ErrUnusable is a problem of the source itself, not of one row: a CSV header that cannot be
+// read as one, a database key that is not unique, an API page without its items. Running the
+// same command again meets it again; the source must be fixed (or mapped) first.
+var ErrUnusable = errors.New("the source cannot be imported as it is")
+
+// unusable is an error that is ErrUnusable and says only its own message.
+type unusable struct{ error }
+
+func (unusable) Is(target error) bool { return target == ErrUnusable }
+
+func unusablef(format string, args ...any) error { return unusable{fmt.Errorf(format, args...)} }
+
+// Unusablef is an ErrUnusable error with its own message, for the stages after the reader.
+func Unusablef(format string, args ...any) error { return unusablef(format, args...) }
 
 func eof() error { return io.EOF }
 

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"dualledger/internal/backfill/source"
+	"dualledger/internal/jsonlimit"
 	"dualledger/internal/ledger"
 	"dualledger/internal/money"
 )
@@ -96,6 +98,56 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 	return t
 }
 
+// CheckColumns checks a source's columns (a CSV header) before any row is read. It refuses
+// (source.ErrUnusable) two columns that are names of one field, of which only one would be read
+// and the other silently lost (reference_id beside referenceId), and a field that every row needs
+// but that no column holds and no default gives (every row would be rejected, and the import
+// would end "completed" with nothing posted).
+func (t *Transformer) CheckColumns(columns []string) error {
+	have := map[string]bool{}
+	for _, c := range columns {
+		have[c] = true
+	}
+	required := map[string]string{
+		FieldDebitAccountID:  t.m.Defaults.DebitAccountID,
+		FieldCreditAccountID: t.m.Defaults.CreditAccountID,
+		FieldAmount:          "",
+		FieldCurrencyCode:    t.m.Defaults.CurrencyCode,
+		FieldTransactionType: t.m.Defaults.TransactionType,
+	}
+	for _, f := range Fields {
+		var found []string
+		for _, c := range t.columnOf[f] {
+			if have[strings.SplitN(c, ".", 2)[0]] {
+				found = append(found, c)
+			}
+		}
+		if len(found) > 1 {
+			return source.Unusablef("the columns %s and %s are both %s: keep one, or name the one to read in the mapping's columns (%s: ...)", quote(found[0]), quote(found[1]), f, f)
+		}
+		if def, ok := required[f]; ok && len(found) == 0 && def == "" {
+			return source.Unusablef("no column holds %s, which every row needs (looked for %s; the columns are %s): name it in the mapping's columns (%s: <column>)%s",
+				f, strings.Join(quoteAll(t.columnOf[f]), ", "), strings.Join(quoteAll(columns), ", "), f, defaultHint(f))
+		}
+	}
+	return nil
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = quote(s)
+	}
+	return out
+}
+
+func defaultHint(field string) string {
+	if field == FieldAmount {
+		return ""
+	}
+	return " or give defaults." + field
+}
+
 // reject is a row's rejection: the code the posting function would answer for the same problem.
 func reject(code, field, format string, args ...any) *ledger.Error {
 	return ledger.Errorf(code, format, args...).WithDetails(map[string]string{"field": field})
@@ -153,6 +205,9 @@ func ScalarText(v json.RawMessage) string {
 func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 	if rec.Err != nil {
 		return Row{}, reject(ledger.CodeInvalidRequest, "row", "%s", rec.Err.Error())
+	}
+	if err := t.noNUL(rec); err != nil {
+		return Row{}, err
 	}
 	var row Row
 	row.LedgerID = t.get(rec, FieldLedgerID)
@@ -241,9 +296,32 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 		if merr != nil {
 			return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata cannot be encoded: %v", merr)
 		}
+		// A NUL read from inside a JSON cell (a dotted column, an API item) reaches the
+		// metadata as \u0000 when nothing above saw it as a byte.
+		if jerr := jsonlimit.CheckEscapes(b); jerr != nil {
+			return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata: %v: PostgreSQL cannot store it", jerr)
+		}
 		e.Metadata = b
 	}
+	for _, f := range []struct{ name, v string }{{FieldDebitAccountID, e.DebitAccountID}, {FieldCreditAccountID, e.CreditAccountID}, {FieldTransactionType, e.TransactionType}} {
+		if strings.IndexByte(f.v, 0) >= 0 {
+			return Row{}, reject(ledger.CodeInvalidRequest, f.name, "%s %s contains the NUL character (U+0000), which PostgreSQL cannot store in text", f.name, quote(f.v))
+		}
+	}
 	return row, nil
+}
+
+// noNUL refuses a row with a NUL byte in a column the import reads or keeps: PostgreSQL stores
+// no NUL in text or jsonb, and the batch's statement would fail for every row in it. Columns
+// the mapping ignores are not looked at.
+func (t *Transformer) noNUL(rec source.Record) *ledger.Error {
+	for k, v := range rec.Fields {
+		if strings.IndexByte(v, 0) < 0 || (t.m.Unmapped == "ignore" && !t.mapped[k]) {
+			continue
+		}
+		return reject(ledger.CodeInvalidRequest, k, "column %s contains the NUL character (U+0000), which PostgreSQL cannot store in text", quote(k))
+	}
+	return nil
 }
 
 func (t *Transformer) account(rec source.Record, field string) (string, *ledger.Error) {
@@ -433,6 +511,11 @@ func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 				"timestamp_utc %s has more than 6 fractional digits of a second%s: the ledger keeps microseconds and a time is not rounded",
 				quote(s), digits)
 		}
+		if t.loc != time.UTC {
+			if problem := localTimeProblem(l, s, t.loc); problem != "" {
+				return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC, "timestamp_utc %s %s", quote(s), problem)
+			}
+		}
 		// The range is the posting function's, in UTC: "1900-01-01T00:30:00+01:00" is in 1899.
 		u := tm.UTC()
 		if u.Year() < 1900 || u.Year() > 9999 {
@@ -444,6 +527,42 @@ func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 	return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
 		"timestamp_utc %s is not an ISO 8601 / RFC 3339 date-time between 1900 and 9999 (such as \"2025-01-20T10:00:00Z\"; without an offset it is read in %s)%s",
 		quote(s), t.loc, layoutHint(t.m.Timestamp.Layouts))
+}
+
+// localTimeProblem says why s, read by layout l without an offset in loc, names no single
+// instant ("" when it names one, or when s carries its own offset): a wall-clock time skipped
+// when the clocks go forward, or met twice when they go back. Go's parser picks an instant for
+// either without a word; a ledger does not guess which.
+func localTimeProblem(l, s string, loc *time.Location) string {
+	wall, err := time.ParseInLocation(l, s, time.UTC)
+	if err != nil {
+		return ""
+	}
+	// With an offset of its own, s reads as the same instant in any location.
+	if probe, err := time.ParseInLocation(l, s, time.FixedZone("probe", 7*3600+13*60)); err != nil || probe.Equal(wall) {
+		return ""
+	}
+	var found []time.Time
+	for _, at := range []time.Time{wall.Add(-26 * time.Hour), wall, wall.Add(26 * time.Hour)} {
+		_, off := at.In(loc).Zone()
+		u := wall.Add(-time.Duration(off) * time.Second)
+		w := u.In(loc)
+		if w.Year() != wall.Year() || w.YearDay() != wall.YearDay() || w.Hour() != wall.Hour() || w.Minute() != wall.Minute() || w.Second() != wall.Second() {
+			continue
+		}
+		if !slices.ContainsFunc(found, u.Equal) {
+			found = append(found, u)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return fmt.Sprintf("does not exist in %s (the clocks skip it when they go forward): give the time with its offset", loc)
+	case len(found) > 1:
+		slices.SortFunc(found, time.Time.Compare)
+		return fmt.Sprintf("happens twice in %s (the clocks go back over it): %s or %s; give the time with its offset",
+			loc, found[0].In(loc).Format(time.RFC3339), found[1].In(loc).Format(time.RFC3339))
+	}
+	return ""
 }
 
 // fractionRun is a run of digits after a decimal point or comma that follows a digit: the
@@ -493,6 +612,9 @@ func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error
 		if err := dec.Decode(&meta); err != nil || dec.More() || meta == nil {
 			return nil, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata %s is not a JSON object", quote(raw))
 		}
+		if err := checkJSON([]byte(raw), meta); err != nil {
+			return nil, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata %s: %v", quote(raw), err)
+		}
 	}
 	if t.m.Unmapped != "ignore" {
 		// Allocated only when a row has such a column; encoding/json writes the keys sorted.
@@ -513,6 +635,39 @@ func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error
 		}
 	}
 	return meta, nil
+}
+
+// checkJSON applies the rules of jsonlimit to a metadata cell (raw) and its decoded object:
+// what jsonb refuses, or what would come back changed (a lone surrogate read as U+FFFD), fails
+// the row alone, as the API refuses it per request.
+func checkJSON(raw []byte, v any) error {
+	if err := jsonlimit.CheckEscapes(raw); err != nil {
+		return err
+	}
+	if d := jsonlimit.Depth(raw); d > jsonlimit.MaxDepth {
+		return fmt.Errorf("nested %d levels deep: at most %d are allowed", d, jsonlimit.MaxDepth)
+	}
+	var walk func(v any) error
+	walk = func(v any) error {
+		switch x := v.(type) {
+		case json.Number:
+			return jsonlimit.CheckNumber(string(x))
+		case map[string]any:
+			for _, e := range x {
+				if err := walk(e); err != nil {
+					return err
+				}
+			}
+		case []any:
+			for _, e := range x {
+				if err := walk(e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(v)
 }
 
 // generatedReference is "BACKFILL-" and 32 hex digits of a SHA-256 over the source, the row's
