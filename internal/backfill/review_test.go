@@ -207,3 +207,33 @@ func TestDatabaseKeyThatIsNotUnique(t *testing.T) {
 		}
 	}
 }
+
+// TestRollbackAgainKeepsTheFirst: running a completed rollback again reverses nothing twice and
+// leaves the checkpoint's reason and completion time those of the rollback that did the work (the
+// operator log records every run with its own reason).
+func TestRollbackAgainKeepsTheFirst(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	rows := []map[string]string{payment("K-1", "issuance", "a", "t"), payment("K-2", "issuance", "a", "t")}
+	cfg := backfill.Config{SourceType: "csv", SourceID: "rb2", Ledger: "MASTER", BatchSize: 10, MaxErrors: -1,
+		ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl")}
+	if _, err := backfill.Run(ctx, d.Pool, listOpener(rows), transform.New(nil, "csv", "rb2", "MASTER"), cfg); err != nil {
+		t.Fatal(err)
+	}
+	first, err := backfill.Rollback(ctx, d.Pool, "csv", "rb2", "cli:test", "wrong file", 10, nil)
+	if err != nil || first.Reversed != 2 {
+		t.Fatalf("rollback: %v %+v", err, first)
+	}
+	again, err := backfill.Rollback(ctx, d.Pool, "csv", "rb2", "cli:test", "just checking", 10, nil)
+	if err != nil || again.Reversed != 0 {
+		t.Fatalf("again: %v %+v", err, again)
+	}
+	a, b := first.Checkpoint, again.Checkpoint
+	if *b.RollbackStatus != "COMPLETED" || *b.RollbackReason != "wrong file" || !b.RollbackCompletedAt.Equal(*a.RollbackCompletedAt) || b.TotalReversed != 2 {
+		t.Errorf("after a second rollback: %s %q %v (first %v) %d", *b.RollbackStatus, *b.RollbackReason, b.RollbackCompletedAt, a.RollbackCompletedAt, b.TotalReversed)
+	}
+	var acts int
+	if err := d.Pool.QueryRow(ctx, `SELECT count(*) FROM operator_actions WHERE action = 'backfill.rollback'`).Scan(&acts); err != nil || acts != 2 {
+		t.Errorf("%d rollbacks in the operator log (%v), want 2", acts, err)
+	}
+}
