@@ -672,6 +672,18 @@ func TestBackfillResumeRefusesAnotherInput(t *testing.T) {
 			t.Errorf("%s changed the checkpoint: %+v", name, cp)
 		}
 	}
+	// The same file by another name (a link; a relative path from elsewhere) is the same input:
+	// this resume stops again on --max-errors 0, before reading a row, not on "differs".
+	link := filepath.Join(dir, "link.csv")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := cli(t, d.ConnStr, args("--source", link, "--mapping", mapping, "--max-errors", "0")...); code != 1 || strings.Contains(errOut, "differs") || !strings.Contains(errOut, "--max-errors") {
+		t.Errorf("the same file by a link: exit %d %s", code, errOut)
+	}
+	if cp := checkpointOf(t, d, "hist"); cp.TotalProcessed != before.TotalProcessed {
+		t.Errorf("a source over --max-errors read rows: %+v", cp)
+	}
 	if _, errOut, code := cli(t, d.ConnStr, args("--source", path, "--mapping", mapping)...); code != 0 {
 		t.Fatalf("resume with the same input: exit %d %s", code, errOut)
 	}

@@ -596,7 +596,7 @@ func sameInput(cp backfill.Checkpoint, sf backfillSourceFlags) error {
 	switch {
 	case cp.LedgerID != sf.ledgerID:
 		return differs("--ledger", cp.LedgerID, sf.ledgerID)
-	case rec.Source != nil && *rec.Source != describeSource(sf):
+	case rec.Source != nil && *rec.Source != describeSource(sf) && !sameFile(sf, *rec.Source):
 		return differs("--source", *rec.Source, describeSource(sf))
 	case rec.MappingSHA256 != nil && *rec.MappingSHA256 != mappingDigest(sf.mapping):
 		return differs("the mapping", "sha256 "+*rec.MappingSHA256, "sha256 "+mappingDigest(sf.mapping))
@@ -628,8 +628,25 @@ func describeSource(sf backfillSourceFlags) string {
 			return u.Scheme + "://" + u.Host + u.Path
 		}
 		return "(unparsable URL not recorded)"
+	case backfill.TypeCSV:
+		if sf.src != "-" {
+			if abs, err := filepath.Abs(sf.src); err == nil {
+				return abs // the same file named from another directory is the same source
+			}
+		}
 	}
 	return sf.src
+}
+
+// sameFile says whether a CSV source names the file recorded (by another path: relative where
+// it was recorded absolute, a link).
+func sameFile(sf backfillSourceFlags, recorded string) bool {
+	if sf.sourceType != backfill.TypeCSV || sf.src == "-" || recorded == "-" {
+		return false
+	}
+	a, err1 := os.Stat(sf.src)
+	b, err2 := os.Stat(recorded)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
 }
 
 func printRunOutcome(a *app, out backfill.Outcome) {
