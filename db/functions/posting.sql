@@ -211,15 +211,20 @@ RETURN ROW('insufficient_funds',
                        'amount', dl_amount_text(p_amount, p_currency), 'currency_code', p_currency))::dl_post_rejection;
 REVOKE ALL ON FUNCTION dl_post_reject_funds(text, numeric, numeric, numeric, text) FROM PUBLIC;
 
--- NUMERIC(38,18) holds less than 10^20: a balance pushed past it is a rejection of the entry.
-CREATE OR REPLACE FUNCTION dl_post_reject_overflow(p_amount numeric, p_account text)
+-- NUMERIC(38,18) holds less than 10^20 in magnitude: an entry or hold that would push a stored
+-- balance past it is a rejection of that entry (invalid_amount), checked before anything is
+-- written, so that the database never raises 22003 (numeric_value_out_of_range) mid-batch.
+-- p_balance names the column: balance, available_balance or reserved_balance. (Until the other
+-- two were checked too, this took no p_balance and always said "the balance".)
+DROP FUNCTION IF EXISTS dl_post_reject_overflow(numeric, text);
+CREATE OR REPLACE FUNCTION dl_post_reject_overflow(p_amount numeric, p_account text, p_balance text)
 RETURNS dl_post_rejection
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN ROW('invalid_amount',
-    format('amount %s would take the balance of account %s beyond NUMERIC(38,18) (20 integer digits)',
-           trim_scale(p_amount), to_jsonb(p_account)),
-    jsonb_build_object('field', 'amount', 'account_id', p_account))::dl_post_rejection;
-REVOKE ALL ON FUNCTION dl_post_reject_overflow(numeric, text) FROM PUBLIC;
+    format('amount %s would take the %s of account %s beyond NUMERIC(38,18) (20 integer digits)',
+           trim_scale(p_amount), p_balance, to_jsonb(p_account)),
+    jsonb_build_object('field', 'amount', 'account_id', p_account, 'balance', p_balance))::dl_post_rejection;
+REVOKE ALL ON FUNCTION dl_post_reject_overflow(numeric, text, text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- 1. Parse and validate every entry on its own, before taking any lock, and prepare the parts of
@@ -634,8 +639,15 @@ BEGIN
         -- (db/functions/posting_holds.sql) are not available, so this check respects them.
         ELSIF a_limit[d] IS NOT NULL AND a_avail[d] - amt < -a_limit[d] THEN
             rj := dl_post_reject_funds(a_id[d], a_avail[d], a_limit[d], amt, e_currency[i]);
-        ELSIF a_bal[d] - amt <= -1e20 OR a_bal[c] + amt >= 1e20 THEN
-            rj := dl_post_reject_overflow(amt, CASE WHEN a_bal[d] - amt <= -1e20 THEN a_id[d] ELSE a_id[c] END);
+        -- Every stored balance the entry moves must stay within NUMERIC(38,18): the debit's balance
+        -- and available_balance go down, the credit's go up (reserved_balance does not move). As
+        -- available_balance = balance - reserved_balance, the debit's available_balance is the
+        -- one that overflows first when funds are reserved on an unlimited account.
+        ELSIF a_bal[d] - amt <= -1e20 OR a_avail[d] - amt <= -1e20 OR a_bal[c] + amt >= 1e20 OR a_avail[c] + amt >= 1e20 THEN
+            rj := CASE WHEN a_bal[d] - amt <= -1e20 THEN dl_post_reject_overflow(amt, a_id[d], 'balance')
+                       WHEN a_avail[d] - amt <= -1e20 THEN dl_post_reject_overflow(amt, a_id[d], 'available_balance')
+                       WHEN a_bal[c] + amt >= 1e20 THEN dl_post_reject_overflow(amt, a_id[c], 'balance')
+                       ELSE dl_post_reject_overflow(amt, a_id[c], 'available_balance') END;
         END IF;
         IF rj.code IS NOT NULL THEN
             r_code[i] := rj.code; r_msg[i] := rj.msg; r_details[i] := rj.details;

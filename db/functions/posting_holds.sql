@@ -11,6 +11,11 @@
 -- A plain posting needs nothing more: its funds check already reads available_balance, which is
 -- balance - reserved_balance (004's CHECK), so reserved funds are never spent twice.
 --
+-- Every column a hold operation writes stays within NUMERIC(38,18), checked before the write as
+-- the walk checks a posting's: a hold that would take its debit account's reserved_balance or
+-- available_balance (or, through the walk, a balance its capture would move) to 10^20 or beyond
+-- is answered invalid_amount, naming the account and the column (dl_post_reject_overflow).
+--
 -- Every hold function returns (result, hold_id, entry_id, message, details), one row, and writes
 -- nothing unless result is created. Every transition takes the ledger-head lock first and reads
 -- the hold under it: two transitions of one hold are serial, and the second sees the first.
@@ -48,19 +53,42 @@ END
 $fn$;
 REVOKE ALL ON FUNCTION dl_hold_event(ledger_holds, text, numeric, bigint, bigint) FROM PUBLIC;
 
+-- A reservation move (+amount reserves, -amount releases) that would take the account's
+-- reserved_balance or available_balance beyond NUMERIC(38,18): the rejection naming the column,
+-- or NULL when both stay in range. (The balance itself does not move.)
+CREATE OR REPLACE FUNCTION dl_hold_reject_overflow(p_account text, p_amount numeric, p_reserved numeric, p_avail numeric)
+RETURNS dl_post_rejection
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN abs(p_reserved + p_amount) >= 1e20 THEN dl_post_reject_overflow(abs(p_amount), p_account, 'reserved_balance')
+            WHEN abs(p_avail - p_amount) >= 1e20 THEN dl_post_reject_overflow(abs(p_amount), p_account, 'available_balance') END;
+REVOKE ALL ON FUNCTION dl_hold_reject_overflow(text, numeric, numeric, numeric) FROM PUBLIC;
+
 -- Moves a reservation: +amount reserves, -amount releases. The account's status, limit and bank
 -- are not looked at (a release moves no money; a reservation was judged by the walk under the
 -- head lock, which also keeps every balance of the ledger still until we commit).
+-- Only releases come here (capture, void, expiry). A release cannot leave NUMERIC(38,18) while
+-- 004's CHECKs hold (reserved_balance only falls, and available_balance = balance -
+-- reserved_balance rises at most to balance), but both columns are still checked before they
+-- are written: out of range, the move is refused as invalid_amount (DL006, the rejection's
+-- message and details) instead of the database's numeric field overflow.
 CREATE OR REPLACE FUNCTION dl_hold_reserve(p_ledger_id text, p_account text, p_amount numeric) RETURNS void
 LANGUAGE plpgsql
 AS $fn$
 #variable_conflict use_column
+DECLARE
+    rj dl_post_rejection;
 BEGIN
     UPDATE bank_accounts a
        SET reserved_balance = a.reserved_balance + p_amount, available_balance = a.available_balance - p_amount,
            updated_at = now()
-     WHERE a.ledger_id = p_ledger_id AND a.id = p_account;
+     WHERE a.ledger_id = p_ledger_id AND a.id = p_account
+       AND abs(a.reserved_balance + p_amount) < 1e20 AND abs(a.available_balance - p_amount) < 1e20;
     IF NOT FOUND THEN
+        rj := (SELECT dl_hold_reject_overflow(a.id, p_amount, a.reserved_balance, a.available_balance)
+                 FROM bank_accounts a WHERE a.ledger_id = p_ledger_id AND a.id = p_account);
+        IF rj.code IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'DL006', MESSAGE = rj.code || ': ' || rj.msg, DETAIL = rj.details::text;
+        END IF;
         RAISE EXCEPTION 'internal error: account %/% of a hold is missing', p_ledger_id, p_account USING ERRCODE = 'XX000';
     END IF;
 END
@@ -116,6 +144,7 @@ DECLARE
     d     integer;
     v_status text[];
     v_lim numeric[];
+    rj    dl_post_rejection;
 BEGIN
     IF p_hold IS NULL OR jsonb_typeof(p_hold) <> 'object' THEN
         RETURN QUERY SELECT 'invalid_request', NULL::bigint, NULL::bigint, 'a hold must be a JSON object',
@@ -181,6 +210,14 @@ BEGIN
         RETURN QUERY SELECT (w.res).code[1], NULL::bigint, NULL::bigint, (w.res).msg[1], (w.res).details[1];
         RETURN;
     END IF;
+    -- The walk checked the debit's available_balance (and the balances the capture would move);
+    -- the reservation also raises reserved_balance (= balance - available_balance, 004's CHECK).
+    d := (acc.map ->> b.debit[1])::integer;
+    rj := dl_hold_reject_overflow(b.debit[1], b.amount[1], acc.bal[d] - acc.avail[d], acc.avail[d]);
+    IF rj.code IS NOT NULL THEN
+        RETURN QUERY SELECT rj.code, NULL::bigint, NULL::bigint, rj.msg, rj.details;
+        RETURN;
+    END IF;
 
     PERFORM set_config('dualledger.posting', 'on', true);
     -- As dl_post_write does for postings: the account's status and overdraft limit were read
@@ -189,7 +226,6 @@ BEGIN
     -- callers) instead of reserving past a freeze or a lowered limit.
     v_status := acc.status;
     v_lim := acc.lim;
-    d := (acc.map ->> b.debit[1])::integer;
     UPDATE bank_accounts a
        SET reserved_balance = a.reserved_balance + b.amount[1], available_balance = a.available_balance - b.amount[1],
            updated_at = now()

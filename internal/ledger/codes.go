@@ -121,8 +121,8 @@ var codeTable = []CodeInfo{
 	{Code: CodeSameAccount, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL005", Result: true,
 		Meaning: "debit and credit account are the same", Details: "`field`"},
 	{Code: CodeInvalidAmount, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL006", Result: true,
-		Meaning: "not a decimal string, ≤ 0, more than 20 integer digits, more than 18 decimals, or more decimals than the currency's ISO 4217 minor unit (fiat)",
-		Details: "`field`"},
+		Meaning: "not a decimal string, ≤ 0, more than 20 integer digits, more than 18 decimals, or more decimals than the currency's ISO 4217 minor unit (fiat); or the entry or hold would take a stored balance (`balance`, `available_balance`, `reserved_balance` of either account) to 10^20 or beyond (NUMERIC(38,18)); also SQLSTATE 22003 (numeric_value_out_of_range) from the database, with a fixed message",
+		Details: "`field`; for a balance also `account_id` and `balance` (the column)"},
 	{Code: CodeUnknownCurrency, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL007", Result: true,
 		Meaning: "not an ISO 4217 code in `currencies`", Details: "`field`"},
 	{Code: CodeInvalidAssetType, HTTPStatus: http.StatusBadRequest, SQLSTATE: "DL008", Result: true,
@@ -208,7 +208,8 @@ type SQLState struct {
 
 // schemaStates lists the SQLSTATEs the schema raises besides the codes' (CodeInfo.SQLSTATE).
 // Clients never see them as such: FromDB turns them into internal (logged), or the caller that
-// expects one maps it (auth: DL014 is not_found).
+// expects one maps it (auth: DL014 is not_found); FromDB answers 23514 invalid_request and 22003
+// invalid_amount.
 var schemaStates = []SQLState{
 	{"DL000", "`dl_result_sqlstate`", "a posting result without a SQLSTATE of its own (never raised while the code table and dl_result_sqlstate agree)"},
 	{"DL014", "`revoke_api_key`", "no API key with that id (answered `not_found`)"},
@@ -218,6 +219,7 @@ var schemaStates = []SQLState{
 	{"DL110", "outbox state machine", "an illegal status transition or a change to a FINALIZED row"},
 	{"DL111", "outbox state machine (010): `dl_outbox_guard`, `outbox_advance`", "a row made FINALIZED without the SCB's FINAL answer (`scb_entry_id`, `scb_status` FINAL), or ACKED without its POSTED answer"},
 	{"23514", "CHECK constraints", "e.g. the balance constraints of 004"},
+	{"22003", "PostgreSQL (numeric_value_out_of_range)", "a value beyond its NUMERIC(38,18) column; answered `invalid_amount` with a fixed message (the posting and hold functions reject such an entry before writing, so this is a backstop)"},
 }
 
 // Codes returns the code table (a copy), in the order of the docs.

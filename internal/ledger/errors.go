@@ -71,6 +71,10 @@ var constraintCodes = map[string]struct{ code, msg string }{
 	"ledger_entries_unique_ledger_reference":    {CodeReferenceConflict, "reference_id already used in this ledger"},
 }
 
+// messageOutOfRange is FromDB's message for SQLSTATE 22003 (numeric_value_out_of_range), answered
+// invalid_amount.
+const messageOutOfRange = "an amount or balance is out of range: amounts and balances hold at most 20 integer digits and 18 decimals (NUMERIC(38,18))"
+
 // FromDB turns a database error into an *Error with a stable code. Messages of unknown database
 // errors are not passed on (they may name internals); the cause stays available to logs through
 // errors.Unwrap.
@@ -95,8 +99,14 @@ func FromDB(err error) error {
 			return &Error{Code: CodeInvalidRequest, Message: "the request contains text that is not valid UTF-8", cause: err}
 		case pgerrcode.UniqueViolation:
 			return &Error{Code: CodeReferenceConflict, Message: "duplicate key", cause: err}
+		case pgerrcode.NumericValueOutOfRange:
+			// A value beyond NUMERIC(38,18). The posting and hold functions reject an entry that
+			// would take a balance there before writing anything (invalid_amount naming the
+			// account and the balance); this is the backstop for anything they miss. The
+			// database's text ("numeric field overflow", precision and scale) stays in the cause.
+			return &Error{Code: CodeInvalidAmount, Message: messageOutOfRange, cause: err}
 		case pgerrcode.CheckViolation, pgerrcode.NotNullViolation, pgerrcode.InvalidTextRepresentation,
-			pgerrcode.NumericValueOutOfRange, pgerrcode.InvalidParameterValue, pgerrcode.StringDataRightTruncationDataException:
+			pgerrcode.InvalidParameterValue, pgerrcode.StringDataRightTruncationDataException:
 			return &Error{Code: CodeInvalidRequest, Message: "the request breaks a rule of the ledger (" + pgErr.ConstraintName + ")", cause: err}
 		case pgerrcode.SerializationFailure, pgerrcode.DeadlockDetected:
 			// Nothing was written: the statement lost a race with a concurrent change and was
