@@ -16,6 +16,7 @@ import (
 	"dualledger/internal/ledger"
 	"dualledger/internal/outbox"
 	"dualledger/internal/reconcile"
+	"dualledger/internal/scb"
 )
 
 // reconcileOptions are the flags of `reconcile scb` and `reconcile all`.
@@ -193,7 +194,7 @@ func runReconcile(ctx context.Context, a *app, o reconcileOptions, ids []string)
 		c, ok := clients.Resolve(id)
 		rc, _ := c.(reconcile.SCB)
 		if !ok || rc == nil {
-			r.err = &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_%s_API_URL and _API_KEY, or --scb-config)", id, id)}
+			r.err = &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_%s_API_URL and SCB_%s_API_KEY, or --scb-config)", id, scb.EnvName(id), scb.EnvName(id))}
 			if banks, err := ledger.ListBanks(ctx, pool, "", 10000, id); err == nil && len(banks) == 0 {
 				r.err = usage("SCB %s is not registered (dualledger banks)", id)
 			}
