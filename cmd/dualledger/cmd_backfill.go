@@ -365,8 +365,12 @@ func isPermissionDenied(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "42501"
 }
 
+// defaultReportName is a source's report file in the working directory. The characters of a
+// source id that a file name should not hold are percent-encoded, never replaced by one that an
+// id may hold itself: with '/' made '_', sources a/b and a_b had one report, and the second was
+// refused.
 func defaultReportName(sourceType, sourceID, suffix string) string {
-	return fmt.Sprintf("backfill-%s-%s%s.errors.jsonl", sourceType, strings.NewReplacer("/", "_", ":", "_", "@", "_").Replace(sourceID), suffix)
+	return fmt.Sprintf("backfill-%s-%s%s.errors.jsonl", sourceType, strings.NewReplacer("/", "%2F", ":", "%3A", "@", "%40").Replace(sourceID), suffix)
 }
 
 // importGCPercent is the garbage collector's target for an import (GOGC, when the environment
