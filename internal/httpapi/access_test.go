@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"dualledger/internal/auth"
+	"dualledger/internal/ledger"
 )
 
 // accessSample is a request that the route's right key gets a success for, in the world that
@@ -518,5 +520,25 @@ func TestMemberBankEntryListIsBounded(t *testing.T) {
 	}
 	if strings.Join(got, ",") != strings.Join(want, ",") || pages < 6 {
 		t.Errorf("got %v in %d pages, want %v in at least 6 (41 seqs, window 7)", got, pages, want)
+	}
+}
+
+// A member bank's entry cursor never wraps: after_seq near the largest int64 plus the scan window
+// would overflow, and the page pointed at a negative seq that the server then refused (400). Past
+// the head, the answer is the admin's: no entries and next_after_seq null.
+func TestMemberBankEntryCursorSaturates(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e)
+	bank := "SCB-1"
+	tok := e.newKey(auth.Spec{Name: "scb1", Scopes: []string{auth.ScopeRead}, BankID: &bank})
+	const maxSeq = int64(math.MaxInt64)
+	for _, after := range []int64{maxSeq, maxSeq - 1, maxSeq - ledger.BankScanWindow + 1, maxSeq - ledger.BankScanWindow, maxSeq / 2} {
+		path := fmt.Sprintf("/v1/ledgers/MASTER/entries?after_seq=%d", after)
+		for who, token := range map[string]string{"member bank": tok, "admin": e.token} {
+			r := e.mustStatus(e.as(token, "GET", path, nil), http.StatusOK)
+			if es, _ := r.get("entries").([]any); len(es) != 0 || r.get("next_after_seq") != nil {
+				t.Errorf("%s, after_seq=%d: %s; want no entries and next_after_seq null", who, after, r.raw)
+			}
+		}
 	}
 }

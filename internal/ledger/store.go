@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 
@@ -377,7 +378,13 @@ func ListBankEntries(ctx context.Context, db DBTX, ledgerID, bankID string, afte
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	scannedTo = min(l.HeadSeq, afterSeq+max(window, 1))
+	// afterSeq is the client's cursor (up to the largest int64): the window's end saturates
+	// instead of wrapping to a negative seq.
+	end := afterSeq + max(window, 1)
+	if end < afterSeq {
+		end = math.MaxInt64
+	}
+	scannedTo = min(l.HeadSeq, end)
 	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e
 		WHERE ledger_id = $1 AND seq > $2 AND seq <= $5
 		  AND EXISTS (SELECT 1 FROM bank_accounts a WHERE a.ledger_id = $1 AND a.bank_id = $4
