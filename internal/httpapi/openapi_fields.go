@@ -44,6 +44,10 @@ func docFor(typeName, field string) fieldDoc {
 	case "AccountInput.overdraft_limit":
 		return fieldDoc{description: `How far available_balance may go below zero: a decimal string (default "0"), or "unlimited" ` +
 			`for issuance and system accounts.`, example: "0"}
+	case "AccountInput.bank_id":
+		return fieldDoc{description: "The registered member bank (SCB) the account belongs to; absent or null: none. A " +
+			"settlement uses the bank's one account per currency and asset type, so a bank_id needs the banks scope (or " +
+			"admin); a member bank's key must give its own bank.", pattern: ledger.BankIDPattern}
 	case "AccountInput.id":
 		return fieldDoc{description: "Account id, unique in the ledger: 1-128 characters, letters, digits and _ . : @ / - " +
 			"(starting with a letter or digit). In a URL, percent-encode / as %2F.", pattern: ledger.AccountIDPattern}
