@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"dualledger/internal/auth"
+	"dualledger/internal/ledger"
 )
 
 // accessSample is a request that the route's right key gets a success for, in the world that
@@ -519,4 +521,63 @@ func TestMemberBankEntryListIsBounded(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") || pages < 6 {
 		t.Errorf("got %v in %d pages, want %v in at least 6 (41 seqs, window 7)", got, pages, want)
 	}
+}
+
+// A member bank's entry cursor never wraps: after_seq near the largest int64 plus the scan window
+// would overflow, and the page pointed at a negative seq that the server then refused (400). Past
+// the head, the answer is the admin's: no entries and next_after_seq null.
+func TestMemberBankEntryCursorSaturates(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e)
+	bank := "SCB-1"
+	tok := e.newKey(auth.Spec{Name: "scb1", Scopes: []string{auth.ScopeRead}, BankID: &bank})
+	const maxSeq = int64(math.MaxInt64)
+	for _, after := range []int64{maxSeq, maxSeq - 1, maxSeq - ledger.BankScanWindow + 1, maxSeq - ledger.BankScanWindow, maxSeq / 2} {
+		path := fmt.Sprintf("/v1/ledgers/MASTER/entries?after_seq=%d", after)
+		for who, token := range map[string]string{"member bank": tok, "admin": e.token} {
+			r := e.mustStatus(e.as(token, "GET", path, nil), http.StatusOK)
+			if es, _ := r.get("entries").([]any); len(es) != 0 || r.get("next_after_seq") != nil {
+				t.Errorf("%s, after_seq=%d: %s; want no entries and next_after_seq null", who, after, r.raw)
+			}
+		}
+	}
+}
+
+// Tying an account to a member bank changes that bank's settlement setup (a settlement uses the
+// bank's one account per currency and asset type; a second one makes every settlement with the
+// bank ambiguous), so a bank_id needs the banks scope or admin. A member bank's own key still
+// opens accounts of its own bank; an accounts key still opens accounts of no bank.
+func TestBankIDNeedsBanksScope(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e)
+	accounts := e.newKey(auth.Spec{Name: "accounts", Scopes: []string{auth.ScopeAccounts}})
+	wide := e.newKey(auth.Spec{Name: "all but admin and banks", Scopes: []string{auth.ScopeRead, auth.ScopePost, auth.ScopeSettle, auth.ScopeAccounts}})
+	before := e.snapshot()
+	for _, tok := range []string{accounts, wide} {
+		for _, bank := range []string{"SCB-1", "SCB-2", "SCB-9"} { // SCB-9 is not registered: 403 all the same
+			r := e.as(tok, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "extra-" + bank, "currency_code": "USD",
+				"asset_type": "fiat", "bank_id": bank})
+			if r.status != http.StatusForbidden || r.errCode() != CodeForbidden || r.str("error", "details", "field") != "bank_id" ||
+				!strings.Contains(r.str("error", "message"), "banks scope") {
+				t.Errorf("bank_id %s with an accounts key: %d %s; want 403 forbidden naming the banks scope, field bank_id", bank, r.status, r.raw)
+			}
+		}
+	}
+	if after := e.snapshot(); after != before {
+		t.Errorf("the refused attempts changed the database:\nbefore %s\nafter  %s", before, after)
+	}
+	// Settlements to and from SCB-2 still find its one USD account.
+	e.mustStatus(e.post("MASTER", entry("fund-2", "issuance", "SCB-2-USD", "100.00")), http.StatusCreated)
+	e.mustStatus(e.do("POST", "/v1/settlements", stlBody("s1", "SCB-2", "SCB-1", "1.00")), http.StatusAccepted)
+
+	// What stays allowed: an accounts key opens accounts of no bank (bank_id absent or null), a
+	// key with banks and accounts (or admin) opens a bank's account, and a member bank's key its own.
+	e.mustStatus(e.as(accounts, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "plain", "currency_code": "USD", "asset_type": "fiat"}), http.StatusCreated)
+	e.mustStatus(e.as(accounts, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "plain-null", "currency_code": "USD", "asset_type": "fiat", "bank_id": nil}), http.StatusCreated)
+	banks := e.newKey(auth.Spec{Name: "accounts and banks", Scopes: []string{auth.ScopeAccounts, auth.ScopeBanks}})
+	e.mustStatus(e.as(banks, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-2-EUR", "currency_code": "EUR", "asset_type": "fiat", "bank_id": "SCB-2"}), http.StatusCreated)
+	e.mustStatus(e.do("POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-2-JPY", "currency_code": "JPY", "asset_type": "fiat", "bank_id": "SCB-2"}), http.StatusCreated)
+	bank1 := "SCB-1"
+	member := e.newKey(auth.Spec{Name: "SCB-1", Scopes: []string{auth.ScopeAccounts}, BankID: &bank1})
+	e.mustStatus(e.as(member, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-1-EUR", "currency_code": "EUR", "asset_type": "fiat", "bank_id": "SCB-1"}), http.StatusCreated)
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -123,5 +124,51 @@ func TestAccountsPagination(t *testing.T) {
 	}
 	if r := e.do("GET", "/v1/ledgers/NOPE/accounts", nil); r.status != 404 || r.errCode() != "unknown_ledger" {
 		t.Errorf("unknown ledger: %d %s", r.status, r.raw)
+	}
+}
+
+// An overdraft limit is an amount of the account: for fiat it has at most the currency's minor
+// unit of decimals, as a posting's amount, on creation and on PATCH (value-based: "0.010" is
+// 0.01). Other asset types take up to 18 decimals.
+func TestOverdraftLimitDecimals(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.createLedger("L")
+	create := func(id, currency, asset, od string) *resp {
+		return e.do("POST", "/v1/ledgers/L/accounts", map[string]any{"id": id, "currency_code": currency, "asset_type": asset, "overdraft_limit": od})
+	}
+	refused := func(what string, r *resp, says string) {
+		t.Helper()
+		if r.status != http.StatusBadRequest || r.errCode() != "invalid_request" || r.str("error", "details", "field") != "overdraft_limit" ||
+			!strings.Contains(r.str("error", "message"), says) {
+			t.Errorf("%s: %d %s; want 400 invalid_request, field overdraft_limit, saying %q", what, r.status, r.raw, says)
+		}
+	}
+	refused("USD 0.001", create("usd-3", "USD", "fiat", "0.001"), `overdraft_limit "0.001" has 3 decimals but USD allows at most 2`)
+	refused("JPY 5.5", create("jpy-1", "JPY", "fiat", "5.5"), "JPY allows no decimals")
+	refused("BHD 1.2345", create("bhd-4", "BHD", "fiat", "1.2345"), "BHD allows at most 3")
+	if r := e.do("GET", "/v1/ledgers/L/accounts", nil); len(r.get("accounts").([]any)) != 0 {
+		t.Fatalf("refused accounts were created: %s", r.raw)
+	}
+	if r := e.mustStatus(create("usd", "USD", "fiat", "10.010"), http.StatusCreated); r.str("overdraft_limit") != "10.01" {
+		t.Errorf("USD 10.010: overdraft_limit %s", r.str("overdraft_limit"))
+	}
+	e.mustStatus(create("usd-cbdc", "USD", "cbdc", "0.001"), http.StatusCreated)
+	e.mustStatus(create("bhd", "BHD", "fiat", "1.234"), http.StatusCreated)
+
+	patch := func(id, od string) *resp {
+		return e.do("PATCH", "/v1/ledgers/L/accounts/"+id, map[string]any{"overdraft_limit": od, "reason": "limit review"})
+	}
+	refused("PATCH USD 0.001", patch("usd", "0.001"), `overdraft_limit "0.001" has 3 decimals but USD allows at most 2`)
+	if r := e.mustStatus(e.do("GET", "/v1/ledgers/L/accounts/usd", nil), http.StatusOK); r.str("overdraft_limit") != "10.01" {
+		t.Errorf("after the refused PATCH: overdraft_limit %s", r.str("overdraft_limit"))
+	}
+	e.mustStatus(patch("usd", "0.50"), http.StatusOK)
+	e.mustStatus(patch("usd", "unlimited"), http.StatusOK)
+	e.mustStatus(patch("usd-cbdc", "0.000001"), http.StatusOK)
+	if r := patch("ghost", "0.001"); r.status != http.StatusNotFound || r.errCode() != "unknown_account" {
+		t.Errorf("PATCH of an unknown account: %d %s", r.status, r.raw)
+	}
+	if r := e.do("PATCH", "/v1/ledgers/NOPE/accounts/usd", map[string]any{"overdraft_limit": "0.001", "reason": "x"}); r.status != http.StatusNotFound || r.errCode() != "unknown_ledger" {
+		t.Errorf("PATCH in an unknown ledger: %d %s", r.status, r.raw)
 	}
 }

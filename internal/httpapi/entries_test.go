@@ -265,3 +265,30 @@ func mustJSON(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// A NUL (%00) in a path or query parameter is refused as what it is: NUL is valid UTF-8, but the
+// database cannot store it in text. Bytes that are not UTF-8 are still called so. Both are 400
+// invalid_request naming the parameter.
+func TestNULInPathOrQueryParameter(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.setupUSD()
+	for _, c := range []struct{ path, field, says string }{
+		{"/v1/ledgers/L/entries/a%00b", "reference_id", "NUL character"},
+		{"/v1/ledgers/L%00/accounts", "ledger_id", "NUL character"},
+		{"/v1/ledgers/L/accounts?after=a%00b", "after", "NUL character"},
+		{"/v1/ledgers/L/holds?account=%00", "account", "NUL character"},
+		{"/v1/ledgers/L/entries/a%FFb", "reference_id", "not valid UTF-8"},
+		{"/v1/ledgers/L/accounts?after=a%FFb", "after", "not valid UTF-8"},
+		{"/v1/ledgers/L/accounts?after=a%C3%28", "after", "not valid UTF-8"},
+	} {
+		r := e.do("GET", c.path, nil)
+		msg := r.str("error", "message")
+		if r.status != http.StatusBadRequest || r.errCode() != "invalid_request" || r.str("error", "details", "field") != c.field ||
+			!strings.Contains(msg, c.says) || !strings.Contains(msg, c.field) {
+			t.Errorf("GET %s: %d %s; want 400 invalid_request, field %s, a message saying %q", c.path, r.status, r.raw, c.field, c.says)
+		}
+		if c.says == "NUL character" && strings.Contains(msg, "UTF-8") {
+			t.Errorf("GET %s: %s calls a NUL invalid UTF-8", c.path, msg)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
 )
 
@@ -21,6 +22,15 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request) error {
 	}
 	if bank := k.Bank(); bank != "" && (in.BankID == nil || *in.BankID != bank) {
 		return forbidden("a member bank's key opens accounts of its own bank only (bank_id %s)", bank)
+	}
+	// Tying an account to a member bank changes that bank's settlement setup: a settlement uses
+	// the bank's one account per currency and asset type, and a second one makes every
+	// settlement with the bank ambiguous. So a bank_id needs the banks scope (or admin), as
+	// registering the bank does; a member bank's key (which cannot have banks) may still open
+	// its own bank's accounts, checked above.
+	if in.BankID != nil && k.Bank() == "" && !k.Has(auth.ScopeBanks) {
+		return forbidden("opening an account tied to a member bank (bank_id) needs the banks scope (or admin): it changes that bank's settlement accounts").
+			WithDetails(map[string]string{"field": "bank_id"})
 	}
 	a, err := ledger.CreateAccount(r.Context(), s.pool, k.Actor(), ledgerID, in)
 	if err != nil {

@@ -43,7 +43,15 @@ func docFor(typeName, field string) fieldDoc {
 		return fieldDoc{description: "The id of the entry of this ledger that this entry reverses (corrections are new entries)."}
 	case "AccountInput.overdraft_limit":
 		return fieldDoc{description: `How far available_balance may go below zero: a decimal string (default "0"), or "unlimited" ` +
-			`for issuance and system accounts.`, example: "0"}
+			`for issuance and system accounts. For fiat at most the currency's ISO 4217 minor unit of decimals, as an entry's ` +
+			`amount (USD 2, JPY 0, BHD 3).`, example: "0"}
+	case "AccountUpdate.overdraft_limit":
+		return fieldDoc{description: `The new overdraft limit (admin scope): a decimal string, or "unlimited"; for fiat at most ` +
+			`the currency's ISO 4217 minor unit of decimals. Absent: unchanged.`, example: "1000.00"}
+	case "AccountInput.bank_id":
+		return fieldDoc{description: "The registered member bank (SCB) the account belongs to; absent or null: none. A " +
+			"settlement uses the bank's one account per currency and asset type, so a bank_id needs the banks scope (or " +
+			"admin); a member bank's key must give its own bank.", pattern: ledger.BankIDPattern}
 	case "AccountInput.id":
 		return fieldDoc{description: "Account id, unique in the ledger: 1-128 characters, letters, digits and _ . : @ / - " +
 			"(starting with a letter or digit). In a URL, percent-encode / as %2F.", pattern: ledger.AccountIDPattern}

@@ -123,9 +123,8 @@ func (s *Server) endpoint(rt route) http.Handler {
 		// Ids in the path are text: bytes that are not UTF-8 (or a NUL) can name nothing, and the
 		// database would refuse them as an encoding error.
 		for _, name := range params {
-			if v := r.PathValue(name); !utf8.ValidString(v) || strings.ContainsRune(v, 0) {
-				s.writeError(w, r, ledger.Errorf(ledger.CodeInvalidRequest, "path parameter %s is not valid UTF-8 text", name).
-					WithDetails(map[string]string{"field": name}))
+			if err := checkText("path", name, r.PathValue(name)); err != nil {
+				s.writeError(w, r, err)
 				return
 			}
 		}
@@ -192,6 +191,22 @@ func checkQuery(r *http.Request, known map[string]bool) error {
 		if len(vals) > 1 {
 			return fieldError(ledger.CodeInvalidRequest, name, "query parameter %s is given %d times", quoteField(name), len(vals))
 		}
+		if err := checkText("query", name, vals[0]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkText refuses a path or query parameter (kind) that cannot be text in the database: bytes
+// that are not UTF-8, or a NUL, which is valid UTF-8 but which PostgreSQL's text cannot hold (so
+// it can name nothing). name is a documented parameter's.
+func checkText(kind, name, v string) error {
+	switch {
+	case strings.ContainsRune(v, 0):
+		return fieldError(ledger.CodeInvalidRequest, name, "%s parameter %s may not contain a NUL character (%%00)", kind, name)
+	case !utf8.ValidString(v):
+		return fieldError(ledger.CodeInvalidRequest, name, "%s parameter %s is not valid UTF-8 text", kind, name)
 	}
 	return nil
 }

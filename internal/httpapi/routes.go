@@ -117,7 +117,11 @@ func (s *Server) routes() []route {
 		{
 			method: http.MethodPost, path: "/v1/ledgers/{ledger_id}/accounts", id: "createAccount", access: needs(auth.ScopeAccounts), tag: "accounts",
 			summary: "Create an account (zero balances)",
-			body:    ledger.AccountInput{}, handle: s.createAccount,
+			description: "Needs the accounts scope. An overdraft_limit other than 0 needs the admin scope (it is credit). A " +
+				"bank_id ties the account to a member bank, whose settlements use its one account per currency and asset " +
+				"type: it needs the banks scope too (or admin), except from a member bank's key, which opens accounts of " +
+				"its own bank only (bank_id must name it). Recorded in the operator log.",
+			body: ledger.AccountInput{}, handle: s.createAccount,
 			responses: []response{
 				ok(http.StatusCreated, ledger.Account{}, "The new account."),
 				fail(http.StatusBadRequest, ledger.CodeInvalidRequest, ledger.CodeUnknownCurrency, ledger.CodeInvalidAssetType),

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 
@@ -104,10 +105,12 @@ func CreateAccount(ctx context.Context, db DBTX, actor, ledgerID string, in Acco
 	if in.CurrencyCode == "" {
 		return Account{}, field("currency_code", "currency_code is required (an ISO 4217 code such as \"USD\")")
 	}
-	if _, err := money.CheckCurrency(in.CurrencyCode); err != nil {
+	cur, err := money.CheckCurrency(in.CurrencyCode)
+	if err != nil {
 		return Account{}, Errorf(CodeUnknownCurrency, "%s", err.Error()).WithDetails(map[string]string{"field": "currency_code"})
 	}
-	if _, err := money.ParseAssetType(in.AssetType); err != nil {
+	asset, err := money.ParseAssetType(in.AssetType)
+	if err != nil {
 		return Account{}, Errorf(CodeInvalidAssetType, "%s", err.Error()).WithDetails(map[string]string{"field": "asset_type"})
 	}
 	if in.BankID != nil && !idPattern.MatchString(*in.BankID) {
@@ -115,6 +118,9 @@ func CreateAccount(ctx context.Context, db DBTX, actor, ledgerID string, in Acco
 	}
 	limit, unlimited, err := ParseOverdraft(in.OverdraftLimit)
 	if err != nil {
+		return Account{}, err
+	}
+	if err := overdraftFits(limit, cur, asset); err != nil {
 		return Account{}, err
 	}
 	meta := in.Metadata
@@ -163,6 +169,23 @@ func ParseOverdraft(v *string) (limit *string, unlimited bool, err error) {
 	return &s, false, nil
 }
 
+// overdraftFits refuses an overdraft limit (as ParseOverdraft returns it; nil: unlimited) with
+// more decimals than an amount of the account may have: for fiat, the currency's minor unit
+// (money.CheckMinorUnit, the postings' rule). The database stores any scale.
+func overdraftFits(limit *string, cur money.Currency, asset money.AssetType) error {
+	if limit == nil {
+		return nil
+	}
+	a, err := money.ParseAmount(*limit)
+	if err == nil {
+		err = money.CheckMinorUnit("overdraft_limit", a, cur, asset)
+	}
+	if err != nil {
+		return Errorf(CodeInvalidRequest, "%s", err.Error()).WithDetails(map[string]string{"field": "overdraft_limit"})
+	}
+	return nil
+}
+
 // GrantsCredit reports whether an overdraft limit as a client states it lets the account go below
 // zero ("unlimited" or more than 0): only admin keys may open or set such a limit.
 func GrantsCredit(v *string) bool {
@@ -207,6 +230,25 @@ func UpdateAccount(ctx context.Context, db DBTX, actor, ledgerID, id string, u A
 		var err error
 		if limit, unlimited, err = ParseOverdraft(u.OverdraftLimit); err != nil {
 			return Account{}, err
+		}
+		if limit != nil {
+			// The limit's decimals depend on the account's currency and asset type, which never
+			// change (guard trigger). An account that is not there is update_account's to report.
+			var code, assetType string
+			err := db.QueryRow(ctx, `SELECT currency_code, asset_type FROM bank_accounts WHERE ledger_id = $1 AND id = $2`,
+				ledgerID, id).Scan(&code, &assetType)
+			switch {
+			case err == nil:
+				cur, cerr := money.CheckCurrency(code)
+				if cerr != nil {
+					return Account{}, fmt.Errorf("account %s/%s: %w", ledgerID, id, cerr)
+				}
+				if err := overdraftFits(limit, cur, money.AssetType(assetType)); err != nil {
+					return Account{}, err
+				}
+			case !errors.Is(err, pgx.ErrNoRows):
+				return Account{}, FromDB(err)
+			}
 		}
 	}
 	a, err := scanAccount(db.QueryRow(ctx, `SELECT `+accountColumns+` FROM update_account($1, $2, $3, $4::numeric, $5, $6, $7, $8)`,
@@ -377,7 +419,13 @@ func ListBankEntries(ctx context.Context, db DBTX, ledgerID, bankID string, afte
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	scannedTo = min(l.HeadSeq, afterSeq+max(window, 1))
+	// afterSeq is the client's cursor (up to the largest int64): the window's end saturates
+	// instead of wrapping to a negative seq.
+	end := afterSeq + max(window, 1)
+	if end < afterSeq {
+		end = math.MaxInt64
+	}
+	scannedTo = min(l.HeadSeq, end)
 	rows, err := db.Query(ctx, `SELECT `+entryColumns+` FROM ledger_entries e
 		WHERE ledger_id = $1 AND seq > $2 AND seq <= $5
 		  AND EXISTS (SELECT 1 FROM bank_accounts a WHERE a.ledger_id = $1 AND a.bank_id = $4

@@ -29,14 +29,26 @@ func ValidatePosting(a Amount, currency string, asset AssetType) error {
 	if err := a.CheckNumeric(); err != nil {
 		return err
 	}
-	if asset == Fiat {
-		if n := a.Decimals(); n > cur.MinorUnit {
-			allowed := fmt.Sprintf("allows at most %d", cur.MinorUnit)
-			if cur.MinorUnit == 0 {
-				allowed = "allows no decimals"
-			}
-			return amountErr("amount %s has %s but %s %s", quote(a.String()), decimalWord(n), cur.Code, allowed)
-		}
+	return CheckMinorUnit(FieldAmount, a, cur, asset)
+}
+
+// CheckMinorUnit refuses, for fiat only, an amount with more significant decimals than the
+// currency's ISO 4217 minor unit (value-based: "10.010" USD is fine, "10.001" is not); other
+// asset types may use up to 18 decimals. It is ValidatePosting's rule, for any amount of an
+// account (an overdraft limit too): field names the amount in the *Error (code invalid_amount)
+// and its message.
+func CheckMinorUnit(field string, a Amount, cur Currency, asset AssetType) error {
+	if asset != Fiat {
+		return nil
 	}
-	return nil
+	n := a.Decimals()
+	if n <= cur.MinorUnit {
+		return nil
+	}
+	allowed := fmt.Sprintf("allows at most %d", cur.MinorUnit)
+	if cur.MinorUnit == 0 {
+		allowed = "allows no decimals"
+	}
+	return &Error{Code: CodeInvalidAmount, Field: field,
+		Message: fmt.Sprintf("%s %s has %s but %s %s", field, quote(a.String()), decimalWord(n), cur.Code, allowed)}
 }

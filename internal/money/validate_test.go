@@ -92,3 +92,32 @@ func TestValidatePostingOverflow(t *testing.T) {
 		t.Errorf("Message = %q, want %q", me.Message, want)
 	}
 }
+
+// CheckMinorUnit is ValidatePosting's minor-unit rule for any amount of an account, named by its
+// field (an overdraft limit: zero and negative values are the caller's business).
+func TestCheckMinorUnit(t *testing.T) {
+	usd, _ := LookupCurrency("USD")
+	jpy, _ := LookupCurrency("JPY")
+	for _, tt := range []struct {
+		amount string
+		cur    Currency
+		asset  AssetType
+		msg    string // "" = valid
+	}{
+		{"0", usd, Fiat, ""},
+		{"0.01", usd, Fiat, ""},
+		{"1000.010", usd, Fiat, ""},
+		{"0.001", usd, Fiat, `overdraft_limit "0.001" has 3 decimals but USD allows at most 2`},
+		{"0.001", usd, CBDC, ""},
+		{"5.5", jpy, Fiat, `overdraft_limit "5.5" has 1 decimal but JPY allows no decimals`},
+	} {
+		err := CheckMinorUnit("overdraft_limit", MustParseAmount(tt.amount), tt.cur, tt.asset)
+		var me *Error
+		switch {
+		case tt.msg == "" && err != nil:
+			t.Errorf("%s %s %s: %v", tt.amount, tt.cur.Code, tt.asset, err)
+		case tt.msg != "" && (!errors.As(err, &me) || me.Code != CodeInvalidAmount || me.Field != "overdraft_limit" || me.Message != tt.msg):
+			t.Errorf("%s %s %s: %#v, want invalid_amount of overdraft_limit: %s", tt.amount, tt.cur.Code, tt.asset, err, tt.msg)
+		}
+	}
+}
