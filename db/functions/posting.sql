@@ -99,6 +99,17 @@ END;
 -- ---------------------------------------------------------------------------------------------
 -- Messages (each called only for a rejection).
 -- ---------------------------------------------------------------------------------------------
+-- The message of a required string field that is missing, not a non-empty string, or longer
+-- than p_max characters.
+CREATE OR REPLACE FUNCTION dl_post_id_message(p_field text, p_value jsonb, p_max integer) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+         WHEN jsonb_typeof(p_value) = 'string' AND length(p_value #>> '{}') > p_max
+           THEN format('%s is %s characters long: at most %s', p_field, length(p_value #>> '{}'), p_max)
+         ELSE format('%s is required: a string of 1 to %s characters, got %s', p_field, p_max, coalesce(left(p_value::text, 100), 'nothing'))
+       END;
+REVOKE ALL ON FUNCTION dl_post_id_message(text, jsonb, integer) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION dl_post_problem_message(
     p_problem text, p_i integer, p_raw jsonb, p_ledger_id text, p_amount_type text, p_amount_txt text,
     p_currency text, p_minor_unit integer, p_debit text, p_meta_type text) RETURNS text
@@ -106,9 +117,15 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE p_problem
                  WHEN 'entry' THEN format('entry %s must be a JSON object', p_i)
                  WHEN 'ledger_id' THEN format('ledger_id %s does not match the batch''s ledger %s', p_raw -> 'ledger_id', to_jsonb(p_ledger_id))
-                 WHEN 'debit_account_id' THEN format('debit_account_id is required (a non-empty string), got %s', coalesce((p_raw -> 'debit_account_id')::text, 'nothing'))
-                 WHEN 'credit_account_id' THEN format('credit_account_id is required (a non-empty string), got %s', coalesce((p_raw -> 'credit_account_id')::text, 'nothing'))
-                 WHEN 'transaction_type' THEN format('transaction_type is required: a string of 1 to 64 characters without control characters, got %s', coalesce(left((p_raw -> 'transaction_type')::text, 100), 'nothing'))
+                 -- A value that is there but too long (or, for the type, holds a control
+                 -- character) is told so: "is required" for it sent the client looking for a
+                 -- missing field.
+                 WHEN 'debit_account_id' THEN dl_post_id_message('debit_account_id', p_raw -> 'debit_account_id', 128)
+                 WHEN 'credit_account_id' THEN dl_post_id_message('credit_account_id', p_raw -> 'credit_account_id', 128)
+                 WHEN 'transaction_type' THEN
+                     CASE WHEN jsonb_typeof(p_raw -> 'transaction_type') = 'string' AND length(p_raw ->> 'transaction_type') BETWEEN 1 AND 64
+                          THEN format('transaction_type %s contains a control character: a string of 1 to 64 characters without control characters', left((p_raw -> 'transaction_type')::text, 100))
+                          ELSE dl_post_id_message('transaction_type', p_raw -> 'transaction_type', 64) END
                  WHEN 'amount_missing' THEN 'amount is required (a decimal string such as "100.00")'
                  WHEN 'amount_type' THEN format('amount must be a decimal string such as "100.00", not a JSON %s', p_amount_type)
                  WHEN 'amount_length' THEN format('amount is %s characters long: at most 64 (20 integer digits, 18 decimals)', length(p_amount_txt))

@@ -63,6 +63,11 @@ func bearer(r *http.Request) string {
 // authorize authenticates the request's key and checks the route's scope, the ledger in the path
 // and the key's rate limit. It returns the request with the key in its context.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*http.Request, error) {
+	if len(r.Header.Values("Authorization")) > 1 {
+		// Which one counts would be a guess (a proxy may add its own): neither does.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dualledger"`)
+		return r, ledger.Errorf(CodeUnauthenticated, "the request has more than one Authorization header: send exactly one, Authorization: Bearer <token>")
+	}
 	k, err := s.keys.Authenticate(r.Context(), bearer(r))
 	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="dualledger"`)

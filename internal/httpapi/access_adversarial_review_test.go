@@ -313,6 +313,13 @@ func TestAdversarialReviewBearerParsing(t *testing.T) {
 	if r := get("Authorization", "Bearer garbage", "Authorization", "Bearer "+tok); r.status != 401 {
 		t.Errorf("bad first Authorization, good second: %d", r.status)
 	}
+	// Two headers are refused whatever they hold (the first one was used, silently).
+	if r := get("Authorization", "Bearer "+tok, "Authorization", "Bearer garbage"); r.status != 401 || !strings.Contains(r.str("error", "message"), "more than one Authorization header") {
+		t.Errorf("good first Authorization, bad second: %d %s", r.status, r.raw)
+	}
+	if r := get("Authorization", "Bearer "+tok, "Authorization", "Bearer "+tok); r.status != 401 {
+		t.Errorf("the same Authorization twice: %d", r.status)
+	}
 }
 
 // Held up: a key limited to ledger L cannot reach another ledger by any spelling of its id in the

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"dualledger/internal/jsonlimit"
 	"dualledger/internal/ledger"
 )
 
@@ -22,11 +23,11 @@ import (
 // PostgreSQL as jsonb: a value jsonb refuses (a \u0000, a lone surrogate, a number past
 // numeric's range, nesting past the stack limit) would fail the whole group-commit transaction,
 // i.e. the postings of other clients too. So the API refuses such input up front, per request.
+// The limits themselves are jsonlimit's, which the backfill applies to its rows too.
 const (
-	maxJSONDepth  = 32  // objects and arrays, counting the body itself
-	maxNumberLen  = 64  // characters of one number literal
-	maxNumberExp  = 300 // |exponent| of a number literal (a float64's range, what JSON peers expect)
-	maxFieldQuote = 64  // characters of a client's field name echoed in a message
+	maxJSONDepth  = jsonlimit.MaxDepth     // objects and arrays, counting the body itself
+	maxNumberLen  = jsonlimit.MaxNumberLen // characters of one number literal
+	maxFieldQuote = 64                     // characters of a client's field name echoed in a message
 )
 
 // DecodeEntry reads one posting (the body of POST /v1/ledgers/{ledger_id}/entries) with the
@@ -183,8 +184,8 @@ func decodeStrictDepth(data []byte, v any, maxDepth int) error {
 	if !utf8.Valid(data) {
 		return ledger.Errorf(ledger.CodeInvalidRequest, "the request body is not valid UTF-8")
 	}
-	if err := checkEscapes(data); err != nil {
-		return err
+	if err := jsonlimit.CheckEscapes(data); err != nil {
+		return ledger.Errorf(ledger.CodeInvalidRequest, "%v", err)
 	}
 	if fields := jsonFieldsOf(reflect.TypeOf(v).Elem()); !plainObject(data, fields, maxDepth) {
 		if err := scanJSON(data, fields, maxDepth); err != nil {
@@ -285,64 +286,6 @@ func jsonFields(t reflect.Type) map[string]bool {
 		out[f.name] = true
 	}
 	return out
-}
-
-// checkEscapes refuses \u0000 and unpaired UTF-16 surrogates. encoding/json would silently turn
-// a lone surrogate into U+FFFD (so two different reference ids could become one) and jsonb
-// refuses both. A backslash occurs in JSON only inside strings, so a byte scan is exact.
-func checkEscapes(data []byte) error {
-	bad := func(what string) error {
-		return ledger.Errorf(ledger.CodeInvalidRequest, "strings may not contain %s", what)
-	}
-	pendingHigh := false // the previous escape was a high surrogate
-	for i := 0; i < len(data); i++ {
-		if data[i] != '\\' {
-			if pendingHigh {
-				return bad("an unpaired UTF-16 surrogate escape")
-			}
-			continue
-		}
-		if i+1 >= len(data) {
-			return nil // a syntax error, reported by the scanner
-		}
-		if data[i+1] != 'u' {
-			if pendingHigh {
-				return bad("an unpaired UTF-16 surrogate escape")
-			}
-			i++
-			continue
-		}
-		if i+6 > len(data) {
-			return nil // a syntax error, reported by the scanner
-		}
-		r, err := strconv.ParseUint(string(data[i+2:i+6]), 16, 32)
-		if err != nil {
-			return nil // a syntax error, reported by the scanner
-		}
-		switch {
-		case r == 0:
-			return bad(`the NUL character (\u0000)`)
-		case r >= 0xD800 && r <= 0xDBFF:
-			if pendingHigh {
-				return bad("an unpaired UTF-16 surrogate escape")
-			}
-			pendingHigh = true
-		case r >= 0xDC00 && r <= 0xDFFF:
-			if !pendingHigh {
-				return bad("an unpaired UTF-16 surrogate escape")
-			}
-			pendingHigh = false
-		default:
-			if pendingHigh {
-				return bad("an unpaired UTF-16 surrogate escape")
-			}
-		}
-		i += 5
-	}
-	if pendingHigh {
-		return bad("an unpaired UTF-16 surrogate escape")
-	}
-	return nil
 }
 
 // scanJSON walks the tokens of data and checks what encoding/json does not: a single top-level
@@ -451,7 +394,7 @@ func scanJSON(data []byte, fields map[string]bool, maxDepth int) error {
 				valueDone()
 			}
 		case json.Number:
-			if err := checkNumber(string(v)); err != nil {
+			if err := jsonlimit.CheckNumber(string(v)); err != nil {
 				at := path(elem())
 				if at == "amount" || entryAmountPath.MatchString(at) {
 					// An amount is never a JSON number, however large: say that, as for any number.
@@ -468,20 +411,6 @@ func scanJSON(data []byte, fields map[string]bool, maxDepth int) error {
 
 // entryAmountPath is the path of a batch entry's amount (not a metadata key named amount).
 var entryAmountPath = regexp.MustCompile(`^entries\[[0-9]+\]\.amount$`)
-
-// checkNumber bounds a number literal (already valid JSON number syntax).
-func checkNumber(lit string) error {
-	if len(lit) > maxNumberLen {
-		return fmt.Errorf("number has more than %d characters", maxNumberLen)
-	}
-	if i := strings.IndexAny(lit, "eE"); i >= 0 {
-		exp, err := strconv.Atoi(strings.TrimPrefix(lit[i+1:], "+"))
-		if err != nil || exp > maxNumberExp || exp < -maxNumberExp {
-			return fmt.Errorf("number exponent is out of range (at most ±%d)", maxNumberExp)
-		}
-	}
-	return nil
-}
 
 func syntaxError(err error, offset int64) error {
 	var se *json.SyntaxError

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 
+	"dualledger/internal/jsonlimit"
 	"dualledger/internal/ledger"
 )
 
@@ -69,37 +70,9 @@ func (l metadataLimits) check(raw json.RawMessage) error {
 		return ledger.Errorf(ledger.CodeInvalidRequest, "metadata is %d bytes of JSON: at most %s are allowed", len(raw), limit).
 			WithDetails(map[string]any{"field": "metadata", "max_bytes": l.maxBytes, "bytes": len(raw)})
 	}
-	if d := jsonDepth(raw); d > l.maxDepth {
+	if d := jsonlimit.Depth(raw); d > l.maxDepth {
 		return ledger.Errorf(ledger.CodeInvalidRequest, "metadata is nested %d levels deep: at most %d are allowed", d, l.maxDepth).
 			WithDetails(map[string]any{"field": "metadata", "max_depth": l.maxDepth, "depth": d})
 	}
 	return nil
-}
-
-// jsonDepth is the deepest nesting of objects and arrays in valid JSON (0 for a scalar). A
-// bracket counts only outside strings; inside one, a backslash escapes the next byte.
-func jsonDepth(data []byte) int {
-	depth, deepest := 0, 0
-	inString, escaped := false, false
-	for _, c := range data {
-		switch {
-		case inString:
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '{' || c == '[':
-			depth++
-			deepest = max(deepest, depth)
-		case c == '}' || c == ']':
-			depth--
-		}
-	}
-	return deepest
 }

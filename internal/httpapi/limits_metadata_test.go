@@ -55,18 +55,6 @@ func wantMetaError(t *testing.T, err error, field string, details map[string]flo
 	}
 }
 
-func TestJSONDepth(t *testing.T) {
-	for in, want := range map[string]int{
-		`1`: 0, `"x"`: 0, `null`: 0, `{}`: 1, `[]`: 1, `{"a":[]}`: 2, `[[[]],[]]`: 3,
-		`{"a":"{{{[[["}`: 1, `{"a\"{":"\\"}`: 1, `{"a":"\\\"[["}`: 1, `{"a":{"b":{}},"c":[1]}`: 3,
-		nested(8): 8, nested(31): 31,
-	} {
-		if got := jsonDepth([]byte(in)); got != want {
-			t.Errorf("jsonDepth(%s) = %d, want %d", in, got, want)
-		}
-	}
-}
-
 // TestMetadataLimitsDecode: the default caps (16 KiB as received, 8 levels) and configured ones,
 // for a single entry, each entry of a batch (naming its index) and an account.
 func TestMetadataLimitsDecode(t *testing.T) {
