@@ -46,6 +46,19 @@ func checkSourceID(id string) error {
 	return nil
 }
 
+// checkNewSourceID is checkSourceID for a run, which may not take a name ending in ".opening":
+// that is the source of another run's opening balances (<source-id>.opening), whose checkpoint
+// and report the two would share.
+func checkNewSourceID(id string) error {
+	if err := checkSourceID(id); err != nil {
+		return err
+	}
+	if strings.HasSuffix(id, ".opening") {
+		return usage("--source-id %q ends in .opening, which names the opening balances of source %s: choose another id", id, strings.TrimSuffix(id, ".opening"))
+	}
+	return nil
+}
+
 func newBackfillCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "backfill",
@@ -54,6 +67,10 @@ func newBackfillCmd(a *app) *cobra.Command {
 committed together with its checkpoint (ledger_backfill_checkpoints), so that a run killed at any
 instant resumes where it stopped with no gap and no duplicate. See docs/backfill.md and
 docs/runbooks/failed-backfill.md.`,
+		Args: cobra.NoArgs, // an unknown subcommand is a usage error, not the help and exit 0
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cmd.Help()
+		},
 	}
 	cmd.AddCommand(newBackfillRunCmd(a), newBackfillStatusCmd(a), newBackfillVerifyCmd(a), newBackfillRollbackCmd(a))
 	return cmd
@@ -91,6 +108,11 @@ func (f *backfillSourceFlags) validate(a *app) (*transform.Mapping, error) {
 	if f.sourceType == backfill.TypeCSV && f.src != "-" {
 		if st, err := os.Stat(f.src); err != nil || st.IsDir() {
 			return nil, usage("--source %s: not a readable file", f.src)
+		}
+	}
+	if f.sourceType == backfill.TypeAPI {
+		if err := source.CheckAPIURL(f.src); err != nil {
+			return nil, usage("--source: %v", err)
 		}
 	}
 	var m *transform.Mapping
@@ -207,6 +229,9 @@ failure (FAILED; run again to resume).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			m, err := sf.validate(a)
 			if err != nil {
+				return err
+			}
+			if err := checkNewSourceID(sf.sourceID); err != nil {
 				return err
 			}
 			switch {
@@ -512,7 +537,23 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 			return false, err
 		}
 	}
-	ocfg.Metadata = map[string]any{"source": path, "opening_balances_of": sf.sourceType + "/" + sf.sourceID, "opening_account": from}
+	osf := backfillSourceFlags{sourceType: backfill.TypeCSV, src: path}
+	ocfg.Metadata = map[string]any{"source": describeSource(osf), "opening_balances_of": sf.sourceType + "/" + sf.sourceID, "opening_account": from}
+	if err == nil && cp.Status != backfill.StatusCompleted {
+		// Resumed, the opening balances must be the same file from the same account, as the
+		// history's own input must (sameInput).
+		var rec struct {
+			Source  *string `json:"source"`
+			Account *string `json:"opening_account"`
+		}
+		_ = json.Unmarshal(cp.Metadata, &rec)
+		switch {
+		case rec.Source != nil && *rec.Source != describeSource(osf) && !sameFile(osf, *rec.Source):
+			return false, usage("--opening-balances differs from what %s was started with (%s, now %s): resume with the same file", ocfg.SourceID, *rec.Source, describeSource(osf))
+		case rec.Account != nil && *rec.Account != from:
+			return false, usage("--opening-account differs from what %s was started with (%s, now %s): resume with the same account", ocfg.SourceID, *rec.Account, from)
+		}
+	}
 	open := openingOpener(path)
 	if err := ownReport(ctx, pool, ocfg.ErrorsPath, ocfg.SourceType, ocfg.SourceID); err != nil {
 		return false, err
@@ -600,7 +641,9 @@ func sameInput(cp backfill.Checkpoint, sf backfillSourceFlags) error {
 	switch {
 	case cp.LedgerID != sf.ledgerID:
 		return differs("--ledger", cp.LedgerID, sf.ledgerID)
-	case rec.Source != nil && *rec.Source != describeSource(sf) && !sameFile(sf, *rec.Source):
+	case rec.Source != nil && *rec.Source != describeSource(sf) && !sameFile(sf, *rec.Source) &&
+		// recorded before the query's digest was (an API source resumed across the upgrade)
+		!(sf.sourceType == backfill.TypeAPI && !strings.Contains(*rec.Source, " (query sha256 ") && strings.HasPrefix(describeSource(sf), *rec.Source+" (")):
 		return differs("--source", *rec.Source, describeSource(sf))
 	case rec.MappingSHA256 != nil && *rec.MappingSHA256 != mappingDigest(sf.mapping):
 		return differs("the mapping", "sha256 "+*rec.MappingSHA256, "sha256 "+mappingDigest(sf.mapping))
@@ -627,9 +670,16 @@ func describeSource(sf backfillSourceFlags) string {
 	case backfill.TypeDatabase:
 		return "(connection string not recorded)"
 	case backfill.TypeAPI:
-		// Neither user information nor the query (either may hold a credential) is recorded.
+		// Neither user information nor the query (either may hold a credential) is recorded;
+		// the query's digest is, so that a resume with another query (another listing) is
+		// refused like any other input.
 		if u, err := url.Parse(sf.src); err == nil {
-			return u.Scheme + "://" + u.Host + u.Path
+			d := u.Scheme + "://" + u.Host + u.Path
+			if u.RawQuery != "" {
+				sum := sha256.Sum256([]byte(u.RawQuery))
+				d += " (query sha256 " + hex.EncodeToString(sum[:8]) + ")"
+			}
+			return d
 		}
 		return "(unparsable URL not recorded)"
 	case backfill.TypeCSV:

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -96,6 +97,9 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 	case !a.started:
 		// Cobra refused the arguments, a required flag or the command itself before any work.
 		code = exitUsage
+	}
+	if !a.jsonOut && slices.Contains(args, "--json") {
+		a.jsonOut = true // refused before the flags were parsed (an unknown command)
 	}
 	var le *ledger.Error
 	switch {

@@ -195,6 +195,22 @@ func TestDatabaseKeyThatIsNotUnique(t *testing.T) {
 			t.Errorf("page %d %s: %v, want %q", c.size, c.where, err, c.want)
 		}
 	}
+	// A NULL key anywhere (the pages after the first, key >= last, never read it) stops the run
+	// before its first row, from the start and on resume.
+	if _, err := d.Pool.Exec(ctx, `CREATE TABLE src_null AS SELECT g AS id, 'x' AS amount FROM generate_series(1, 10) g UNION ALL SELECT NULL, 'lost'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, after := range []string{"", "5"} {
+		_, err := source.OpenDatabase(ctx, d.ConnStr, source.DatabaseOptions{Table: "src_null", PageSize: 3}, after)
+		if !errors.Is(err, source.ErrUnusable) || !strings.Contains(err.Error(), "NULL key") {
+			t.Errorf("a NULL key, after %q: %v", after, err)
+		}
+	}
+	if db, err := source.OpenDatabase(ctx, d.ConnStr, source.DatabaseOptions{Table: "src"}, ""); err != nil || strings.Join(db.Header(), ",") != "amount" {
+		t.Errorf("the columns but the key: %v %v", db, err)
+	} else {
+		db.Close()
+	}
 	// A unique key reads every row once, from the start and after a position, page after page.
 	for _, size := range []int{1, 2, 3, 100} {
 		got, err := read(size, "", "WHERE id NOT IN (2, 5)")

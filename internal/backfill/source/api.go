@@ -1,8 +1,10 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"dualledger/internal/jsonlimit"
 )
 
 // APIOptions describe a paginated HTTP JSON source.
@@ -51,6 +55,27 @@ type API struct {
 	next   *string
 	more   bool
 	read   int64
+	seen   map[string]bool // the cursors read in this run
+	empty  int             // empty pages in a row
+}
+
+// maxEmptyPages bounds a run of empty pages with new cursors: another dualledger answers a
+// member bank's key with one per 20,000 entries of other banks, so 10,000 in a row is 200 million
+// entries of nothing; beyond it the API is taken to be broken.
+const maxEmptyPages = 10000
+
+// CheckAPIURL says whether raw is an http(s) URL with a host; the message shows no more of it
+// than its scheme, host and path (its query or user information may hold a key).
+func CheckAPIURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		shown := "(unparsable)"
+		if err == nil {
+			shown = u.Scheme + "://" + u.Host + u.Path
+		}
+		return fmt.Errorf("the API source %s is not an http(s) URL with a host", shown)
+	}
+	return nil
 }
 
 // OpenAPI positions the reader after `after` ("" for the start).
@@ -70,9 +95,8 @@ func OpenAPI(ctx context.Context, o APIOptions, after string) (*API, error) {
 	if o.Cursor != "" && o.CursorParam == "" {
 		o.CursorParam = "cursor"
 	}
-	u, err := url.Parse(o.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("the API source %q is not an http(s) URL", o.URL)
+	if err := CheckAPIURL(o.URL); err != nil {
+		return nil, err
 	}
 	a := &API{o: o, more: true}
 	skip, cursor := -1, ""
@@ -125,6 +149,11 @@ func (a *API) fetch(ctx context.Context, cursor string) error {
 	}
 	res, err := a.o.Client.Do(req)
 	if err != nil {
+		// *url.Error prints the whole URL, query and all: say only what went wrong.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return fmt.Errorf("GET %s: %w", a.redactURL(u), err)
 	}
 	defer res.Body.Close()
@@ -146,30 +175,35 @@ func (a *API) fetch(ctx context.Context, cursor string) error {
 	return nil
 }
 
-// parsePage finds the items and the next cursor of a page.
+// parsePage finds the items and the next cursor of a page. The page is walked as raw JSON down
+// to its items, which keep their bytes: decoded, a lone surrogate escape would already be U+FFFD
+// (Next refuses such an item instead).
 func (a *API) parsePage(body []byte) (items []json.RawMessage, next *string, more bool, err error) {
-	var page any
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	dec.UseNumber()
-	if err := dec.Decode(&page); err != nil {
-		return nil, nil, false, fmt.Errorf("the page is not JSON: %v", err)
+	if !json.Valid(body) {
+		var v any
+		return nil, nil, false, fmt.Errorf("the page is not JSON: %v", json.Unmarshal(body, &v))
 	}
-	if arr, ok := page.([]any); ok && a.o.Items == "" {
-		return rawItems(arr), nil, false, nil
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' && a.o.Items == "" {
+		if err := json.Unmarshal(body, &items); err != nil {
+			return nil, nil, false, fmt.Errorf("the page's items: %v", err)
+		}
+		return items, nil, false, nil
 	}
-	obj, ok := page.(map[string]any)
-	if !ok {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
 		return nil, nil, false, fmt.Errorf("the page is neither a JSON object nor an array")
 	}
-	var list any
+	var list json.RawMessage
+	present := false
 	where := a.o.Items
 	if where != "" {
-		list = lookup(obj, where)
+		list, present = rawLookup(obj, where)
 	} else {
 		where = "entries, data or items"
 		for _, k := range []string{"entries", "data", "items"} {
 			if v, ok := obj[k]; ok {
-				list, where = v, k
+				list, present, where = v, true, k
 				break
 			}
 		}
@@ -177,20 +211,12 @@ func (a *API) parsePage(body []byte) (items []json.RawMessage, next *string, mor
 	// A page without its items (an error object answered with 200) is not the end of the
 	// source: taking it for one would end the import early and call it complete. A null list is
 	// an empty one (a Go server's nil slice), which ends only as an empty page does.
-	arr, ok := list.([]any)
-	if !ok {
-		present := list != nil
-		if !present && a.o.Items == "" {
-			_, present = obj[where]
-		} else if !present {
-			present = lookupPresent(obj, a.o.Items)
-		}
-		if list != nil || !present {
-			what := "no items array"
-			if list != nil {
-				what = "items that are not an array"
-			}
-			return nil, nil, false, fmt.Errorf("the page has %s (at %s): %s", what, where, excerpt(body))
+	if !present {
+		return nil, nil, false, fmt.Errorf("the page has no items array (at %s): %s", where, excerpt(body))
+	}
+	if string(list) != "null" {
+		if err := json.Unmarshal(list, &items); err != nil {
+			return nil, nil, false, fmt.Errorf("the page has items that are not an array (at %s): %s", where, excerpt(body))
 		}
 	}
 	if a.o.Cursor == "" {
@@ -202,62 +228,58 @@ func (a *API) parsePage(body []byte) (items []json.RawMessage, next *string, mor
 		}
 	}
 	if a.o.Cursor != "" {
-		switch c := lookup(obj, a.o.Cursor).(type) {
-		case string:
-			if c != "" {
-				next = &c
+		if raw, ok := rawLookup(obj, a.o.Cursor); ok {
+			var c any
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.UseNumber()
+			if dec.Decode(&c) == nil {
+				switch c := c.(type) {
+				case string:
+					if c != "" {
+						next = &c
+					}
+				case json.Number:
+					s := c.String()
+					next = &s
+				}
 			}
-		case json.Number:
-			s := c.String()
-			next = &s
 		}
 	}
 	// An empty page with a cursor is not the end either: an API that filters what a key may see
 	// (another dualledger, for a member bank's key) answers empty pages while it scans. The end is
 	// has_more false, no cursor, or an empty page that gives back the cursor it was asked with
-	// (Next).
+	// (Next). has_more true without a cursor the reader can follow is an error: ending there
+	// would lose the rest.
 	more = next != nil
-	if hm, ok := obj["has_more"].(bool); ok {
+	var hm bool
+	if raw, ok := obj["has_more"]; ok && json.Unmarshal(raw, &hm) == nil {
+		if hm && next == nil {
+			name := a.o.Cursor
+			if name == "" {
+				name = "next_cursor, next_after_seq or next_since"
+			}
+			return nil, nil, false, fmt.Errorf("the page says has_more but gives no cursor at %s: name the API's cursor in the mapping (api.cursor, api.cursor_param)", name)
+		}
 		more = hm && next != nil
 	}
-	return rawItems(arr), next, more, nil
+	return items, next, more, nil
 }
 
-func lookup(obj map[string]any, path string) any {
-	var cur any = obj
-	for _, k := range strings.Split(path, ".") {
-		m, ok := cur.(map[string]any)
+// rawLookup finds the member at a dotted path of a JSON object.
+func rawLookup(obj map[string]json.RawMessage, path string) (json.RawMessage, bool) {
+	keys := strings.Split(path, ".")
+	cur, ok := obj[keys[0]]
+	for _, k := range keys[1:] {
 		if !ok {
-			return nil
+			return nil, false
 		}
-		cur = m[k]
-	}
-	return cur
-}
-
-// lookupPresent says whether path names a member of obj, null included.
-func lookupPresent(obj map[string]any, path string) bool {
-	head, last := "", path
-	if i := strings.LastIndexByte(path, '.'); i >= 0 {
-		head, last = path[:i], path[i+1:]
-	}
-	m := obj
-	if head != "" {
-		var ok bool
-		if m, ok = lookup(obj, head).(map[string]any); !ok {
-			return false
+		var m map[string]json.RawMessage
+		if json.Unmarshal(cur, &m) != nil || m == nil {
+			return nil, false
 		}
+		cur, ok = m[k]
 	}
-	_, ok := m[last]
-	return ok
-}
-
-func rawItems(arr []any) []json.RawMessage {
-	out := make([]json.RawMessage, len(arr))
-	for i, v := range arr {
-		out[i] = rawJSON(v)
-	}
-	return out
+	return cur, ok
 }
 
 // Next returns the next item; a page is fetched when the last is used up.
@@ -272,6 +294,22 @@ func (a *API) Next(ctx context.Context) (Record, error) {
 			}
 			return Record{}, fmt.Errorf("the API answered the same cursor %q again", a.cursor)
 		}
+		// A cursor met before in this run would read the same pages again, for ever.
+		if a.seen == nil {
+			a.seen = map[string]bool{a.cursor: true}
+		}
+		if a.seen[*a.next] {
+			return Record{}, fmt.Errorf("the API's cursors go round: %q was read before in this run (pages must lead forward)", *a.next)
+		}
+		a.seen[*a.next] = true
+		if len(a.items) == 0 {
+			a.empty++
+			if a.empty >= maxEmptyPages {
+				return Record{}, fmt.Errorf("the API answered %d empty pages in a row, each with a new cursor: it does not seem to end", a.empty)
+			}
+		} else {
+			a.empty = 0
+		}
 		if err := a.fetch(ctx, *a.next); err != nil {
 			return Record{}, err
 		}
@@ -280,6 +318,11 @@ func (a *API) Next(ctx context.Context) (Record, error) {
 	r := Record{Pos: a.cursor + "#" + strconv.Itoa(a.i), Raw: item, Fields: map[string]string{}}
 	a.i++
 	a.read++
+	if err := jsonlimit.CheckEscapes(item); err != nil {
+		// Decoded, a lone surrogate would be U+FFFD and two items could become one.
+		r.Err = fmt.Errorf("item %s: %v", r.Pos, err)
+		return r, nil
+	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(item, &obj); err != nil || obj == nil {
 		r.Err = fmt.Errorf("item %s is not a JSON object", r.Pos)

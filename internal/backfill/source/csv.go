@@ -132,7 +132,7 @@ func (c *CSV) readHeader() ([]string, error) {
 			return nil, unusablef("the CSV header (line %d) has a carriage return (\\r) inside it, at byte %d: lines must end with \\n or \\r\\n (a file whose lines end with \\r alone must be converted first)", c.line, i+1)
 		}
 		if bytes.IndexByte(line, 0) >= 0 || bytes.HasPrefix(line, []byte("\xff\xfe")) || bytes.HasPrefix(line, []byte("\xfe\xff")) {
-			return nil, unusablef("the CSV header (line %d) has NUL bytes or a UTF-16 byte order mark: the file looks like UTF-16; save it as UTF-8", c.line)
+			return nil, unusablef("the CSV header (line %d) has NUL bytes or a UTF-16 byte order mark: the file is UTF-16, or not text; save it as UTF-8 text", c.line)
 		}
 		header, col, perr := c.lp.parse(line, c.comma)
 		if perr != "" {
@@ -331,7 +331,11 @@ func (c *CSV) Next(ctx context.Context) (Record, error) {
 			r.Err = fmt.Errorf("line %d %s", c.line, problem)
 			return r, nil // no fields: nothing of a broken row is taken for a value
 		case len(rec) != len(c.header):
-			r.Err = fmt.Errorf("line %d has %d cells but the header names %d columns", c.line, len(rec), len(c.header))
+			hint := ""
+			if bytes.IndexByte(line, '\r') >= 0 {
+				hint = " (it has a carriage return (\\r) inside: lines must end with \\n or \\r\\n)"
+			}
+			r.Err = fmt.Errorf("line %d has %d cells but the header names %d columns%s", c.line, len(rec), len(c.header), hint)
 		}
 		for i, h := range c.header {
 			if i < len(rec) && rec[i] != "" {

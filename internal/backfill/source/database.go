@@ -29,6 +29,7 @@ type Database struct {
 	keyType string
 	page    [][]string
 	cols    []string
+	header  []string // the columns but the key (the key is the position, not data)
 	i       int
 	last    *string
 	done    bool
@@ -72,14 +73,26 @@ func OpenDatabase(ctx context.Context, connString string, o DatabaseOptions, aft
 		from = pgx.Identifier(strings.Split(t, ".")).Sanitize()
 	}
 	key := pgx.Identifier{d.key}.Sanitize()
-	// The key's type, so that a position (text) compares as the key does.
-	rows, err := conn.Query(ctx, `SELECT q.`+key+` FROM `+from+` q LIMIT 0`)
+	// The columns, and the key's type, so that a position (text) compares as the key does.
+	rows, err := conn.Query(ctx, `SELECT * FROM `+from+` q LIMIT 0`)
 	if err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("read the database source's key %s: %w", d.key, err)
+		return nil, fmt.Errorf("read the database source's columns: %w", err)
 	}
-	oid := rows.FieldDescriptions()[0].DataTypeOID
+	var oid uint32
+	found := false
+	for _, f := range rows.FieldDescriptions() {
+		if f.Name == d.key {
+			oid, found = f.DataTypeOID, true
+		} else {
+			d.header = append(d.header, f.Name)
+		}
+	}
 	rows.Close()
+	if !found {
+		conn.Close(ctx)
+		return nil, unusablef("the database source has no column %q (the key; database.key in the mapping)", d.key)
+	}
 	var typ string
 	if err := conn.QueryRow(ctx, `SELECT format_type($1::oid, NULL)`, oid).Scan(&typ); err != nil {
 		conn.Close(ctx)
@@ -99,6 +112,17 @@ func OpenDatabase(ctx context.Context, connString string, o DatabaseOptions, aft
 	if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+from+` q`).Scan(&d.total); err != nil {
 		conn.Close(ctx)
 		return nil, fmt.Errorf("count the database source's rows: %w", err)
+	}
+	// A row with a NULL key has no place in the key's order: the pages after the first (key >=
+	// last) would never read it.
+	var nulls bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+from+` q WHERE q.`+key+` IS NULL)`).Scan(&nulls); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("read the database source's key %s: %w", d.key, err)
+	}
+	if nulls {
+		conn.Close(ctx)
+		return nil, unusablef("the database source has a row with a NULL key %s: the key must be unique and not null", d.key)
 	}
 	if after != "" {
 		d.last = &after
@@ -204,6 +228,9 @@ func (d *Database) Next(ctx context.Context) (Record, error) {
 	d.read++
 	return r, nil
 }
+
+// Header returns the source's columns but the key, known from the start.
+func (d *Database) Header() []string { return d.header }
 
 // Progress returns the rows read and the rows counted at the start.
 func (d *Database) Progress() (int64, int64) { return d.read, d.total }

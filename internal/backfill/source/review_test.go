@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -117,5 +118,53 @@ func TestAPIMessagesHideTheURLsSecrets(t *testing.T) {
 	msg := err.Error()
 	if strings.Contains(msg, "QueryS3cret") || strings.Contains(msg, "pw@") || strings.Contains(msg, "eu") || !strings.Contains(msg, "limit=500") {
 		t.Errorf("message %q", msg)
+	}
+}
+
+// TestAPISecondReview: an item with a lone surrogate escape is a rejected row, not a row with
+// U+FFFD (two items, one reference); has_more true without a cursor the reader can follow, and
+// cursors that go round, are errors, not the end or an endless loop; a transport error's message
+// holds no secret of the URL; a URL that is not http(s) is refused without its query.
+func TestAPISecondReview(t *testing.T) {
+	srv, _ := pagedServer(t, map[string]string{
+		"": `{"entries":[{"reference_id":"ap2\ud800"},{"reference_id":"ok"},{"reference_id":"ap2\udbff"}]}`,
+	})
+	a, err := OpenAPI(context.Background(), APIOptions{URL: srv.URL}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := readAll(t, a)
+	if len(recs) != 3 || recs[0].Err == nil || recs[1].Err != nil || recs[1].Fields["reference_id"] != "ok" || recs[2].Err == nil ||
+		!strings.Contains(recs[0].Err.Error(), "surrogate") {
+		t.Errorf("%+v", recs)
+	}
+
+	for name, pages := range map[string]map[string]string{
+		"has_more without a cursor": {"": `{"data":[{"a":1}],"has_more":true,"next":"P2"}`},
+		"cursors that go round": {
+			"":  `{"entries":[{"a":1}],"next_cursor":"A"}`,
+			"A": `{"entries":[{"a":2}],"next_cursor":"B"}`,
+			"B": `{"entries":[{"a":3}],"next_cursor":"A"}`,
+		},
+	} {
+		srv, _ := pagedServer(t, pages)
+		a, err := OpenAPI(context.Background(), APIOptions{URL: srv.URL}, "")
+		if err == nil {
+			for i := 0; i < 10 && err == nil; i++ {
+				_, err = a.Next(context.Background())
+			}
+		}
+		if err == nil || errors.Is(err, io.EOF) {
+			t.Errorf("%s: %v, want an error", name, err)
+		}
+	}
+
+	// Nothing listens there: the transport error names the URL without its query's values.
+	_, err = OpenAPI(context.Background(), APIOptions{URL: "http://127.0.0.1:1/x?api_key=SECRET123&a=1"}, "")
+	if err == nil || strings.Contains(err.Error(), "SECRET123") || !strings.Contains(err.Error(), "api_key=REDACTED") {
+		t.Errorf("transport error: %v", err)
+	}
+	if err := CheckAPIURL("htp://h/x?api_key=SECRET456"); err == nil || strings.Contains(err.Error(), "SECRET456") {
+		t.Errorf("not http: %v", err)
 	}
 }

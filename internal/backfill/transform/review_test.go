@@ -127,3 +127,63 @@ func TestCheckColumns(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSecondReview: what a second look found. A lone surrogate inside a JSON cell read by a
+// dotted column became U+FFFD (two rows, one reference); a zone abbreviation the time zone does
+// not know was read at offset 0; the row's own metadata keys source_reference_id and
+// source_columns were overwritten by the import's; a NUL in a column the mapping turns off
+// rejected the row.
+func TestSecondReview(t *testing.T) {
+	m := &Mapping{Columns: map[string]string{FieldReferenceID: "p.r"}}
+	tr := New(m, "csv", "s1", "MASTER")
+	for _, cell := range []string{`{"r":"sg\ud800"}`, `{"r":"sg\udc00"}`, `{"r":"\u0000"}`} {
+		f := seedRow()
+		delete(f, "referenceId")
+		f["p"] = cell
+		if _, rej := tr.Transform(rec("1", f)); rej == nil || !strings.Contains(string(rej.Details), `"p"`) {
+			t.Errorf("%s: %v, want a rejection naming column p", cell, rej)
+		}
+	}
+	f := seedRow()
+	delete(f, "referenceId")
+	f["p"] = `{"r":"sg\ud83d\ude00"}`
+	if row, rej := tr.Transform(rec("1", f)); rej != nil || row.Entry.ReferenceID != "sg\U0001F600" {
+		t.Errorf("a paired surrogate: %v %q", rej, row.Entry.ReferenceID)
+	}
+
+	zm := &Mapping{Timestamp: TimestampFormat{Timezone: "Europe/Berlin", Layouts: []string{"2006-01-02 15:04 MST"}}}
+	ztr := New(zm, "csv", "s1", "MASTER")
+	for in, want := range map[string]string{"2024-10-27 02:30 PST": `names the zone "PST"`, "2024-07-27 02:30 CEST": "", "2024-07-27 02:30 UTC": "", "2024-01-27 02:30 CET": ""} {
+		f := seedRow()
+		f["timestampUtc"] = in
+		_, rej := ztr.Transform(rec("1", f))
+		if (want == "") != (rej == nil) || (rej != nil && !strings.Contains(rej.Message, want)) {
+			t.Errorf("%s: %v, want %q", in, rej, want)
+		}
+	}
+
+	f = seedRow()
+	f["referenceId"] = "bad\x01ref"
+	f["metadata"] = `{"source_reference_id":"KEEP-ME"}`
+	if _, rej := New(nil, "csv", "s1", "MASTER").Transform(rec("1", f)); rej == nil || !strings.Contains(rej.Message, "source_reference_id") {
+		t.Errorf("source_reference_id taken: %v", rej)
+	}
+	f = seedRow()
+	f["metadata"] = `{"source_columns":1}`
+	f["note"] = "n"
+	if _, rej := New(nil, "csv", "s1", "MASTER").Transform(rec("1", f)); rej == nil || !strings.Contains(rej.Message, "source_columns") {
+		t.Errorf("source_columns taken: %v", rej)
+	}
+	f = seedRow()
+	f["metadata"] = `{"source_columns":1}` // no other column: nothing is overwritten
+	if _, rej := New(nil, "csv", "s1", "MASTER").Transform(rec("1", f)); rej != nil {
+		t.Errorf("source_columns in metadata alone: %v", rej)
+	}
+
+	off := &Mapping{Unmapped: "ignore", Columns: map[string]string{FieldFxRate: "-"}}
+	f = seedRow()
+	f["fxRate"] = "1\x00"
+	if _, rej := New(off, "csv", "s1", "MASTER").Transform(rec("1", f)); rej != nil {
+		t.Errorf("a NUL in a column turned off: %v", rej)
+	}
+}

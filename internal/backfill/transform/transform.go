@@ -39,13 +39,15 @@ type Transformer struct {
 	decimal       rune                // the decimal separator, '.' or ','
 	columnOf      map[string][]string // field -> candidate source columns
 	mapped        map[string]bool     // source columns that are some field
+	off           map[string]bool     // source columns the mapping turns off ("-"): neither read nor kept
+	dotted        map[string]bool     // source columns read inside, as JSON (a dotted column's head)
 }
 
 // New returns a Transformer for the rows of source sourceType/sourceID; rows that name no
 // ledger go to defaultLedger (--ledger). m may be nil (the seed's columns, no maps).
 func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 	t := &Transformer{sourceKey: sourceType + "/" + sourceID, defaultLedger: defaultLedger, loc: time.UTC,
-		columnOf: map[string][]string{}, mapped: map[string]bool{}}
+		columnOf: map[string][]string{}, mapped: map[string]bool{}, off: map[string]bool{}, dotted: map[string]bool{}}
 	if m != nil {
 		t.m = *m
 	}
@@ -83,7 +85,11 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 			t.columnOf[f] = defaultColumns[f]
 		}
 		for _, c := range t.columnOf[f] {
-			t.mapped[strings.SplitN(c, ".", 2)[0]] = true
+			head, _, dotted := strings.Cut(c, ".")
+			t.mapped[head] = true
+			if dotted {
+				t.dotted[head] = true
+			}
 		}
 	}
 	if m != nil {
@@ -91,6 +97,7 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 			if m.Columns[c] == "-" {
 				for _, d := range defaultColumns[c] {
 					t.mapped[d] = true // a column turned off is not "other" either
+					t.off[d] = true
 				}
 			}
 		}
@@ -126,8 +133,12 @@ func (t *Transformer) CheckColumns(columns []string) error {
 			return source.Unusablef("the columns %s and %s are both %s: keep one, or name the one to read in the mapping's columns (%s: ...)", quote(found[0]), quote(found[1]), f, f)
 		}
 		if def, ok := required[f]; ok && len(found) == 0 && def == "" {
-			return source.Unusablef("no column holds %s, which every row needs (looked for %s; the columns are %s): name it in the mapping's columns (%s: <column>)%s",
-				f, strings.Join(quoteAll(t.columnOf[f]), ", "), strings.Join(quoteAll(columns), ", "), f, defaultHint(f))
+			looked := "the mapping turns it off"
+			if len(t.columnOf[f]) > 0 {
+				looked = "looked for " + strings.Join(quoteAll(t.columnOf[f]), ", ")
+			}
+			return source.Unusablef("no column holds %s, which every row needs (%s; the columns are %s): name it in the mapping's columns (%s: <column>)%s",
+				f, looked, strings.Join(quoteAll(columns), ", "), f, defaultHint(f))
 		}
 	}
 	return nil
@@ -206,7 +217,7 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 	if rec.Err != nil {
 		return Row{}, reject(ledger.CodeInvalidRequest, "row", "%s", rec.Err.Error())
 	}
-	if err := t.noNUL(rec); err != nil {
+	if err := t.storable(rec); err != nil {
 		return Row{}, err
 	}
 	var row Row
@@ -286,6 +297,10 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 			if meta == nil {
 				meta = map[string]any{}
 			}
+			if _, taken := meta["source_reference_id"]; taken {
+				return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata,
+					"the row's reference %s is not one the ledger accepts, and its metadata already has source_reference_id, where the import keeps the original: one of the two would be lost", quote(ref))
+			}
 			meta["source_reference_id"] = ref
 		}
 		ref = t.generatedReference(rec)
@@ -311,15 +326,25 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 	return row, nil
 }
 
-// noNUL refuses a row with a NUL byte in a column the import reads or keeps: PostgreSQL stores
-// no NUL in text or jsonb, and the batch's statement would fail for every row in it. Columns
-// the mapping ignores are not looked at.
-func (t *Transformer) noNUL(rec source.Record) *ledger.Error {
+// storable refuses a row with a NUL byte in a column the import reads or keeps: PostgreSQL stores
+// no NUL in text or jsonb, and the batch's statement would fail for every row in it. A column
+// read inside as JSON (a dotted column's head) must not hold a \u0000 or a lone surrogate
+// escape either: decoding would turn the surrogate into U+FFFD, so that two different values
+// became one (two rows one reference). Columns the mapping ignores or turns off are not looked
+// at.
+func (t *Transformer) storable(rec source.Record) *ledger.Error {
 	for k, v := range rec.Fields {
-		if strings.IndexByte(v, 0) < 0 || (t.m.Unmapped == "ignore" && !t.mapped[k]) {
+		if t.off[k] || (t.m.Unmapped == "ignore" && !t.mapped[k]) {
 			continue
 		}
-		return reject(ledger.CodeInvalidRequest, k, "column %s contains the NUL character (U+0000), which PostgreSQL cannot store in text", quote(k))
+		if strings.IndexByte(v, 0) >= 0 {
+			return reject(ledger.CodeInvalidRequest, k, "column %s contains the NUL character (U+0000), which PostgreSQL cannot store in text", quote(k))
+		}
+		if t.dotted[k] {
+			if err := jsonlimit.CheckEscapes([]byte(v)); err != nil {
+				return reject(ledger.CodeInvalidRequest, k, "column %s: %v", quote(k), err)
+			}
+		}
 	}
 	return nil
 }
@@ -511,6 +536,12 @@ func (t *Transformer) timestamp(s string) (time.Time, *ledger.Error) {
 				"timestamp_utc %s has more than 6 fractional digits of a second%s: the ledger keeps microseconds and a time is not rounded",
 				quote(s), digits)
 		}
+		// A zone abbreviation the location does not know ("PST" read in Europe/Berlin) is parsed
+		// as a made-up zone at offset 0: the instant would be invented.
+		if name, off := tm.Zone(); off == 0 && name != "" && name != "UTC" && name != "GMT" && name != "Z" && tm.Location() != t.loc && tm.Location() != time.UTC {
+			return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC,
+				"timestamp_utc %s names the zone %q, which is not one of %s's: its offset is unknown; give the time with a numeric offset (-08:00) or set timestamp.timezone to the zone it is in", quote(s), name, t.loc)
+		}
 		if t.loc != time.UTC {
 			if problem := localTimeProblem(l, s, t.loc); problem != "" {
 				return time.Time{}, reject(ledger.CodeInvalidRequest, FieldTimestampUTC, "timestamp_utc %s %s", quote(s), problem)
@@ -630,6 +661,10 @@ func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error
 		if other != nil {
 			if meta == nil {
 				meta = map[string]any{}
+			}
+			if _, taken := meta["source_columns"]; taken {
+				return nil, reject(ledger.CodeInvalidRequest, FieldMetadata,
+					"the metadata already has source_columns, where the import keeps the row's other columns: one of the two would be lost (set unmapped: ignore, or map the columns)")
 			}
 			meta["source_columns"] = other
 		}
