@@ -11,8 +11,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"slices"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
