@@ -68,7 +68,9 @@ var constraintCodes = map[string]struct{ code, msg string }{
 	"bank_accounts_status_valid":                {CodeInvalidRequest, "status must be one of active, frozen, closed"},
 	"bank_accounts_metadata_object":             {CodeInvalidRequest, "metadata must be a JSON object"},
 	"bank_accounts_overdraft_limit_nonnegative": {CodeInvalidRequest, "overdraft_limit must be zero or positive"},
-	"ledger_entries_unique_ledger_reference":    {CodeReferenceConflict, "reference_id already used in this ledger"},
+	// Lowering a limit below the overdraft in use (or reserved by holds).
+	"bank_accounts_available_balance_within_overdraft": {CodeInvalidRequest, "overdraft_limit is below the overdraft the account already uses (its available balance, holds deducted, is under minus the new limit): bring the balance up first, or set a limit at least that large"},
+	"ledger_entries_unique_ledger_reference":           {CodeReferenceConflict, "reference_id already used in this ledger"},
 }
 
 // messageOutOfRange is FromDB's message for SQLSTATE 22003 (numeric_value_out_of_range), answered
