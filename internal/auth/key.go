@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/base64"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -133,8 +134,10 @@ func (s Spec) Validate() (Spec, error) {
 	if s.BankID != nil && slices.Contains(s.Scopes, ScopeBanks) {
 		return s, &SpecError{"scopes", "a member bank's key cannot register banks"}
 	}
-	if s.RateLimit != nil && (*s.RateLimit <= 0 || *s.RateLimit > 1e6) {
-		return s, &SpecError{"rate_limit", "rate_limit must be more than 0 and at most 1000000 requests per second"}
+	// The column keeps three decimals (numeric(12,3)): a finer rate would be rounded, below
+	// 0.001 to 0, which its CHECK refuses with the constraint's name.
+	if s.RateLimit != nil && (*s.RateLimit < 0.001 || *s.RateLimit > 1e6 || math.Abs(*s.RateLimit*1000-math.Round(*s.RateLimit*1000)) > 1e-6) {
+		return s, &SpecError{"rate_limit", "rate_limit must be from 0.001 to 1000000 requests per second, with at most 3 decimals"}
 	}
 	return s, nil
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"math"
 	"net/http"
@@ -175,10 +176,27 @@ func redactEntry(banks map[string]string, bank string, e *ledger.Entry) {
 // bankSafe rewrites, for a member bank's key, a reference_conflict into one that names nothing
 // of the existing entry (its id, which fields differ): otherwise guessing references and
 // amounts would read other banks' entries.
+//
+// It also rewrites a refusal for a balance out of range (invalid_amount naming the account and
+// the balance column) into one that names neither: trying amounts against another bank's
+// account would otherwise pin its balance down, which a member bank's key may not read.
 func bankSafe(r *http.Request, err error) error {
-	if keyOf(r).Bank() == "" || ledger.CodeOf(err) != ledger.CodeReferenceConflict {
+	if keyOf(r).Bank() == "" {
 		return err
 	}
-	return ledger.Errorf(ledger.CodeReferenceConflict, "reference_id is already used on this ledger with other content; choose another").
-		WithDetails(map[string]string{"field": "reference_id"})
+	switch ledger.CodeOf(err) {
+	case ledger.CodeReferenceConflict:
+		return ledger.Errorf(ledger.CodeReferenceConflict, "reference_id is already used on this ledger with other content; choose another").
+			WithDetails(map[string]string{"field": "reference_id"})
+	case ledger.CodeInvalidAmount:
+		var le *ledger.Error
+		var d struct {
+			Balance string `json:"balance"`
+		}
+		if errors.As(err, &le) && json.Unmarshal(le.Details, &d) == nil && d.Balance != "" {
+			return ledger.Errorf(ledger.CodeInvalidAmount, "the amount would take a balance beyond NUMERIC(38,18) (20 integer digits)").
+				WithDetails(map[string]string{"field": "amount"})
+		}
+	}
+	return err
 }

@@ -580,4 +580,19 @@ func TestBankIDNeedsBanksScope(t *testing.T) {
 	bank1 := "SCB-1"
 	member := e.newKey(auth.Spec{Name: "SCB-1", Scopes: []string{auth.ScopeAccounts}, BankID: &bank1})
 	e.mustStatus(e.as(member, "POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-1-EUR", "currency_code": "EUR", "asset_type": "fiat", "bank_id": "SCB-1"}), http.StatusCreated)
+
+	// Reopening a closed account of a bank gives the bank a settlement account back, as opening
+	// one does: an accounts key may close it (and freeze it), not make it active again.
+	e.mustStatus(e.do("POST", "/v1/ledgers/MASTER/accounts", map[string]any{"id": "SCB-2-USD-b", "currency_code": "USD", "asset_type": "fiat", "bank_id": "SCB-2"}), http.StatusCreated)
+	e.mustStatus(e.as(accounts, "PATCH", "/v1/ledgers/MASTER/accounts/SCB-2-USD-b", map[string]any{"status": "closed", "reason": "duplicate"}), http.StatusOK)
+	e.mustStatus(e.do("POST", "/v1/settlements", stlBody("s2", "SCB-2", "SCB-1", "1.00")), http.StatusAccepted)
+	r := e.as(accounts, "PATCH", "/v1/ledgers/MASTER/accounts/SCB-2-USD-b", map[string]any{"status": "active", "reason": "reopen"})
+	if r.status != http.StatusForbidden || r.str("error", "details", "field") != "status" || !strings.Contains(r.str("error", "message"), "banks scope") {
+		t.Errorf("reopening a bank's account with an accounts key: %d %s", r.status, r.raw)
+	}
+	e.mustStatus(e.do("POST", "/v1/settlements", stlBody("s3", "SCB-2", "SCB-1", "1.00")), http.StatusAccepted)
+	// An account of no bank, the accounts key reopens as before.
+	e.mustStatus(e.as(accounts, "PATCH", "/v1/ledgers/MASTER/accounts/plain", map[string]any{"status": "closed", "reason": "x"}), http.StatusOK)
+	e.mustStatus(e.as(accounts, "PATCH", "/v1/ledgers/MASTER/accounts/plain", map[string]any{"status": "active", "reason": "x"}), http.StatusOK)
+	e.mustStatus(e.as(banks, "PATCH", "/v1/ledgers/MASTER/accounts/SCB-2-USD-b", map[string]any{"status": "active", "reason": "reopen, on purpose"}), http.StatusOK)
 }

@@ -53,7 +53,21 @@ func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
 		return forbidden("a member bank's key cannot change accounts; ask the operator")
 	}
 	if u.OverdraftLimit != nil && !k.IsAdmin() {
-		return forbidden("changing an overdraft limit needs the admin scope")
+		return forbidden("changing an overdraft limit needs the admin scope").WithDetails(map[string]string{"field": "overdraft_limit"})
+	}
+	if u.Status != nil && *u.Status == "active" && !k.Has(auth.ScopeBanks) {
+		// Making a member bank's account active again (a closed one reopened) gives the bank a
+		// settlement account back, as opening one does: the same rule as bank_id on creation,
+		// or a key without banks could make the bank's settlements ambiguous this way. (A
+		// bank's accounts never change bank, so the look-up cannot go stale.)
+		a, err := ledger.GetAccount(r.Context(), s.pool, r.PathValue("ledger_id"), r.PathValue("account_id"))
+		if err != nil {
+			return err
+		}
+		if a.BankID != nil {
+			return forbidden("making an account of a member bank active needs the banks scope (or admin): it changes that bank's settlement accounts").
+				WithDetails(map[string]string{"field": "status"})
+		}
 	}
 	a, err := ledger.UpdateAccount(r.Context(), s.pool, k.Actor(), r.PathValue("ledger_id"), r.PathValue("account_id"), u)
 	if err != nil {

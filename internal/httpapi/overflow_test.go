@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"dualledger/internal/auth"
 )
 
 // TestBalanceOverflowHTTP is the black-box tester's reproduction: on ledger OTHER, U (unlimited
@@ -60,5 +62,31 @@ func TestBalanceOverflowHTTP(t *testing.T) {
 	a := e.mustStatus(e.do("GET", "/v1/ledgers/OTHER/accounts/U", nil), http.StatusOK)
 	if a.str("balance") != "0.00" || a.str("available_balance") != "-99999999999999999999.99" || a.str("reserved_balance") != "99999999999999999999.99" {
 		t.Errorf("U: %s", a.raw)
+	}
+}
+
+// TestOverflowTellsAMemberBankNothing: a member bank's posting or settlement refused because it
+// would take another bank's balance out of range must not name that account or balance: trying
+// amounts would otherwise pin the other bank's balance down, which its key may not read.
+func TestOverflowTellsAMemberBankNothing(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e)
+	e.createAccount("MASTER", "issuance-2", "USD", "fiat", "unlimited")
+	e.mustStatus(e.post("MASTER", entry("fill-2", "issuance-2", "SCB-2-USD", "99999999999999999999.00")), http.StatusCreated)
+	bank1 := "SCB-1"
+	member := e.newKey(auth.Spec{Name: "SCB-1", Scopes: []string{auth.ScopeRead, auth.ScopePost, auth.ScopeSettle}, BankID: &bank1})
+	for what, r := range map[string]*resp{
+		"entry":      e.as(member, "POST", "/v1/ledgers/MASTER/entries", entry("m-1", "SCB-1-USD", "SCB-2-USD", "1.00")),
+		"settlement": e.as(member, "POST", "/v1/settlements", stlBody("m-2", "SCB-1", "SCB-2", "1.00")),
+	} {
+		if r.status != http.StatusBadRequest || r.errCode() != "invalid_amount" || strings.Contains(string(r.raw), "SCB-2-USD") ||
+			strings.Contains(string(r.raw), "balance\":") || r.str("error", "details", "field") != "amount" {
+			t.Errorf("%s: %d %s", what, r.status, r.raw)
+		}
+	}
+	// The operator's key is told which account and balance.
+	r := e.post("MASTER", entry("m-3", "SCB-1-USD", "SCB-2-USD", "1.00"))
+	if r.errCode() != "invalid_amount" || r.str("error", "details", "account_id") != "SCB-2-USD" {
+		t.Errorf("admin: %d %s", r.status, r.raw)
 	}
 }
