@@ -35,7 +35,7 @@ func accessSamples(keyID string) map[string]accessSample {
 		}, 201},
 		"listAccounts":  {"/v1/ledgers/MASTER/accounts", nil, 200},
 		"getAccount":    {"/v1/ledgers/MASTER/accounts/SCB-1-USD", nil, 200},
-		"updateAccount": {"/v1/ledgers/MASTER/accounts/SCB-2-USD", func(i int) any { return map[string]any{"status": "active", "reason": "matrix"} }, 200},
+		"updateAccount": {"/v1/ledgers/MASTER/accounts/issuance", func(i int) any { return map[string]any{"status": "active", "reason": "matrix"} }, 200},
 		"postEntry":     {"/v1/ledgers/MASTER/entries", func(i int) any { return entry(fmt.Sprintf("e-%d", i), "SCB-1-USD", "SCB-2-USD", "1.00") }, 201},
 		"postBatch": {"/v1/ledgers/MASTER/entries/batch", func(i int) any {
 			return map[string]any{"entries": []any{entry(fmt.Sprintf("b-%d", i), "SCB-1-USD", "SCB-2-USD", "1.00")}}
