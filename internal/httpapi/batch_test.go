@@ -75,6 +75,11 @@ func TestBatchAtomic(t *testing.T) {
 	if r.errCode() != "batch_rejected" || r.get("error", "details", "index") != 1.0 || r.str("error", "details", "result") != "insufficient_funds" {
 		t.Errorf("error: %v", r.get("error"))
 	}
+	// The message counts from 1, as the not_applied results do ("entry 2 of this atomic batch");
+	// details.index is the 0-based array index.
+	if msg := r.str("error", "message"); !strings.Contains(msg, "entry 2 was rejected") || !strings.Contains(r.str("results", "0", "error", "message"), "entry 2 of this atomic batch") {
+		t.Errorf("positions: %q / %q", msg, r.str("results", "0", "error", "message"))
+	}
 	if r.get("applied") != false || r.get("atomic") != true {
 		t.Errorf("summary: %s", r.raw)
 	}

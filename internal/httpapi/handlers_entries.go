@@ -123,8 +123,10 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 	first := results[max(firstRejected, 0)]
 	writeJSON(w, http.StatusUnprocessableEntity, BatchRejectedResponse{
 		BatchResponse: resp,
+		// Positions in messages are 1-based, as the entries' own results say them; index (the
+		// JSON array's) is 0-based (docs/error-codes.md, "Positions").
 		Error: errorBodyOf(ledger.Errorf(CodeBatchRejected,
-			"the atomic batch was not applied: entry %d was rejected (%s); nothing was written", max(firstRejected, 0), first.Code).
+			"the atomic batch was not applied: entry %d was rejected (%s); nothing was written", max(firstRejected, 0)+1, first.Code).
 			WithDetails(map[string]any{"index": max(firstRejected, 0), "result": first.Code})),
 	})
 	return nil
