@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -28,8 +29,8 @@ type Database struct {
 	key     string
 	keyType string
 	page    [][]string
-	cols    []string
-	header  []string // the columns but the key (the key is the position, not data)
+	cols    []string // the columns, known when the source opens
+	keyAt   int      // the key's position in cols
 	i       int
 	last    *string
 	done    bool
@@ -80,16 +81,15 @@ func OpenDatabase(ctx context.Context, connString string, o DatabaseOptions, aft
 		return nil, fmt.Errorf("read the database source's columns: %w", err)
 	}
 	var oid uint32
-	found := false
-	for _, f := range rows.FieldDescriptions() {
+	d.keyAt = -1
+	for i, f := range rows.FieldDescriptions() {
+		d.cols = append(d.cols, f.Name)
 		if f.Name == d.key {
-			oid, found = f.DataTypeOID, true
-		} else {
-			d.header = append(d.header, f.Name)
+			oid, d.keyAt = f.DataTypeOID, i
 		}
 	}
 	rows.Close()
-	if !found {
+	if d.keyAt < 0 {
 		conn.Close(ctx)
 		return nil, unusablef("the database source has no column %q (the key; database.key in the mapping)", d.key)
 	}
@@ -143,27 +143,13 @@ func (d *Database) fetch(ctx context.Context) error {
 		return fmt.Errorf("read the database source: %w", err)
 	}
 	defer rows.Close()
-	fields := rows.FieldDescriptions()
-	if d.cols == nil {
-		for _, f := range fields[:len(fields)-1] { // the last is the equal-key flag
-			d.cols = append(d.cols, f.Name)
-		}
-	}
 	d.page, d.i = d.page[:0], 0
-	keyAt := -1
-	for i, c := range d.cols {
-		if c == d.key {
-			keyAt = i
-		}
-	}
-	if keyAt < 0 {
-		return fmt.Errorf("the database source has no column %q (the key)", d.key)
-	}
+	keyAt := d.keyAt
 	n := 0
 	for rows.Next() {
 		n++
 		all := rows.RawValues()
-		raw, same := all[:len(all)-1], string(all[len(all)-1]) == "t"
+		raw, same := all[:len(all)-1], string(all[len(all)-1]) == "t" // the last column is the equal-key flag
 		if same && n == 1 && d.last != nil {
 			continue // the last row read, again
 		}
@@ -229,8 +215,10 @@ func (d *Database) Next(ctx context.Context) (Record, error) {
 	return r, nil
 }
 
-// Header returns the source's columns but the key, known from the start.
-func (d *Database) Header() []string { return d.header }
+// Header returns the source's columns but the key (the key is the position, not data).
+func (d *Database) Header() []string {
+	return slices.Delete(slices.Clone(d.cols), d.keyAt, d.keyAt+1)
+}
 
 // Progress returns the rows read and the rows counted at the start.
 func (d *Database) Progress() (int64, int64) { return d.read, d.total }

@@ -311,13 +311,16 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 		if merr != nil {
 			return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata cannot be encoded: %v", merr)
 		}
-		// A NUL read from inside a JSON cell (a dotted column, an API item) reaches the
-		// metadata as \u0000 when nothing above saw it as a byte.
+		// Every part of the metadata was checked above (the cell by metadata, the other columns
+		// and the original reference by storable); this backstop, on the encoded object, keeps
+		// a part added later from failing the whole batch if it is not.
 		if jerr := jsonlimit.CheckEscapes(b); jerr != nil {
 			return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata: %v: PostgreSQL cannot store it", jerr)
 		}
 		e.Metadata = b
 	}
+	// Values the mapping supplies (its accounts and transaction_types maps, a default account or
+	// type) are not source cells and did not pass storable.
 	for _, f := range []struct{ name, v string }{{FieldDebitAccountID, e.DebitAccountID}, {FieldCreditAccountID, e.CreditAccountID}, {FieldTransactionType, e.TransactionType}} {
 		if strings.IndexByte(f.v, 0) >= 0 {
 			return Row{}, reject(ledger.CodeInvalidRequest, f.name, "%s %s contains the NUL character (U+0000), which PostgreSQL cannot store in text", f.name, quote(f.v))
