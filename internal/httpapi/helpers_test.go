@@ -207,6 +207,9 @@ func (e *env) checkDocumented(req *http.Request, r *resp) {
 func (e *env) undocumented(req *http.Request, r *resp) []string {
 	var problems []string
 	_, pattern := e.docMux.Handler(req)
+	if cleanPath(req.URL.EscapedPath()) != req.URL.EscapedPath() {
+		pattern = "" // the mux names the route it would redirect to; the server serves no such path
+	}
 	if pattern == "" {
 		if r.status != http.StatusNotFound && r.status != http.StatusMethodNotAllowed {
 			problems = append(problems, fmt.Sprintf("not in the document but answered %d", r.status))

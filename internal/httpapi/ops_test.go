@@ -150,6 +150,24 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	if r.status != 404 || r.errCode() != "not_found" {
 		t.Errorf("trailing slash: %d %s", r.status, r.raw)
 	}
+	// A path that is not canonical is not redirected (an HTML body; a client following it would
+	// send its body and key again): a 404 in the envelope that names the canonical path, and
+	// nothing posted.
+	e.setupUSD()
+	for _, p := range []string{"//v1/ledgers/L/entries", "/v1/./ledgers/L/entries", "/v1/x/../ledgers/L/entries"} {
+		r = e.do("POST", p, entry("noncanonical", "issuance", "alice", "1.00"))
+		if r.status != 404 || r.errCode() != "not_found" || r.str("error", "details", "canonical_path") != "/v1/ledgers/L/entries" {
+			t.Errorf("POST %s: %d %s", p, r.status, r.raw)
+		}
+	}
+	// An account id may hold "/../" (its format allows it): escaped, its path is canonical.
+	e.createAccount("L", "a/../b", "USD", "fiat", "")
+	if r := e.do("GET", "/v1/ledgers/L/accounts/a%2F..%2Fb", nil); r.status != 200 || r.str("id") != "a/../b" {
+		t.Errorf("account a/../b: %d %s", r.status, r.raw)
+	}
+	if seq := e.headSeq("L"); seq != 0 {
+		t.Errorf("a posting through a non-canonical path was written: head seq %v", seq)
+	}
 	// HEAD is GET without a body.
 	req, _ := http.NewRequest(http.MethodHead, e.ts.URL+"/healthz", nil)
 	if r := e.send(req); r.status != 200 || len(r.raw) != 0 {

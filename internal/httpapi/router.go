@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -40,7 +41,17 @@ func (s *Server) router(routes []route) http.Handler {
 		defer cancel()
 		r = r.WithContext(ctx)
 
-		_, pattern := mux.Handler(r)
+		// A path that is not in canonical form (`//v1/...`, `/v1/./ledgers`, `/v1/x/../ledgers`)
+		// is not served: the mux would redirect it to the cleaned path, with an HTML body, and a
+		// client that follows redirects would send its body and key again to a path it did not
+		// write (a POST through `//v1/.../entries` posted). It is a 404 naming the canonical path.
+		// (The escaped path, as the mux's rule: an account id may hold "/../" as %2F..%2F.)
+		escaped := r.URL.EscapedPath()
+		canonical := cleanPath(escaped)
+		pattern := ""
+		if canonical == escaped {
+			_, pattern = mux.Handler(r)
+		}
 		routeLabel := "unmatched"
 		if _, path, ok := strings.Cut(pattern, " "); ok {
 			routeLabel = path
@@ -71,6 +82,12 @@ func (s *Server) router(routes []route) http.Handler {
 				slog.Int("status", sw.code()), slog.Int64("bytes", sw.bytes), slog.Duration("took", took),
 				slog.String("request_id", reqID), slog.String("remote", r.RemoteAddr))
 		}()
+		if canonical != escaped {
+			s.writeError(sw, r, ledger.Errorf(ledger.CodeNotFound, "no such endpoint: %s %s is not a canonical path; did you mean %s?",
+				r.Method, clip(escaped), clip(canonical)).
+				WithDetails(map[string]any{"path": clip(escaped), "canonical_path": clip(canonical)}))
+			return
+		}
 		if pattern == "" {
 			s.unmatched(sw, r, mux)
 			return
@@ -80,25 +97,18 @@ func (s *Server) router(routes []route) http.Handler {
 }
 
 // unmatched answers a request no route takes, in the error envelope: 405 when the path exists
-// with other methods (the mux knows, and sets Allow), 404 otherwise. Anything else the mux says
-// (a redirect to a cleaned path) passes through.
+// with other methods (the mux knows, and sets Allow), 404 otherwise.
 func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, mux *http.ServeMux) {
 	rec := &recorder{header: http.Header{}}
 	mux.ServeHTTP(rec, r)
-	switch rec.status {
-	case http.StatusMethodNotAllowed:
+	switch {
+	case rec.status == http.StatusMethodNotAllowed:
 		allow := rec.header.Get("Allow")
 		w.Header().Set("Allow", allow)
 		s.writeError(w, r, ledger.Errorf(CodeMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow).
 			WithDetails(map[string]any{"method": r.Method, "allowed": strings.Split(allow, ", ")}))
-	case http.StatusNotFound, 0:
-		s.writeError(w, r, ledger.Errorf(ledger.CodeNotFound, "no such endpoint: %s %s", r.Method, clip(r.URL.Path)))
 	default:
-		for k, v := range rec.header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.status)
-		_, _ = w.Write(rec.body.Bytes())
+		s.writeError(w, r, ledger.Errorf(ledger.CodeNotFound, "no such endpoint: %s %s", r.Method, clip(r.URL.Path)))
 	}
 }
 
@@ -301,6 +311,22 @@ func (r *recorder) Write(b []byte) (int, error) {
 		r.status = http.StatusOK
 	}
 	return r.body.Write(b)
+}
+
+// cleanPath is the path the ServeMux would redirect to (its own rule: path.Clean, keeping a
+// trailing slash).
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // pathParams lists the {names} of a route path.

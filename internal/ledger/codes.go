@@ -172,7 +172,7 @@ var codeTable = []CodeInfo{
 		Meaning: "HTTP envelope of an atomic batch that was not applied; the per-entry results are in the body next to it",
 		Details: "`index` (0-based position of the first rejected entry), `result`"},
 	{Code: CodeNotFound, HTTPStatus: http.StatusNotFound,
-		Meaning: "no entry with that reference / no such route / no API key with that id", Details: "–"},
+		Meaning: "no entry with that reference / no such route (or a path not in canonical form, such as `//v1/...`: never redirected) / no API key with that id", Details: "`path`, `canonical_path` for a path not in canonical form"},
 	{Code: CodeMethodNotAllowed, HTTPStatus: http.StatusMethodNotAllowed,
 		Meaning: "the route exists, the method does not (`Allow` header lists the methods)", Details: "–"},
 	{Code: CodeUnsupportedMediaType, HTTPStatus: http.StatusUnsupportedMediaType,
