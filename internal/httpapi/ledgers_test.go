@@ -50,6 +50,11 @@ func TestBanks(t *testing.T) {
 	if r := e.do("POST", "/v1/banks", map[string]any{"id": "SCB-2", "name": " "}); r.status != 400 || r.str("error", "details", "field") != "name" {
 		t.Errorf("blank name: %d %s", r.status, r.raw)
 	}
+	for _, name := range []string{"Bank\nTwo", "Bank\x1b[31mTwo", "Bank\u0085Two"} {
+		if r := e.do("POST", "/v1/banks", map[string]any{"id": "SCB-2", "name": name}); r.status != 400 || r.str("error", "details", "field") != "name" {
+			t.Errorf("name %q: %d %s", name, r.status, r.raw)
+		}
+	}
 	r = e.mustStatus(e.do("GET", "/v1/banks", nil), http.StatusOK)
 	if bs := r.get("banks").([]any); len(bs) != 1 {
 		t.Errorf("list: %s", r.raw)

@@ -199,6 +199,8 @@ func TestSettlementRejections(t *testing.T) {
 	}
 	numberAmount := stlBody("gss-bad", "SCB-1", "SCB-2", "")
 	numberAmount["amount"] = 1.5
+	controlNode := stlBody("gss-bad", "SCB-1", "SCB-2", "1.00")
+	controlNode["node_id"] = "node\n7"
 	cases := []struct {
 		name   string
 		body   any
@@ -212,6 +214,7 @@ func TestSettlementRejections(t *testing.T) {
 		{"two settlement accounts", stlBody("gss-bad", "SCB-4", "SCB-1", "1.00"), 422, "ambiguous_settlement_account", "source_bank_id"},
 		{"insufficient funds", stlBody("gss-bad", "SCB-2", "SCB-1", "1.00"), 422, "insufficient_funds", ""},
 		{"missing node_id", without("node_id"), 400, "invalid_request", "node_id"},
+		{"control character in node_id", controlNode, 400, "invalid_request", "node_id"},
 		{"missing reference_id", without("reference_id"), 400, "invalid_request", "reference_id"},
 		{"missing amount", without("amount"), 400, "invalid_amount", "amount"},
 		{"amount as a JSON number", numberAmount, 400, "invalid_amount", "amount"},

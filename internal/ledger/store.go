@@ -8,6 +8,8 @@ import (
 	"math"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -479,6 +481,12 @@ func RegisterBank(ctx context.Context, db DBTX, actor, id, name string) (Bank, e
 	name = strings.TrimSpace(name)
 	if name == "" || len(name) > 200 {
 		return Bank{}, Errorf(CodeInvalidRequest, "bank name is required (1-200 characters)").WithDetails(map[string]string{"field": "name"})
+	}
+	// A name is shown in listings, logs and terminals: no control characters (a newline or an
+	// escape sequence would forge lines there).
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+		return Bank{}, Errorf(CodeInvalidRequest, "bank name %q must be UTF-8 text without control characters", name).
+			WithDetails(map[string]string{"field": "name"})
 	}
 	var b Bank
 	err := db.QueryRow(ctx, `SELECT id, name, created_at FROM register_bank($1, $2, $3)`, actor, id, name).
