@@ -54,6 +54,7 @@ func TestCreateAndGetAccount(t *testing.T) {
 		{"bad id", "L", map[string]any{"id": " a", "currency_code": "USD", "asset_type": "fiat"}, 400, "invalid_request", "id"},
 		{"overdraft as number", "L", `{"id":"a","currency_code":"USD","asset_type":"fiat","overdraft_limit":5}`, 400, "invalid_request", "overdraft_limit"},
 		{"negative overdraft", "L", map[string]any{"id": "a", "currency_code": "USD", "asset_type": "fiat", "overdraft_limit": "-1"}, 400, "invalid_request", "overdraft_limit"},
+		{"negative zero overdraft", "L", map[string]any{"id": "a", "currency_code": "USD", "asset_type": "fiat", "overdraft_limit": "-0"}, 400, "invalid_request", "overdraft_limit"},
 		{"metadata not an object", "L", map[string]any{"id": "a", "currency_code": "USD", "asset_type": "fiat", "metadata": "x"}, 400, "invalid_request", "metadata"},
 		{"unknown field", "L", map[string]any{"id": "a", "currency_code": "USD", "asset_type": "fiat", "balance": "100"}, 400, "invalid_request", "balance"},
 	} {

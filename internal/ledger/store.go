@@ -163,7 +163,8 @@ func ParseOverdraft(v *string) (limit *string, unlimited bool, err error) {
 		return nil, true, nil
 	}
 	a, perr := money.ParseAmount(*v)
-	if perr != nil || a.IsNegative() {
+	// A sign is refused even on zero ("-0"): a limit is never written with one.
+	if perr != nil || a.IsNegative() || strings.HasPrefix(*v, "-") {
 		return nil, false, Errorf(CodeInvalidRequest, `overdraft_limit must be a non-negative decimal string or "unlimited", got %q`, *v).
 			WithDetails(map[string]string{"field": "overdraft_limit"})
 	}
