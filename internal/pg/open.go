@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -137,6 +138,26 @@ func ConnectAdmin(ctx context.Context, connString string) (*pgx.Conn, error) {
 	return conn, nil
 }
 
+// PinSearchPath makes every connection of cc resolve unqualified names in schema public only
+// (pg_catalog is always searched first), unless the connection string chose a search_path
+// itself. PostgreSQL's default, "$user", public, puts first a schema named after the role that
+// connects: whoever may CREATE a schema in the database could then give the owner's session a
+// dualledger_schema_version, a create_api_key or any function of its own before the real one,
+// and have the owner run it (the migration runner, the CLI). Every connection the program makes
+// derives from Open's pool, so this one place covers them all.
+func PinSearchPath(cc *pgx.ConnConfig) {
+	if _, ok := cc.RuntimeParams["search_path"]; ok {
+		return
+	}
+	if strings.Contains(cc.RuntimeParams["options"], "search_path") {
+		return
+	}
+	if cc.RuntimeParams == nil {
+		cc.RuntimeParams = map[string]string{}
+	}
+	cc.RuntimeParams["search_path"] = "public"
+}
+
 // newPool builds a pool and checks that a connection works, so that a bad
 // URL or an unreachable server is reported by Open rather than by the first
 // query.
@@ -145,6 +166,7 @@ func newPool(ctx context.Context, connString string, configure func(*pgxpool.Con
 	if err != nil {
 		return nil, fmt.Errorf("parse connection string: %w", err)
 	}
+	PinSearchPath(cfg.ConnConfig)
 	if configure != nil {
 		configure(cfg)
 	}

@@ -39,27 +39,37 @@ func (e *ServiceRoleError) Error() string {
 }
 
 // CheckServiceRole refuses a login role (session_user, which a session can always RESET ROLE
-// back to) that can act as more than a service role: a superuser; a role with CREATEROLE (before
-// PostgreSQL 16 it may grant itself any non-superuser role, the owner's included); a member of
-// pg_write_all_data; a member (direct or not, inheriting or not: it can SET ROLE) of the owner of
-// the ledger schema, of the database, or of any table, sequence, function or type in the schema;
-// or a role that may CREATE in the schema. It returns a *ServiceRoleError with every finding, nil
-// when the role is a plain member of the service roles.
+// back to) that can act as more than a service role. What counts is every role the login can
+// become (pg_has_role ... 'MEMBER': directly or not, inheriting or not, since it can SET ROLE to
+// each), not only the privileges it holds by itself. Refused: a superuser among them; CREATEROLE
+// (before PostgreSQL 16 it may grant itself any non-superuser role, the owner's included);
+// REPLICATION (it reads every row through the WAL); membership of pg_write_all_data,
+// pg_execute_server_program, pg_write_server_files, pg_read_server_files (a COPY TO PROGRAM or
+// into the data directory runs code as the server) or pg_signal_backend (it ends other sessions,
+// the worker's among them); acting as the owner of the ledger schema, of the database, or of any
+// table, sequence, function or type in the schema; and CREATE in the schema or in the database.
+// CREATE is refused because of search_path: an object of its own in the schema (an overload of a
+// function the owner's functions call, such as to_jsonb(text)) or a schema named after another
+// role ("$user" comes first in a default search_path) would run its code with that role's
+// rights. It returns a *ServiceRoleError with every finding, nil when the role is a plain member
+// of the service roles.
 func CheckServiceRole(ctx context.Context, db Querier) error {
 	var (
-		login    string
-		reasons  []string
-		super    bool
-		creater  bool
-		writeAll bool
-		schema   string
-		nspOwner string
-		ownsNsp  bool
-		dbName   string
-		dbOwner  string
-		ownsDB   bool
-		create   bool
-		owners   []string
+		login      string
+		super      bool
+		supers     []string
+		createrole []string
+		replicate  []string
+		predefined []string
+		schema     string
+		nspOwner   string
+		ownsNsp    bool
+		dbName     string
+		dbOwner    string
+		ownsDB     bool
+		nspCreate  []string
+		dbCreate   []string
+		owners     []string
 	)
 	err := db.QueryRow(ctx, `
 		WITH sch AS (
@@ -69,17 +79,31 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		objowners AS (
 			SELECT c.relowner AS owner FROM pg_class c, sch WHERE c.relnamespace = sch.oid
 			UNION SELECT p.proowner FROM pg_proc p, sch WHERE p.pronamespace = sch.oid
-			UNION SELECT t.typowner FROM pg_type t, sch WHERE t.typnamespace = sch.oid)
-		SELECT r.rolname, r.rolsuper, r.rolcreaterole,
-		       coalesce(pg_has_role(session_user, to_regrole('pg_write_all_data'), 'MEMBER'), false),
+			UNION SELECT t.typowner FROM pg_type t, sch WHERE t.typnamespace = sch.oid),
+		reach AS (
+			SELECT r.oid, r.rolname, r.rolsuper, r.rolcreaterole, r.rolreplication FROM pg_roles r
+			 WHERE pg_has_role(session_user, r.oid, 'MEMBER')),
+		names AS (
+			SELECT array_agg(rolname ORDER BY rolname) FILTER (WHERE rolsuper) AS supers,
+			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolcreaterole) AS createrole,
+			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolreplication) AS replicate,
+			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolname IN ('pg_write_all_data',
+			           'pg_execute_server_program', 'pg_write_server_files', 'pg_read_server_files',
+			           'pg_signal_backend')) AS predefined,
+			       array_agg(rolname ORDER BY rolname) FILTER (WHERE has_schema_privilege(oid, (SELECT oid FROM sch), 'CREATE')) AS nsp_create,
+			       array_agg(rolname ORDER BY rolname) FILTER (WHERE has_database_privilege(oid, current_database(), 'CREATE')) AS db_create
+			  FROM reach)
+		SELECT r.rolname, r.rolsuper, coalesce(names.supers, '{}'), coalesce(names.createrole, '{}'),
+		       coalesce(names.replicate, '{}'), coalesce(names.predefined, '{}'),
 		       sch.nspname, pg_get_userbyid(sch.nspowner), pg_has_role(session_user, sch.nspowner, 'MEMBER'),
 		       d.datname, pg_get_userbyid(d.datdba), pg_has_role(session_user, d.datdba, 'MEMBER'),
-		       has_schema_privilege(session_user, sch.oid, 'CREATE'),
+		       coalesce(names.nsp_create, '{}'), coalesce(names.db_create, '{}'),
 		       coalesce((SELECT array_agg(DISTINCT pg_get_userbyid(o.owner) ORDER BY pg_get_userbyid(o.owner))
 		                   FROM objowners o WHERE pg_has_role(session_user, o.owner, 'MEMBER')), '{}')
-		  FROM pg_roles r, sch, pg_database d
+		  FROM pg_roles r, sch, pg_database d, names
 		 WHERE r.rolname = session_user AND d.datname = current_database()`).
-		Scan(&login, &super, &creater, &writeAll, &schema, &nspOwner, &ownsNsp, &dbName, &dbOwner, &ownsDB, &create, &owners)
+		Scan(&login, &super, &supers, &createrole, &replicate, &predefined, &schema, &nspOwner, &ownsNsp,
+			&dbName, &dbOwner, &ownsDB, &nspCreate, &dbCreate, &owners)
 	if err != nil {
 		return fmt.Errorf("check the database login role: %w", err)
 	}
@@ -87,11 +111,18 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		// A superuser can do everything; the other findings would only repeat it.
 		return &ServiceRoleError{Login: login, Reasons: []string{"it is a superuser"}}
 	}
-	if creater {
-		reasons = append(reasons, "it has CREATEROLE (it could grant itself the owner's role)")
+	var reasons []string
+	if len(supers) > 0 {
+		reasons = append(reasons, fmt.Sprintf("it can act as %s, a superuser", strings.Join(supers, ", ")))
 	}
-	if writeAll {
-		reasons = append(reasons, "it is a member of pg_write_all_data")
+	if len(createrole) > 0 {
+		reasons = append(reasons, fmt.Sprintf("it has CREATEROLE (as %s; it could grant itself the owner's role)", strings.Join(createrole, ", ")))
+	}
+	if len(replicate) > 0 {
+		reasons = append(reasons, fmt.Sprintf("it has REPLICATION (as %s; it could read every row through the WAL)", strings.Join(replicate, ", ")))
+	}
+	for _, p := range predefined {
+		reasons = append(reasons, fmt.Sprintf("it is a member of %s", p))
 	}
 	if ownsNsp {
 		reasons = append(reasons, fmt.Sprintf("it can act as %s, the owner of schema %s", nspOwner, schema))
@@ -102,8 +133,13 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 	if len(owners) > 0 {
 		reasons = append(reasons, fmt.Sprintf("it can act as %s, owner of the ledger's tables or functions", strings.Join(owners, ", ")))
 	}
-	if create && !ownsNsp {
-		reasons = append(reasons, fmt.Sprintf("it may CREATE in schema %s (REVOKE CREATE ON SCHEMA %s FROM PUBLIC, and from it)", schema, schema))
+	if len(nspCreate) > 0 && !ownsNsp {
+		reasons = append(reasons, fmt.Sprintf("it may CREATE in schema %s (as %s: REVOKE CREATE ON SCHEMA %s FROM PUBLIC, and from them)",
+			schema, strings.Join(nspCreate, ", "), schema))
+	}
+	if len(dbCreate) > 0 && !ownsDB {
+		reasons = append(reasons, fmt.Sprintf("it may CREATE schemas in database %s (as %s: REVOKE CREATE ON DATABASE %s FROM them)",
+			dbName, strings.Join(dbCreate, ", "), dbName))
 	}
 	if len(reasons) > 0 {
 		return &ServiceRoleError{Login: login, Reasons: reasons}

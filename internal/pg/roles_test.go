@@ -116,6 +116,52 @@ func TestCheckServiceRole(t *testing.T) {
 	refused("a login that may CREATE in the schema", poolOn(t, creator, "dualledger_api"), "may CREATE in schema public")
 	exec("REVOKE CREATE ON SCHEMA public FROM " + userOf(t, creator))
 
+	// The review's escalations: each of these logins passed the check before, and each became a
+	// superuser (an overload of to_jsonb(text) in public that the owner's functions called; a
+	// schema named after the owner, first in its default search_path; COPY TO PROGRAM).
+	suffix := func() string {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}
+	creatorRole := "creator_" + suffix()
+	exec("CREATE ROLE " + creatorRole + " NOLOGIN")
+	exec("GRANT CREATE ON SCHEMA public TO " + creatorRole)
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, "REVOKE CREATE ON SCHEMA public FROM "+creatorRole)
+		_, _ = admin.Exec(ctx, "DROP ROLE "+creatorRole)
+	})
+	viaSetRole := d.LoginRole(t, "dualledger_api")
+	exec("ALTER ROLE " + userOf(t, viaSetRole) + " NOINHERIT")
+	exec("GRANT " + creatorRole + " TO " + userOf(t, viaSetRole))
+	refused("a NOINHERIT member of a role that may CREATE in the schema", poolOn(t, viaSetRole, "dualledger_api"),
+		"may CREATE in schema public (as "+creatorRole)
+
+	dbCreator := d.LoginRole(t, "dualledger_api")
+	exec("GRANT ALL ON DATABASE " + pgx.Identifier{d.Name}.Sanitize() + " TO " + userOf(t, dbCreator))
+	t.Cleanup(func() {
+		_, _ = admin.Exec(ctx, "REVOKE ALL ON DATABASE "+pgx.Identifier{d.Name}.Sanitize()+" FROM "+userOf(t, dbCreator))
+	})
+	refused("a login with ALL on the database", poolOn(t, dbCreator, "dualledger_api"), "may CREATE schemas in database "+d.Name)
+
+	for _, predefined := range []string{"pg_execute_server_program", "pg_write_server_files", "pg_read_server_files", "pg_signal_backend"} {
+		l := d.LoginRole(t, "dualledger_worker")
+		exec("GRANT " + predefined + " TO " + userOf(t, l))
+		refused("a member of "+predefined, poolOn(t, l, "dualledger_worker"), "member of "+predefined)
+	}
+
+	replicator := d.LoginRole(t, "dualledger_api")
+	exec("ALTER ROLE " + userOf(t, replicator) + " REPLICATION")
+	refused("a REPLICATION login", poolOn(t, replicator, "dualledger_api"), "REPLICATION")
+
+	superGroup := "supergroup_" + suffix()
+	exec("CREATE ROLE " + superGroup + " NOLOGIN SUPERUSER")
+	t.Cleanup(func() { _, _ = admin.Exec(ctx, "DROP ROLE "+superGroup) })
+	toSuper := d.LoginRole(t, "dualledger_api")
+	exec("ALTER ROLE " + userOf(t, toSuper) + " NOINHERIT")
+	exec("GRANT " + superGroup + " TO " + userOf(t, toSuper))
+	refused("a NOINHERIT member of a superuser role", poolOn(t, toSuper, "dualledger_api"), "can act as "+superGroup+", a superuser")
+
 	// The database's owner owns schema public (PostgreSQL 15: pg_database_owner) and may drop
 	// the database.
 	dbOwner := d.LoginRole(t, "dualledger_api")
@@ -200,5 +246,48 @@ func TestEnsureLoginRole(t *testing.T) {
 	}
 	if err := pg.EnsureLoginRole(ctx, admin, `x"; DROP TABLE ledgers; --`, pg.WorkerRole); err == nil {
 		t.Error("a role name that is not a plain identifier was accepted")
+	}
+}
+
+// TestSearchPathPinned: the program's connections resolve unqualified names in public only. With
+// PostgreSQL's default search_path ("$user", public) a schema named after the connecting role
+// comes first: a service login that may CREATE a schema once made the owner's CLI create and run
+// functions of its own that way (the security review of 2026-12-02).
+func TestSearchPathPinned(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	admin := d.Conn(t)
+	owner := pgx.Identifier{userOf(t, d.ConnStr)}.Sanitize()
+	for _, sql := range []string{
+		"CREATE SCHEMA " + owner,
+		"CREATE TABLE " + owner + ".ledgers (id text)",
+		"INSERT INTO " + owner + ".ledgers VALUES ('SHADOW')",
+	} {
+		if _, err := admin.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	pool, release, err := pg.Open(ctx, d.ConnStr, "", "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	var path string
+	var shadowed bool
+	if err := pool.QueryRow(ctx, `SELECT current_setting('search_path'), EXISTS (SELECT 1 FROM ledgers WHERE id = 'SHADOW')`).Scan(&path, &shadowed); err != nil {
+		t.Fatal(err)
+	}
+	if path != "public" || shadowed {
+		t.Errorf("search_path %q, the owner's schema read: %v", path, shadowed)
+	}
+	// A connection string that names its own search_path keeps it.
+	cfg, err := pgx.ParseConfig(d.ConnStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["search_path"] = "ledger, public"
+	pg.PinSearchPath(cfg)
+	if got := cfg.RuntimeParams["search_path"]; got != "ledger, public" {
+		t.Errorf("an explicit search_path became %q", got)
 	}
 }
