@@ -167,7 +167,7 @@ var codeTable = []CodeInfo{
 		Details: "–"},
 	{Code: CodeReconciliationInProgress, HTTPStatus: http.StatusConflict,
 		Meaning: "another reconciliation run of that SCB holds its lock (one run per SCB at a time, across processes)",
-		Details: "`scb_id`"},
+		Details: "`scb_id`, `held_by` (the session holding the lock: pid, role, application)"},
 	{Code: CodeBatchRejected, HTTPStatus: http.StatusUnprocessableEntity,
 		Meaning: "HTTP envelope of an atomic batch that was not applied; the per-entry results are in the body next to it",
 		Details: "`index` (0-based position of the first rejected entry), `result`"},

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/tern/v2/migrate"
@@ -242,8 +243,16 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 	if err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
-		return fmt.Errorf("migrate: lock: %w", err)
+	// Nothing to do is known without the lock: every embedded-mode command migrates first, and
+	// any login may take an advisory lock, so a session holding this key would otherwise stall
+	// every command of the operator (the security review of 2026-12-02), revoking a key included.
+	if current, err := upToDate(ctx, conn, versioned, repeatable); err != nil {
+		return err
+	} else if current {
+		return nil
+	}
+	if err := lockMigrations(ctx, conn, logf); err != nil {
+		return err
 	}
 	defer func() {
 		// On a failed transaction the connection is still usable (tern rolled back); a broken
@@ -284,6 +293,83 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 		return err
 	}
 	return applyRepeatable(ctx, conn, repeatable, int(start) < len(versioned), logf)
+}
+
+// upToDate reports whether every versioned migration is applied with the checksum of its file,
+// and every repeatable file with its own: then Migrate has nothing to do. Read without the lock:
+// a migration committing meanwhile is seen as not done yet, and the caller then takes the lock.
+func upToDate(ctx context.Context, conn *pgx.Conn, versioned, repeatable []Migration) (bool, error) {
+	states, err := Status(ctx, conn, append(append([]Migration{}, versioned...), repeatable...))
+	if err != nil {
+		return false, err
+	}
+	for _, s := range states {
+		if !s.Applied {
+			return false, nil
+		}
+	}
+	sums, err := readChecksums(ctx, conn, ChecksumTable)
+	if err != nil {
+		return false, fmt.Errorf("read migration checksums: %w", err)
+	}
+	for _, m := range versioned {
+		if sums[m.Name] != checksum(m) {
+			return false, nil // not recorded yet, or edited: Migrate records or refuses it
+		}
+	}
+	return true, nil
+}
+
+// migrateLockWait bounds the wait for another session's migration lock.
+const migrateLockWait = 5 * time.Minute
+
+// lockMigrations takes the migration lock, waiting for another holder at most migrateLockWait
+// and saying who it is (an advisory lock is open to any login: a session that is not migrating
+// may hold it to stall the operator, and then must be ended).
+func lockMigrations(ctx context.Context, conn *pgx.Conn, logf func(string, ...any)) error {
+	deadline := time.Now().Add(migrateLockWait)
+	var lastLog time.Time
+	for {
+		var locked bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", migrateLockKey).Scan(&locked); err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		if locked {
+			return nil
+		}
+		holder, err := AdvisoryLockHolder(ctx, conn, migrateLockKey)
+		if err != nil {
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("migrate: another session has held the migration lock for more than %s: %s. If it is not a "+
+				"migration of yours, end it (SELECT pg_terminate_backend(<pid>) as a superuser) and run the command again",
+				migrateLockWait, holder)
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			logf("waiting for the migration lock, held by %s", holder)
+			lastLog = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrate: lock: %w (held by %s)", ctx.Err(), holder)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// AdvisoryLockHolder describes the session holding the session-level advisory lock key (a
+// bigint key), for messages: "pid 123 (role r, application a)"; "no session" when none does.
+func AdvisoryLockHolder(ctx context.Context, q Querier, key int64) (string, error) {
+	var holder string
+	err := q.QueryRow(ctx, `SELECT coalesce((
+		SELECT format('pid %s (role %s, application %s)', a.pid, coalesce(a.usename::text, '?'),
+		              coalesce(nullif(a.application_name, ''), '?'))
+		  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+		 WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid <> pg_backend_pid()
+		   AND ((l.classid::bigint << 32) | l.objid::bigint) = $1
+		 LIMIT 1), 'no session (it was released just now)')`, key).Scan(&holder)
+	return holder, err
 }
 
 // migrateError turns the error an after check raised inside tern's transaction into a *CheckError.

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -409,6 +410,9 @@ func TestConcurrentMigrate(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			errs[i] = pg.Migrate(context.Background(), c, migs, func(format string, args ...any) {
+				if format != "applying %s" {
+					return // "waiting for the migration lock, held by ..."
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				applied = append(applied, args[0].(string))
@@ -439,3 +443,47 @@ func repeatableNames(migs []pg.Migration) []string {
 }
 
 func repeatables(migs []pg.Migration) int { return len(repeatableNames(migs)) }
+
+// TestMigrateCurrentNeedsNoLock: on a current schema Migrate does not wait for the migration lock,
+// which any login may take (an advisory lock): a session holding it once stalled every command of
+// the operator, since each migrates first (the security review of 2026-12-02). The holder is named.
+func TestMigrateCurrentNeedsNoLock(t *testing.T) {
+	d := pgtest.NewEmpty(t)
+	ctx := context.Background()
+	migs := load(t, nil)
+	if err := pg.Migrate(ctx, d.Conn(t), migs, nil); err != nil {
+		t.Fatal(err)
+	}
+	squatter := d.Conn(t)
+	if _, err := squatter.Exec(ctx, "SET application_name = 'squatter'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := squatter.Exec(ctx, "SELECT pg_advisory_lock(9628173550095224)"); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	other := d.Conn(t)
+	if err := pg.Migrate(cctx, other, migs, nil); err != nil {
+		t.Fatalf("a current schema waited for the lock: %v", err)
+	}
+	holder, err := pg.AdvisoryLockHolder(ctx, other, 9628173550095224)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(holder, "application squatter") {
+		t.Errorf("holder %q", holder)
+	}
+	// With something to apply, it waits, saying for whom, and gives up when its context ends.
+	more := load(t, map[string]string{answerFile: answer("SELECT 1", false)})
+	short, cancelShort := context.WithTimeout(ctx, 3*time.Second)
+	defer cancelShort()
+	var logged []string
+	err = pg.Migrate(short, other, more, func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) })
+	if err == nil || !strings.Contains(err.Error(), "application squatter") {
+		t.Errorf("pending migration under a held lock: %v", err)
+	}
+	if len(logged) == 0 || !strings.Contains(logged[0], "waiting for the migration lock, held by pid") {
+		t.Errorf("logged %q", logged)
+	}
+}

@@ -247,6 +247,14 @@ func TestOneRunPerSCB(t *testing.T) {
 	if ledger.CodeOf(err) != ledger.CodeReconciliationInProgress {
 		t.Fatalf("second run: %v", err)
 	}
+	// The holder is named (any login may take the lock; one that is not a run must be ended).
+	var pid int
+	if err := conn.QueryRow(e.ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(err.Error(), fmt.Sprintf("held by pid %d (role ", pid)) {
+		t.Errorf("second run: %v, want the holder's pid %d", err, pid)
+	}
 	e.exec(`INSERT INTO reconciliation_runs (scb_id, full_read, actor) VALUES ('SCB-1', false, 'cli:dead')`)
 	if _, err := conn.Exec(e.ctx, `SELECT pg_advisory_unlock(hashtextextended('dualledger.reconcile:SCB-1', 0))`); err != nil {
 		t.Fatal(err)

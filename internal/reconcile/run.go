@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/pg"
 	"dualledger/internal/scb"
 )
 
@@ -123,8 +124,17 @@ func Reconcile(ctx context.Context, pool *pgxpool.Pool, client SCB, opts Options
 		return Run{}, ledger.FromDB(err)
 	}
 	if !locked {
-		return Run{}, ledger.Errorf(ledger.CodeReconciliationInProgress, "a reconciliation of %s is running (one run per SCB at a time); try again when it ends", opts.SCBID).
-			WithDetails(map[string]string{"scb_id": opts.SCBID})
+		// Named, because any login may take an advisory lock: a session that is not a
+		// reconciliation holding it must be found and ended, or the SCB is never reconciled.
+		var key int64
+		holder := "unknown"
+		if err := conn.QueryRow(ctx, `SELECT hashtextextended('dualledger.reconcile:' || $1, 0)`, opts.SCBID).Scan(&key); err == nil {
+			if h, err := pg.AdvisoryLockHolder(ctx, conn, key); err == nil {
+				holder = h
+			}
+		}
+		return Run{}, ledger.Errorf(ledger.CodeReconciliationInProgress, "a reconciliation of %s is running (one run per SCB at a time; the lock is held by %s); try again when it ends", opts.SCBID, holder).
+			WithDetails(map[string]string{"scb_id": opts.SCBID, "held_by": holder})
 	}
 	defer func() {
 		// A failed unlock means a broken connection; the lock went with the session. Bounded: a
