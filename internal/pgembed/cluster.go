@@ -1,8 +1,8 @@
 // This file is the cluster's lifecycle: start or join, and stop when the last user leaves.
-// Every start/stop decision is taken under an exclusive flock on launcher.lock in the data dir's
-// parent, and every live handle holds a shared flock on inuse.lock; the server is stopped only by
-// a Release that can take inuse.lock exclusively, i.e. when no handle of any process still holds
-// it. The kernel drops the locks of a process that dies, so a crashed user never keeps the server
+// Every start/stop decision is taken under an exclusive flock on <data dir>.launcher.lock (beside
+// the data dir), and every live handle holds a shared flock on <data dir>.inuse.lock; the server
+// is stopped only by a Release that can take the in-use lock exclusively, i.e. when no handle of
+// any process still holds it. The kernel drops the locks of a process that dies, so a crashed user never keeps the server
 // up forever, and no pid files or counters of ours can go stale.
 
 package pgembed
@@ -32,9 +32,13 @@ const (
 	// of its context (see Release).
 	releaseTimeout = 2 * time.Minute
 
-	launcherLockName = "launcher.lock"
-	inuseLockName    = "inuse.lock"
-	logFileName      = "pg.log"
+	// The files beside the data dir, named after it (<data dir>.launcher.lock, ...): they must
+	// exist before initdb, which wants an empty directory, and two data dirs in one parent must
+	// not share them (they once did: one cluster's server was kept up by the other's users, and
+	// both wrote one log).
+	launcherLockSuffix = ".launcher.lock"
+	inuseLockSuffix    = ".inuse.lock"
+	logFileSuffix      = ".log"
 )
 
 // Cluster is a handle on the private cluster; one per process user.
@@ -105,7 +109,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		dataDir:   dataDir,
 		parentDir: parent,
 		socketDir: socketDirFor(dataDir),
-		logFile:   filepath.Join(parent, logFileName),
+		logFile:   dataDir + logFileSuffix,
 		runAs:     runAs,
 		env:       childEnv(runAs),
 		logger:    logger.With("component", "embedded-postgres", "datadir", dataDir),
@@ -114,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	// The launcher lock serialises every start/stop decision on this data
 	// dir, across processes: without it two commands started together
 	// could both run initdb or pg_ctl start on the same directory.
-	launcher, err := openLockFile(filepath.Join(parent, launcherLockName))
+	launcher, err := openLockFile(dataDir + launcherLockSuffix)
 	if err != nil {
 		return nil, fmt.Errorf("embedded postgres: %w", err)
 	}
@@ -128,7 +132,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err == nil {
 		// Take our shared in-use lock before dropping the launcher lock,
 		// so that no Release in between can see the server as unused.
-		e.inuse, err = openLockFile(filepath.Join(parent, inuseLockName))
+		e.inuse, err = openLockFile(dataDir + inuseLockSuffix)
 		if err == nil {
 			if err = e.inuse.lock(ctx, syscall.LOCK_SH); err != nil {
 				e.inuse.close()
@@ -181,7 +185,7 @@ func (e *Cluster) Release(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
 
-	launcher, err := openLockFile(filepath.Join(e.parentDir, launcherLockName))
+	launcher, err := openLockFile(e.dataDir + launcherLockSuffix)
 	if err == nil {
 		defer launcher.close()
 		err = launcher.lock(ctx, syscall.LOCK_EX)
@@ -207,7 +211,7 @@ func (e *Cluster) Release(ctx context.Context) error {
 // stopIfUnused stops the server if no handle holds a shared in-use lock.
 // The caller must hold the launcher lock.
 func (e *Cluster) stopIfUnused(ctx context.Context) (stopped bool, err error) {
-	probe, err := openLockFile(filepath.Join(e.parentDir, inuseLockName))
+	probe, err := openLockFile(e.dataDir + inuseLockSuffix)
 	if err != nil {
 		return false, err
 	}
@@ -327,7 +331,8 @@ func (e *Cluster) waitReady(ctx context.Context) error {
 // prepareLogFile creates the log file up front: pg_ctl opens it as the
 // server user, who cannot create files in our (root-owned) parent dir.
 func (e *Cluster) prepareLogFile() error {
-	f, err := os.OpenFile(e.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	// O_NOFOLLOW: root must not append to wherever a planted symlink points.
+	f, err := os.OpenFile(e.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("create log file: %w", err)
 	}

@@ -150,6 +150,18 @@ func TestEmbeddedStartConnectRelease(t *testing.T) {
 	if postmasterPID(t, dataDir) == 0 {
 		t.Fatal("postmaster.pid missing while running")
 	}
+	// The locks and the log are beside the data dir, named after it: another data dir in the
+	// same parent shares none of them.
+	for _, suffix := range []string{".launcher.lock", ".inuse.lock", ".log"} {
+		if _, err := os.Lstat(dataDir + suffix); err != nil {
+			t.Errorf("%s: %v", dataDir+suffix, err)
+		}
+	}
+	for _, shared := range []string{"launcher.lock", "inuse.lock"} {
+		if _, err := os.Lstat(filepath.Join(filepath.Dir(dataDir), shared)); err == nil {
+			t.Errorf("%s is shared by every data dir of the parent", shared)
+		}
+	}
 
 	release(t, e)
 	if pid := postmasterPID(t, dataDir); pid != 0 {

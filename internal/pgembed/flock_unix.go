@@ -28,7 +28,9 @@ type lockFile struct {
 // O_CLOEXEC, so postgres (started through pg_ctl) never inherits the fd and can
 // never keep one of our locks alive after we are gone.
 func openLockFile(path string) (*lockFile, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// O_NOFOLLOW: the file is created by root beside a data dir the user chose, possibly in a
+	// shared directory; a symlink planted there must not make root create or open another file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
