@@ -713,7 +713,7 @@ func TestMissingRolesStopWithDBAStatements(t *testing.T) {
 // ledger) and by (ledger_id, id) (docs/scale-out.md), and no signature of 010 (claims across
 // ledgers, transitions by id alone) is left behind, on a fresh database as on an upgraded one
 // (TestUpgradeEqualsFresh compares the two). The worker may call each of its own, not the
-// operator's (requeue, redeliver).
+// operator's (requeue, retry now, redeliver).
 func TestOutboxSignatures(t *testing.T) {
 	d := pgtest.New(t)
 	got := strings1(t, d.Pool, `SELECT p.oid::regprocedure::text || CASE WHEN has_function_privilege('dualledger_worker', p.oid, 'EXECUTE')
@@ -730,6 +730,7 @@ func TestOutboxSignatures(t *testing.T) {
 		"outbox_redeliver(text,text,bigint,text)",
 		"outbox_release(text,text,bigint[],integer[]) worker",
 		"outbox_requeue(text,text,bigint,text,boolean,text)",
+		"outbox_retry_now(text,text,bigint,text,text)",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("outbox functions:\n got %q\nwant %q", got, want)

@@ -691,3 +691,59 @@ func TestBackfillResumeRefusesAnotherInput(t *testing.T) {
 		t.Errorf("after the resume: %+v", cp)
 	}
 }
+
+// TestBackfillDryRunSeesReferenceConflicts: a reference used twice, in the ledger or by an earlier
+// row of the source (in the same batch or an earlier one), is a duplicate the run skips when the
+// content is the same and a reference_conflict when it is not: the dry run reports exactly the
+// rows the run rejects (it once counted every row valid, and "existing" whatever the content).
+func TestBackfillDryRunSeesReferenceConflicts(t *testing.T) {
+	d := backfillLedger(t, 1)
+	dir := t.TempDir()
+	head := "debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id,timestamp_utc\n"
+	pre := filepath.Join(dir, "pre.csv")
+	_ = os.WriteFile(pre, []byte(head+"issuance,acct-0,1.00,USD,t,pre-1,2020-01-01T00:00:00Z\nissuance,acct-0,2.00,USD,t,pre-2,2020-01-01T00:00:00Z\n"), 0o600)
+	if out, errOut, code := cli(t, d.ConnStr, "backfill", "run", "--source-type", "csv", "--source", pre, "--source-id", "pre",
+		"--errors", filepath.Join(dir, "pre.jsonl")); code != 0 {
+		t.Fatalf("pre: exit %d\n%s\n%s", code, out, errOut)
+	}
+	hist := filepath.Join(dir, "h.csv")
+	_ = os.WriteFile(hist, []byte(head+
+		"issuance,acct-0,10.00,USD,t,d-1,2020-01-02T00:00:00Z\n"+ // 1 posted
+		"issuance,acct-0,10.0,USD,t,d-1,2020-01-02T00:00:00Z\n"+ // 2 the same: skipped
+		"issuance,acct-0,11.00,USD,t,d-1,2020-01-02T00:00:00Z\n"+ // 3 conflict with row 1 (another batch)
+		"issuance,acct-0,1.00,USD,t,pre-1,2020-01-01T00:00:00Z\n"+ // 4 the ledger's: skipped
+		"issuance,acct-0,3.00,USD,t,pre-2,2020-01-01T00:00:00Z\n"+ // 5 conflict with the ledger
+		"issuance,acct-0,4.00,USD,t,d-2,2020-01-03T00:00:00Z\n"+ // 6 posted
+		"issuance,acct-0,4.00,USD,u,d-2,2020-01-03T00:00:00Z\n"), 0o600) // 7 conflict in the same batch (transaction_type)
+	args := []string{"backfill", "run", "--source-type", "csv", "--source", hist, "--source-id", "dups", "--batch-size", "2"}
+	out, errOut, code := cli(t, d.ConnStr, append(args, "--dry-run", "--errors", filepath.Join(dir, "dry.jsonl"), "--json")...)
+	var dry backfill.DryRunOutcome
+	if err := json.Unmarshal([]byte(out), &dry); err != nil || code != 1 || dry.Rows != 7 || dry.Valid != 4 || dry.Existing != 2 || dry.Rejected != 3 {
+		t.Errorf("dry run: exit %d %+v %v\n%s\n%s", code, dry, err, out, errOut)
+	}
+	if out, errOut, code := cli(t, d.ConnStr, append(args, "--errors", filepath.Join(dir, "run.jsonl"))...); code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	rejected := func(name string) []string {
+		raw, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var l backfill.ReportLine
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got = append(got, l.Position+" "+l.Code)
+		}
+		return got
+	}
+	want := []string{"3 reference_conflict", "5 reference_conflict", "7 reference_conflict"}
+	if got := rejected("dry.jsonl"); !slices.Equal(got, want) {
+		t.Errorf("dry run's report %q, want %q", got, want)
+	}
+	if got := rejected("run.jsonl"); !slices.Equal(got, want) {
+		t.Errorf("run's report %q, want %q", got, want)
+	}
+}

@@ -615,7 +615,7 @@ func backfillDryRun(a *app, ctx context.Context, pool *pgxpool.Pool, open backfi
 			return err
 		}
 	} else {
-		fmt.Fprintf(a.out, "dry run: %d rows, %d valid (%d of them already in the ledger: skipped if equal, rejected if not), %d would be rejected (%s); nothing posted\n",
+		fmt.Fprintf(a.out, "dry run: %d rows, %d valid (%d of them duplicates, of an entry of the ledger or of an earlier row, that the run would skip), %d would be rejected (%s); nothing posted\n",
 			out.Rows, out.Valid, out.Existing, out.Rejected, out.ErrorsFile)
 		fmt.Fprintln(a.out, "funds are not checked by a dry run: a row that would overdraw is found only by the run, in order")
 	}

@@ -90,7 +90,7 @@ and how to read them. To drive a server running elsewhere, see bench http.`,
 			for _, c := range cfg.Clients {
 				maxClients = max(maxClients, c)
 			}
-			pool, release, err := a.open(cmd.Context(), openOptions{maxConns: int32(maxClients + 4)})
+			pool, release, err := a.open(cmd.Context(), openOptions{maxConns: int32(maxClients + 4), mayCreate: true})
 			if err != nil {
 				return err
 			}
@@ -135,7 +135,7 @@ and how to read them. To drive a server running elsewhere, see bench http.`,
 // server uses (dualledger_api), with a fresh key of scope post that stop revokes. The bench
 // ledgers do not exist yet, so the key is not limited to them; it is revoked when the run ends.
 func startBenchServer(ctx context.Context, a *app, owner *pgxpool.Pool, clients int) (*bench.HTTPTarget, func(), error) {
-	apiPool, releaseAPI, err := a.open(ctx, openOptions{role: "dualledger_api", maxConns: 16})
+	apiPool, releaseAPI, err := a.open(ctx, openOptions{role: "dualledger_api", maxConns: 16, mayCreate: true})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -198,7 +198,8 @@ over at most --clients connections; latency is counted from each posting's inten
 so queueing anywhere (client, server, database) shows. Reports created postings per second,
 p50/p99/p999 of the created ones, every status (429: shed by the server's limits) and the p99
 of the 429 answers.`,
-		Example: `  TOKEN=$(dualledger keys create bench --scopes admin) dualledger serve &
+		Example: `  TOKEN=$(dualledger keys create bench --scopes admin)
+  dualledger serve &
   DUALLEDGER_TOKEN=$TOKEN dualledger bench http --url http://127.0.0.1:8080 --clients 32 --duration 20s
   DUALLEDGER_TOKEN=$TOKEN dualledger bench http --url http://127.0.0.1:8080 --rate 60000 --clients 512`,
 		Args: cobra.NoArgs,

@@ -104,6 +104,9 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 		c, ok := clients.Resolve(b.ID)
 		l, isLister := c.(integrity.Lister)
 		if !ok || !isLister {
+			if p := clients.Problem(b.ID); p != "" {
+				return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: its configuration was refused: %s", b.ID, p)}
+			}
 			return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_<ID>_API_URL and _API_KEY, or --scb-config)", b.ID)}
 		}
 		rep, err := integrity.VerifyAgainstSCB(ctx, pool, b.ID, l, 1000)
@@ -119,6 +122,9 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 			out = append(out, fmt.Sprintf("ledger %s seq %d (%s holds another block_hash)", id, c.Seq, b.ID))
 			if !a.jsonOut {
 				fmt.Fprintf(a.out, "ledger %s: CONTRADICTED by %s at seq %d (reference %s): ours %s, %s's %s\n", id, b.ID, c.Seq, c.ReferenceID, c.Ours, b.ID, c.Theirs)
+				if c.Count > 1 {
+					fmt.Fprintf(a.out, "ledger %s: %s contradicts %d entries in all, the last at seq %d\n", id, b.ID, c.Count, c.LastSeq)
+				}
 			}
 		}
 		if !a.jsonOut {

@@ -26,7 +26,7 @@ answer other than the one it expects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			start := time.Now()
-			pool, release, err := a.open(cmd.Context(), openOptions{})
+			pool, release, err := a.open(cmd.Context(), openOptions{mayCreate: true})
 			if err != nil {
 				return err
 			}

@@ -67,7 +67,7 @@ reads only them. Every create and revoke is recorded in the operator log.`,
 	}
 	list := &cobra.Command{
 		Use:     "list",
-		Short:   "List API keys (the same as dualledger keys): tokens are never shown, revoked keys are",
+		Short:   "List API keys (the same as dualledger keys): tokens are never shown; revoked keys are listed with their revocation time",
 		Example: "  dualledger keys list --json",
 		Args:    cobra.NoArgs,
 		RunE:    listKeys,
@@ -104,7 +104,7 @@ create ...) works) and what it is to standard error.`,
 				}
 				return usage("%v", err)
 			}
-			pool, release, err := a.open(cmd.Context(), openOptions{})
+			pool, release, err := a.open(cmd.Context(), openOptions{mayCreate: true})
 			if err != nil {
 				return err
 			}
@@ -201,7 +201,7 @@ dualledger audit verifies the chain.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := oplog.Filter{AfterSeq: afterSeq, Limit: limit}
 			if since != "" {
-				t, err := parseSince(since)
+				t, err := parseSince(since, time.Now())
 				if err != nil {
 					return usage("--since: %v", err)
 				}
@@ -242,19 +242,22 @@ dualledger audit verifies the chain.`,
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&since, "since", "", "only acts at or after this time (RFC 3339, or a date YYYY-MM-DD in UTC)")
+	cmd.Flags().StringVar(&since, "since", "", "only acts at or after this time (RFC 3339, a date YYYY-MM-DD in UTC, or a duration back from now such as 1h)")
 	cmd.Flags().Int64Var(&afterSeq, "after-seq", 0, "only acts with seq greater than this")
 	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many acts")
 	return cmd
 }
 
-// parseSince reads an RFC 3339 time or a UTC date.
-func parseSince(s string) (time.Time, error) {
+// parseSince reads an RFC 3339 time, a UTC date, or a duration back from now (90m, 1h, 24h).
+func parseSince(s string, now time.Time) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return t, nil
 	}
 	if t, err := time.Parse("2006-01-02", s); err == nil {
 		return t, nil
 	}
-	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-12-01T09:00:00Z) nor a date (2026-12-01)", s)
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-12-01T09:00:00Z), a date (2026-12-01) nor a duration back from now (90m, 1h, 24h)", s)
 }

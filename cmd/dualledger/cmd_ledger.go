@@ -26,7 +26,7 @@ the fix, and exits 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			conn, release, err := a.adminConn(ctx)
+			conn, release, err := a.adminConn(ctx, true)
 			if err != nil {
 				return err
 			}
@@ -74,7 +74,7 @@ the fix, and exits 1.`,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			conn, release, err := a.adminConn(ctx)
+			conn, release, err := a.adminConn(ctx, false)
 			if err != nil {
 				return err
 			}
@@ -138,7 +138,7 @@ func newLedgersCmd(a *app) *cobra.Command {
 		Short: "Create an empty ledger",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pool, release, err := a.open(cmd.Context(), openOptions{})
+			pool, release, err := a.open(cmd.Context(), openOptions{mayCreate: true})
 			if err != nil {
 				return err
 			}
@@ -181,7 +181,7 @@ func newAccountsCmd(a *app) *cobra.Command {
 	var ledgerID string
 	cmd := &cobra.Command{
 		Use:   "accounts",
-		Short: "List a ledger's accounts with balances (subcommands: create, get)",
+		Short: "List a ledger's accounts with balances (subcommands: create, get, update)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			pool, release, err := a.open(cmd.Context(), openOptions{})
@@ -403,7 +403,7 @@ func newBanksCmd(a *app) *cobra.Command {
 		Short: "Register a member bank: postings touching its accounts get outbox rows",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pool, release, err := a.open(cmd.Context(), openOptions{})
+			pool, release, err := a.open(cmd.Context(), openOptions{mayCreate: true})
 			if err != nil {
 				return err
 			}

@@ -79,6 +79,7 @@ func (o *workerOptions) buildWorker(ctx context.Context, a *app, pool *pgxpool.P
 	cfg := o.cfg
 	cfg.Logger = a.logger
 	cfg.Metrics = outbox.NewMetrics(reg)
+	cfg.Problem = clients.Problem
 	return outbox.NewWorker(outbox.NewStore(pool), clients.Resolve, cfg), nil
 }
 
@@ -87,7 +88,7 @@ func (o *workerOptions) buildWorker(ctx context.Context, a *app, pool *pgxpool.P
 // pool of its own as dualledger_worker, with the same login checks as `dualledger worker`. The
 // pool is closed when Run returns (or when ctx ends, if Run never started).
 func (o *workerOptions) newWorker(ctx context.Context, a *app, _ *pgxpool.Pool, reg prometheus.Registerer) (*inProcessWorker, error) {
-	pool, release, err := a.open(ctx, openOptions{role: o.role, maxConns: int32(4 + 2*o.cfg.Concurrency), service: true})
+	pool, release, err := a.open(ctx, openOptions{role: o.role, maxConns: int32(4 + 2*o.cfg.Concurrency), service: true, mayCreate: true})
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +177,7 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 				return err
 			}
 			ctx := cmd.Context()
-			pool, release, err := a.open(ctx, openOptions{role: o.role, maxConns: int32(4 + 2*o.cfg.Concurrency), service: true})
+			pool, release, err := a.open(ctx, openOptions{role: o.role, maxConns: int32(4 + 2*o.cfg.Concurrency), service: true, mayCreate: true})
 			if err != nil {
 				return err
 			}
@@ -244,7 +245,7 @@ func newOutboxCmd(a *app) *cobra.Command {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newOutboxStatusCmd(a), newOutboxListCmd(a), newOutboxRequeueCmd(a))
+	cmd.AddCommand(newOutboxStatusCmd(a), newOutboxListCmd(a), newOutboxRequeueCmd(a), newOutboxRetryNowCmd(a))
 	return cmd
 }
 
@@ -450,6 +451,66 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log with the requeue)")
 	cmd.Flags().BoolVar(&includeConflicts, "include-conflicts", false, "with --all-failed: also rows that failed on 409 (the SCB holds another body under our key; investigate first)")
+	return cmd
+}
+
+func newOutboxRetryNowCmd(a *app) *cobra.Command {
+	var (
+		id       int64
+		all      bool
+		scbID    string
+		ledgerID string
+		reason   string
+	)
+	cmd := &cobra.Command{
+		Use:   "retry-now (--id N | --all [--scb ID]) [--ledger L] [--reason TEXT]",
+		Short: "Make QUEUED rows that wait for their next attempt (backoff, an SCB's Retry-After) due now",
+		Long: `A QUEUED row waits until its next_attempt_at: the worker's backoff after a retryable error, or
+the time an SCB asked for with Retry-After (up to 24 hours). Once the cause is gone (the SCB is back
+from its outage), this makes them due now: the status and the attempt budget do not change, and the
+act goes into the operator log (with --reason). Runs as the schema's owner. FAILED rows are
+outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbox.md.`,
+		Example: `  dualledger outbox retry-now --all --scb SCB-1 --reason "SCB-1 back from its maintenance window"
+  dualledger outbox retry-now --id 42`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (id == 0) == !all {
+				return usage("give exactly one of --id N or --all")
+			}
+			if scbID != "" && !all {
+				return usage("--scb goes with --all")
+			}
+			if utf8.RuneCountInString(reason) > 1000 || strings.ContainsFunc(reason, unicode.IsControl) {
+				return usage("--reason must be at most 1000 characters without control characters")
+			}
+			pool, release, err := a.open(cmd.Context(), openOptions{})
+			if err != nil {
+				return err
+			}
+			defer release()
+			n, err := outbox.NewStore(pool).RetryNow(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID,
+				ID: id, ScbID: scbID, Reason: reason})
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				if err := a.printJSON(map[string]int64{"due_now": n}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.out, "%d row(s) due now\n", n)
+			}
+			if n == 0 && id != 0 {
+				return findings("there is no QUEUED outbox row %d waiting for its next attempt (see dualledger outbox list --status QUEUED)", id)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&id, "id", 0, "the outbox row")
+	cmd.Flags().BoolVar(&all, "all", false, "every QUEUED row waiting for its next attempt")
+	cmd.Flags().StringVar(&scbID, "scb", "", "with --all: only this SCB's rows")
+	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log)")
 	return cmd
 }
 

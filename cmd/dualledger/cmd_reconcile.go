@@ -195,6 +195,9 @@ func runReconcile(ctx context.Context, a *app, o reconcileOptions, ids []string)
 		rc, _ := c.(reconcile.SCB)
 		if !ok || rc == nil {
 			r.err = &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_%s_API_URL and SCB_%s_API_KEY, or --scb-config)", id, scb.EnvName(id), scb.EnvName(id))}
+			if p := clients.Problem(id); p != "" {
+				r.err = &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: its configuration was refused: %s", id, p)}
+			}
 			if banks, err := ledger.ListBanks(ctx, pool, "", 10000, id); err == nil && len(banks) == 0 {
 				r.err = usage("SCB %s is not registered (dualledger banks)", id)
 			}

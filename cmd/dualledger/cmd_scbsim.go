@@ -45,6 +45,15 @@ Faults (flags at start, or at run time with POST /v1/admin/faults and the admin 
 Fields: error_rate, latency, jitter, timeout_rate, timeout_hold, rate_limit_rate, retry_after,
 drop_after_commit_rate, outage_for, outage_until, seed, reset. Durations are "1.5s" or seconds.
 
+A member bank that is wrong after it acknowledged (what reconciliation finds): POST
+/v1/admin/tamper with the admin key, durably (a restarted simulator is as wrong as before):
+  -d '{"action":"lose","ledger_id":"MASTER","reference_id":"r1"}'     # GET answers 404
+  -d '{"action":"alter","ledger_id":"MASTER","reference_id":"r1","amount":"99.00"}'
+       # also block_hash ("" = some other hash), debit_account_id, credit_account_id, transaction_type
+  -d '{"action":"hold","ledger_id":"MASTER","reference_id":"r1","status":"ACCEPTED"}'  # never FINAL
+  -d '{"action":"invent","entry":{...an entry as POST /v1/entries takes it...}}'
+The answer is the entry as the SCB now shows it (for lose, as it was).
+
 The API key may come from --api-key or the environment variable SCB_SIM_API_KEY (which keeps
 it out of the process list); the admin key likewise from SCB_SIM_ADMIN_KEY.`,
 		Example: `  dualledger scb-sim --id SCB-1 --addr 127.0.0.1:9001 --api-key K

@@ -46,7 +46,7 @@ func newServeCmd(a *app) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the HTTP API (ledgers, accounts, entries, banks; /healthz, /readyz, /metrics, /openapi.json)",
+		Short: "Serve the HTTP API (ledgers, accounts, entries, banks; /healthz, /readyz, /openapi.json; /metrics on --metrics-addr)",
 		Long: `Serve the JSON API of docs/design.md §9 until SIGTERM or SIGINT, then shut down gracefully: stop
 accepting connections, let in-flight requests finish (up to --shutdown-timeout), flush the
 group commit and close the database pool.
@@ -134,7 +134,7 @@ in its log.`,
 			}
 			defer ln.Close()
 
-			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: poolSize, service: true})
+			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: poolSize, service: true, mayCreate: true})
 			if err != nil {
 				return err
 			}

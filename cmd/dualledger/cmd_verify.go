@@ -51,7 +51,7 @@ witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
 		Example: `  dualledger verify-chain
   dualledger verify-chain --ledger MASTER --json
   dualledger verify-chain --against-scbs
-  dualledger verify-chain --checkpoints /var/lib/dualledger/checkpoints --checkpoint-key /etc/dualledger/checkpoint.pub`,
+  dualledger verify-chain --checkpoints /var/lib/dualledger/checkpoints --checkpoint-key /etc/dualledger/checkpoint.key.pub`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if pageSize < 0 {

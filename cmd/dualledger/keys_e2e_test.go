@@ -253,3 +253,24 @@ func TestRunTakesItsEnvironment(t *testing.T) {
 		t.Fatalf("ledgers: %d %q %s", code, out.String(), errb.String())
 	}
 }
+
+// TestParseSince: operator-log --since takes an RFC 3339 time, a UTC date, or a duration back
+// from now (the failed-backfill runbook's `--since 1h` was refused before).
+func TestParseSince(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-12-01T09:00:00Z": time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC),
+		"2026-12-01":           time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+		"1h":                   now.Add(-time.Hour),
+		"90m":                  now.Add(-90 * time.Minute),
+	} {
+		if got, err := parseSince(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("%s: %v %v, want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1h", "0s", "yesterday", "1d"} {
+		if _, err := parseSince(bad, now); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -214,6 +215,33 @@ type openOptions struct {
 	// unless --allow-owner. In embedded mode they log in as pg.EmbeddedLogin(role), a plain
 	// member that open creates, so the check holds there too.
 	service bool
+	// mayCreate marks the commands that may start a new, empty embedded cluster (demo, serve,
+	// worker, bench, migrate, and those that create a ledger, a bank or a key). Every other
+	// command reads or changes a ledger that must exist: with neither DATABASE_URL nor a cluster in
+	// the data dir it stops, instead of creating an empty one and reporting on that (an operator
+	// whose runbook forgot DATABASE_URL once got an all-clear from an empty database).
+	mayCreate bool
+}
+
+// requireDatabase refuses to go on when no database is configured and mayCreate is false:
+// DATABASE_URL is empty and the data dir holds no cluster.
+func (a *app) requireDatabase(mayCreate bool) error {
+	if mayCreate || a.getenv("DATABASE_URL") != "" {
+		return nil
+	}
+	dir := a.dataDir
+	if dir == "" {
+		dir = pg.DefaultDataDir
+	}
+	if _, err := os.Stat(filepath.Join(dir, "PG_VERSION")); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return &exitError{code: exitInfra, err: fmt.Errorf("no database: DATABASE_URL is not set and there is no embedded cluster in %s. "+
+		"This command works on an existing ledger and does not create an empty one: set DATABASE_URL "+
+		"(or --data-dir / DUALLEDGER_DATA to the cluster's directory)", dir)}
 }
 
 // open returns a pool on the ledger database. In embedded mode the schema is migrated first (so
@@ -222,6 +250,9 @@ type openOptions struct {
 // returned pool runs as that role (SET ROLE after connecting); the schema is checked before that
 // pool connects, because the role itself is created by a migration.
 func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), error) {
+	if err := a.requireDatabase(o.mayCreate); err != nil {
+		return nil, nil, err
+	}
 	url := a.getenv("DATABASE_URL")
 	pool, release, err := pg.Open(ctx, url, a.dataDir, "", a.logger, func(cfg *pgxpool.Config) {
 		if o.maxConns > 0 {
@@ -354,8 +385,12 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 	return nil
 }
 
-// adminConn returns one connection in the login role (for migrate), and a release func.
-func (a *app) adminConn(ctx context.Context) (*pgx.Conn, func(), error) {
+// adminConn returns one connection in the login role (for migrate), and a release func;
+// mayCreate as in openOptions.
+func (a *app) adminConn(ctx context.Context, mayCreate bool) (*pgx.Conn, func(), error) {
+	if err := a.requireDatabase(mayCreate); err != nil {
+		return nil, nil, err
+	}
 	pool, release, err := pg.Open(ctx, a.getenv("DATABASE_URL"), a.dataDir, "", a.logger, nil)
 	if err != nil {
 		return nil, nil, &exitError{code: exitInfra, err: err}

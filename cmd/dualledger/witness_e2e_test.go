@@ -92,6 +92,11 @@ func TestSuperuserRewriteFoundByWitnesses(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "ledger MASTER seq 4 ") || !strings.Contains(out, "CONTRADICTED by SCB-1 at seq 4") {
 		t.Errorf("--against-scbs after the rewrite: exit %d\n%s\n%s", code, out, stderr)
 	}
+	// Every later entry the SCB holds is contradicted too, and the report says so (it once named
+	// only the first): a rewrite on our side reads differently from one entry changed at the SCB.
+	if !strings.Contains(out, "ledger MASTER: SCB-1 contradicts ") || !strings.Contains(out, "the last at seq 7") {
+		t.Errorf("--against-scbs does not count the later contradictions:\n%s", out)
+	}
 	out, stderr, code = cliWith(t, owner, nil, "verify-chain", "--checkpoints", cps, "--checkpoint-key", key+".pub")
 	if code != 1 || !strings.Contains(stderr, "ledger MASTER seq 4 ") {
 		t.Errorf("--checkpoints after the rewrite: exit %d\n%s\n%s", code, out, stderr)

@@ -434,6 +434,56 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION outbox_requeue(text, text, bigint, text, boolean, text) FROM PUBLIC;
 
+-- QUEUED rows that wait for their next attempt (the backoff, or an SCB's Retry-After, which may
+-- push it up to 24 hours: docs/state-machine.md) made due now, once the cause is gone (the SCB is
+-- back). The status does not change and the attempt budget stays; one 'outbox.retry_now' row in
+-- the operator log names the rows and when the last of them was due. One row by id, or every
+-- waiting row (optionally of one SCB, of one ledger). Returns how many. EXECUTE for nobody but the
+-- owner, like outbox_requeue.
+CREATE OR REPLACE FUNCTION outbox_retry_now(p_actor text, p_ledger_id text, p_id bigint, p_scb_id text, p_reason text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_ledger text := nullif(p_ledger_id, '');
+    v_id     bigint := coalesce(p_id, 0);
+    v_scb    text := nullif(p_scb_id, '');
+    v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
+    v_ids    bigint[];
+    v_latest timestamptz;
+BEGIN
+    IF p_actor IS NULL OR p_actor !~ '^(key|cli|worker|system):.' OR length(p_actor) > 200 OR p_actor ~ '[[:cntrl:]]' THEN
+        RAISE EXCEPTION 'actor % is not valid: key:<api key id>, cli:<user>, worker:<id> or system:<what>', coalesce(quote_literal(p_actor), 'NULL')
+            USING ERRCODE = 'DL009';
+    END IF;
+    IF v_reason IS NOT NULL AND (length(v_reason) > 1000 OR v_reason ~ '[[:cntrl:]]') THEN
+        RAISE EXCEPTION 'reason must be at most 1000 characters without control characters' USING ERRCODE = 'DL009';
+    END IF;
+    IF v_id < 0 OR (v_id > 0 AND v_scb IS NOT NULL) THEN
+        RAISE EXCEPTION 'retry one row by id, or every waiting row (optionally of one SCB)' USING ERRCODE = 'DL009';
+    END IF;
+    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}'), max(w.next_attempt_at) INTO v_ids, v_latest
+      FROM (SELECT o.id, o.next_attempt_at FROM dual_ledger_outbox o
+             WHERE o.status = 'QUEUED' AND o.next_attempt_at > now()
+               AND (v_ledger IS NULL OR o.ledger_id = v_ledger)
+               AND (v_id = 0 OR o.id = v_id)
+               AND (v_scb IS NULL OR o.scb_id = v_scb)
+               FOR UPDATE) w;
+    IF cardinality(v_ids) = 0 THEN
+        RETURN 0;
+    END IF;
+    UPDATE dual_ledger_outbox o SET next_attempt_at = now()
+     WHERE o.id = ANY (v_ids) AND o.status = 'QUEUED' AND (v_ledger IS NULL OR o.ledger_id = v_ledger);
+    PERFORM record_operator_action(
+        p_actor, 'outbox.retry_now',
+        CASE WHEN v_id > 0 THEN 'outbox/' || v_id ELSE 'outbox/QUEUED' || coalesce('/' || v_scb, '') END,
+        jsonb_build_object('status', 'QUEUED', 'ids', to_jsonb(v_ids), 'scb_id', v_scb, 'ledger_id', v_ledger,
+                           'latest_next_attempt_at', v_latest),
+        jsonb_build_object('status', 'QUEUED', 'due', 'now', 'rows', cardinality(v_ids)),
+        v_reason);
+    RETURN cardinality(v_ids);
+END $$;
+REVOKE ALL ON FUNCTION outbox_retry_now(text, text, bigint, text, text) FROM PUBLIC;
+
 -- SENT | ACKED | FINALIZED -> QUEUED: the SCB lost an entry after acknowledging it (reconciliation
 -- found it missing_on_scb, or not FINAL there), so it is delivered again, due now, with a fresh
 -- attempt budget. The SCB's previous answer (scb_entry_id, scb_status) is cleared from the row, so
@@ -470,7 +520,10 @@ BEGIN
        SET status = 'QUEUED', next_attempt_at = now(), attempts_base = attempts, requeue_count = requeue_count + 1,
            scb_entry_id = NULL, scb_status = NULL, sent_at = NULL, acked_at = NULL, finalized_at = NULL,
            poll_failures = 0, last_status_code = NULL,
-           last_error = left('redelivery: the SCB lost it after answering ' || coalesce(v_row.scb_status, v_row.status) || '; ' || v_reason, 2000)
+           -- Worded for every cause: the SCB lost the entry (missing_on_scb) or holds it short of
+           -- FINAL (status_mismatch); the reason names the discrepancy and its kind.
+           last_error = left('redelivery: the SCB had answered ' || coalesce(v_row.scb_status, v_row.status)
+                             || ' and reconciliation found its copy missing or short of FINAL; ' || v_reason, 2000)
      WHERE ledger_id = p_ledger_id AND id = p_id;
     PERFORM set_config('dualledger.redeliver', '', true);
     INSERT INTO dual_ledger_outbox_attempts

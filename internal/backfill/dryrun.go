@@ -2,11 +2,14 @@ package backfill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/backfill/transform"
@@ -16,17 +19,19 @@ import (
 // DryRunOutcome is what a dry run found.
 type DryRunOutcome struct {
 	Rows       int64  `json:"rows"`
-	Valid      int64  `json:"valid"`    // would be posted (or found already there)
-	Existing   int64  `json:"existing"` // their reference is already in the ledger (skipped if equal, else a conflict)
+	Valid      int64  `json:"valid"`    // would be posted, or skipped as duplicates
+	Existing   int64  `json:"existing"` // of Valid: the same posting is in the ledger, or an earlier row of the source (skipped)
 	Rejected   int64  `json:"rejected"` // in the report
 	ErrorsFile string `json:"errors_file"`
 }
 
 // DryRun reads the whole source, transforms and validates every row, and checks what the ledger
 // can say without posting: the ledger and both accounts exist, are active and hold the row's
-// currency and asset type; whether the reference is already taken. It writes the report (a file
-// of its own, truncated) and posts nothing, takes no lock and writes no checkpoint. It cannot
-// foresee funds: a row that would overdraw is found only by the run, in order.
+// currency and asset type; whether the reference is already taken, in the ledger or by an earlier
+// row of the source, and if so whether with the same content (skipped, as the run would) or not
+// (reference_conflict, as the run would report). It writes the report (a file of its own,
+// truncated) and posts nothing, takes no lock and writes no checkpoint. It cannot foresee funds: a
+// row that would overdraw is found only by the run, in order.
 func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.Transformer, cfg Config) (DryRunOutcome, error) {
 	out := DryRunOutcome{ErrorsFile: cfg.ErrorsPath}
 	f, err := os.Create(cfg.ErrorsPath)
@@ -35,6 +40,18 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 	}
 	defer f.Close()
 	rep := &report{f: f}
+	// The references seen so far, with the content of their first row, in a temporary table of
+	// one session: memory stays flat however long the source is.
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return out, fmt.Errorf("connect: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, dryRunRefsTable); err != nil {
+		return out, fmt.Errorf("prepare the dry run: %w", err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `DROP TABLE IF EXISTS pg_temp.dl_dry_run_refs`) }()
+	var ord int64 // the row's place in the source, for "earlier"
 	src, err := open(ctx, "")
 	if err != nil {
 		return out, fmt.Errorf("open the source: %w", err)
@@ -63,8 +80,9 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 					Raw: rec.Raw, Code: rej.Code, Message: rej.Message, Details: rej.Details, idx: i})
 				continue
 			}
-			byLed[row.LedgerID] = append(byLed[row.LedgerID], pending{idx: i, rec: rec, row: row})
+			byLed[row.LedgerID] = append(byLed[row.LedgerID], pending{idx: i, rec: rec, row: row, ord: ord + int64(i)})
 		}
+		ord += int64(len(recs))
 		for l, ps := range byLed {
 			if _, seen := ledgers[l]; !seen {
 				_, err := ledger.GetLedger(ctx, pool, l)
@@ -74,7 +92,7 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 				}
 				accounts[l] = map[string]*acct{}
 			}
-			var ids, refs []string
+			var ids []string
 			for _, p := range ps {
 				for _, id := range []string{p.row.Entry.DebitAccountID, p.row.Entry.CreditAccountID} {
 					if _, ok := accounts[l][id]; !ok {
@@ -82,7 +100,6 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 						accounts[l][id] = nil
 					}
 				}
-				refs = append(refs, p.row.Entry.ReferenceID)
 			}
 			rows, err := pool.Query(ctx, `SELECT id, currency_code, asset_type, status FROM bank_accounts WHERE ledger_id = $1 AND id = ANY($2)`, l, ids)
 			if err != nil {
@@ -98,14 +115,7 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 				accounts[l][id] = &a
 			}
 			rows.Close()
-			existing, err := collect(ctx, pool, `SELECT reference_id FROM ledger_entries WHERE ledger_id = $1 AND reference_id = ANY($2)`, l, refs)
-			if err != nil {
-				return out, err
-			}
-			taken := map[string]bool{}
-			for _, r := range existing {
-				taken[r] = true
-			}
+			var valid []pending
 			for _, p := range ps {
 				e := p.row.Entry
 				code, msg := "", ""
@@ -131,10 +141,22 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 						LedgerID: l, Reference: e.ReferenceID, Raw: p.rec.Raw, Code: code, Message: msg, idx: p.idx})
 					continue
 				}
-				out.Valid++
-				if taken[e.ReferenceID] {
+				valid = append(valid, p)
+			}
+			refs, err := checkReferences(ctx, conn.Conn(), l, valid)
+			if err != nil {
+				return out, err
+			}
+			for i, p := range valid {
+				if r := refs[i]; r.conflict != "" {
+					batchLines = append(batchLines, ReportLine{SourceType: cfg.SourceType, SourceID: cfg.SourceID, Position: p.rec.Pos, Line: p.rec.Line,
+						LedgerID: l, Reference: p.row.Entry.ReferenceID, Raw: p.rec.Raw, Code: ledger.CodeReferenceConflict,
+						Message: r.conflict, Details: r.details, idx: p.idx})
+					continue
+				} else if r.duplicate {
 					out.Existing++
 				}
+				out.Valid++
 			}
 		}
 		sortLines(batchLines)
@@ -149,9 +171,10 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 		}
 		rep.commit(n)
 		out.Rejected += int64(len(batchLines))
-		if cfg.Progress != nil {
+		if cfg.Progress != nil && len(recs) > 0 {
 			done, total := src.Progress()
-			cfg.Progress(Stats{Processed: out.Rows, Successful: out.Valid, Failed: out.Rejected, Done: done, Total: total})
+			cfg.Progress(Stats{Processed: out.Rows, Successful: out.Valid, Failed: out.Rejected, Done: done, Total: total,
+				Position: recs[len(recs)-1].Pos})
 		}
 		if eof {
 			return out, nil
@@ -160,4 +183,129 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 			return out, errors.Join(ctx.Err(), io.ErrUnexpectedEOF)
 		}
 	}
+}
+
+// dryRunRefsTable holds, per ledger, the first valid row of the source with each reference.
+const dryRunRefsTable = `DROP TABLE IF EXISTS pg_temp.dl_dry_run_refs;
+CREATE TEMPORARY TABLE dl_dry_run_refs (
+    ledger_id text, reference_id text, ord bigint, pos text,
+    debit text, credit text, amount numeric, currency text, asset text, ttype text, fx numeric, meta jsonb,
+    ts timestamptz, reverses bigint,
+    PRIMARY KEY (ledger_id, reference_id))`
+
+// dryRunRefsInsert records the first row of each reference of a batch not seen before.
+const dryRunRefsInsert = `INSERT INTO pg_temp.dl_dry_run_refs
+SELECT DISTINCT ON (b.ref) $1, b.ref, b.ord, b.pos, b.debit, b.credit, b.amount::numeric, b.currency, b.asset, b.ttype,
+       b.fx::numeric, coalesce(b.meta::jsonb, '{}'), b.ts::timestamptz, b.reverses
+  FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+              $11::text[], $12::text[], $13::text[], $14::bigint[])
+       AS b(ord, pos, ref, debit, credit, amount, currency, asset, ttype, fx, meta, ts, reverses)
+ ORDER BY b.ref, b.ord
+ON CONFLICT (ledger_id, reference_id) DO NOTHING`
+
+// dryRunRefsCheck compares each row of a batch with the entry holding its reference in the ledger
+// and with the first earlier row of the source holding it, field by field as the posting function
+// does (dl_entry_diff: a timestamp is compared only when the later row states one).
+const dryRunRefsCheck = `SELECT b.ord, le.id,
+       CASE WHEN le.id IS NOT NULL THEN dl_entry_diff(le.debit_account_id, le.credit_account_id, le.amount, le.currency_code,
+           le.asset_type, le.transaction_type, le.fx_rate, le.metadata, le.timestamp_utc, le.reverses_entry_id,
+           b.debit, b.credit, b.amount::numeric, b.currency, b.asset, b.ttype, b.fx::numeric, coalesce(b.meta::jsonb, '{}'),
+           b.ts::timestamptz, b.ts IS NOT NULL, b.reverses) END,
+       f.pos,
+       CASE WHEN f.ord IS NOT NULL THEN dl_entry_diff(f.debit, f.credit, f.amount, f.currency, f.asset, f.ttype, f.fx, f.meta,
+           f.ts, f.reverses,
+           b.debit, b.credit, b.amount::numeric, b.currency, b.asset, b.ttype, b.fx::numeric, coalesce(b.meta::jsonb, '{}'),
+           b.ts::timestamptz, b.ts IS NOT NULL, b.reverses) END
+  FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+              $11::text[], $12::text[], $13::text[], $14::bigint[])
+       AS b(ord, pos, ref, debit, credit, amount, currency, asset, ttype, fx, meta, ts, reverses)
+  LEFT JOIN ledger_entries le ON le.ledger_id = $1 AND le.reference_id = b.ref
+  LEFT JOIN pg_temp.dl_dry_run_refs f ON f.ledger_id = $1 AND f.reference_id = b.ref AND f.ord < b.ord
+ ORDER BY b.ord`
+
+// refCheck is what the dry run found about one row's reference: a duplicate the run would skip,
+// or the message of the conflict it would report.
+type refCheck struct {
+	duplicate bool
+	conflict  string
+	details   json.RawMessage
+}
+
+// checkReferences checks the references of rows (valid so far, of ledger l, in source order):
+// an entry of the ledger holding the reference decides, as in the run; otherwise an earlier row of
+// the source does (the run posts the first and answers the later one from it).
+func checkReferences(ctx context.Context, conn *pgx.Conn, l string, rows []pending) ([]refCheck, error) {
+	out := make([]refCheck, len(rows))
+	if len(rows) == 0 {
+		return out, nil
+	}
+	n := len(rows)
+	ords := make([]int64, n)
+	var pos, refs, debits, credits, amounts, currencies, assets, ttypes []string
+	fxs, metas, tss := make([]*string, n), make([]*string, n), make([]*string, n)
+	reverses := make([]*int64, n)
+	at := map[int64]int{}
+	for i, p := range rows {
+		e := p.row.Entry
+		ords[i] = p.ord
+		at[p.ord] = i
+		pos = append(pos, p.rec.Pos)
+		refs = append(refs, e.ReferenceID)
+		debits = append(debits, e.DebitAccountID)
+		credits = append(credits, e.CreditAccountID)
+		amounts = append(amounts, e.Amount)
+		currencies = append(currencies, e.CurrencyCode)
+		assets = append(assets, e.AssetType)
+		ttypes = append(ttypes, e.TransactionType)
+		fxs[i], tss[i], reverses[i] = e.FxRate, e.TimestampUTC, e.ReversesEntryID
+		if len(e.Metadata) > 0 {
+			m := string(e.Metadata)
+			metas[i] = &m
+		}
+	}
+	args := []any{l, ords, pos, refs, debits, credits, amounts, currencies, assets, ttypes, fxs, metas, tss, reverses}
+	if _, err := conn.Exec(ctx, dryRunRefsInsert, args...); err != nil {
+		return nil, fmt.Errorf("dry run: record references: %w", err)
+	}
+	res, err := conn.Query(ctx, dryRunRefsCheck, args...)
+	if err != nil {
+		return nil, fmt.Errorf("dry run: check references: %w", err)
+	}
+	var (
+		ord        int64
+		entryID    *int64
+		ledgerDiff []string
+		firstPos   *string
+		fileDiff   []string
+	)
+	_, err = pgx.ForEachRow(res, []any{&ord, &entryID, &ledgerDiff, &firstPos, &fileDiff}, func() error {
+		i, ok := at[ord]
+		if !ok {
+			return fmt.Errorf("dry run: check references: row %d is not of the batch", ord)
+		}
+		ref := refs[i]
+		switch {
+		case entryID != nil && len(ledgerDiff) == 0, entryID == nil && firstPos != nil && len(fileDiff) == 0:
+			out[i].duplicate = true
+		case entryID != nil:
+			out[i].conflict = fmt.Sprintf("reference_id %s was already used for entry %d with a different %s",
+				quoteJSON(ref), *entryID, strings.Join(ledgerDiff, ", "))
+			out[i].details, _ = json.Marshal(map[string]any{"reference_id": ref, "existing_entry_id": *entryID, "fields": ledgerDiff})
+		case firstPos != nil:
+			out[i].conflict = fmt.Sprintf("reference_id %s is used by an earlier row of the source (position %s) with a different %s",
+				quoteJSON(ref), *firstPos, strings.Join(fileDiff, ", "))
+			out[i].details, _ = json.Marshal(map[string]any{"reference_id": ref, "first_position": *firstPos, "fields": fileDiff})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dry run: check references: %w", err)
+	}
+	return out, nil
+}
+
+// quoteJSON quotes s as the posting function's messages do (to_jsonb).
+func quoteJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
 }

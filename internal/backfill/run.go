@@ -651,6 +651,7 @@ type pending struct {
 	idx int
 	rec source.Record
 	row transform.Row
+	ord int64 // the dry run's count of rows before this one
 }
 
 // splitBatch is a transformed batch as the posting needs it: its rows by ledger (ledgers in the

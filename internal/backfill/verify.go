@@ -313,11 +313,3 @@ func runRanges(ctx context.Context, pool *pgxpool.Pool, sourceType, sourceID str
 	}
 	return out, nil
 }
-
-func collect(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) ([]string, error) {
-	rows, err := db.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[string])
-}

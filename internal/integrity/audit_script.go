@@ -89,7 +89,8 @@ BEGIN
      WHERE findings > 0;
     IF failed IS NOT NULL THEN
         RAISE EXCEPTION 'audit-balances: checks failed: %%', failed
-            USING HINT = 'the sections above list the offending rows; entries are append-only: correct with reversal entries, never by editing rows';
+            USING HINT = 'the sections above list the offending rows. A wrong entry (the chain checks pass) is corrected with a reversal entry, never by editing rows; '
+                      || 'balance columns that disagree with intact entries (balances_match_entries or zero_sum alone) are restored from the entries: docs/runbooks/audit-findings.md';
     END IF;
     RAISE NOTICE 'audit-balances: all checks passed';
 END $$;

@@ -27,14 +27,19 @@ type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Contradiction is the first entry of a ledger whose block_hash an SCB holds differently.
+// Contradiction is the first entry of a ledger whose block_hash an SCB holds differently, with
+// how many of the ledger's entries it contradicts in all and the last of them: one contradicted
+// entry reads differently from every entry after some seq (docs/runbooks/broken-chain.md tells a
+// rewrite on the SCB's side from one on ours by that).
 type Contradiction struct {
 	LedgerID    string `json:"ledger_id"`
 	Seq         int64  `json:"seq"`
 	ReferenceID string `json:"reference_id"`
 	SCBID       string `json:"scb_id"`
-	Ours        string `json:"ours"`   // hex
-	Theirs      string `json:"theirs"` // hex, as the SCB holds it
+	Ours        string `json:"ours"`     // hex
+	Theirs      string `json:"theirs"`   // hex, as the SCB holds it
+	Count       int64  `json:"count"`    // contradicted entries of the ledger, this one included
+	LastSeq     int64  `json:"last_seq"` // the highest contradicted seq
 }
 
 // WitnessReport is what one SCB's copy says about our chains.
@@ -111,10 +116,15 @@ func (rep *WitnessReport) compare(ctx context.Context, db Querier, entries []scb
 			rep.Confirmed[e.LedgerID] = max(rep.Confirmed[e.LedgerID], seq)
 			continue
 		}
-		if c, ok := rep.Contradictions[e.LedgerID]; !ok || seq < c.Seq {
-			rep.Contradictions[e.LedgerID] = Contradiction{LedgerID: e.LedgerID, Seq: seq, ReferenceID: e.ReferenceID, SCBID: rep.SCBID,
-				Ours: ours, Theirs: e.BlockHash}
+		c, ok := rep.Contradictions[e.LedgerID]
+		if !ok || seq < c.Seq {
+			count, last := c.Count, c.LastSeq
+			c = Contradiction{LedgerID: e.LedgerID, Seq: seq, ReferenceID: e.ReferenceID, SCBID: rep.SCBID,
+				Ours: ours, Theirs: e.BlockHash, Count: count, LastSeq: last}
 		}
+		c.Count++
+		c.LastSeq = max(c.LastSeq, seq)
+		rep.Contradictions[e.LedgerID] = c
 	}
 	if err := rows.Err(); err != nil {
 		return ledger.FromDB(err)

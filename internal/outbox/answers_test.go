@@ -247,3 +247,62 @@ func TestRequeueIsAnOperatorAct(t *testing.T) {
 		t.Errorf("operator log of the requeues (an empty requeue logs nothing): %+v %v", acts, rs.Err())
 	}
 }
+
+// TestRetryNowIsAnOperatorAct: QUEUED rows waiting for their next attempt (here an SCB's
+// Retry-After of ten hours) are made due now by the owner alone, the status and the attempt budget
+// unchanged, and the act is in the operator log with the rows' ids. Before, nothing but waiting
+// (or editing the row by hand, which the runbooks forbid) made them due.
+func TestRetryNowIsAnOperatorAct(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	f.settle(2, "rtn", "SCB-1", "SCB-2")
+	ctx := context.Background()
+	claimed, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w", time.Minute, 2)
+	if err != nil || len(claimed) != 2 {
+		t.Fatal(claimed, err)
+	}
+	for _, r := range claimed {
+		if err := f.store.Finish(ctx, r, "w", Result{Kind: "deliver", NewStatus: Queued, StatusCode: 503, Outcome: "retry",
+			Error: "503 from SCB-1", Delay: 10 * time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting := func() int {
+		var n int
+		if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM dual_ledger_outbox WHERE scb_id = 'SCB-1' AND status = 'QUEUED'
+			AND next_attempt_at > now() + interval '1 hour'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if waiting() != 2 {
+		t.Fatal("the rows do not wait")
+	}
+	if _, err := f.store.RetryNow(ctx, RequeueRequest{Actor: "cli:op", ScbID: "SCB-1"}); sqlstate(err) != "42501" {
+		t.Errorf("retry now as the worker's role: %v, want 42501", err)
+	}
+	if n, err := f.owner.RetryNow(ctx, RequeueRequest{Actor: "cli:alice", ScbID: "SCB-2"}); err != nil || n != 0 {
+		t.Errorf("another SCB's rows: %d %v", n, err)
+	}
+	n, err := f.owner.RetryNow(ctx, RequeueRequest{Actor: "cli:alice", ID: claimed[0].ID, Reason: "SCB-1 is back"})
+	if err != nil || n != 1 || waiting() != 1 {
+		t.Fatalf("retry now by id: %d %v, %d still waiting", n, err, waiting())
+	}
+	if n, err := f.owner.RetryNow(ctx, RequeueRequest{Actor: "cli:alice", ScbID: "SCB-1"}); err != nil || n != 1 || waiting() != 0 {
+		t.Fatalf("retry now of the rest: %d %v", n, err)
+	}
+	for _, r := range f.rows("SCB-1") {
+		if r.Status != Queued || r.Attempts != 1 {
+			t.Errorf("row %d: %s, %d attempts", r.ID, r.Status, r.Attempts)
+		}
+	}
+	due, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w2", time.Minute, 10)
+	if err != nil || len(due) != 2 {
+		t.Errorf("claim after retry now: %d rows, %v", len(due), err)
+	}
+	var acts int
+	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM operator_actions WHERE action = 'outbox.retry_now' AND actor = 'cli:alice'
+		AND before -> 'ids' @> to_jsonb($1::bigint)`, claimed[0].ID).Scan(&acts); err != nil || acts != 1 {
+		t.Errorf("operator log: %d acts naming row %d, %v", acts, claimed[0].ID, err)
+	}
+}

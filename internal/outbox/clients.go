@@ -30,6 +30,7 @@ type Clients struct {
 
 	mu       sync.Mutex
 	clients  map[string]*scb.Client
+	problems map[string]string // why an SCB's settings were refused ("": the config file's)
 	loadedAt time.Time
 }
 
@@ -76,6 +77,18 @@ func (c *Clients) Resolve(id string) (SCB, bool) {
 	return cl, true
 }
 
+// Problem says why the SCB has no client although settings were given for it (they were
+// refused: a config file that is world-readable, a bad timeout, two spellings that disagree), or
+// "" when none were given at all.
+func (c *Clients) Problem(id string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p, ok := c.problems[id]; ok {
+		return p
+	}
+	return c.problems[""]
+}
+
 // Configured lists the SCBs that have a client.
 func (c *Clients) Configured() []string {
 	c.mu.Lock()
@@ -101,6 +114,10 @@ func (c *Clients) reload(ctx context.Context) error {
 		// A bad entry for one SCB must not stop the others: keep what loaded, report the rest.
 		c.log.Error("outbox: SCB configuration", "err", err)
 	}
+	problems := scb.ConfigErrors(err)
+	if problems == nil {
+		problems = map[string]string{}
+	}
 	clients := make(map[string]*scb.Client, len(cfgs))
 	for id, cfg := range cfgs {
 		if c.timeout > 0 {
@@ -114,12 +131,14 @@ func (c *Clients) reload(ctx context.Context) error {
 		cl, err := scb.NewClient(cfg, c.transport)
 		if err != nil {
 			c.log.Error("outbox: SCB client", "scb", id, "err", err)
+			problems[id] = err.Error()
 			continue
 		}
 		clients[id] = cl
 	}
 	c.mu.Lock()
 	c.clients = clients
+	c.problems = problems
 	c.loadedAt = time.Now()
 	c.mu.Unlock()
 	return nil

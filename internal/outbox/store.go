@@ -377,6 +377,21 @@ func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFaile
 	return s.RequeueRows(ctx, RequeueRequest{Actor: operator, ID: id, AllFailed: allFailed, ScbID: scbID, IncludeConflicts: includeConflicts})
 }
 
+// RetryNow makes QUEUED rows that wait for their next attempt due now (outbox_retry_now): one
+// by q.ID, or every waiting row (q.ScbID, q.LedgerID narrow it). AllFailed and IncludeConflicts
+// are not used.
+func (s *Store) RetryNow(ctx context.Context, q RequeueRequest) (int64, error) {
+	if q.ID != 0 && q.ScbID != "" {
+		return 0, errors.New("retry now: an SCB selects among all waiting rows, not with an id")
+	}
+	var n int64
+	if err := s.db.QueryRow(ctx, `SELECT outbox_retry_now($1, $2, $3, $4, $5)`,
+		q.Actor, q.LedgerID, q.ID, q.ScbID, q.Reason).Scan(&n); err != nil {
+		return 0, fmt.Errorf("retry now: %w", err)
+	}
+	return n, nil
+}
+
 // RequeueRows moves FAILED rows back to QUEUED (operator action) with a fresh attempt budget,
 // records an attempt 'requeue' by the actor on each and the act in the operator log, in one
 // transaction (outbox_requeue, which only the schema owner may call: the CLI, not a service).

@@ -33,6 +33,9 @@ type Config struct {
 	Grace       time.Duration // on shutdown, how long in-flight deliveries may finish (default 10s)
 	Logger      *slog.Logger
 	Metrics     *Metrics // may be nil
+	// Problem, if set, says why an SCB without a client has none although settings were given
+	// (Clients.Problem); "" means none were given.
+	Problem func(scbID string) string
 }
 
 func (c *Config) defaults() {
@@ -207,12 +210,24 @@ func (w *Worker) warnUnconfigured(log *slog.Logger, id string) {
 	defer w.mu.Unlock()
 	if !w.warned[id] {
 		w.warned[id] = true
-		log.Warn("outbox: SCB has rows to deliver but no API configuration; its rows wait",
-			"scb", id, "configure", "SCB_"+scb.EnvName(id)+"_API_URL and SCB_"+scb.EnvName(id)+"_API_KEY")
+		if p := w.problem(id); p != "" {
+			log.Error("outbox: SCB has rows to deliver but its configuration was refused; its rows wait",
+				"scb", id, "reason", p)
+		} else {
+			log.Warn("outbox: SCB has rows to deliver but no API configuration; its rows wait",
+				"scb", id, "configure", "SCB_"+scb.EnvName(id)+"_API_URL and SCB_"+scb.EnvName(id)+"_API_KEY")
+		}
 	}
 	if w.cfg.Metrics != nil {
 		w.cfg.Metrics.unconfigured.WithLabelValues(id).Set(1)
 	}
+}
+
+func (w *Worker) problem(id string) string {
+	if w.cfg.Problem == nil {
+		return ""
+	}
+	return w.cfg.Problem(id)
 }
 
 // configured clears an earlier "not configured" warning once the SCB has a client.

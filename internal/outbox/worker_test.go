@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -359,6 +361,40 @@ func TestUnconfiguredSCBWaits(t *testing.T) {
 	}
 	res.set("SCB-2", s2.client(t, ""))
 	waitFor(t, "SCB-2's rows FINALIZED once configured", 10*time.Second, func() bool { return f.count(Finalized, "SCB-2") == 5 })
+}
+
+// TestClientsSayWhyRefused: an SCB whose settings were given but refused is told apart from one
+// with none (an operator was sent to set variables that were set, while the real cause, a bad
+// timeout or a world-readable config file, was only in another log line).
+func TestClientsSayWhyRefused(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	ctx := context.Background()
+	environ := []string{"SCB_SCB_1_API_URL=http://127.0.0.1:1", "SCB_SCB_1_API_KEY=k", "SCB_SCB_1_TIMEOUT=bogus"}
+	c, err := NewClients(ctx, f.db.Pool, environ, "", 0, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Resolve("SCB-1"); ok {
+		t.Fatal("SCB-1 has a client with a bogus timeout")
+	}
+	if p := c.Problem("SCB-1"); !strings.Contains(p, "bogus") {
+		t.Errorf("SCB-1's problem %q", p)
+	}
+	if p := c.Problem("SCB-2"); p != "" {
+		t.Errorf("SCB-2 (no settings) has a problem: %q", p)
+	}
+	path := filepath.Join(t.TempDir(), "scbs.json")
+	if err := os.WriteFile(path, []byte(`{"scbs": {"SCB-2": {"url": "http://127.0.0.1:1", "api_key": "k"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err = NewClients(ctx, f.db.Pool, nil, path, 0, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Problem("SCB-2"); p == "" {
+		t.Error("a world-readable config file: no problem reported")
+	}
 }
 
 // TestBodyIdenticalAcrossRetries: every delivery of one row sends the same bytes, across

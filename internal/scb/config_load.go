@@ -303,12 +303,12 @@ func Load(environ []string, ids []string, path string) (map[string]Config, error
 		if err, ok := bad[id]; ok {
 			// Left out entirely: the environment says something ambiguous about this SCB, and
 			// falling back to the file would deliver with settings the operator did not mean.
-			errs = append(errs, err)
+			errs = append(errs, &ConfigError{ID: id, Err: err})
 			continue
 		}
 		c, inFile, err := matchFile(file, id)
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &ConfigError{ID: id, Err: err})
 			continue
 		}
 		e, inEnv := env[id]
@@ -329,12 +329,44 @@ func Load(environ []string, ids []string, path string) (map[string]Config, error
 			c.Timeout = DefaultTimeout
 		}
 		if err := c.Validate(); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &ConfigError{ID: id, Err: err})
 			continue
 		}
 		out[id] = c
 	}
 	return out, errors.Join(errs...)
+}
+
+// ConfigError is Load's refusal of one SCB's settings (the others load): the worker reports it as
+// that SCB's reason for not delivering, rather than as a missing configuration.
+type ConfigError struct {
+	ID  string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// ConfigErrors returns the reason Load refused each SCB, from Load's error; an error that is not
+// about one SCB (a config file that cannot be used) is returned under "" and applies to all.
+func ConfigErrors(err error) map[string]string {
+	if err == nil {
+		return nil
+	}
+	out := map[string]string{}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var ce *ConfigError
+		if errors.As(e, &ce) {
+			out[ce.ID] = ce.Error()
+		} else {
+			out[""] = e.Error()
+		}
+	}
+	return out
 }
 
 func matchFile(file map[string]Config, id string) (Config, bool, error) {
