@@ -276,6 +276,16 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 		return pool, release, nil
 	}
 	cfg := pool.Config().Copy()
+	if o.service {
+		// A service never idles inside a transaction: a session that does (a bug, a wedged
+		// client) would keep a ledger head's row lock, and every posting of that ledger waiting.
+		// The API's statements are bounded by its requests anyway; the worker's reconciliation
+		// may run long statements, so only the API gets a statement timeout.
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60s"
+		if o.role == pg.APIRole {
+			cfg.ConnConfig.RuntimeParams["statement_timeout"] = "5min"
+		}
+	}
 	if url == "" && o.service {
 		// The embedded cluster logs in as its superuser; a service gets a login role of its own
 		// that is a plain member of its role (trusted on the private socket, like the superuser).

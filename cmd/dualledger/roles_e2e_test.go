@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"dualledger/internal/pg/pgtest"
 	"dualledger/internal/scb/sim"
 )
 
@@ -168,5 +171,28 @@ func TestServicesRunAsPlainMembers(t *testing.T) {
 	stop(t, w)
 	if b, _ := os.ReadFile(logPath); !strings.Contains(string(b), "--allow-owner") || !strings.Contains(string(b), "superuser") {
 		t.Errorf("no warning about the privileged login role:\n%s", b)
+	}
+}
+
+// TestServiceSessionLimits: the services' connections never idle in a transaction for more than
+// a minute (a session that did would hold a ledger head's row lock), the API's statements are
+// bounded, and every connection resolves names in public only.
+func TestServiceSessionLimits(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	for _, c := range []struct{ role, statement string }{{"dualledger_api", "5min"}, {"dualledger_worker", "0"}} {
+		a := &app{environ: []string{"DATABASE_URL=" + d.LoginRole(t, c.role)}, out: io.Discard, errOut: io.Discard,
+			logger: slog.New(slog.DiscardHandler)}
+		pool, release, err := a.open(ctx, openOptions{role: c.role, service: true})
+		if err != nil {
+			t.Fatalf("%s: %v", c.role, err)
+		}
+		var idle, statement, path string
+		err = pool.QueryRow(ctx, `SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout'),
+			current_setting('search_path')`).Scan(&idle, &statement, &path)
+		release()
+		if err != nil || idle != "1min" || statement != c.statement || path != "public" {
+			t.Errorf("%s: idle_in_transaction_session_timeout %q, statement_timeout %q, search_path %q, %v", c.role, idle, statement, path, err)
+		}
 	}
 }
