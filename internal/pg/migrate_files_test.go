@@ -487,3 +487,47 @@ func TestMigrateCurrentNeedsNoLock(t *testing.T) {
 		t.Errorf("logged %q", logged)
 	}
 }
+
+// TestReapplyRestoresGrants: a function file applied again leaves its functions with exactly the
+// privileges the file grants. "REVOKE ALL ... FROM PUBLIC" alone left a grant to a named role in
+// place: the security review of 2026-12-02 granted EXECUTE on outbox_requeue to dualledger_api,
+// forced a re-apply, and the grant survived it.
+func TestReapplyRestoresGrants(t *testing.T) {
+	ctx := context.Background()
+	d := pgtest.NewEmpty(t)
+	conn := d.Conn(t)
+	migs := load(t, nil)
+	if err := pg.Migrate(ctx, conn, migs, nil); err != nil {
+		t.Fatal(err)
+	}
+	privileges := func() string {
+		var s string
+		if err := conn.QueryRow(ctx, `SELECT string_agg(p.oid::regprocedure::text || ' ' || r.rolname, ', ' ORDER BY 1)
+			FROM pg_proc p CROSS JOIN pg_roles r
+			WHERE p.proname LIKE 'outbox\_%' AND p.pronamespace = 'public'::regnamespace
+			  AND r.rolname IN ('dualledger_api', 'dualledger_worker', 'dualledger_readonly')
+			  AND has_function_privilege(r.oid, p.oid, 'EXECUTE')`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	want := privileges()
+	for _, sql := range []string{
+		`GRANT EXECUTE ON FUNCTION outbox_requeue(text, text, bigint, text, boolean, text) TO dualledger_api`,
+		`GRANT EXECUTE ON FUNCTION outbox_claim(text, text, text, interval, integer) TO dualledger_readonly WITH GRANT OPTION`,
+		`UPDATE ` + pg.FunctionChecksumTable + ` SET sha256 = 'forced' WHERE name = 'functions/outbox.sql'`,
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if privileges() == want {
+		t.Fatal("the grants made by hand did not take")
+	}
+	if err := pg.Migrate(ctx, conn, migs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := privileges(); got != want {
+		t.Errorf("after the re-apply:\n got %s\nwant %s", got, want)
+	}
+}
