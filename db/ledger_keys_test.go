@@ -41,7 +41,7 @@ var referenceTables = []string{"api_keys", "banks", "currencies", "ledger_backfi
 	"reconciliation_runs"}
 
 // localTables belong to the migration runner, on the coordinator only (internal/pg).
-var localTables = []string{"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version"}
+var localTables = []string{"dualledger_function_checksums", "dualledger_function_digests", "dualledger_migration_checksums", "dualledger_schema_version"}
 
 // ledgerKeyViolations lists every table and key that breaks the rule, readable.
 func ledgerKeyViolations(t *testing.T, q querier) []string {

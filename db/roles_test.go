@@ -49,13 +49,13 @@ func strings1(t *testing.T, q querier, sql string, args ...any) []string {
 var (
 	wantSelect = map[string][]string{
 		"dualledger_api": {"api_keys", "bank_accounts", "banks", "currencies", "dual_ledger_outbox",
-			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries",
+			"dualledger_function_checksums", "dualledger_function_digests", "dualledger_migration_checksums", "dualledger_schema_version", "ledger_entries",
 			"ledger_hold_events", "ledger_holds", "ledgers", "operator_actions", "operator_actions_head",
 			"reconciliation_discrepancies", "reconciliation_runs"},
-		"dualledger_worker": {"banks", "dual_ledger_outbox", "dualledger_function_checksums", "dualledger_migration_checksums",
+		"dualledger_worker": {"banks", "dual_ledger_outbox", "dualledger_function_checksums", "dualledger_function_digests", "dualledger_migration_checksums",
 			"dualledger_schema_version"},
 		"dualledger_readonly": {"bank_accounts", "banks", "currencies", "dual_ledger_outbox", "dual_ledger_outbox_attempts",
-			"dualledger_function_checksums", "dualledger_migration_checksums", "dualledger_schema_version",
+			"dualledger_function_checksums", "dualledger_function_digests", "dualledger_migration_checksums", "dualledger_schema_version",
 			"ledger_backfill_batches", "ledger_backfill_checkpoints", "ledger_entries", "ledger_hold_events", "ledger_holds",
 			"ledgers", "operator_actions", "operator_actions_head", "reconciliation_discrepancies", "reconciliation_runs",
 			"reconciliation_scb_entries"},

@@ -32,6 +32,7 @@
 --   operator_log             the operator log's hash chain: hash = sha256(previous_hash || operator_action_canonical(row)), previous_hash = hash of seq-1, seq gapless from 1, head at the last row
 --   hold_chain               each ledger's hold events: hash = sha256(previous_hash || ledger_hold_event_canonical(event)), previous_hash = hash of seq-1, seq gapless from 1, hold head at the last event
 --   hold_states              each hold's events match its state (created, then at most one of captured/voided/expired); a captured hold's entry moves the captured amount between its accounts
+--   function_definitions     every function of the schema (body, settings, privileges) is as the last dualledger migrate left it
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -418,6 +419,27 @@ SELECT format('%s/hold %s (%s): %s', ledger_id, to_jsonb(reference_id), status, 
 \echo '== hold_states: each hold''s events match its state (created, then at most one of captured/voided/expired); a captured hold''s entry moves the captured amount between its accounts'
 SELECT message, details FROM audit_hold_states ORDER BY n LIMIT :limit;
 
+-- function_definitions (internal/integrity/checks/15_function_definitions.sql)
+CREATE TEMP TABLE audit_function_definitions ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- function_definitions compares every function of the schema (its definition and privileges,
+-- dl_function_digests()) with what the last `dualledger migrate` recorded (migration 017): a
+-- function changed, created or dropped by hand since is a finding. Nothing is compared when
+-- nothing was recorded (a database migrated with plain psql). The fix is `dualledger migrate`,
+-- which applies the file of a changed function again (docs/runbooks/audit-findings.md).
+SELECT format('function %s %s since the last dualledger migrate', coalesce(c.signature, d.signature),
+              CASE WHEN d.signature IS NULL THEN 'was created'
+                   WHEN c.signature IS NULL THEN 'was dropped'
+                   ELSE 'was changed (its body, settings or privileges)' END),
+       jsonb_build_object('function', coalesce(c.signature, d.signature), 'recorded_at', d.recorded_at)
+  FROM dl_function_digests() c
+  FULL JOIN dualledger_function_digests d ON d.signature = c.signature
+ WHERE EXISTS (SELECT 1 FROM dualledger_function_digests) AND c.digest IS DISTINCT FROM d.digest
+ ORDER BY 1
+) AS c(message, details);
+\echo '== function_definitions: every function of the schema (body, settings, privileges) is as the last dualledger migrate left it'
+SELECT message, details FROM audit_function_definitions ORDER BY n LIMIT :limit;
+
 CREATE TEMP TABLE audit_summary ON COMMIT DROP AS
 SELECT * FROM (VALUES
     (1, 'account_rules', (SELECT count(*) FROM audit_account_rules)),
@@ -432,7 +454,8 @@ SELECT * FROM (VALUES
     (10, 'balance_after', (SELECT count(*) FROM audit_balance_after)),
     (11, 'operator_log', (SELECT count(*) FROM audit_operator_log)),
     (12, 'hold_chain', (SELECT count(*) FROM audit_hold_chain)),
-    (13, 'hold_states', (SELECT count(*) FROM audit_hold_states))
+    (13, 'hold_states', (SELECT count(*) FROM audit_hold_states)),
+    (14, 'function_definitions', (SELECT count(*) FROM audit_function_definitions))
 ) AS s(ord, check_name, findings);
 
 \echo '== summary'

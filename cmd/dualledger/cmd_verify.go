@@ -190,6 +190,7 @@ func newAuditCmd(a *app) *cobra.Command {
   operator_log            the operator log's hash chain, seq and head
   hold_chain              the hold events' hash chain, seq and hold head, recomputed in SQL
   hold_states             each hold's events match its state; a capture's entry matches the hold
+  function_definitions    every function (body, settings, privileges) is as the last migrate left it
 
 scripts/audit-balances.sql and scripts/verify-column-names.sql run the same checks with psql.
 Each check prints ok, FAIL with its first findings (--limit), or skip with the reason.`,

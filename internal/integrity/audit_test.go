@@ -39,7 +39,8 @@ func TestAuditClean(t *testing.T) {
 	want := []string{integrity.CheckColumnNames, integrity.CheckAccountRules, integrity.CheckReservedHolds,
 		integrity.CheckDuplicateReferences, integrity.CheckEntryAccounts, integrity.CheckBalancesMatchEntries,
 		integrity.CheckZeroSum, integrity.CheckGaplessSeq, integrity.CheckLedgerHead, integrity.CheckHashChain,
-		integrity.CheckBalanceAfter, integrity.CheckOperatorLog, integrity.CheckHoldChain, integrity.CheckHoldStates}
+		integrity.CheckBalanceAfter, integrity.CheckOperatorLog, integrity.CheckHoldChain, integrity.CheckHoldStates,
+		integrity.CheckFunctionDefinitions}
 	if !slices.Equal(names, want) {
 		t.Fatalf("checks %v, want %v", names, want)
 	}

@@ -49,6 +49,10 @@ func TestAuditScriptMatchesAudit(t *testing.T) {
 			`UPDATE bank_accounts SET reserved_balance = -1, balance = balance + 2 WHERE ledger_id = 'L' AND id = 'a1'`,
 		},
 		"ghost accounts": {`UPDATE ledger_entries SET debit_account_id = 'ghost' WHERE ledger_id = 'L' AND seq > 15`},
+		// A function changed in place, and a privilege granted by hand: migrate status said every
+		// file applied and the audit passed (the security review of 2026-12-02).
+		"function changed": {`CREATE OR REPLACE FUNCTION dl_acting_as_service() RETURNS boolean LANGUAGE sql STABLE RETURN false`},
+		"grant added":      {`GRANT EXECUTE ON FUNCTION outbox_requeue(text, text, bigint, text, boolean, text) TO dualledger_api`},
 		"duplicate reference": {
 			`ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_unique_ledger_reference`,
 			`UPDATE ledger_entries SET reference_id = 'ref-1' WHERE ledger_id = 'L' AND seq = 7`,

@@ -68,10 +68,18 @@ func applyRepeatable(ctx context.Context, conn *pgx.Conn, files []Migration, all
 	if err != nil {
 		return fmt.Errorf("read function checksums: %w", err)
 	}
+	drifted, err := driftedFunctions(ctx, conn)
+	if err != nil {
+		return err
+	}
 	for _, f := range files {
 		sum := checksum(f)
-		if !all && applied[f.Name] == sum {
+		changed := changedIn(f, drifted)
+		if !all && applied[f.Name] == sum && len(changed) == 0 {
 			continue
+		}
+		if len(changed) > 0 && applied[f.Name] == sum {
+			logf("applying %s again: %s changed since the last migrate", f.Name, strings.Join(changed, ", "))
 		}
 		logf("applying %s", f.Name)
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -90,4 +98,65 @@ func applyRepeatable(ctx context.Context, conn *pgx.Conn, files []Migration, all
 		}
 	}
 	return nil
+}
+
+// driftedFunctions names the functions whose definition or privileges differ from what the last
+// migrate recorded (dualledger_function_digests, migration 017), or that it recorded and are gone:
+// changed by hand since. Nothing when nothing was recorded (a database migrated with psql, or
+// before 017's first run).
+func driftedFunctions(ctx context.Context, conn *pgx.Conn) (map[string]bool, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('dualledger_function_digests') IS NOT NULL
+		AND to_regprocedure('dl_function_digests()') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, `SELECT DISTINCT split_part(coalesce(c.signature, d.signature), '(', 1)
+		  FROM dl_function_digests() c
+		  FULL JOIN dualledger_function_digests d ON d.signature = c.signature
+		 WHERE EXISTS (SELECT 1 FROM dualledger_function_digests) AND c.digest IS DISTINCT FROM d.digest`)
+	if err != nil {
+		return nil, fmt.Errorf("compare the functions with the last migrate: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("compare the functions with the last migrate: %w", err)
+	}
+	out := make(map[string]bool, len(names))
+	for _, n := range names {
+		out[strings.TrimPrefix(n, "public.")] = true
+	}
+	return out, nil
+}
+
+// changedIn lists the functions of file f among drifted.
+func changedIn(f Migration, drifted map[string]bool) []string {
+	var out []string
+	for _, n := range definedFunctions(f.SQL) {
+		if drifted[n] {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// recordFunctionDigests notes every function as this migrate leaves it (dualledger_function_digests).
+func recordFunctionDigests(ctx context.Context, conn *pgx.Conn) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('dualledger_function_digests') IS NOT NULL
+		AND to_regprocedure('dl_function_digests()') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return err // migrated to a version before 017 (tests do)
+	}
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM dualledger_function_digests d
+			WHERE NOT EXISTS (SELECT 1 FROM dl_function_digests() c WHERE c.signature = d.signature)`); err != nil {
+			return fmt.Errorf("record function digests: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO dualledger_function_digests (signature, digest)
+			SELECT c.signature, c.digest FROM dl_function_digests() c
+			ON CONFLICT (signature) DO UPDATE SET digest = excluded.digest, recorded_at = now()
+			WHERE dualledger_function_digests.digest IS DISTINCT FROM excluded.digest`); err != nil {
+			return fmt.Errorf("record function digests: %w", err)
+		}
+		return nil
+	})
 }

@@ -292,7 +292,10 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 	if err := CheckChecksums(ctx, conn, versioned); err != nil {
 		return err
 	}
-	return applyRepeatable(ctx, conn, repeatable, int(start) < len(versioned), logf)
+	if err := applyRepeatable(ctx, conn, repeatable, int(start) < len(versioned), logf); err != nil {
+		return err
+	}
+	return recordFunctionDigests(ctx, conn)
 }
 
 // upToDate reports whether every versioned migration is applied with the checksum of its file,
@@ -317,7 +320,12 @@ func upToDate(ctx context.Context, conn *pgx.Conn, versioned, repeatable []Migra
 			return false, nil // not recorded yet, or edited: Migrate records or refuses it
 		}
 	}
-	return true, nil
+	// A function changed by hand since the last migrate: Migrate applies its file again.
+	drifted, err := driftedFunctions(ctx, conn)
+	if err != nil {
+		return false, err
+	}
+	return len(drifted) == 0, nil
 }
 
 // migrateLockWait bounds the wait for another session's migration lock.
