@@ -327,3 +327,20 @@ func TestBalanceOverflowRejected(t *testing.T) {
 		}
 	})
 }
+
+// TestMetadataSizeInTheDatabase: the posting function refuses an entry whose metadata takes more
+// than 1 MiB stored, whoever calls it (the API's own, configurable cap is at most that): a psql
+// caller once posted 2 MB of metadata, hashed into the chain and sent to the SCBs. The entry
+// alone is refused; the rest of the batch posts.
+func TestMetadataSizeInTheDatabase(t *testing.T) {
+	o := newOverflowLedger(t)
+	big := ovEntry("meta-big", "U", "V", "1.00")
+	big["metadata"] = map[string]any{"blob": strings.Repeat("x", 1100000)}
+	fits := ovEntry("meta-fits", "U", "V", "1.00")
+	fits["metadata"] = map[string]any{"blob": strings.Repeat("y", 1000000)}
+	got := o.post(false, big, fits)
+	if len(got) != 2 || got[0].Code != "invalid_request" || got[0].Details["field"] != "metadata" ||
+		!strings.Contains(got[0].Msg, "at most 1048576 (1 MiB)") || got[1].Code != "created" {
+		t.Errorf("results %+v", got)
+	}
+}

@@ -91,8 +91,8 @@ in its log.`,
 			if cfg.MaxMetadataDepth < 1 || cfg.MaxMetadataDepth > httpapi.MaxMetadataDepthLimit {
 				return usage("--max-metadata-depth must be from 1 to %d", httpapi.MaxMetadataDepthLimit)
 			}
-			if maxMetadata < 2 {
-				return usage("--max-metadata must be at least 2 bytes ({})")
+			if maxMetadata < 2 || maxMetadata > httpapi.MaxMetadataBytesLimit {
+				return usage("--max-metadata must be from 2 bytes ({}) to 1MiB (the database's limit for every caller)")
 			}
 			cfg.MaxMetadataBytes = int(maxMetadata)
 			if cfg.MaxBatch < 1 || cfg.MaxBatch > ledger.MaxBatch {

@@ -141,6 +141,7 @@ RETURN CASE p_problem
                  WHEN 'same_account' THEN format('debit and credit account are the same (%s)', to_jsonb(p_debit))
                  WHEN 'fx_rate' THEN format('fx_rate must be a positive decimal string with at most 18 decimals, got %s', left((p_raw -> 'fx_rate')::text, 80))
                  WHEN 'metadata' THEN format('metadata must be a JSON object, not a JSON %s', p_meta_type)
+                 WHEN 'metadata_size' THEN format('metadata takes %s bytes stored: at most 1048576 (1 MiB)', pg_column_size(p_raw -> 'metadata'))
                  WHEN 'timestamp_utc' THEN format('timestamp_utc must be an RFC 3339 date-time with a time zone between 1900 and 9999, such as "2025-01-20T10:00:00Z", got %s', left((p_raw -> 'timestamp_utc')::text, 80))
                  WHEN 'reverses_entry_id' THEN format('reverses_entry_id must be the id of an entry, got %s', left((p_raw -> 'reverses_entry_id')::text, 40))
 END;
@@ -287,6 +288,7 @@ BEGIN
                    jsonb_build_object('field', CASE WHEN w.problem LIKE 'amount%' THEN 'amount'
                                                     WHEN w.problem LIKE 'currency%' THEN 'currency_code'
                                                     WHEN w.problem = 'same_account' THEN 'credit_account_id'
+                                                    WHEN w.problem = 'metadata_size' THEN 'metadata'
                                                     ELSE w.problem END)
                END AS det
           FROM (
@@ -327,6 +329,7 @@ BEGIN
                               OR length(r.fx_txt) > 64 OR r.fx_txt !~ '^[0-9]+(\.[0-9]+)?$' OR r.fx_txt ~ '\.[0-9]{18}[0-9]*[1-9]'
                               OR length(ltrim(split_part(r.fx_txt, '.', 1), '0')) > 20 OR r.fx_txt::numeric <= 0) THEN 'fx_rate'
                          WHEN r.meta_type IS NOT NULL AND r.meta_type NOT IN ('object', 'null') THEN 'metadata'
+                         WHEN pg_column_size(r.meta) > 1048576 THEN 'metadata_size'  -- 1 MiB stored, for every caller
                          WHEN r.ts_type IS NOT NULL AND r.ts_type <> 'null'
                               AND (r.ts_type <> 'string' OR r.ts_parsed IS NULL) THEN 'timestamp_utc'
                          WHEN r.rev_type IS NOT NULL AND r.rev_type <> 'null'

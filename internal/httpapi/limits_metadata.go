@@ -19,6 +19,10 @@ const (
 	// MaxMetadataDepthLimit is the deepest Config.MaxMetadataDepth may go: the metadata of an
 	// entry sits one level inside the body, whose nesting the decoder caps at maxJSONDepth.
 	MaxMetadataDepthLimit = maxJSONDepth - 1
+
+	// MaxMetadataBytesLimit is the largest Config.MaxMetadataBytes may be: the posting function
+	// refuses an entry whose metadata takes more than 1 MiB stored, whoever calls it.
+	MaxMetadataBytesLimit = 1 << 20
 )
 
 // metadataLimits caps the metadata of one request (the server's Config, or the defaults).

@@ -118,6 +118,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxMetadataDepth <= 0 {
 		c.MaxMetadataDepth = DefaultMaxMetadataDepth
 	}
+	if c.MaxMetadataBytes > MaxMetadataBytesLimit {
+		return c, fmt.Errorf("max metadata size %d is above the database's limit of %d bytes", c.MaxMetadataBytes, MaxMetadataBytesLimit)
+	}
 	if c.MaxMetadataDepth > MaxMetadataDepthLimit {
 		return c, fmt.Errorf("max metadata depth %d is above the JSON nesting limit of %d", c.MaxMetadataDepth, MaxMetadataDepthLimit)
 	}
