@@ -538,6 +538,18 @@ func TestBackfillOpeningBalancesAndDryRun(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "1 would be rejected") {
 		t.Errorf("dry run: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// With --opening-balances the dry run checks the opening file too (it once ignored it): a bad
+	// opening row stops it as it would stop the run, and nothing is posted.
+	badOB := filepath.Join(dir, "bad-ob.csv")
+	_ = os.WriteFile(badOB, []byte("account_id,amount,currency_code\nacct-0,100.00,USD\nnobody,1.00,USD\n"), 0o600)
+	out, errOut, code = cli(t, d.ConnStr, append(args, "--dry-run", "--errors", filepath.Join(dir, "dry2.jsonl"), "--opening-balances", badOB)...)
+	if code != 1 || !strings.Contains(errOut, "1 of the 2 opening balances would be rejected") {
+		t.Errorf("dry run with bad opening balances: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = cli(t, d.ConnStr, append(args, "--dry-run", "--errors", filepath.Join(dir, "dry3.jsonl"), "--opening-balances", ob)...)
+	if code != 1 || !strings.Contains(out, "dry run of the opening balances: 2 rows, all would post") || !strings.Contains(out, "1 would be rejected") {
+		t.Errorf("dry run with opening balances: exit %d\n%s\n%s", code, out, errOut)
+	}
 	if e, _ := ledgerState(t, d); len(e) != 0 {
 		t.Errorf("the dry run posted %d entries", len(e))
 	}
@@ -745,5 +757,22 @@ func TestBackfillDryRunSeesReferenceConflicts(t *testing.T) {
 	}
 	if got := rejected("run.jsonl"); !slices.Equal(got, want) {
 		t.Errorf("run's report %q, want %q", got, want)
+	}
+	// --skip-duplicates=false: the duplicates are refused too, in the dry run as in the run (the
+	// file again, as another source: every row's reference is now in the ledger).
+	strict := []string{"backfill", "run", "--source-type", "csv", "--source", hist, "--source-id", "dups-strict", "--batch-size", "2",
+		"--skip-duplicates=false"}
+	if _, errOut, code := cli(t, d.ConnStr, append(strict, "--dry-run", "--errors", filepath.Join(dir, "dry-strict.jsonl"))...); code != 1 {
+		t.Errorf("strict dry run: exit %d\n%s", code, errOut)
+	}
+	if _, errOut, code := cli(t, d.ConnStr, append(strict, "--errors", filepath.Join(dir, "run-strict.jsonl"))...); code != 0 {
+		t.Errorf("strict run: exit %d\n%s", code, errOut)
+	}
+	want = []string{"1 replayed", "2 replayed", "3 reference_conflict", "4 replayed", "5 reference_conflict", "6 replayed", "7 reference_conflict"}
+	if got := rejected("dry-strict.jsonl"); !slices.Equal(got, want) {
+		t.Errorf("strict dry run's report %q, want %q", got, want)
+	}
+	if got := rejected("run-strict.jsonl"); !slices.Equal(got, want) {
+		t.Errorf("strict run's report %q, want %q", got, want)
 	}
 }

@@ -311,10 +311,18 @@ failure (FAILED; run again to resume).`,
 			cfg.Progress = newBackfillProgress(a)
 			tr := transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
 			if dryRun {
+				if opening != "" {
+					// The opening balances are checked first, as the run checks them (their own
+					// report, .opening.dry-run.jsonl); the history's references are not compared
+					// with theirs (docs/backfill.md, "Dry run").
+					if _, err := runOpeningBalances(a, ctx, pool, m, opening, openingAccount, sf, cfg, true); err != nil {
+						return err
+					}
+				}
 				return backfillDryRun(a, ctx, pool, open, tr, cfg)
 			}
 			if opening != "" {
-				done, err := runOpeningBalances(a, ctx, pool, m, opening, openingAccount, sf, cfg)
+				done, err := runOpeningBalances(a, ctx, pool, m, opening, openingAccount, sf, cfg, false)
 				if err != nil || !done {
 					return err
 				}
@@ -520,7 +528,7 @@ func openingMapping(ctx context.Context, pool *pgxpool.Pool, m *transform.Mappin
 // runOpeningBalances posts the opening balances file first, as a source of its own
 // (<source-id>.opening, csv): each row moves amount from the opening-balance account to
 // account_id. It returns whether it completed (else the main run must not start).
-func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, path, from string, sf backfillSourceFlags, cfg backfill.Config) (bool, error) {
+func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *transform.Mapping, path, from string, sf backfillSourceFlags, cfg backfill.Config, dryOnly bool) (bool, error) {
 	ocfg := cfg
 	ocfg.SourceType, ocfg.SourceID = backfill.TypeCSV, sf.sourceID+".opening"
 	if cfg.ErrorsPath != "" {
@@ -585,6 +593,18 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 			return false, findings("%d of the %d opening balances would be rejected (see %s): nothing was posted, and the history was not started; correct the file and run the same command again",
 				dout.Rejected, dout.Rows, dout.ErrorsFile)
 		}
+		if dryOnly {
+			if !a.jsonOut {
+				fmt.Fprintf(a.out, "dry run of the opening balances: %d rows, all would post (%s)\n", dout.Rows, dout.ErrorsFile)
+			}
+			return false, nil
+		}
+	}
+	if dryOnly {
+		if !a.jsonOut {
+			fmt.Fprintf(a.out, "the opening balances (%s) are posted already\n", ocfg.SourceID)
+		}
+		return false, nil
 	}
 	out, err := runSource(a, ctx, pool, open, tr, ocfg)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"dualledger/internal/demo"
+	"dualledger/internal/pg"
 )
 
 func newDemoCmd(a *app) *cobra.Command {
@@ -39,10 +40,19 @@ answer other than the one it expects.`,
 			if err := r.Sync(cmd.Context()); err != nil {
 				return findings("%w", err)
 			}
+			// The commands to try next reach the same database: the same --data-dir when it is
+			// not the default (without it they would find no cluster and say so).
+			prog, where := os.Args[0], a.dataDir
+			switch {
+			case a.getenv("DATABASE_URL") != "":
+				where = "the database of DATABASE_URL"
+			case a.dataDir != pg.DefaultDataDir:
+				prog += " --data-dir " + a.dataDir
+			}
 			fmt.Fprintf(a.out, "\ndemo finished in %.1fs; the data stays in %s: try `%s accounts`, `%s outbox status`, `%s operator-log`, or the demo again\n",
-				time.Since(start).Seconds(), a.dataDir, os.Args[0], os.Args[0], os.Args[0])
+				time.Since(start).Seconds(), where, prog, prog, prog)
 			fmt.Fprintf(a.out, "the HTTP API needs a key: TOKEN=$(%s keys create ops --scopes admin), then %s serve and curl -H \"Authorization: Bearer $TOKEN\" localhost:8080/v1/ledgers\n",
-				os.Args[0], os.Args[0])
+				prog, prog)
 			return nil
 		},
 	}

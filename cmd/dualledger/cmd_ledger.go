@@ -40,6 +40,10 @@ the fix, and exits 1.`,
 				return err
 			}
 			err = pg.Migrate(ctx, conn, migs, func(format string, args ...any) {
+				if strings.HasPrefix(format, pg.WarnPrefix) {
+					a.migrateLog(format, args...)
+					return
+				}
 				if !a.jsonOut {
 					fmt.Fprintf(a.out, format+"\n", args...)
 				}

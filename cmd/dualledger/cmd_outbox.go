@@ -239,7 +239,7 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 func newOutboxCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "outbox",
-		Short: "Inspect and repair the dual-ledger outbox (status, list, requeue)",
+		Short: "Inspect and repair the dual-ledger outbox (status, list, requeue, retry-now)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
@@ -474,6 +474,9 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
   dualledger outbox retry-now --id 42`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if id < 0 {
+				return usage("--id must be an outbox row's id (positive), got %d", id)
+			}
 			if (id == 0) == !all {
 				return usage("give exactly one of --id N or --all")
 			}

@@ -134,7 +134,7 @@ in its log.`,
 			}
 			defer ln.Close()
 
-			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: poolSize, service: true, mayCreate: true})
+			pool, release, err := a.open(ctx, openOptions{role: role, maxConns: poolSize, service: true, mayCreate: true, api: true})
 			if err != nil {
 				return err
 			}

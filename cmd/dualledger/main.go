@@ -221,6 +221,26 @@ type openOptions struct {
 	// the data dir it stops, instead of creating an empty one and reporting on that (an operator
 	// whose runbook forgot DATABASE_URL once got an all-clear from an empty database).
 	mayCreate bool
+	// api marks serve's pool: its statements are bounded too (serviceBounds).
+	api bool
+}
+
+// serviceBounds bounds a service's session: never idle inside a transaction for more than a
+// minute (such a session would keep a ledger head's row lock, and every posting of that ledger
+// waiting), and, for the API, no statement over 5 minutes (its requests are bounded anyway; the
+// worker's reconciliation may run longer statements). A bound the DBA set stricter on the login
+// (ALTER ROLE ... SET) is kept.
+func serviceBounds(api bool) func(ctx context.Context, conn *pgx.Conn) error {
+	return func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, `SELECT set_config(s.name, s.bound, false)
+			  FROM (VALUES ('idle_in_transaction_session_timeout', '60s'), ('statement_timeout', CASE WHEN $1 THEN '5min' END)) AS s(name, bound)
+			 WHERE s.bound IS NOT NULL
+			   AND (current_setting(s.name)::interval = interval '0' OR current_setting(s.name)::interval > s.bound::interval)`, api)
+		if err != nil {
+			return fmt.Errorf("bound the session: %w", err)
+		}
+		return nil
+	}
 }
 
 // requireDatabase refuses to go on when no database is configured and mayCreate is false:
@@ -258,6 +278,9 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 		if o.maxConns > 0 {
 			cfg.MaxConns = o.maxConns
 		}
+		if o.service && o.role == "" {
+			cfg.AfterConnect = serviceBounds(o.api) // the service runs in this pool (--db-role "")
+		}
 	})
 	if err != nil {
 		return nil, nil, &exitError{code: exitInfra, err: err}
@@ -276,16 +299,6 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 		return pool, release, nil
 	}
 	cfg := pool.Config().Copy()
-	if o.service {
-		// A service never idles inside a transaction: a session that does (a bug, a wedged
-		// client) would keep a ledger head's row lock, and every posting of that ledger waiting.
-		// The API's statements are bounded by its requests anyway; the worker's reconciliation
-		// may run long statements, so only the API gets a statement timeout.
-		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = "60s"
-		if o.role == pg.APIRole {
-			cfg.ConnConfig.RuntimeParams["statement_timeout"] = "5min"
-		}
-	}
 	if url == "" && o.service {
 		// The embedded cluster logs in as its superuser; a service gets a login role of its own
 		// that is a plain member of its role (trusted on the private socket, like the superuser).
@@ -300,6 +313,9 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		if _, err := conn.Exec(ctx, "SET ROLE "+pgx.Identifier{role}.Sanitize()); err != nil {
 			return fmt.Errorf("SET ROLE %s (grant it to the login role, see docs/security.md): %w", role, err)
+		}
+		if o.service {
+			return serviceBounds(o.api)(ctx, conn)
 		}
 		return nil
 	}
@@ -362,7 +378,7 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if migrate {
-		err := pg.Migrate(ctx, conn, migs, func(format string, args ...any) { a.logger.Info(fmt.Sprintf(format, args...)) })
+		err := pg.Migrate(ctx, conn, migs, a.migrateLog)
 		if err != nil {
 			return &exitError{code: exitInfra, err: err}
 		}
@@ -393,6 +409,17 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 		return &exitError{code: exitInfra, err: err}
 	}
 	return nil
+}
+
+// migrateLog logs pg.Migrate's messages: at info level, but those that need the operator's
+// attention (a function changed by hand and repaired, a wait for another session's lock) as
+// warnings, which the default log level shows.
+func (a *app) migrateLog(format string, args ...any) {
+	if rest, ok := strings.CutPrefix(format, pg.WarnPrefix); ok {
+		a.logger.Warn(fmt.Sprintf(rest, args...))
+		return
+	}
+	a.logger.Info(fmt.Sprintf(format, args...))
 }
 
 // adminConn returns one connection in the login role (for migrate), and a release func;

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"dualledger/internal/pg/pgtest"
 	"dualledger/internal/scb/sim"
 )
@@ -180,10 +182,23 @@ func TestServicesRunAsPlainMembers(t *testing.T) {
 func TestServiceSessionLimits(t *testing.T) {
 	d := pgtest.New(t)
 	ctx := context.Background()
-	for _, c := range []struct{ role, statement string }{{"dualledger_api", "5min"}, {"dualledger_worker", "0"}} {
-		a := &app{environ: []string{"DATABASE_URL=" + d.LoginRole(t, c.role)}, out: io.Discard, errOut: io.Discard,
+	stricter := d.LoginRole(t, "dualledger_api")
+	if _, err := d.Pool.Exec(ctx, `ALTER ROLE `+pgx.Identifier{loginOf(t, stricter)}.Sanitize()+` SET idle_in_transaction_session_timeout = '5s'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, login, role string
+		api               bool
+		idle, statement   string
+	}{
+		{"serve", d.LoginRole(t, "dualledger_api"), "dualledger_api", true, "1min", "5min"},
+		{"worker", d.LoginRole(t, "dualledger_worker"), "dualledger_worker", false, "1min", "0"},
+		{"serve --db-role ''", d.LoginRole(t, "dualledger_api"), "", true, "1min", "5min"},
+		{"a login the DBA bound tighter", stricter, "dualledger_api", true, "5s", "5min"},
+	} {
+		a := &app{environ: []string{"DATABASE_URL=" + c.login}, out: io.Discard, errOut: io.Discard,
 			logger: slog.New(slog.DiscardHandler)}
-		pool, release, err := a.open(ctx, openOptions{role: c.role, service: true})
+		pool, release, err := a.open(ctx, openOptions{role: c.role, service: true, api: c.api})
 		if err != nil {
 			t.Fatalf("%s: %v", c.role, err)
 		}
@@ -191,8 +206,18 @@ func TestServiceSessionLimits(t *testing.T) {
 		err = pool.QueryRow(ctx, `SELECT current_setting('idle_in_transaction_session_timeout'), current_setting('statement_timeout'),
 			current_setting('search_path')`).Scan(&idle, &statement, &path)
 		release()
-		if err != nil || idle != "1min" || statement != c.statement || path != "public" {
-			t.Errorf("%s: idle_in_transaction_session_timeout %q, statement_timeout %q, search_path %q, %v", c.role, idle, statement, path, err)
+		if err != nil || idle != c.idle || statement != c.statement || path != "public" {
+			t.Errorf("%s: idle_in_transaction_session_timeout %q, statement_timeout %q, search_path %q, %v", c.name, idle, statement, path, err)
 		}
 	}
+}
+
+// loginOf is the user of a connection string.
+func loginOf(t *testing.T, connStr string) string {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(connStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.User
 }

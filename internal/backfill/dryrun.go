@@ -153,6 +153,13 @@ func DryRun(ctx context.Context, pool *pgxpool.Pool, open Opener, tr *transform.
 						LedgerID: l, Reference: p.row.Entry.ReferenceID, Raw: p.rec.Raw, Code: ledger.CodeReferenceConflict,
 						Message: r.conflict, Details: r.details, idx: p.idx})
 					continue
+				} else if r.duplicate && !cfg.SkipDuplicates {
+					// As the run reports it (--skip-duplicates=false).
+					batchLines = append(batchLines, ReportLine{SourceType: cfg.SourceType, SourceID: cfg.SourceID, Position: p.rec.Pos, Line: p.rec.Line,
+						LedgerID: l, Reference: p.row.Entry.ReferenceID, Raw: p.rec.Raw, Code: ledger.CodeReplayed,
+						Message: fmt.Sprintf("reference_id %q is already in ledger %s, or in an earlier row of the source, with the same content; --skip-duplicates=false refuses it",
+							p.row.Entry.ReferenceID, l), idx: p.idx})
+					continue
 				} else if r.duplicate {
 					out.Existing++
 				}

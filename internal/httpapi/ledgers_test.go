@@ -50,7 +50,7 @@ func TestBanks(t *testing.T) {
 	if r := e.do("POST", "/v1/banks", map[string]any{"id": "SCB-2", "name": " "}); r.status != 400 || r.str("error", "details", "field") != "name" {
 		t.Errorf("blank name: %d %s", r.status, r.raw)
 	}
-	for _, name := range []string{"Bank\nTwo", "Bank\x1b[31mTwo", "Bank\u0085Two"} {
+	for _, name := range []string{"Bank\nTwo", "Bank\x1b[31mTwo", "Bank\u0085Two", "Bank\u2028SCB-9 Evil", "Bank \u202eowT"} {
 		if r := e.do("POST", "/v1/banks", map[string]any{"id": "SCB-2", "name": name}); r.status != 400 || r.str("error", "details", "field") != "name" {
 			t.Errorf("name %q: %d %s", name, r.status, r.raw)
 		}

@@ -62,7 +62,7 @@ func docFor(typeName, field string) fieldDoc {
 		return fieldDoc{description: "1-64 characters: letters, digits and _ . : - (starting with a letter or digit).",
 			pattern: ledger.BankIDPattern}
 	case "RegisterBankRequest.name":
-		return fieldDoc{description: "Display name, 1-200 bytes of UTF-8 text without control characters (leading and trailing spaces are trimmed)."}
+		return fieldDoc{description: "Display name, 1-200 bytes of UTF-8 text without control characters, line separators or bidirectional overrides (leading and trailing spaces are trimmed)."}
 	case "Account.overdraft_limit":
 		return fieldDoc{description: `Decimal string, or "unlimited".`}
 	case "Account.balance":

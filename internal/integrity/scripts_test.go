@@ -53,6 +53,8 @@ func TestAuditScriptMatchesAudit(t *testing.T) {
 		// file applied and the audit passed (the security review of 2026-12-02).
 		"function changed": {`CREATE OR REPLACE FUNCTION dl_acting_as_service() RETURNS boolean LANGUAGE sql STABLE RETURN false`},
 		"grant added":      {`GRANT EXECUTE ON FUNCTION outbox_requeue(text, text, bigint, text, boolean, text) TO dualledger_api`},
+		"function created": {`CREATE FUNCTION backdoor() RETURNS void LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'`},
+		"owner changed":    {`ALTER FUNCTION create_ledger(text, text) OWNER TO dualledger_readonly`},
 		"duplicate reference": {
 			`ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_unique_ledger_reference`,
 			`UPDATE ledger_entries SET reference_id = 'ref-1' WHERE ledger_id = 'L' AND seq = 7`,

@@ -485,8 +485,8 @@ func RegisterBank(ctx context.Context, db DBTX, actor, id, name string) (Bank, e
 	}
 	// A name is shown in listings, logs and terminals: no control characters (a newline or an
 	// escape sequence would forge lines there).
-	if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
-		return Bank{}, Errorf(CodeInvalidRequest, "bank name %q must be UTF-8 text without control characters", name).
+	if !utf8.ValidString(name) || strings.ContainsFunc(name, UnsafeRune) {
+		return Bank{}, Errorf(CodeInvalidRequest, "bank name %q must be UTF-8 text without control characters, line separators or bidirectional overrides", name).
 			WithDetails(map[string]string{"field": "name"})
 	}
 	var b Bank
@@ -500,6 +500,15 @@ func RegisterBank(ctx context.Context, db DBTX, actor, id, name string) (Bank, e
 	}
 	b.CreatedAt = b.CreatedAt.UTC()
 	return b, nil
+}
+
+// UnsafeRune reports whether r would forge or disguise lines where a name is shown: a control
+// character (C0, DEL, C1), a line or paragraph separator (U+2028, U+2029), or a bidirectional
+// embedding, override or isolate (U+202A-U+202E, U+2066-U+2069), which reorders what follows it
+// ("Trojan Source"). Other format characters (ZWNJ, used in Persian names) pass.
+func UnsafeRune(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp) ||
+		(r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069)
 }
 
 // ListBanks returns up to limit registered banks whose id sorts after `after`, by id; only bank

@@ -79,7 +79,8 @@ func applyRepeatable(ctx context.Context, conn *pgx.Conn, files []Migration, all
 			continue
 		}
 		if len(changed) > 0 && applied[f.Name] == sum {
-			logf("applying %s again: %s changed since the last migrate", f.Name, strings.Join(changed, ", "))
+			logf(WarnPrefix+"%s changed since the last migrate (by hand: find out who); applying %s again",
+				strings.Join(changed, ", "), f.Name)
 		}
 		logf("applying %s", f.Name)
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -128,6 +129,24 @@ func driftedFunctions(ctx context.Context, conn *pgx.Conn) (map[string]bool, err
 	return out, nil
 }
 
+// qualified prefixes names with the schema, as dl_function_digests prints signatures.
+func qualified(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = "public." + n
+	}
+	return out
+}
+
+// definedByFiles lists the functions the files define.
+func definedByFiles(files []Migration) []string {
+	var names []string
+	for _, f := range files {
+		names = append(names, definedFunctions(f.SQL)...)
+	}
+	return names
+}
+
 // changedIn lists the functions of file f among drifted.
 func changedIn(f Migration, drifted map[string]bool) []string {
 	var out []string
@@ -139,8 +158,14 @@ func changedIn(f Migration, drifted map[string]bool) []string {
 	return out
 }
 
-// recordFunctionDigests notes every function as this migrate leaves it (dualledger_function_digests).
-func recordFunctionDigests(ctx context.Context, conn *pgx.Conn) error {
+// WarnPrefix starts a message of Migrate's logf that needs the operator's attention (a function
+// changed by hand, a wait for another session's lock): callers log it as a warning.
+const WarnPrefix = "warning: "
+
+// recordFunctionDigests notes the functions the files define (names), as this migrate leaves
+// them, in dualledger_function_digests. A function no file defines is never recorded: one created
+// by hand stays an audit finding until it is dropped, instead of becoming the new baseline.
+func recordFunctionDigests(ctx context.Context, conn *pgx.Conn, names []string) error {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT to_regclass('dualledger_function_digests') IS NOT NULL
 		AND to_regprocedure('dl_function_digests()') IS NOT NULL`).Scan(&exists); err != nil || !exists {
@@ -148,13 +173,14 @@ func recordFunctionDigests(ctx context.Context, conn *pgx.Conn) error {
 	}
 	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM dualledger_function_digests d
-			WHERE NOT EXISTS (SELECT 1 FROM dl_function_digests() c WHERE c.signature = d.signature)`); err != nil {
+			WHERE NOT EXISTS (SELECT 1 FROM dl_function_digests() c WHERE c.signature = d.signature)
+			   OR NOT split_part(d.signature, '(', 1) = ANY ($1)`, qualified(names)); err != nil {
 			return fmt.Errorf("record function digests: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO dualledger_function_digests (signature, digest)
-			SELECT c.signature, c.digest FROM dl_function_digests() c
+			SELECT c.signature, c.digest FROM dl_function_digests() c WHERE split_part(c.signature, '(', 1) = ANY ($1)
 			ON CONFLICT (signature) DO UPDATE SET digest = excluded.digest, recorded_at = now()
-			WHERE dualledger_function_digests.digest IS DISTINCT FROM excluded.digest`); err != nil {
+			WHERE dualledger_function_digests.digest IS DISTINCT FROM excluded.digest`, qualified(names)); err != nil {
 			return fmt.Errorf("record function digests: %w", err)
 		}
 		return nil

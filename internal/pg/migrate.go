@@ -295,7 +295,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 	if err := applyRepeatable(ctx, conn, repeatable, int(start) < len(versioned), logf); err != nil {
 		return err
 	}
-	return recordFunctionDigests(ctx, conn)
+	return recordFunctionDigests(ctx, conn, definedByFiles(repeatable))
 }
 
 // upToDate reports whether every versioned migration is applied with the checksum of its file,
@@ -350,12 +350,12 @@ func lockMigrations(ctx context.Context, conn *pgx.Conn, logf func(string, ...an
 			return fmt.Errorf("migrate: lock: %w", err)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("migrate: another session has held the migration lock for more than %s: %s. If it is not a "+
+			return fmt.Errorf("migrate: waited %s for the migration lock, held by %s. If that session is not a "+
 				"migration of yours, end it (SELECT pg_terminate_backend(<pid>) as a superuser) and run the command again",
 				migrateLockWait, holder)
 		}
 		if time.Since(lastLog) >= 10*time.Second {
-			logf("waiting for the migration lock, held by %s", holder)
+			logf(WarnPrefix+"waiting for the migration lock, held by %s", holder)
 			lastLog = time.Now()
 		}
 		select {

@@ -43,7 +43,9 @@ func (e *ServiceRoleError) Error() string {
 // become (pg_has_role ... 'MEMBER': directly or not, inheriting or not, since it can SET ROLE to
 // each), not only the privileges it holds by itself. Refused: a superuser among them; CREATEROLE
 // (before PostgreSQL 16 it may grant itself any non-superuser role, the owner's included);
-// REPLICATION (it reads every row through the WAL); membership of pg_write_all_data,
+// REPLICATION (it reads every row through the WAL); privileges on server parameters (GRANT SET or
+// ALTER SYSTEM ON PARAMETER: archive_command, session_replication_role); membership of
+// pg_write_all_data, pg_read_all_data,
 // pg_execute_server_program, pg_write_server_files, pg_read_server_files (a COPY TO PROGRAM or
 // into the data directory runs code as the server) or pg_signal_backend (it ends other sessions,
 // the worker's among them); acting as the owner of the ledger schema, of the database, or of any
@@ -70,6 +72,7 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		nspCreate  []string
 		dbCreate   []string
 		owners     []string
+		params     []string
 	)
 	err := db.QueryRow(ctx, `
 		WITH sch AS (
@@ -87,7 +90,7 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 			SELECT array_agg(rolname ORDER BY rolname) FILTER (WHERE rolsuper) AS supers,
 			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolcreaterole) AS createrole,
 			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolreplication) AS replicate,
-			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolname IN ('pg_write_all_data',
+			       array_agg(rolname ORDER BY rolname) FILTER (WHERE rolname IN ('pg_write_all_data', 'pg_read_all_data',
 			           'pg_execute_server_program', 'pg_write_server_files', 'pg_read_server_files',
 			           'pg_signal_backend')) AS predefined,
 			       array_agg(rolname ORDER BY rolname) FILTER (WHERE has_schema_privilege(oid, (SELECT oid FROM sch), 'CREATE')) AS nsp_create,
@@ -99,11 +102,14 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		       d.datname, pg_get_userbyid(d.datdba), pg_has_role(session_user, d.datdba, 'MEMBER'),
 		       coalesce(names.nsp_create, '{}'), coalesce(names.db_create, '{}'),
 		       coalesce((SELECT array_agg(DISTINCT pg_get_userbyid(o.owner) ORDER BY pg_get_userbyid(o.owner))
-		                   FROM objowners o WHERE pg_has_role(session_user, o.owner, 'MEMBER')), '{}')
+		                   FROM objowners o WHERE pg_has_role(session_user, o.owner, 'MEMBER')), '{}'),
+		       coalesce((SELECT array_agg(DISTINCT pa.parname ORDER BY pa.parname)
+		                   FROM pg_parameter_acl pa CROSS JOIN LATERAL aclexplode(pa.paracl) a
+		                  WHERE a.grantee = 0 OR a.grantee IN (SELECT oid FROM reach)), '{}')
 		  FROM pg_roles r, sch, pg_database d, names
 		 WHERE r.rolname = session_user AND d.datname = current_database()`).
 		Scan(&login, &super, &supers, &createrole, &replicate, &predefined, &schema, &nspOwner, &ownsNsp,
-			&dbName, &dbOwner, &ownsDB, &nspCreate, &dbCreate, &owners)
+			&dbName, &dbOwner, &ownsDB, &nspCreate, &dbCreate, &owners, &params)
 	if err != nil {
 		return fmt.Errorf("check the database login role: %w", err)
 	}
@@ -140,6 +146,12 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 	if len(dbCreate) > 0 && !ownsDB {
 		reasons = append(reasons, fmt.Sprintf("it may CREATE schemas in database %s (as %s: REVOKE CREATE ON DATABASE %s FROM them)",
 			dbName, strings.Join(dbCreate, ", "), dbName))
+	}
+	if len(params) > 0 {
+		// GRANT SET / ALTER SYSTEM ON PARAMETER (PostgreSQL 15): archive_command runs a shell
+		// command as the server's OS user; session_replication_role = replica silences every
+		// guard and logging trigger of the schema.
+		reasons = append(reasons, fmt.Sprintf("it holds privileges on server parameters (%s: GRANT ... ON PARAMETER)", strings.Join(params, ", ")))
 	}
 	if len(reasons) > 0 {
 		return &ServiceRoleError{Login: login, Reasons: reasons}

@@ -150,6 +150,16 @@ func TestCheckServiceRole(t *testing.T) {
 		refused("a member of "+predefined, poolOn(t, l, "dualledger_worker"), "member of "+predefined)
 	}
 
+	for _, grant := range []string{"ALTER SYSTEM ON PARAMETER archive_command", "SET ON PARAMETER session_replication_role"} {
+		l := d.LoginRole(t, "dualledger_api")
+		exec("GRANT " + grant + " TO " + userOf(t, l))
+		refused("a login with "+grant, poolOn(t, l, "dualledger_api"), "privileges on server parameters")
+		t.Cleanup(func() { _, _ = admin.Exec(ctx, "REVOKE "+grant+" FROM "+userOf(t, l)) })
+	}
+	reader := d.LoginRole(t, "dualledger_worker")
+	exec("GRANT pg_read_all_data TO " + userOf(t, reader))
+	refused("a member of pg_read_all_data", poolOn(t, reader, "dualledger_worker"), "member of pg_read_all_data")
+
 	replicator := d.LoginRole(t, "dualledger_api")
 	exec("ALTER ROLE " + userOf(t, replicator) + " REPLICATION")
 	refused("a REPLICATION login", poolOn(t, replicator, "dualledger_api"), "REPLICATION")

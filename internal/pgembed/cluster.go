@@ -98,6 +98,15 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := ensureParentDir(parent); err != nil {
 		return nil, err
 	}
+	// One cluster, one name, however it is reached: the locks are named after the data dir, so a
+	// symlink to it (or to its parent) must resolve to the same path, or a command started through
+	// the alias would find no other user on "its" in-use lock and stop the server under them.
+	if real, err := filepath.EvalSymlinks(dataDir); err == nil {
+		dataDir = real
+	} else if realParent, err := filepath.EvalSymlinks(parent); err == nil {
+		dataDir = filepath.Join(realParent, filepath.Base(dataDir))
+	}
+	parent = filepath.Dir(dataDir)
 	if runAs.switchTo {
 		if err := checkTraversable(parent, runAs); err != nil {
 			return nil, err

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -226,9 +225,9 @@ func validate(req Request) error {
 			WithDetails(map[string]string{"field": "destination_bank_id"})
 	case len(req.NodeID) > 64:
 		return ledger.Errorf(ledger.CodeInvalidRequest, "node_id is at most 64 characters").WithDetails(map[string]string{"field": "node_id"})
-	case !utf8.ValidString(req.NodeID) || strings.ContainsFunc(req.NodeID, unicode.IsControl):
+	case !utf8.ValidString(req.NodeID) || strings.ContainsFunc(req.NodeID, ledger.UnsafeRune):
 		// It goes into the entry's metadata, which statements and terminals show.
-		return ledger.Errorf(ledger.CodeInvalidRequest, "node_id %q must be UTF-8 text without control characters", req.NodeID).
+		return ledger.Errorf(ledger.CodeInvalidRequest, "node_id %q must be UTF-8 text without control characters, line separators or bidirectional overrides", req.NodeID).
 			WithDetails(map[string]string{"field": "node_id"})
 	}
 	// Before any lookup, so the answer does not depend on the banks' accounts (PostBatch checks
