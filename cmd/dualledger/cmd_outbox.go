@@ -409,8 +409,8 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 			if scbID != "" && !allFailed {
 				return usage("--scb goes with --all-failed")
 			}
-			if utf8.RuneCountInString(reason) > 1000 || strings.ContainsFunc(reason, unicode.IsControl) {
-				return usage("--reason must be at most 1000 characters without control characters")
+			if err := checkReason(reason); err != nil {
+				return err
 			}
 			pool, release, err := a.open(cmd.Context(), openOptions{})
 			if err != nil {
@@ -483,8 +483,8 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
 			if scbID != "" && !all {
 				return usage("--scb goes with --all")
 			}
-			if utf8.RuneCountInString(reason) > 1000 || strings.ContainsFunc(reason, unicode.IsControl) {
-				return usage("--reason must be at most 1000 characters without control characters")
+			if err := checkReason(reason); err != nil {
+				return err
 			}
 			pool, release, err := a.open(cmd.Context(), openOptions{})
 			if err != nil {
@@ -515,6 +515,15 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log)")
 	return cmd
+}
+
+// checkReason refuses a --reason the operator log would refuse (at most 1000 characters, no
+// control character), as a usage error before anything is read.
+func checkReason(reason string) error {
+	if utf8.RuneCountInString(reason) > 1000 || strings.ContainsFunc(reason, unicode.IsControl) {
+		return usage("--reason must be at most 1000 characters without control characters")
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

@@ -451,13 +451,7 @@ DECLARE
     v_ids    bigint[];
     v_latest timestamptz;
 BEGIN
-    IF p_actor IS NULL OR p_actor !~ '^(key|cli|worker|system):.' OR length(p_actor) > 200 OR p_actor ~ '[[:cntrl:]]' THEN
-        RAISE EXCEPTION 'actor % is not valid: key:<api key id>, cli:<user>, worker:<id> or system:<what>', coalesce(quote_literal(p_actor), 'NULL')
-            USING ERRCODE = 'DL009';
-    END IF;
-    IF v_reason IS NOT NULL AND (length(v_reason) > 1000 OR v_reason ~ '[[:cntrl:]]') THEN
-        RAISE EXCEPTION 'reason must be at most 1000 characters without control characters' USING ERRCODE = 'DL009';
-    END IF;
+    PERFORM dl_begin_act(p_actor, v_reason);  -- the actor and the reason, as every operator act checks them
     IF v_id < 0 OR (v_id > 0 AND v_scb IS NOT NULL) THEN
         RAISE EXCEPTION 'retry one row by id, or every waiting row (optionally of one SCB)' USING ERRCODE = 'DL009';
     END IF;

@@ -281,6 +281,14 @@ func TestRetryNowIsAnOperatorAct(t *testing.T) {
 	if _, err := f.store.RetryNow(ctx, RequeueRequest{Actor: "cli:op", ScbID: "SCB-1"}); sqlstate(err) != "42501" {
 		t.Errorf("retry now as the worker's role: %v, want 42501", err)
 	}
+	for _, actor := range []string{"op", "", "sql:op", "cli:"} {
+		if _, err := f.owner.RetryNow(ctx, RequeueRequest{Actor: actor, ScbID: "SCB-1"}); sqlstate(err) != "DL009" {
+			t.Errorf("retry now by actor %q: %v, want DL009", actor, err)
+		}
+	}
+	if _, err := f.owner.RetryNow(ctx, RequeueRequest{Actor: "cli:op", ScbID: "SCB-1", Reason: "a\nb"}); sqlstate(err) != "DL009" {
+		t.Errorf("retry now with a control character in the reason: %v, want DL009", err)
+	}
 	if n, err := f.owner.RetryNow(ctx, RequeueRequest{Actor: "cli:alice", ScbID: "SCB-2"}); err != nil || n != 0 {
 		t.Errorf("another SCB's rows: %d %v", n, err)
 	}
