@@ -12,6 +12,7 @@ import (
 	"dualledger/internal/integrity"
 	"dualledger/internal/ledger"
 	"dualledger/internal/outbox"
+	"dualledger/internal/scb"
 )
 
 func newCheckpointCmd(a *app) *cobra.Command {
@@ -88,30 +89,43 @@ Run it on a schedule (cron, a systemd timer), e.g. after every audit.`,
 }
 
 // verifyAgainstSCBs checks the block_hash every registered SCB holds against ours and returns
-// the contradictions ("LEDGER seq N (SCB ...)"), printing the report.
-func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID, scbConfig string, scbTimeout time.Duration) ([]string, []integrity.WitnessReport, error) {
+// the contradictions ("LEDGER seq N (SCB ...)"), printing the report, and the SCBs it could not
+// read with why ("SCB-3: ..."): one SCB that cannot be read does not hide what the others say.
+func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID, scbConfig string, scbTimeout time.Duration) ([]string, []integrity.WitnessReport, []string, error) {
 	banks, err := ledger.ListBanks(ctx, pool, "", 10000, "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	clients, err := outbox.NewClients(ctx, pool, a.environ, scbConfig, scbTimeout, 0, a.logger)
 	if err != nil {
-		return nil, nil, &exitError{code: exitInfra, err: err}
+		return nil, nil, nil, &exitError{code: exitInfra, err: err}
 	}
-	var out []string
+	var out, unread []string
 	var reports []integrity.WitnessReport
+	skip := func(id string, err error) {
+		unread = append(unread, fmt.Sprintf("%s: %v", id, err))
+		if !a.jsonOut {
+			fmt.Fprintf(a.out, "%s: NOT READ: %v\n", id, err)
+		}
+	}
 	for _, b := range banks {
 		c, ok := clients.Resolve(b.ID)
 		l, isLister := c.(integrity.Lister)
 		if !ok || !isLister {
 			if p := clients.Problem(b.ID); p != "" {
-				return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: its configuration was refused: %s", b.ID, p)}
+				skip(b.ID, fmt.Errorf("its configuration was refused: %s", p))
+			} else {
+				skip(b.ID, fmt.Errorf("no API configured (SCB_%s_API_URL and SCB_%s_API_KEY, or --scb-config)", scb.EnvName(b.ID), scb.EnvName(b.ID)))
 			}
-			return nil, nil, &exitError{code: exitInfra, err: fmt.Errorf("SCB %s: no API configured (SCB_<ID>_API_URL and _API_KEY, or --scb-config)", b.ID)}
+			continue
 		}
 		rep, err := integrity.VerifyAgainstSCB(ctx, pool, b.ID, l, 1000)
 		if err != nil {
-			return nil, nil, &exitError{code: exitInfra, err: err}
+			if ctx.Err() != nil {
+				return nil, nil, nil, &exitError{code: exitInfra, err: err}
+			}
+			skip(b.ID, err)
+			continue
 		}
 		reports = append(reports, rep)
 		for _, id := range sortedKeys(rep.Contradictions) {
@@ -136,7 +150,7 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 			fmt.Fprintf(a.out, "%s: %d entries compared, %d not ours (see reconcile)\n", b.ID, rep.Compared, rep.Unmatched)
 		}
 	}
-	return out, reports, nil
+	return out, reports, unread, nil
 }
 
 // verifyCheckpoints checks the signed checkpoints in dir against the chain.

@@ -92,13 +92,14 @@ witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
 			if !a.jsonOut && len(reports) == 0 {
 				fmt.Fprintln(a.out, "no ledgers")
 			}
-			var witnessed []string
+			var witnessed, unread []string
 			if len(broken) == 0 && againstSCBs {
-				w, reps, err := verifyAgainstSCBs(ctx, a, pool, ledgerID, scbConfig, scbTimeout)
+				w, reps, u, err := verifyAgainstSCBs(ctx, a, pool, ledgerID, scbConfig, scbTimeout)
 				if err != nil {
 					return err
 				}
-				witnessed, doc["against_scbs"] = append(witnessed, w...), reps
+				witnessed, doc["against_scbs"], unread = append(witnessed, w...), reps, u
+				doc["scbs_not_read"] = unread
 			}
 			if len(broken) == 0 && checkpointDir != "" {
 				w, rep, err := verifyCheckpoints(ctx, a, pool, ledgerID, checkpointDir, checkpointKey)
@@ -108,7 +109,7 @@ witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
 				witnessed, doc["checkpoints"] = append(witnessed, w...), rep
 			}
 			if a.jsonOut {
-				doc["ok"] = len(broken) == 0 && len(witnessed) == 0
+				doc["ok"] = len(broken) == 0 && len(witnessed) == 0 && len(unread) == 0
 				doc["witnesses_contradict"] = witnessed
 				if err := a.printJSON(doc); err != nil {
 					return err
@@ -118,7 +119,15 @@ witnesses outside the database find it (docs/hash-chain.md, "Witnesses"):
 				return findings("hash chain broken in %d of %d ledger(s): %s", len(broken), len(reports), strings.Join(broken, ", "))
 			}
 			if len(witnessed) > 0 {
+				if len(unread) > 0 {
+					return findings("the chain is contradicted by its witnesses: %s (and %d SCB(s) could not be read: %s)",
+						strings.Join(witnessed, "; "), len(unread), strings.Join(unread, "; "))
+				}
 				return findings("the chain is contradicted by its witnesses: %s", strings.Join(witnessed, "; "))
+			}
+			if len(unread) > 0 {
+				return &exitError{code: exitInfra, err: fmt.Errorf("%d SCB(s) could not be read, the others confirm the chain: %s",
+					len(unread), strings.Join(unread, "; "))}
 			}
 			return nil
 		},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,6 +97,24 @@ func TestSuperuserRewriteFoundByWitnesses(t *testing.T) {
 	// only the first): a rewrite on our side reads differently from one entry changed at the SCB.
 	if !strings.Contains(out, "ledger MASTER: SCB-1 contradicts ") || !strings.Contains(out, "the last at seq 7") {
 		t.Errorf("--against-scbs does not count the later contradictions:\n%s", out)
+	}
+	// A registered SCB that cannot be read does not hide what the others say (it once stopped the
+	// run, exit 3, and the contradictions already found were lost).
+	if _, stderr, code := cliWith(t, owner, nil, "banks", "register", "SCB-X", "--name", "Bank X"); code != 0 {
+		t.Fatalf("register SCB-X: %s", stderr)
+	}
+	out, stderr, code = cliWith(t, owner, scbs, "verify-chain", "--against-scbs")
+	if code != 1 || !strings.Contains(out, "CONTRADICTED by SCB-1 at seq 4") || !strings.Contains(out, "SCB-X: NOT READ: no API configured") ||
+		!strings.Contains(stderr, "1 SCB(s) could not be read") {
+		t.Errorf("--against-scbs with an SCB it cannot read: exit %d\n%s\n%s", code, out, stderr)
+	}
+	out, _, code = cliWith(t, owner, scbs, "--json", "verify-chain", "--against-scbs")
+	var doc struct {
+		OK      bool     `json:"ok"`
+		NotRead []string `json:"scbs_not_read"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 1 || doc.OK || len(doc.NotRead) != 1 {
+		t.Errorf("--json --against-scbs with an SCB it cannot read: exit %d %+v %v\n%s", code, doc, err, out)
 	}
 	out, stderr, code = cliWith(t, owner, nil, "verify-chain", "--checkpoints", cps, "--checkpoint-key", key+".pub")
 	if code != 1 || !strings.Contains(stderr, "ledger MASTER seq 4 ") {
