@@ -202,9 +202,24 @@ func (kr *Keyring) lookupShared(ctx context.Context, id string) (*Key, error) {
 }
 
 // lookup reads one key the keyring does not hold and, if it is active, adds it. A reload that
-// ran meanwhile wins: it may have seen the key revoked after this read saw it active, and a
-// revoked key must never come back into the map (the fingerprint would not change again).
+// ran meanwhile wins when it holds the key; when it does not, the key is read again: that reload
+// may have seen it revoked after this read saw it active (a revoked key must never come back into
+// the map: the fingerprint would not change again), or may have read the keys before the key
+// existed, and only a read after it can tell. (Taking the reload's answer as final once answered
+// a key created a moment before a periodic reload 401 on its first request.)
 func (kr *Keyring) lookup(ctx context.Context, id string) (*Key, error) {
+	for range 5 {
+		k, again, err := kr.lookupOnce(ctx, id)
+		if !again {
+			return k, err
+		}
+	}
+	return nil, errors.New("the API keys kept changing while one was looked up")
+}
+
+// lookupOnce is one read of lookup; again when a reload changed the keys meanwhile without
+// holding this one.
+func (kr *Keyring) lookupOnce(ctx context.Context, id string) (_ *Key, again bool, _ error) {
 	kr.mu.RLock()
 	gen := kr.gen
 	kr.mu.RUnlock()
@@ -216,19 +231,22 @@ func (kr *Keyring) lookup(ctx context.Context, id string) (*Key, error) {
 		}
 		kr.unknown[id] = gen
 		kr.mu.Unlock()
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
 		kr.log.Warn("looking up an API key failed", "err", err)
-		return nil, err
+		return nil, false, err
 	}
 	if k.RevokedAt != nil {
-		return nil, nil // the fingerprint already counts it: no reload will bring it back
+		return nil, false, nil // the fingerprint already counts it: no reload will bring it back
 	}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	if have := kr.keys[id]; have != nil || kr.gen != gen {
-		return have, nil
+	if have := kr.keys[id]; have != nil {
+		return have, false, nil
+	}
+	if kr.gen != gen {
+		return nil, true, nil
 	}
 	// A copy-on-write update: Reload replaces the maps wholesale, readers never see them change.
 	keys := make(map[string]*Key, len(kr.keys)+1)
@@ -245,7 +263,7 @@ func (kr *Keyring) lookup(ctx context.Context, id string) (*Key, error) {
 		kr.limiters = limiters
 	}
 	kr.keys = keys
-	return &k, nil
+	return &k, false, nil
 }
 
 func newLimiter(perSecond float64) *rate.Limiter {
