@@ -293,11 +293,11 @@ func (w *statusWriter) code() int {
 // Unwrap lets http.ResponseController reach the connection (e.g. for Flush).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// recorder captures what the mux would answer for an unmatched request.
+// recorder captures the status and headers the mux would answer for an unmatched request (its
+// body is not kept: the answer is always written in the error envelope).
 type recorder struct {
 	header http.Header
 	status int
-	body   bytes.Buffer
 }
 
 func (r *recorder) Header() http.Header { return r.header }
@@ -310,7 +310,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.status == 0 {
 		r.status = http.StatusOK
 	}
-	return r.body.Write(b)
+	return len(b), nil // only the status and the headers are used (unmatched)
 }
 
 // cleanPath is the path the ServeMux would redirect to (its own rule: path.Clean, keeping a
