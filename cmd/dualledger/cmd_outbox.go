@@ -331,26 +331,34 @@ func secs(s float64) string {
 }
 
 func newOutboxListCmd(a *app) *cobra.Command {
-	var (
-		status, scbID string
-		limit         int
-	)
+	var f outbox.ListFilter
 	cmd := &cobra.Command{
-		Use:     "list",
-		Short:   "List outbox rows (e.g. --status FAILED), with attempts and the last error",
-		Example: `  dualledger outbox list --status FAILED --scb SCB-1`,
-		Args:    cobra.NoArgs,
+		Use:   "list",
+		Short: "List outbox rows (e.g. --status FAILED), with attempts, the next attempt and the last error",
+		Long: `Lists outbox rows, oldest first (FAILED: the latest attempt first). NEXT ATTEMPT is when a
+QUEUED row is due ("due", or "in 4m10s" while it waits for its backoff or an SCB's Retry-After; by
+the database's clock): outbox retry-now makes waiting rows due once their SCB is back. A --ledger
+or --scb that names no ledger or registered bank is an error, not an empty list.`,
+		Example: `  dualledger outbox list --status FAILED --scb SCB-1
+  dualledger outbox list --status QUEUED --ledger MASTER --limit 20`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			status = strings.ToUpper(status)
-			if status != "" && !contains(outbox.Statuses, status) {
-				return usage("--status %q is not one of %s", status, strings.Join(outbox.Statuses, ", "))
+			f.Status = strings.ToUpper(f.Status)
+			if f.Status != "" && !contains(outbox.Statuses, f.Status) {
+				return usage("--status %q is not one of %s", f.Status, strings.Join(outbox.Statuses, ", "))
+			}
+			if f.Limit < 1 || f.Limit > maxListLimit {
+				return usage("--limit must be 1 to %d, got %d", maxListLimit, f.Limit)
 			}
 			pool, release, err := a.open(cmd.Context(), openOptions{})
 			if err != nil {
 				return err
 			}
 			defer release()
-			rows, err := outbox.NewStore(pool).List(cmd.Context(), status, scbID, limit)
+			if err := checkFilters(cmd.Context(), pool, f.LedgerID, f.ScbID); err != nil {
+				return err
+			}
+			rows, err := outbox.NewStore(pool).List(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
@@ -358,7 +366,7 @@ func newOutboxListCmd(a *app) *cobra.Command {
 				return a.printJSON(rows)
 			}
 			tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSCB\tSTATUS\tLEDGER\tREFERENCE\tATTEMPTS\tLAST CODE\tLAST ERROR / FAILURE")
+			fmt.Fprintln(tw, "ID\tSCB\tSTATUS\tLEDGER\tREFERENCE\tATTEMPTS\tNEXT ATTEMPT\tLAST CODE\tLAST ERROR / FAILURE")
 			for _, r := range rows {
 				msg := ""
 				if r.FailureReason != nil {
@@ -370,15 +378,52 @@ func newOutboxListCmd(a *app) *cobra.Command {
 				if r.LastStatus != nil {
 					code = fmt.Sprint(*r.LastStatus)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.ScbID, r.Status, r.LedgerID, r.ReferenceID, r.Attempts, code, msg)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.ScbID, r.Status, r.LedgerID, r.ReferenceID, r.Attempts,
+					nextAttempt(r), code, msg)
 			}
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&status, "status", "", "only rows with this status")
-	cmd.Flags().StringVar(&scbID, "scb", "", "only rows of this SCB")
-	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many rows")
+	cmd.Flags().StringVar(&f.Status, "status", "", "only rows with this status")
+	cmd.Flags().StringVar(&f.ScbID, "scb", "", "only rows of this SCB")
+	cmd.Flags().StringVar(&f.LedgerID, "ledger", "", "only rows of this ledger")
+	cmd.Flags().IntVar(&f.Limit, "limit", 100, fmt.Sprintf("at most this many rows (1 to %d)", maxListLimit))
 	return cmd
+}
+
+// maxListLimit bounds outbox list --limit: a screen or a script's page, not the whole table.
+const maxListLimit = 10000
+
+// nextAttempt says when a QUEUED row is due: "due", or "in 4m10s" while it waits (its backoff, an
+// SCB's Retry-After). Other statuses have no next attempt.
+func nextAttempt(r outbox.ListedRow) string {
+	if r.Status != outbox.Queued {
+		return "-"
+	}
+	if r.NextAttemptIn <= 0 {
+		return "due"
+	}
+	return "in " + time.Duration(r.NextAttemptIn*float64(time.Second)).Round(time.Second).String()
+}
+
+// checkFilters refuses a --ledger or --scb that names no ledger or registered bank (exit 1,
+// unknown_ledger / unknown_bank): a typo would otherwise select no rows, and "0 row(s) requeued"
+// reads like "nothing to do".
+func checkFilters(ctx context.Context, pool *pgxpool.Pool, ledgerID, scbID string) error {
+	var ledgerOK, bankOK bool
+	err := pool.QueryRow(ctx, `SELECT $1 = '' OR EXISTS (SELECT 1 FROM ledgers WHERE id = $1),
+	                                 $2 = '' OR EXISTS (SELECT 1 FROM banks WHERE id = $2)`, ledgerID, scbID).Scan(&ledgerOK, &bankOK)
+	switch {
+	case err != nil:
+		return fmt.Errorf("look up --ledger and --scb: %w", err)
+	case !ledgerOK:
+		return rejection(ledger.Errorf(ledger.CodeUnknownLedger, "unknown ledger %q (--ledger)", ledgerID).
+			WithDetails(map[string]string{"ledger_id": ledgerID}))
+	case !bankOK:
+		return rejection(ledger.Errorf(ledger.CodeUnknownBank, "%q is not a registered bank (--scb; dualledger banks lists them)", scbID).
+			WithDetails(map[string]string{"scb_id": scbID}))
+	}
+	return nil
 }
 
 func newOutboxRequeueCmd(a *app) *cobra.Command {
@@ -417,6 +462,9 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 				return err
 			}
 			defer release()
+			if err := checkFilters(cmd.Context(), pool, ledgerID, scbID); err != nil {
+				return err
+			}
 			store := outbox.NewStore(pool)
 			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID, ID: id, AllFailed: allFailed,
 				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
@@ -491,6 +539,9 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
 				return err
 			}
 			defer release()
+			if err := checkFilters(cmd.Context(), pool, ledgerID, scbID); err != nil {
+				return err
+			}
 			n, err := outbox.NewStore(pool).RetryNow(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID,
 				ID: id, ScbID: scbID, Reason: reason})
 			if err != nil {

@@ -398,6 +398,22 @@ func TestWrongAPIKeyFailsThenRequeue(t *testing.T) {
 	_ = w1.Process.Signal(syscall.SIGTERM)
 	_ = w1.Wait()
 
+	// A typo in --scb or --ledger is an error that requeues nothing, not "0 row(s) requeued".
+	for _, args := range [][]string{{"outbox", "requeue", "--all-failed", "--scb", "SCB1"},
+		{"outbox", "requeue", "--all-failed", "--ledger", "NOPE"}, {"outbox", "retry-now", "--all", "--scb", "SCB1"},
+		{"outbox", "list", "--status", "FAILED", "--ledger", "NOPE"}} {
+		if _, stderr, code := cli(t, e.db.ConnStr, args...); code != 1 || !strings.Contains(stderr, "unknown_") {
+			t.Errorf("%v: exit %d, %s; want 1 and unknown_bank or unknown_ledger", args, code, stderr)
+		}
+	}
+	if e.count("FAILED") != scb1Rows {
+		t.Fatalf("a refused requeue changed rows: %d FAILED, want %d", e.count("FAILED"), scb1Rows)
+	}
+	if out, _, code := cli(t, e.db.ConnStr, "outbox", "list", "--status", "FAILED", "--scb", "SCB-1", "--ledger", "MASTER", "--limit", "1000"); code != 0 ||
+		strings.Count(strings.TrimSpace(out), "\n") != scb1Rows || !strings.Contains(out, "NEXT ATTEMPT") {
+		t.Errorf("outbox list: exit %d\n%s", code, out)
+	}
+
 	// Fix the key, requeue through the CLI, and the rows go through.
 	e.worker("w2", scbs, nil)
 	cmd := exec.Command(binary, "outbox", "requeue", "--all-failed", "--scb", "SCB-1")

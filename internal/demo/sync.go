@@ -125,7 +125,7 @@ func (r *Runner) Sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	list, err := store.List(ctx, outbox.Failed, "SCB-2", 10)
+	list, err := store.List(ctx, outbox.ListFilter{Status: outbox.Failed, ScbID: "SCB-2", Limit: 10})
 	if err != nil {
 		return err
 	}

@@ -278,6 +278,14 @@ func TestRetryNowIsAnOperatorAct(t *testing.T) {
 	if waiting() != 2 {
 		t.Fatal("the rows do not wait")
 	}
+	// outbox list shows how long each waits, by the database's clock, and filters by ledger.
+	listed, err := f.store.List(ctx, ListFilter{Status: Queued, ScbID: "SCB-1", LedgerID: "MASTER", Limit: 10})
+	if err != nil || len(listed) != 2 || listed[0].NextAttemptIn < 9*3600 || listed[1].NextAttemptIn < 9*3600 {
+		t.Errorf("list of the waiting rows: %+v %v", listed, err)
+	}
+	if other, err := f.store.List(ctx, ListFilter{LedgerID: "OTHER", Limit: 10}); err != nil || len(other) != 0 {
+		t.Errorf("list of another ledger's rows: %+v %v", other, err)
+	}
 	if _, err := f.store.RetryNow(ctx, RequeueRequest{Actor: "cli:op", ScbID: "SCB-1"}); sqlstate(err) != "42501" {
 		t.Errorf("retry now as the worker's role: %v, want 42501", err)
 	}
@@ -303,6 +311,10 @@ func TestRetryNowIsAnOperatorAct(t *testing.T) {
 		if r.Status != Queued || r.Attempts != 1 {
 			t.Errorf("row %d: %s, %d attempts", r.ID, r.Status, r.Attempts)
 		}
+	}
+	if listed, err := f.store.List(ctx, ListFilter{Status: Queued, ScbID: "SCB-1", Limit: 10}); err != nil || len(listed) != 2 ||
+		listed[0].NextAttemptIn > 0 || listed[1].NextAttemptIn > 0 {
+		t.Errorf("list after retry now: %+v %v", listed, err)
 	}
 	due, err := f.store.Claim(ctx, "SCB-1", "MASTER", "w2", time.Minute, 10)
 	if err != nil || len(due) != 2 {

@@ -137,40 +137,53 @@ func (s *Store) report(ctx context.Context, sql string) (Report, error) {
 
 // ListedRow is a row for `outbox list`.
 type ListedRow struct {
-	ID            int64      `json:"id"`
-	LedgerID      string     `json:"ledger_id"`
-	ReferenceID   string     `json:"reference_id"`
-	EntrySeq      int64      `json:"entry_seq"`
-	ScbID         string     `json:"scb_id"`
-	Status        string     `json:"status"`
-	Attempts      int        `json:"attempts"`
-	RequeueCount  int        `json:"requeue_count"`
-	LastStatus    *int       `json:"last_status_code"`
-	LastError     *string    `json:"last_error"`
-	FailureReason *string    `json:"failure_reason"`
-	NextAttemptAt time.Time  `json:"next_attempt_at"`
+	ID            int64     `json:"id"`
+	LedgerID      string    `json:"ledger_id"`
+	ReferenceID   string    `json:"reference_id"`
+	EntrySeq      int64     `json:"entry_seq"`
+	ScbID         string    `json:"scb_id"`
+	Status        string    `json:"status"`
+	Attempts      int       `json:"attempts"`
+	RequeueCount  int       `json:"requeue_count"`
+	LastStatus    *int      `json:"last_status_code"`
+	LastError     *string   `json:"last_error"`
+	FailureReason *string   `json:"failure_reason"`
+	NextAttemptAt time.Time `json:"next_attempt_at"`
+	// NextAttemptIn is next_attempt_at minus the database's now() in seconds (negative: overdue),
+	// so that a client with a skewed clock still tells a row in backoff from a due one. It
+	// matters for QUEUED rows only.
+	NextAttemptIn float64    `json:"next_attempt_in_seconds"`
 	LastAttemptAt *time.Time `json:"last_attempt_at"`
 	CreatedAt     time.Time  `json:"created_at"`
 	LockedBy      *string    `json:"locked_by"`
 }
 
-// List returns up to limit rows with the given status ("" = any) and SCB ("" = any), newest
-// attempt first for FAILED, oldest first otherwise.
-func (s *Store) List(ctx context.Context, status, scbID string, limit int) ([]ListedRow, error) {
+// ListFilter selects outbox rows; an empty field selects any.
+type ListFilter struct {
+	Status   string
+	ScbID    string
+	LedgerID string
+	Limit    int
+}
+
+// List returns up to f.Limit rows that match f, newest attempt first for FAILED, oldest first
+// otherwise.
+func (s *Store) List(ctx context.Context, f ListFilter) ([]ListedRow, error) {
 	rows, err := s.db.Query(ctx, `
 		SELECT id, ledger_id, reference_id, entry_seq, scb_id, status, attempts, requeue_count, last_status_code,
-		       last_error, failure_reason, next_attempt_at, last_attempt_at, created_at, locked_by
+		       last_error, failure_reason, next_attempt_at, extract(epoch FROM next_attempt_at - now())::float8,
+		       last_attempt_at, created_at, locked_by
 		  FROM dual_ledger_outbox
-		 WHERE ($1 = '' OR status = $1) AND ($2 = '' OR scb_id = $2)
+		 WHERE ($1 = '' OR status = $1) AND ($2 = '' OR scb_id = $2) AND ($3 = '' OR ledger_id = $3)
 		 ORDER BY CASE WHEN $1 = 'FAILED' THEN last_attempt_at END DESC NULLS LAST, id
-		 LIMIT $3`, status, scbID, limit)
+		 LIMIT $4`, f.Status, f.ScbID, f.LedgerID, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list outbox: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ListedRow, error) {
 		var x ListedRow
 		err := r.Scan(&x.ID, &x.LedgerID, &x.ReferenceID, &x.EntrySeq, &x.ScbID, &x.Status, &x.Attempts, &x.RequeueCount,
-			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy)
+			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.NextAttemptIn, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy)
 		return x, err
 	})
 	if err != nil {

@@ -339,11 +339,11 @@ func TestStatusReport(t *testing.T) {
 		t.Errorf("sync lag %v, oldest unfinalized %v", rep.SyncLagSeconds, rep.Total.OldestUnfinalized)
 	}
 
-	failed, err := f.store.List(ctx, Failed, "", 10)
+	failed, err := f.store.List(ctx, ListFilter{Status: Failed, Limit: 10})
 	if err != nil || len(failed) != 1 || failed[0].ID != ids["rep-0002"]["SCB-1"] || deref2(failed[0].FailureReason) != "x" {
 		t.Errorf("list FAILED: %+v %v", failed, err)
 	}
-	all, err := f.store.List(ctx, "", "SCB-2", 100)
+	all, err := f.store.List(ctx, ListFilter{ScbID: "SCB-2", Limit: 100})
 	if err != nil || len(all) != 4 {
 		t.Errorf("list SCB-2: %d rows, %v", len(all), err)
 	}
