@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,9 +31,10 @@ func newKeysCmd(a *app) *cobra.Command {
 			return a.printJSON(keys)
 		}
 		tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tLEDGERS\tBANK\tRATE/S\tCREATED\tREVOKED")
+		fmt.Fprintln(tw, "ID\tNAME\tSCOPES\tLEDGERS\tBANK\tRATE/S\tCREATED\tEXPIRES\tREVOKED")
+		now := time.Now()
 		for _, k := range keys {
-			ledgers, bank, rate, revoked := "all", "-", "-", "-"
+			ledgers, bank, rate, revoked, expires := "all", "-", "-", "-", "never"
 			if len(k.Ledgers) > 0 {
 				ledgers = strings.Join(k.Ledgers, ",")
 			}
@@ -45,8 +47,14 @@ func newKeysCmd(a *app) *cobra.Command {
 			if k.RevokedAt != nil {
 				revoked = k.RevokedAt.Format(time.RFC3339)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), ledgers, bank, rate,
-				k.CreatedAt.Format(time.RFC3339), revoked)
+			if k.ExpiresAt != nil {
+				expires = k.ExpiresAt.Format(time.RFC3339)
+				if k.Expired(now) {
+					expires += " (expired)"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, strings.Join(k.Scopes, ","), ledgers, bank, rate,
+				k.CreatedAt.Format(time.RFC3339), expires, revoked)
 		}
 		return tw.Flush()
 	}
@@ -56,6 +64,9 @@ func newKeysCmd(a *app) *cobra.Command {
 		Long: `Every /v1 request needs an API key (Authorization: Bearer <token>). Keys are created here
 (or by an admin key through POST /v1/keys); the token is printed once and only its sha256 is
 stored. A running server sees a new key on its first request and a revocation within a second.
+
+A key may be given a lifetime (--expires-in 90d, or --expires-at): from then on it is refused
+(401, "the API key expired at ..."), as a revoked key is; keys list shows when each expires.
 
 Scopes: read (GET), post (entries and batches), settle (POST /v1/settlements), accounts (open
 accounts without credit, change their status), banks (register banks), admin (everything,
@@ -74,10 +85,12 @@ reads only them. Every create and revoke is recorded in the operator log.`,
 	}
 
 	var (
-		scopes  []string
-		ledgers []string
-		bank    string
-		rate    float64
+		scopes    []string
+		ledgers   []string
+		bank      string
+		rate      float64
+		expiresIn string
+		expiresAt string
 	)
 	create := &cobra.Command{
 		Use:   "create NAME --scopes S[,S...]",
@@ -87,7 +100,8 @@ stored. Without --json the token alone goes to standard output (so TOKEN=$(duall
 create ...) works) and what it is to standard error.`,
 		Example: `  TOKEN=$(dualledger keys create ops --scopes admin)
   dualledger keys create scb1-ops --scopes read,post,settle --bank SCB-1 --ledger MASTER
-  dualledger keys create reporting --scopes read --rate-limit 50`,
+  dualledger keys create reporting --scopes read --rate-limit 50
+  dualledger keys create contractor --scopes read --expires-in 30d`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec := auth.Spec{Name: args[0], Scopes: scopes, Ledgers: ledgers}
@@ -96,6 +110,19 @@ create ...) works) and what it is to standard error.`,
 			}
 			if cmd.Flags().Changed("rate-limit") {
 				spec.RateLimit = &rate
+			}
+			switch {
+			case expiresIn != "" && expiresAt != "":
+				return usage("give --expires-in or --expires-at, not both")
+			case expiresIn != "":
+				d, err := parseLifetime(expiresIn)
+				if err != nil {
+					return usage("--expires-in: %v", err)
+				}
+				at := time.Now().Add(d).UTC().Format(time.RFC3339)
+				spec.ExpiresAt = &at
+			case expiresAt != "":
+				spec.ExpiresAt = &expiresAt
 			}
 			if _, err := spec.Validate(); err != nil {
 				var se *auth.SpecError
@@ -119,8 +146,12 @@ create ...) works) and what it is to standard error.`,
 			if a.jsonOut {
 				return a.printJSON(nk)
 			}
-			fmt.Fprintf(a.errOut, "created API key %s (%s, scopes %s); its token follows, shown this once:\n",
-				nk.ID, nk.Name, strings.Join(nk.Scopes, ","))
+			expiry := ""
+			if nk.ExpiresAt != nil {
+				expiry = ", expires " + nk.ExpiresAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(a.errOut, "created API key %s (%s, scopes %s%s); its token follows, shown this once:\n",
+				nk.ID, nk.Name, strings.Join(nk.Scopes, ","), expiry)
 			fmt.Fprintln(a.out, nk.Token)
 			return nil
 		},
@@ -130,6 +161,8 @@ create ...) works) and what it is to standard error.`,
 	f.StringArrayVar(&ledgers, "ledger", nil, "limit the key to this ledger (repeat for several; default: every ledger)")
 	f.StringVar(&bank, "bank", "", "make it a member bank's key: money moves only out of this bank's accounts, reads only its own")
 	f.Float64Var(&rate, "rate-limit", 0, "requests per second this key may make (default: no limit)")
+	f.StringVar(&expiresIn, "expires-in", "", "the key stops working after this long: 90d, 12h, 30m (default: never)")
+	f.StringVar(&expiresAt, "expires-at", "", "the key stops working at this RFC 3339 time, e.g. 2027-03-01T00:00:00Z (default: never)")
 	_ = create.MarkFlagRequired("scopes")
 
 	var reason string
@@ -177,6 +210,8 @@ func flagOf(field string) string {
 		return "rate-limit"
 	case "name":
 		return "name (the argument)"
+	case "expires_at":
+		return "expires-in / --expires-at"
 	}
 	return field
 }
@@ -246,6 +281,22 @@ dualledger audit verifies the chain.`,
 	cmd.Flags().Int64Var(&afterSeq, "after-seq", 0, "only acts with seq greater than this")
 	cmd.Flags().IntVar(&limit, "limit", 1000, "at most this many acts")
 	return cmd
+}
+
+// parseLifetime reads a key's lifetime: a Go duration (12h, 90m) or a number of days (90d).
+func parseLifetime(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 1 || n > 3660 {
+			return 0, fmt.Errorf("%q is not a number of days from 1d to 3660d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive duration such as 90d, 12h or 30m", s)
+	}
+	return d, nil
 }
 
 // parseSince reads an RFC 3339 time, a UTC date, or a duration back from now (90m, 1h, 24h).

@@ -104,22 +104,25 @@ END $$;
 REVOKE ALL ON FUNCTION update_account(text,text,text,numeric,boolean,boolean,text,text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION update_account(text,text,text,numeric,boolean,boolean,text,text) TO dualledger_api;
 
+-- p_expires_at (018): when the key stops working, NULL for never; the CHECK
+-- api_keys_expires_after_creation refuses a time that is not after now.
+DROP FUNCTION IF EXISTS create_api_key(text,text,text,bytea,text[],text[],text,numeric);
 CREATE OR REPLACE FUNCTION create_api_key(
     p_actor text, p_id text, p_name text, p_token_hash bytea, p_scopes text[], p_ledgers text[], p_bank_id text,
-    p_rate_limit numeric) RETURNS api_keys
+    p_rate_limit numeric, p_expires_at timestamptz DEFAULT NULL) RETURNS api_keys
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v api_keys;
 BEGIN
     PERFORM dl_begin_act(p_actor, NULL);
-    INSERT INTO api_keys (id, name, token_hash, scopes, ledgers, bank_id, rate_limit, created_by)
-    VALUES (p_id, p_name, p_token_hash, p_scopes, coalesce(p_ledgers, '{}'), p_bank_id, p_rate_limit, p_actor)
+    INSERT INTO api_keys (id, name, token_hash, scopes, ledgers, bank_id, rate_limit, created_by, expires_at)
+    VALUES (p_id, p_name, p_token_hash, p_scopes, coalesce(p_ledgers, '{}'), p_bank_id, p_rate_limit, p_actor, p_expires_at)
     RETURNING * INTO v;
     PERFORM dl_end_act();
     RETURN v;
 END $$;
-REVOKE ALL ON FUNCTION create_api_key(text,text,text,bytea,text[],text[],text,numeric) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION create_api_key(text,text,text,bytea,text[],text[],text,numeric) TO dualledger_api;
+REVOKE ALL ON FUNCTION create_api_key(text,text,text,bytea,text[],text[],text,numeric,timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION create_api_key(text,text,text,bytea,text[],text[],text,numeric,timestamptz) TO dualledger_api;
 
 CREATE OR REPLACE FUNCTION revoke_api_key(p_actor text, p_id text, p_reason text) RETURNS api_keys
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$

@@ -86,8 +86,10 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'API keys are never deleted: revoke them (dualledger keys revoke ID)' USING ERRCODE = 'DL100';
     END IF;
-    IF (NEW.id, NEW.name, NEW.token_hash, NEW.scopes, NEW.ledgers, NEW.bank_id, NEW.rate_limit, NEW.created_at, NEW.created_by)
-       IS DISTINCT FROM (OLD.id, OLD.name, OLD.token_hash, OLD.scopes, OLD.ledgers, OLD.bank_id, OLD.rate_limit, OLD.created_at, OLD.created_by) THEN
+    IF (NEW.id, NEW.name, NEW.token_hash, NEW.scopes, NEW.ledgers, NEW.bank_id, NEW.rate_limit, NEW.created_at, NEW.created_by,
+        NEW.expires_at)
+       IS DISTINCT FROM (OLD.id, OLD.name, OLD.token_hash, OLD.scopes, OLD.ledgers, OLD.bank_id, OLD.rate_limit, OLD.created_at, OLD.created_by,
+        OLD.expires_at) THEN
         RAISE EXCEPTION 'an API key is never changed: create a new one and revoke this one' USING ERRCODE = 'DL100';
     END IF;
     IF OLD.revoked_at IS NOT NULL THEN

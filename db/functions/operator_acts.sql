@@ -6,7 +6,7 @@
 --
 -- The services do not choose whom the log names. A session acting as dualledger_api or
 -- dualledger_worker (a member login, or a SET ROLE to them) may act only on behalf of an API key
--- that exists and is not revoked ('key:<id>'): a stolen service password cannot write
+-- that exists, is not revoked and has not expired ('key:<id>'): a stolen service password cannot write
 -- 'cli:alice' or another made-up operator into the log. The operator's own login (the schema
 -- owner, or a superuser without SET ROLE) names itself 'cli:<OS user>' as before.
 
@@ -27,7 +27,8 @@ BEGIN
     END IF;
     IF coalesce(dl_acting_as_service(), false)
        AND (p_actor !~ '^key:key_[a-z2-7]{16}$'
-            OR NOT EXISTS (SELECT 1 FROM api_keys WHERE id = substr(p_actor, 5) AND revoked_at IS NULL)) THEN
+            OR NOT EXISTS (SELECT 1 FROM api_keys WHERE id = substr(p_actor, 5) AND revoked_at IS NULL
+                                                     AND (expires_at IS NULL OR expires_at > now()))) THEN
         RAISE EXCEPTION 'a service acts only on behalf of an active API key, not as %', p_actor
             USING ERRCODE = 'insufficient_privilege',
                   HINT = 'operators act with their own login (dualledger keys, accounts update ...), which the log names cli:<user>';

@@ -72,7 +72,8 @@ BEGIN
             PERFORM record_operator_action(dl_current_actor(), 'key.create', NEW.id, NULL,
                                            jsonb_build_object('name', NEW.name, 'scopes', to_jsonb(NEW.scopes),
                                                               'ledgers', to_jsonb(NEW.ledgers), 'bank_id', NEW.bank_id,
-                                                              'rate_limit', NEW.rate_limit), dl_current_reason());
+                                                              'rate_limit', NEW.rate_limit, 'expires_at', NEW.expires_at),
+                                           dl_current_reason());
         ELSE
             PERFORM record_operator_action(dl_current_actor(), 'key.revoke', NEW.id,
                                            jsonb_build_object('revoked', false), jsonb_build_object('revoked', true),

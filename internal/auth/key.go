@@ -62,9 +62,13 @@ type Key struct {
 	CreatedBy string     `json:"created_by"`
 	RevokedAt *time.Time `json:"revoked_at"`
 	RevokedBy *string    `json:"revoked_by"`
+	ExpiresAt *time.Time `json:"expires_at"` // from then on the key is refused; nil: never
 
 	hash []byte // sha256 of the token
 }
+
+// Expired reports whether the key has expired at now.
+func (k *Key) Expired(now time.Time) bool { return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) }
 
 // NewKey is a key as created: the stored key and its token, which is shown once.
 type NewKey struct {
@@ -79,7 +83,15 @@ type Spec struct {
 	Ledgers   []string `json:"ledgers,omitempty"`
 	BankID    *string  `json:"bank_id,omitempty"`
 	RateLimit *float64 `json:"rate_limit,omitempty"`
+	// ExpiresAt is when the key stops working, an RFC 3339 time in the future ("" or absent:
+	// never). It is text here so that a malformed time is answered with its field.
+	ExpiresAt *string `json:"expires_at,omitempty"`
+
+	expires *time.Time // ExpiresAt parsed, set by Validate
 }
+
+// MaxKeyLifetime bounds expires_at: a key meant to live longer does not need an expiry.
+const MaxKeyLifetime = 10 * 366 * 24 * time.Hour
 
 // SpecError is a Spec that cannot become a key; Field names the offending field.
 type SpecError struct {
@@ -139,7 +151,28 @@ func (s Spec) Validate() (Spec, error) {
 	if s.RateLimit != nil && (*s.RateLimit < 0.001 || *s.RateLimit > 1e6 || math.Abs(*s.RateLimit*1000-math.Round(*s.RateLimit*1000)) > 1e-6) {
 		return s, &SpecError{"rate_limit", "rate_limit must be from 0.001 to 1000000 requests per second, with at most 3 decimals"}
 	}
+	s.expires = nil
+	if s.ExpiresAt != nil && *s.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, *s.ExpiresAt)
+		if err != nil {
+			return s, &SpecError{"expires_at", fmt.Sprintf("expires_at must be an RFC 3339 time with its offset, such as 2027-03-01T00:00:00Z, got %q", clip(*s.ExpiresAt))}
+		}
+		now := time.Now()
+		if !t.After(now) || t.Sub(now) > MaxKeyLifetime {
+			return s, &SpecError{"expires_at", fmt.Sprintf("expires_at must be in the future and at most 10 years ahead, got %s", t.UTC().Format(time.RFC3339))}
+		}
+		t = t.UTC().Truncate(time.Microsecond) // what the database keeps
+		s.expires = &t
+	}
 	return s, nil
+}
+
+// clip shortens what an error message repeats of the input.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // generate makes a new key id and token.

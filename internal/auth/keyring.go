@@ -16,7 +16,7 @@ import (
 // with the CLI takes effect on a running server within a second.
 const DefaultRefresh = 500 * time.Millisecond
 
-// Authentication failures. ErrNoToken and ErrBadToken are answered 401 unauthenticated, alike;
+// Authentication failures. ErrNoToken, ErrBadToken and ExpiredError are answered 401 unauthenticated;
 // ErrUnavailable (the keys could not be read: the database is down) is a 503, because the
 // client's key may well be good.
 var (
@@ -24,6 +24,14 @@ var (
 	ErrBadToken    = errors.New("unknown or revoked token")
 	ErrUnavailable = errors.New("the API keys cannot be read now")
 )
+
+// ExpiredError is the answer to the token of a key past its expires_at (401 too). Only a caller
+// who holds the whole token learns it: the token is checked first.
+type ExpiredError struct{ At time.Time }
+
+func (e *ExpiredError) Error() string {
+	return "the API key expired at " + e.At.UTC().Format(time.RFC3339)
+}
 
 // Keyring holds the active keys in memory, reloaded from the database when they change, and
 // each rate-limited key's token bucket.
@@ -162,6 +170,9 @@ func (kr *Keyring) Authenticate(ctx context.Context, token string) (*Key, error)
 	}
 	if subtle.ConstantTimeCompare(hashToken(token), want) != 1 || k == nil {
 		return nil, ErrBadToken
+	}
+	if k.Expired(time.Now()) {
+		return nil, &ExpiredError{At: *k.ExpiresAt}
 	}
 	return k, nil
 }

@@ -19,12 +19,12 @@ type DB = ledger.DBTX
 // ErrUnknownKey is returned for a key id that does not exist.
 var ErrUnknownKey = errors.New("unknown API key")
 
-const keyColumns = `id, name, token_hash, scopes, ledgers, bank_id, rate_limit::text, created_at, created_by, revoked_at, revoked_by`
+const keyColumns = `id, name, token_hash, scopes, ledgers, bank_id, rate_limit::text, created_at, created_by, revoked_at, revoked_by, expires_at`
 
 func scanKey(row pgx.Row) (Key, error) {
 	var k Key
 	var rate *string
-	err := row.Scan(&k.ID, &k.Name, &k.hash, &k.Scopes, &k.Ledgers, &k.BankID, &rate, &k.CreatedAt, &k.CreatedBy, &k.RevokedAt, &k.RevokedBy)
+	err := row.Scan(&k.ID, &k.Name, &k.hash, &k.Scopes, &k.Ledgers, &k.BankID, &rate, &k.CreatedAt, &k.CreatedBy, &k.RevokedAt, &k.RevokedBy, &k.ExpiresAt)
 	if err != nil {
 		return Key{}, err
 	}
@@ -42,6 +42,10 @@ func scanKey(row pgx.Row) (Key, error) {
 	if k.RevokedAt != nil {
 		t := k.RevokedAt.UTC()
 		k.RevokedAt = &t
+	}
+	if k.ExpiresAt != nil {
+		t := k.ExpiresAt.UTC()
+		k.ExpiresAt = &t
 	}
 	return k, nil
 }
@@ -66,8 +70,8 @@ func Create(ctx context.Context, db DB, actor string, spec Spec) (NewKey, error)
 		s := strconv.FormatFloat(*spec.RateLimit, 'f', 3, 64)
 		rate = &s
 	}
-	k, err := scanKey(db.QueryRow(ctx, `SELECT `+keyColumns+` FROM create_api_key($1, $2, $3, $4, $5, $6, $7, $8::numeric)`,
-		actor, id, spec.Name, hashToken(token), spec.Scopes, ledgers, spec.BankID, rate))
+	k, err := scanKey(db.QueryRow(ctx, `SELECT `+keyColumns+` FROM create_api_key($1, $2, $3, $4, $5, $6, $7, $8::numeric, $9)`,
+		actor, id, spec.Name, hashToken(token), spec.Scopes, ledgers, spec.BankID, rate, spec.expires))
 	if err != nil {
 		return NewKey{}, fmt.Errorf("create API key: %w", err)
 	}

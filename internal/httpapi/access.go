@@ -79,6 +79,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*h
 		if errors.Is(err, auth.ErrNoToken) {
 			return r, ledger.Errorf(CodeUnauthenticated, "this endpoint needs an API key: send Authorization: Bearer <token> (dualledger keys create)")
 		}
+		var expired *auth.ExpiredError
+		if errors.As(err, &expired) {
+			return r, ledger.Errorf(CodeUnauthenticated, "%s: ask for a new key (dualledger keys create)", expired.Error())
+		}
 		if !errors.Is(err, auth.ErrBadToken) {
 			return r, err
 		}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -10,6 +11,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"dualledger/internal/auth"
 	"dualledger/internal/ledger"
@@ -595,4 +599,77 @@ func TestBankIDNeedsBanksScope(t *testing.T) {
 	e.mustStatus(e.as(accounts, "PATCH", "/v1/ledgers/MASTER/accounts/plain", map[string]any{"status": "closed", "reason": "x"}), http.StatusOK)
 	e.mustStatus(e.as(accounts, "PATCH", "/v1/ledgers/MASTER/accounts/plain", map[string]any{"status": "active", "reason": "x"}), http.StatusOK)
 	e.mustStatus(e.as(banks, "PATCH", "/v1/ledgers/MASTER/accounts/SCB-2-USD-b", map[string]any{"status": "active", "reason": "reopen, on purpose"}), http.StatusOK)
+}
+
+// A key with an expiry works until expires_at and is answered 401 from then on, saying so; the
+// database refuses it as an actor too, and its expiry cannot be moved.
+func TestKeyExpiry(t *testing.T) {
+	e := newEnv(t, Config{KeyRefresh: 200 * time.Millisecond})
+	e.setupUSD()
+	ctx := context.Background()
+	at := time.Now().Add(1500 * time.Millisecond).UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano)
+	nk, err := auth.Create(ctx, e.db.Conn(t), "cli:test", auth.Spec{Name: "short", Scopes: []string{auth.ScopeAdmin}, ExpiresAt: &at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nk.ExpiresAt == nil || nk.ExpiresAt.Format(time.RFC3339Nano) != at {
+		t.Fatalf("created with expires_at %v, want %s", nk.ExpiresAt, at)
+	}
+	e.mustStatus(e.as(nk.Token, "GET", "/v1/ledgers/L", nil), 200)
+	// Its own acts work while it lives.
+	e.mustStatus(e.as(nk.Token, "POST", "/v1/ledgers", map[string]any{"id": "BEFORE"}), 201)
+	time.Sleep(time.Until(nk.ExpiresAt.Add(50 * time.Millisecond)))
+	r := e.as(nk.Token, "GET", "/v1/ledgers/L", nil)
+	if r.status != 401 || r.str("error", "code") != "unauthenticated" || !strings.Contains(r.str("error", "message"), "expired at") {
+		t.Errorf("expired key: %d %s", r.status, r.raw)
+	}
+	// A made-up token of the same id is still just unknown: only the holder of the token learns
+	// that it expired.
+	forged := nk.Token[:len(nk.Token)-4] + "AAAA"
+	if r := e.as(forged, "GET", "/v1/ledgers/L", nil); r.status != 401 || strings.Contains(string(r.raw), "expired") {
+		t.Errorf("forged token of an expired key: %d %s", r.status, r.raw)
+	}
+	// The database refuses an expired key as the actor of an administrative act (a service
+	// login that kept the key's id cannot keep acting in its name).
+	api := e.db.LoginRole(t, "dualledger_api")
+	conn, err := pgx.Connect(ctx, api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SELECT create_ledger($1, 'AFTER')`, nk.Actor()); sqlstateOf(err) != "42501" {
+		t.Errorf("an expired key as actor: %v, want 42501", err)
+	}
+	// The expiry is part of the key, which never changes.
+	owner := e.db.Conn(t)
+	if _, err := owner.Exec(ctx, `UPDATE api_keys SET expires_at = now() + interval '1 day' WHERE id = $1`, nk.ID); sqlstateOf(err) != "DL100" {
+		t.Errorf("moving the expiry: %v, want DL100", err)
+	}
+	// The CHECK holds for any writer: an expiry not after the creation is refused.
+	if _, err := owner.Exec(ctx, `SELECT dl_begin_act('cli:test', NULL); INSERT INTO api_keys (id, name, token_hash, scopes, created_by, expires_at)
+		VALUES ('key_aaaaaaaaaaaaaaaa', 'past', '\x0000000000000000000000000000000000000000000000000000000000000000', '{read}', 'cli:test', now())`); sqlstateOf(err) != "23514" {
+		t.Errorf("an expiry at creation: %v, want 23514", err)
+	}
+	// Through the API: bad expiries are 400 naming the field; a good one is listed.
+	for _, v := range []any{"tomorrow", "2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "2027-01-01T00:00:00", 12} {
+		if r := e.do("POST", "/v1/keys", map[string]any{"name": "x", "scopes": []string{"read"}, "expires_at": v}); r.status != 400 ||
+			r.str("error", "details", "field") != "expires_at" {
+			t.Errorf("expires_at %v: %d %s", v, r.status, r.raw)
+		}
+	}
+	later := time.Now().Add(48 * time.Hour).UTC().Truncate(time.Second)
+	r = e.mustStatus(e.do("POST", "/v1/keys", map[string]any{"name": "two days", "scopes": []string{"read"},
+		"expires_at": later.In(time.FixedZone("", 3600)).Format(time.RFC3339)}), 201)
+	if r.str("expires_at") != later.Format(time.RFC3339) {
+		t.Errorf("created: %s, want expires_at %s", r.raw, later.Format(time.RFC3339))
+	}
+	e.mustStatus(e.as(r.str("token"), "GET", "/v1/ledgers/L", nil), 200)
+}
+
+func sqlstateOf(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }

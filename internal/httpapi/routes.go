@@ -354,7 +354,9 @@ func (s *Server) routes() []route {
 			summary: "Create an API key; its token is in this answer only",
 			description: "Scopes: read, post, settle, accounts, banks, admin. ledgers limits the key to those ledgers; bank_id " +
 				"makes it a member bank's key (it moves money only out of that bank's accounts and reads only them). An admin " +
-				"key cannot be limited. rate_limit is requests per second (none if absent). Recorded in the operator log.",
+				"key cannot be limited. rate_limit is requests per second (none if absent). expires_at (an RFC 3339 time in the " +
+				"future, at most 10 years ahead; none if absent) is when the key stops working: its requests are then answered 401. " +
+				"Recorded in the operator log.",
 			body: auth.Spec{}, handle: s.createKey,
 			responses: []response{
 				ok(http.StatusCreated, auth.NewKey{}, "The new key with its token (shown once)."),

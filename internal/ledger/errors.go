@@ -64,6 +64,7 @@ var constraintCodes = map[string]struct{ code, msg string }{
 	"bank_accounts_bank_id_format":              {CodeInvalidRequest, "bank_id must be 1-64 characters: letters, digits and _ . : -"},
 	"bank_accounts_bank_id_fkey":                {CodeUnknownBank, "bank_id names a bank that is not registered (register it first: POST /v1/banks)"},
 	"api_keys_bank_id_fkey":                     {CodeUnknownBank, "bank_id names a bank that is not registered (register it first: POST /v1/banks)"},
+	"api_keys_expires_after_creation":           {CodeInvalidRequest, "expires_at must be after the key's creation, in the future"},
 	"bank_accounts_asset_type_valid":            {CodeInvalidAssetType, "asset_type must be one of " + strings.Join(money.AssetTypeNames(), ", ")},
 	"bank_accounts_status_valid":                {CodeInvalidRequest, "status must be one of active, frozen, closed"},
 	"bank_accounts_metadata_object":             {CodeInvalidRequest, "metadata must be a JSON object"},
