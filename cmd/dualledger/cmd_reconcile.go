@@ -165,6 +165,9 @@ func runReconcile(ctx context.Context, a *app, o reconcileOptions, ids []string)
 		return err
 	}
 	defer release()
+	if err := checkFilters(ctx, pool, o.ledgerID, ""); err != nil {
+		return err
+	}
 	if ids == nil {
 		banks, err := ledger.ListBanks(ctx, pool, "", 10000, "")
 		if err != nil {
@@ -208,11 +211,12 @@ func runReconcile(ctx context.Context, a *app, o reconcileOptions, ids []string)
 			}
 			r.err = err
 		}
-		if r.err == nil {
-			ds, err := reconcile.List(ctx, pool, reconcile.Filter{SCBID: id, LedgerID: o.ledgerID, Limit: 100000})
-			if err != nil {
-				return err
-			}
+		// Counted after a failed run too: what is still unresolved does not depend on this run.
+		ds, err := reconcile.List(ctx, pool, reconcile.Filter{SCBID: id, LedgerID: o.ledgerID, Limit: 100000})
+		if err != nil && r.err == nil {
+			return err
+		}
+		if err == nil {
 			for _, d := range ds {
 				if d.Status != reconcile.StatusResolved {
 					r.Unresolved++

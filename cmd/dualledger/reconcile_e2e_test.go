@@ -74,6 +74,27 @@ func TestReconcileCLI(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 
+	// An SCB that cannot be asked: the error has the documented shape, and what is unresolved is
+	// still counted; a --ledger that names no ledger is refused, not "ok".
+	out, _, code = cliWith(t, owner, nil, "reconcile", "scb", "--scb", "SCB-1", "--json")
+	var failed struct {
+		Results []struct {
+			Unresolved int `json:"unresolved"`
+			Error      struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &failed); err != nil || code != 3 || len(failed.Results) != 1 ||
+		failed.Results[0].Unresolved != 1 || failed.Results[0].Error.Code == "" || failed.Results[0].Error.Message == "" {
+		t.Errorf("reconcile of an unconfigured SCB: exit %d, %v: %s", code, err, out)
+	}
+	if _, stderr, code := cliWith(t, owner, scbs, "reconcile", "scb", "--scb", "SCB-1", "--ledger", "MASTR"); code != 1 ||
+		!strings.Contains(stderr, "unknown_ledger") {
+		t.Errorf("reconcile --ledger MASTR: exit %d: %s", code, stderr)
+	}
+
 	out, _, code = cliWith(t, owner, nil, "discrepancies", "list", "--json")
 	var list struct {
 		Discrepancies []struct {

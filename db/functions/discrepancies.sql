@@ -94,6 +94,12 @@ BEGIN
             v_action := 'already ' || v_row.status;
         END IF;
     ELSIF p_resolution = 'correct' THEN
+        -- A finding no run sees any more needs no correction: posting one would move money for a
+        -- difference that is gone (the correcting entry, posted in this transaction, is undone).
+        IF v_d.cleared_at IS NOT NULL THEN
+            RAISE EXCEPTION 'discrepancy % was cleared by run % (the difference is no longer seen): a correction would move money for nothing; resolve it explained', p_id, v_d.cleared_run_id
+                USING ERRCODE = 'DL121';
+        END IF;
         SELECT e.seq INTO v_seq FROM ledger_entries e WHERE e.ledger_id = v_d.ledger_id AND e.reference_id = p_correction_ref;
         IF v_seq IS NULL THEN
             RAISE EXCEPTION 'no correcting entry % in ledger %: post it first', coalesce(quote_literal(p_correction_ref), 'NULL'), v_d.ledger_id

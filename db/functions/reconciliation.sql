@@ -123,18 +123,23 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no reconciliation run %', p_run USING ERRCODE = 'DL009';
     END IF;
+    -- The live discrepancies first (their keys decide whether a finding still stands), then the
+    -- entries not FINAL there, oldest read first.
     RETURN QUERY
     SELECT k.ledger_id, k.reference_id FROM (
-        (SELECT d.ledger_id, d.reference_id FROM reconciliation_discrepancies d
-          WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.kind <> 'missing_on_dbis'
-            AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-          ORDER BY d.id LIMIT p_limit)
-        UNION
-        (SELECT s.ledger_id, s.reference_id FROM reconciliation_scb_entries s
-          WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
-            AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
-          ORDER BY s.read_at LIMIT p_limit)) k
-    LIMIT p_limit;
+        SELECT x.ledger_id, x.reference_id, min(x.pri) AS pri, min(x.ord) AS ord FROM (
+            (SELECT d.ledger_id, d.reference_id, 0 AS pri, d.id::numeric AS ord FROM reconciliation_discrepancies d
+              WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL
+                AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
+              ORDER BY d.id LIMIT p_limit)
+            UNION ALL
+            (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
+              WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
+                AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
+              ORDER BY s.read_at LIMIT p_limit)) x
+         GROUP BY x.ledger_id, x.reference_id) k
+     ORDER BY k.pri, k.ord
+     LIMIT p_limit;
 END $$;
 REVOKE ALL ON FUNCTION reconcile_reread_keys(bigint, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_reread_keys(bigint, integer) TO dualledger_worker;
@@ -233,6 +238,17 @@ SELECT h.kind, coalesce(h.ledger_id, h.t_ledger), coalesce(h.reference_id, h.t_r
 $$;
 REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval, bigint, timestamptz) FROM PUBLIC;
 
+-- What makes a finding the same finding (reconcile_finish): the fields that differ and both
+-- sides' values, without what moves while nothing is wrong (our delivery's status and failure,
+-- the SCB's status and posting time), except for a status_mismatch, whose substance the statuses
+-- are.
+CREATE OR REPLACE FUNCTION dl_discrepancy_substance(p_kind text, p_fields text[], p_dbis jsonb, p_scb jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+RETURN jsonb_build_array(to_jsonb(p_fields),
+    CASE WHEN p_kind = 'status_mismatch' THEN p_dbis - 'failure_reason' ELSE p_dbis - 'outbox_status' - 'failure_reason' END,
+    CASE WHEN p_kind = 'status_mismatch' THEN p_scb - 'posted_at' ELSE p_scb - 'status' - 'posted_at' END);
+REVOKE ALL ON FUNCTION dl_discrepancy_substance(text, text[], jsonb, jsonb) FROM PUBLIC;
+
 -- Closes run p_run: after a full read, forgets the SCB's entries it no longer lists and compares
 -- everything; an incremental run compares only what changed (reconcile_candidates). Records every
 -- finding once (a finding seen before is updated: last_seen_at, seen_count, both sides' values);
@@ -264,10 +280,15 @@ BEGIN
          WHERE r.scb_id = v_run.scb_id AND r.status = 'ok' AND r.id < p_run AND r.ledger_filter IS NULL
          ORDER BY r.id DESC LIMIT 1;
     END IF;
-    -- A resolution that did not work must not hide its finding: a requeue or correct resolved
-    -- before this run began (less the grace) whose finding is seen again is cleared, so the
-    -- upsert below opens a fresh OPEN row (the resolved one keeps its history). An 'explained'
-    -- finding stays as it is: that is what explained means.
+    -- A RESOLVED discrepancy never changes again. When this run sees its finding again:
+    --   * with other values (the SCB altered the amount once more, rewrote the hash again): that
+    --     is a new difference, whatever the resolution said of the old one, so the resolved row is
+    --     cleared and the upsert below opens a fresh OPEN row (an 'explained' must not absorb what
+    --     came after it, and the old values stay as the evidence it was resolved on);
+    --   * with the same values: 'explained' and 'correct' stand (the difference was judged, or
+    --     corrected by an entry of ours beside the SCB's copy, which stays as it is: reopening it
+    --     would invite a second correction); a 'requeue' resolved before this run began (less the
+    --     grace) did not work: cleared, and opened again.
     -- The findings are computed once, into a temporary table both statements read.
     DROP TABLE IF EXISTS pg_temp.reconcile_found;
     CREATE TEMP TABLE reconcile_found ON COMMIT DROP AS
@@ -276,8 +297,9 @@ BEGIN
        SET cleared_at = now(), cleared_run_id = p_run
       FROM pg_temp.reconcile_found f
      WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status = 'RESOLVED'
-       AND d.resolution IN ('requeue', 'correct') AND d.resolved_at < v_run.started_at - p_grace
-       AND (d.ledger_id, d.reference_id, d.kind) = (f.ledger_id, f.reference_id, f.kind);
+       AND (d.ledger_id, d.reference_id, d.kind) = (f.ledger_id, f.reference_id, f.kind)
+       AND (dl_discrepancy_substance(d.kind, d.fields, d.dbis, d.scb) IS DISTINCT FROM dl_discrepancy_substance(f.kind, f.fields, f.dbis, f.scb)
+            OR (d.resolution = 'requeue' AND d.resolved_at < v_run.started_at - p_grace));
     WITH f AS (SELECT * FROM pg_temp.reconcile_found),
     up AS (
         INSERT INTO reconciliation_discrepancies AS d
@@ -285,8 +307,13 @@ BEGIN
         SELECT f.ledger_id, v_run.scb_id, f.reference_id, f.kind, f.entry_seq, f.outbox_id, f.fields, f.dbis, f.scb, p_run, p_run
           FROM f
         ON CONFLICT (ledger_id, scb_id, reference_id, kind) WHERE cleared_at IS NULL DO UPDATE
-           SET last_run_id = p_run, last_seen_at = now(), seen_count = d.seen_count + 1, entry_seq = EXCLUDED.entry_seq,
-               outbox_id = EXCLUDED.outbox_id, fields = EXCLUDED.fields, dbis = EXCLUDED.dbis, scb = EXCLUDED.scb
+           SET last_run_id = p_run, last_seen_at = now(), seen_count = d.seen_count + 1,
+               -- a RESOLVED row keeps the values it was resolved on (the same finding, above)
+               entry_seq = CASE WHEN d.status = 'RESOLVED' THEN d.entry_seq ELSE EXCLUDED.entry_seq END,
+               outbox_id = CASE WHEN d.status = 'RESOLVED' THEN d.outbox_id ELSE EXCLUDED.outbox_id END,
+               fields = CASE WHEN d.status = 'RESOLVED' THEN d.fields ELSE EXCLUDED.fields END,
+               dbis = CASE WHEN d.status = 'RESOLVED' THEN d.dbis ELSE EXCLUDED.dbis END,
+               scb = CASE WHEN d.status = 'RESOLVED' THEN d.scb ELSE EXCLUDED.scb END
         RETURNING (xmax = 0) AS inserted)
     SELECT count(*), count(*) FILTER (WHERE inserted) INTO v_found, v_new FROM up;
     UPDATE reconciliation_discrepancies

@@ -16,10 +16,10 @@ import (
 // Error is a stable, client-facing error: a code from docs/error-codes.md, a message that says
 // what was wrong, and details (JSON object) such as the field or the account.
 type Error struct {
-	Code    string
-	Message string
-	Details json.RawMessage
-	cause   error // kept for logs, never shown to clients
+	Code    string          `json:"code"`
+	Message string          `json:"message"`
+	Details json.RawMessage `json:"details,omitempty"`
+	cause   error           // kept for logs, never shown to clients
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }

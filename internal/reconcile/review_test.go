@@ -140,3 +140,123 @@ func TestCorrectionLosingTheRaceMovesNoMoney(t *testing.T) {
 		t.Errorf("correcting entry of a discrepancy resolved as explained: %d", n)
 	}
 }
+
+// TestResolvedFindingsStandUntilTheyChange (the reconciliation review of 2026-12-02): a RESOLVED
+// discrepancy never changes. Seen again with the same values, an `explained` or `correct` one
+// stands, run after run (a correction beside the SCB's copy does not make the copy go away, and
+// reopening it invited a second correction); seen with other values, it is a new difference: a
+// new OPEN discrepancy, while the resolved one keeps the values it was resolved on. A correction
+// of a finding no run sees any more is refused and posts nothing.
+func TestResolvedFindingsStandUntilTheyChange(t *testing.T) {
+	e := faultyLedger(t)
+	e.reconcile(reconcile.Options{Full: true})
+	ds := byRef(e.discrepancies(reconcile.Filter{}))
+	if _, err := e.resolve(ds["r3"].ID, reconcile.Resolution{Kind: "explained", Reason: "SCB-1 re-hashed by mistake"}); err != nil {
+		t.Fatal(err)
+	}
+	// The runbook's amount_mismatch step: post the difference (the SCB's 11.00 against our 10.00).
+	diff := ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "1.00", CurrencyCode: "USD",
+		AssetType: "fiat", TransactionType: "correction"}
+	if _, err := e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "post the difference",
+		Correction: &reconcile.Correction{Entry: &diff}}); err != nil {
+		t.Fatal(err)
+	}
+	// The invented entry: we post it on our side as well.
+	inv := diff
+	inv.Amount = "99.00"
+	if _, err := e.resolve(ds["inv"].ID, reconcile.Resolution{Kind: "correct", Reason: "book it here too",
+		Correction: &reconcile.Correction{Entry: &inv}}); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(3) // the corrections go to SCB-1 too
+	entries := e.count(`SELECT count(*) FROM ledger_entries`)
+	for i := range 3 {
+		run := e.reconcile(reconcile.Options{Full: i == 0, Grace: 0})
+		if run.NewFound != 0 {
+			t.Fatalf("run %d after the resolutions opened %d new discrepancies", i, run.NewFound)
+		}
+	}
+	for _, ref := range []string{"r2", "r3", "inv"} {
+		if n := e.count(`SELECT count(*) FROM reconciliation_discrepancies WHERE reference_id = $1 AND status = 'RESOLVED' AND cleared_at IS NULL`, ref); n != 1 {
+			t.Errorf("%s: %d resolved live discrepancies, want 1", ref, n)
+		}
+		if n := e.count(`SELECT count(*) FROM reconciliation_discrepancies WHERE reference_id = $1`, ref); n != 1 {
+			t.Errorf("%s: %d discrepancies, want 1", ref, n)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries {
+		t.Errorf("entries posted by the runs: %d, want %d", n, entries)
+	}
+
+	// The SCB changes both again: new differences, new discrepancies; the resolved ones keep their values.
+	var r3Hash string
+	if err := e.pool.QueryRow(e.ctx, `SELECT scb ->> 'block_hash' FROM reconciliation_discrepancies WHERE id = $1`, ds["r3"].ID).Scan(&r3Hash); err != nil {
+		t.Fatal(err)
+	}
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "r2", Amount: strp("5000000.00")})
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "r3", BlockHash: strp(strings.Repeat("cd", 32))})
+	run := e.reconcile(reconcile.Options{Full: true, Grace: 0})
+	if run.NewFound != 2 {
+		t.Errorf("run after the SCB changed r2 and r3 again: %d new, want 2 (%+v)", run.NewFound, run)
+	}
+	for ref, old := range map[string]string{"r2": "11.00", "r3": r3Hash} {
+		var amount, hash string
+		var cleared bool
+		if err := e.pool.QueryRow(e.ctx, `SELECT scb ->> 'amount', scb ->> 'block_hash', cleared_at IS NOT NULL FROM reconciliation_discrepancies
+			WHERE reference_id = $1 AND status = 'RESOLVED'`, ref).Scan(&amount, &hash, &cleared); err != nil {
+			t.Fatal(err)
+		}
+		if !cleared || (ref == "r2" && amount != old) || (ref == "r3" && hash != old) {
+			t.Errorf("%s resolved: amount %s, hash %q, cleared %v; want the values it was resolved on, cleared", ref, amount, hash, cleared)
+		}
+		if n := e.count(`SELECT count(*) FROM reconciliation_discrepancies WHERE reference_id = $1 AND status = 'OPEN' AND cleared_at IS NULL`, ref); n != 1 {
+			t.Errorf("%s: %d open discrepancies after the change, want 1", ref, n)
+		}
+	}
+
+	// r8's FAILED delivery is requeued by hand (not through its discrepancy) and delivered: the
+	// next run clears the OPEN discrepancy, and a correction of it now is refused, and undone.
+	var outboxID int64
+	if err := e.pool.QueryRow(e.ctx, `SELECT id FROM dual_ledger_outbox WHERE reference_id = 'r8'`).Scan(&outboxID); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`SELECT outbox_requeue('cli:test', 'MASTER', $1, NULL, true, 'SCB-1 is back')`, outboxID)
+	e.deliver(3)
+	e.reconcile(reconcile.Options{Full: true, Grace: 0})
+	if n := e.count(`SELECT count(*) FROM reconciliation_discrepancies WHERE id = $1 AND status = 'OPEN' AND cleared_at IS NOT NULL`, ds["r8"].ID); n != 1 {
+		t.Fatalf("r8's discrepancy is not OPEN and cleared")
+	}
+	entries = e.count(`SELECT count(*) FROM ledger_entries`)
+	if _, err := e.resolve(ds["r8"].ID, reconcile.Resolution{Kind: "correct", Reason: "too late",
+		Correction: &reconcile.Correction{Reverse: true}}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable {
+		t.Errorf("a correction of a cleared discrepancy: %v, want resolution_not_applicable", err)
+	}
+	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries {
+		t.Errorf("the refused correction posted: %d entries, want %d", n, entries)
+	}
+	if _, err := e.resolve(ds["r8"].ID, reconcile.Resolution{Kind: "explained", Reason: "delivered after a requeue"}); err != nil {
+		t.Errorf("explained of a cleared discrepancy: %v", err)
+	}
+}
+
+// TestRemovedInventionClearedByTheNextRun: the runbook's fix for an entry the SCB invented is
+// that the SCB removes it; the next run, incremental, asks about the entry again, gets 404, and
+// clears the discrepancy (before, only a full run did, so it was reported until then).
+func TestRemovedInventionClearedByTheNextRun(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a", "1.00")
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "inv", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-1-USD", Amount: "5.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: 4242, BlockHash: strings.Repeat("ab", 32), TimestampUTC: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}})
+	e.reconcile(reconcile.Options{Full: true})
+	ds := e.discrepancies(reconcile.Filter{})
+	if len(ds) != 1 || ds[0].Kind != "missing_on_dbis" {
+		t.Fatalf("%+v", ds)
+	}
+	e.tamper("SCB-1", sim.Tamper{Action: "lose", LedgerID: "MASTER", ReferenceID: "inv"})
+	run := e.reconcile(reconcile.Options{})
+	if run.Cleared != 1 || len(e.discrepancies(reconcile.Filter{})) != 0 {
+		t.Errorf("incremental run after the SCB removed its invention: %+v, live %+v", run, e.discrepancies(reconcile.Filter{}))
+	}
+}
