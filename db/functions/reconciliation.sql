@@ -47,6 +47,12 @@ END $$;
 REVOKE ALL ON FUNCTION reconcile_begin(text, text, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_begin(text, text, text, boolean) TO dualledger_worker;
 
+-- The distinct SCB entry ids of ids but main, sorted (the other copies of one entry).
+CREATE OR REPLACE FUNCTION dl_other_scb_entry_ids(p_ids text[], p_main text) RETURNS text[]
+LANGUAGE sql IMMUTABLE
+RETURN ARRAY(SELECT DISTINCT x FROM unnest(p_ids) AS x WHERE x IS NOT NULL AND x IS DISTINCT FROM p_main ORDER BY x);
+REVOKE ALL ON FUNCTION dl_other_scb_entry_ids(text[], text) FROM PUBLIC;
+
 -- Stores the SCB's view of entries (a JSON array of GET /v1/entries items) for run p_run: a page
 -- of the list (p_reread false; p_cursor is the page's next_since) or entries asked about again one
 -- by one (p_reread true). Items without ledger_id or reference_id are the caller's to refuse.
@@ -65,24 +71,39 @@ BEGIN
     IF jsonb_typeof(p_entries) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'entries must be a JSON array' USING ERRCODE = 'DL009';
     END IF;
+    -- An SCB that lists two entries under one (ledger, reference) in one read of its list booked
+    -- our posting twice: one copy is kept, the others' ids in other_scb_entry_ids (019), which
+    -- the comparison reports as duplicate_on_scb. Across the pages of one run they add up; a full
+    -- run's first read of an entry starts afresh (it lists everything); an incremental run's
+    -- keeps what earlier runs saw (it lists only what is new, so a second copy posted later
+    -- arrives alone); a reread (one GET) changes nothing of them. Listed or answered again, an
+    -- entry is no longer gone.
     INSERT INTO reconciliation_scb_entries AS s
         (ledger_id, scb_id, reference_id, scb_entry_id, debit_account_id, credit_account_id, amount, currency_code,
-         asset_type, transaction_type, dbis_entry_id, block_hash, timestamp_utc, status, posted_at, read_run_id, read_at)
+         asset_type, transaction_type, dbis_entry_id, block_hash, timestamp_utc, status, posted_at, read_run_id, read_at,
+         other_scb_entry_ids)
     SELECT DISTINCT ON (x.ledger_id, x.reference_id)
            x.ledger_id, v_run.scb_id, x.reference_id, x.scb_entry_id, x.debit_account_id, x.credit_account_id, x.amount,
            x.currency_code, x.asset_type, x.transaction_type, x.dbis_entry_id, x.block_hash, x.timestamp_utc, x.status,
-           x.posted_at, p_run, now()
-      FROM jsonb_to_recordset(p_entries) AS x(ledger_id text, reference_id text, scb_entry_id text, debit_account_id text,
-           credit_account_id text, amount text, currency_code text, asset_type text, transaction_type text,
-           dbis_entry_id bigint, block_hash text, timestamp_utc timestamptz, status text, posted_at timestamptz)
-     WHERE x.ledger_id <> '' AND x.reference_id <> ''
+           x.posted_at, p_run, now(), dl_other_scb_entry_ids(x.ids, x.scb_entry_id)
+      FROM (SELECT y.*, array_agg(y.scb_entry_id) OVER (PARTITION BY y.ledger_id, y.reference_id) AS ids
+              FROM jsonb_to_recordset(p_entries) AS y(ledger_id text, reference_id text, scb_entry_id text, debit_account_id text,
+                   credit_account_id text, amount text, currency_code text, asset_type text, transaction_type text,
+                   dbis_entry_id bigint, block_hash text, timestamp_utc timestamptz, status text, posted_at timestamptz)
+             WHERE y.ledger_id <> '' AND y.reference_id <> '') x
      ORDER BY x.ledger_id, x.reference_id, x.posted_at
     ON CONFLICT (ledger_id, scb_id, reference_id) DO UPDATE
        SET scb_entry_id = EXCLUDED.scb_entry_id, debit_account_id = EXCLUDED.debit_account_id,
            credit_account_id = EXCLUDED.credit_account_id, amount = EXCLUDED.amount, currency_code = EXCLUDED.currency_code,
            asset_type = EXCLUDED.asset_type, transaction_type = EXCLUDED.transaction_type, dbis_entry_id = EXCLUDED.dbis_entry_id,
            block_hash = EXCLUDED.block_hash, timestamp_utc = EXCLUDED.timestamp_utc, status = EXCLUDED.status,
-           posted_at = EXCLUDED.posted_at, read_run_id = EXCLUDED.read_run_id, read_at = EXCLUDED.read_at;
+           posted_at = EXCLUDED.posted_at, read_run_id = EXCLUDED.read_run_id, read_at = EXCLUDED.read_at, gone_run_id = NULL,
+           other_scb_entry_ids = CASE
+               WHEN p_reread THEN s.other_scb_entry_ids
+               WHEN s.read_run_id = p_run THEN
+                   dl_other_scb_entry_ids(s.other_scb_entry_ids || s.scb_entry_id || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id)
+               WHEN v_run.full_read THEN EXCLUDED.other_scb_entry_ids
+               ELSE dl_other_scb_entry_ids(s.other_scb_entry_ids || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id) END;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     UPDATE reconciliation_runs
        SET scb_entries_read = scb_entries_read + CASE WHEN p_reread THEN 0 ELSE v_n END,
@@ -94,7 +115,10 @@ END $$;
 REVOKE ALL ON FUNCTION reconcile_record_scb(bigint, jsonb, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_record_scb(bigint, jsonb, text, boolean) TO dualledger_worker;
 
--- The SCB answered 404 for an entry it had listed before: it no longer has it.
+-- The SCB answered 404 for an entry it had listed before: it no longer has it. Its copy is kept,
+-- marked gone by this run (019): the comparison treats it as absent (missing_on_scb), and every
+-- incremental run compares it until the SCB lists it again or a full run drops it (deleting it,
+-- as 013 did, left nothing that made a later incremental run compare it).
 CREATE OR REPLACE FUNCTION reconcile_forget_scb(p_run bigint, p_ledger_id text, p_reference_id text) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
@@ -104,7 +128,8 @@ BEGIN
     IF NOT FOUND OR v_run.status <> 'running' THEN
         RAISE EXCEPTION 'reconciliation run % is not running', p_run USING ERRCODE = 'DL009';
     END IF;
-    DELETE FROM reconciliation_scb_entries
+    UPDATE reconciliation_scb_entries
+       SET gone_run_id = p_run, read_run_id = p_run, read_at = now()
      WHERE ledger_id = p_ledger_id AND scb_id = v_run.scb_id AND reference_id = p_reference_id;
     RETURN FOUND;
 END $$;
@@ -135,7 +160,7 @@ BEGIN
             UNION ALL
             (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
               WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
-                AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
+                AND s.gone_run_id IS NULL AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
               ORDER BY s.read_at LIMIT p_limit)) x
          GROUP BY x.ledger_id, x.reference_id) k
      ORDER BY k.pri, k.ord
@@ -145,13 +170,15 @@ REVOKE ALL ON FUNCTION reconcile_reread_keys(bigint, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_reread_keys(bigint, integer) TO dualledger_worker;
 
 -- The (ledger, reference) pairs an incremental run p_run compares: what the SCB showed in this
--- run, our deliveries to it changed since p_since, and the live discrepancies. Everything else is
+-- run, what it no longer has (gone), our deliveries to it changed since p_since, and the live
+-- discrepancies. Everything else is
 -- unchanged on both sides since a run that compared it.
 CREATE OR REPLACE FUNCTION reconcile_candidates(p_scb_id text, p_ledger_id text, p_run bigint, p_since timestamptz)
 RETURNS TABLE (ledger_id text, reference_id text)
 LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
     SELECT s.ledger_id, s.reference_id FROM reconciliation_scb_entries s
-     WHERE s.scb_id = p_scb_id AND s.read_run_id = p_run AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
+     WHERE s.scb_id = p_scb_id AND (s.read_run_id = p_run OR s.gone_run_id IS NOT NULL)
+       AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
     UNION
     SELECT o.ledger_id, o.reference_id FROM dual_ledger_outbox o
      WHERE o.scb_id = p_scb_id AND o.updated_at >= p_since AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)
@@ -184,13 +211,13 @@ ours AS (
        AND (p_since IS NULL OR (o.ledger_id, o.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
 theirs AS (
     SELECT s.* FROM reconciliation_scb_entries s
-     WHERE s.scb_id = p_scb_id AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
+     WHERE s.scb_id = p_scb_id AND s.gone_run_id IS NULL AND (p_ledger_id IS NULL OR s.ledger_id = p_ledger_id)
        AND (p_since IS NULL OR (s.ledger_id, s.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
 j AS (
     SELECT o.*, t.ledger_id AS t_ledger, t.reference_id AS t_reference, t.scb_entry_id AS t_scb_entry_id,
            t.debit_account_id AS t_debit, t.credit_account_id AS t_credit, t.amount AS t_amount, t.currency_code AS t_currency,
            t.asset_type AS t_asset, t.transaction_type AS t_type, t.dbis_entry_id AS t_entry_id, t.block_hash AS t_hash,
-           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at,
+           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at, t.other_scb_entry_ids AS t_others,
            CASE WHEN t.amount ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN t.amount::numeric <> o.amount ELSE true END AS amount_differs,
            array_remove(ARRAY[
                CASE WHEN o.debit_account_id IS DISTINCT FROM t.debit_account_id THEN 'debit_account_id' END,
@@ -206,6 +233,8 @@ hits AS (
       FROM j CROSS JOIN LATERAL (VALUES
           ('missing_on_dbis', '{}'::text[], j.outbox_id IS NULL),
           ('delivery_failed', '{}'::text[], j.outbox_status = 'FAILED'),
+          -- The SCB holds the entry more than once (019): booked twice there, whatever ours says.
+          ('duplicate_on_scb', '{scb_entry_id}'::text[], cardinality(j.t_others) > 0),
           -- Not delivered yet: expected at the SCB once older than the grace. Delivered (the SCB
           -- answered): expected whatever its age, if that answer came before this run read the list.
           ('missing_on_scb', '{}'::text[], j.t_reference IS NULL AND j.outbox_status <> 'FAILED' AND CASE
@@ -220,6 +249,7 @@ hits AS (
              OR (j.t_status = 'FINAL' AND j.outbox_status NOT IN ('FINALIZED', 'FAILED') AND j.updated_at <= now() - p_grace)))
       ) AS k(kind, fields, hit)
      WHERE (j.outbox_id IS NULL OR j.t_reference IS NULL OR j.outbox_status = 'FAILED' OR j.amount_differs
+            OR cardinality(j.t_others) > 0
             OR cardinality(j.differing) > 0 OR j.block_hash IS DISTINCT FROM lower(j.t_hash)
             OR j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL' OR j.t_status = 'FINAL' AND j.outbox_status <> 'FINALIZED')
        AND k.hit)
@@ -233,7 +263,11 @@ SELECT h.kind, coalesce(h.ledger_id, h.t_ledger), coalesce(h.reference_id, h.t_r
            'scb_entry_id', h.t_scb_entry_id, 'dbis_entry_id', h.t_entry_id, 'debit_account_id', h.t_debit,
            'credit_account_id', h.t_credit, 'amount', h.t_amount, 'currency_code', h.t_currency, 'asset_type', h.t_asset,
            'transaction_type', h.t_type, 'timestamp_utc', h.t_ts, 'block_hash', h.t_hash, 'status', h.t_status,
-           'posted_at', h.t_posted_at) END
+           'posted_at', h.t_posted_at)
+           -- only when there are any: a discrepancy recorded before 019 has no such key, and its
+           -- values must stay the same finding (dl_discrepancy_substance)
+           || CASE WHEN cardinality(h.t_others) > 0 THEN jsonb_build_object('other_scb_entry_ids', to_jsonb(h.t_others))
+                   ELSE '{}'::jsonb END END
   FROM hits h
 $$;
 REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval, bigint, timestamptz) FROM PUBLIC;
@@ -273,10 +307,11 @@ BEGIN
     IF v_run.full_read THEN
         DELETE FROM reconciliation_scb_entries WHERE scb_id = v_run.scb_id AND read_run_id <> p_run;
     ELSE
-        -- Incremental: compare what changed since the previous good run started, less the grace (a
-        -- row too young then is old enough now) and a minute (a transaction that began before that
+        -- Incremental: compare what changed since the previous good run started, less the larger of
+        -- its grace and this one's (a row too young for it then is old enough now; 019 keeps each
+        -- run's grace, before which a smaller grace now skipped what it had left) and a minute (a transaction that began before that
         -- run and committed after it compared); the first run compares all.
-        SELECT r.started_at - p_grace - interval '1 minute' INTO v_since FROM reconciliation_runs r
+        SELECT r.started_at - greatest(p_grace, coalesce(r.grace, p_grace)) - interval '1 minute' INTO v_since FROM reconciliation_runs r
          WHERE r.scb_id = v_run.scb_id AND r.status = 'ok' AND r.id < p_run AND r.ledger_filter IS NULL
          ORDER BY r.id DESC LIMIT 1;
     END IF;
@@ -330,7 +365,8 @@ BEGIN
                (SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(v_run.scb_id, v_run.ledger_filter, p_run, v_since) c);
     END IF;
     UPDATE reconciliation_runs
-       SET status = 'ok', finished_at = now(), found = v_found, new_found = v_new, cleared = v_cleared, dbis_rows_compared = v_ours
+       SET status = 'ok', finished_at = now(), found = v_found, new_found = v_new, cleared = v_cleared, dbis_rows_compared = v_ours,
+           grace = p_grace
      WHERE id = p_run
     RETURNING * INTO v_run;
     RETURN v_run;

@@ -410,7 +410,7 @@ func (s *Server) routes() []route {
 					integer: true, min: ptr[int64](0), def: 0},
 				{name: "scb_id", description: "Only this SCB's."},
 				{name: "ledger_id", description: "Only this ledger's."},
-				{name: "kind", description: "Only this kind: missing_on_scb, missing_on_dbis, amount_mismatch, field_mismatch, hash_mismatch, status_mismatch, delivery_failed."},
+				{name: "kind", description: "Only this kind: missing_on_scb, missing_on_dbis, amount_mismatch, field_mismatch, hash_mismatch, status_mismatch, delivery_failed, duplicate_on_scb."},
 				{name: "status", description: "Only this status: OPEN, ACKNOWLEDGED, RESOLVED."},
 				{name: "cleared", description: "true: include the cleared ones.", def: "false"},
 				pageLimit,

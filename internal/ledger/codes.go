@@ -163,7 +163,7 @@ var codeTable = []CodeInfo{
 		Meaning: "the discrepancy is already RESOLVED (resolving twice is refused), or already ACKNOWLEDGED when acknowledged again",
 		Details: "–"},
 	{Code: CodeResolutionNotApplicable, HTTPStatus: http.StatusUnprocessableEntity, SQLSTATE: "DL121",
-		Meaning: "the resolution does not fit the discrepancy: `requeue` of a kind without an outbox row to redeliver (only missing_on_scb, delivery_failed, status_mismatch), `correct` without the correcting entry",
+		Meaning: "the resolution does not fit the discrepancy: `requeue` of a kind without an outbox row to redeliver (only missing_on_scb, delivery_failed, status_mismatch), `correct` without the correcting entry, or of a discrepancy a run has cleared",
 		Details: "–"},
 	{Code: CodeReconciliationInProgress, HTTPStatus: http.StatusConflict,
 		Meaning: "another reconciliation run of that SCB holds its lock (one run per SCB at a time, across processes)",

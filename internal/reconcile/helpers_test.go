@@ -30,6 +30,12 @@ type env struct {
 
 func newEnv(t *testing.T, banks ...string) *env {
 	t.Helper()
+	return newEnvWith(t, nil, banks...)
+}
+
+// newEnvWith is newEnv with each simulated SCB's configuration changed by tweak.
+func newEnvWith(t *testing.T, tweak func(*sim.Config), banks ...string) *env {
+	t.Helper()
 	d := pgtest.New(t)
 	e := &env{t: t, ctx: context.Background(), d: d, pool: d.Pool, sims: map[string]*sim.Server{}, clients: map[string]*scb.Client{}}
 	e.exec(`INSERT INTO ledgers (id) VALUES ('MASTER')`)
@@ -38,7 +44,11 @@ func newEnv(t *testing.T, banks ...string) *env {
 		e.exec(`INSERT INTO banks (id, name) VALUES ($1, $1)`, b)
 		e.exec(`INSERT INTO bank_accounts (ledger_id, id, bank_id, currency_code, asset_type) VALUES ('MASTER', $1 || '-USD', $1, 'USD', 'fiat')`, b)
 		e.exec(`INSERT INTO bank_accounts (ledger_id, id, bank_id, currency_code, asset_type) VALUES ('MASTER', $1 || '-OTHER', $1, 'USD', 'fiat')`, b)
-		srv, err := sim.New(sim.Config{ID: b, APIKey: "key-" + b, DataDir: t.TempDir()})
+		cfg := sim.Config{ID: b, APIKey: "key-" + b, DataDir: t.TempDir()}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		srv, err := sim.New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +86,18 @@ func (e *env) post(bank, ref, amount string) ledger.Result {
 // maxAttempts, a row the SCB refuses ends FAILED).
 func (e *env) deliver(maxAttempts int) {
 	e.t.Helper()
+	e.runWorker(maxAttempts, `status NOT IN ('FINALIZED', 'FAILED')`)
+}
+
+// send runs a worker until every row has had the SCB's first answer (none QUEUED or PROCESSING).
+func (e *env) send() {
+	e.t.Helper()
+	e.runWorker(3, `status IN ('QUEUED', 'PROCESSING')`)
+}
+
+// runWorker runs a worker until no outbox row matches pending (an SQL condition).
+func (e *env) runWorker(maxAttempts int, pending string) {
+	e.t.Helper()
 	w := outbox.NewWorker(outbox.NewStore(e.d.PoolAs(e.t, "dualledger_worker")), func(id string) (outbox.SCB, bool) {
 		c, ok := e.clients[id]
 		return c, ok
@@ -90,11 +112,11 @@ func (e *env) deliver(maxAttempts int) {
 	}()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		var pending int
-		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM dual_ledger_outbox WHERE status NOT IN ('FINALIZED', 'FAILED')`).Scan(&pending); err != nil {
+		var n int
+		if err := e.pool.QueryRow(e.ctx, `SELECT count(*) FROM dual_ledger_outbox WHERE `+pending).Scan(&n); err != nil {
 			e.t.Fatal(err)
 		}
-		if pending == 0 {
+		if n == 0 {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)

@@ -1,6 +1,7 @@
 package reconcile_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +259,109 @@ func TestRemovedInventionClearedByTheNextRun(t *testing.T) {
 	run := e.reconcile(reconcile.Options{})
 	if run.Cleared != 1 || len(e.discrepancies(reconcile.Filter{})) != 0 {
 		t.Errorf("incremental run after the SCB removed its invention: %+v, live %+v", run, e.discrepancies(reconcile.Filter{}))
+	}
+}
+
+// twiceBooked is an SCB whose list shows one entry a second time, under another scb_entry_id and
+// amount, on a page of its own after the last (as the reconciliation review's proxy did).
+type twiceBooked struct {
+	*scb.Client
+	ref     string
+	pending *scb.EntryView
+	shown   bool
+}
+
+func (s *twiceBooked) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	if s.pending != nil {
+		dup := *s.pending
+		s.pending = nil
+		return scb.Page{Entries: []scb.EntryView{dup}, NextSince: since}, nil
+	}
+	p, err := s.Client.List(ctx, since, limit)
+	if err != nil || p.HasMore || s.shown {
+		return p, err
+	}
+	for _, v := range p.Entries {
+		if v.ReferenceID == s.ref {
+			dup := v
+			dup.SCBEntryID += "-again"
+			dup.Amount = "1000.00"
+			dup.PostedAt = v.PostedAt.Add(time.Second)
+			s.pending, s.shown = &dup, true
+			p.HasMore = true
+			return p, nil
+		}
+	}
+	return p, nil
+}
+
+// TestDuplicateAtTheSCB: an SCB that books one of our postings twice is a duplicate_on_scb
+// discrepancy naming the other copy (before, one copy was kept and the other went unreported).
+func TestDuplicateAtTheSCB(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a", "10.00")
+	e.post("SCB-1", "b", "10.00")
+	e.deliver(3)
+	dup := &twiceBooked{Client: e.clients["SCB-1"], ref: "a"}
+	run, err := reconcile.Reconcile(e.ctx, e.pool, dup, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := e.discrepancies(reconcile.Filter{Kind: reconcile.KindDuplicateOnSCB})
+	if len(ds) != 1 || ds[0].ReferenceID != "a" || !strings.Contains(string(ds[0].SCB), "-again") {
+		t.Fatalf("run %+v: duplicate discrepancies %+v", run, ds)
+	}
+	// The next full run over the SCB as it really is (one copy) clears it.
+	e.reconcile(reconcile.Options{Full: true})
+	if ds := e.discrepancies(reconcile.Filter{}); len(ds) != 0 {
+		t.Errorf("after the SCB shows one copy again: %+v", ds)
+	}
+}
+
+// TestLossFoundByTheRereadStaysFound: an entry the SCB answers 404 for when asked again (it
+// listed it before) is missing_on_scb in that incremental run and the ones after, even when our
+// delivery does not change (before, its copy was deleted and nothing made a later incremental run
+// compare it).
+func TestLossFoundByTheRereadStaysFound(t *testing.T) {
+	// Entries stay ACCEPTED at the SCB (and SENT here): not final on either side, no discrepancy,
+	// and asked about again by every run.
+	e := newEnvWith(t, func(c *sim.Config) { c.FinalAfter = time.Hour }, "SCB-1")
+	for _, ref := range []string{"t1", "t2", "t3"} {
+		e.post("SCB-1", ref, "1.00")
+	}
+	e.send()
+	// Sent ten minutes ago, so that no run compares them because our side changed lately (the
+	// outbox's updated_at moves only by its functions: the triggers are off for this statement).
+	e.exec(`BEGIN; SET LOCAL session_replication_role = replica;
+		UPDATE dual_ledger_outbox SET updated_at = now() - interval '10 minutes', sent_at = now() - interval '10 minutes'; COMMIT`)
+	e.reconcile(reconcile.Options{Grace: 0})
+	e.tamper("SCB-1", sim.Tamper{Action: "lose", LedgerID: "MASTER", ReferenceID: "t3"})
+	for i := range 2 {
+		e.reconcile(reconcile.Options{Grace: 0})
+		ds := e.discrepancies(reconcile.Filter{})
+		if len(ds) != 1 || ds[0].ReferenceID != "t3" || ds[0].Kind != reconcile.KindMissingOnSCB {
+			t.Fatalf("incremental run %d after the SCB lost t3: %+v", i, ds)
+		}
+	}
+}
+
+// TestSmallerGraceAfterALargerOne: a delivery the previous run left for later (younger than its
+// grace) is compared by the next run even when that one has a smaller grace.
+func TestSmallerGraceAfterALargerOne(t *testing.T) {
+	e := newEnv(t, "SCB-9")
+	e.post("SCB-9", "q1", "1.00") // never delivered: QUEUED
+	// Three minutes old (created_at is immutable to every writer: the triggers are off for this
+	// one statement of the test's superuser).
+	e.exec(`BEGIN; SET LOCAL session_replication_role = replica;
+		UPDATE dual_ledger_outbox SET created_at = now() - interval '3 minutes', updated_at = now() - interval '3 minutes'
+		 WHERE reference_id = 'q1'; COMMIT`)
+	e.reconcile(reconcile.Options{SCBID: "SCB-9", Grace: 5 * time.Minute})
+	if ds := e.discrepancies(reconcile.Filter{}); len(ds) != 0 {
+		t.Fatalf("a delivery younger than the grace: %+v", ds)
+	}
+	e.reconcile(reconcile.Options{SCBID: "SCB-9", Grace: time.Second})
+	ds := e.discrepancies(reconcile.Filter{})
+	if len(ds) != 1 || ds[0].ReferenceID != "q1" || ds[0].Kind != reconcile.KindMissingOnSCB {
+		t.Errorf("the next run, with a smaller grace: %+v", ds)
 	}
 }

@@ -33,13 +33,14 @@ const (
 	KindFieldMismatch  = "field_mismatch" // accounts, currency, asset or transaction type, timestamp, dbis_entry_id
 	KindHashMismatch   = "hash_mismatch"  // the SCB's block_hash differs from ours: one copy was rewritten
 	KindStatusMismatch = "status_mismatch"
-	KindDeliveryFailed = "delivery_failed" // our outbox row is FAILED
+	KindDeliveryFailed = "delivery_failed"  // our outbox row is FAILED
+	KindDuplicateOnSCB = "duplicate_on_scb" // the SCB lists the entry more than once: booked twice there
 )
 
 // Kinds lists every kind, in the docs' order.
 func Kinds() []string {
 	return []string{KindMissingOnSCB, KindMissingOnDBIS, KindAmountMismatch, KindFieldMismatch, KindHashMismatch,
-		KindStatusMismatch, KindDeliveryFailed}
+		KindStatusMismatch, KindDeliveryFailed, KindDuplicateOnSCB}
 }
 
 // SCB is what a run needs of a member bank's API (*scb.Client).
