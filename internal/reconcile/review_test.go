@@ -365,3 +365,49 @@ func TestSmallerGraceAfterALargerOne(t *testing.T) {
 		t.Errorf("the next run, with a smaller grace: %+v", ds)
 	}
 }
+
+// busySCB answers every other question 429 with a short Retry-After.
+type busySCB struct {
+	*scb.Client
+	calls, refused int
+}
+
+func (s *busySCB) busy() error {
+	s.calls++
+	if s.calls%2 == 1 {
+		s.refused++
+		return &scb.DeliveryError{SCB: "SCB-1", Op: "GET", StatusCode: 429, Class: scb.ClassRateLimited, Retryable: true,
+			RetryAfter: 10 * time.Millisecond, Reason: "429 Too Many Requests from SCB-1"}
+	}
+	return nil
+}
+
+func (s *busySCB) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	if err := s.busy(); err != nil {
+		return scb.Page{}, err
+	}
+	return s.Client.List(ctx, since, limit)
+}
+
+func (s *busySCB) GetInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
+	if err := s.busy(); err != nil {
+		return scb.Response{}, err
+	}
+	return s.Client.GetInLedger(ctx, ledgerID, referenceID)
+}
+
+// TestTransientSCBErrorsAreAskedAgain: an SCB that is busy now and then (429 with Retry-After)
+// does not fail the run: each question is asked again after the wait it asked for.
+func TestTransientSCBErrorsAreAskedAgain(t *testing.T) {
+	e := newEnvWith(t, func(c *sim.Config) { c.FinalAfter = time.Hour }, "SCB-1")
+	for _, ref := range []string{"t1", "t2", "t3"} {
+		e.post("SCB-1", ref, "1.00")
+	}
+	e.send()
+	e.reconcile(reconcile.Options{Grace: 0})
+	busy := &busySCB{Client: e.clients["SCB-1"]}
+	run, err := reconcile.Reconcile(e.ctx, e.pool, busy, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1"})
+	if err != nil || run.Status != "ok" || run.SCBEntriesReread != 3 || busy.refused < 4 {
+		t.Errorf("run against a busy SCB: %+v, %v (%d of %d questions refused)", run, err, busy.refused, busy.calls)
+	}
+}

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -206,9 +209,42 @@ func (c *Client) List(ctx context.Context, since string, limit int) (Page, error
 	}
 	var p Page
 	if err := json.Unmarshal(res.body, &p); err != nil {
-		return Page{}, c.badBody("LIST", res, "an unreadable body")
+		return Page{}, c.badBody("LIST", res, c.listProblem(res.body))
 	}
 	return p, nil
+}
+
+// listProblem says what of an unreadable LIST body could not be read: the first entry that
+// cannot, by its position and reference_id, and its first field that cannot, so that the SCB's
+// operator is told what to fix (one bad entry stops every run until it is fixed).
+func (c *Client) listProblem(body []byte) string {
+	var raw struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	if json.Unmarshal(body, &raw) != nil {
+		return "an unreadable body"
+	}
+	for i, e := range raw.Entries {
+		var v EntryView
+		if json.Unmarshal(e, &v) == nil {
+			continue
+		}
+		var fields map[string]json.RawMessage
+		if json.Unmarshal(e, &fields) != nil {
+			return fmt.Sprintf("an unreadable body: entry %d of the page is not a JSON object", i+1)
+		}
+		var ref string
+		_ = json.Unmarshal(fields["reference_id"], &ref)
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			one, _ := json.Marshal(map[string]json.RawMessage{name: fields[name]})
+			if json.Unmarshal(one, &v) != nil {
+				return fmt.Sprintf("an unreadable body: entry %d of the page (reference_id %q) has an unreadable %s: %s",
+					i+1, c.excerpt(ref, 80), c.excerpt(name, 40), c.excerpt(string(fields[name]), 60))
+			}
+		}
+		return fmt.Sprintf("an unreadable body: entry %d of the page (reference_id %q) cannot be read", i+1, c.excerpt(ref, 80))
+	}
+	return "an unreadable body"
 }
 
 // result is a response that arrived, read in full.

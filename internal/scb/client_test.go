@@ -462,3 +462,23 @@ func TestKeyNeverInErrors(t *testing.T) {
 		t.Fatalf("only %d of %d calls failed", n, len(errs))
 	}
 }
+
+// TestUnreadableListNamesTheEntry: one entry of a LIST page that cannot be read stops every
+// reconciliation run until the SCB fixes it, so the error names the entry and the field.
+func TestUnreadableListNamesTheEntry(t *testing.T) {
+	ts := httptest.NewServer(fixed(200, `{"entries": [
+		{"scb_entry_id": "1", "reference_id": "ok-1", "ledger_id": "L", "amount": "1.00", "status": "FINAL"},
+		{"scb_entry_id": "2", "reference_id": "bad-2", "ledger_id": "L", "timestamp_utc": "yesterday", "status": "FINAL"}],
+		"next_since": "2", "has_more": false}`))
+	defer ts.Close()
+	_, err := newTestClient(t, ts.URL, time.Second).List(context.Background(), "", 10)
+	var de *DeliveryError
+	if !errors.As(err, &de) || !de.Retryable {
+		t.Fatalf("got %v, want a retryable *DeliveryError", err)
+	}
+	for _, want := range []string{"entry 2 of the page", `"bad-2"`, "timestamp_utc", "yesterday"} {
+		if !strings.Contains(de.Reason, want) {
+			t.Errorf("reason %q does not name %s", de.Reason, want)
+		}
+	}
+}
