@@ -344,3 +344,33 @@ func TestMetadataSizeInTheDatabase(t *testing.T) {
 		t.Errorf("results %+v", got)
 	}
 }
+
+// TestHoldMetadataLeavesRoomForItsCapture: a capture adds hold_reference_id to the hold's
+// metadata; a hold whose metadata fits the 1 MiB alone but not with that key is refused when it is
+// created (the review of 2026-12-02: it was created, then every capture failed with a message about
+// metadata the capture did not have, and the funds stayed reserved).
+func TestHoldMetadataLeavesRoomForItsCapture(t *testing.T) {
+	o := newOverflowLedger(t)
+	create := func(ref string, n int) outcome {
+		h := ovEntry(ref, "U", "V", "1.00")
+		h["metadata"] = map[string]any{"a": strings.Repeat("x", n)}
+		body, _ := json.Marshal(h)
+		return o.outcomes(`SELECT result, message, details FROM create_ledger_hold('OTHER', $1::jsonb)`, string(body))[0]
+	}
+	// 1,048,567 bytes stored alone (an entry with it posts), 1,048,596 with the capture's key.
+	if got := o.post(false, map[string]any{"debit_account_id": "U", "credit_account_id": "V", "amount": "1.00",
+		"currency_code": "USD", "asset_type": "fiat", "transaction_type": "t", "reference_id": "as-entry",
+		"metadata": map[string]any{"a": strings.Repeat("x", 1048550)}}); got[0].Code != "created" {
+		t.Fatalf("the metadata alone as an entry: %+v", got)
+	}
+	if got := create("hbig", 1048550); got.Code != "invalid_request" || got.Details["field"] != "metadata" ||
+		!strings.Contains(got.Msg, "hold_reference_id its capture adds") {
+		t.Errorf("a hold whose capture could not be stored: %+v", got)
+	}
+	if got := create("hfits", 1048500); got.Code != "created" {
+		t.Fatalf("a hold with room for its capture: %+v", got)
+	}
+	if got := o.capture("hfits", "hfits-c", ""); got.Code != "created" {
+		t.Errorf("its capture: %+v", got)
+	}
+}

@@ -142,7 +142,7 @@ RETURN CASE p_problem
                  WHEN 'fx_rate' THEN format('fx_rate must be a positive decimal string with at most 18 decimals, got %s', left((p_raw -> 'fx_rate')::text, 80))
                  WHEN 'metadata' THEN format('metadata must be a JSON object, not a JSON %s', p_meta_type)
                  WHEN 'metadata_size' THEN format('metadata takes %s bytes stored: at most 1048576 (1 MiB)', pg_column_size(p_raw -> 'metadata'))
-                 WHEN 'timestamp_utc' THEN format('timestamp_utc must be an RFC 3339 date-time with a time zone between 1900 and 9999, such as "2025-01-20T10:00:00Z", got %s', left((p_raw -> 'timestamp_utc')::text, 80))
+                 WHEN 'timestamp_utc' THEN format('timestamp_utc must be an RFC 3339 date-time with a time zone and at most 6 decimals of a second, between 1900 and 9999, such as "2025-01-20T10:00:00Z", got %s', left((p_raw -> 'timestamp_utc')::text, 80))
                  WHEN 'reverses_entry_id' THEN format('reverses_entry_id must be the id of an entry, got %s', left((p_raw -> 'reverses_entry_id')::text, 40))
 END;
 REVOKE ALL ON FUNCTION dl_post_problem_message(text, integer, jsonb, text, text, text, text, integer, text, text) FROM PUBLIC;

@@ -160,7 +160,7 @@ BEGIN
         v_exp := CASE WHEN jsonb_typeof(p_hold -> 'expires_at') = 'string' THEN dl_parse_timestamp(p_hold ->> 'expires_at') END;
         IF v_exp IS NULL THEN
             RETURN QUERY SELECT 'invalid_request', NULL::bigint, NULL::bigint,
-                format('expires_at must be an RFC 3339 date-time with a time zone, such as "2025-01-20T10:00:00Z", got %s',
+                format('expires_at must be an RFC 3339 date-time with a time zone and at most 6 decimals of a second, such as "2025-01-20T10:00:00Z", got %s',
                        left((p_hold -> 'expires_at')::text, 80)), jsonb_build_object('field', 'expires_at');
             RETURN;
         END IF;
@@ -169,6 +169,15 @@ BEGIN
     b := dl_post_parse(p_ledger_id, jsonb_build_array(p_hold - 'expires_at'));
     IF b.code[1] IS NOT NULL THEN
         RETURN QUERY SELECT b.code[1], NULL::bigint, NULL::bigint, b.msg[1], b.details[1];
+        RETURN;
+    END IF;
+    -- Its capture adds hold_reference_id to the metadata (dl_hold_capture_entry): a hold whose
+    -- metadata would then be over the 1 MiB an entry may store could be created but never captured.
+    IF pg_column_size(b.meta[1] || jsonb_build_object('hold_reference_id', b.ref[1])) > 1048576 THEN
+        RETURN QUERY SELECT 'invalid_request', NULL::bigint, NULL::bigint,
+            format('metadata takes %s bytes stored with the hold_reference_id its capture adds: at most 1048576 (1 MiB)',
+                   pg_column_size(b.meta[1] || jsonb_build_object('hold_reference_id', b.ref[1]))),
+            jsonb_build_object('field', 'metadata');
         RETURN;
     END IF;
     acc := dl_post_lock(p_ledger_id, b);                 -- the head lock; accounts under it

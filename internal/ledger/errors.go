@@ -92,7 +92,10 @@ func FromDB(err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		if code, ok := sqlstateCodes[pgErr.Code]; ok {
-			return &Error{Code: code, Message: pgErr.Message, Details: jsonOrNil(pgErr.Detail), cause: err}
+			// The SQL functions' messages start with their code ("unknown_ledger: unknown ledger
+			// ..."), which Error() puts in front already.
+			msg := strings.TrimPrefix(pgErr.Message, code+": ")
+			return &Error{Code: code, Message: msg, Details: jsonOrNil(pgErr.Detail), cause: err}
 		}
 		if c, ok := constraintCodes[pgErr.ConstraintName]; ok {
 			return &Error{Code: c.code, Message: c.msg, cause: err}
