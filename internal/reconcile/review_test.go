@@ -411,3 +411,20 @@ func TestTransientSCBErrorsAreAskedAgain(t *testing.T) {
 		t.Errorf("run against a busy SCB: %+v, %v (%d of %d questions refused)", run, err, busy.refused, busy.calls)
 	}
 }
+
+// emptyButMore is an SCB whose list says has_more on an empty page.
+type emptyButMore struct{ *scb.Client }
+
+func (s emptyButMore) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	return scb.Page{NextSince: since + "x", HasMore: true}, nil
+}
+
+// TestEmptyPageWithMoreFailsTheRun: an empty page that says has_more is not the end of the list
+// (what follows would be skipped for good): the run fails, saying so.
+func TestEmptyPageWithMoreFailsTheRun(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	_, err := reconcile.Reconcile(e.ctx, e.pool, emptyButMore{e.clients["SCB-1"]}, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1"})
+	if err == nil || !strings.Contains(err.Error(), "does not advance") {
+		t.Errorf("run over an empty page with has_more: %v", err)
+	}
+}

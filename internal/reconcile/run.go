@@ -226,11 +226,13 @@ func (r *runner) read(ctx context.Context) error {
 				return err
 			}
 		}
-		if !f.page.HasMore || len(f.page.Entries) == 0 {
+		if !f.page.HasMore {
 			return nil
 		}
-		if f.page.NextSince == "" || f.page.NextSince == f.after {
-			return fmt.Errorf("%s's list does not advance: next_since %q after %q with has_more", r.opts.SCBID, f.page.NextSince, f.after)
+		// has_more with nothing on the page: taking it as the end would skip whatever follows.
+		if len(f.page.Entries) == 0 || f.page.NextSince == "" || f.page.NextSince == f.after {
+			return fmt.Errorf("%s's list does not advance: %d entries and next_since %q after %q with has_more", r.opts.SCBID,
+				len(f.page.Entries), f.page.NextSince, f.after)
 		}
 		r.cursor = f.page.NextSince
 	}
