@@ -119,7 +119,7 @@ create ...) works) and what it is to standard error.`,
 				if err != nil {
 					return usage("--expires-in: %v", err)
 				}
-				at := time.Now().Add(d).UTC().Format(time.RFC3339)
+				at := time.Now().Add(d).UTC().Format(time.RFC3339Nano)
 				spec.ExpiresAt = &at
 			case expiresAt != "":
 				spec.ExpiresAt = &expiresAt

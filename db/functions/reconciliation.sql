@@ -171,8 +171,7 @@ GRANT EXECUTE ON FUNCTION reconcile_reread_keys(bigint, integer) TO dualledger_w
 
 -- The (ledger, reference) pairs an incremental run p_run compares: what the SCB showed in this
 -- run, what it no longer has (gone), our deliveries to it changed since p_since, and the live
--- discrepancies. Everything else is
--- unchanged on both sides since a run that compared it.
+-- discrepancies. Everything else is unchanged on both sides since a run that compared it.
 CREATE OR REPLACE FUNCTION reconcile_candidates(p_scb_id text, p_ledger_id text, p_run bigint, p_since timestamptz)
 RETURNS TABLE (ledger_id text, reference_id text)
 LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
