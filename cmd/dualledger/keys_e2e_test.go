@@ -129,6 +129,11 @@ func TestKeysOnARunningServer(t *testing.T) {
 	if st, _ := httpDo(t, "GET", base+"/metrics", "", ""); st != 404 {
 		t.Errorf("/metrics on the API port: %d", st)
 	}
+	// Its sessions say which command they belong to (pg_stat_activity, the holder of a lock).
+	var sessions int
+	if err := d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dualledger serve'`).Scan(&sessions); err != nil || sessions == 0 {
+		t.Errorf("sessions of dualledger serve in pg_stat_activity: %d, %v", sessions, err)
+	}
 
 	// A read key made now works at once; revoked, it stops within a second.
 	out, _, code := cli(t, owner, "keys", "create", "reader", "--scopes", "read", "--ledger", "BOOKS", "--json")

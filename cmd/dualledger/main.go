@@ -71,6 +71,10 @@ type app struct {
 	// allowOwner lets serve and worker run with a login role that is a superuser or can act as
 	// the schema's owner (--allow-owner, development only).
 	allowOwner bool
+	// command is the running command's path ("dualledger reconcile scb"): the application_name
+	// of its database sessions, so that pg_stat_activity, and the messages that name the holder
+	// of a lock, say which command a session belongs to.
+	command string
 }
 
 func main() {
@@ -198,6 +202,7 @@ func markStarted(a *app, c *cobra.Command) {
 		run := c.RunE
 		c.RunE = func(cmd *cobra.Command, args []string) error {
 			a.started = true
+			a.command = cmd.CommandPath()
 			return run(cmd, args)
 		}
 	}
@@ -277,6 +282,10 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 	pool, release, err := pg.Open(ctx, url, a.dataDir, "", a.logger, func(cfg *pgxpool.Config) {
 		if o.maxConns > 0 {
 			cfg.MaxConns = o.maxConns
+		}
+		// DATABASE_URL's own application_name wins.
+		if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok && a.command != "" {
+			cfg.ConnConfig.RuntimeParams["application_name"] = a.command
 		}
 		if o.service && o.role == "" {
 			cfg.AfterConnect = serviceBounds(o.api) // the service runs in this pool (--db-role "")

@@ -120,10 +120,12 @@ func TestCodesTable(t *testing.T) {
 				t.Errorf("SQLSTATE %s: codes %s and %s", c.SQLSTATE, other, c.Code)
 			}
 			states[c.SQLSTATE] = c.Code
-			// FromDB maps the state back to the code, with the database's message and details.
+			// FromDB maps the state back to the code, with the database's message (less the code
+			// it starts with, which Error() puts back once) and details.
 			err := ledger.FromDB(&pgconn.PgError{Code: c.SQLSTATE, Message: c.Code + ": test", Detail: `{"field":"x"}`})
 			var le *ledger.Error
-			if !errors.As(err, &le) || le.Code != c.Code || le.Message != c.Code+": test" || string(le.Details) != `{"field":"x"}` {
+			if !errors.As(err, &le) || le.Code != c.Code || le.Message != "test" || err.Error() != c.Code+": test" ||
+				string(le.Details) != `{"field":"x"}` {
 				t.Errorf("FromDB(SQLSTATE %s) = %#v, want code %s", c.SQLSTATE, err, c.Code)
 			}
 		}
