@@ -119,7 +119,7 @@ create ...) works) and what it is to standard error.`,
 				if err != nil {
 					return usage("--expires-in: %v", err)
 				}
-				at := time.Now().Add(d).UTC().Format(time.RFC3339Nano)
+				at := time.Now().Add(d).UTC().Format("2006-01-02T15:04:05.999999Z07:00") // microseconds, as the database keeps
 				spec.ExpiresAt = &at
 			case expiresAt != "":
 				spec.ExpiresAt = &expiresAt

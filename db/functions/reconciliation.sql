@@ -71,13 +71,14 @@ BEGIN
     IF jsonb_typeof(p_entries) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'entries must be a JSON array' USING ERRCODE = 'DL009';
     END IF;
-    -- An SCB that lists two entries under one (ledger, reference) in one read of its list booked
-    -- our posting twice: one copy is kept, the others' ids in other_scb_entry_ids (019), which
-    -- the comparison reports as duplicate_on_scb. Across the pages of one run they add up; a full
-    -- run's first read of an entry starts afresh (it lists everything); an incremental run's
-    -- keeps what earlier runs saw (it lists only what is new, so a second copy posted later
-    -- arrives alone); a reread (one GET) changes nothing of them. Listed or answered again, an
-    -- entry is no longer gone.
+    -- An SCB that lists two entries under one (ledger, reference) booked our posting twice: one
+    -- copy is kept, the others' ids in other_scb_entry_ids (019), which the comparison reports as
+    -- duplicate_on_scb. Across the pages of one run they add up; a full run's first read of an
+    -- entry starts afresh (it lists everything); an incremental run adds the copy it lists to the
+    -- one stored (it lists only what is new, so a second copy posted later arrives alone; an
+    -- entry the SCB re-posted under a new id because we redelivered it is told apart by the
+    -- comparison, from the outbox's attempts); a reread (one GET) changes nothing of them.
+    -- Listed or answered again, an entry is no longer gone.
     INSERT INTO reconciliation_scb_entries AS s
         (ledger_id, scb_id, reference_id, scb_entry_id, debit_account_id, credit_account_id, amount, currency_code,
          asset_type, transaction_type, dbis_entry_id, block_hash, timestamp_utc, status, posted_at, read_run_id, read_at,
@@ -103,7 +104,8 @@ BEGIN
                WHEN s.read_run_id = p_run THEN
                    dl_other_scb_entry_ids(s.other_scb_entry_ids || s.scb_entry_id || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id)
                WHEN v_run.full_read THEN EXCLUDED.other_scb_entry_ids
-               ELSE dl_other_scb_entry_ids(s.other_scb_entry_ids || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id) END;
+               ELSE dl_other_scb_entry_ids(s.other_scb_entry_ids || s.scb_entry_id || EXCLUDED.other_scb_entry_ids,
+                                           EXCLUDED.scb_entry_id) END;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     UPDATE reconciliation_runs
        SET scb_entries_read = scb_entries_read + CASE WHEN p_reread THEN 0 ELSE v_n END,
@@ -148,20 +150,27 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no reconciliation run %', p_run USING ERRCODE = 'DL009';
     END IF;
-    -- The live discrepancies first (their keys decide whether a finding still stands), then the
-    -- entries not FINAL there, oldest read first.
+    -- The live discrepancies not resolved first (their keys decide whether a finding still
+    -- stands), up to half the budget; then the entries not FINAL there, oldest read first; then
+    -- the resolved discrepancies still seen (an explained one may stay live for good, and a
+    -- thousand of them must not starve the entries on their way to FINAL).
     RETURN QUERY
     SELECT k.ledger_id, k.reference_id FROM (
         SELECT x.ledger_id, x.reference_id, min(x.pri) AS pri, min(x.ord) AS ord FROM (
             (SELECT d.ledger_id, d.reference_id, 0 AS pri, d.id::numeric AS ord FROM reconciliation_discrepancies d
-              WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL
+              WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status <> 'RESOLVED'
                 AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-              ORDER BY d.id LIMIT p_limit)
+              ORDER BY d.id LIMIT greatest(p_limit / 2, 1))
             UNION ALL
             (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
               WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
                 AND s.gone_run_id IS NULL AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
-              ORDER BY s.read_at LIMIT p_limit)) x
+              ORDER BY s.read_at LIMIT p_limit)
+            UNION ALL
+            (SELECT d.ledger_id, d.reference_id, 2, d.id::numeric FROM reconciliation_discrepancies d
+              WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status = 'RESOLVED'
+                AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
+              ORDER BY d.id LIMIT p_limit)) x
          GROUP BY x.ledger_id, x.reference_id) k
      ORDER BY k.pri, k.ord
      LIMIT p_limit;
@@ -216,7 +225,14 @@ j AS (
     SELECT o.*, t.ledger_id AS t_ledger, t.reference_id AS t_reference, t.scb_entry_id AS t_scb_entry_id,
            t.debit_account_id AS t_debit, t.credit_account_id AS t_credit, t.amount AS t_amount, t.currency_code AS t_currency,
            t.asset_type AS t_asset, t.transaction_type AS t_type, t.dbis_entry_id AS t_entry_id, t.block_hash AS t_hash,
-           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at, t.other_scb_entry_ids AS t_others,
+           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at,
+           -- the SCB's other copies, less the ones it held before we redelivered the entry (the
+           -- attempt of kind redeliver keeps the SCB's old scb_entry_id): those it lost
+           CASE WHEN cardinality(t.other_scb_entry_ids) = 0 THEN t.other_scb_entry_ids
+                ELSE ARRAY(SELECT x FROM unnest(t.other_scb_entry_ids) AS x
+                            WHERE NOT EXISTS (SELECT 1 FROM dual_ledger_outbox_attempts a
+                                               WHERE a.outbox_id = o.outbox_id AND a.kind = 'redeliver' AND a.scb_entry_id = x))
+           END AS t_others,
            CASE WHEN t.amount ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN t.amount::numeric <> o.amount ELSE true END AS amount_differs,
            array_remove(ARRAY[
                CASE WHEN o.debit_account_id IS DISTINCT FROM t.debit_account_id THEN 'debit_account_id' END,
@@ -274,20 +290,42 @@ REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval, bigint, timestam
 -- What makes a finding the same finding (reconcile_finish): the fields that differ and both
 -- sides' values, without what moves while nothing is wrong (our delivery's status and failure,
 -- the SCB's status and posting time), except for a status_mismatch, whose substance the statuses
--- are.
+-- are. Times and amounts are compared as values, not as text: a timestamptz turned into JSON is
+-- written in the session's TimeZone (a run under PGTZ=Asia/Tokyo must not see every resolved
+-- finding as changed), and an SCB may write 11.00 as 11.0. A duplicate_on_scb is the set of the
+-- SCB's entry ids (which copy a run keeps as the main one may change); the other kinds leave
+-- the other copies out (a second copy is a finding of its own, not a change of an amount).
+CREATE OR REPLACE FUNCTION dl_discrepancy_values(p_v jsonb) RETURNS jsonb
+LANGUAGE sql STABLE
+RETURN CASE WHEN p_v IS NULL THEN NULL ELSE p_v
+    || CASE WHEN p_v ? 'timestamp_utc' AND jsonb_typeof(p_v -> 'timestamp_utc') = 'string'
+            THEN jsonb_build_object('timestamp_utc', extract(epoch FROM (p_v ->> 'timestamp_utc')::timestamptz)) ELSE '{}' END
+    || CASE WHEN p_v ->> 'amount' ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$'
+            THEN jsonb_build_object('amount', (p_v ->> 'amount')::numeric) ELSE '{}' END END;
+REVOKE ALL ON FUNCTION dl_discrepancy_values(jsonb) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION dl_discrepancy_substance(p_kind text, p_fields text[], p_dbis jsonb, p_scb jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-RETURN jsonb_build_array(to_jsonb(p_fields),
-    CASE WHEN p_kind = 'status_mismatch' THEN p_dbis - 'failure_reason' ELSE p_dbis - 'outbox_status' - 'failure_reason' END,
-    CASE WHEN p_kind = 'status_mismatch' THEN p_scb - 'posted_at' ELSE p_scb - 'status' - 'posted_at' END);
+LANGUAGE sql STABLE
+RETURN CASE
+    WHEN p_kind = 'duplicate_on_scb' THEN jsonb_build_array(to_jsonb(p_fields),
+        (SELECT jsonb_agg(DISTINCT x ORDER BY x) FROM (
+            SELECT p_scb ->> 'scb_entry_id' AS x
+            UNION SELECT jsonb_array_elements_text(coalesce(p_scb -> 'other_scb_entry_ids', '[]'))) ids WHERE x IS NOT NULL))
+    WHEN p_kind = 'status_mismatch' THEN jsonb_build_array(to_jsonb(p_fields),
+        dl_discrepancy_values(p_dbis - 'failure_reason'), dl_discrepancy_values(p_scb - 'posted_at' - 'other_scb_entry_ids'))
+    ELSE jsonb_build_array(to_jsonb(p_fields),
+        dl_discrepancy_values(p_dbis - 'outbox_status' - 'failure_reason'),
+        dl_discrepancy_values(p_scb - 'status' - 'posted_at' - 'other_scb_entry_ids')) END;
 REVOKE ALL ON FUNCTION dl_discrepancy_substance(text, text[], jsonb, jsonb) FROM PUBLIC;
 
 -- Closes run p_run: after a full read, forgets the SCB's entries it no longer lists and compares
 -- everything; an incremental run compares only what changed (reconcile_candidates). Records every
 -- finding once (a finding seen before is updated: last_seen_at, seen_count, both sides' values);
 -- marks cleared the live findings of its scope this run did not see; returns the closed run.
+-- TimeZone is fixed for the function: the values it records (timestamptz in JSON) are then
+-- written alike whatever the caller's session says (PGTZ, the login's settings).
 CREATE OR REPLACE FUNCTION reconcile_finish(p_run bigint, p_grace interval) RETURNS reconciliation_runs
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
     v_run     reconciliation_runs;
     v_found   integer;

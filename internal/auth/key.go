@@ -152,19 +152,37 @@ func (s Spec) Validate() (Spec, error) {
 		return s, &SpecError{"rate_limit", "rate_limit must be from 0.001 to 1000000 requests per second, with at most 3 decimals"}
 	}
 	s.expires = nil
-	if s.ExpiresAt != nil && *s.ExpiresAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, *s.ExpiresAt)
+	if s.ExpiresAt != nil {
+		t, err := parseExpiry(*s.ExpiresAt)
 		if err != nil {
-			return s, &SpecError{"expires_at", fmt.Sprintf("expires_at must be an RFC 3339 time with its offset, such as 2027-03-01T00:00:00Z, got %q", clip(*s.ExpiresAt))}
+			return s, &SpecError{"expires_at", err.Error()}
 		}
 		now := time.Now()
 		if !t.After(now) || t.Sub(now) > MaxKeyLifetime {
-			return s, &SpecError{"expires_at", fmt.Sprintf("expires_at must be in the future and at most 10 years ahead, got %s", t.UTC().Format(time.RFC3339))}
+			return s, &SpecError{"expires_at", fmt.Sprintf("expires_at must be in the future and at most %d days ahead, got %s",
+				MaxKeyLifetime/(24*time.Hour), t.UTC().Format(time.RFC3339Nano))}
 		}
-		t = t.UTC().Truncate(time.Microsecond) // what the database keeps
+		t = t.UTC()
 		s.expires = &t
 	}
 	return s, nil
+}
+
+// expiryPattern is RFC 3339 as the ledger takes it elsewhere (timestamp_utc, a hold's
+// expires_at): an offset of at most 23:59 and at most 6 decimals of a second, which the database
+// keeps (a seventh would be rounded away unseen).
+var expiryPattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`)
+
+func parseExpiry(v string) (time.Time, error) {
+	bad := fmt.Errorf("expires_at must be an RFC 3339 time with its offset and at most 6 decimals of a second, such as 2027-03-01T00:00:00Z, got %q (omit it for a key that does not expire)", clip(v))
+	if !expiryPattern.MatchString(v) {
+		return time.Time{}, bad
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, bad
+	}
+	return t, nil
 }
 
 // clip shortens what an error message repeats of the input.

@@ -651,7 +651,8 @@ func TestKeyExpiry(t *testing.T) {
 		t.Errorf("an expiry at creation: %v, want 23514", err)
 	}
 	// Through the API: bad expiries are 400 naming the field; a good one is listed.
-	for _, v := range []any{"tomorrow", "2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "2027-01-01T00:00:00", 12} {
+	for _, v := range []any{"tomorrow", "2020-01-01T00:00:00Z", "2999-01-01T00:00:00Z", "2027-01-01T00:00:00", 12,
+		"2027-01-01T00:00:00+24:00", "", "2027-01-01T00:00:00.1234567Z"} {
 		if r := e.do("POST", "/v1/keys", map[string]any{"name": "x", "scopes": []string{"read"}, "expires_at": v}); r.status != 400 ||
 			r.str("error", "details", "field") != "expires_at" {
 			t.Errorf("expires_at %v: %d %s", v, r.status, r.raw)

@@ -2,9 +2,13 @@ package reconcile_test
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/reconcile"
@@ -426,5 +430,141 @@ func TestEmptyPageWithMoreFailsTheRun(t *testing.T) {
 	_, err := reconcile.Reconcile(e.ctx, e.pool, emptyButMore{e.clients["SCB-1"]}, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1"})
 	if err == nil || !strings.Contains(err.Error(), "does not advance") {
 		t.Errorf("run over an empty page with has_more: %v", err)
+	}
+}
+
+// secondCopy is an SCB whose next list page also shows a second copy of one of its entries,
+// under another scb_entry_id (booked again later, so an incremental read sees it alone).
+type secondCopy struct {
+	*scb.Client
+	dup *scb.EntryView
+}
+
+func (s *secondCopy) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	p, err := s.Client.List(ctx, since, limit)
+	if err == nil && !p.HasMore && s.dup != nil {
+		p.Entries = append(p.Entries, *s.dup)
+		s.dup = nil
+	}
+	return p, err
+}
+
+func (e *env) copyOf(ref, suffix string) *scb.EntryView {
+	e.t.Helper()
+	res, err := e.clients["SCB-1"].GetInLedger(e.ctx, "MASTER", ref)
+	if err != nil || res.Entry == nil {
+		e.t.Fatalf("get %s: %+v %v", ref, res, err)
+	}
+	dup := *res.Entry
+	dup.SCBEntryID += suffix
+	dup.PostedAt = time.Now().UTC()
+	return &dup
+}
+
+// TestDuplicatesAndResolutionsAfterTheReview (the review of this pass's own changes): a second
+// copy posted later is found by an incremental run; an entry the SCB re-posted because we
+// redelivered it is not a duplicate; a second copy does not reopen an explained finding of
+// another kind; and a run in another time zone reopens nothing.
+func TestDuplicatesAndResolutionsAfterTheReview(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a", "10.00")
+	e.post("SCB-1", "r", "10.00")
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "a", Amount: strp("11.00")})
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "r", Amount: strp("12.00")})
+	e.reconcile(reconcile.Options{Grace: 0})
+	ds := byRef(e.discrepancies(reconcile.Filter{}))
+	if ds["a"].Kind != reconcile.KindAmountMismatch || ds["r"].Kind != reconcile.KindAmountMismatch {
+		t.Fatalf("%+v", ds)
+	}
+	if _, err := e.resolve(ds["a"].ID, reconcile.Resolution{Kind: "explained", Reason: "SCB rounds"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// r is lost (asked again for its live discrepancy: 404, kept as gone) and redelivered: the
+	// SCB posts it again under a new id, which the next run lists beside the old one it kept.
+	e.tamper("SCB-1", sim.Tamper{Action: "lose", LedgerID: "MASTER", ReferenceID: "r"})
+	e.reconcile(reconcile.Options{Grace: 0})
+	var missing int64
+	for _, d := range e.discrepancies(reconcile.Filter{}) {
+		if d.ReferenceID == "r" && d.Kind == reconcile.KindMissingOnSCB {
+			missing = d.ID
+		}
+	}
+	if _, err := e.resolve(missing, reconcile.Resolution{Kind: "requeue", Reason: "restore"}); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(3)
+
+	// A second copy of a, posted later, in an incremental run.
+	e.post("SCB-1", "b", "1.00")
+	e.deliver(3)
+	run, err := reconcile.Reconcile(e.ctx, e.pool, &secondCopy{Client: e.clients["SCB-1"], dup: e.copyOf("a", "-again")},
+		reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Grace: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string][]string{}
+	for _, d := range e.discrepancies(reconcile.Filter{Cleared: true}) {
+		kinds[d.ReferenceID] = append(kinds[d.ReferenceID], fmt.Sprintf("%s/%s/cleared=%v", d.Kind, d.Status, d.Cleared))
+	}
+	want := map[string][]string{
+		"a": {"amount_mismatch/RESOLVED/cleared=false", "duplicate_on_scb/OPEN/cleared=false"},
+		"r": {"amount_mismatch/OPEN/cleared=true", "missing_on_scb/RESOLVED/cleared=true"},
+	}
+	for ref, w := range want {
+		got := kinds[ref]
+		slices.Sort(got)
+		if !slices.Equal(got, w) {
+			t.Errorf("%s: %v, want %v (run %+v)", ref, got, w, run)
+		}
+	}
+	if len(kinds["b"]) != 0 {
+		t.Errorf("b: %v", kinds["b"])
+	}
+
+	// Another session time zone changes how times read in JSON, not the findings.
+	cfg, err := pgxpool.ParseConfig(e.d.ConnStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ConnConfig.RuntimeParams["timezone"] = "Asia/Tokyo"
+	tokyo, err := pgxpool.NewWithConfig(e.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tokyo.Close()
+	for _, full := range []bool{false, true} {
+		run, err := reconcile.Reconcile(e.ctx, tokyo, e.clients["SCB-1"], reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Full: full, Grace: 0})
+		if err != nil || run.NewFound != 0 {
+			t.Errorf("run in Asia/Tokyo (full %v): %+v %v", full, run, err)
+		}
+	}
+}
+
+// TestResolvedFindingsDoNotStarveTheRereads: resolved discrepancies that stay live (explained)
+// are asked about after the entries on their way to FINAL, so a budget they could fill still
+// rereads those (a stale copy made a false status_mismatch).
+func TestResolvedFindingsDoNotStarveTheRereads(t *testing.T) {
+	e := newEnvWith(t, func(c *sim.Config) { c.FinalAfter = 3 * time.Second }, "SCB-1")
+	e.post("SCB-1", "x", "1.00")
+	e.post("SCB-1", "y", "1.00")
+	e.deliver(3)
+	for _, ref := range []string{"x", "y"} {
+		e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: ref, Amount: strp("2.00")})
+	}
+	e.reconcile(reconcile.Options{Grace: 0, RereadLimit: 2})
+	for _, d := range e.discrepancies(reconcile.Filter{}) {
+		if _, err := e.resolve(d.ID, reconcile.Resolution{Kind: "explained", Reason: "agreed"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.post("SCB-1", "c", "1.00")
+	e.send() // ACCEPTED there, SENT here
+	e.reconcile(reconcile.Options{Grace: 0, RereadLimit: 2})
+	e.deliver(3) // FINAL there, FINALIZED here
+	run := e.reconcile(reconcile.Options{Grace: 0, RereadLimit: 2})
+	if ds := e.discrepancies(reconcile.Filter{Status: "OPEN"}); len(ds) != 0 {
+		t.Errorf("open discrepancies after c became FINAL on both sides: %+v (run %+v)", ds, run)
 	}
 }

@@ -163,7 +163,7 @@ func Reconcile(ctx context.Context, pool *pgxpool.Pool, client SCB, opts Options
 		opts.Actor, opts.SCBID, opts.LedgerID, opts.Full).Scan(&runID, &cursor); err != nil {
 		return Run{}, ledger.FromDB(err)
 	}
-	r := &runner{conn: conn.Conn(), client: client, opts: opts, id: runID}
+	r := &runner{conn: conn.Conn(), client: client, opts: opts, id: runID, listWait: scbWaitBudget, rereadWait: scbWaitBudget}
 	if cursor != nil {
 		r.cursor = *cursor
 	}
@@ -187,6 +187,9 @@ type runner struct {
 	opts   Options
 	id     int64
 	cursor string
+	// what is left of the run's time to wait for a busy SCB (askSCB): the list is read by a
+	// goroutine of its own while the rereads wait in the run's, so each has its budget
+	listWait, rereadWait time.Duration
 }
 
 // read pages through the SCB's list from the cursor to its end, storing every page. The next page
@@ -205,7 +208,7 @@ func (r *runner) read(ctx context.Context) error {
 		defer close(pages)
 		cursor := r.cursor
 		for {
-			page, err := askSCB(fctx, func() (scb.Page, error) { return r.client.List(fctx, cursor, r.opts.PageSize) })
+			page, err := askSCB(fctx, &r.listWait, func() (scb.Page, error) { return r.client.List(fctx, cursor, r.opts.PageSize) })
 			select {
 			case pages <- fetched{page: page, after: cursor, err: err}:
 			case <-fctx.Done():
@@ -255,7 +258,7 @@ func (r *runner) reread(ctx context.Context) error {
 	}
 	var batch []scb.EntryView
 	for _, k := range keys {
-		res, err := askSCB(ctx, func() (scb.Response, error) { return r.client.GetInLedger(ctx, k.ledger, k.ref) })
+		res, err := askSCB(ctx, &r.rereadWait, func() (scb.Response, error) { return r.client.GetInLedger(ctx, k.ledger, k.ref) })
 		switch {
 		case errors.Is(err, scb.ErrNotFound):
 			if _, err := r.conn.Exec(ctx, `SELECT reconcile_forget_scb($1, $2, $3)`, r.id, k.ledger, k.ref); err != nil {
@@ -286,13 +289,18 @@ func (r *runner) reread(ctx context.Context) error {
 // (at most maxSCBWait) or a backoff that doubles from firstSCBWait: a run asks up to a thousand
 // questions one by one, and one busy moment of the SCB failed it whole (the review of 2026-12-02:
 // at a 2 % rate of 429s, five runs in a row failed, and the cursor never moved).
+// A run waits at most scbWaitBudget in all: an SCB that stays unwell fails the run in minutes
+// instead of holding the SCB's lock (and the schedule's other SCBs behind it) for hours.
 const (
-	scbTries     = 4
-	firstSCBWait = 500 * time.Millisecond
-	maxSCBWait   = 30 * time.Second
+	scbTries      = 4
+	firstSCBWait  = 500 * time.Millisecond
+	maxSCBWait    = 30 * time.Second
+	scbWaitBudget = 2 * time.Minute
 )
 
-func askSCB[T any](ctx context.Context, ask func() (T, error)) (T, error) {
+// askSCB asks the SCB with ask, again after a retryable failure as above; budget is what is left
+// of the run's waiting time, and each wait is taken from it.
+func askSCB[T any](ctx context.Context, budget *time.Duration, ask func() (T, error)) (T, error) {
 	wait := firstSCBWait
 	for try := 1; ; try++ {
 		v, err := ask()
@@ -304,6 +312,10 @@ func askSCB[T any](ctx context.Context, ask func() (T, error)) (T, error) {
 		if errors.As(err, &de) && de.RetryAfter > 0 {
 			d = min(de.RetryAfter, maxSCBWait)
 		}
+		if d > *budget {
+			return v, err
+		}
+		*budget -= d
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
