@@ -71,14 +71,14 @@ BEGIN
     IF jsonb_typeof(p_entries) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'entries must be a JSON array' USING ERRCODE = 'DL009';
     END IF;
-    -- An SCB that lists two entries under one (ledger, reference) booked our posting twice: one
-    -- copy is kept, the others' ids in other_scb_entry_ids (019), which the comparison reports as
-    -- duplicate_on_scb. Across the pages of one run they add up; a full run's first read of an
-    -- entry starts afresh (it lists everything); an incremental run adds the copy it lists to the
-    -- one stored (it lists only what is new, so a second copy posted later arrives alone; an
-    -- entry the SCB re-posted under a new id because we redelivered it is told apart by the
-    -- comparison, from the outbox's attempts); a reread (one GET) changes nothing of them.
-    -- Listed or answered again, an entry is no longer gone.
+    -- An SCB that lists two entries under one (ledger, reference) in one read of its list booked
+    -- our posting twice: one copy is kept, the others' ids in other_scb_entry_ids (019), which
+    -- the comparison reports as duplicate_on_scb. Only copies seen together count: within one
+    -- run's read (its pages add up), and, once known, across later runs (listed or asked again
+    -- under one of them, the copies stay copies). An id the SCB shows in another run in place of
+    -- the one stored is not taken for a second copy: an incremental read lists only what is new,
+    -- and the SCB may have renumbered the entry, or lost it and posted it again; a full run,
+    -- which lists everything, finds a second copy that really is there.
     INSERT INTO reconciliation_scb_entries AS s
         (ledger_id, scb_id, reference_id, scb_entry_id, debit_account_id, credit_account_id, amount, currency_code,
          asset_type, transaction_type, dbis_entry_id, block_hash, timestamp_utc, status, posted_at, read_run_id, read_at,
@@ -100,12 +100,16 @@ BEGIN
            block_hash = EXCLUDED.block_hash, timestamp_utc = EXCLUDED.timestamp_utc, status = EXCLUDED.status,
            posted_at = EXCLUDED.posted_at, read_run_id = EXCLUDED.read_run_id, read_at = EXCLUDED.read_at, gone_run_id = NULL,
            other_scb_entry_ids = CASE
-               WHEN p_reread THEN s.other_scb_entry_ids
-               WHEN s.read_run_id = p_run THEN
+               -- this run's list showed the entry before: every copy it showed
+               WHEN NOT p_reread AND s.read_run_id = p_run THEN
                    dl_other_scb_entry_ids(s.other_scb_entry_ids || s.scb_entry_id || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id)
-               WHEN v_run.full_read THEN EXCLUDED.other_scb_entry_ids
-               ELSE dl_other_scb_entry_ids(s.other_scb_entry_ids || s.scb_entry_id || EXCLUDED.other_scb_entry_ids,
-                                           EXCLUDED.scb_entry_id) END;
+               -- a full run's first sight of it: what its page shows
+               WHEN NOT p_reread AND v_run.full_read THEN EXCLUDED.other_scb_entry_ids
+               -- another of the known copies is shown (or answered): the copies stay copies
+               WHEN EXCLUDED.scb_entry_id = ANY (s.other_scb_entry_ids) THEN
+                   dl_other_scb_entry_ids(s.other_scb_entry_ids || s.scb_entry_id || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id)
+               -- the same copy, or an id not known as a copy: no new copy from it
+               ELSE dl_other_scb_entry_ids(s.other_scb_entry_ids || EXCLUDED.other_scb_entry_ids, EXCLUDED.scb_entry_id) END;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     UPDATE reconciliation_runs
        SET scb_entries_read = scb_entries_read + CASE WHEN p_reread THEN 0 ELSE v_n END,
@@ -150,27 +154,31 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no reconciliation run %', p_run USING ERRCODE = 'DL009';
     END IF;
-    -- The live discrepancies not resolved first (their keys decide whether a finding still
-    -- stands), up to half the budget; then the entries not FINAL there, oldest read first; then
-    -- the resolved discrepancies still seen (an explained one may stay live for good, and a
-    -- thousand of them must not starve the entries on their way to FINAL).
+    -- The budget goes, in this order, to: the live discrepancies not resolved, up to half of it
+    -- (their keys decide whether a finding still stands); the entries not FINAL there, oldest
+    -- read first; the rest of the unresolved ones; the resolved ones still seen (an explained one
+    -- may stay live for good, and a thousand of them must not starve the others). Discrepancies
+    -- go least recently seen first: one asked about and still seen moves to the back.
     RETURN QUERY
     SELECT k.ledger_id, k.reference_id FROM (
         SELECT x.ledger_id, x.reference_id, min(x.pri) AS pri, min(x.ord) AS ord FROM (
-            (SELECT d.ledger_id, d.reference_id, 0 AS pri, d.id::numeric AS ord FROM reconciliation_discrepancies d
+            (SELECT d.ledger_id, d.reference_id,
+                    CASE WHEN row_number() OVER (ORDER BY d.last_seen_at, d.id) <= greatest(p_limit / 2, 1) THEN 0 ELSE 2 END AS pri,
+                    extract(epoch FROM d.last_seen_at) AS ord
+               FROM reconciliation_discrepancies d
               WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status <> 'RESOLVED'
                 AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-              ORDER BY d.id LIMIT greatest(p_limit / 2, 1))
+              ORDER BY d.last_seen_at, d.id LIMIT p_limit)
             UNION ALL
             (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
               WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
                 AND s.gone_run_id IS NULL AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
               ORDER BY s.read_at LIMIT p_limit)
             UNION ALL
-            (SELECT d.ledger_id, d.reference_id, 2, d.id::numeric FROM reconciliation_discrepancies d
+            (SELECT d.ledger_id, d.reference_id, 3, extract(epoch FROM d.last_seen_at) FROM reconciliation_discrepancies d
               WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status = 'RESOLVED'
                 AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-              ORDER BY d.id LIMIT p_limit)) x
+              ORDER BY d.last_seen_at, d.id LIMIT p_limit)) x
          GROUP BY x.ledger_id, x.reference_id) k
      ORDER BY k.pri, k.ord
      LIMIT p_limit;
@@ -226,13 +234,7 @@ j AS (
            t.debit_account_id AS t_debit, t.credit_account_id AS t_credit, t.amount AS t_amount, t.currency_code AS t_currency,
            t.asset_type AS t_asset, t.transaction_type AS t_type, t.dbis_entry_id AS t_entry_id, t.block_hash AS t_hash,
            t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at,
-           -- the SCB's other copies, less the ones it held before we redelivered the entry (the
-           -- attempt of kind redeliver keeps the SCB's old scb_entry_id): those it lost
-           CASE WHEN cardinality(t.other_scb_entry_ids) = 0 THEN t.other_scb_entry_ids
-                ELSE ARRAY(SELECT x FROM unnest(t.other_scb_entry_ids) AS x
-                            WHERE NOT EXISTS (SELECT 1 FROM dual_ledger_outbox_attempts a
-                                               WHERE a.outbox_id = o.outbox_id AND a.kind = 'redeliver' AND a.scb_entry_id = x))
-           END AS t_others,
+           t.other_scb_entry_ids AS t_others,
            CASE WHEN t.amount ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN t.amount::numeric <> o.amount ELSE true END AS amount_differs,
            array_remove(ARRAY[
                CASE WHEN o.debit_account_id IS DISTINCT FROM t.debit_account_id THEN 'debit_account_id' END,
@@ -293,8 +295,9 @@ REVOKE ALL ON FUNCTION reconcile_findings(text, text, interval, bigint, timestam
 -- are. Times and amounts are compared as values, not as text: a timestamptz turned into JSON is
 -- written in the session's TimeZone (a run under PGTZ=Asia/Tokyo must not see every resolved
 -- finding as changed), and an SCB may write 11.00 as 11.0. A duplicate_on_scb is the set of the
--- SCB's entry ids (which copy a run keeps as the main one may change); the other kinds leave
--- the other copies out (a second copy is a finding of its own, not a change of an amount).
+-- SCB's entry ids (which copy a run keeps as the main one may change); the other kinds leave the
+-- SCB's ids out (a second copy is a finding of its own, and which copy is the main one, or a
+-- renumbering, changes no amount or hash).
 CREATE OR REPLACE FUNCTION dl_discrepancy_values(p_v jsonb) RETURNS jsonb
 LANGUAGE sql STABLE
 RETURN CASE WHEN p_v IS NULL THEN NULL ELSE p_v
@@ -312,10 +315,11 @@ RETURN CASE
             SELECT p_scb ->> 'scb_entry_id' AS x
             UNION SELECT jsonb_array_elements_text(coalesce(p_scb -> 'other_scb_entry_ids', '[]'))) ids WHERE x IS NOT NULL))
     WHEN p_kind = 'status_mismatch' THEN jsonb_build_array(to_jsonb(p_fields),
-        dl_discrepancy_values(p_dbis - 'failure_reason'), dl_discrepancy_values(p_scb - 'posted_at' - 'other_scb_entry_ids'))
+        dl_discrepancy_values(p_dbis - 'failure_reason'),
+        dl_discrepancy_values(p_scb - 'posted_at' - 'scb_entry_id' - 'other_scb_entry_ids'))
     ELSE jsonb_build_array(to_jsonb(p_fields),
         dl_discrepancy_values(p_dbis - 'outbox_status' - 'failure_reason'),
-        dl_discrepancy_values(p_scb - 'status' - 'posted_at' - 'other_scb_entry_ids')) END;
+        dl_discrepancy_values(p_scb - 'status' - 'posted_at' - 'scb_entry_id' - 'other_scb_entry_ids')) END;
 REVOKE ALL ON FUNCTION dl_discrepancy_substance(text, text[], jsonb, jsonb) FROM PUBLIC;
 
 -- Closes run p_run: after a full read, forgets the SCB's entries it no longer lists and compares

@@ -496,31 +496,44 @@ func TestDuplicatesAndResolutionsAfterTheReview(t *testing.T) {
 	}
 	e.deliver(3)
 
-	// A second copy of a, posted later, in an incremental run.
+	// A second copy of a, posted later. An incremental run sees it alone, as it would see a
+	// renumbered entry: no finding from that. A full run lists both copies together: a
+	// duplicate, which changes none of a's other findings.
 	e.post("SCB-1", "b", "1.00")
 	e.deliver(3)
+	kinds := func(run reconcile.Run, want map[string][]string) {
+		t.Helper()
+		got := map[string][]string{}
+		for _, d := range e.discrepancies(reconcile.Filter{Cleared: true}) {
+			got[d.ReferenceID] = append(got[d.ReferenceID], fmt.Sprintf("%s/%s/cleared=%v", d.Kind, d.Status, d.Cleared))
+		}
+		for _, ref := range []string{"a", "r", "b"} {
+			slices.Sort(got[ref])
+			if !slices.Equal(got[ref], want[ref]) {
+				t.Errorf("%s: %v, want %v (run %+v)", ref, got[ref], want[ref], run)
+			}
+		}
+	}
+	r := []string{"amount_mismatch/OPEN/cleared=true", "missing_on_scb/RESOLVED/cleared=true"}
 	run, err := reconcile.Reconcile(e.ctx, e.pool, &secondCopy{Client: e.clients["SCB-1"], dup: e.copyOf("a", "-again")},
 		reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Grace: 0})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[string][]string{}
-	for _, d := range e.discrepancies(reconcile.Filter{Cleared: true}) {
-		kinds[d.ReferenceID] = append(kinds[d.ReferenceID], fmt.Sprintf("%s/%s/cleared=%v", d.Kind, d.Status, d.Cleared))
+	kinds(run, map[string][]string{"a": {"amount_mismatch/RESOLVED/cleared=false"}, "r": r})
+	run, err = reconcile.Reconcile(e.ctx, e.pool, &secondCopy{Client: e.clients["SCB-1"], dup: e.copyOf("a", "-again")},
+		reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Grace: 0, Full: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := map[string][]string{
-		"a": {"amount_mismatch/RESOLVED/cleared=false", "duplicate_on_scb/OPEN/cleared=false"},
-		"r": {"amount_mismatch/OPEN/cleared=true", "missing_on_scb/RESOLVED/cleared=true"},
-	}
-	for ref, w := range want {
-		got := kinds[ref]
-		slices.Sort(got)
-		if !slices.Equal(got, w) {
-			t.Errorf("%s: %v, want %v (run %+v)", ref, got, w, run)
-		}
-	}
-	if len(kinds["b"]) != 0 {
-		t.Errorf("b: %v", kinds["b"])
+	kinds(run, map[string][]string{"a": {"amount_mismatch/RESOLVED/cleared=false", "duplicate_on_scb/OPEN/cleared=false"}, "r": r})
+	// Asked again about a (its duplicate is live), the SCB answers one copy: the copies stay copies.
+	run = e.reconcile(reconcile.Options{Grace: 0})
+	kinds(run, map[string][]string{"a": {"amount_mismatch/RESOLVED/cleared=false", "duplicate_on_scb/OPEN/cleared=false"}, "r": r})
+	var others []string
+	if err := e.pool.QueryRow(e.ctx, `SELECT other_scb_entry_ids FROM reconciliation_scb_entries WHERE reference_id = 'a'`).Scan(&others); err != nil ||
+		len(others) != 1 {
+		t.Errorf("a's other copies after the reread: %v %v", others, err)
 	}
 
 	// Another session time zone changes how times read in JSON, not the findings.
@@ -566,5 +579,59 @@ func TestResolvedFindingsDoNotStarveTheRereads(t *testing.T) {
 	run := e.reconcile(reconcile.Options{Grace: 0, RereadLimit: 2})
 	if ds := e.discrepancies(reconcile.Filter{Status: "OPEN"}); len(ds) != 0 {
 		t.Errorf("open discrepancies after c became FINAL on both sides: %+v (run %+v)", ds, run)
+	}
+}
+
+// renumbered is an SCB that moved entry ref to a new id (a migration on its side): its list
+// shows it once more under that id, and its answers name only that id.
+type renumbered struct {
+	*scb.Client
+	ref, id string
+	listed  bool
+}
+
+func (s *renumbered) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	p, err := s.Client.List(ctx, since, limit)
+	if err != nil || p.HasMore || s.listed {
+		return p, err
+	}
+	res, err := s.Client.GetInLedger(ctx, "MASTER", s.ref)
+	if err != nil {
+		return p, err
+	}
+	v := *res.Entry
+	v.SCBEntryID = s.id
+	p.Entries = append(p.Entries, v)
+	s.listed = true
+	return p, nil
+}
+
+func (s *renumbered) GetInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
+	res, err := s.Client.GetInLedger(ctx, ledgerID, referenceID)
+	if err == nil && referenceID == s.ref && res.Entry != nil {
+		e := *res.Entry
+		e.SCBEntryID = s.id
+		res.Entry, res.SCBEntryID = &e, s.id
+	}
+	return res, err
+}
+
+// TestRenumberedEntryIsNotADuplicate: an entry the SCB lists again under a new id (and answers
+// under it) is one copy, not two (the review of this pass's own changes: an incremental run took
+// the stored id for a second copy, and the runbook could have had the only one reversed).
+func TestRenumberedEntryIsNotADuplicate(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a", "10.00")
+	e.deliver(3)
+	e.reconcile(reconcile.Options{Grace: 0})
+	scb := &renumbered{Client: e.clients["SCB-1"], ref: "a", id: "MIGRATED-1"}
+	for i, full := range []bool{false, false, true} {
+		run, err := reconcile.Reconcile(e.ctx, e.pool, scb, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Grace: 0, Full: full})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ds := e.discrepancies(reconcile.Filter{Kind: reconcile.KindDuplicateOnSCB}); len(ds) != 0 {
+			t.Errorf("run %d (full %v) after the SCB renumbered a: %+v (run %+v)", i, full, ds, run)
+		}
 	}
 }

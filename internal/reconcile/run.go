@@ -289,8 +289,9 @@ func (r *runner) reread(ctx context.Context) error {
 // (at most maxSCBWait) or a backoff that doubles from firstSCBWait: a run asks up to a thousand
 // questions one by one, and one busy moment of the SCB failed it whole (the review of 2026-12-02:
 // at a 2 % rate of 429s, five runs in a row failed, and the cursor never moved).
-// A run waits at most scbWaitBudget in all: an SCB that stays unwell fails the run in minutes
-// instead of holding the SCB's lock (and the schedule's other SCBs behind it) for hours.
+// A run spends at most scbWaitBudget on failed questions and the waits after them, for its list
+// and again for its rereads: an SCB that stays unwell fails the run in minutes instead of holding
+// the SCB's lock (and the schedule's other SCBs behind it) for hours.
 const (
 	scbTries      = 4
 	firstSCBWait  = 500 * time.Millisecond
@@ -299,10 +300,11 @@ const (
 )
 
 // askSCB asks the SCB with ask, again after a retryable failure as above; budget is what is left
-// of the run's waiting time, and each wait is taken from it.
+// of the run's time for retries, and each failed question and the wait after it are taken from it.
 func askSCB[T any](ctx context.Context, budget *time.Duration, ask func() (T, error)) (T, error) {
 	wait := firstSCBWait
 	for try := 1; ; try++ {
+		start := time.Now()
 		v, err := ask()
 		if err == nil || try == scbTries || !scb.IsRetryable(err) {
 			return v, err
@@ -312,10 +314,12 @@ func askSCB[T any](ctx context.Context, budget *time.Duration, ask func() (T, er
 		if errors.As(err, &de) && de.RetryAfter > 0 {
 			d = min(de.RetryAfter, maxSCBWait)
 		}
-		if d > *budget {
+		// The failed question's own time counts too (a timeout takes the SCB's whole timeout).
+		spent := time.Since(start) + d
+		if spent > *budget {
 			return v, err
 		}
-		*budget -= d
+		*budget -= spent
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
