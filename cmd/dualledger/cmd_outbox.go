@@ -448,23 +448,11 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 --id finds the row in whichever ledger holds it, ids being drawn from one sequence).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (id == 0) == !allFailed {
-				return usage("give exactly one of --id N or --all-failed")
-			}
-			if scbID != "" && !allFailed {
-				return usage("--scb goes with --all-failed")
-			}
-			if err := checkReason(reason); err != nil {
-				return err
-			}
-			pool, release, err := a.open(cmd.Context(), openOptions{})
+			pool, release, err := a.openForRowAct(cmd.Context(), id, allFailed, "--all-failed", scbID, ledgerID, reason)
 			if err != nil {
 				return err
 			}
 			defer release()
-			if err := checkFilters(cmd.Context(), pool, ledgerID, scbID); err != nil {
-				return err
-			}
 			store := outbox.NewStore(pool)
 			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID, ID: id, AllFailed: allFailed,
 				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
@@ -522,26 +510,11 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
   dualledger outbox retry-now --id 42`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if id < 0 {
-				return usage("--id must be an outbox row's id (positive), got %d", id)
-			}
-			if (id == 0) == !all {
-				return usage("give exactly one of --id N or --all")
-			}
-			if scbID != "" && !all {
-				return usage("--scb goes with --all")
-			}
-			if err := checkReason(reason); err != nil {
-				return err
-			}
-			pool, release, err := a.open(cmd.Context(), openOptions{})
+			pool, release, err := a.openForRowAct(cmd.Context(), id, all, "--all", scbID, ledgerID, reason)
 			if err != nil {
 				return err
 			}
 			defer release()
-			if err := checkFilters(cmd.Context(), pool, ledgerID, scbID); err != nil {
-				return err
-			}
 			n, err := outbox.NewStore(pool).RetryNow(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID,
 				ID: id, ScbID: scbID, Reason: reason})
 			if err != nil {
@@ -566,6 +539,32 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log)")
 	return cmd
+}
+
+// openForRowAct checks the arguments requeue and retry-now share (a positive --id, or the flag
+// allFlag that all stands for, not both; --scb only with allFlag; --reason) and opens the pool,
+// refusing a --ledger or --scb that names nothing.
+func (a *app) openForRowAct(ctx context.Context, id int64, all bool, allFlag, scbID, ledgerID, reason string) (*pgxpool.Pool, func(), error) {
+	switch {
+	case id < 0:
+		return nil, nil, usage("--id must be an outbox row's id (positive), got %d", id)
+	case (id == 0) == !all:
+		return nil, nil, usage("give exactly one of --id N or %s", allFlag)
+	case scbID != "" && !all:
+		return nil, nil, usage("--scb goes with %s", allFlag)
+	}
+	if err := checkReason(reason); err != nil {
+		return nil, nil, err
+	}
+	pool, release, err := a.open(ctx, openOptions{})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkFilters(ctx, pool, ledgerID, scbID); err != nil {
+		release()
+		return nil, nil, err
+	}
+	return pool, release, nil
 }
 
 // checkReason refuses a --reason the operator log would refuse (at most 1000 characters, no
