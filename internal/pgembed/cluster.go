@@ -217,6 +217,13 @@ func (e *Cluster) Release(ctx context.Context) error {
 	return nil
 }
 
+// inuseProbes and inuseProbeWait bound how long stopIfUnused looks again at an in-use lock that
+// looks held (about a tenth of a second).
+const (
+	inuseProbes    = 10
+	inuseProbeWait = 10 * time.Millisecond
+)
+
 // stopIfUnused stops the server if no handle holds a shared in-use lock.
 // The caller must hold the launcher lock.
 func (e *Cluster) stopIfUnused(ctx context.Context) (stopped bool, err error) {
@@ -225,7 +232,21 @@ func (e *Cluster) stopIfUnused(ctx context.Context) (stopped bool, err error) {
 		return false, err
 	}
 	defer probe.close()
+	// A child this process forks (pg_ctl for another cluster, any exec) holds a copy of every
+	// descriptor until it execs, the in-use lock a handle just closed included: for that moment
+	// the lock still looks held. So a lock that looks held is probed again for a while before the
+	// server is taken to be in use (a loaded test machine left servers running that way).
 	free, err := probe.tryLock(syscall.LOCK_EX)
+	for try := 0; err == nil && !free && try < inuseProbes; try++ {
+		t := time.NewTimer(inuseProbeWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		case <-t.C:
+		}
+		free, err = probe.tryLock(syscall.LOCK_EX)
+	}
 	if err != nil || !free {
 		return false, err
 	}

@@ -425,3 +425,24 @@ func TestEmbeddedHelperProcess(t *testing.T) {
 	_ = e.Release(context.Background())
 	os.Exit(0)
 }
+
+// TestReleaseWhileAForkedChildHoldsTheLock: a child forked by this process holds a copy of the
+// in-use lock's descriptor until it execs (here: until it exits, 50 ms later). The last handle's
+// Release must still stop the server once the child lets go (it left the server running when the
+// lock looked held at the one moment it was probed: a flaky CI run under load).
+func TestReleaseWhileAForkedChildHoldsTheLock(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dataDir := testDataDir(t)
+	e := startEmbedded(t, ctx, dataDir)
+	child := exec.Command("sleep", "0.05")
+	child.ExtraFiles = []*os.File{e.inuse.f} // the same open file description, as a fork shares it
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	release(t, e)
+	_ = child.Wait()
+	if pid := postmasterPID(t, dataDir); pid != 0 {
+		t.Errorf("server (pid %d) still running after the last handle was released", pid)
+	}
+}
