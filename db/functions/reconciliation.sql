@@ -79,20 +79,43 @@ BEGIN
     -- the one stored is not taken for a second copy: an incremental read lists only what is new,
     -- and the SCB may have renumbered the entry, or lost it and posted it again; a full run,
     -- which lists everything, finds a second copy that really is there.
+    -- Of two copies known to be copies, the one the SCB posted first is the one compared, whatever
+    -- page or answer shows the other (keep): which copy's amount and hash the other findings see
+    -- must not depend on the page size or on which copy a GET answers.
     INSERT INTO reconciliation_scb_entries AS s
         (ledger_id, scb_id, reference_id, scb_entry_id, debit_account_id, credit_account_id, amount, currency_code,
          asset_type, transaction_type, dbis_entry_id, block_hash, timestamp_utc, status, posted_at, read_run_id, read_at,
          other_scb_entry_ids)
-    SELECT DISTINCT ON (x.ledger_id, x.reference_id)
-           x.ledger_id, v_run.scb_id, x.reference_id, x.scb_entry_id, x.debit_account_id, x.credit_account_id, x.amount,
-           x.currency_code, x.asset_type, x.transaction_type, x.dbis_entry_id, x.block_hash, x.timestamp_utc, x.status,
-           x.posted_at, p_run, now(), dl_other_scb_entry_ids(x.ids, x.scb_entry_id)
-      FROM (SELECT y.*, array_agg(y.scb_entry_id) OVER (PARTITION BY y.ledger_id, y.reference_id) AS ids
-              FROM jsonb_to_recordset(p_entries) AS y(ledger_id text, reference_id text, scb_entry_id text, debit_account_id text,
-                   credit_account_id text, amount text, currency_code text, asset_type text, transaction_type text,
-                   dbis_entry_id bigint, block_hash text, timestamp_utc timestamptz, status text, posted_at timestamptz)
-             WHERE y.ledger_id <> '' AND y.reference_id <> '') x
-     ORDER BY x.ledger_id, x.reference_id, x.posted_at
+    SELECT i.ledger_id, v_run.scb_id, i.reference_id,
+           CASE WHEN k.keep THEN o.scb_entry_id ELSE i.scb_entry_id END,
+           CASE WHEN k.keep THEN o.debit_account_id ELSE i.debit_account_id END,
+           CASE WHEN k.keep THEN o.credit_account_id ELSE i.credit_account_id END,
+           CASE WHEN k.keep THEN o.amount ELSE i.amount END,
+           CASE WHEN k.keep THEN o.currency_code ELSE i.currency_code END,
+           CASE WHEN k.keep THEN o.asset_type ELSE i.asset_type END,
+           CASE WHEN k.keep THEN o.transaction_type ELSE i.transaction_type END,
+           CASE WHEN k.keep THEN o.dbis_entry_id ELSE i.dbis_entry_id END,
+           CASE WHEN k.keep THEN o.block_hash ELSE i.block_hash END,
+           CASE WHEN k.keep THEN o.timestamp_utc ELSE i.timestamp_utc END,
+           CASE WHEN k.keep THEN o.status ELSE i.status END,
+           CASE WHEN k.keep THEN o.posted_at ELSE i.posted_at END,
+           p_run, now(),
+           CASE WHEN k.keep THEN dl_other_scb_entry_ids(i.ids || i.scb_entry_id, o.scb_entry_id)
+                ELSE dl_other_scb_entry_ids(i.ids, i.scb_entry_id) END
+      FROM (SELECT DISTINCT ON (x.ledger_id, x.reference_id) x.*
+              FROM (SELECT y.*, array_agg(y.scb_entry_id) OVER (PARTITION BY y.ledger_id, y.reference_id) AS ids
+                      FROM jsonb_to_recordset(p_entries) AS y(ledger_id text, reference_id text, scb_entry_id text,
+                           debit_account_id text, credit_account_id text, amount text, currency_code text, asset_type text,
+                           transaction_type text, dbis_entry_id bigint, block_hash text, timestamp_utc timestamptz, status text,
+                           posted_at timestamptz)
+                     WHERE y.ledger_id <> '' AND y.reference_id <> '') x
+             ORDER BY x.ledger_id, x.reference_id, x.posted_at) i
+      LEFT JOIN reconciliation_scb_entries o
+        ON o.ledger_id = i.ledger_id AND o.scb_id = v_run.scb_id AND o.reference_id = i.reference_id AND o.gone_run_id IS NULL
+     CROSS JOIN LATERAL (SELECT coalesce(
+               i.scb_entry_id IS DISTINCT FROM o.scb_entry_id
+           AND ((NOT p_reread AND o.read_run_id = p_run) OR i.scb_entry_id = ANY (o.other_scb_entry_ids))
+           AND o.posted_at <= i.posted_at, false) AS keep) k
     ON CONFLICT (ledger_id, scb_id, reference_id) DO UPDATE
        SET scb_entry_id = EXCLUDED.scb_entry_id, debit_account_id = EXCLUDED.debit_account_id,
            credit_account_id = EXCLUDED.credit_account_id, amount = EXCLUDED.amount, currency_code = EXCLUDED.currency_code,
@@ -134,10 +157,13 @@ BEGIN
     IF NOT FOUND OR v_run.status <> 'running' THEN
         RAISE EXCEPTION 'reconciliation run % is not running', p_run USING ERRCODE = 'DL009';
     END IF;
-    UPDATE reconciliation_scb_entries
-       SET gone_run_id = p_run, read_run_id = p_run, read_at = now()
-     WHERE ledger_id = p_ledger_id AND scb_id = v_run.scb_id AND reference_id = p_reference_id;
-    RETURN FOUND;
+    -- An entry it never listed (a delivery it never got) gets a gone copy too: read_at then
+    -- records that it was asked about, so the rereads take turns (reconcile_reread_keys).
+    INSERT INTO reconciliation_scb_entries AS s (ledger_id, scb_id, reference_id, read_run_id, read_at, gone_run_id)
+    VALUES (p_ledger_id, v_run.scb_id, p_reference_id, p_run, now(), p_run)
+    ON CONFLICT (ledger_id, scb_id, reference_id) DO UPDATE
+       SET gone_run_id = p_run, read_run_id = p_run, read_at = now();
+    RETURN true;
 END $$;
 REVOKE ALL ON FUNCTION reconcile_forget_scb(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_forget_scb(bigint, text, text) TO dualledger_worker;
@@ -154,31 +180,35 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no reconciliation run %', p_run USING ERRCODE = 'DL009';
     END IF;
-    -- The budget goes, in this order, to: the live discrepancies not resolved, up to half of it
-    -- (their keys decide whether a finding still stands); the entries not FINAL there, oldest
-    -- read first; the rest of the unresolved ones; the resolved ones still seen (an explained one
-    -- may stay live for good, and a thousand of them must not starve the others). Discrepancies
-    -- go least recently seen first: one asked about and still seen moves to the back.
+    -- The budget goes, in this order, to: the keys of live discrepancies not resolved, up to half
+    -- of it (they decide whether a finding still stands); the entries not FINAL there, oldest read
+    -- first; the rest of the unresolved keys; the keys of resolved discrepancies still seen (an
+    -- explained one may stay live for good, and a thousand of them must not starve the others).
+    -- Discrepancy keys go least recently asked about (or read) first, by the SCB copy's read_at:
+    -- a key asked about moves to the back, so none is starved for good.
     RETURN QUERY
+    WITH dk AS (
+        SELECT d.ledger_id, d.reference_id, bool_and(d.status = 'RESOLVED') AS resolved,
+               coalesce(max(c.read_at), '-infinity') AS asked
+          FROM reconciliation_discrepancies d
+          LEFT JOIN reconciliation_scb_entries c
+            ON c.ledger_id = d.ledger_id AND c.scb_id = d.scb_id AND c.reference_id = d.reference_id
+         WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL
+           AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
+         GROUP BY d.ledger_id, d.reference_id),
+    ranked AS (
+        SELECT dk.*, row_number() OVER (PARTITION BY dk.resolved ORDER BY dk.asked, dk.ledger_id, dk.reference_id) AS rn FROM dk)
     SELECT k.ledger_id, k.reference_id FROM (
         SELECT x.ledger_id, x.reference_id, min(x.pri) AS pri, min(x.ord) AS ord FROM (
-            (SELECT d.ledger_id, d.reference_id,
-                    CASE WHEN row_number() OVER (ORDER BY d.last_seen_at, d.id) <= greatest(p_limit / 2, 1) THEN 0 ELSE 2 END AS pri,
-                    extract(epoch FROM d.last_seen_at) AS ord
-               FROM reconciliation_discrepancies d
-              WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status <> 'RESOLVED'
-                AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-              ORDER BY d.last_seen_at, d.id LIMIT p_limit)
+            SELECT r.ledger_id, r.reference_id,
+                   CASE WHEN r.resolved THEN 3 WHEN r.rn <= greatest(p_limit / 2, 1) THEN 0 ELSE 2 END AS pri,
+                   r.rn::numeric AS ord
+              FROM ranked r WHERE r.rn <= p_limit
             UNION ALL
             (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
               WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
                 AND s.gone_run_id IS NULL AND (v_run.ledger_filter IS NULL OR s.ledger_id = v_run.ledger_filter)
-              ORDER BY s.read_at LIMIT p_limit)
-            UNION ALL
-            (SELECT d.ledger_id, d.reference_id, 3, extract(epoch FROM d.last_seen_at) FROM reconciliation_discrepancies d
-              WHERE d.scb_id = v_run.scb_id AND d.cleared_at IS NULL AND d.status = 'RESOLVED'
-                AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-              ORDER BY d.last_seen_at, d.id LIMIT p_limit)) x
+              ORDER BY s.read_at LIMIT p_limit)) x
          GROUP BY x.ledger_id, x.reference_id) k
      ORDER BY k.pri, k.ord
      LIMIT p_limit;

@@ -315,6 +315,11 @@ func TestDuplicateAtTheSCB(t *testing.T) {
 	if len(ds) != 1 || ds[0].ReferenceID != "a" || !strings.Contains(string(ds[0].SCB), "-again") {
 		t.Fatalf("run %+v: duplicate discrepancies %+v", run, ds)
 	}
+	// The second copy (1000.00, on a page of its own, posted later) is not the one compared: it
+	// opens no amount_mismatch (which copy is compared depended on the page size).
+	if all := e.discrepancies(reconcile.Filter{}); len(all) != 1 {
+		t.Errorf("findings beside the duplicate: %+v", all)
+	}
 	// The next full run over the SCB as it really is (one copy) clears it.
 	e.reconcile(reconcile.Options{Full: true})
 	if ds := e.discrepancies(reconcile.Filter{}); len(ds) != 0 {
@@ -632,6 +637,35 @@ func TestRenumberedEntryIsNotADuplicate(t *testing.T) {
 		}
 		if ds := e.discrepancies(reconcile.Filter{Kind: reconcile.KindDuplicateOnSCB}); len(ds) != 0 {
 			t.Errorf("run %d (full %v) after the SCB renumbered a: %+v (run %+v)", i, full, ds, run)
+		}
+	}
+}
+
+// TestRereadsTakeTurns: with more live discrepancies than the reread budget, each run asks about
+// the ones asked about least recently, so a repair at the SCB of any of them is seen within a few
+// runs (every run asked about the same lowest ids, and a repaired entry stayed reported until a
+// full run).
+func TestRereadsTakeTurns(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	refs := []string{"a", "b", "c", "d"}
+	for _, ref := range refs {
+		e.post("SCB-1", ref, "10.00")
+	}
+	e.deliver(3)
+	for _, ref := range refs {
+		e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: ref, Amount: strp("11.00")})
+	}
+	e.reconcile(reconcile.Options{Grace: 0, Full: true, RereadLimit: 2})
+	if n := len(e.discrepancies(reconcile.Filter{})); n != 4 {
+		t.Fatalf("%d discrepancies, want 4", n)
+	}
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "d", Amount: strp("10.00")})
+	for range 3 {
+		e.reconcile(reconcile.Options{Grace: 0, RereadLimit: 2})
+	}
+	for _, d := range e.discrepancies(reconcile.Filter{}) {
+		if d.ReferenceID == "d" {
+			t.Errorf("d was repaired at the SCB three runs ago and is still reported: %+v", d)
 		}
 	}
 }
