@@ -152,6 +152,7 @@ CREATE OR REPLACE FUNCTION reconcile_forget_scb(p_run bigint, p_ledger_id text, 
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     v_run reconciliation_runs;
+    v_had boolean;
 BEGIN
     SELECT * INTO v_run FROM reconciliation_runs WHERE id = p_run;
     IF NOT FOUND OR v_run.status <> 'running' THEN
@@ -159,11 +160,13 @@ BEGIN
     END IF;
     -- An entry it never listed (a delivery it never got) gets a gone copy too: read_at then
     -- records that it was asked about, so the rereads take turns (reconcile_reread_keys).
-    INSERT INTO reconciliation_scb_entries AS s (ledger_id, scb_id, reference_id, read_run_id, read_at, gone_run_id)
+    -- Returns whether a copy was there before, as it did when it deleted it.
+    INSERT INTO reconciliation_scb_entries (ledger_id, scb_id, reference_id, read_run_id, read_at, gone_run_id)
     VALUES (p_ledger_id, v_run.scb_id, p_reference_id, p_run, now(), p_run)
     ON CONFLICT (ledger_id, scb_id, reference_id) DO UPDATE
-       SET gone_run_id = p_run, read_run_id = p_run, read_at = now();
-    RETURN true;
+       SET gone_run_id = p_run, read_run_id = p_run, read_at = now()
+    RETURNING xmax <> 0 INTO v_had;
+    RETURN v_had;
 END $$;
 REVOKE ALL ON FUNCTION reconcile_forget_scb(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_forget_scb(bigint, text, text) TO dualledger_worker;
