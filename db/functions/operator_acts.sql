@@ -31,6 +31,9 @@ BEGIN
                                                      AND (expires_at IS NULL OR expires_at > now()))) THEN
         RAISE EXCEPTION 'a service acts only on behalf of an active API key, not as %', p_actor
             USING ERRCODE = 'insufficient_privilege',
+                  -- Named, so that the API answers 401 for a key revoked or expired after the
+                  -- request was authenticated (the keyring refreshes every 500 ms), not 500.
+                  CONSTRAINT = 'dl_begin_act_active_key',
                   HINT = 'operators act with their own login (dualledger keys, accounts update ...), which the log names cli:<user>';
     END IF;
     IF p_reason IS NOT NULL AND (length(p_reason) > 1000 OR p_reason ~ '[[:cntrl:]]') THEN

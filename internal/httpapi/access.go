@@ -66,14 +66,11 @@ func bearer(r *http.Request) string {
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, rt route) (*http.Request, error) {
 	if len(r.Header.Values("Authorization")) > 1 {
 		// Which one counts would be a guess (a proxy may add its own): neither does.
-		w.Header().Set("WWW-Authenticate", `Bearer realm="dualledger"`)
 		return r, ledger.Errorf(CodeUnauthenticated, "the request has more than one Authorization header: send exactly one, Authorization: Bearer <token>")
 	}
 	k, err := s.keys.Authenticate(r.Context(), bearer(r))
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="dualledger"`)
 		if errors.Is(err, auth.ErrUnavailable) {
-			w.Header().Del("WWW-Authenticate")
 			return r, ledger.Errorf(ledger.CodeUnavailable, "the API keys cannot be checked now (the database is unavailable); retry")
 		}
 		if errors.Is(err, auth.ErrNoToken) {

@@ -674,3 +674,28 @@ func sqlstateOf(err error) string {
 	}
 	return ""
 }
+
+// A key revoked by another process is still in this server's keyring until its next refresh. An
+// administrative act on its behalf in that window is refused by the database (dl_begin_act), and
+// the client is told 401, as it would be a moment later, not 500.
+func TestKeyRevokedElsewhereBeforeTheRefresh(t *testing.T) {
+	e := newEnv(t, Config{KeyRefresh: time.Hour})
+	e.setupUSD()
+	ctx := context.Background()
+	nk, err := auth.Create(ctx, e.db.Conn(t), "cli:test", auth.Spec{Name: "admin2", Scopes: []string{auth.ScopeAdmin}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mustStatus(e.as(nk.Token, "POST", "/v1/ledgers", map[string]any{"id": "BEFORE"}), 201)
+	if _, err := auth.Revoke(ctx, e.db.Conn(t), "cli:test", nk.ID, "rotated"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.as(nk.Token, "POST", "/v1/ledgers", map[string]any{"id": "AFTER"})
+	if r.status != 401 || r.str("error", "code") != "unauthenticated" || r.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("an act of a key revoked elsewhere: %d %s", r.status, r.raw)
+	}
+	var n int
+	if err := e.db.Conn(t).QueryRow(ctx, `SELECT count(*) FROM ledgers WHERE id = 'AFTER'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("ledger AFTER: %d rows, %v", n, err)
+	}
+}

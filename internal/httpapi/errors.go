@@ -60,6 +60,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("code", body.Code),
 			slog.String("cause", cause.Error()))
 	}
+	if status == http.StatusUnauthorized {
+		// Every 401 names the scheme (RFC 9110 §11.6.1), the database's refusal of a key revoked
+		// after its request was authenticated included.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="dualledger"`)
+	}
 	writeJSON(w, status, ErrorResponse{Error: body})
 }
 
