@@ -713,13 +713,14 @@ func TestMissingRolesStopWithDBAStatements(t *testing.T) {
 // ledger) and by (ledger_id, id) (docs/scale-out.md), and no signature of 010 (claims across
 // ledgers, transitions by id alone) is left behind, on a fresh database as on an upgraded one
 // (TestUpgradeEqualsFresh compares the two). The worker may call each of its own, not the
-// operator's (requeue, retry now, redeliver).
+// operator's (requeue, retry now, redeliver, acknowledge).
 func TestOutboxSignatures(t *testing.T) {
 	d := pgtest.New(t)
 	got := strings1(t, d.Pool, `SELECT p.oid::regprocedure::text || CASE WHEN has_function_privilege('dualledger_worker', p.oid, 'EXECUTE')
 			THEN ' worker' ELSE '' END
 		FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.proname LIKE 'outbox\_%' ORDER BY 1`)
 	want := []string{
+		"outbox_acknowledge(text,text,bigint,text)",
 		"outbox_advance(text,bigint,text,text,integer,text,text,text,text,interval) worker",
 		"outbox_claim(text,text,text,interval,integer) worker",
 		"outbox_claim_for_poll(text,text,interval,integer) worker",

@@ -239,13 +239,14 @@ cluster logs in as dualledger_worker_login, which it creates.`,
 func newOutboxCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "outbox",
-		Short: "Inspect and repair the dual-ledger outbox (status, list, requeue, retry-now)",
+		Short: "Inspect and repair the dual-ledger outbox (status, list, requeue, retry-now, acknowledge)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},
 	}
-	cmd.AddCommand(newOutboxStatusCmd(a), newOutboxListCmd(a), newOutboxRequeueCmd(a), newOutboxRetryNowCmd(a))
+	cmd.AddCommand(newOutboxStatusCmd(a), newOutboxListCmd(a), newOutboxRequeueCmd(a), newOutboxRetryNowCmd(a),
+		newOutboxAcknowledgeCmd(a))
 	return cmd
 }
 
@@ -261,6 +262,8 @@ func newOutboxStatusCmd(a *app) *cobra.Command {
 		Long: `The seeds' monitor-outbox (docs/design.md §10.2): rows by status per SCB, the age of the
 oldest QUEUED row, the sync lag (age of the oldest row not FINALIZED), the average time from commit to FINAL over the
 last hour, and how many entries are DBIS_COMMITTED (some SCB not FINAL yet) or SETTLED.
+FAILED rows an operator acknowledged (outbox acknowledge) are counted in FAILED and shown
+again under ACKNOWLEDGED; they are left out of the sync lag and of --alert-failed.
 With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -277,8 +280,8 @@ With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`
 			if failOver.queued >= 0 && rep.Total.ByStatus[outbox.Queued] > failOver.queued {
 				alerts = append(alerts, fmt.Sprintf("%d QUEUED > %d", rep.Total.ByStatus[outbox.Queued], failOver.queued))
 			}
-			if failOver.failed >= 0 && rep.Total.ByStatus[outbox.Failed] > failOver.failed {
-				alerts = append(alerts, fmt.Sprintf("%d FAILED > %d", rep.Total.ByStatus[outbox.Failed], failOver.failed))
+			if open := rep.Total.ByStatus[outbox.Failed] - rep.Total.FailedAcknowledged; failOver.failed >= 0 && open > failOver.failed {
+				alerts = append(alerts, fmt.Sprintf("%d FAILED (not acknowledged) > %d", open, failOver.failed))
 			}
 			if failOver.lag > 0 && rep.SyncLagSeconds > failOver.lag.Seconds() {
 				alerts = append(alerts, fmt.Sprintf("sync lag %.0fs > %s", rep.SyncLagSeconds, failOver.lag))
@@ -300,18 +303,18 @@ With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`
 		},
 	}
 	cmd.Flags().Int64Var(&failOver.queued, "alert-queued", -1, "exit 1 if more rows than this are QUEUED (-1: no check; the suggested threshold is 100)")
-	cmd.Flags().Int64Var(&failOver.failed, "alert-failed", -1, "exit 1 if more rows than this are FAILED (-1: no check; 0 alerts on any; the suggested threshold is 10)")
+	cmd.Flags().Int64Var(&failOver.failed, "alert-failed", -1, "exit 1 if more rows than this are FAILED and not acknowledged (-1: no check; 0 alerts on any; the suggested threshold is 10)")
 	cmd.Flags().DurationVar(&failOver.lag, "alert-lag", 0, "exit 1 if the sync lag is longer than this (0: no check)")
 	return cmd
 }
 
 func printOutboxReport(a *app, rep outbox.Report) {
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "SCB\tQUEUED\tPROCESSING\tSENT\tACKED\tFINALIZED\tFAILED\tOLDEST QUEUED\tSYNC LAG\tAVG DELIVERY (1h)\t")
+	fmt.Fprintln(tw, "SCB\tQUEUED\tPROCESSING\tSENT\tACKED\tFINALIZED\tFAILED\tACKNOWLEDGED\tOLDEST QUEUED\tSYNC LAG\tAVG DELIVERY (1h)\t")
 	line := func(s outbox.ScbStatus) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", s.ScbID, s.ByStatus[outbox.Queued], s.ByStatus[outbox.Processing],
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", s.ScbID, s.ByStatus[outbox.Queued], s.ByStatus[outbox.Processing],
 			s.ByStatus[outbox.Sent], s.ByStatus[outbox.Acked], s.ByStatus[outbox.Finalized], s.ByStatus[outbox.Failed],
-			secs(s.OldestQueuedAgeSec), secs(s.OldestUnfinalized), secs(s.AvgDeliverySec))
+			s.FailedAcknowledged, secs(s.OldestQueuedAgeSec), secs(s.OldestUnfinalized), secs(s.AvgDeliverySec))
 	}
 	for _, s := range rep.Scbs {
 		line(s)
@@ -378,7 +381,12 @@ or --scb that names no ledger or registered bank is an error, not an empty list.
 				if r.LastStatus != nil {
 					code = fmt.Sprint(*r.LastStatus)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.ScbID, r.Status, r.LedgerID, r.ReferenceID, r.Attempts,
+				status := r.Status
+				if r.AcknowledgedAt != nil {
+					status += " (acknowledged)"
+					msg = fmt.Sprintf("acknowledged by %s: %s; %s", *r.AcknowledgedBy, *r.AcknowledgedReason, msg)
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.ScbID, status, r.LedgerID, r.ReferenceID, r.Attempts,
 					nextAttempt(r), code, msg)
 			}
 			return tw.Flush()
@@ -443,7 +451,8 @@ the requeue in the row's attempts and in the operator log (with --reason). Runs 
 owner (the service roles may not requeue). Fix the cause first (the SCB's key or URL, the SCB's data):
 docs/runbooks/stuck-outbox.md. --all-failed leaves rows that failed on a 409 conflict alone
 unless --include-conflicts: the SCB holds another body under our idempotency key, and sending
-ours again cannot help. --ledger limits either to one ledger's rows (the outbox is keyed by ledger
+ours again cannot help. It always leaves acknowledged rows alone (outbox acknowledge); a
+requeue by --id sends one again and clears its acknowledgement. --ledger limits either to one ledger's rows (the outbox is keyed by ledger
 and id: with --id it names the row's ledger, so the look-up touches that ledger alone; without it,
 --id finds the row in whichever ledger holds it, ids being drawn from one sequence).`,
 		Args: cobra.NoArgs,
@@ -459,20 +468,28 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 			if err != nil {
 				return err
 			}
-			var skipped int64
+			var skipped, acknowledged int64
 			if allFailed && !includeConflicts {
 				if skipped, err = store.CountFailedConflicts(cmd.Context(), ledgerID, scbID); err != nil {
 					return err
 				}
 			}
+			if allFailed {
+				if acknowledged, err = store.CountAcknowledged(cmd.Context(), ledgerID, scbID); err != nil {
+					return err
+				}
+			}
 			if a.jsonOut {
-				if err := a.printJSON(map[string]int64{"requeued": n, "skipped_conflicts": skipped}); err != nil {
+				if err := a.printJSON(map[string]int64{"requeued": n, "skipped_conflicts": skipped, "skipped_acknowledged": acknowledged}); err != nil {
 					return err
 				}
 			} else {
 				fmt.Fprintf(a.out, "%d row(s) requeued\n", n)
 				if skipped > 0 {
 					fmt.Fprintf(a.out, "%d FAILED row(s) left alone: they failed on 409 (the SCB holds another body under our key); investigate, then --include-conflicts or --id\n", skipped)
+				}
+				if acknowledged > 0 {
+					fmt.Fprintf(a.out, "%d acknowledged FAILED row(s) left alone (outbox list --status FAILED shows why); requeue one by --id to send it again\n", acknowledged)
 				}
 			}
 			if n == 0 && id != 0 {
@@ -538,6 +555,54 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
 	cmd.Flags().StringVar(&scbID, "scb", "", "with --all: only this SCB's rows")
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log)")
+	return cmd
+}
+
+func newOutboxAcknowledgeCmd(a *app) *cobra.Command {
+	var (
+		id       int64
+		ledgerID string
+		reason   string
+	)
+	cmd := &cobra.Command{
+		Use:     "acknowledge --id N --reason TEXT [--ledger L]",
+		Aliases: []string{"ack"},
+		Short:   "Acknowledge a FAILED row that will not be delivered (it leaves the FAILED alerts and the sync lag)",
+		Long: `A FAILED row that will never be delivered: the SCB holds another entry under our key (409),
+or refuses ours for good, and the two sides settled the difference another way (a reversal and a
+new entry here, or the SCB's own correction; docs/runbooks/stuck-outbox.md). Acknowledging it
+records who gave up on it and why (--reason is required: the incident and how it was settled),
+in the row's attempts and in the operator log. The row stays FAILED and its entry is still not at
+that SCB; outbox status counts it under FAILED and ACKNOWLEDGED, but the sync lag, outbox status
+--alert-failed and the FAILED alerts leave it out, and requeue --all-failed leaves it alone.
+outbox requeue --id N sends it again and clears the acknowledgement. Runs as the schema's owner.`,
+		Example: `  dualledger outbox acknowledge --id 143 --reason "INC-2231: SCB-3 holds its own stl3-1; reversed here as stl3-1-rev, reposted as stl3-1b"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if id <= 0 {
+				return usage("--id must be an outbox row's id (positive), got %d", id)
+			}
+			if strings.TrimSpace(reason) == "" {
+				return usage("--reason is required: the incident, and how the two ledgers were settled")
+			}
+			pool, release, err := a.openForRowAct(cmd.Context(), id, false, "", "", ledgerID, reason)
+			if err != nil {
+				return err
+			}
+			defer release()
+			if err := outbox.NewStore(pool).Acknowledge(cmd.Context(), a.cliActor(), ledgerID, id, reason); err != nil {
+				return rejection(err)
+			}
+			if a.jsonOut {
+				return a.printJSON(map[string]any{"acknowledged": id})
+			}
+			fmt.Fprintf(a.out, "outbox row %d acknowledged: it stays FAILED, out of the alerts and the sync lag (outbox requeue --id %d sends it again)\n", id, id)
+			return nil
+		},
+	}
+	cmd.Flags().Int64Var(&id, "id", 0, "the FAILED outbox row")
+	cmd.Flags().StringVar(&ledgerID, "ledger", "", "the row's ledger (optional: ids are unique across ledgers)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why it will not be delivered: the incident, and how it was settled (required; recorded)")
 	return cmd
 }
 

@@ -20,8 +20,9 @@
 -- a worker binary older than this file fails its calls until it is restarted with the new one,
 -- and the rows it held come back when their lease expires (outbox_reap), as after a crash.
 --
--- Privileges: EXECUTE for dualledger_worker, except outbox_requeue and outbox_redeliver (the
--- owner's: `dualledger outbox requeue`, discrepancy_resolve), as 010 granted them
+-- Privileges: EXECUTE for dualledger_worker, except outbox_requeue, outbox_redeliver and
+-- outbox_acknowledge (the owner's: `dualledger outbox requeue` and `acknowledge`,
+-- discrepancy_resolve), as 010 granted them
 -- (db/roles_test.go, wantExecute and TestOutboxSignatures).
 DROP FUNCTION IF EXISTS outbox_claim(text, text, interval, integer);
 DROP FUNCTION IF EXISTS outbox_claim_for_poll(text, interval, integer);
@@ -380,7 +381,8 @@ GRANT EXECUTE ON FUNCTION outbox_poll_succeeded(text, bigint, text, integer, tex
 -- FAILED -> QUEUED, due now, with a fresh attempt budget: an operator act (`dualledger outbox
 -- requeue`), logged in operator_actions in the same transaction. By id (p_id > 0), or every FAILED
 -- row (of one SCB when p_scb_id is given); with all rows, those that failed on 409 (the SCB holds
--- another body under our idempotency key) are left alone unless p_include_conflicts. p_ledger_id
+-- another body under our idempotency key) are left alone unless p_include_conflicts, and
+-- acknowledged rows (outbox_acknowledge) always. A requeue clears the acknowledgement. p_ledger_id
 -- (NULL or '' for every ledger) keeps the act to one ledger's rows: given with the id, the look-up
 -- is by (ledger_id, id) like the worker's (discrepancy_resolve always gives it; the CLI's --id
 -- alone asks every ledger, which on a distributed PostgreSQL is every shard: an operator's rare
@@ -409,12 +411,16 @@ BEGIN
     WITH requeued AS (
         UPDATE dual_ledger_outbox o
            SET status = 'QUEUED', next_attempt_at = now(), attempts_base = o.attempts,
-               requeue_count = o.requeue_count + 1, failure_reason = NULL
+               requeue_count = o.requeue_count + 1, failure_reason = NULL,
+           acknowledged_at = NULL, acknowledged_by = NULL, acknowledged_reason = NULL
          WHERE o.status = 'FAILED'
            AND (v_ledger IS NULL OR o.ledger_id = v_ledger)
            AND (v_id = 0 OR o.id = v_id)
            AND (v_scb IS NULL OR o.scb_id = v_scb)
            AND (v_id <> 0 OR coalesce(p_include_conflicts, false) OR o.last_status_code IS DISTINCT FROM 409)
+           -- An acknowledged row was given up on knowingly (outbox_acknowledge): only a requeue
+           -- by its id, which clears the acknowledgement, sends it again.
+           AND (v_id <> 0 OR o.acknowledged_at IS NULL)
         RETURNING o.ledger_id, o.id, o.attempts),
     logged AS (
         INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome)
@@ -533,3 +539,52 @@ BEGIN
     RETURN true;
 END $$;
 REVOKE ALL ON FUNCTION outbox_redeliver(text, text, bigint, text) FROM PUBLIC;
+
+-- A FAILED row that will never be delivered, acknowledged by an operator with a reason (migration
+-- 020; docs/state-machine.md, "Acknowledged failures"): the SCB holds another entry under our key
+-- (409) or refuses ours for good, and the two sides settled it otherwise (a reversal and a new
+-- entry here, or the SCB's own correction). The row stays FAILED; the acknowledgement takes it
+-- out of the FAILED alerts and the sync lag, and outbox_requeue's bulk form leaves it alone. A
+-- requeue by id undoes it. One row, by (ledger_id, id), or by id alone when p_ledger_id is NULL or
+-- '' (ids come from one sequence); recorded as an attempt 'acknowledge' and an
+-- 'outbox.acknowledge' row in the operator log. EXECUTE for nobody but the owner.
+CREATE OR REPLACE FUNCTION outbox_acknowledge(p_actor text, p_ledger_id text, p_id bigint, p_reason text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    v_ledger text := nullif(p_ledger_id, '');
+    v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
+    v_row    dual_ledger_outbox;
+BEGIN
+    IF v_reason IS NULL THEN
+        RAISE EXCEPTION 'acknowledging a FAILED row needs a reason: the incident, and how the two ledgers were reconciled'
+            USING ERRCODE = 'DL009';
+    END IF;
+    PERFORM dl_begin_act(p_actor, v_reason);  -- the actor, and the reason's length and characters
+    SELECT * INTO v_row FROM dual_ledger_outbox o
+     WHERE o.id = p_id AND (v_ledger IS NULL OR o.ledger_id = v_ledger) FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no outbox row %', p_id || coalesce(' in ledger ' || quote_literal(v_ledger), '') USING ERRCODE = 'DL009';
+    END IF;
+    IF v_row.status <> 'FAILED' THEN
+        RAISE EXCEPTION 'outbox row % is %: only a FAILED row is acknowledged', p_id, v_row.status
+            USING ERRCODE = 'DL009', HINT = 'a row on its way to the SCB needs no acknowledgement';
+    END IF;
+    IF v_row.acknowledged_at IS NOT NULL THEN
+        RAISE EXCEPTION 'outbox row % was acknowledged already, at % by %: %', p_id, v_row.acknowledged_at,
+                        v_row.acknowledged_by, v_row.acknowledged_reason
+            USING ERRCODE = 'DL009';
+    END IF;
+    UPDATE dual_ledger_outbox o
+       SET acknowledged_at = now(), acknowledged_by = p_actor, acknowledged_reason = v_reason
+     WHERE o.ledger_id = v_row.ledger_id AND o.id = p_id;
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+    VALUES (v_row.ledger_id, p_id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged', left(v_reason, 2000));
+    PERFORM record_operator_action(
+        p_actor, 'outbox.acknowledge', 'outbox/' || p_id,
+        jsonb_build_object('status', 'FAILED', 'scb_id', v_row.scb_id, 'ledger_id', v_row.ledger_id,
+                           'reference_id', v_row.reference_id, 'last_status_code', v_row.last_status_code,
+                           'failure_reason', v_row.failure_reason),
+        jsonb_build_object('status', 'FAILED', 'acknowledged', true),
+        v_reason);
+END $$;
+REVOKE ALL ON FUNCTION outbox_acknowledge(text, text, bigint, text) FROM PUBLIC;

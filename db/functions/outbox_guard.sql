@@ -70,6 +70,14 @@ BEGIN
         RAISE EXCEPTION 'outbox row % cannot become FINALIZED without its SCB''s FINAL answer (scb_entry_id and scb_status FINAL)', OLD.id
             USING ERRCODE = 'DL111';
     END IF;
+    -- An acknowledgement (outbox_acknowledge, 020) is set once on a FAILED row and kept until the
+    -- row leaves FAILED (a requeue clears it; the CHECK allows it on FAILED rows only).
+    IF OLD.acknowledged_at IS NOT NULL AND NEW.status = 'FAILED'
+       AND (NEW.acknowledged_at, NEW.acknowledged_by, NEW.acknowledged_reason)
+           IS DISTINCT FROM (OLD.acknowledged_at, OLD.acknowledged_by, OLD.acknowledged_reason) THEN
+        RAISE EXCEPTION 'outbox row %: its acknowledgement is kept until the row is requeued', OLD.id
+            USING ERRCODE = 'DL110';
+    END IF;
     IF NEW.attempts < OLD.attempts THEN
         RAISE EXCEPTION 'outbox row %: attempts cannot decrease', OLD.id USING ERRCODE = 'DL110';
     END IF;

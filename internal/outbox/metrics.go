@@ -90,6 +90,7 @@ type Collector struct {
 	db      ledger.DBTX
 	depth   *prometheus.Desc
 	lag     *prometheus.Desc
+	acked   *prometheus.Desc
 	oldestQ *prometheus.Desc
 	pending *prometheus.Desc
 	up      *prometheus.Desc
@@ -102,7 +103,10 @@ func NewCollector(db ledger.DBTX) *Collector {
 		depth: prometheus.NewDesc("dualledger_outbox_rows", "Outbox rows by SCB and status (all but FINALIZED, which only grows).",
 			[]string{"scb", "status"}, nil),
 		lag: prometheus.NewDesc("dualledger_outbox_sync_lag_seconds",
-			"Age of the oldest outbox row that is not FINALIZED (0 when all are).", []string{"scb"}, nil),
+			"Age of the oldest outbox row that is neither FINALIZED nor an acknowledged failure (0 when there is none).", []string{"scb"}, nil),
+		acked: prometheus.NewDesc("dualledger_outbox_failed_acknowledged_rows",
+			"FAILED outbox rows an operator acknowledged (outbox acknowledge): counted in dualledger_outbox_rows{status=\"FAILED\"} too.",
+			[]string{"scb"}, nil),
 		oldestQ: prometheus.NewDesc("dualledger_outbox_oldest_queued_seconds",
 			"Age of the oldest QUEUED row (0 when none).", []string{"scb"}, nil),
 		pending: prometheus.NewDesc("dualledger_entries_dbis_committed",
@@ -116,6 +120,7 @@ func NewCollector(db ledger.DBTX) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.depth
 	ch <- c.lag
+	ch <- c.acked
 	ch <- c.oldestQ
 	ch <- c.pending
 	ch <- c.up
@@ -139,6 +144,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(s.ByStatus[st]), s.ScbID, st)
 		}
 		ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, s.OldestUnfinalized, s.ScbID)
+		ch <- prometheus.MustNewConstMetric(c.acked, prometheus.GaugeValue, float64(s.FailedAcknowledged), s.ScbID)
 		ch <- prometheus.MustNewConstMetric(c.oldestQ, prometheus.GaugeValue, s.OldestQueuedAgeSec, s.ScbID)
 	}
 	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(rep.DBISCommitted))

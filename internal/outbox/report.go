@@ -13,10 +13,13 @@ import (
 type ScbStatus struct {
 	ScbID              string           `json:"scb_id"`
 	ByStatus           map[string]int64 `json:"by_status"`
-	OldestQueuedAgeSec float64          `json:"oldest_queued_age_seconds"` // 0 when nothing is queued
-	OldestUnfinalized  float64          `json:"oldest_unfinalized_age_seconds"`
-	AvgDeliverySec     float64          `json:"avg_delivery_seconds"` // created -> FINALIZED, rows finalized in the last hour
-	Finalized1h        int64            `json:"finalized_last_hour"`
+	OldestQueuedAgeSec float64          `json:"oldest_queued_age_seconds"`      // 0 when nothing is queued
+	OldestUnfinalized  float64          `json:"oldest_unfinalized_age_seconds"` // acknowledged FAILED rows left out
+	// FailedAcknowledged counts the FAILED rows an operator acknowledged (outbox acknowledge):
+	// given up on knowingly, counted in ByStatus["FAILED"] as well, not in the sync lag.
+	FailedAcknowledged int64   `json:"failed_acknowledged"`
+	AvgDeliverySec     float64 `json:"avg_delivery_seconds"` // created -> FINALIZED, rows finalized in the last hour
+	Finalized1h        int64   `json:"finalized_last_hour"`
 }
 
 // Report is the whole outbox.
@@ -26,7 +29,7 @@ type Report struct {
 	Total          ScbStatus   `json:"total"`
 	DBISCommitted  int64       `json:"dbis_committed_entries"` // entries with an outbox row not FINALIZED
 	Settled        int64       `json:"settled_entries"`        // entries whose rows are all FINALIZED
-	SyncLagSeconds float64     `json:"sync_lag_seconds"`       // age of the oldest row not FINALIZED
+	SyncLagSeconds float64     `json:"sync_lag_seconds"`       // age of the oldest row not FINALIZED nor acknowledged
 }
 
 // Status reads the report (every row: a full scan of the outbox; Pending is the cheap part).
@@ -34,9 +37,10 @@ func (s *Store) Status(ctx context.Context) (Report, error) {
 	rep, err := s.report(ctx, `
 		SELECT scb_id, status, count(*),
 		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
-		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status <> 'FINALIZED')), 0)::float8,
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status <> 'FINALIZED' AND acknowledged_at IS NULL)), 0)::float8,
 		       coalesce(extract(epoch FROM avg(finalized_at - created_at) FILTER (WHERE finalized_at > now() - interval '1 hour')), 0)::float8,
-		       count(*) FILTER (WHERE finalized_at > now() - interval '1 hour')
+		       count(*) FILTER (WHERE finalized_at > now() - interval '1 hour'),
+		       count(*) FILTER (WHERE acknowledged_at IS NOT NULL)
 		  FROM dual_ledger_outbox GROUP BY scb_id, status ORDER BY scb_id, status`)
 	if err != nil {
 		return rep, err
@@ -58,8 +62,8 @@ func (s *Store) Pending(ctx context.Context) (Report, error) {
 	rep, err := s.report(ctx, `
 		SELECT scb_id, status, count(*),
 		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'QUEUED')), 0)::float8,
-		       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8,
-		       0::float8, 0::bigint
+		       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE acknowledged_at IS NULL)), 0)::float8,
+		       0::float8, 0::bigint, count(*) FILTER (WHERE acknowledged_at IS NOT NULL)
 		  FROM dual_ledger_outbox WHERE status <> 'FINALIZED'
 		 GROUP BY scb_id, status ORDER BY scb_id, status`)
 	if err != nil {
@@ -73,7 +77,8 @@ func (s *Store) Pending(ctx context.Context) (Report, error) {
 }
 
 // report runs a per-(SCB, status) query (count, oldest queued age, oldest unfinalized age,
-// average delivery time and rows finalized in the last hour) and sums it per SCB and in total.
+// average delivery time, rows finalized in the last hour and rows acknowledged) and sums it per
+// SCB and in total.
 func (s *Store) report(ctx context.Context, sql string) (Report, error) {
 	rep := Report{At: time.Now().UTC(), Total: ScbStatus{ScbID: "all", ByStatus: map[string]int64{}}}
 	rows, err := s.db.Query(ctx, sql)
@@ -86,10 +91,10 @@ func (s *Store) report(ctx context.Context, sql string) (Report, error) {
 	for rows.Next() {
 		var (
 			scb, status                string
-			n, fin                     int64
+			n, fin, acked              int64
 			queuedAge, unfinAge, avgDl float64
 		)
-		if err := rows.Scan(&scb, &status, &n, &queuedAge, &unfinAge, &avgDl, &fin); err != nil {
+		if err := rows.Scan(&scb, &status, &n, &queuedAge, &unfinAge, &avgDl, &fin, &acked); err != nil {
 			rows.Close()
 			return rep, fmt.Errorf("outbox status: %w", err)
 		}
@@ -101,6 +106,8 @@ func (s *Store) report(ctx context.Context, sql string) (Report, error) {
 		}
 		st.ByStatus[status] = n
 		rep.Total.ByStatus[status] += n
+		st.FailedAcknowledged += acked
+		rep.Total.FailedAcknowledged += acked
 		st.OldestQueuedAgeSec = max(st.OldestQueuedAgeSec, queuedAge)
 		st.OldestUnfinalized = max(st.OldestUnfinalized, unfinAge)
 		if fin > 0 {
@@ -156,6 +163,10 @@ type ListedRow struct {
 	LastAttemptAt *time.Time `json:"last_attempt_at"`
 	CreatedAt     time.Time  `json:"created_at"`
 	LockedBy      *string    `json:"locked_by"`
+	// The acknowledgement of a FAILED row (outbox acknowledge), or nil.
+	AcknowledgedAt     *time.Time `json:"acknowledged_at"`
+	AcknowledgedBy     *string    `json:"acknowledged_by"`
+	AcknowledgedReason *string    `json:"acknowledged_reason"`
 }
 
 // ListFilter selects outbox rows; an empty field selects any.
@@ -172,7 +183,7 @@ func (s *Store) List(ctx context.Context, f ListFilter) ([]ListedRow, error) {
 	rows, err := s.db.Query(ctx, `
 		SELECT id, ledger_id, reference_id, entry_seq, scb_id, status, attempts, requeue_count, last_status_code,
 		       last_error, failure_reason, next_attempt_at, extract(epoch FROM next_attempt_at - now())::float8,
-		       last_attempt_at, created_at, locked_by
+		       last_attempt_at, created_at, locked_by, acknowledged_at, acknowledged_by, acknowledged_reason
 		  FROM dual_ledger_outbox
 		 WHERE ($1 = '' OR status = $1) AND ($2 = '' OR scb_id = $2) AND ($3 = '' OR ledger_id = $3)
 		 ORDER BY CASE WHEN $1 = 'FAILED' THEN last_attempt_at END DESC NULLS LAST, id
@@ -183,7 +194,8 @@ func (s *Store) List(ctx context.Context, f ListFilter) ([]ListedRow, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ListedRow, error) {
 		var x ListedRow
 		err := r.Scan(&x.ID, &x.LedgerID, &x.ReferenceID, &x.EntrySeq, &x.ScbID, &x.Status, &x.Attempts, &x.RequeueCount,
-			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.NextAttemptIn, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy)
+			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.NextAttemptIn, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy,
+			&x.AcknowledgedAt, &x.AcknowledgedBy, &x.AcknowledgedReason)
 		return x, err
 	})
 	if err != nil {

@@ -348,12 +348,37 @@ func (s *Store) ScbsWithWork(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// CountFailedConflicts counts FAILED rows that failed on 409 of a ledger and an SCB ("" = every
-// ledger, every SCB).
+// Acknowledge marks one FAILED row as given up on knowingly (outbox_acknowledge, which only the
+// schema owner may call): it stays FAILED, leaves the FAILED alerts and the sync lag, and a bulk
+// requeue leaves it alone; a requeue by its id undoes it. ledgerID "" finds the row in any
+// ledger. The reason is required.
+func (s *Store) Acknowledge(ctx context.Context, actor, ledgerID string, id int64, reason string) error {
+	if _, err := s.db.Exec(ctx, `SELECT outbox_acknowledge($1, $2, $3, $4)`, actor, ledgerID, id, reason); err != nil {
+		return fmt.Errorf("acknowledge: %w", ledger.FromDB(err))
+	}
+	return nil
+}
+
+// CountAcknowledged counts the acknowledged FAILED rows of a ledger and an SCB ("" = every
+// ledger, every SCB): the ones a bulk requeue leaves alone.
+func (s *Store) CountAcknowledged(ctx context.Context, ledgerID, scbID string) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT count(*) FROM dual_ledger_outbox
+		WHERE status = 'FAILED' AND acknowledged_at IS NOT NULL AND ($1 = '' OR ledger_id = $1) AND ($2 = '' OR scb_id = $2)`,
+		ledgerID, scbID).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count acknowledged: %w", err)
+	}
+	return n, nil
+}
+
+// CountFailedConflicts counts the FAILED rows, not acknowledged, that failed on 409 of a ledger
+// and an SCB ("" = every ledger, every SCB).
 func (s *Store) CountFailedConflicts(ctx context.Context, ledgerID, scbID string) (int64, error) {
 	var n int64
 	err := s.db.QueryRow(ctx, `SELECT count(*) FROM dual_ledger_outbox
-		WHERE status = 'FAILED' AND last_status_code = 409 AND ($1 = '' OR ledger_id = $1) AND ($2 = '' OR scb_id = $2)`,
+		WHERE status = 'FAILED' AND last_status_code = 409 AND acknowledged_at IS NULL
+		  AND ($1 = '' OR ledger_id = $1) AND ($2 = '' OR scb_id = $2)`,
 		ledgerID, scbID).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count conflicts: %w", err)
