@@ -560,6 +560,9 @@ BEGIN
             USING ERRCODE = 'DL009';
     END IF;
     PERFORM dl_begin_act(p_actor, v_reason);  -- the actor, and the reason's length and characters
+    IF p_id IS NULL OR p_id <= 0 THEN
+        RAISE EXCEPTION 'acknowledge one outbox row by its id (positive), got %', coalesce(p_id::text, 'NULL') USING ERRCODE = 'DL009';
+    END IF;
     SELECT * INTO v_row FROM dual_ledger_outbox o
      WHERE o.id = p_id AND (v_ledger IS NULL OR o.ledger_id = v_ledger) FOR UPDATE;
     IF NOT FOUND THEN

@@ -48,6 +48,7 @@ func TestAcknowledgedFailures(t *testing.T) {
 	}{
 		{"", "  ", "needs a reason", conflict},
 		{"", "INC-1", "no outbox row", 999999},
+		{"", "INC-1", "by its id (positive)", 0},
 		{"OTHER", "INC-1", "no outbox row", conflict},
 		{"", "INC-1", "only a FAILED row", scbRow(t, f, "SCB-2")},
 	} {
