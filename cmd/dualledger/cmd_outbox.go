@@ -260,10 +260,11 @@ func newOutboxStatusCmd(a *app) *cobra.Command {
 		Use:   "status",
 		Short: "Outbox depth by status and SCB, oldest queued age, failures, delivery time, DBIS_COMMITTED vs SETTLED",
 		Long: `The seeds' monitor-outbox (docs/design.md §10.2): rows by status per SCB, the age of the
-oldest QUEUED row, the sync lag (age of the oldest row not FINALIZED), the average time from commit to FINAL over the
-last hour, and how many entries are DBIS_COMMITTED (some SCB not FINAL yet) or SETTLED.
-FAILED rows an operator acknowledged (outbox acknowledge) are counted in FAILED and shown
-again under ACKNOWLEDGED; they are left out of the sync lag and of --alert-failed.
+oldest QUEUED row, the sync lag (age of the oldest row neither FINALIZED nor an acknowledged
+failure), the average time from commit to FINAL over the last hour, and how many entries are
+DBIS_COMMITTED (some SCB not FINAL yet) or SETTLED. FAILED rows an operator acknowledged (outbox
+acknowledge) are counted in FAILED and again in FAILED ACKNOWLEDGED; they are left out of the
+sync lag and of --alert-failed.
 With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -310,11 +311,12 @@ With --alert-* thresholds it exits 1 when one is crossed (for cron or a probe).`
 
 func printOutboxReport(a *app, rep outbox.Report) {
 	tw := tabwriter.NewWriter(a.out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "SCB\tQUEUED\tPROCESSING\tSENT\tACKED\tFINALIZED\tFAILED\tACKNOWLEDGED\tOLDEST QUEUED\tSYNC LAG\tAVG DELIVERY (1h)\t")
+	// FAILED ACKNOWLEDGED is the last column, so that the columns before it keep their places.
+	fmt.Fprintln(tw, "SCB\tQUEUED\tPROCESSING\tSENT\tACKED\tFINALIZED\tFAILED\tOLDEST QUEUED\tSYNC LAG\tAVG DELIVERY (1h)\tFAILED ACKNOWLEDGED\t")
 	line := func(s outbox.ScbStatus) {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t\n", s.ScbID, s.ByStatus[outbox.Queued], s.ByStatus[outbox.Processing],
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t\n", s.ScbID, s.ByStatus[outbox.Queued], s.ByStatus[outbox.Processing],
 			s.ByStatus[outbox.Sent], s.ByStatus[outbox.Acked], s.ByStatus[outbox.Finalized], s.ByStatus[outbox.Failed],
-			s.FailedAcknowledged, secs(s.OldestQueuedAgeSec), secs(s.OldestUnfinalized), secs(s.AvgDeliverySec))
+			secs(s.OldestQueuedAgeSec), secs(s.OldestUnfinalized), secs(s.AvgDeliverySec), s.FailedAcknowledged)
 	}
 	for _, s := range rep.Scbs {
 		line(s)
@@ -463,6 +465,12 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 			}
 			defer release()
 			store := outbox.NewStore(pool)
+			var cleared *outbox.ListedRow
+			if id != 0 {
+				if cleared, err = store.Acknowledgement(cmd.Context(), ledgerID, id); err != nil {
+					return err
+				}
+			}
 			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID, ID: id, AllFailed: allFailed,
 				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
 			if err != nil {
@@ -480,11 +488,16 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 				}
 			}
 			if a.jsonOut {
-				if err := a.printJSON(map[string]int64{"requeued": n, "skipped_conflicts": skipped, "skipped_acknowledged": acknowledged}); err != nil {
+				if err := a.printJSON(map[string]any{"requeued": n, "skipped_conflicts": skipped, "skipped_acknowledged": acknowledged,
+					"cleared_acknowledgement": n > 0 && cleared != nil}); err != nil {
 					return err
 				}
 			} else {
 				fmt.Fprintf(a.out, "%d row(s) requeued\n", n)
+				if n > 0 && cleared != nil {
+					fmt.Fprintf(a.out, "its acknowledgement (by %s at %s: %s) is cleared: it will be delivered\n",
+						*cleared.AcknowledgedBy, cleared.AcknowledgedAt.UTC().Format(time.RFC3339), *cleared.AcknowledgedReason)
+				}
 				if skipped > 0 {
 					fmt.Fprintf(a.out, "%d FAILED row(s) left alone: they failed on 409 (the SCB holds another body under our key); investigate, then --include-conflicts or --id\n", skipped)
 				}

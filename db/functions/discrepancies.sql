@@ -84,6 +84,15 @@ BEGIN
                 USING ERRCODE = 'DL121';
         END IF;
         SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = v_d.outbox_id AND ledger_id = v_d.ledger_id;
+        -- An operator gave this row up knowingly (outbox_acknowledge: the difference was settled
+        -- another way); sending it again could book the movement twice at the SCB. Only the
+        -- operator's own requeue by id, which says what it clears, undoes that.
+        IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NOT NULL THEN
+            RAISE EXCEPTION 'outbox row % was acknowledged as not to be delivered, at % by %: %; a resolution does not send it again',
+                            v_row.id, v_row.acknowledged_at, v_row.acknowledged_by, v_row.acknowledged_reason
+                USING ERRCODE = 'DL121',
+                      HINT = 'resolve the discrepancy explained; if it must be sent after all, an operator runs dualledger outbox requeue --id ' || v_row.id;
+        END IF;
         IF v_row.status = 'FAILED' THEN
             PERFORM outbox_requeue(p_actor, v_row.ledger_id, v_row.id, NULL, true, v_reason);
             v_action := 'requeued';

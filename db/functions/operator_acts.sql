@@ -25,16 +25,21 @@ BEGIN
         RAISE EXCEPTION 'actor % is not valid: key:<api key id>, cli:<user>, worker:<id> or system:<what>', coalesce(p_actor, 'NULL')
             USING ERRCODE = 'DL009';
     END IF;
-    IF coalesce(dl_acting_as_service(), false)
-       AND (p_actor !~ '^key:key_[a-z2-7]{16}$'
-            OR NOT EXISTS (SELECT 1 FROM api_keys WHERE id = substr(p_actor, 5) AND revoked_at IS NULL
-                                                     AND (expires_at IS NULL OR expires_at > now()))) THEN
-        RAISE EXCEPTION 'a service acts only on behalf of an active API key, not as %', p_actor
-            USING ERRCODE = 'insufficient_privilege',
-                  -- Named, so that the API answers 401 for a key revoked or expired after the
-                  -- request was authenticated (the keyring refreshes every 500 ms), not 500.
-                  CONSTRAINT = 'dl_begin_act_active_key',
-                  HINT = 'operators act with their own login (dualledger keys, accounts update ...), which the log names cli:<user>';
+    IF coalesce(dl_acting_as_service(), false) THEN
+        IF p_actor !~ '^key:key_[a-z2-7]{16}$' THEN
+            RAISE EXCEPTION 'a service acts only on behalf of an active API key, not as %', p_actor
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'operators act with their own login (dualledger keys, accounts update ...), which the log names cli:<user>';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM api_keys WHERE id = substr(p_actor, 5) AND revoked_at IS NULL
+                                                AND (expires_at IS NULL OR expires_at > now())) THEN
+            RAISE EXCEPTION 'a service acts only on behalf of an active API key, and % is unknown, revoked or expired', p_actor
+                USING ERRCODE = 'insufficient_privilege',
+                      -- Named, so that the API answers 401 for a key revoked or expired after the
+                      -- request was authenticated (the keyring refreshes every 500 ms), not 500. A
+                      -- service passing a non-key actor (above) is a bug: it stays a plain 42501.
+                      CONSTRAINT = 'dl_begin_act_active_key';
+        END IF;
     END IF;
     IF p_reason IS NOT NULL AND (length(p_reason) > 1000 OR p_reason ~ '[[:cntrl:]]') THEN
         RAISE EXCEPTION 'reason must be at most 1000 characters without control characters' USING ERRCODE = 'DL009';

@@ -698,4 +698,20 @@ func TestKeyRevokedElsewhereBeforeTheRefresh(t *testing.T) {
 	if err := e.db.Conn(t).QueryRow(ctx, `SELECT count(*) FROM ledgers WHERE id = 'AFTER'`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("ledger AFTER: %d rows, %v", n, err)
 	}
+	// Only that refusal is named for the API's 401: a service passing an actor that is no key at
+	// all is a bug of the service, a plain 42501 (500, logged), not the client's key.
+	conn, err := pgx.Connect(ctx, e.db.LoginRole(t, "dualledger_api"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `SELECT create_ledger('cli:root', 'BYCLI')`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" || pgErr.ConstraintName != "" {
+		t.Errorf("a service acting as cli:root: %v, want a 42501 without the key's constraint name", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT create_ledger($1, 'BYKEY')`, nk.Actor()); !errors.As(err, &pgErr) ||
+		pgErr.Code != "42501" || pgErr.ConstraintName != "dl_begin_act_active_key" {
+		t.Errorf("a service acting as a revoked key: %v, want 42501 dl_begin_act_active_key", err)
+	}
 }

@@ -359,6 +359,22 @@ func (s *Store) Acknowledge(ctx context.Context, actor, ledgerID string, id int6
 	return nil
 }
 
+// Acknowledgement returns row id (of ledgerID, or any ledger when "") with its acknowledgement if
+// it is an acknowledged FAILED row, else nil: what a requeue by id is about to clear.
+func (s *Store) Acknowledgement(ctx context.Context, ledgerID string, id int64) (*ListedRow, error) {
+	var r ListedRow
+	err := s.db.QueryRow(ctx, `SELECT id, acknowledged_at, acknowledged_by, acknowledged_reason FROM dual_ledger_outbox
+		WHERE id = $1 AND ($2 = '' OR ledger_id = $2) AND status = 'FAILED' AND acknowledged_at IS NOT NULL`, id, ledgerID).
+		Scan(&r.ID, &r.AcknowledgedAt, &r.AcknowledgedBy, &r.AcknowledgedReason)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the acknowledgement: %w", err)
+	}
+	return &r, nil
+}
+
 // CountAcknowledged counts the acknowledged FAILED rows of a ledger and an SCB ("" = every
 // ledger, every SCB): the ones a bulk requeue leaves alone.
 func (s *Store) CountAcknowledged(ctx context.Context, ledgerID, scbID string) (int64, error) {

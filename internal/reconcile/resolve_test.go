@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"dualledger/internal/ledger"
@@ -161,5 +162,41 @@ func TestRedeliveryOnlyThroughTheFunction(t *testing.T) {
 		if _, err := e.d.PoolAs(t, role).Exec(e.ctx, `SELECT outbox_redeliver('cli:x', 'MASTER', 1, 'x')`); err == nil {
 			t.Errorf("%s may call outbox_redeliver", role)
 		}
+	}
+}
+
+// TestAcknowledgedDeliveryIsNotResentByAResolution: an outbox row an operator acknowledged as not
+// to be delivered (the difference was settled another way) is not sent again by resolving its
+// delivery_failed discrepancy with requeue, which an admin API key may do: that could book the
+// movement twice at the SCB. The resolution is refused (DL121, naming the acknowledgement), the
+// row stays FAILED and acknowledged, and explained resolves the finding.
+func TestAcknowledgedDeliveryIsNotResentByAResolution(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
+		t.Fatal(err)
+	}
+	e.post("SCB-1", "gone", "10.00")
+	e.deliver(1)
+	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.outboxStatus("gone", "SCB-1"); s != "FAILED" {
+		t.Fatalf("gone is %s, want FAILED", s)
+	}
+	e.reconcile(reconcile.Options{Full: true})
+	d := byRef(e.discrepancies(reconcile.Filter{}))["gone"]
+	if d.Kind != "delivery_failed" || d.OutboxID == nil {
+		t.Fatalf("discrepancy of the FAILED delivery: %+v", d)
+	}
+	e.exec(`SELECT outbox_acknowledge('cli:op', 'MASTER', $1, 'INC-9: paid out of band, SCB-1 booked it by hand')`, *d.OutboxID)
+	_, err := e.resolve(d.ID, reconcile.Resolution{Kind: "requeue", Reason: "looks stuck"})
+	if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), "INC-9") {
+		t.Fatalf("requeue of an acknowledged delivery: %v, want resolution_not_applicable naming the acknowledgement", err)
+	}
+	if n := e.count(`SELECT count(*) FROM dual_ledger_outbox WHERE id = $1 AND status = 'FAILED' AND acknowledged_at IS NOT NULL`, *d.OutboxID); n != 1 {
+		t.Fatal("the refused resolution changed the outbox row")
+	}
+	if r, err := e.resolve(d.ID, reconcile.Resolution{Kind: "explained", Reason: "INC-9"}); err != nil || r.Status != "RESOLVED" {
+		t.Fatalf("explained: %+v %v", r, err)
 	}
 }
