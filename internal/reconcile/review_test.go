@@ -669,3 +669,22 @@ func TestRereadsTakeTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestUnattributableEntryFailsTheRun: an entry in the SCB's list without a reference (or a
+// ledger) cannot be matched to anything of ours and may be money we do not know of. The run
+// fails, naming the entry, instead of skipping it without a word as it did before.
+func TestUnattributableEntryFailsTheRun(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "a1", "10.00")
+	e.deliver(3)
+	stray := e.copyOf("a1", "-stray")
+	stray.ReferenceID = ""
+	_, err := reconcile.Reconcile(e.ctx, e.pool, &secondCopy{Client: e.clients["SCB-1"], dup: stray},
+		reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Full: true})
+	if err == nil || !strings.Contains(err.Error(), "has no reference_id") || !strings.Contains(err.Error(), stray.SCBEntryID) {
+		t.Fatalf("run over an entry without a reference: %v", err)
+	}
+	if n := e.count(`SELECT count(*) FROM reconciliation_runs WHERE status = 'failed' AND error LIKE '%has no reference_id%'`); n != 1 {
+		t.Errorf("%d failed runs recorded with the reason, want 1", n)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -224,6 +225,9 @@ func (r *runner) read(ctx context.Context) error {
 		if f.err != nil {
 			return fmt.Errorf("read %s's entries after %q: %w", r.opts.SCBID, f.after, f.err)
 		}
+		if err := r.attributable(f.page.Entries, f.after); err != nil {
+			return err
+		}
 		if len(f.page.Entries) > 0 {
 			if err := r.store(ctx, f.page.Entries, f.page.NextSince, false); err != nil {
 				return err
@@ -331,8 +335,28 @@ func askSCB[T any](ctx context.Context, budget *time.Duration, ask func() (T, er
 	}
 }
 
-// store records entries the SCB showed (the items without ledger_id or reference_id cannot be
-// matched to anything of ours and are skipped: the SCB broke its contract).
+// attributable refuses a list page with an entry that names no ledger or no reference: it cannot
+// be matched to anything of ours, and it may be money at the SCB that we do not know of, so the
+// run cannot vouch for the SCB's ledger. Before, such entries were skipped without a word.
+func (r *runner) attributable(entries []scb.EntryView, after string) error {
+	for i, e := range entries {
+		var missing []string
+		if e.LedgerID == "" {
+			missing = append(missing, "ledger_id")
+		}
+		if e.ReferenceID == "" {
+			missing = append(missing, "reference_id")
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%s's list after %q: entry %d of the page (scb_entry_id %q) has no %s: every entry the SCB lists must "+
+				"name the ledger and the reference we posted it under; one that does not may be money we do not know of (ask the SCB's operator)",
+				r.opts.SCBID, after, i+1, e.SCBEntryID, strings.Join(missing, " and no "))
+		}
+	}
+	return nil
+}
+
+// store records entries the SCB showed (every one names its ledger and reference: attributable).
 func (r *runner) store(ctx context.Context, entries []scb.EntryView, cursor string, reread bool) error {
 	body, err := json.Marshal(entries)
 	if err != nil {
