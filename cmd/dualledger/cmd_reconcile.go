@@ -472,8 +472,11 @@ func newDiscrepanciesResolveCmd(a *app) *cobra.Command {
              SCB lost is redelivered (recorded in the row's attempts and the operator log).
   correct    post a correcting entry through the posting function, reference recon-<ID>, linked to
              the discrepancy: --reverse reverses our entry (--amount for part of it), or give the
-             entry (--debit, --credit, --amount, --currency, --asset-type, --type). Running the same
-             command again after a failure replays the posting: nothing is posted twice.
+             entry (--debit, --credit, --amount, --currency, --asset-type, --type). It brings our
+             ledger to what the discrepancy's SCB holds, so it is not sent to that SCB (which would
+             book the difference twice): its outbox row is closed as waived (FAILED, acknowledged);
+             the entry's other SCBs get it. Running the same command again after a failure replays
+             the posting: nothing is posted twice.
   explained  no action; --reason says why the difference stands.`,
 		Example: `  dualledger discrepancies resolve 12 --resolution requeue --reason 'SCB-1 restored a backup'
   dualledger discrepancies resolve 13 --resolution correct --reverse --reason 'duplicate payment'
@@ -524,6 +527,10 @@ func newDiscrepanciesResolveCmd(a *app) *cobra.Command {
 			}
 			if posted != nil && !a.jsonOut {
 				fmt.Fprintf(a.out, "correcting entry %s: seq %d (%s)\n", reconcile.CorrectionReference(id), posted.Seq, posted.Code)
+				if d.ResolutionOutboxID != nil {
+					fmt.Fprintf(a.out, "not sent to %s, which holds this state already (outbox row %d, an acknowledged FAILED row); the entry's other SCBs get it\n",
+						d.SCBID, *d.ResolutionOutboxID)
+				}
 			}
 			return printDiscrepancy(a, d)
 		},

@@ -47,6 +47,44 @@ END $$;
 REVOKE ALL ON FUNCTION discrepancy_acknowledge(text, bigint, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION discrepancy_acknowledge(text, bigint, text) TO dualledger_api;
 
+-- The correcting entry of a discrepancy is not sent to the discrepancy's SCB: it brings our
+-- ledger to the state the SCB holds already (the SCB's own entry that we lacked, the SCB's amount
+-- that was agreed), and delivering it would book the difference a second time there. Its outbox
+-- row for that SCB, created QUEUED by the posting in this transaction, is closed at once as a
+-- waived delivery: FAILED, acknowledged (migration 020) with the discrepancy as the reason, an
+-- attempt 'acknowledge' / 'waived'. The other SCBs of the entry get it as usual. A correcting
+-- entry posted earlier and already on its way to that SCB is refused (DL121): the SCB would
+-- book it twice. Returns the row's id, or NULL when the entry touches no account of that SCB.
+CREATE OR REPLACE FUNCTION dl_outbox_waive(p_actor text, p_ledger_id text, p_reference_id text, p_scb_id text, p_why text)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_row dual_ledger_outbox;
+BEGIN
+    SELECT * INTO v_row FROM dual_ledger_outbox o
+     WHERE o.ledger_id = p_ledger_id AND o.reference_id = p_reference_id AND o.scb_id = p_scb_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    IF v_row.status <> 'QUEUED' THEN
+        RAISE EXCEPTION 'the correcting entry % was posted before and its delivery to % is under way (outbox row %, %): % would book the correction twice',
+                        p_reference_id, p_scb_id, v_row.id, v_row.status, p_scb_id
+            USING ERRCODE = 'DL121',
+                  HINT = 'ask the SCB''s operator which state they hold now; resolve the discrepancy explained';
+    END IF;
+    UPDATE dual_ledger_outbox o SET status = 'PROCESSING', locked_by = p_actor, lease_expires_at = now()
+     WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
+    UPDATE dual_ledger_outbox o
+       SET status = 'FAILED', locked_by = NULL, lease_expires_at = NULL, failed_at = now(),
+           failure_reason = left('not sent: ' || p_why, 2000),
+           acknowledged_at = now(), acknowledged_by = p_actor, acknowledged_reason = left(p_why, 2000)
+     WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+    VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'waived', left(p_why, 2000));
+    RETURN v_row.id;
+END $$;
+REVOKE ALL ON FUNCTION dl_outbox_waive(text, text, text, text, text) FROM PUBLIC;
+
 -- OPEN | ACKNOWLEDGED -> RESOLVED with p_resolution:
 --   requeue    redeliver through the outbox: a FAILED row is requeued (outbox_requeue), a SENT,
 --              ACKED or FINALIZED row whose entry the SCB lost is redelivered (outbox_redeliver),
@@ -54,7 +92,8 @@ GRANT EXECUTE ON FUNCTION discrepancy_acknowledge(text, bigint, text) TO dualled
 --              delivery_failed and status_mismatch, which have an outbox row (DL121 otherwise).
 --   correct    the correcting entry (or reversal), posted beforehand through the posting function
 --              with reference p_correction_ref in the discrepancy's ledger, is linked (DL121 when
---              there is no such entry).
+--              there is no such entry), and not sent to the discrepancy's SCB (dl_outbox_waive:
+--              resolution_outbox_id is that row).
 --   explained  no action; the reason says why.
 -- The reason is required. Returns the resolved discrepancy.
 CREATE OR REPLACE FUNCTION discrepancy_resolve(
@@ -67,6 +106,7 @@ DECLARE
     v_seq    bigint;
     v_action text;
     v_was    text;
+    v_waived bigint;
 BEGIN
     IF v_reason IS NULL THEN
         RAISE EXCEPTION 'a resolution needs its reason' USING ERRCODE = 'DL009';
@@ -114,11 +154,14 @@ BEGIN
             RAISE EXCEPTION 'no correcting entry % in ledger %: post it first', coalesce(quote_literal(p_correction_ref), 'NULL'), v_d.ledger_id
                 USING ERRCODE = 'DL121';
         END IF;
+        v_waived := dl_outbox_waive(p_actor, v_d.ledger_id, p_correction_ref, v_d.scb_id,
+            format('the correction of discrepancy %s (%s): %s holds this state already; %s', p_id, v_d.kind, v_d.scb_id, v_reason));
+        v_action := CASE WHEN v_waived IS NOT NULL THEN 'not sent to ' || v_d.scb_id END;
     END IF;
     UPDATE reconciliation_discrepancies
        SET status = 'RESOLVED', resolved_at = now(), resolved_by = p_actor, resolution = p_resolution, resolution_reason = v_reason,
            acknowledged_at = coalesce(acknowledged_at, now()), acknowledged_by = coalesce(acknowledged_by, p_actor),
-           resolution_outbox_id = CASE WHEN p_resolution = 'requeue' THEN v_row.id END,
+           resolution_outbox_id = CASE WHEN p_resolution = 'requeue' THEN v_row.id ELSE v_waived END,
            correction_entry_seq = v_seq,
            correction_reference_id = CASE WHEN p_resolution = 'correct' THEN p_correction_ref END
      WHERE id = p_id AND ledger_id = v_d.ledger_id

@@ -252,7 +252,7 @@ WITH keys AS MATERIALIZED (
 run AS (SELECT r.started_at FROM reconciliation_runs r WHERE r.id = p_run),
 ours AS (
     SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at, o.sent_at,
-           o.failure_reason, e.seq, e.id AS entry_id, e.debit_account_id, e.credit_account_id, e.amount, e.currency_code,
+           o.failure_reason, o.acknowledged_at, e.seq, e.id AS entry_id, e.debit_account_id, e.credit_account_id, e.amount, e.currency_code,
            e.asset_type, e.transaction_type, e.timestamp_utc, encode(e.block_hash, 'hex') AS block_hash
       FROM dual_ledger_outbox o
       JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
@@ -282,7 +282,9 @@ hits AS (
     SELECT j.*, k.kind, k.fields
       FROM j CROSS JOIN LATERAL (VALUES
           ('missing_on_dbis', '{}'::text[], j.outbox_id IS NULL),
-          ('delivery_failed', '{}'::text[], j.outbox_status = 'FAILED'),
+          -- Not an acknowledged one (020): given up on knowingly, with its reason, or a
+          -- correction's delivery waived because the SCB holds that state already.
+          ('delivery_failed', '{}'::text[], j.outbox_status = 'FAILED' AND j.acknowledged_at IS NULL),
           -- The SCB holds the entry more than once (019): booked twice there, whatever ours says.
           ('duplicate_on_scb', '{scb_entry_id}'::text[], cardinality(j.t_others) > 0),
           -- Not delivered yet: expected at the SCB once older than the grace. Delivered (the SCB

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/reconcile"
+	"dualledger/internal/scb"
 	"dualledger/internal/scb/sim"
 )
 
@@ -198,5 +200,67 @@ func TestAcknowledgedDeliveryIsNotResentByAResolution(t *testing.T) {
 	}
 	if r, err := e.resolve(d.ID, reconcile.Resolution{Kind: "explained", Reason: "INC-9"}); err != nil || r.Status != "RESOLVED" {
 		t.Fatalf("explained: %+v %v", r, err)
+	}
+}
+
+// TestCorrectionsAreNotSentToTheSCBThatHoldsThem (the operators' fire drill): a correction brings
+// our ledger to the state the discrepancy's SCB holds already, so delivering it there booked the
+// difference twice: an invented entry we adopted appeared twice at the SCB, and an agreed amount
+// of 9.00 became 8.00 there. The correction's outbox row for that SCB is closed at once as a
+// waived delivery (FAILED, acknowledged, attempt 'waived'); the entry's other SCB, which holds our
+// original, gets it; and the next run finds nothing to report about the correction.
+func TestCorrectionsAreNotSentToTheSCBThatHoldsThem(t *testing.T) {
+	e := newEnv(t, "SCB-1", "SCB-2")
+	// A settlement SCB-1 -> SCB-2, delivered to both; SCB-1 then books 9.00 instead of 10.00.
+	e.post("SCB-1", "fund", "100.00")
+	if res, err := ledger.PostBatch(e.ctx, e.pool, "MASTER", []ledger.EntryInput{{DebitAccountID: "SCB-1-USD", CreditAccountID: "SCB-2-USD",
+		Amount: "10.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "GSS_SETTLEMENT", ReferenceID: "stl"}}, true); err != nil || !res[0].OK() {
+		t.Fatalf("settle: %v %+v", err, res)
+	}
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "stl", Amount: strp("9.00")})
+	// And SCB-1 holds an entry we never posted, which turns out to be real.
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "ghost", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-1-USD", Amount: "50.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: 777, BlockHash: strings.Repeat("cd", 32), TimestampUTC: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}})
+	e.reconcile(reconcile.Options{Full: true})
+	ds := byRef(e.discrepancies(reconcile.Filter{}))
+	if ds["stl"].Kind != "amount_mismatch" || ds["ghost"].Kind != "missing_on_dbis" {
+		t.Fatalf("findings: %+v", ds)
+	}
+	d, err := e.resolve(ds["stl"].ID, reconcile.Resolution{Kind: "correct", Reason: "SCB-1's 9.00 is the agreed amount",
+		Correction: &reconcile.Correction{Reverse: true, Amount: "1.00"}})
+	if err != nil || d.ResolutionOutboxID == nil {
+		t.Fatalf("correct stl: %+v %v", d, err)
+	}
+	g, err := e.resolve(ds["ghost"].ID, reconcile.Resolution{Kind: "correct", Reason: "a real funding we missed",
+		Correction: &reconcile.Correction{Entry: &ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD",
+			Amount: "50.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding"}}})
+	if err != nil || g.ResolutionOutboxID == nil {
+		t.Fatalf("correct ghost: %+v %v", g, err)
+	}
+	for _, ref := range []string{reconcile.CorrectionReference(d.ID), reconcile.CorrectionReference(g.ID)} {
+		if n := e.count(`SELECT count(*) FROM dual_ledger_outbox o JOIN dual_ledger_outbox_attempts a ON a.outbox_id = o.id
+			WHERE o.reference_id = $1 AND o.scb_id = 'SCB-1' AND o.status = 'FAILED' AND o.acknowledged_at IS NOT NULL
+			  AND a.kind = 'acknowledge' AND a.outcome = 'waived'`, ref); n != 1 {
+			t.Errorf("%s's row for SCB-1 is not a waived delivery", ref)
+		}
+	}
+	e.deliver(3)
+	// SCB-1 holds no correction; SCB-2, which holds our 10.00, gets the reversal of 1.00.
+	for _, ref := range []string{reconcile.CorrectionReference(d.ID), reconcile.CorrectionReference(g.ID)} {
+		if _, err := e.clients["SCB-1"].GetInLedger(e.ctx, "MASTER", ref); err == nil {
+			t.Errorf("SCB-1 was sent the correction %s", ref)
+		}
+	}
+	if s := e.outboxStatus(reconcile.CorrectionReference(d.ID), "SCB-2"); s != "FINALIZED" {
+		t.Errorf("the reversal's delivery to SCB-2: %s, want FINALIZED", s)
+	}
+	// The next run reports nothing about the corrections (no delivery_failed for a waived row).
+	e.reconcile(reconcile.Options{Full: true})
+	for _, x := range e.discrepancies(reconcile.Filter{}) {
+		if strings.HasPrefix(x.ReferenceID, "recon-") {
+			t.Errorf("a finding about a correction: %+v", x)
+		}
 	}
 }
