@@ -20,6 +20,7 @@ import (
 
 	"dualledger/internal/backfill"
 	"dualledger/internal/ledger"
+	"dualledger/internal/pg/pgtest"
 )
 
 // TestBackfillBrokenCSVRowsAreTheirOwn: an unbalanced quote, a stray quote and bytes that are
@@ -336,5 +337,39 @@ func TestBackfillRollbackProgressSurvivesAKill(t *testing.T) {
 	}
 	if reversed != reversals {
 		t.Errorf("after kill -9: total_reversed %d, %d reversals in the ledger", reversed, reversals)
+	}
+}
+
+// TestBackfillVerifyUsesTheRunsLedger (the operators' fire drill): an import into another ledger
+// than MASTER, verified as the runbook writes it (no --ledger), read every source row against
+// MASTER and reported all of them missing, inviting a second import. verify now reads the ledger
+// from the run's checkpoint, and refuses another one as a resume does.
+func TestBackfillVerifyUsesTheRunsLedger(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	if _, err := ledger.CreateLedger(ctx, d.Pool, "system:test", "LEGACY"); err != nil {
+		t.Fatal(err)
+	}
+	unlimited := "unlimited"
+	for _, a := range []ledger.AccountInput{{ID: "issuance", OverdraftLimit: &unlimited}, {ID: "acct-0"}} {
+		a.CurrencyCode, a.AssetType = "USD", "fiat"
+		if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "LEGACY", a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "l.csv")
+	if err := os.WriteFile(path, []byte("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\n"+
+		"issuance,acct-0,1.00,USD,f,l-1\nissuance,acct-0,2.00,USD,f,l-2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := []string{"--source-type", "csv", "--source", path, "--source-id", "legacy"}
+	if out, errOut, code := cli(t, d.ConnStr, append([]string{"backfill", "run", "--ledger", "LEGACY", "--errors", filepath.Join(t.TempDir(), "l.jsonl")}, src...)...); code != 0 {
+		t.Fatalf("run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code := cli(t, d.ConnStr, append([]string{"backfill", "verify"}, src...)...); code != 0 || !strings.Contains(out, "2 in the ledger") {
+		t.Errorf("verify without --ledger: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if out, errOut, code := cli(t, d.ConnStr, append([]string{"backfill", "verify", "--ledger", "MASTER"}, src...)...); code != 2 || !strings.Contains(errOut, "was imported into (LEGACY") {
+		t.Errorf("verify with another ledger: exit %d\n%s\n%s", code, out, errOut)
 	}
 }

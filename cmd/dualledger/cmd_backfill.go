@@ -921,7 +921,6 @@ Exit status 1 when anything is found.`,
 				if open, err = sf.opener(a, m); err != nil {
 					return err
 				}
-				tr = transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
 			}
 			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
 			if err != nil {
@@ -936,6 +935,22 @@ Exit status 1 when anything is found.`,
 				sf.sourceType = t
 			}
 			if sf.src != "" {
+				// The source is read again into the ledger the run posted to, which its checkpoint
+				// records: a --ledger left out means that one (not MASTER: every row would read as
+				// missing), and another one is refused as a resume would refuse it.
+				cp, err := backfill.GetCheckpoint(ctx, pool, sf.sourceType, sf.sourceID)
+				switch {
+				case errors.Is(err, backfill.ErrNotFound):
+					return findings("%v", err)
+				case err != nil:
+					return infraErr(err)
+				case !sf.cmd.Flags().Changed("ledger"):
+					sf.ledgerID = cp.LedgerID
+				case cp.LedgerID != sf.ledgerID:
+					return usage("--ledger differs from what source %s/%s was imported into (%s, now %s): verify with --ledger %s, or leave it out",
+						cp.SourceType, cp.SourceID, cp.LedgerID, sf.ledgerID, cp.LedgerID)
+				}
+				tr = transform.New(m, sf.sourceType, sf.sourceID, sf.ledgerID)
 				// The opening balances of a run (<source-id>.opening) are a file of their own form:
 				// read it again as the run read it.
 				if from, ok, err := openingAccountOf(ctx, pool, sf.sourceType, sf.sourceID); err != nil {
