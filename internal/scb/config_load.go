@@ -306,7 +306,7 @@ func Load(environ []string, ids []string, path string) (map[string]Config, error
 			errs = append(errs, &ConfigError{ID: id, Err: err})
 			continue
 		}
-		c, inFile, err := matchFile(file, id)
+		c, inFile, err := matchFile(file, ids, id)
 		if err != nil {
 			errs = append(errs, &ConfigError{ID: id, Err: err})
 			continue
@@ -369,22 +369,44 @@ func ConfigErrors(err error) map[string]string {
 	return out
 }
 
-func matchFile(file map[string]Config, id string) (Config, bool, error) {
-	if c, ok := file[id]; ok {
-		return c, true, nil
-	}
+func matchFile(file map[string]Config, ids []string, id string) (Config, bool, error) {
+	// Every spelling of id counts (SCB_SCB-3_API_KEY and SCB_SCB_3_API_KEY in one simple file are
+	// the entries "SCB-3" and "SCB_3"), except another registered bank's own entry. Before, the
+	// entry as written won and a second spelling with another key was ignored without a word.
 	var hits []string
 	for k := range file {
-		if EnvName(k) == EnvName(id) || strings.EqualFold(EnvName(k), EnvName(id)) {
+		if k == id || (!slices.Contains(ids, k) && strings.EqualFold(EnvName(k), EnvName(id))) {
 			hits = append(hits, k)
 		}
 	}
-	switch len(hits) {
-	case 0:
+	if len(hits) == 0 {
 		return Config{}, false, nil
-	case 1:
-		return file[hits[0]], true, nil
 	}
 	sort.Strings(hits)
-	return Config{}, false, fmt.Errorf("SCB %s: the config file has several matching entries: %s", id, strings.Join(hits, ", "))
+	var c Config
+	for _, k := range hits {
+		f := file[k]
+		for _, p := range []struct {
+			dst        *string
+			val, field string
+		}{{&c.BaseURL, f.BaseURL, "API_URL"}, {&c.APIKey, f.APIKey, "API_KEY"}} {
+			if p.val == "" {
+				continue
+			}
+			if *p.dst != "" && *p.dst != p.val {
+				// Never print the values: one of them may be a key.
+				return Config{}, false, fmt.Errorf("SCB %s: the config file sets its %s under several spellings (%s), to different values",
+					id, p.field, strings.Join(hits, ", "))
+			}
+			*p.dst = p.val
+		}
+		if f.Timeout != 0 {
+			if c.Timeout != 0 && c.Timeout != f.Timeout {
+				return Config{}, false, fmt.Errorf("SCB %s: the config file sets its TIMEOUT under several spellings (%s), to different values",
+					id, strings.Join(hits, ", "))
+			}
+			c.Timeout = f.Timeout
+		}
+	}
+	return c, true, nil
 }

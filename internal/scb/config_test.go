@@ -114,6 +114,24 @@ func TestLoadConfigFileAndEnvOverride(t *testing.T) {
 		t.Errorf("simple SCB-2 = %#v", c)
 	}
 
+	// Both spellings of one SCB in the file (the operators' fire drill): the same values are one
+	// setting; different ones refuse that SCB, naming the field, never the values. Before, the
+	// entry as written won and the other key was ignored without a word.
+	both := filepath.Join(dir, "both.env")
+	text = "SCB_SCB-3_API_KEY=wrong3\nSCB_SCB_3_API_KEY=k3\nSCB_SCB_3_API_URL=https://s-three\nSCB_SCB-1_API_URL=https://s-one\n" +
+		"SCB_SCB_1_API_URL=https://s-one\nSCB_SCB_1_API_KEY=k1\n"
+	if err := os.WriteFile(both, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err = Load(nil, []string{"SCB-1", "SCB-3"}, both)
+	if c := got["SCB-1"]; c.BaseURL != "https://s-one" || c.APIKey != "k1" {
+		t.Errorf("SCB-1 under two spellings with the same URL = %#v", c)
+	}
+	if _, ok := got["SCB-3"]; ok || err == nil || !strings.Contains(ConfigErrors(err)["SCB-3"], "API_KEY under several spellings") ||
+		strings.Contains(err.Error(), "wrong3") || strings.Contains(err.Error(), "k3") {
+		t.Errorf("SCB-3 with two keys under two spellings: %v, %v", got["SCB-3"], err)
+	}
+
 	bad := filepath.Join(dir, "bad.json")
 	if err := os.WriteFile(bad, []byte(`{"scbs": {"A": {"uri": "http://x"}}}`), 0o600); err != nil {
 		t.Fatal(err)
