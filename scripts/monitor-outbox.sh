@@ -14,8 +14,8 @@
 # Options:
 #   --watch N     repeat every N seconds until interrupted (exit status: that of the last round)
 #   --queued N    alert when more than N rows are QUEUED   (default 100, env ALERT_QUEUED; 0 = off)
-#   --failed N    alert when more than N rows are FAILED   (default 10,  env ALERT_FAILED; 0 = off)
-#   --lag DUR     alert when the sync lag (oldest row not FINALIZED) exceeds DUR, e.g. 5m
+#   --failed N    alert when more than N rows are FAILED and not acknowledged (default 10, env ALERT_FAILED; 0 = off)
+#   --lag DUR     alert when the sync lag (oldest row neither FINALIZED nor acknowledged) exceeds DUR, e.g. 5m
 #                 (default off, env ALERT_LAG; accepts Go durations s/m/h, e.g. 90s, 5m, 1h30m)
 #   --limit N     FAILED rows listed (default 20)
 #   --psql        use psql even if the dualledger binary is available
@@ -159,25 +159,27 @@ round_psql() {
 		       count(*) FILTER (WHERE status = 'ACKED')      AS acked,
 		       count(*) FILTER (WHERE status = 'FINALIZED')  AS finalized,
 		       count(*) FILTER (WHERE status = 'FAILED')     AS failed,
+		       count(*) FILTER (WHERE acknowledged_at IS NOT NULL) AS failed_acknowledged,
 		       date_trunc('second', now() - min(created_at) FILTER (WHERE status = 'QUEUED'))     AS oldest_queued,
-		       date_trunc('second', now() - min(created_at) FILTER (WHERE status <> 'FINALIZED')) AS sync_lag
+		       date_trunc('second', now() - min(created_at) FILTER (WHERE status <> 'FINALIZED' AND acknowledged_at IS NULL)) AS sync_lag
 		  FROM dual_ledger_outbox GROUP BY scb_id ORDER BY scb_id" || return 3
 	echo "Most recent FAILED rows (at most $limit):"
 	"${psql[@]}" -c "
 		SELECT id, scb_id, ledger_id, reference_id, attempts, last_status_code,
-		       left(coalesce(failure_reason, last_error), 100) AS reason, last_attempt_at
+		       left(coalesce(failure_reason, last_error), 100) AS reason, last_attempt_at,
+		       acknowledged_by IS NOT NULL AS acknowledged
 		  FROM dual_ledger_outbox WHERE status = 'FAILED'
 		 ORDER BY last_attempt_at DESC NULLS LAST, id
 		 LIMIT $limit" || return 3
 	local line q f l
 	line="$("${psql[@]}" -At -F ' ' -c "
-		SELECT count(*) FILTER (WHERE status = 'QUEUED'), count(*) FILTER (WHERE status = 'FAILED'),
-		       coalesce(floor(extract(epoch FROM now() - min(created_at) FILTER (WHERE status <> 'FINALIZED'))), 0)::bigint
+		SELECT count(*) FILTER (WHERE status = 'QUEUED'), count(*) FILTER (WHERE status = 'FAILED' AND acknowledged_at IS NULL),
+		       coalesce(floor(extract(epoch FROM now() - min(created_at) FILTER (WHERE status <> 'FINALIZED' AND acknowledged_at IS NULL))), 0)::bigint
 		  FROM dual_ledger_outbox")" || return 3
 	read -r q f l <<<"$line"
 	local rc=0
 	if [ "$queued" -gt 0 ] && [ "$q" -gt "$queued" ]; then echo "ALERT: $q QUEUED > $queued"; rc=1; fi
-	if [ "$failed" -gt 0 ] && [ "$f" -gt "$failed" ]; then echo "ALERT: $f FAILED > $failed"; rc=1; fi
+	if [ "$failed" -gt 0 ] && [ "$f" -gt "$failed" ]; then echo "ALERT: $f FAILED (not acknowledged) > $failed"; rc=1; fi
 	if [ -n "$lag" ] && [ "$l" -gt "$lag_secs" ]; then echo "ALERT: sync lag ${l}s > $lag"; rc=1; fi
 	return "$rc"
 }
