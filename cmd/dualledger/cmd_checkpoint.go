@@ -143,7 +143,13 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 		}
 		if !a.jsonOut {
 			for _, id := range sortedKeys(rep.Confirmed) {
-				if ledgerID == "" || id == ledgerID {
+				switch {
+				case ledgerID != "" && id != ledgerID:
+				case rep.Contradictions[id].Count > 0:
+					// Not "up to": an entry below it is contradicted (printed above).
+					fmt.Fprintf(a.out, "ledger %s: %s holds our block_hash for the entries it does not contradict, the highest at seq %d\n",
+						id, b.ID, rep.Confirmed[id])
+				default:
 					fmt.Fprintf(a.out, "ledger %s: %s confirms block_hashes up to seq %d\n", id, b.ID, rep.Confirmed[id])
 				}
 			}
