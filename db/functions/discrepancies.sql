@@ -149,10 +149,49 @@ BEGIN
             RAISE EXCEPTION 'discrepancy % was cleared by run % (the difference is no longer seen): a correction would move money for nothing; resolve it explained', p_id, v_d.cleared_run_id
                 USING ERRCODE = 'DL121';
         END IF;
+        -- The correction is not sent to the discrepancy's SCB (dl_outbox_waive): it must bring our
+        -- ledger to the state that SCB holds. Not so for these two kinds: the SCB holds our entry
+        -- (or more than one copy of it), and a correction here would part the ledgers.
+        IF v_d.kind IN ('status_mismatch', 'duplicate_on_scb') THEN
+            RAISE EXCEPTION 'a % discrepancy is not corrected by an entry here: %', v_d.kind,
+                  CASE v_d.kind WHEN 'status_mismatch' THEN 'the SCB holds our entry and only its status differs; redeliver it (requeue) or resolve it explained'
+                       ELSE 'the SCB booked our entry more than once; their operator reverses the extra bookings, then resolve it explained' END
+                USING ERRCODE = 'DL121';
+        END IF;
         SELECT e.seq INTO v_seq FROM ledger_entries e WHERE e.ledger_id = v_d.ledger_id AND e.reference_id = p_correction_ref;
         IF v_seq IS NULL THEN
             RAISE EXCEPTION 'no correcting entry % in ledger %: post it first', coalesce(quote_literal(p_correction_ref), 'NULL'), v_d.ledger_id
                 USING ERRCODE = 'DL121';
+        END IF;
+        IF v_d.kind IN ('missing_on_scb', 'delivery_failed') THEN
+            -- The SCB holds nothing of our entry: only its full reversal, delivered to that SCB no
+            -- more than the entry, leaves the two alike; and only if the entry is not on its way.
+            SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = v_d.outbox_id AND ledger_id = v_d.ledger_id FOR UPDATE;
+            IF v_row.status IN ('QUEUED', 'PROCESSING') THEN
+                RAISE EXCEPTION 'entry % is on its way to % (outbox row %, %): a correction not sent there would part the ledgers once it arrives; resolve the discrepancy when it has been delivered, or explained',
+                                v_d.reference_id, v_d.scb_id, v_row.id, v_row.status
+                    USING ERRCODE = 'DL121';
+            END IF;
+            IF NOT EXISTS (SELECT 1 FROM ledger_entries c
+                             JOIN ledger_entries o ON o.ledger_id = c.ledger_id AND o.id = c.reverses_entry_id
+                            WHERE c.ledger_id = v_d.ledger_id AND c.seq = v_seq AND o.seq = v_d.entry_seq AND c.amount = o.amount) THEN
+                RAISE EXCEPTION '% does not hold entry %: a correction other than its full reversal would leave the two ledgers apart',
+                                v_d.scb_id, v_d.reference_id
+                    USING ERRCODE = 'DL121',
+                          HINT = 'redeliver it (resolution requeue), then post the adjustment as an ordinary entry: it reaches both ledgers';
+            END IF;
+            -- Reversed, the entry is not to be delivered either: a FAILED row is acknowledged
+            -- (sent alone, the entry would stand at the SCB without its reversal).
+            IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NULL THEN
+                UPDATE dual_ledger_outbox o
+                   SET acknowledged_at = now(), acknowledged_by = p_actor,
+                       acknowledged_reason = left(format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
+                                                         p_correction_ref, p_id, v_d.scb_id, v_reason), 2000)
+                 WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
+                INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+                VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged',
+                        left(format('reversed by %s (discrepancy %s); %s', p_correction_ref, p_id, v_reason), 2000));
+            END IF;
         END IF;
         v_waived := dl_outbox_waive(p_actor, v_d.ledger_id, p_correction_ref, v_d.scb_id,
             format('the correction of discrepancy %s (%s): %s holds this state already; %s', p_id, v_d.kind, v_d.scb_id, v_reason));

@@ -264,3 +264,46 @@ func TestCorrectionsAreNotSentToTheSCBThatHoldsThem(t *testing.T) {
 		}
 	}
 }
+
+// TestCorrectionsOfEntriesTheSCBDoesNotHold: a correction is not sent to the discrepancy's SCB,
+// so it is accepted only where that leaves the two ledgers alike. An SCB that holds our entry
+// with another status, or twice, is not corrected by an entry here; one that does not hold it
+// (lost, or never delivered) only by the entry's full reversal, and the FAILED delivery of a
+// reversed entry is acknowledged with it (sent alone, the entry would stand there unreversed).
+func TestCorrectionsOfEntriesTheSCBDoesNotHold(t *testing.T) {
+	e := faultyLedger(t)
+	e.reconcile(reconcile.Options{})
+	ds := byRef(e.discrepancies(reconcile.Filter{}))
+	reverse := func(amount string) reconcile.Resolution {
+		return reconcile.Resolution{Kind: "correct", Reason: "ours was wrong", Correction: &reconcile.Correction{Reverse: true, Amount: amount}}
+	}
+	entries := e.count(`SELECT count(*) FROM ledger_entries`)
+	for _, tc := range []struct{ ref, amount, want string }{
+		{"r5", "", "only its status differs"},
+		{"r8", "4.00", "does not hold entry r8"},
+		{"r1", "4.00", "does not hold entry r1"},
+	} {
+		_, err := e.resolve(ds[tc.ref].ID, reverse(tc.amount))
+		if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("correct %s (%s) by %q: %v, want %q", tc.ref, ds[tc.ref].Kind, tc.amount, err, tc.want)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries {
+		t.Fatalf("refused corrections left %d entries, want %d", n, entries)
+	}
+	// The full reversal of the FAILED delivery: neither it nor the entry goes to SCB-1.
+	d, err := e.resolve(ds["r8"].ID, reverse(""))
+	if err != nil || d.ResolutionOutboxID == nil {
+		t.Fatalf("reverse r8: %+v %v", d, err)
+	}
+	if n := e.count(`SELECT count(*) FROM dual_ledger_outbox WHERE scb_id = 'SCB-1' AND reference_id IN ('r8', $1)
+		AND status = 'FAILED' AND acknowledged_at IS NOT NULL`, reconcile.CorrectionReference(d.ID)); n != 2 {
+		t.Errorf("%d of r8 and its reversal are acknowledged FAILED rows, want 2", n)
+	}
+	e.deliver(3)
+	for _, ref := range []string{"r8", reconcile.CorrectionReference(d.ID)} {
+		if _, err := e.clients["SCB-1"].GetInLedger(e.ctx, "MASTER", ref); err == nil {
+			t.Errorf("SCB-1 was sent %s", ref)
+		}
+	}
+}
