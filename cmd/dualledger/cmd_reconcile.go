@@ -475,11 +475,15 @@ func newDiscrepanciesResolveCmd(a *app) *cobra.Command {
              entry (--debit, --credit, --amount, --currency, --asset-type, --type). It brings our
              ledger to what the discrepancy's SCB holds, so it is not sent to that SCB (which would
              book the difference twice): its outbox row is closed as waived (FAILED, acknowledged);
-             the entry's other SCBs get it. Running the same command again after a failure replays
-             the posting: nothing is posted twice.
+             the entry's other SCBs get it. So it must be exactly that state: the SCB's entry
+             (missing_on_dbis), the difference of amounts (amount_mismatch: --reverse --amount
+             DIFF when the SCB holds less), the full reversal of an entry the SCB does not hold
+             (missing_on_scb, delivery_failed); other kinds are fixed by the SCB or explained.
+             Another SCB with the same finding is resolved with the same correction. Running the
+             same command again after a failure replays the posting: nothing is posted twice.
   explained  no action; --reason says why the difference stands.`,
 		Example: `  dualledger discrepancies resolve 12 --resolution requeue --reason 'SCB-1 restored a backup'
-  dualledger discrepancies resolve 13 --resolution correct --reverse --reason 'duplicate payment'
+  dualledger discrepancies resolve 13 --resolution correct --reverse --amount 1.00 --reason 'SCB-1 booked 9.00; 9.00 is agreed'
   dualledger discrepancies resolve 14 --resolution explained --reason 'SCB rounds to cents, ticket 99'`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

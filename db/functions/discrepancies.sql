@@ -85,6 +85,140 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION dl_outbox_waive(text, text, text, text, text) FROM PUBLIC;
 
+-- The SCB's amount of a discrepancy (its copy as the run read it), or NULL when it is not a
+-- plain decimal.
+CREATE OR REPLACE FUNCTION dl_scb_amount(p_scb jsonb) RETURNS numeric
+LANGUAGE sql IMMUTABLE
+RETURN CASE WHEN p_scb ->> 'amount' ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN (p_scb ->> 'amount')::numeric END;
+REVOKE ALL ON FUNCTION dl_scb_amount(jsonb) FROM PUBLIC;
+
+-- Whether the correcting entry p_c brings our ledger to what the SCB's copy p_scb holds, for a
+-- discrepancy of kind p_kind about our entry p_o (NULL for missing_on_dbis):
+--   missing_on_dbis  p_c is the SCB's entry: its accounts, amount, currency and asset type;
+--   amount_mismatch  the SCB holds less: p_c reverses p_o by exactly the difference; it holds
+--                    more: p_c moves the difference between p_o's accounts, in p_o's currency;
+--   missing_on_scb, delivery_failed
+--                    the SCB holds nothing of p_o: p_c is p_o's full reversal.
+-- Any other correction would leave the two ledgers apart once it is not sent to that SCB.
+CREATE OR REPLACE FUNCTION dl_correction_matches(p_kind text, p_scb jsonb, p_o ledger_entries, p_c ledger_entries) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN coalesce(CASE p_kind
+    WHEN 'missing_on_dbis' THEN
+        p_c.reverses_entry_id IS NULL AND p_c.debit_account_id = p_scb ->> 'debit_account_id'
+        AND p_c.credit_account_id = p_scb ->> 'credit_account_id' AND p_c.amount = dl_scb_amount(p_scb)
+        AND p_c.currency_code = p_scb ->> 'currency_code' AND p_c.asset_type = p_scb ->> 'asset_type'
+    WHEN 'amount_mismatch' THEN
+        p_c.currency_code = p_o.currency_code AND p_c.asset_type = p_o.asset_type AND CASE
+        WHEN dl_scb_amount(p_scb) < p_o.amount THEN
+            p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount - dl_scb_amount(p_scb)
+        WHEN dl_scb_amount(p_scb) > p_o.amount THEN
+            p_c.reverses_entry_id IS NULL AND p_c.debit_account_id = p_o.debit_account_id
+            AND p_c.credit_account_id = p_o.credit_account_id AND p_c.amount = dl_scb_amount(p_scb) - p_o.amount
+        END
+    WHEN 'missing_on_scb' THEN p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount
+    WHEN 'delivery_failed' THEN p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount
+    END, false);
+REVOKE ALL ON FUNCTION dl_correction_matches(text, jsonb, ledger_entries, ledger_entries) FROM PUBLIC;
+
+-- The `correct` resolution of p_d with the correcting entry p_ref, posted beforehand in this
+-- transaction (discrepancy_resolve). The correction brings our ledger to what the discrepancy's
+-- SCB holds, so it is not sent there (dl_outbox_waive); that is true only of the corrections
+-- dl_correction_matches accepts, and the others are refused (DL121): an SCB that holds our entry
+-- with another field, hash or status, or twice, fixes its copy, or the discrepancy is explained.
+-- Another SCB with the same finding about the same reference, its copy the same as this one's
+-- (one movement both SCBs hold and we lack, one amount both hold), holds the corrected state too:
+-- its delivery is waived as well and its discrepancy resolved with this correction (o_siblings),
+-- so that a second correction cannot book it twice. An entry the SCB does not hold is corrected
+-- only by its full reversal, not while it is on its way, and its FAILED delivery is acknowledged
+-- with it (sent alone, it would stand at the SCB without its reversal).
+CREATE OR REPLACE FUNCTION dl_discrepancy_correct(
+    p_actor text, p_d reconciliation_discrepancies, p_ref text, p_reason text,
+    OUT o_seq bigint, OUT o_waived bigint, OUT o_siblings bigint[])
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_o   ledger_entries;
+    v_c   ledger_entries;
+    v_row dual_ledger_outbox;
+    v_sib reconciliation_discrepancies;
+BEGIN
+    -- A finding no run sees any more needs no correction: posting one would move money for a
+    -- difference that is gone (the correcting entry, posted in this transaction, is undone).
+    IF p_d.cleared_at IS NOT NULL THEN
+        RAISE EXCEPTION 'discrepancy % was cleared by run % (the difference is no longer seen): a correction would move money for nothing; resolve it explained', p_d.id, p_d.cleared_run_id
+            USING ERRCODE = 'DL121';
+    END IF;
+    IF p_d.kind NOT IN ('missing_on_dbis', 'amount_mismatch', 'missing_on_scb', 'delivery_failed') THEN
+        RAISE EXCEPTION 'a % discrepancy is not corrected by an entry here: the SCB holds our entry (%); its operator fixes their copy, or resolve it explained',
+                        p_d.kind, CASE p_d.kind WHEN 'duplicate_on_scb' THEN 'more than once' WHEN 'status_mismatch' THEN 'with another status'
+                                                ELSE 'with other ' || array_to_string(p_d.fields, ', ') END
+            USING ERRCODE = 'DL121';
+    END IF;
+    SELECT * INTO v_c FROM ledger_entries e WHERE e.ledger_id = p_d.ledger_id AND e.reference_id = p_ref;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no correcting entry % in ledger %: post it first', coalesce(quote_literal(p_ref), 'NULL'), p_d.ledger_id
+            USING ERRCODE = 'DL121';
+    END IF;
+    SELECT * INTO v_o FROM ledger_entries e WHERE e.ledger_id = p_d.ledger_id AND e.seq = p_d.entry_seq;
+    IF NOT dl_correction_matches(p_d.kind, p_d.scb, v_o, v_c) THEN
+        RAISE EXCEPTION 'the correction of a % discrepancy must bring our ledger to what % holds: %', p_d.kind, p_d.scb_id,
+              CASE p_d.kind
+              WHEN 'missing_on_dbis' THEN format('its entry, %s -> %s, %s %s %s', p_d.scb ->> 'debit_account_id', p_d.scb ->> 'credit_account_id',
+                                                 p_d.scb ->> 'amount', p_d.scb ->> 'currency_code', p_d.scb ->> 'asset_type')
+              WHEN 'amount_mismatch' THEN format('our %s of %s against its %s, so the difference (a reversal of part of ours, or an entry between its accounts)',
+                                                 trim_scale(v_o.amount), p_d.reference_id, coalesce(p_d.scb ->> 'amount', 'no readable amount'))
+              ELSE format('nothing of %s, so its full reversal (to correct by another amount, redeliver it and post an ordinary entry, which reaches both)', p_d.reference_id) END
+            USING ERRCODE = 'DL121';
+    END IF;
+    IF p_d.kind IN ('missing_on_scb', 'delivery_failed') THEN
+        SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_d.outbox_id AND ledger_id = p_d.ledger_id FOR UPDATE;
+        IF v_row.status IN ('QUEUED', 'PROCESSING') THEN
+            RAISE EXCEPTION 'entry % is on its way to % (outbox row %, %): a reversal not sent there would part the ledgers once it arrives; resolve the discrepancy when it has been delivered, or explained',
+                            p_d.reference_id, p_d.scb_id, v_row.id, v_row.status
+                USING ERRCODE = 'DL121';
+        END IF;
+        IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NULL THEN
+            UPDATE dual_ledger_outbox o
+               SET acknowledged_at = now(), acknowledged_by = p_actor,
+                   acknowledged_reason = left(format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
+                                                     p_ref, p_d.id, p_d.scb_id, p_reason), 2000)
+             WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
+            INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+            VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged',
+                    left(format('reversed by %s (discrepancy %s); %s', p_ref, p_d.id, p_reason), 2000));
+        END IF;
+    END IF;
+    o_seq := v_c.seq;
+    o_waived := dl_outbox_waive(p_actor, p_d.ledger_id, p_ref, p_d.scb_id,
+        format('the correction of discrepancy %s (%s): %s holds this state already; %s', p_d.id, p_d.kind, p_d.scb_id, p_reason));
+    o_siblings := '{}';
+    IF p_d.kind IN ('missing_on_dbis', 'amount_mismatch') THEN
+        FOR v_sib IN
+            SELECT x.* FROM reconciliation_discrepancies x
+             WHERE x.ledger_id = p_d.ledger_id AND x.reference_id = p_d.reference_id AND x.kind = p_d.kind
+               AND x.scb_id <> p_d.scb_id AND x.status <> 'RESOLVED' AND x.cleared_at IS NULL
+               AND dl_correction_matches(x.kind, x.scb, v_o, v_c)
+             ORDER BY x.id FOR UPDATE
+        LOOP
+            PERFORM dl_outbox_waive(p_actor, p_d.ledger_id, p_ref, v_sib.scb_id,
+                format('the correction of discrepancy %s (%s), which %s holds as %s does; %s', p_d.id, p_d.kind, v_sib.scb_id, p_d.scb_id, p_reason));
+            UPDATE reconciliation_discrepancies x
+               SET status = 'RESOLVED', resolved_at = now(), resolved_by = p_actor, resolution = 'correct',
+                   resolution_reason = left(format('corrected with discrepancy %s (%s): %s', p_d.id, p_ref, p_reason), 1000),
+                   acknowledged_at = coalesce(x.acknowledged_at, now()), acknowledged_by = coalesce(x.acknowledged_by, p_actor),
+                   correction_entry_seq = v_c.seq, correction_reference_id = p_ref
+             WHERE x.id = v_sib.id AND x.ledger_id = v_sib.ledger_id;
+            PERFORM record_operator_action(p_actor, 'discrepancy.resolve', 'discrepancy/' || v_sib.id,
+                jsonb_build_object('status', v_sib.status, 'kind', v_sib.kind, 'ledger_id', v_sib.ledger_id, 'scb_id', v_sib.scb_id,
+                                   'reference_id', v_sib.reference_id),
+                jsonb_build_object('status', 'RESOLVED', 'resolution', 'correct', 'with_discrepancy', p_d.id,
+                                   'correction_entry_seq', v_c.seq, 'correction_reference_id', p_ref),
+                p_reason);
+            o_siblings := o_siblings || v_sib.id;
+        END LOOP;
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION dl_discrepancy_correct(text, reconciliation_discrepancies, text, text) FROM PUBLIC;
+
 -- OPEN | ACKNOWLEDGED -> RESOLVED with p_resolution:
 --   requeue    redeliver through the outbox: a FAILED row is requeued (outbox_requeue), a SENT,
 --              ACKED or FINALIZED row whose entry the SCB lost is redelivered (outbox_redeliver),
@@ -107,6 +241,7 @@ DECLARE
     v_action text;
     v_was    text;
     v_waived bigint;
+    v_siblings bigint[];
 BEGIN
     IF v_reason IS NULL THEN
         RAISE EXCEPTION 'a resolution needs its reason' USING ERRCODE = 'DL009';
@@ -143,59 +278,10 @@ BEGIN
             v_action := 'already ' || v_row.status;
         END IF;
     ELSIF p_resolution = 'correct' THEN
-        -- A finding no run sees any more needs no correction: posting one would move money for a
-        -- difference that is gone (the correcting entry, posted in this transaction, is undone).
-        IF v_d.cleared_at IS NOT NULL THEN
-            RAISE EXCEPTION 'discrepancy % was cleared by run % (the difference is no longer seen): a correction would move money for nothing; resolve it explained', p_id, v_d.cleared_run_id
-                USING ERRCODE = 'DL121';
-        END IF;
-        -- The correction is not sent to the discrepancy's SCB (dl_outbox_waive): it must bring our
-        -- ledger to the state that SCB holds. Not so for these two kinds: the SCB holds our entry
-        -- (or more than one copy of it), and a correction here would part the ledgers.
-        IF v_d.kind IN ('status_mismatch', 'duplicate_on_scb') THEN
-            RAISE EXCEPTION 'a % discrepancy is not corrected by an entry here: %', v_d.kind,
-                  CASE v_d.kind WHEN 'status_mismatch' THEN 'the SCB holds our entry and only its status differs; redeliver it (requeue) or resolve it explained'
-                       ELSE 'the SCB booked our entry more than once; their operator reverses the extra bookings, then resolve it explained' END
-                USING ERRCODE = 'DL121';
-        END IF;
-        SELECT e.seq INTO v_seq FROM ledger_entries e WHERE e.ledger_id = v_d.ledger_id AND e.reference_id = p_correction_ref;
-        IF v_seq IS NULL THEN
-            RAISE EXCEPTION 'no correcting entry % in ledger %: post it first', coalesce(quote_literal(p_correction_ref), 'NULL'), v_d.ledger_id
-                USING ERRCODE = 'DL121';
-        END IF;
-        IF v_d.kind IN ('missing_on_scb', 'delivery_failed') THEN
-            -- The SCB holds nothing of our entry: only its full reversal, delivered to that SCB no
-            -- more than the entry, leaves the two alike; and only if the entry is not on its way.
-            SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = v_d.outbox_id AND ledger_id = v_d.ledger_id FOR UPDATE;
-            IF v_row.status IN ('QUEUED', 'PROCESSING') THEN
-                RAISE EXCEPTION 'entry % is on its way to % (outbox row %, %): a correction not sent there would part the ledgers once it arrives; resolve the discrepancy when it has been delivered, or explained',
-                                v_d.reference_id, v_d.scb_id, v_row.id, v_row.status
-                    USING ERRCODE = 'DL121';
-            END IF;
-            IF NOT EXISTS (SELECT 1 FROM ledger_entries c
-                             JOIN ledger_entries o ON o.ledger_id = c.ledger_id AND o.id = c.reverses_entry_id
-                            WHERE c.ledger_id = v_d.ledger_id AND c.seq = v_seq AND o.seq = v_d.entry_seq AND c.amount = o.amount) THEN
-                RAISE EXCEPTION '% does not hold entry %: a correction other than its full reversal would leave the two ledgers apart',
-                                v_d.scb_id, v_d.reference_id
-                    USING ERRCODE = 'DL121',
-                          HINT = 'redeliver it (resolution requeue), then post the adjustment as an ordinary entry: it reaches both ledgers';
-            END IF;
-            -- Reversed, the entry is not to be delivered either: a FAILED row is acknowledged
-            -- (sent alone, the entry would stand at the SCB without its reversal).
-            IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NULL THEN
-                UPDATE dual_ledger_outbox o
-                   SET acknowledged_at = now(), acknowledged_by = p_actor,
-                       acknowledged_reason = left(format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
-                                                         p_correction_ref, p_id, v_d.scb_id, v_reason), 2000)
-                 WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
-                INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
-                VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged',
-                        left(format('reversed by %s (discrepancy %s); %s', p_correction_ref, p_id, v_reason), 2000));
-            END IF;
-        END IF;
-        v_waived := dl_outbox_waive(p_actor, v_d.ledger_id, p_correction_ref, v_d.scb_id,
-            format('the correction of discrepancy %s (%s): %s holds this state already; %s', p_id, v_d.kind, v_d.scb_id, v_reason));
-        v_action := CASE WHEN v_waived IS NOT NULL THEN 'not sent to ' || v_d.scb_id END;
+        SELECT c.o_seq, c.o_waived, c.o_siblings INTO v_seq, v_waived, v_siblings
+          FROM dl_discrepancy_correct(p_actor, v_d, p_correction_ref, v_reason) c;
+        v_action := 'not sent to ' || v_d.scb_id
+                    || CASE WHEN cardinality(v_siblings) > 0 THEN format(' nor to the SCBs of discrepancies %s, resolved with it', array_to_string(v_siblings, ', ')) ELSE '' END;
     END IF;
     UPDATE reconciliation_discrepancies
        SET status = 'RESOLVED', resolved_at = now(), resolved_by = p_actor, resolution = p_resolution, resolution_reason = v_reason,

@@ -85,33 +85,49 @@ func TestResolutions(t *testing.T) {
 		t.Errorf("duplicate posts at the SCB: %+v", st)
 	}
 
-	// correct: a reversal of our entry, linked; resolving again is refused and posts nothing.
+	// correct: the SCB holds 11.00 against our 10.00 and its amount is the agreed one: the
+	// difference between our entry's accounts, linked; a full reversal (what this test did
+	// before corrections stopped being sent to the SCB that holds them) would leave us at 0.00
+	// and the SCB at 11.00, and is refused. Resolving again is refused and posts nothing.
 	entries := e.count(`SELECT count(*) FROM ledger_entries`)
+	if _, err := e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true}}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable {
+		t.Errorf("a full reversal for an SCB that holds more: %v", err)
+	}
+	diff := ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "1.00", CurrencyCode: "USD",
+		AssetType: "fiat", TransactionType: "correction"}
 	d, err = e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "the SCB's amount is the agreed one",
-		Correction: &reconcile.Correction{Reverse: true}})
+		Correction: &reconcile.Correction{Entry: &diff}})
 	if err != nil || d.CorrectionEntrySeq == nil || *d.CorrectionReferenceID != reconcile.CorrectionReference(d.ID) {
 		t.Fatalf("correct r2: %+v %v", d, err)
 	}
 	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries+1 {
 		t.Errorf("entries after the correction: %d, want %d", n, entries+1)
 	}
-	if n := e.count(`SELECT count(*) FROM ledger_entries WHERE reference_id = $1 AND reverses_entry_id IS NOT NULL AND seq = $2`,
+	if n := e.count(`SELECT count(*) FROM ledger_entries WHERE reference_id = $1 AND amount = 1 AND seq = $2`,
 		reconcile.CorrectionReference(d.ID), *d.CorrectionEntrySeq); n != 1 {
-		t.Errorf("the correcting reversal is not linked")
+		t.Errorf("the correcting entry is not linked")
 	}
-	if _, err := e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "again", Correction: &reconcile.Correction{Reverse: true}}); ledger.CodeOf(err) != ledger.CodeDiscrepancyResolved {
+	if _, err := e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "again", Correction: &reconcile.Correction{Entry: &diff}}); ledger.CodeOf(err) != ledger.CodeDiscrepancyResolved {
 		t.Errorf("correcting twice: %v", err)
 	}
-	// A correction posted before a crash (the resolve never ran) is replayed, not posted twice.
-	in := ledger.EntryInput{DebitAccountID: "SCB-1-USD", CreditAccountID: "issuance", Amount: "1.00", CurrencyCode: "USD",
-		AssetType: "fiat", TransactionType: "correction", Metadata: json.RawMessage(`{"ticket": 7}`)}
+	// An SCB that holds our entry with another debit account fixes its copy: no correction here.
+	if _, err := e.resolve(ds["r4"].ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true}}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable {
+		t.Errorf("correct of a field_mismatch: %v", err)
+	}
+	if _, err := e.resolve(ds["r4"].ID, reconcile.Resolution{Kind: "explained", Reason: "SCB-1 fixes its copy, ticket 8"}); err != nil {
+		t.Fatal(err)
+	}
+	// A correction posted before a crash (the resolve never ran) is replayed, not posted twice:
+	// the entry only SCB-1 holds (inv), adopted as it holds it.
+	in := ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "99.00", CurrencyCode: "USD",
+		AssetType: "fiat", TransactionType: "funding", Metadata: json.RawMessage(`{"ticket": 7}`)}
 	first := in
-	first.ReferenceID = reconcile.CorrectionReference(ds["r4"].ID)
+	first.ReferenceID = reconcile.CorrectionReference(ds["inv"].ID)
 	if res, err := ledger.PostBatch(e.ctx, e.pool, "MASTER", []ledger.EntryInput{first}, true); err != nil || res[0].Code != ledger.CodeCreated {
 		t.Fatalf("%v %+v", err, res)
 	}
 	entries = e.count(`SELECT count(*) FROM ledger_entries`)
-	if _, err := e.resolve(ds["r4"].ID, reconcile.Resolution{Kind: "correct", Reason: "fee", Correction: &reconcile.Correction{Entry: &in}}); err != nil {
+	if _, err := e.resolve(ds["inv"].ID, reconcile.Resolution{Kind: "correct", Reason: "a real funding", Correction: &reconcile.Correction{Entry: &in}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries {
@@ -124,15 +140,15 @@ func TestResolutions(t *testing.T) {
 	}
 
 	// The operator log has every act.
-	if n := e.count(`SELECT count(*) FROM operator_actions WHERE action = 'discrepancy.resolve'`); n != 5 {
-		t.Errorf("discrepancy.resolve in the operator log: %d, want 5", n)
+	if n := e.count(`SELECT count(*) FROM operator_actions WHERE action = 'discrepancy.resolve'`); n != 6 {
+		t.Errorf("discrepancy.resolve in the operator log: %d, want 6", n)
 	}
 	if n := e.count(`SELECT count(*) FROM operator_actions WHERE action IN ('discrepancy.acknowledge', 'outbox.redeliver', 'outbox.requeue')`); n != 3 {
 		t.Errorf("acknowledge, redeliver, requeue in the operator log: %d, want 3", n)
 	}
 
-	// The next run: r1 and r8 are at the SCB again, cleared; r2, r3, r4 remain (the SCB's copy is
-	// still different), resolved; r5 and inv are open.
+	// The next run: r1 and r8 are at the SCB again, cleared; r2, r3, r4 and inv remain (the SCB's
+	// copy is still different, or ours), resolved; r5 is open.
 	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "r3", BlockHash: strp("")})
 	run := e.reconcile(reconcile.Options{})
 	all := byRef(e.discrepancies(reconcile.Filter{Cleared: true}))
@@ -279,9 +295,9 @@ func TestCorrectionsOfEntriesTheSCBDoesNotHold(t *testing.T) {
 	}
 	entries := e.count(`SELECT count(*) FROM ledger_entries`)
 	for _, tc := range []struct{ ref, amount, want string }{
-		{"r5", "", "only its status differs"},
-		{"r8", "4.00", "does not hold entry r8"},
-		{"r1", "4.00", "does not hold entry r1"},
+		{"r5", "", "with another status"},
+		{"r8", "4.00", "nothing of r8, so its full reversal"},
+		{"r1", "4.00", "nothing of r1, so its full reversal"},
 	} {
 		_, err := e.resolve(ds[tc.ref].ID, reverse(tc.amount))
 		if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), tc.want) {
@@ -305,5 +321,68 @@ func TestCorrectionsOfEntriesTheSCBDoesNotHold(t *testing.T) {
 		if _, err := e.clients["SCB-1"].GetInLedger(e.ctx, "MASTER", ref); err == nil {
 			t.Errorf("SCB-1 was sent %s", ref)
 		}
+	}
+}
+
+// TestCorrectionMustMatchWhatTheSCBHolds (the review of the waived corrections): a correction not
+// sent to the SCB must be exactly what that SCB holds, or an admin key could book money here that
+// no SCB ever sees and no run reports. One movement that two SCBs hold and we lack is adopted
+// once: the second SCB's discrepancy is resolved with the same correction, and neither SCB is
+// sent it.
+func TestCorrectionMustMatchWhatTheSCBHolds(t *testing.T) {
+	e := newEnv(t, "SCB-1", "SCB-2")
+	e.post("SCB-1", "fund", "100.00")
+	e.deliver(3)
+	ghost := scb.Entry{ReferenceID: "ghost", LedgerID: "MASTER", DebitAccountID: "SCB-1-USD", CreditAccountID: "SCB-2-USD",
+		Amount: "7.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "GSS_SETTLEMENT", DBISEntryID: 888,
+		BlockHash: strings.Repeat("ef", 32), TimestampUTC: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	for _, b := range []string{"SCB-1", "SCB-2"} {
+		g := ghost
+		e.tamper(b, sim.Tamper{Action: "invent", Entry: &g})
+		e.reconcile(reconcile.Options{SCBID: b, Full: true})
+	}
+	var first, second reconcile.Discrepancy
+	for _, d := range e.discrepancies(reconcile.Filter{Kind: "missing_on_dbis"}) {
+		switch d.SCBID {
+		case "SCB-1":
+			first = d
+		case "SCB-2":
+			second = d
+		}
+	}
+	if first.ID == 0 || second.ID == 0 {
+		t.Fatalf("missing_on_dbis at both SCBs: %+v %+v", first, second)
+	}
+	adopt := func(amount string) reconcile.Resolution {
+		return reconcile.Resolution{Kind: "correct", Reason: "a real settlement", Correction: &reconcile.Correction{Entry: &ledger.EntryInput{
+			DebitAccountID: "SCB-1-USD", CreditAccountID: "SCB-2-USD", Amount: amount, CurrencyCode: "USD", AssetType: "fiat", TransactionType: "GSS_SETTLEMENT"}}}
+	}
+	entries := e.count(`SELECT count(*) FROM ledger_entries`)
+	if _, err := e.resolve(first.ID, adopt("70.00")); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), "7.00") {
+		t.Errorf("a correction other than the SCB's entry: %v", err)
+	}
+	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries {
+		t.Fatalf("the refused correction left %d entries, want %d", n, entries)
+	}
+	d, err := e.resolve(first.ID, adopt("7.00"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := reconcile.CorrectionReference(d.ID)
+	if n := e.count(`SELECT count(*) FROM reconciliation_discrepancies WHERE id = $1 AND status = 'RESOLVED' AND correction_reference_id = $2`,
+		second.ID, ref); n != 1 {
+		t.Errorf("SCB-2's discrepancy about the same movement is not resolved with the correction")
+	}
+	if _, err := e.resolve(second.ID, adopt("7.00")); ledger.CodeOf(err) != ledger.CodeDiscrepancyResolved {
+		t.Errorf("a second correction of the same movement: %v", err)
+	}
+	e.deliver(3)
+	for _, b := range []string{"SCB-1", "SCB-2"} {
+		if _, err := e.clients[b].GetInLedger(e.ctx, "MASTER", ref); err == nil {
+			t.Errorf("%s was sent %s, the movement it holds already", b, ref)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM ledger_entries WHERE amount = 7`); n != 1 {
+		t.Errorf("%d entries of 7.00 here, want the one correction", n)
 	}
 }
