@@ -756,6 +756,9 @@ func printSettlement(a *app, s settlement.Settlement) {
 		if x.LastError != nil && x.Status != outbox.Finalized {
 			extra = " — " + *x.LastError
 		}
+		if x.AcknowledgedBy != nil && x.AcknowledgedReason != nil {
+			extra += " — acknowledged by " + *x.AcknowledgedBy + ": " + *x.AcknowledgedReason
+		}
 		fmt.Fprintf(a.out, "  %-8s %-10s attempts %d%s\n", x.ScbID, x.Status, x.Attempts, extra)
 	}
 }

@@ -59,11 +59,13 @@ func (s *Server) getSettlement(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// hideSCBErrors keeps what an SCB answered (last_error) for the operator: only admin keys see it.
+// hideSCBErrors keeps what an SCB answered (last_error) and the operators' acknowledgements (an
+// incident's who and why) for the operator: only admin keys see them.
 func hideSCBErrors(r *http.Request, out *settlement.Settlement) {
 	if !keyOf(r).IsAdmin() {
 		for i := range out.Sync {
 			out.Sync[i].LastError = nil
+			out.Sync[i].AcknowledgedBy, out.Sync[i].AcknowledgedReason = nil, nil
 		}
 	}
 }

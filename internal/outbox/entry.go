@@ -30,6 +30,9 @@ type EntryRow struct {
 	FinalizedAt    *time.Time
 	LastAttemptAt  *time.Time
 	LastStatusCode *int // HTTP status of the last delivery attempt
+	// A FAILED row an operator acknowledged, or a correction's waived delivery: who and why.
+	AcknowledgedBy     *string
+	AcknowledgedReason *string
 }
 
 // RowsOfEntry returns the outbox rows of the entry referenceID on ledgerID, one per SCB, ordered
@@ -38,7 +41,7 @@ func RowsOfEntry(ctx context.Context, db ledger.DBTX, ledgerID, referenceID stri
 	rows, err := db.Query(ctx, `
 		SELECT id, scb_id, status, attempts, last_error, scb_entry_id,
 		       CASE WHEN status = 'QUEUED' THEN next_attempt_at END,
-		       created_at, finalized_at, last_attempt_at, last_status_code
+		       created_at, finalized_at, last_attempt_at, last_status_code, acknowledged_by, acknowledged_reason
 		  FROM dual_ledger_outbox
 		 WHERE ledger_id = $1 AND reference_id = $2
 		 ORDER BY scb_id`, ledgerID, referenceID)
@@ -48,7 +51,7 @@ func RowsOfEntry(ctx context.Context, db ledger.DBTX, ledgerID, referenceID stri
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EntryRow, error) {
 		var x EntryRow
 		err := r.Scan(&x.ID, &x.ScbID, &x.Status, &x.Attempts, &x.LastError, &x.ScbEntryID, &x.NextAttemptAt,
-			&x.CreatedAt, &x.FinalizedAt, &x.LastAttemptAt, &x.LastStatusCode)
+			&x.CreatedAt, &x.FinalizedAt, &x.LastAttemptAt, &x.LastStatusCode, &x.AcknowledgedBy, &x.AcknowledgedReason)
 		return x, err
 	})
 	if err != nil {

@@ -58,6 +58,11 @@ type Sync struct {
 	OutboxID     int64      `json:"outbox_id"`
 	LastAttempt  *time.Time `json:"last_attempt_at"`
 	LastHTTPCode *int       `json:"last_status_code"`
+	// Set on a FAILED row an operator acknowledged as not to be delivered, or on a correction's
+	// delivery waived because the SCB held its state (docs/state-machine.md, "Acknowledged
+	// failures"): the entry stays DBIS_COMMITTED, knowingly.
+	AcknowledgedBy     *string `json:"acknowledged_by,omitempty"`
+	AcknowledgedReason *string `json:"acknowledged_reason,omitempty"`
 }
 
 // Settlement is a settlement (or any master-ledger entry) with its sync status.
@@ -158,7 +163,7 @@ func (s *Service) Get(ctx context.Context, referenceID string) (Settlement, erro
 	for i, r := range rows {
 		syncs[i] = Sync{ScbID: r.ScbID, Status: r.Status, Attempts: r.Attempts, LastError: r.LastError, ScbEntryID: r.ScbEntryID,
 			NextAttempt: r.NextAttemptAt, CreatedAt: r.CreatedAt, FinalizedAt: r.FinalizedAt, OutboxID: r.ID,
-			LastAttempt: r.LastAttemptAt, LastHTTPCode: r.LastStatusCode}
+			LastAttempt: r.LastAttemptAt, LastHTTPCode: r.LastStatusCode, AcknowledgedBy: r.AcknowledgedBy, AcknowledgedReason: r.AcknowledgedReason}
 	}
 	status := StatusDBISCommitted
 	if outbox.AllFinalized(rows) {
