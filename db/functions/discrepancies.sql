@@ -120,26 +120,76 @@ RETURN coalesce(CASE p_kind
     END, false);
 REVOKE ALL ON FUNCTION dl_correction_matches(text, jsonb, ledger_entries, ledger_entries) FROM PUBLIC;
 
+-- The one correction dl_correction_matches accepts for discrepancy p_d about our entry p_o, as
+-- the command that posts it, for a refusal to name; or why there is none.
+CREATE OR REPLACE FUNCTION dl_correction_wanted(p_d reconciliation_discrepancies, p_o ledger_entries) RETURNS text
+LANGUAGE sql STABLE
+RETURN CASE p_d.kind
+    WHEN 'missing_on_dbis' THEN format('the SCB''s entry: --debit %s --credit %s --amount %s --currency %s --asset-type %s',
+                                       p_d.scb ->> 'debit_account_id', p_d.scb ->> 'credit_account_id', p_d.scb ->> 'amount',
+                                       p_d.scb ->> 'currency_code', p_d.scb ->> 'asset_type')
+    WHEN 'amount_mismatch' THEN CASE
+        WHEN dl_scb_amount(p_d.scb) IS NULL THEN format('none: the SCB''s amount %s is not a plain decimal; resolve it explained',
+                                                        coalesce(p_d.scb ->> 'amount', 'null'))
+        WHEN dl_scb_amount(p_d.scb) < p_o.amount THEN format('the difference between our %s and the SCB''s %s: --reverse --amount %s',
+                                                             trim_scale(p_o.amount), p_d.scb ->> 'amount', trim_scale(p_o.amount - dl_scb_amount(p_d.scb)))
+        ELSE format('the difference between our %s and the SCB''s %s: --debit %s --credit %s --amount %s --currency %s --asset-type %s',
+                    trim_scale(p_o.amount), p_d.scb ->> 'amount', p_o.debit_account_id, p_o.credit_account_id,
+                    trim_scale(dl_scb_amount(p_d.scb) - p_o.amount), p_o.currency_code, p_o.asset_type) END
+    ELSE format('the full reversal of %s, which the SCB does not hold: --reverse (to correct it by another amount, redeliver it and post an ordinary entry, which reaches both)',
+                p_d.reference_id) END;
+REVOKE ALL ON FUNCTION dl_correction_wanted(reconciliation_discrepancies, ledger_entries) FROM PUBLIC;
+
+-- Whether the correcting entry may be delivered to p_scb, an SCB of its accounts other than the
+-- discrepancy's, which has no matching discrepancy of its own: only if that SCB holds our side
+-- as the correction assumes, i.e. nothing about the reference is live there and, for
+--   missing_on_dbis  (a new entry for us) it holds no copy of the reference and a run has read
+--                    its list since the discrepancy was found (else it may hold the same entry);
+--   amount_mismatch, missing_on_scb, delivery_failed
+--                    (a change of our entry) our entry was delivered to it (SENT, ACKED, FINALIZED).
+-- NULL when it may; else why not.
+CREATE OR REPLACE FUNCTION dl_correction_other_scb(p_d reconciliation_discrepancies, p_scb text) RETURNS text
+LANGUAGE sql STABLE
+RETURN CASE
+    WHEN EXISTS (SELECT 1 FROM reconciliation_discrepancies x WHERE x.ledger_id = p_d.ledger_id AND x.scb_id = p_scb
+                    AND x.reference_id = p_d.reference_id AND x.cleared_at IS NULL AND x.status <> 'RESOLVED')
+        THEN format('%s has a discrepancy of its own about %s that this correction does not settle: resolve that one first', p_scb, p_d.reference_id)
+    WHEN p_d.kind = 'missing_on_dbis' AND EXISTS (SELECT 1 FROM reconciliation_scb_entries c WHERE c.ledger_id = p_d.ledger_id
+                    AND c.scb_id = p_scb AND c.reference_id = p_d.reference_id AND c.gone_run_id IS NULL)
+        THEN format('%s holds an entry %s too', p_scb, p_d.reference_id)
+    WHEN p_d.kind = 'missing_on_dbis' AND NOT EXISTS (SELECT 1 FROM reconciliation_runs r WHERE r.scb_id = p_scb AND r.status = 'ok'
+                    AND r.started_at >= p_d.first_seen_at)
+        THEN format('%s''s list has not been read since the discrepancy was found, and it may hold the same entry: run dualledger reconcile scb --scb %s --full first', p_scb, p_scb)
+    WHEN p_d.kind <> 'missing_on_dbis' AND NOT EXISTS (SELECT 1 FROM dual_ledger_outbox o WHERE o.ledger_id = p_d.ledger_id
+                    AND o.reference_id = p_d.reference_id AND o.scb_id = p_scb AND o.status IN ('SENT', 'ACKED', 'FINALIZED'))
+        THEN format('%s does not hold our %s (its delivery is not made), so the correction cannot be sent to it', p_scb, p_d.reference_id)
+    END;
+REVOKE ALL ON FUNCTION dl_correction_other_scb(reconciliation_discrepancies, text) FROM PUBLIC;
+
 -- The `correct` resolution of p_d with the correcting entry p_ref, posted beforehand in this
 -- transaction (discrepancy_resolve). The correction brings our ledger to what the discrepancy's
 -- SCB holds, so it is not sent there (dl_outbox_waive); that is true only of the corrections
--- dl_correction_matches accepts, and the others are refused (DL121): an SCB that holds our entry
--- with another field, hash or status, or twice, fixes its copy, or the discrepancy is explained.
--- Another SCB with the same finding about the same reference, its copy the same as this one's
--- (one movement both SCBs hold and we lack, one amount both hold), holds the corrected state too:
--- its delivery is waived as well and its discrepancy resolved with this correction (o_siblings),
--- so that a second correction cannot book it twice. An entry the SCB does not hold is corrected
--- only by its full reversal, not while it is on its way, and its FAILED delivery is acknowledged
--- with it (sent alone, it would stand at the SCB without its reversal).
+-- dl_correction_matches accepts, and the others are refused (DL121, naming the one that would
+-- be accepted): an SCB that holds our entry with another field, hash or status, or twice, fixes
+-- its copy, or the discrepancy is explained. Each other SCB of the correction's accounts either
+-- holds the same as this one (a live discrepancy of a kind alike about the same reference,
+-- which the correction matches): it is not sent the correction either, and its discrepancy is
+-- resolved with it (o_siblings); or holds our side as the correction assumes
+-- (dl_correction_other_scb) and is sent it; else the correction is refused. A reference
+-- corrected once is not corrected again, and an entry the SCB does not hold is corrected only
+-- while its delivery stands as the run saw it (a FAILED one is acknowledged with the reversal:
+-- sent alone, the entry would stand at the SCB without it).
 CREATE OR REPLACE FUNCTION dl_discrepancy_correct(
     p_actor text, p_d reconciliation_discrepancies, p_ref text, p_reason text,
     OUT o_seq bigint, OUT o_waived bigint, OUT o_siblings bigint[])
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_o   ledger_entries;
-    v_c   ledger_entries;
-    v_row dual_ledger_outbox;
-    v_sib reconciliation_discrepancies;
+    v_o     ledger_entries;
+    v_c     ledger_entries;
+    v_row   dual_ledger_outbox;
+    v_sib   reconciliation_discrepancies;
+    v_other text;
+    v_why   text;
 BEGIN
     -- A finding no run sees any more needs no correction: posting one would move money for a
     -- difference that is gone (the correcting entry, posted in this transaction, is undone).
@@ -148,9 +198,16 @@ BEGIN
             USING ERRCODE = 'DL121';
     END IF;
     IF p_d.kind NOT IN ('missing_on_dbis', 'amount_mismatch', 'missing_on_scb', 'delivery_failed') THEN
-        RAISE EXCEPTION 'a % discrepancy is not corrected by an entry here: the SCB holds our entry (%); its operator fixes their copy, or resolve it explained',
-                        p_d.kind, CASE p_d.kind WHEN 'duplicate_on_scb' THEN 'more than once' WHEN 'status_mismatch' THEN 'with another status'
-                                                ELSE 'with other ' || array_to_string(p_d.fields, ', ') END
+        RAISE EXCEPTION 'discrepancy % (%) is not corrected by an entry here: the SCB holds our entry %; its operator fixes their copy, or resolve it explained',
+                        p_d.id, p_d.kind, CASE p_d.kind WHEN 'duplicate_on_scb' THEN 'more than once' WHEN 'status_mismatch' THEN 'with another status'
+                                                        ELSE 'with other ' || array_to_string(p_d.fields, ', ') END
+            USING ERRCODE = 'DL121';
+    END IF;
+    SELECT x.id INTO o_seq FROM reconciliation_discrepancies x
+     WHERE x.ledger_id = p_d.ledger_id AND x.reference_id = p_d.reference_id AND x.resolution = 'correct' AND x.id <> p_d.id LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'discrepancy % about % was corrected already (discrepancy %): a second correction would book it twice; resolve this one explained',
+                        p_d.id, p_d.reference_id, o_seq
             USING ERRCODE = 'DL121';
     END IF;
     SELECT * INTO v_c FROM ledger_entries e WHERE e.ledger_id = p_d.ledger_id AND e.reference_id = p_ref;
@@ -159,65 +216,97 @@ BEGIN
             USING ERRCODE = 'DL121';
     END IF;
     SELECT * INTO v_o FROM ledger_entries e WHERE e.ledger_id = p_d.ledger_id AND e.seq = p_d.entry_seq;
+    IF p_d.kind = 'missing_on_dbis' AND EXISTS (SELECT 1 FROM ledger_entries e WHERE e.ledger_id = p_d.ledger_id AND e.reference_id = p_d.reference_id) THEN
+        RAISE EXCEPTION 'discrepancy % (missing_on_dbis): we hold an entry % already, which %''s stray copy is not; its operator removes it, or resolve it explained',
+                        p_d.id, p_d.reference_id, p_d.scb_id
+            USING ERRCODE = 'DL121';
+    END IF;
     IF NOT dl_correction_matches(p_d.kind, p_d.scb, v_o, v_c) THEN
-        RAISE EXCEPTION 'the correction of a % discrepancy must bring our ledger to what % holds: %', p_d.kind, p_d.scb_id,
-              CASE p_d.kind
-              WHEN 'missing_on_dbis' THEN format('its entry, %s -> %s, %s %s %s', p_d.scb ->> 'debit_account_id', p_d.scb ->> 'credit_account_id',
-                                                 p_d.scb ->> 'amount', p_d.scb ->> 'currency_code', p_d.scb ->> 'asset_type')
-              WHEN 'amount_mismatch' THEN format('our %s of %s against its %s, so the difference (a reversal of part of ours, or an entry between its accounts)',
-                                                 trim_scale(v_o.amount), p_d.reference_id, coalesce(p_d.scb ->> 'amount', 'no readable amount'))
-              ELSE format('nothing of %s, so its full reversal (to correct by another amount, redeliver it and post an ordinary entry, which reaches both)', p_d.reference_id) END
+        RAISE EXCEPTION 'the correction of discrepancy % (%) must bring our ledger to what % holds; the one accepted is %',
+                        p_d.id, p_d.kind, p_d.scb_id, dl_correction_wanted(p_d, v_o)
             USING ERRCODE = 'DL121';
     END IF;
     IF p_d.kind IN ('missing_on_scb', 'delivery_failed') THEN
         SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_d.outbox_id AND ledger_id = p_d.ledger_id FOR UPDATE;
-        IF v_row.status IN ('QUEUED', 'PROCESSING') THEN
-            RAISE EXCEPTION 'entry % is on its way to % (outbox row %, %): a reversal not sent there would part the ledgers once it arrives; resolve the discrepancy when it has been delivered, or explained',
-                            p_d.reference_id, p_d.scb_id, v_row.id, v_row.status
+        -- As the run saw it: the same status, not requeued nor redelivered since (the worker's
+        -- polls touch a SENT row all the time, so its updated_at says nothing), not on its way.
+        IF v_row.status IS DISTINCT FROM p_d.dbis ->> 'outbox_status' OR v_row.status IN ('QUEUED', 'PROCESSING')
+           OR EXISTS (SELECT 1 FROM dual_ledger_outbox_attempts a WHERE a.ledger_id = v_row.ledger_id AND a.outbox_id = v_row.id
+                         AND a.kind IN ('requeue', 'redeliver') AND a.started_at > p_d.last_seen_at) THEN
+            RAISE EXCEPTION 'the delivery of % to % changed since the run that found discrepancy % (it is % now): reconcile again (dualledger reconcile scb --scb %), then resolve what that run finds',
+                            p_d.reference_id, p_d.scb_id, p_d.id, v_row.status, p_d.scb_id
                 USING ERRCODE = 'DL121';
-        END IF;
-        IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NULL THEN
-            UPDATE dual_ledger_outbox o
-               SET acknowledged_at = now(), acknowledged_by = p_actor,
-                   acknowledged_reason = left(format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
-                                                     p_ref, p_d.id, p_d.scb_id, p_reason), 2000)
-             WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
-            INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
-            VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged',
-                    left(format('reversed by %s (discrepancy %s); %s', p_ref, p_d.id, p_reason), 2000));
         END IF;
     END IF;
     o_seq := v_c.seq;
     o_waived := dl_outbox_waive(p_actor, p_d.ledger_id, p_ref, p_d.scb_id,
         format('the correction of discrepancy %s (%s): %s holds this state already; %s', p_d.id, p_d.kind, p_d.scb_id, p_reason));
-    o_siblings := '{}';
-    IF p_d.kind IN ('missing_on_dbis', 'amount_mismatch') THEN
-        FOR v_sib IN
-            SELECT x.* FROM reconciliation_discrepancies x
-             WHERE x.ledger_id = p_d.ledger_id AND x.reference_id = p_d.reference_id AND x.kind = p_d.kind
-               AND x.scb_id <> p_d.scb_id AND x.status <> 'RESOLVED' AND x.cleared_at IS NULL
-               AND dl_correction_matches(x.kind, x.scb, v_o, v_c)
-             ORDER BY x.id FOR UPDATE
-        LOOP
-            PERFORM dl_outbox_waive(p_actor, p_d.ledger_id, p_ref, v_sib.scb_id,
-                format('the correction of discrepancy %s (%s), which %s holds as %s does; %s', p_d.id, p_d.kind, v_sib.scb_id, p_d.scb_id, p_reason));
-            UPDATE reconciliation_discrepancies x
-               SET status = 'RESOLVED', resolved_at = now(), resolved_by = p_actor, resolution = 'correct',
-                   resolution_reason = left(format('corrected with discrepancy %s (%s): %s', p_d.id, p_ref, p_reason), 1000),
-                   acknowledged_at = coalesce(x.acknowledged_at, now()), acknowledged_by = coalesce(x.acknowledged_by, p_actor),
-                   correction_entry_seq = v_c.seq, correction_reference_id = p_ref
-             WHERE x.id = v_sib.id AND x.ledger_id = v_sib.ledger_id;
-            PERFORM record_operator_action(p_actor, 'discrepancy.resolve', 'discrepancy/' || v_sib.id,
-                jsonb_build_object('status', v_sib.status, 'kind', v_sib.kind, 'ledger_id', v_sib.ledger_id, 'scb_id', v_sib.scb_id,
-                                   'reference_id', v_sib.reference_id),
-                jsonb_build_object('status', 'RESOLVED', 'resolution', 'correct', 'with_discrepancy', p_d.id,
-                                   'correction_entry_seq', v_c.seq, 'correction_reference_id', p_ref),
-                p_reason);
-            o_siblings := o_siblings || v_sib.id;
-        END LOOP;
+    IF o_waived IS NULL THEN
+        RAISE EXCEPTION 'the correction touches no account of %, so it would not stay away from it: correct it with an entry on its accounts, or resolve it explained', p_d.scb_id
+            USING ERRCODE = 'DL121';
     END IF;
+    PERFORM dl_correction_acknowledge_original(p_actor, p_d, p_ref, p_reason);
+    o_siblings := '{}';
+    FOR v_other IN SELECT o.scb_id FROM dual_ledger_outbox o WHERE o.ledger_id = p_d.ledger_id AND o.reference_id = p_ref
+                      AND o.scb_id <> p_d.scb_id ORDER BY o.scb_id LOOP
+        SELECT x.* INTO v_sib FROM reconciliation_discrepancies x
+         WHERE x.ledger_id = p_d.ledger_id AND x.reference_id = p_d.reference_id AND x.scb_id = v_other
+           AND x.status <> 'RESOLVED' AND x.cleared_at IS NULL
+           AND (x.kind = p_d.kind OR (x.kind IN ('missing_on_scb', 'delivery_failed') AND p_d.kind IN ('missing_on_scb', 'delivery_failed')))
+           AND dl_correction_matches(x.kind, x.scb, v_o, v_c)
+         ORDER BY x.id LIMIT 1 FOR UPDATE;
+        IF NOT FOUND THEN
+            v_why := dl_correction_other_scb(p_d, v_other);
+            IF v_why IS NOT NULL THEN
+                RAISE EXCEPTION 'the correction of discrepancy % would reach % as well, and %', p_d.id, v_other, v_why USING ERRCODE = 'DL121';
+            END IF;
+            CONTINUE;
+        END IF;
+        PERFORM dl_outbox_waive(p_actor, p_d.ledger_id, p_ref, v_other,
+            format('the correction of discrepancy %s (%s), which %s holds as %s does; %s', p_d.id, p_d.kind, v_other, p_d.scb_id, p_reason));
+        PERFORM dl_correction_acknowledge_original(p_actor, v_sib, p_ref, p_reason);
+        UPDATE reconciliation_discrepancies x
+           SET status = 'RESOLVED', resolved_at = now(), resolved_by = p_actor, resolution = 'correct',
+               resolution_reason = left(format('corrected with discrepancy %s (%s): %s', p_d.id, p_ref, p_reason), 1000),
+               acknowledged_at = coalesce(x.acknowledged_at, now()), acknowledged_by = coalesce(x.acknowledged_by, p_actor),
+               correction_entry_seq = v_c.seq, correction_reference_id = p_ref
+         WHERE x.id = v_sib.id AND x.ledger_id = v_sib.ledger_id;
+        PERFORM record_operator_action(p_actor, 'discrepancy.resolve', 'discrepancy/' || v_sib.id,
+            jsonb_build_object('status', v_sib.status, 'kind', v_sib.kind, 'ledger_id', v_sib.ledger_id, 'scb_id', v_sib.scb_id,
+                               'reference_id', v_sib.reference_id),
+            jsonb_build_object('status', 'RESOLVED', 'resolution', 'correct', 'with_discrepancy', p_d.id,
+                               'correction_entry_seq', v_c.seq, 'correction_reference_id', p_ref),
+            p_reason);
+        o_siblings := o_siblings || v_sib.id;
+    END LOOP;
 END $$;
 REVOKE ALL ON FUNCTION dl_discrepancy_correct(text, reconciliation_discrepancies, text, text) FROM PUBLIC;
+
+-- With the full reversal of an entry an SCB does not hold (missing_on_scb, delivery_failed), the
+-- entry's FAILED delivery to that SCB is acknowledged: sent alone, it would stand there without
+-- its reversal, which is not sent either.
+CREATE OR REPLACE FUNCTION dl_correction_acknowledge_original(p_actor text, p_d reconciliation_discrepancies, p_ref text, p_reason text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_row dual_ledger_outbox;
+BEGIN
+    IF p_d.kind NOT IN ('missing_on_scb', 'delivery_failed') THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_d.outbox_id AND ledger_id = p_d.ledger_id FOR UPDATE;
+    IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NULL THEN
+        UPDATE dual_ledger_outbox o
+           SET acknowledged_at = now(), acknowledged_by = p_actor,
+               acknowledged_reason = left(format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
+                                                 p_ref, p_d.id, p_d.scb_id, p_reason), 2000)
+         WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
+        INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+        VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged',
+                left(format('reversed by %s (discrepancy %s); %s', p_ref, p_d.id, p_reason), 2000));
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION dl_correction_acknowledge_original(text, reconciliation_discrepancies, text, text) FROM PUBLIC;
 
 -- OPEN | ACKNOWLEDGED -> RESOLVED with p_resolution:
 --   requeue    redeliver through the outbox: a FAILED row is requeued (outbox_requeue), a SENT,

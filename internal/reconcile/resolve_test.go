@@ -296,8 +296,8 @@ func TestCorrectionsOfEntriesTheSCBDoesNotHold(t *testing.T) {
 	entries := e.count(`SELECT count(*) FROM ledger_entries`)
 	for _, tc := range []struct{ ref, amount, want string }{
 		{"r5", "", "with another status"},
-		{"r8", "4.00", "nothing of r8, so its full reversal"},
-		{"r1", "4.00", "nothing of r1, so its full reversal"},
+		{"r8", "4.00", "the full reversal of r8, which the SCB does not hold: --reverse"},
+		{"r1", "4.00", "the full reversal of r1, which the SCB does not hold: --reverse"},
 	} {
 		_, err := e.resolve(ds[tc.ref].ID, reverse(tc.amount))
 		if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), tc.want) {
@@ -339,8 +339,20 @@ func TestCorrectionMustMatchWhatTheSCBHolds(t *testing.T) {
 	for _, b := range []string{"SCB-1", "SCB-2"} {
 		g := ghost
 		e.tamper(b, sim.Tamper{Action: "invent", Entry: &g})
-		e.reconcile(reconcile.Options{SCBID: b, Full: true})
 	}
+	// Found at SCB-1 only so far: the correction would reach SCB-2, whose list nobody has read
+	// since, and which may hold the same entry (it does): refused until it is read.
+	e.reconcile(reconcile.Options{SCBID: "SCB-1", Full: true})
+	only := e.discrepancies(reconcile.Filter{Kind: "missing_on_dbis"})
+	if len(only) != 1 {
+		t.Fatalf("after SCB-1's run: %+v", only)
+	}
+	if _, err := e.resolve(only[0].ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Entry: &ledger.EntryInput{
+		DebitAccountID: "SCB-1-USD", CreditAccountID: "SCB-2-USD", Amount: "7.00", CurrencyCode: "USD", AssetType: "fiat",
+		TransactionType: "GSS_SETTLEMENT"}}}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), "reconcile scb --scb SCB-2") {
+		t.Errorf("a correction that would reach an SCB not read since: %v", err)
+	}
+	e.reconcile(reconcile.Options{SCBID: "SCB-2", Full: true})
 	var first, second reconcile.Discrepancy
 	for _, d := range e.discrepancies(reconcile.Filter{Kind: "missing_on_dbis"}) {
 		switch d.SCBID {
@@ -385,4 +397,102 @@ func TestCorrectionMustMatchWhatTheSCBHolds(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM ledger_entries WHERE amount = 7`); n != 1 {
 		t.Errorf("%d entries of 7.00 here, want the one correction", n)
 	}
+}
+
+// TestCorrectionsAcrossTwoSCBs (the second review of the waived corrections): an entry between two
+// banks' accounts is corrected only where both SCBs end up as our ledger. Both lost it: one full
+// reversal resolves both and reaches neither. One SCB holds another amount than the other: no
+// correction. A finding about a delivery that was requeued and made since: no correction. A
+// stray copy of an entry we hold: no correction.
+func TestCorrectionsAcrossTwoSCBs(t *testing.T) {
+	e := newEnv(t, "SCB-1", "SCB-2")
+	e.post("SCB-1", "fund", "100.00")
+	e.deliver(3)
+	settle := func(ref string) {
+		if res, err := ledger.PostBatch(e.ctx, e.pool, "MASTER", []ledger.EntryInput{{DebitAccountID: "SCB-1-USD", CreditAccountID: "SCB-2-USD",
+			Amount: "10.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "GSS_SETTLEMENT", ReferenceID: ref}}, true); err != nil || !res[0].OK() {
+			t.Fatalf("settle %s: %v %+v", ref, err, res)
+		}
+	}
+	for _, b := range []string{"SCB-1", "SCB-2"} {
+		if _, err := e.sims[b].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle("lost")
+	e.deliver(1)
+	for _, b := range []string{"SCB-1", "SCB-2"} {
+		if _, err := e.sims[b].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settle("diff")
+	e.post("SCB-2", "x2", "5.00")
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "diff", Amount: strp("9.00")})
+	e.tamper("SCB-2", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "diff", Amount: strp("8.00")})
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "x2", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-2-USD", Amount: "5.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: 999, BlockHash: strings.Repeat("ab", 32), TimestampUTC: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}})
+	for _, b := range []string{"SCB-1", "SCB-2"} {
+		e.reconcile(reconcile.Options{SCBID: b, Full: true})
+	}
+	at := map[string]reconcile.Discrepancy{}
+	for _, d := range e.discrepancies(reconcile.Filter{}) {
+		at[d.ReferenceID+"@"+d.SCBID] = d
+	}
+	reverse := func(amount string) reconcile.Resolution {
+		return reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true, Amount: amount}}
+	}
+	refused := func(what string, id int64, r reconcile.Resolution, want string) {
+		t.Helper()
+		if _, err := e.resolve(id, r); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", what, err, want)
+		}
+	}
+	refused("SCB-1 and SCB-2 hold different amounts", at["diff@SCB-1"].ID, reverse("1.00"), "SCB-2 has a discrepancy of its own")
+	if d := at["x2@SCB-1"]; d.Kind != "missing_on_dbis" {
+		t.Fatalf("the stray copy of x2: %+v", d)
+	}
+	refused("a stray copy of an entry we hold", at["x2@SCB-1"].ID, reconcile.Resolution{Kind: "correct", Reason: "x",
+		Correction: &reconcile.Correction{Entry: &ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-2-USD", Amount: "5.00",
+			CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding"}}}, "we hold an entry x2 already")
+	// Lost at both: one reversal, both resolved, neither SCB sent anything.
+	d, err := e.resolve(at["lost@SCB-1"].ID, reverse(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT count(*) FROM reconciliation_discrepancies WHERE id = $1 AND status = 'RESOLVED'`, at["lost@SCB-2"].ID); n != 1 {
+		t.Errorf("SCB-2's delivery_failed of the same entry is not resolved with the reversal")
+	}
+	e.deliver(3)
+	for _, b := range []string{"SCB-1", "SCB-2"} {
+		for _, ref := range []string{"lost", reconcile.CorrectionReference(d.ID)} {
+			if _, err := e.clients[b].GetInLedger(e.ctx, "MASTER", ref); err == nil {
+				t.Errorf("%s was sent %s", b, ref)
+			}
+		}
+	}
+	// A delivery_failed whose row was requeued and delivered since the run: no reversal.
+	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
+		t.Fatal(err)
+	}
+	e.post("SCB-1", "again", "5.00")
+	e.deliver(1)
+	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile(reconcile.Options{SCBID: "SCB-1", Full: true})
+	var again reconcile.Discrepancy
+	for _, x := range e.discrepancies(reconcile.Filter{Kind: "delivery_failed"}) {
+		if x.ReferenceID == "again" {
+			again = x
+		}
+	}
+	if again.ID == 0 {
+		t.Fatal("no delivery_failed for again")
+	}
+	e.exec(`SELECT outbox_requeue('cli:op', 'MASTER', (SELECT id FROM dual_ledger_outbox WHERE reference_id = 'again'), NULL, true, 'SCB-1 is back')`)
+	e.deliver(3)
+	refused("a delivery made since the run", again.ID, reverse(""), "changed since the run")
 }
