@@ -92,6 +92,13 @@ LANGUAGE sql IMMUTABLE
 RETURN CASE WHEN p_scb ->> 'amount' ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN (p_scb ->> 'amount')::numeric END;
 REVOKE ALL ON FUNCTION dl_scb_amount(jsonb) FROM PUBLIC;
 
+-- Whether the SCB's copy p_scb has our entry p_o's accounts, currency and asset type.
+CREATE OR REPLACE FUNCTION dl_same_but_amount(p_scb jsonb, p_o ledger_entries) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN p_scb ->> 'debit_account_id' = p_o.debit_account_id AND p_scb ->> 'credit_account_id' = p_o.credit_account_id
+       AND p_scb ->> 'currency_code' = p_o.currency_code AND p_scb ->> 'asset_type' = p_o.asset_type;
+REVOKE ALL ON FUNCTION dl_same_but_amount(jsonb, ledger_entries) FROM PUBLIC;
+
 -- Whether the correcting entry p_c brings our ledger to what the SCB's copy p_scb holds, for a
 -- discrepancy of kind p_kind about our entry p_o (NULL for missing_on_dbis):
 --   missing_on_dbis  p_c is the SCB's entry: its accounts, amount, currency and asset type;
@@ -108,7 +115,9 @@ RETURN coalesce(CASE p_kind
         AND p_c.credit_account_id = p_scb ->> 'credit_account_id' AND p_c.amount = dl_scb_amount(p_scb)
         AND p_c.currency_code = p_scb ->> 'currency_code' AND p_c.asset_type = p_scb ->> 'asset_type'
     WHEN 'amount_mismatch' THEN
-        p_c.currency_code = p_o.currency_code AND p_c.asset_type = p_o.asset_type AND CASE
+        -- only a difference of amounts: the SCB's copy has our accounts, currency and asset type
+        dl_same_but_amount(p_scb, p_o)
+        AND p_c.currency_code = p_o.currency_code AND p_c.asset_type = p_o.asset_type AND CASE
         WHEN dl_scb_amount(p_scb) < p_o.amount THEN
             p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount - dl_scb_amount(p_scb)
         WHEN dl_scb_amount(p_scb) > p_o.amount THEN
@@ -131,6 +140,8 @@ RETURN CASE p_d.kind
     WHEN 'amount_mismatch' THEN CASE
         WHEN dl_scb_amount(p_d.scb) IS NULL THEN format('none: the SCB''s amount %s is not a plain decimal; resolve it explained',
                                                         coalesce(p_d.scb ->> 'amount', 'null'))
+        WHEN NOT coalesce(dl_same_but_amount(p_d.scb, p_o), false) THEN
+            'none: the SCB''s copy differs in its accounts, currency or asset type as well (a field_mismatch); its operator fixes their copy, or resolve it explained'
         WHEN dl_scb_amount(p_d.scb) < p_o.amount THEN format('the difference between our %s and the SCB''s %s: --reverse --amount %s',
                                                              trim_scale(p_o.amount), p_d.scb ->> 'amount', trim_scale(p_o.amount - dl_scb_amount(p_d.scb)))
         ELSE format('the difference between our %s and the SCB''s %s: --debit %s --credit %s --amount %s --currency %s --asset-type %s',

@@ -427,8 +427,10 @@ func TestCorrectionsAcrossTwoSCBs(t *testing.T) {
 		}
 	}
 	settle("diff")
+	settle("both")
 	e.post("SCB-2", "x2", "5.00")
 	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "both", Amount: strp("9.00"), DebitAccountID: strp("SCB-1-OTHER")})
 	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "diff", Amount: strp("9.00")})
 	e.tamper("SCB-2", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "diff", Amount: strp("8.00")})
 	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "x2", LedgerID: "MASTER", DebitAccountID: "issuance",
@@ -451,6 +453,13 @@ func TestCorrectionsAcrossTwoSCBs(t *testing.T) {
 		}
 	}
 	refused("SCB-1 and SCB-2 hold different amounts", at["diff@SCB-1"].ID, reverse("1.00"), "SCB-2 has a discrepancy of its own")
+	var both reconcile.Discrepancy
+	for _, x := range e.discrepancies(reconcile.Filter{Kind: "amount_mismatch"}) {
+		if x.ReferenceID == "both" {
+			both = x
+		}
+	}
+	refused("another amount on other accounts", both.ID, reverse("1.00"), "differs in its accounts")
 	if d := at["x2@SCB-1"]; d.Kind != "missing_on_dbis" {
 		t.Fatalf("the stray copy of x2: %+v", d)
 	}
