@@ -177,6 +177,18 @@ RETURN CASE
     END;
 REVOKE ALL ON FUNCTION dl_correction_other_scb(reconciliation_discrepancies, text) FROM PUBLIC;
 
+-- Whether the delivery a missing_on_scb or delivery_failed discrepancy p_d is about stands as the
+-- run saw it: the same status, not requeued nor redelivered since (the worker's polls touch a
+-- SENT row all the time, so its updated_at says nothing), and not on its way.
+CREATE OR REPLACE FUNCTION dl_delivery_as_seen(p_d reconciliation_discrepancies) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN EXISTS (SELECT 1 FROM dual_ledger_outbox o
+                WHERE o.ledger_id = p_d.ledger_id AND o.id = p_d.outbox_id
+                  AND o.status = p_d.dbis ->> 'outbox_status' AND o.status NOT IN ('QUEUED', 'PROCESSING')
+                  AND NOT EXISTS (SELECT 1 FROM dual_ledger_outbox_attempts a WHERE a.ledger_id = o.ledger_id AND a.outbox_id = o.id
+                                     AND a.kind IN ('requeue', 'redeliver') AND a.started_at > p_d.last_seen_at));
+REVOKE ALL ON FUNCTION dl_delivery_as_seen(reconciliation_discrepancies) FROM PUBLIC;
+
 -- The `correct` resolution of p_d with the correcting entry p_ref, posted beforehand in this
 -- transaction (discrepancy_resolve). The correction brings our ledger to what the discrepancy's
 -- SCB holds, so it is not sent there (dl_outbox_waive); that is true only of the corrections
@@ -239,11 +251,7 @@ BEGIN
     END IF;
     IF p_d.kind IN ('missing_on_scb', 'delivery_failed') THEN
         SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_d.outbox_id AND ledger_id = p_d.ledger_id FOR UPDATE;
-        -- As the run saw it: the same status, not requeued nor redelivered since (the worker's
-        -- polls touch a SENT row all the time, so its updated_at says nothing), not on its way.
-        IF v_row.status IS DISTINCT FROM p_d.dbis ->> 'outbox_status' OR v_row.status IN ('QUEUED', 'PROCESSING')
-           OR EXISTS (SELECT 1 FROM dual_ledger_outbox_attempts a WHERE a.ledger_id = v_row.ledger_id AND a.outbox_id = v_row.id
-                         AND a.kind IN ('requeue', 'redeliver') AND a.started_at > p_d.last_seen_at) THEN
+        IF NOT dl_delivery_as_seen(p_d) THEN
             RAISE EXCEPTION 'the delivery of % to % changed since the run that found discrepancy % (it is % now): reconcile again (dualledger reconcile scb --scb %), then resolve what that run finds',
                             p_d.reference_id, p_d.scb_id, p_d.id, v_row.status, p_d.scb_id
                 USING ERRCODE = 'DL121';
@@ -265,6 +273,7 @@ BEGIN
            AND x.status <> 'RESOLVED' AND x.cleared_at IS NULL
            AND (x.kind = p_d.kind OR (x.kind IN ('missing_on_scb', 'delivery_failed') AND p_d.kind IN ('missing_on_scb', 'delivery_failed')))
            AND dl_correction_matches(x.kind, x.scb, v_o, v_c)
+           AND (x.kind NOT IN ('missing_on_scb', 'delivery_failed') OR dl_delivery_as_seen(x))
          ORDER BY x.id LIMIT 1 FOR UPDATE;
         IF NOT FOUND THEN
             v_why := dl_correction_other_scb(p_d, v_other);
