@@ -24,8 +24,9 @@ func seedDiscrepancy(e *env, scbID, ref, kind string) int64 {
 	}
 	if err := owner.QueryRow(ctx, `INSERT INTO reconciliation_discrepancies (ledger_id, scb_id, reference_id, kind, entry_seq, first_run_id, last_run_id,
 		dbis, scb) VALUES ('MASTER', $1, $2, $3, (SELECT seq FROM ledger_entries WHERE ledger_id = 'MASTER' AND reference_id = $2), $4, $4,
-		'{"block_hash": "aa"}', '{"block_hash": "bb"}'::jsonb || CASE WHEN $3 = 'amount_mismatch' THEN jsonb_build_object('amount',
-		(SELECT trim_scale(amount - 1)::text FROM ledger_entries WHERE ledger_id = 'MASTER' AND reference_id = $2)) ELSE '{}' END)
+		'{"block_hash": "aa"}', '{"block_hash": "bb"}'::jsonb || CASE WHEN $3 = 'amount_mismatch' THEN (SELECT jsonb_build_object(
+		'amount', trim_scale(amount - 1)::text, 'debit_account_id', debit_account_id, 'credit_account_id', credit_account_id,
+		'currency_code', currency_code, 'asset_type', asset_type) FROM ledger_entries WHERE ledger_id = 'MASTER' AND reference_id = $2) ELSE '{}' END)
 		RETURNING id`, scbID, ref, kind, run).Scan(&id); err != nil {
 		e.t.Fatal(err)
 	}
