@@ -124,6 +124,24 @@ func (e *env) runWorker(maxAttempts int, pending string) {
 	e.t.Fatal("the outbox did not settle within 30s")
 }
 
+// failDeliveries runs post with every request to the banks' SCBs failing, delivers with a budget
+// of one attempt, then lets the SCBs answer again: what post posted for them ends FAILED.
+func (e *env) failDeliveries(banks []string, post func()) {
+	e.t.Helper()
+	for _, b := range banks {
+		if _, err := e.sims[b].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	post()
+	e.deliver(1)
+	for _, b := range banks {
+		if _, err := e.sims[b].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
 func (e *env) outboxStatus(ref, bank string) string {
 	e.t.Helper()
 	var s string

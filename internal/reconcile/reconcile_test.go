@@ -25,14 +25,7 @@ func faultyLedger(t *testing.T) *env {
 		e.post("SCB-1", ref, "10.00")
 	}
 	e.deliver(3)
-	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
-		t.Fatal(err)
-	}
-	e.post("SCB-1", "r8", "10.00")
-	e.deliver(1)
-	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
-		t.Fatal(err)
-	}
+	e.failDeliveries([]string{"SCB-1"}, func() { e.post("SCB-1", "r8", "10.00") })
 	if s := e.outboxStatus("r8", "SCB-1"); s != "FAILED" {
 		t.Fatalf("r8 is %s, want FAILED", s)
 	}

@@ -190,14 +190,7 @@ func TestRedeliveryOnlyThroughTheFunction(t *testing.T) {
 // row stays FAILED and acknowledged, and explained resolves the finding.
 func TestAcknowledgedDeliveryIsNotResentByAResolution(t *testing.T) {
 	e := newEnv(t, "SCB-1")
-	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
-		t.Fatal(err)
-	}
-	e.post("SCB-1", "gone", "10.00")
-	e.deliver(1)
-	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
-		t.Fatal(err)
-	}
+	e.failDeliveries([]string{"SCB-1"}, func() { e.post("SCB-1", "gone", "10.00") })
 	if s := e.outboxStatus("gone", "SCB-1"); s != "FAILED" {
 		t.Fatalf("gone is %s, want FAILED", s)
 	}
@@ -414,18 +407,7 @@ func TestCorrectionsAcrossTwoSCBs(t *testing.T) {
 			t.Fatalf("settle %s: %v %+v", ref, err, res)
 		}
 	}
-	for _, b := range []string{"SCB-1", "SCB-2"} {
-		if _, err := e.sims[b].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	settle("lost")
-	e.deliver(1)
-	for _, b := range []string{"SCB-1", "SCB-2"} {
-		if _, err := e.sims[b].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.failDeliveries([]string{"SCB-1", "SCB-2"}, func() { settle("lost") })
 	settle("diff")
 	settle("both")
 	e.post("SCB-2", "x2", "5.00")
@@ -483,14 +465,7 @@ func TestCorrectionsAcrossTwoSCBs(t *testing.T) {
 		}
 	}
 	// A delivery_failed whose row was requeued and delivered since the run: no reversal.
-	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{ErrorRate: ptr(1.0)}); err != nil {
-		t.Fatal(err)
-	}
-	e.post("SCB-1", "again", "5.00")
-	e.deliver(1)
-	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
-		t.Fatal(err)
-	}
+	e.failDeliveries([]string{"SCB-1"}, func() { e.post("SCB-1", "again", "5.00") })
 	e.reconcile(reconcile.Options{SCBID: "SCB-1", Full: true})
 	var again reconcile.Discrepancy
 	for _, x := range e.discrepancies(reconcile.Filter{Kind: "delivery_failed"}) {
