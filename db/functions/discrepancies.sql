@@ -76,11 +76,9 @@ BEGIN
      WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
     UPDATE dual_ledger_outbox o
        SET status = 'FAILED', locked_by = NULL, lease_expires_at = NULL, failed_at = now(),
-           failure_reason = left('not sent: ' || p_why, 2000),
-           acknowledged_at = now(), acknowledged_by = p_actor, acknowledged_reason = left(p_why, 2000)
+           failure_reason = left('not sent: ' || p_why, 2000)
      WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
-    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
-    VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'waived', left(p_why, 2000));
+    PERFORM dl_outbox_acknowledge_row(p_actor, v_row, p_why, 'waived');
     RETURN v_row.id;
 END $$;
 REVOKE ALL ON FUNCTION dl_outbox_waive(text, text, text, text, text) FROM PUBLIC;
@@ -316,14 +314,9 @@ BEGIN
     END IF;
     SELECT * INTO v_row FROM dual_ledger_outbox WHERE id = p_d.outbox_id AND ledger_id = p_d.ledger_id FOR UPDATE;
     IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NULL THEN
-        UPDATE dual_ledger_outbox o
-           SET acknowledged_at = now(), acknowledged_by = p_actor,
-               acknowledged_reason = left(format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
-                                                 p_ref, p_d.id, p_d.scb_id, p_reason), 2000)
-         WHERE o.ledger_id = v_row.ledger_id AND o.id = v_row.id;
-        INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
-        VALUES (v_row.ledger_id, v_row.id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged',
-                left(format('reversed by %s (discrepancy %s); %s', p_ref, p_d.id, p_reason), 2000));
+        PERFORM dl_outbox_acknowledge_row(p_actor, v_row,
+            format('reversed by %s (discrepancy %s); delivered alone it would stand at %s without its reversal; %s',
+                   p_ref, p_d.id, p_d.scb_id, p_reason), 'acknowledged');
     END IF;
 END $$;
 REVOKE ALL ON FUNCTION dl_correction_acknowledge_original(text, reconciliation_discrepancies, text, text) FROM PUBLIC;

@@ -577,11 +577,7 @@ BEGIN
                         v_row.acknowledged_by, v_row.acknowledged_reason
             USING ERRCODE = 'DL009';
     END IF;
-    UPDATE dual_ledger_outbox o
-       SET acknowledged_at = now(), acknowledged_by = p_actor, acknowledged_reason = v_reason
-     WHERE o.ledger_id = v_row.ledger_id AND o.id = p_id;
-    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
-    VALUES (v_row.ledger_id, p_id, v_row.attempts, p_actor, 'acknowledge', now(), 'acknowledged', left(v_reason, 2000));
+    PERFORM dl_outbox_acknowledge_row(p_actor, v_row, v_reason, 'acknowledged');
     PERFORM record_operator_action(
         p_actor, 'outbox.acknowledge', 'outbox/' || p_id,
         jsonb_build_object('status', 'FAILED', 'scb_id', v_row.scb_id, 'ledger_id', v_row.ledger_id,
@@ -591,3 +587,20 @@ BEGIN
         v_reason);
 END $$;
 REVOKE ALL ON FUNCTION outbox_acknowledge(text, text, bigint, text) FROM PUBLIC;
+
+-- Marks the FAILED row p_row acknowledged by p_actor for p_reason (migration 020), with its
+-- attempt 'acknowledge' / p_outcome ('acknowledged' by an operator, 'waived' for a correction's
+-- delivery): the one place that writes an acknowledgement, for outbox_acknowledge and the
+-- discrepancy resolutions (db/functions/discrepancies.sql). The row must be FAILED (the CHECK
+-- refuses anything else).
+CREATE OR REPLACE FUNCTION dl_outbox_acknowledge_row(p_actor text, p_row dual_ledger_outbox, p_reason text, p_outcome text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE dual_ledger_outbox o
+       SET acknowledged_at = now(), acknowledged_by = p_actor, acknowledged_reason = left(p_reason, 2000)
+     WHERE o.ledger_id = p_row.ledger_id AND o.id = p_row.id;
+    INSERT INTO dual_ledger_outbox_attempts (ledger_id, outbox_id, attempt, worker_id, kind, started_at, outcome, error)
+    VALUES (p_row.ledger_id, p_row.id, p_row.attempts, p_actor, 'acknowledge', now(), p_outcome, left(p_reason, 2000));
+END $$;
+REVOKE ALL ON FUNCTION dl_outbox_acknowledge_row(text, dual_ledger_outbox, text, text) FROM PUBLIC;
