@@ -211,6 +211,7 @@ DECLARE
     v_sib   reconciliation_discrepancies;
     v_other text;
     v_why   text;
+    v_done  bigint;  -- the discrepancy about the same reference corrected before, if any
 BEGIN
     -- A finding no run sees any more needs no correction: posting one would move money for a
     -- difference that is gone (the correcting entry, posted in this transaction, is undone).
@@ -224,11 +225,11 @@ BEGIN
                                                         ELSE 'with other ' || array_to_string(p_d.fields, ', ') END
             USING ERRCODE = 'DL121';
     END IF;
-    SELECT x.id INTO o_seq FROM reconciliation_discrepancies x
+    SELECT x.id INTO v_done FROM reconciliation_discrepancies x
      WHERE x.ledger_id = p_d.ledger_id AND x.reference_id = p_d.reference_id AND x.resolution = 'correct' AND x.id <> p_d.id LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'discrepancy % about % was corrected already (discrepancy %): a second correction would book it twice; resolve this one explained',
-                        p_d.id, p_d.reference_id, o_seq
+                        p_d.id, p_d.reference_id, v_done
             USING ERRCODE = 'DL121';
     END IF;
     SELECT * INTO v_c FROM ledger_entries e WHERE e.ledger_id = p_d.ledger_id AND e.reference_id = p_ref;
