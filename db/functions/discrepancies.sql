@@ -97,6 +97,35 @@ RETURN p_scb ->> 'debit_account_id' = p_o.debit_account_id AND p_scb ->> 'credit
        AND p_scb ->> 'currency_code' = p_o.currency_code AND p_scb ->> 'asset_type' = p_o.asset_type;
 REVOKE ALL ON FUNCTION dl_same_but_amount(jsonb, ledger_entries) FROM PUBLIC;
 
+-- Whether the SCB of discrepancy p_d, resolved with a correction that was not sent to it (a waived
+-- delivery, dl_outbox_waive), has come back to the state before the difference, as its last read
+-- list says: for amount_mismatch its copy has our amount again, for missing_on_dbis it no longer
+-- lists the entry we adopted, for missing_on_scb and delivery_failed it lists the entry we
+-- reversed. Then the correction is the one difference left, and sending it (a requeue) makes the
+-- two ledgers alike: reconcile_findings reports it as missing_on_scb. (An SCB that moved to a
+-- third state is a new finding about the discrepancy's own reference instead.)
+CREATE OR REPLACE FUNCTION dl_correction_lapsed(p_d reconciliation_discrepancies) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN CASE WHEN p_d.kind = 'missing_on_dbis' THEN NOT EXISTS (
+        SELECT 1 FROM reconciliation_scb_entries s
+         WHERE s.ledger_id = p_d.ledger_id AND s.scb_id = p_d.scb_id AND s.reference_id = p_d.reference_id AND s.gone_run_id IS NULL)
+    ELSE EXISTS (
+        SELECT 1 FROM reconciliation_scb_entries s
+         WHERE s.ledger_id = p_d.ledger_id AND s.scb_id = p_d.scb_id AND s.reference_id = p_d.reference_id AND s.gone_run_id IS NULL
+           AND (p_d.kind IN ('missing_on_scb', 'delivery_failed')
+                OR dl_scb_amount(jsonb_build_object('amount', s.amount)) = dl_scb_amount(p_d.dbis))) END;
+REVOKE ALL ON FUNCTION dl_correction_lapsed(reconciliation_discrepancies) FROM PUBLIC;
+
+-- Whether discrepancy p_d is about a correction's waived delivery that has lapsed (its dbis names
+-- the discrepancy the correction resolved: reconcile_findings).
+CREATE OR REPLACE FUNCTION dl_waiver_lapsed(p_d reconciliation_discrepancies) RETURNS boolean
+LANGUAGE sql STABLE
+RETURN p_d.kind = 'missing_on_scb' AND p_d.dbis ->> 'waived_for_discrepancy' ~ '^[0-9]{1,18}$' AND EXISTS (
+    SELECT 1 FROM reconciliation_discrepancies w
+     WHERE w.id = (p_d.dbis ->> 'waived_for_discrepancy')::bigint AND w.ledger_id = p_d.ledger_id AND w.scb_id = p_d.scb_id
+       AND w.resolution = 'correct' AND w.correction_reference_id = p_d.reference_id AND dl_correction_lapsed(w));
+REVOKE ALL ON FUNCTION dl_waiver_lapsed(reconciliation_discrepancies) FROM PUBLIC;
+
 -- Whether the correcting entry p_c brings our ledger to what the SCB's copy p_scb holds, for a
 -- discrepancy of kind p_kind about our entry p_o (NULL for missing_on_dbis):
 --   missing_on_dbis  p_c is the SCB's entry: its accounts, amount, currency and asset type;
@@ -365,7 +394,9 @@ BEGIN
         -- An operator gave this row up knowingly (outbox_acknowledge: the difference was settled
         -- another way); sending it again could book the movement twice at the SCB. Only the
         -- operator's own requeue by id, which says what it clears, undoes that.
-        IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NOT NULL THEN
+        -- A correction's waived delivery that has lapsed (dl_waiver_lapsed) is the exception: the
+        -- SCB is back to the state before the difference, and sending the correction is the remedy.
+        IF v_row.status = 'FAILED' AND v_row.acknowledged_at IS NOT NULL AND NOT dl_waiver_lapsed(v_d) THEN
             RAISE EXCEPTION 'outbox row % was acknowledged as not to be delivered, at % by %: %; a resolution does not send it again',
                             v_row.id, v_row.acknowledged_at, v_row.acknowledged_by, v_row.acknowledged_reason
                 USING ERRCODE = 'DL121',

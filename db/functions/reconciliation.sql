@@ -242,20 +242,36 @@ REVOKE ALL ON FUNCTION reconcile_candidates(text, text, bigint, timestamptz) FRO
 -- p_since is NULL (a full comparison), else only reconcile_candidates(p_run, p_since). A delivery
 -- not made yet (QUEUED, PROCESSING) younger than p_grace is not yet expected at the SCB, one the
 -- SCB answered after this run began reading is left to the next run (missing_on_scb); a row not
--- updated for p_grace is expected FINALIZED here when the SCB says FINAL (status_mismatch).
+-- updated for p_grace is expected FINALIZED here when the SCB says FINAL (status_mismatch). A
+-- correction's waived delivery is expected at the SCB once the SCB is back to the state before
+-- the difference it corrected (lapsed: missing_on_scb, dbis.waived_for_discrepancy).
 DROP FUNCTION IF EXISTS reconcile_findings(text, text, interval);
 CREATE OR REPLACE FUNCTION reconcile_findings(p_scb_id text, p_ledger_id text, p_grace interval, p_run bigint, p_since timestamptz)
 RETURNS TABLE (kind text, ledger_id text, reference_id text, entry_seq bigint, outbox_id bigint, fields text[], dbis jsonb, scb jsonb)
 LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
-WITH keys AS MATERIALIZED (
-    SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(p_scb_id, p_ledger_id, p_run, p_since) c WHERE p_since IS NOT NULL),
+-- The corrections not sent to this SCB (waived deliveries: FAILED, acknowledged) that have
+-- lapsed: the SCB is back to the state before the difference (dl_correction_lapsed). Each is a
+-- missing_on_scb of its own, compared by every run whatever changed (keys): the resolved
+-- discrepancy it rests on may have been cleared long ago. Corrections are few.
+WITH lapsed AS MATERIALIZED (
+    SELECT DISTINCT ON (o.ledger_id, o.id) o.ledger_id, o.reference_id, o.id AS outbox_id, d.id AS discrepancy_id
+      FROM reconciliation_discrepancies d
+      JOIN dual_ledger_outbox o ON o.ledger_id = d.ledger_id AND o.reference_id = d.correction_reference_id AND o.scb_id = d.scb_id
+     WHERE d.scb_id = p_scb_id AND d.resolution = 'correct' AND (p_ledger_id IS NULL OR d.ledger_id = p_ledger_id)
+       AND o.status = 'FAILED' AND o.acknowledged_at IS NOT NULL AND dl_correction_lapsed(d)
+     ORDER BY o.ledger_id, o.id, d.id),
+keys AS MATERIALIZED (
+    SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(p_scb_id, p_ledger_id, p_run, p_since) c WHERE p_since IS NOT NULL
+    UNION SELECT l.ledger_id, l.reference_id FROM lapsed l WHERE p_since IS NOT NULL),
 run AS (SELECT r.started_at FROM reconciliation_runs r WHERE r.id = p_run),
 ours AS (
     SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at, o.sent_at,
-           o.failure_reason, o.acknowledged_at, e.seq, e.id AS entry_id, e.debit_account_id, e.credit_account_id, e.amount, e.currency_code,
-           e.asset_type, e.transaction_type, e.timestamp_utc, encode(e.block_hash, 'hex') AS block_hash
+           o.failure_reason, o.acknowledged_at, l.discrepancy_id AS waived_for, e.seq, e.id AS entry_id, e.debit_account_id,
+           e.credit_account_id, e.amount, e.currency_code, e.asset_type, e.transaction_type, e.timestamp_utc,
+           encode(e.block_hash, 'hex') AS block_hash
       FROM dual_ledger_outbox o
       JOIN ledger_entries e ON e.ledger_id = o.ledger_id AND e.seq = o.entry_seq
+      LEFT JOIN lapsed l ON l.ledger_id = o.ledger_id AND l.outbox_id = o.id
      WHERE o.scb_id = p_scb_id AND (p_ledger_id IS NULL OR o.ledger_id = p_ledger_id)
        AND (p_since IS NULL OR (o.ledger_id, o.reference_id) IN (SELECT k.ledger_id, k.reference_id FROM keys k))),
 theirs AS (
@@ -289,9 +305,10 @@ hits AS (
           ('duplicate_on_scb', '{scb_entry_id}'::text[], cardinality(j.t_others) > 0),
           -- Not delivered yet: expected at the SCB once older than the grace. Delivered (the SCB
           -- answered): expected whatever its age, if that answer came before this run read the list.
-          ('missing_on_scb', '{}'::text[], j.t_reference IS NULL AND j.outbox_status <> 'FAILED' AND CASE
+          -- A waived correction that has lapsed is expected there now.
+          ('missing_on_scb', '{}'::text[], j.t_reference IS NULL AND (j.waived_for IS NOT NULL OR j.outbox_status <> 'FAILED' AND CASE
               WHEN j.outbox_status IN ('QUEUED', 'PROCESSING') THEN j.created_at <= now() - p_grace
-              ELSE coalesce(j.sent_at, j.updated_at) < (SELECT run.started_at FROM run) END),
+              ELSE coalesce(j.sent_at, j.updated_at) < (SELECT run.started_at FROM run) END)),
           ('amount_mismatch', '{amount}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND j.amount_differs),
           ('field_mismatch', j.differing, j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND cardinality(j.differing) > 0),
           ('hash_mismatch', '{block_hash}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL
@@ -310,7 +327,9 @@ SELECT h.kind, coalesce(h.ledger_id, h.t_ledger), coalesce(h.reference_id, h.t_r
            'entry_id', h.entry_id, 'seq', h.seq, 'debit_account_id', h.debit_account_id, 'credit_account_id', h.credit_account_id,
            'amount', trim_scale(h.amount)::text, 'currency_code', h.currency_code, 'asset_type', h.asset_type,
            'transaction_type', h.transaction_type, 'timestamp_utc', h.timestamp_utc, 'block_hash', h.block_hash,
-           'outbox_id', h.outbox_id, 'outbox_status', h.outbox_status, 'failure_reason', h.failure_reason) END,
+           'outbox_id', h.outbox_id, 'outbox_status', h.outbox_status, 'failure_reason', h.failure_reason)
+           || CASE WHEN h.waived_for IS NOT NULL THEN jsonb_build_object('waived_for_discrepancy', h.waived_for) ELSE '{}'::jsonb END
+           END,
        CASE WHEN h.t_reference IS NOT NULL THEN jsonb_build_object(
            'scb_entry_id', h.t_scb_entry_id, 'dbis_entry_id', h.t_entry_id, 'debit_account_id', h.t_debit,
            'credit_account_id', h.t_credit, 'amount', h.t_amount, 'currency_code', h.t_currency, 'asset_type', h.t_asset,

@@ -480,3 +480,130 @@ func TestCorrectionsAcrossTwoSCBs(t *testing.T) {
 	e.deliver(3)
 	refused("a delivery made since the run", again.ID, reverse(""), "changed since the run")
 }
+
+// TestWaivedCorrectionsAreWatched: a correction not sent to an SCB rests on what that SCB held
+// when the discrepancy was resolved. When the SCB changes its mind (it books our amount after
+// all, removes the entry we adopted, books the entry we reversed), the waived correction is a
+// difference of its own: a run reports it as missing_on_scb naming the discrepancy it was waived
+// for, every later run keeps it (incremental ones too), a requeue resolution sends it, and the
+// run after its delivery clears it.
+func TestWaivedCorrectionsAreWatched(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "fund", "100.00")
+	e.post("SCB-1", "amt", "10.00")
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "amt", Amount: strp("9.00")})
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "ghost", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-1-USD", Amount: "50.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: 777, BlockHash: strings.Repeat("cd", 32), TimestampUTC: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}})
+	var lost ledger.Result
+	e.failDeliveries([]string{"SCB-1"}, func() { lost = e.post("SCB-1", "lost", "4.00") })
+	e.reconcile(reconcile.Options{Full: true})
+	ds := byRef(e.discrepancies(reconcile.Filter{}))
+	if ds["amt"].Kind != "amount_mismatch" || ds["ghost"].Kind != "missing_on_dbis" || ds["lost"].Kind != "delivery_failed" || len(ds) != 3 {
+		t.Fatalf("findings: %+v", ds)
+	}
+	waivedFor := map[string]reconcile.Discrepancy{} // correction reference -> the discrepancy it corrected
+	for ref, c := range map[string]*reconcile.Correction{
+		"amt":   {Reverse: true, Amount: "1.00"},
+		"ghost": {Entry: &ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "50.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding"}},
+		"lost":  {Reverse: true},
+	} {
+		d, err := e.resolve(ds[ref].ID, reconcile.Resolution{Kind: "correct", Reason: "agreed with SCB-1", Correction: c})
+		if err != nil || d.ResolutionOutboxID == nil {
+			t.Fatalf("correct %s: %+v %v", ref, d, err)
+		}
+		waivedFor[reconcile.CorrectionReference(d.ID)] = d
+	}
+	corrections := func(status string) map[string]reconcile.Discrepancy {
+		t.Helper()
+		found := map[string]reconcile.Discrepancy{}
+		for _, x := range e.discrepancies(reconcile.Filter{Status: status}) {
+			if _, ok := waivedFor[x.ReferenceID]; ok && !x.Cleared {
+				found[x.ReferenceID] = x
+			}
+		}
+		return found
+	}
+	// While SCB-1 holds what the corrections were waived for, no run reports them.
+	e.reconcile(reconcile.Options{Full: true})
+	e.reconcile(reconcile.Options{})
+	if found := corrections(""); len(found) != 0 {
+		t.Fatalf("findings about corrections SCB-1 holds the state of: %+v", found)
+	}
+
+	// SCB-1 changes its mind on all three.
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "amt", Amount: strp("10.00")})
+	e.tamper("SCB-1", sim.Tamper{Action: "lose", LedgerID: "MASTER", ReferenceID: "ghost"})
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "lost", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-1-USD", Amount: "4.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: lost.EntryID, BlockHash: lost.BlockHash, TimestampUTC: lost.TimestampUTC}})
+	e.reconcile(reconcile.Options{Full: true})
+	found := corrections("")
+	if len(found) != 3 {
+		t.Fatalf("a run after SCB-1 changed its mind reports %d of the 3 waived corrections: %+v", len(found), found)
+	}
+	for ref, x := range found {
+		d := waivedFor[ref]
+		if x.Kind != "missing_on_scb" || x.OutboxID == nil || *x.OutboxID != *d.ResolutionOutboxID {
+			t.Errorf("%s (corrects %s): %+v, want missing_on_scb about outbox row %d", ref, d.ReferenceID, x, *d.ResolutionOutboxID)
+		}
+		if got := field(t, x.DBIS, "waived_for_discrepancy"); got != float64(d.ID) {
+			t.Errorf("%s: dbis.waived_for_discrepancy = %v, want %d", ref, got, d.ID)
+		}
+	}
+	// An incremental run keeps them: the discrepancies they rest on are cleared by now, and
+	// nothing about them changed since the last run.
+	e.reconcile(reconcile.Options{})
+	again := corrections("")
+	for ref, x := range found {
+		if again[ref].ID != x.ID {
+			t.Errorf("an incremental run dropped the finding about %s: %+v", ref, again[ref])
+		}
+	}
+	// A requeue resolution sends two of them (an acknowledged row is otherwise refused). The
+	// adopted entry that SCB-1 removed is reversed instead (its reversal is not sent to SCB-1
+	// either): both ledgers then hold neither.
+	var adopted string
+	for ref, x := range found {
+		if waivedFor[ref].ReferenceID == "ghost" {
+			adopted = ref
+			if _, err := e.resolve(x.ID, reconcile.Resolution{Kind: "correct", Reason: "SCB-1 was right to remove it",
+				Correction: &reconcile.Correction{Reverse: true}}); err != nil {
+				t.Fatalf("reverse the adopted %s: %v", ref, err)
+			}
+			continue
+		}
+		if _, err := e.resolve(x.ID, reconcile.Resolution{Kind: "requeue", Reason: "SCB-1 holds what it held before"}); err != nil {
+			t.Fatalf("requeue %s: %v", ref, err)
+		}
+	}
+	e.deliver(3)
+	for ref := range found {
+		_, err := e.clients["SCB-1"].GetInLedger(e.ctx, "MASTER", ref)
+		if ref == adopted && err == nil {
+			t.Errorf("SCB-1 was sent the adopted entry %s, which is reversed", ref)
+		} else if ref != adopted && err != nil {
+			t.Errorf("SCB-1 does not hold %s after the requeue: %v", ref, err)
+		}
+	}
+	e.reconcile(reconcile.Options{Full: true})
+	for ref, x := range corrections("") {
+		if ref != adopted || x.Status != "RESOLVED" {
+			t.Errorf("after the deliveries: %+v", x)
+		}
+	}
+	for _, x := range e.discrepancies(reconcile.Filter{}) {
+		if x.Status != "RESOLVED" {
+			t.Errorf("a live finding after the deliveries: %+v", x)
+		}
+	}
+	var balance string
+	if err := e.pool.QueryRow(e.ctx, `SELECT trim_scale(balance)::text FROM bank_accounts WHERE ledger_id = 'MASTER' AND id = 'SCB-1-USD'`).Scan(&balance); err != nil {
+		t.Fatal(err)
+	}
+	// ours: fund 100 + amt 10 - its correction 1 + lost 4 - its reversal 4 + ghost 50 - its reversal 50
+	if balance != "109" {
+		t.Errorf("SCB-1-USD holds %s here, want 109.00", balance)
+	}
+}
