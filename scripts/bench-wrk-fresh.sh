@@ -4,7 +4,7 @@
 #
 #   scripts/bench-wrk-fresh.sh [RUNS] [DURATION]      (defaults 3 and 10s)
 #
-# A new embedded data dir, a ledger BENCH with `issuance` and 1,000 accounts, a key of scope post,
+# A new embedded data dir, a ledger BENCH with `issuance` and 1,000 accounts, a key of scopes post,issue,
 # `dualledger serve` on 127.0.0.1:18081, then RUNS wrk runs (scripts/bench-wrk.lua, 32
 # connections, DISTRIBUTION spread or hot) one after the other; SCB=1 puts the accounts in a
 # member bank (outbox rows). The first run is the one a plan
@@ -21,7 +21,7 @@ mkdir -p "$DATA"
 trap '[ -n "${SERVE_PID:-}" ] && kill "$SERVE_PID" 2>/dev/null; true' EXIT
 
 "$BIN" --data-dir "$DATA/pg" ledgers create BENCH >/dev/null
-TOKEN=$("$BIN" --data-dir "$DATA/pg" keys create bench --scopes post 2>/dev/null | tail -1)
+TOKEN=$("$BIN" --data-dir "$DATA/pg" keys create bench --scopes post,issue 2>/dev/null | tail -1)
 "$BIN" --data-dir "$DATA/pg" serve --addr "$ADDR" --reconcile-every 0 >"$DATA/serve.log" 2>&1 &
 SERVE_PID=$!
 for _ in $(seq 100); do grep -q listening "$DATA/serve.log" 2>/dev/null && break; sleep 0.2; done

@@ -100,6 +100,7 @@ stored. Without --json the token alone goes to standard output (so TOKEN=$(duall
 create ...) works) and what it is to standard error.`,
 		Example: `  TOKEN=$(dualledger keys create ops --scopes admin)
   dualledger keys create scb1-ops --scopes read,post,settle --bank SCB-1 --ledger MASTER
+  dualledger keys create treasury --scopes post,issue --ledger MASTER --expires-in 90d
   dualledger keys create reporting --scopes read --rate-limit 50
   dualledger keys create contractor --scopes read --expires-in 30d`,
 		Args: cobra.ExactArgs(1),
@@ -157,7 +158,7 @@ create ...) works) and what it is to standard error.`,
 		},
 	}
 	f := create.Flags()
-	f.StringSliceVar(&scopes, "scopes", nil, "comma-separated scopes: read, post, settle, accounts, banks, admin (required)")
+	f.StringSliceVar(&scopes, "scopes", nil, "comma-separated scopes: read, post, issue, settle, accounts, banks, admin (required)")
 	f.StringArrayVar(&ledgers, "ledger", nil, "limit the key to this ledger (repeat for several; default: every ledger)")
 	f.StringVar(&bank, "bank", "", "make it a member bank's key: money moves only out of this bank's accounts, reads only its own")
 	f.Float64Var(&rate, "rate-limit", 0, "requests per second this key may make (default: no limit)")

@@ -19,6 +19,7 @@ import (
 const (
 	ScopeRead     = "read"     // GET of ledgers, accounts, entries, settlements, banks
 	ScopePost     = "post"     // post entries and batches
+	ScopeIssue    = "issue"    // debit an account with an unlimited overdraft (issuance): create money
 	ScopeSettle   = "settle"   // POST /v1/settlements
 	ScopeAccounts = "accounts" // create accounts, change their status
 	ScopeBanks    = "banks"    // register banks
@@ -26,7 +27,7 @@ const (
 )
 
 // Scopes lists every scope, in the order the docs show them.
-var Scopes = []string{ScopeRead, ScopePost, ScopeSettle, ScopeAccounts, ScopeBanks, ScopeAdmin}
+var Scopes = []string{ScopeRead, ScopePost, ScopeIssue, ScopeSettle, ScopeAccounts, ScopeBanks, ScopeAdmin}
 
 // Token format: "dl_" + the key id's 16 base32 characters + "_" + 43 characters of base64url
 // (32 random bytes). The id part lets the server find the key without comparing secrets; the
@@ -145,6 +146,9 @@ func (s Spec) Validate() (Spec, error) {
 	}
 	if s.BankID != nil && slices.Contains(s.Scopes, ScopeBanks) {
 		return s, &SpecError{"scopes", "a member bank's key cannot register banks"}
+	}
+	if s.BankID != nil && slices.Contains(s.Scopes, ScopeIssue) {
+		return s, &SpecError{"scopes", "a member bank's key cannot issue money (debit an account with an unlimited overdraft)"}
 	}
 	// The column keeps three decimals (numeric(12,3)): a finer rate would be rounded, below
 	// 0.001 to 0, which its CHECK refuses with the constraint's name.

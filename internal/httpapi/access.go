@@ -180,7 +180,8 @@ func redactEntry(banks map[string]string, bank string, e *ledger.Entry) {
 //
 // It also rewrites a refusal for a balance out of range (invalid_amount naming the account and
 // the balance column) into one that names neither: trying amounts against another bank's
-// account would otherwise pin its balance down, which a member bank's key may not read.
+// account would otherwise pin its balance down, which a member bank's key may not read. And an
+// ambiguous_settlement_account about another bank loses that bank's account ids.
 func bankSafe(r *http.Request, err error) error {
 	if keyOf(r).Bank() == "" {
 		return err
@@ -189,6 +190,18 @@ func bankSafe(r *http.Request, err error) error {
 	case ledger.CodeReferenceConflict:
 		return ledger.Errorf(ledger.CodeReferenceConflict, "reference_id is already used on this ledger with other content; choose another").
 			WithDetails(map[string]string{"field": "reference_id"})
+	case ledger.CodeAmbiguousSettlementAccount:
+		// About the other bank (the destination): that it cannot take settlements now is the
+		// member bank's business, which accounts it has is not.
+		var le *ledger.Error
+		var d struct {
+			Field  string `json:"field"`
+			BankID string `json:"bank_id"`
+		}
+		if errors.As(err, &le) && json.Unmarshal(le.Details, &d) == nil && d.BankID != keyOf(r).Bank() {
+			return ledger.Errorf(ledger.CodeAmbiguousSettlementAccount, "bank %q cannot take settlements in this currency and asset type now (its settlement account is ambiguous); the operator fixes it",
+				d.BankID).WithDetails(map[string]string{"field": d.Field, "bank_id": d.BankID})
+		}
 	case ledger.CodeInvalidAmount:
 		var le *ledger.Error
 		var d struct {

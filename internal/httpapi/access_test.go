@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -172,7 +173,7 @@ func TestLedgerLimitedKey(t *testing.T) {
 	e := newEnv(t, Config{})
 	e.setupUSD()
 	e.createLedger("OTHER")
-	tok := e.newKey(auth.Spec{Name: "L only", Scopes: []string{auth.ScopeRead, auth.ScopePost}, Ledgers: []string{"L"}})
+	tok := e.newKey(auth.Spec{Name: "L only", Scopes: []string{auth.ScopeRead, auth.ScopePost, auth.ScopeIssue}, Ledgers: []string{"L"}})
 	e.mustStatus(e.as(tok, "POST", "/v1/ledgers/L/entries", entry("l1", "issuance", "alice", "5.00")), http.StatusCreated)
 	for _, l := range []string{"OTHER", "NOPE"} {
 		for _, rq := range [][2]string{{"GET", "/v1/ledgers/" + l}, {"GET", "/v1/ledgers/" + l + "/accounts"}, {"GET", "/v1/ledgers/" + l + "/entries"}} {
@@ -329,7 +330,11 @@ func TestOverdraftNeedsAdmin(t *testing.T) {
 	if r := e.as(tok, "PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"overdraft_limit": "5", "reason": "x"}); r.status != 403 {
 		t.Errorf("limit change with an accounts key: %d %s", r.status, r.raw)
 	}
-	e.mustStatus(e.as(tok, "PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"status": "frozen", "reason": "review"}), 200)
+	// Without read, the change is made and nothing is shown (review of 2026-12-02: a PATCH to
+	// the status the account had read any account's balance).
+	if r := e.mustStatus(e.as(tok, "PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"status": "frozen", "reason": "review"}), 204); len(r.raw) != 0 {
+		t.Errorf("an accounts-only key's change answers %s", r.raw)
+	}
 	r := e.mustStatus(e.do("PATCH", "/v1/ledgers/L/accounts/plain", map[string]any{"overdraft_limit": "5", "reason": "credit line"}), 200)
 	if r.str("overdraft_limit") != "5.00" || r.str("status") != "frozen" {
 		t.Errorf("after the admin's change: %s", r.raw)
@@ -373,7 +378,7 @@ func TestKeyLifecycleOnARunningServer(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// Through the API: an admin creates and revokes; the token is shown once and never listed.
-	r := e.mustStatus(e.do("POST", "/v1/keys", map[string]any{"name": "api made", "scopes": []string{"read", "post"}, "ledgers": []string{"L"}}), 201)
+	r := e.mustStatus(e.do("POST", "/v1/keys", map[string]any{"name": "api made", "scopes": []string{"read", "post", "issue"}, "ledgers": []string{"L"}}), 201)
 	tok, id := r.str("token"), r.str("id")
 	if !strings.HasPrefix(tok, "dl_") || !auth.ValidID(id) {
 		t.Fatalf("created: %s", r.raw)
@@ -713,5 +718,74 @@ func TestKeyRevokedElsewhereBeforeTheRefresh(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SELECT create_ledger($1, 'BYKEY')`, nk.Actor()); !errors.As(err, &pgErr) ||
 		pgErr.Code != "42501" || pgErr.ConstraintName != "dl_begin_act_active_key" {
 		t.Errorf("a service acting as a revoked key: %v, want 42501 dl_begin_act_active_key", err)
+	}
+}
+
+// TestIssuingMoneyNeedsTheIssueScope (review of 2026-12-02: a teller's post key minted
+// 50,000,000,000.00 USD): debiting an account with an unlimited overdraft creates money, so it
+// needs the issue scope (admin has it). Without it an entry, a batch (whole, naming the index), a
+// hold and a reversal that would debit such an account are refused 403 and write nothing; an
+// account with a finite overdraft is a credit line a post key uses within its limit. A member
+// bank's key cannot be given issue, through the CLI's Spec or the API.
+func TestIssuingMoneyNeedsTheIssueScope(t *testing.T) {
+	e := newEnv(t, Config{})
+	e.setupUSD()
+	e.createAccount("L", "line", "USD", "fiat", "100.00")
+	teller := e.newKey(auth.Spec{Name: "teller", Scopes: []string{auth.ScopeRead, auth.ScopePost}, Ledgers: []string{"L"}})
+	issuer := e.newKey(auth.Spec{Name: "treasury", Scopes: []string{auth.ScopePost, auth.ScopeIssue}, Ledgers: []string{"L"}})
+
+	created := e.mustStatus(e.as(issuer, "POST", "/v1/ledgers/L/entries", entry("fund", "issuance", "alice", "50.00")), http.StatusCreated)
+	before := e.headSeq("L")
+	refused := func(what string, r *resp, index any) {
+		t.Helper()
+		if r.status != http.StatusForbidden || r.errCode() != "forbidden" || !strings.Contains(string(r.raw), "issue scope") {
+			t.Errorf("%s: %d %s, want 403 forbidden naming the issue scope", what, r.status, r.raw)
+			return
+		}
+		var body struct {
+			Error struct {
+				Details map[string]any `json:"details"`
+			} `json:"error"`
+		}
+		if err := json.Unmarshal(r.raw, &body); err != nil || body.Error.Details["field"] != "debit_account_id" || body.Error.Details["index"] != index {
+			t.Errorf("%s: details %v, want field debit_account_id, index %v", what, body.Error.Details, index)
+		}
+	}
+	refused("entry", e.as(teller, "POST", "/v1/ledgers/L/entries", entry("mint", "issuance", "bob", "50000000000.00")), nil)
+	refused("batch", e.as(teller, "POST", "/v1/ledgers/L/entries/batch", map[string]any{"entries": []any{
+		entry("b1", "alice", "bob", "1.00"), entry("b2", "issuance", "bob", "1.00")}}), float64(1))
+	refused("hold", e.as(teller, "POST", "/v1/ledgers/L/holds", entry("h1", "issuance", "bob", "1.00")), nil)
+	// Reversing a redemption (alice -> issuance) would debit issuance too.
+	redeem := e.mustStatus(e.as(teller, "POST", "/v1/ledgers/L/entries", entry("redeem", "alice", "issuance", "5.00")), http.StatusCreated)
+	before++
+	rev := entry("unredeem", "issuance", "alice", "5.00")
+	rev["reverses_entry_id"] = redeem.get("entry", "id")
+	refused("reversal", e.as(teller, "POST", "/v1/ledgers/L/entries", rev), nil)
+	if got := e.headSeq("L"); got != before {
+		t.Errorf("refused postings moved the head from %v to %v", before, got)
+	}
+	if b := e.balance("L", "bob"); b != "0.00" && b != "0" {
+		t.Errorf("bob holds %s after the refusals", b)
+	}
+
+	// A credit line within its limit, and a plain transfer, need no more than post.
+	e.mustStatus(e.as(teller, "POST", "/v1/ledgers/L/entries", entry("line1", "line", "bob", "60.00")), http.StatusCreated)
+	e.mustStatus(e.as(teller, "POST", "/v1/ledgers/L/entries", entry("t1", "alice", "bob", "10.00")), http.StatusCreated)
+	if r := e.as(teller, "POST", "/v1/ledgers/L/entries", entry("line2", "line", "bob", "60.00")); r.errCode() != "insufficient_funds" {
+		t.Errorf("past the credit line: %d %s", r.status, r.raw)
+	}
+	// The issuer's replay is still a replay.
+	if r := e.as(issuer, "POST", "/v1/ledgers/L/entries", entry("fund", "issuance", "alice", "50.00")); r.status != http.StatusOK ||
+		r.get("entry", "id") != created.get("entry", "id") {
+		t.Errorf("issuer's replay: %d %s", r.status, r.raw)
+	}
+
+	bank := "SCB-1"
+	e.mustStatus(e.do("POST", "/v1/banks", map[string]any{"id": bank, "name": "Bank One"}), http.StatusCreated)
+	if _, err := (auth.Spec{Name: "scb", Scopes: []string{auth.ScopePost, auth.ScopeIssue}, BankID: &bank}).Validate(); err == nil {
+		t.Error("a member bank's key with issue passed validation")
+	}
+	if r := e.do("POST", "/v1/keys", map[string]any{"name": "scb", "scopes": []string{"post", "issue"}, "bank_id": bank}); r.status != http.StatusBadRequest {
+		t.Errorf("a member bank's key with issue through the API: %d %s", r.status, r.raw)
 	}
 }

@@ -73,6 +73,12 @@ func (s *Server) updateAccount(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if !k.Has(auth.ScopeRead) {
+		// The account's balances are read's (review of 2026-12-02: an accounts-only key read any
+		// account's balance by setting the status it had): the change is made, nothing is shown.
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
 	writeJSON(w, http.StatusOK, a)
 	return nil
 }
@@ -118,20 +124,27 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// checkDebits refuses, for a member bank's key, any entry whose debit account is not one of its
-// bank's: such a key moves money only out of its own accounts. An account that does not exist is
-// refused the same way (the key learns nothing about other banks' accounts). A batch is refused
-// whole, before anything is written.
+// checkDebits refuses what a key may not debit, before anything is written (a batch is refused
+// whole):
+//   - without the issue scope (admin has it), an account with an unlimited overdraft: debiting
+//     an issuance account creates money (docs/security.md, "Scopes");
+//   - for a member bank's key, any account that is not one of its bank's: such a key moves money
+//     only out of its own accounts. An account that does not exist is refused the same way (the
+//     key learns nothing about other banks' accounts).
+//
+// A key with issue and no bank needs no look-up, so an admin's or an issuer's postings pay no
+// extra round trip.
 func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.EntryInput) error {
-	bank := keyOf(r).Bank()
-	if bank == "" {
+	k := keyOf(r)
+	bank := k.Bank()
+	if bank == "" && k.Has(auth.ScopeIssue) {
 		return nil
 	}
 	ids := make([]string, 0, len(entries))
 	for _, e := range entries {
 		ids = append(ids, e.DebitAccountID)
 	}
-	banks, err := ledger.AccountBanks(r.Context(), s.pool, ledgerID, ids)
+	accounts, err := ledger.DebitAccounts(r.Context(), s.pool, ledgerID, ids)
 	if err != nil {
 		return err
 	}
@@ -141,12 +154,22 @@ func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.
 		}
 		return err.WithDetails(map[string]any{"field": field})
 	}
-	var reversed []int64
 	for i, e := range entries {
-		if b, ok := banks[e.DebitAccountID]; !ok || b != bank {
+		a, ok := accounts[e.DebitAccountID]
+		if bank != "" && (!ok || a.Bank != bank) {
 			return at(i, "debit_account_id", forbidden("a member bank's key moves money only out of its own bank's accounts (%s): debit_account_id %s is not one",
 				bank, clip(e.DebitAccountID)))
 		}
+		if a.Unlimited && !k.Has(auth.ScopeIssue) {
+			return at(i, "debit_account_id", forbidden("debit_account_id %s has an unlimited overdraft: debiting it creates money, which needs the issue scope",
+				clip(e.DebitAccountID)))
+		}
+	}
+	if bank == "" {
+		return nil
+	}
+	var reversed []int64
+	for _, e := range entries {
 		if e.ReversesEntryID != nil {
 			reversed = append(reversed, *e.ReversesEntryID)
 		}

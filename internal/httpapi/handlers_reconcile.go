@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"slices"
@@ -86,7 +88,39 @@ func (s *Server) listDiscrepancies(w http.ResponseWriter, r *http.Request) error
 	}
 	var out DiscrepancyList
 	out.Discrepancies, out.NextAfter = page(ds, limit, func(d reconcile.Discrepancy) int64 { return d.ID })
+	if !k.IsAdmin() {
+		for i := range out.Discrepancies {
+			if err := hideOperatorNotes(&out.Discrepancies[i]); err != nil {
+				return err
+			}
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// hideOperatorNotes keeps what an SCB answered (our side's failure_reason, the SCB's error text
+// as the outbox recorded it) and the operators' who and why (acknowledgement, resolution) for
+// the operator, as hideSCBErrors does for settlements: only admin keys see them. What was found,
+// its status and the resolution's kind stay.
+func hideOperatorNotes(d *reconcile.Discrepancy) error {
+	d.AcknowledgedBy, d.AcknowledgeReason, d.ResolvedBy, d.ResolutionReason = nil, nil, nil, nil
+	if len(d.DBIS) == 0 || string(d.DBIS) == "null" {
+		return nil
+	}
+	var dbis map[string]json.RawMessage
+	if err := json.Unmarshal(d.DBIS, &dbis); err != nil {
+		return fmt.Errorf("discrepancy %d: dbis: %w", d.ID, err)
+	}
+	if _, ok := dbis["failure_reason"]; !ok {
+		return nil
+	}
+	delete(dbis, "failure_reason")
+	raw, err := json.Marshal(dbis)
+	if err != nil {
+		return fmt.Errorf("discrepancy %d: dbis: %w", d.ID, err)
+	}
+	d.DBIS = raw
 	return nil
 }
 

@@ -133,7 +133,7 @@ func buildOpenAPI(routes []route, version string) (*Document, error) {
 		Components: Components{Schemas: g.components, SecuritySchemes: map[string]SecurityScheme{
 			bearerScheme: {Type: "http", Scheme: "bearer", BearerFormat: "dl_<key id>_<secret>",
 				Description: "An API key's token, shown once by `dualledger keys create`. Scopes: " +
-					"read, post, settle, accounts, banks, admin (admin grants every scope)."},
+					"read, post, issue, settle, accounts, banks, admin (admin grants every scope)."},
 		}},
 		Security: []map[string][]string{{bearerScheme: {}}},
 	}

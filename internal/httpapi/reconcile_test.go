@@ -122,3 +122,39 @@ func TestStatementAPI(t *testing.T) {
 		t.Errorf("unknown account: %d %s", r.status, r.raw)
 	}
 }
+
+// TestDiscrepancyNotesAreAdminOnly (review of 2026-12-02): the SCB's error text that our side of
+// a discrepancy carries (dbis.failure_reason, the outbox's last_error) and the operators' who and
+// why are shown to admin keys only, as a settlement's last_error is; what was found is not.
+func TestDiscrepancyNotesAreAdminOnly(t *testing.T) {
+	e := newEnv(t, Config{})
+	stlSetup(e)
+	id := seedDiscrepancy(e, "SCB-1", "fund-1", "delivery_failed")
+	owner := e.db.Conn(t)
+	if _, err := owner.Exec(context.Background(), `UPDATE reconciliation_discrepancies
+		SET dbis = dbis || '{"failure_reason": "401 from SCB-1: invalid API key", "outbox_status": "FAILED"}'
+		WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Exec(context.Background(), `SELECT discrepancy_acknowledge('cli:ops', $1, 'incident INC-42: credentials rotated')`, id); err != nil {
+		t.Fatal(err)
+	}
+	bank := "SCB-1"
+	for name, tok := range map[string]string{
+		"reader":   e.newKey(auth.Spec{Name: "reader", Scopes: []string{auth.ScopeRead}}),
+		"SCB-1":    e.newKey(auth.Spec{Name: "scb1", Scopes: []string{auth.ScopeRead}, BankID: &bank}),
+		"an admin": e.newKey(auth.Spec{Name: "ops", Scopes: []string{auth.ScopeAdmin}}),
+	} {
+		r := e.mustStatus(e.as(tok, "GET", "/v1/discrepancies", nil), http.StatusOK)
+		list, _ := r.get("discrepancies").([]any)
+		if len(list) != 1 {
+			t.Fatalf("%s: %s", name, r.raw)
+		}
+		d := list[0].(map[string]any)
+		dbis, _ := d["dbis"].(map[string]any)
+		secret := strings.Contains(string(r.raw), "invalid API key") || strings.Contains(string(r.raw), "INC-42") || d["acknowledged_by"] != nil
+		if admin := name == "an admin"; secret != admin || dbis["outbox_status"] != "FAILED" || d["status"] != "ACKNOWLEDGED" {
+			t.Errorf("%s sees %s", name, r.raw)
+		}
+	}
+}

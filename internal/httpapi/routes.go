@@ -168,6 +168,7 @@ func (s *Server) routes() []route {
 			body: ledger.AccountUpdate{}, handle: s.updateAccount,
 			responses: []response{
 				ok(http.StatusOK, ledger.Account{}, "The changed account."),
+				ok(http.StatusNoContent, nil, "The change was made; the answer to a key without the read scope, which may not read the account's balances."),
 				fail(http.StatusBadRequest, ledger.CodeInvalidRequest),
 				fail(http.StatusNotFound, ledger.CodeUnknownLedger, ledger.CodeUnknownAccount),
 			},
@@ -352,7 +353,7 @@ func (s *Server) routes() []route {
 		{
 			method: http.MethodPost, path: "/v1/keys", id: "createKey", access: needs(auth.ScopeAdmin), tag: "keys",
 			summary: "Create an API key; its token is in this answer only",
-			description: "Scopes: read, post, settle, accounts, banks, admin. ledgers limits the key to those ledgers; bank_id " +
+			description: "Scopes: read, post, issue, settle, accounts, banks, admin. ledgers limits the key to those ledgers; bank_id " +
 				"makes it a member bank's key (it moves money only out of that bank's accounts and reads only them). An admin " +
 				"key cannot be limited. rate_limit is requests per second (none if absent). expires_at (an RFC 3339 time in the " +
 				"future, at most 10 years ahead; none if absent) is when the key stops working: its requests are then answered 401. " +
@@ -404,7 +405,7 @@ func (s *Server) routes() []route {
 		{
 			method: http.MethodGet, path: "/v1/discrepancies", id: "listDiscrepancies", access: needs(auth.ScopeRead), tag: "reconciliation",
 			summary:     "Discrepancies found by reconciliation with the member banks, in id order, one page at a time",
-			description: "Live discrepancies (cleared=true adds those a later run no longer saw). A member bank's key sees only its own bank's, a ledger-limited key only its ledgers'. docs/reconciliation.md.",
+			description: "Live discrepancies (cleared=true adds those a later run no longer saw). A member bank's key sees only its own bank's, a ledger-limited key only its ledgers'. Only admin keys see the SCB's error text (dbis.failure_reason) and the operators' who and why (acknowledged_by, acknowledge_reason, resolved_by, resolution_reason: null for other keys). docs/reconciliation.md.",
 			query: []queryParam{
 				{name: "after", description: "Return discrepancies with an id greater than this (the previous page's next_after).",
 					integer: true, min: ptr[int64](0), def: 0},

@@ -12,11 +12,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"dualledger/internal/auth"
 	"dualledger/internal/outbox"
 	"dualledger/internal/scb"
 	"dualledger/internal/scb/sim"
@@ -232,6 +234,14 @@ func TestSettlementRejections(t *testing.T) {
 		if c.field != "" && r.str("error", "details", "field") != c.field {
 			t.Errorf("%s: details %s, want field %s", c.name, r.raw, c.field)
 		}
+	}
+	// A member bank's key learns that the destination cannot take the settlement, not which
+	// accounts that other bank has (review of 2026-12-02); the operator's admin key above does.
+	bank1 := "SCB-1"
+	scb1 := e.newKey(auth.Spec{Name: "scb1", Scopes: []string{auth.ScopeSettle}, BankID: &bank1})
+	if r := e.as(scb1, "POST", "/v1/settlements", stlBody("gss-bad", "SCB-1", "SCB-4", "1.00")); r.errCode() != "ambiguous_settlement_account" ||
+		r.str("error", "details", "field") != "destination_bank_id" || strings.Contains(string(r.raw), "SCB-4-USD") {
+		t.Errorf("a member bank's key, another bank's ambiguous accounts: %d %s", r.status, r.raw)
 	}
 	var outboxAfter int
 	if err := e.db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM dual_ledger_outbox`).Scan(&outboxAfter); err != nil {

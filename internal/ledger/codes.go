@@ -183,7 +183,7 @@ var codeTable = []CodeInfo{
 		Meaning: "no `Authorization: Bearer` token, or a malformed, unknown or revoked one (the same message for all; `WWW-Authenticate: Bearer`)",
 		Details: "–"},
 	{Code: CodeForbidden, HTTPStatus: http.StatusForbidden,
-		Meaning: "the key lacks the route's scope, is limited to other ledgers, or is a member bank's key reaching for another bank's money or data; never says whether the thing exists (docs/security.md)",
+		Meaning: "the key lacks the route's scope (or the issue scope for debiting an account with an unlimited overdraft), is limited to other ledgers, or is a member bank's key reaching for another bank's money or data; never says whether the thing exists (docs/security.md)",
 		Details: "`field`, `index` for a batch entry"},
 	{Code: CodeRateLimited, HTTPStatus: http.StatusTooManyRequests,
 		Meaning: "the key's own `--rate-limit` is spent (`Retry-After`)", Details: "–"},

@@ -316,6 +316,34 @@ func AccountBanks(ctx context.Context, db DBTX, ledgerID string, ids []string) (
 	return out, nil
 }
 
+// DebitAccount is what the API checks of an entry's debit account before posting: its member
+// bank ("" for none) and whether its overdraft is unlimited (debiting it creates money).
+type DebitAccount struct {
+	Bank      string
+	Unlimited bool
+}
+
+// DebitAccounts returns, for the accounts of ids that exist in ledgerID, their bank and whether
+// their overdraft is unlimited (one query).
+func DebitAccounts(ctx context.Context, db DBTX, ledgerID string, ids []string) (map[string]DebitAccount, error) {
+	rows, err := db.Query(ctx, `SELECT id, coalesce(bank_id, ''), overdraft_limit IS NULL FROM bank_accounts WHERE ledger_id = $1 AND id = ANY($2)`,
+		ledgerID, ids)
+	if err != nil {
+		return nil, FromDB(err)
+	}
+	out := make(map[string]DebitAccount, len(ids))
+	var id string
+	var a DebitAccount
+	_, err = pgx.ForEachRow(rows, []any{&id, &a.Bank, &a.Unlimited}, func() error {
+		out[id] = a
+		return nil
+	})
+	if err != nil {
+		return nil, FromDB(err)
+	}
+	return out, nil
+}
+
 const accountColumns = `ledger_id, id, bank_id, currency_code, asset_type, balance::text, available_balance::text,
 	reserved_balance::text, coalesce(overdraft_limit::text, 'unlimited'), status, metadata, created_at, updated_at`
 
