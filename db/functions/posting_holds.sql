@@ -399,7 +399,12 @@ AS $fn$
 BEGIN
     PERFORM set_config('dualledger.posting', 'on', true);
     PERFORM dl_hold_reserve(p_h.ledger_id, p_h.debit_account_id, -p_h.amount);
-    UPDATE ledger_holds x SET status = p_status, resolved_at = now(), resolved_seq = p_head_seq
+    -- An expired hold is resolved when it expired, never before: the sweep decides by the clock
+    -- (expire_ledger_holds), while now() is its transaction's start, which may be before
+    -- expires_at when the sweep waited for the head lock.
+    UPDATE ledger_holds x
+       SET status = p_status, resolved_at = CASE WHEN p_status = 'EXPIRED' THEN greatest(now(), p_h.expires_at) ELSE now() END,
+           resolved_seq = p_head_seq
      WHERE x.ledger_id = p_h.ledger_id AND x.id = p_h.id AND x.reference_id = p_h.reference_id;
     PERFORM dl_hold_event(p_h, lower(p_status), p_h.amount, NULL, p_head_seq);
     PERFORM set_config('dualledger.posting', '', true);

@@ -282,7 +282,7 @@ j AS (
     SELECT o.*, t.ledger_id AS t_ledger, t.reference_id AS t_reference, t.scb_entry_id AS t_scb_entry_id,
            t.debit_account_id AS t_debit, t.credit_account_id AS t_credit, t.amount AS t_amount, t.currency_code AS t_currency,
            t.asset_type AS t_asset, t.transaction_type AS t_type, t.dbis_entry_id AS t_entry_id, t.block_hash AS t_hash,
-           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at,
+           t.timestamp_utc AS t_ts, t.status AS t_status, t.posted_at AS t_posted_at, t.read_at AS t_read_at,
            t.other_scb_entry_ids AS t_others,
            CASE WHEN t.amount ~ '^[0-9]{1,20}(\.[0-9]{1,18})?$' THEN t.amount::numeric <> o.amount ELSE true END AS amount_differs,
            array_remove(ARRAY[
@@ -313,8 +313,11 @@ hits AS (
           ('field_mismatch', j.differing, j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND cardinality(j.differing) > 0),
           ('hash_mismatch', '{block_hash}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL
                                                    AND j.block_hash IS DISTINCT FROM lower(j.t_hash)),
+          -- FINALIZED here but not FINAL in the SCB's copy counts only if the row was FINALIZED
+          -- before that copy was read: one read a moment before our poller saw FINAL is not the
+          -- SCB going back on it (the next run rereads a copy that is not FINAL).
           ('status_mismatch', '{status}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND (
-                (j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL')
+                (j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL' AND j.updated_at < j.t_read_at)
              OR (j.t_status = 'FINAL' AND j.outbox_status NOT IN ('FINALIZED', 'FAILED') AND j.updated_at <= now() - p_grace)))
       ) AS k(kind, fields, hit)
      WHERE (j.outbox_id IS NULL OR j.t_reference IS NULL OR j.outbox_status = 'FAILED' OR j.amount_differs

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -121,8 +124,12 @@ func FromDB(err error) error {
 			// Nothing was written: the statement lost a race with a concurrent change and was
 			// rolled back (PostBatch already retried it).
 			return &Error{Code: CodeUnavailable, Message: "the ledger was busy; retry with the same reference_id", cause: err}
-		case pgerrcode.QueryCanceled, pgerrcode.AdminShutdown, pgerrcode.CannotConnectNow, pgerrcode.TooManyConnections:
+		case pgerrcode.QueryCanceled, pgerrcode.AdminShutdown, pgerrcode.CrashShutdown, pgerrcode.CannotConnectNow,
+			pgerrcode.TooManyConnections:
 			return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
+		}
+		if pgerrcode.IsConnectionException(pgErr.Code) {
+			return &Error{Code: CodeUnavailable, Message: msgConnectionLost, cause: err}
 		}
 		// The SQLSTATE stays in the cause (for the log): clients get a stable code, not database text.
 		return &Error{Code: CodeInternal, Message: "internal error", cause: err}
@@ -132,7 +139,24 @@ func FromDB(err error) error {
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, errNoConn) {
 		return &Error{Code: CodeUnavailable, Message: "the database is unavailable; retry with the same reference_id", cause: err}
 	}
+	if connectionLost(err) {
+		return &Error{Code: CodeUnavailable, Message: msgConnectionLost, cause: err}
+	}
 	return &Error{Code: CodeInternal, Message: "internal error", cause: err}
+}
+
+// msgConnectionLost is the answer when the connection broke after the statement was sent: the
+// outcome is unknown (the commit may have happened), which a retry with the same reference
+// learns (replayed), as the unavailable code promises.
+const msgConnectionLost = "the connection to the database broke; what was sent may have committed: retry with the same reference_id to learn its outcome"
+
+// connectionLost reports a connection that broke under a statement (the server went away: EOF,
+// a reset, a closed socket), not a bug: the review of 2026-12-02 killed a backend under load and
+// got 500 internal for postings that had committed.
+func connectionLost(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) || errors.As(err, &netErr)
 }
 
 var errNoConn = errors.New("no database connection")

@@ -221,6 +221,35 @@ func TestHoldExpiry(t *testing.T) {
 	if err != nil || len(exp) != 0 {
 		t.Fatalf("second sweep: %v %v", exp, err)
 	}
+
+	// A sweep whose transaction began before the hold was due (it waited for the head lock)
+	// records the hold resolved when it expired, never before (review of 2026-12-02).
+	soon = time.Now().Add(time.Second).UTC().Format("2006-01-02T15:04:05.000000Z07:00")
+	h = hold("e2", "10")
+	h.ExpiresAt = &soon
+	r, err = ledger.CreateHold(ctx, db, "H", h)
+	wantCode(t, "create e2", r, err, ledger.CodeCreated)
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	var started time.Time
+	if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&started); err != nil {
+		t.Fatal(err)
+	}
+	waitDue(t, db, "e2")
+	var swept int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM expire_ledger_holds('H', 10)`).Scan(&swept); err != nil || swept != 1 {
+		t.Fatalf("sweep of e2: %d %v", swept, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var early bool
+	if err := db.QueryRow(ctx, `SELECT resolved_at < expires_at OR resolved_at < $1 FROM ledger_holds WHERE reference_id = 'e2'`, started).Scan(&early); err != nil || early {
+		t.Errorf("e2 resolved before it expired: %v %v", early, err)
+	}
 	checkHoldAudit(t, db)
 }
 

@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -123,5 +128,25 @@ func TestOverflowThroughTheGoPaths(t *testing.T) {
 	}
 	if got := balances(t, db, "OTHER", "U"); got != [3]string{"0.00", "-99999999999999999999.99", "99999999999999999999.99"} {
 		t.Errorf("U: %v", got)
+	}
+}
+
+// TestFromDBConnectionLost (review of 2026-12-02: a backend killed under load answered 500
+// internal for postings that had committed): a connection that breaks under a statement, and the
+// server's crash or connection-exception SQLSTATEs, are unavailable (503: retry with the same
+// reference_id), never internal.
+func TestFromDBConnectionLost(t *testing.T) {
+	for name, err := range map[string]error{
+		"unexpected EOF":     fmt.Errorf("read: %w", io.ErrUnexpectedEOF),
+		"connection reset":   &net.OpError{Op: "read", Net: "unix", Err: os.NewSyscallError("read", syscall.ECONNRESET)},
+		"crash shutdown":     &pgconn.PgError{Code: "57P02", Severity: "FATAL", Message: "terminating connection because of crash of another server process"},
+		"connection failure": &pgconn.PgError{Code: "08006", Severity: "FATAL", Message: "connection failure"},
+	} {
+		if got := ledger.FromDB(err); ledger.CodeOf(got) != ledger.CodeUnavailable {
+			t.Errorf("%s: %v, want unavailable", name, got)
+		}
+	}
+	if got := ledger.FromDB(errors.New("something else")); ledger.CodeOf(got) != ledger.CodeInternal {
+		t.Errorf("an unknown error: %v, want internal", got)
 	}
 }

@@ -688,3 +688,28 @@ func TestUnattributableEntryFailsTheRun(t *testing.T) {
 		t.Errorf("%d failed runs recorded with the reason, want 1", n)
 	}
 }
+
+// TestFinalizedAfterTheReadIsNoStatusMismatch (review of 2026-12-02): a run read the SCB's list
+// while an entry was POSTED there, and our poller saw it FINAL and FINALIZED the row a moment
+// later. That is not the SCB going back on a FINAL answer, and no run reports it; a copy read
+// after our row was FINALIZED still is.
+func TestFinalizedAfterTheReadIsNoStatusMismatch(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "r5", "10.00")
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "hold", LedgerID: "MASTER", ReferenceID: "r5", Status: "POSTED"})
+	run := e.reconcile(reconcile.Options{Full: true})
+	found := func() int {
+		t.Helper()
+		return e.count(`SELECT count(*) FROM reconcile_findings('SCB-1', NULL, interval '0', $1, NULL) WHERE kind = 'status_mismatch'`, run.ID)
+	}
+	if n := found(); n != 1 {
+		t.Fatalf("the SCB's copy, read after our row was FINALIZED, is POSTED: %d status_mismatch findings, want 1", n)
+	}
+	// The same copy, read before the row was FINALIZED.
+	e.exec(`UPDATE reconciliation_scb_entries SET read_at = (SELECT updated_at - interval '1 second' FROM dual_ledger_outbox WHERE reference_id = 'r5')
+		WHERE reference_id = 'r5'`)
+	if n := found(); n != 0 {
+		t.Errorf("a copy read before our row was FINALIZED: %d status_mismatch findings, want 0", n)
+	}
+}
