@@ -241,6 +241,16 @@ func TestBackfillOpeningBalancesOfTheDocumentedForm(t *testing.T) {
 	if _, err := backfill.GetCheckpoint(ctx, d.Pool, "csv", "obm"); err == nil {
 		t.Error("the history started")
 	}
+	// An account twice (review of 2026-12-02: the second row doubled acct-0's opening balance).
+	twice := filepath.Join(dir, "twice.csv")
+	_ = os.WriteFile(twice, []byte("account_id,amount\nacct-0,100.00\nacct-1,20.00\nacct-0,100.00\n"), 0o600)
+	out, errOut, code = cli(t, d.ConnStr, append(args, "--opening-balances", twice)...)
+	if code != 1 || !strings.Contains(errOut, "name account acct-0 (USD, ledger MASTER) twice, on lines 2 and 4") {
+		t.Errorf("opening balances naming an account twice: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if e, _ := ledgerState(t, d); len(e) != 0 {
+		t.Errorf("%d entries posted, want none", len(e))
+	}
 	good := filepath.Join(dir, "good.csv")
 	_ = os.WriteFile(good, []byte("account_id,amount\nacct-0,100.00\nacct-1,20.00\n"), 0o600)
 	if out, errOut, code := cli(t, d.ConnStr, append(args, "--opening-balances", good)...); code != 0 {
@@ -371,5 +381,30 @@ func TestBackfillVerifyUsesTheRunsLedger(t *testing.T) {
 	}
 	if out, errOut, code := cli(t, d.ConnStr, append([]string{"backfill", "verify", "--ledger", "MASTER"}, src...)...); code != 2 || !strings.Contains(errOut, "was imported into (LEGACY") {
 		t.Errorf("verify with another ledger: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// TestBackfillUnknownLedgerRefusedUpFront (review of 2026-12-02): a --ledger that does not exist
+// used to reject every row and end COMPLETED with nothing posted, and the source id could not be
+// used again with the right ledger. It is refused before anything is read; the same source id
+// then runs into the right ledger.
+func TestBackfillUnknownLedgerRefusedUpFront(t *testing.T) {
+	d := backfillLedger(t, 2)
+	dir := t.TempDir()
+	hist := filepath.Join(dir, "h.csv")
+	_ = os.WriteFile(hist, []byte("debit_account_id,credit_account_id,amount,currency_code,transaction_type,reference_id\nissuance,acct-1,60.00,USD,t,u-1\n"), 0o600)
+	args := []string{"backfill", "run", "--source-type", "csv", "--source", hist, "--source-id", "typo", "--errors", filepath.Join(dir, "e.jsonl")}
+	out, errOut, code := cli(t, d.ConnStr, append(args, "--ledger", "MASTRE")...)
+	if code != 1 || !strings.Contains(errOut, "ledger MASTRE does not exist") {
+		t.Errorf("--ledger MASTRE: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := backfill.GetCheckpoint(context.Background(), d.Pool, "csv", "typo"); err == nil {
+		t.Error("a checkpoint was made for a ledger that does not exist")
+	}
+	if out, errOut, code := cli(t, d.ConnStr, append(args, "--ledger", "MASTER")...); code != 0 {
+		t.Fatalf("the same source id into MASTER: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if e, _ := ledgerState(t, d); len(e) != 1 {
+		t.Errorf("%d entries, want 1", len(e))
 	}
 }

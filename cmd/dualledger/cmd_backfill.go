@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -276,6 +277,17 @@ failure (FAILED; run again to resume).`,
 				return err
 			}
 			defer release()
+			// A run-level ledger that does not exist would reject every row that names none, and
+			// the run would end COMPLETED with nothing posted and its source id spent (review of
+			// 2026-12-02). Checked when it was named (--ledger, the mapping's default); rows that
+			// name their own ledgers are judged one by one.
+			if cmd.Flags().Changed("ledger") || (m != nil && m.Defaults.LedgerID != "") {
+				if _, err := ledger.GetLedger(ctx, pool, sf.ledgerID); ledger.CodeOf(err) == ledger.CodeUnknownLedger {
+					return findings("ledger %s does not exist (dualledger ledgers create %s): nothing was read or posted", sf.ledgerID, sf.ledgerID)
+				} else if err != nil {
+					return infraErr(err)
+				}
+			}
 			if dryRun {
 				// A dry run writes a report of its own, from scratch: never the source's run report,
 				// whose committed lines are the only record of the rows the runs rejected.
@@ -593,6 +605,9 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 			return false, findings("%d of the %d opening balances would be rejected (see %s): nothing was posted, and the history was not started; correct the file and run the same command again",
 				dout.Rejected, dout.Rows, dout.ErrorsFile)
 		}
+		if err := openingDuplicates(ctx, open, tr, path); err != nil {
+			return false, err
+		}
 		if dryOnly {
 			if !a.jsonOut {
 				fmt.Fprintf(a.out, "dry run of the opening balances: %d rows, all would post (%s)\n", dout.Rows, dout.ErrorsFile)
@@ -618,6 +633,39 @@ func runOpeningBalances(a *app, ctx context.Context, pool *pgxpool.Pool, m *tran
 			n, out.ErrorsFile)
 	}
 	return true, nil
+}
+
+// openingDuplicates refuses an opening balances file that names an account twice (in one ledger
+// and currency): an account has one opening balance, and a second row (a file concatenated
+// twice, an export with a duplicate) would add to the first, and the history would then be
+// posted on a balance that is off (review of 2026-12-02). Rows the transform rejects are the dry
+// run's to report; this runs after it found none.
+func openingDuplicates(ctx context.Context, open backfill.Opener, tr *transform.Transformer, path string) error {
+	r, err := open(ctx, "")
+	if err != nil {
+		return findings("the opening balances %s: %v", path, err)
+	}
+	defer func() { _ = r.Close() }()
+	seen := map[[3]string]int64{}
+	for {
+		rec, err := r.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return findings("the opening balances %s: %v", path, err)
+		}
+		row, rej := tr.Transform(rec)
+		if rej != nil {
+			continue
+		}
+		k := [3]string{row.LedgerID, row.Entry.CreditAccountID, row.Entry.CurrencyCode}
+		if first, ok := seen[k]; ok {
+			return findings("the opening balances %s name account %s (%s, ledger %s) twice, on lines %d and %d: an account has one opening balance; nothing was posted, and the history was not started",
+				path, k[1], k[2], k[0], first, rec.Line)
+		}
+		seen[k] = rec.Line
+	}
 }
 
 // backfillDryRun validates a source without posting.

@@ -6,3 +6,6 @@ func SetBeforePost(cfg *Config, f func(pos string)) { cfg.beforePost = f }
 
 // SetBeforeAudit lets the tests break a connection just before a periodic audit.
 func SetBeforeAudit(cfg *Config, f func()) { cfg.beforeAudit = f }
+
+// SetBeforeFinalAudit lets the tests break a run just before its final audit.
+func SetBeforeFinalAudit(cfg *Config, f func()) { cfg.beforeFinalAudit = f }

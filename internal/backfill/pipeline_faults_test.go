@@ -327,3 +327,65 @@ func TestRunRecordsFailedWhenItsLockConnectionBreaks(t *testing.T) {
 		t.Fatalf("%d entries (%v), want 600", n, err)
 	}
 }
+
+// TestResumedRunAuditsTheWholeSource (review of 2026-12-02): a run broken just before its final
+// audit, after its last batch committed, left nothing for the resumed run to read, and the
+// resumed run audited only the accounts it had touched itself: none. A balance changed behind
+// the ledger's back in between then passed, and the run ended COMPLETED. The resumed run audits
+// every account of the source's batches.
+func TestResumedRunAuditsTheWholeSource(t *testing.T) {
+	d := setup(t)
+	ctx := context.Background()
+	killer := d.Conn(t)
+	open := func(_ context.Context, after string) (source.Reader, error) {
+		start := 0
+		if after != "" {
+			start, _ = strconv.Atoi(after)
+		}
+		return &funcSource{n: 200, i: start, row: func(i int) map[string]string {
+			return map[string]string{"debit_account_id": "issuance", "credit_account_id": "a", "amount": "1.00", "currency_code": "USD",
+				"transaction_type": "t", "reference_id": fmt.Sprintf("F-%05d", i)}
+		}}, nil
+	}
+	mk := func() backfill.Config {
+		return backfill.Config{SourceType: "csv", SourceID: "final", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 100, MaxRetries: 0,
+			SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
+			Logger: slog.New(slog.DiscardHandler)}
+	}
+	cfg := mk()
+	backfill.SetBeforeFinalAudit(&cfg, func() {
+		// The run "dies" here: its sessions end, as a kill -9 of the process ends them.
+		if _, err := killer.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`); err != nil {
+			t.Error(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			var n int
+			if err := killer.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+				WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&n); err != nil || n == 0 {
+				break
+			}
+		}
+	})
+	if _, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "final", "MASTER"), cfg); err == nil {
+		t.Fatal("the test did not break the run before its final audit")
+	}
+	cp, err := backfill.GetCheckpoint(ctx, d.Pool, "csv", "final")
+	if err != nil || cp.TotalSuccessful != 200 || cp.Status == backfill.StatusCompleted {
+		t.Fatalf("after the break: %+v %v", cp, err)
+	}
+	// Behind the ledger's back, between the two runs.
+	for _, q := range []string{`SET session_replication_role = replica`,
+		`UPDATE bank_accounts SET balance = balance + 1000, available_balance = available_balance + 1000 WHERE ledger_id = 'MASTER' AND id = 'a'`,
+		`SET session_replication_role = origin`} {
+		if _, err := killer.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	rcfg := mk()
+	rcfg.ErrorsPath = *cp.ErrorsFile
+	out, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "final", "MASTER"), rcfg)
+	if out.Checkpoint.Status != backfill.StatusFailed || len(out.BalanceProblems) == 0 || !strings.Contains(strings.Join(out.BalanceProblems, "; "), "MASTER/a") {
+		t.Fatalf("the resumed run: %s, problems %v, err %v; want FAILED naming MASTER/a", out.Checkpoint.Status, out.BalanceProblems, err)
+	}
+}

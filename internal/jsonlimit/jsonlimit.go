@@ -7,6 +7,8 @@
 package jsonlimit
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -116,4 +118,88 @@ func Depth(data []byte) int {
 		}
 	}
 	return deepest
+}
+
+// DuplicateKey returns the first key that appears twice in one object of the JSON text data, at
+// any depth, with its path (e.g. "metadata.a"), and whether there is one. encoding/json keeps the
+// last of two, silently: {"amount":"1","amount":"1000"} would post 1000. Keys are compared
+// decoded ("\u0061" is "a"). Text that is not valid JSON reports none: its syntax is the
+// decoder's to report.
+func DuplicateKey(data []byte) (string, bool) {
+	type frame struct {
+		keys    map[string]bool // nil for an array
+		wantKey bool
+		path    string
+		key     string
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // a number past float64 must not end the walk before a duplicate after it
+	var stack []*frame
+	childPath := func() string {
+		if len(stack) == 0 {
+			return ""
+		}
+		top := stack[len(stack)-1]
+		if top.keys == nil {
+			return top.path + "[]"
+		}
+		if top.path == "" {
+			return top.key
+		}
+		return top.path + "." + top.key
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.keys != nil && top.wantKey {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return "", false
+				}
+				if p := stack[len(stack)-1]; p.keys != nil {
+					p.wantKey = true
+				}
+				continue
+			}
+			key, _ := tok.(string)
+			if top.keys[key] {
+				if top.path == "" {
+					return key, true
+				}
+				return top.path + "." + key, true
+			}
+			top.keys[key], top.key, top.wantKey = true, key, false
+			continue
+		}
+		switch d := tok.(type) {
+		case json.Delim:
+			switch d {
+			case '{':
+				stack = append(stack, &frame{keys: map[string]bool{}, wantKey: true, path: childPath()})
+				continue
+			case '[':
+				stack = append(stack, &frame{path: childPath()})
+				continue
+			default: // ']'
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return "", false
+				}
+			}
+		default:
+			if len(stack) == 0 {
+				return "", false
+			}
+		}
+		if p := stack[len(stack)-1]; p.keys != nil {
+			p.wantKey = true
+		}
+	}
 }

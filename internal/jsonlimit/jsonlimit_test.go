@@ -1,6 +1,8 @@
 package jsonlimit
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -61,4 +63,85 @@ func FuzzCheckEscapes(f *testing.F) {
 		_ = CheckEscapes(data)
 		_ = Depth(data)
 	})
+}
+
+func TestDuplicateKey(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"amount":"1","amount":"1000"}`:            "amount",
+		`{"a":1,"\u0061":2}`:                        "a",
+		`{"m":{"a":1,"b":{"c":1,"c":2}}}`:           "m.b.c",
+		`{"x":[{"a":1},{"a":1,"a":2}]}`:             "x[].a",
+		`{"a":{"b":1},"b":{"b":1},"c":[1,{"b":2}]}`: "",
+		`{"a":1,"b":2}`:                             "",
+		`[1,2,{"a":1}]`:                             "",
+		`{"a":`:                                     "",
+		`not json`:                                  "",
+	} {
+		got, dup := DuplicateKey([]byte(in))
+		if got != want || dup != (want != "") {
+			t.Errorf("DuplicateKey(%s) = %q, %v; want %q", in, got, dup, want)
+		}
+	}
+}
+
+// FuzzDuplicateKey: never panics; on valid JSON it reports a duplicate exactly when a second,
+// recursive walk of the token stream finds a key twice in one object.
+func FuzzDuplicateKey(f *testing.F) {
+	for _, s := range []string{`{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"c":1}]}}`, `{"a":1}`, `[]`, `{"\u0061":1,"a":1}`, `{`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, dup := DuplicateKey(data)
+		if !json.Valid(data) {
+			return
+		}
+		if want := hasDuplicate(t, data); dup != want {
+			t.Errorf("DuplicateKey(%s) = %v, want %v", data, dup, want)
+		}
+	})
+}
+
+// hasDuplicate walks data's tokens recursively (valid JSON), object by object.
+func hasDuplicate(t *testing.T, data []byte) bool {
+	var walk func(d *json.Decoder) (bool, error)
+	walk = func(d *json.Decoder) (bool, error) {
+		tok, err := d.Token()
+		if err != nil {
+			return false, err
+		}
+		delim, ok := tok.(json.Delim)
+		if !ok {
+			return false, nil
+		}
+		seen := map[string]bool{}
+		found := false
+		for d.More() {
+			if delim == '{' {
+				k, err := d.Token()
+				if err != nil {
+					return false, err
+				}
+				if seen[k.(string)] {
+					found = true
+				}
+				seen[k.(string)] = true
+			}
+			dup, err := walk(d)
+			if err != nil {
+				return false, err
+			}
+			found = found || dup
+		}
+		if _, err := d.Token(); err != nil {
+			return false, err
+		}
+		return found, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	found, err := walk(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

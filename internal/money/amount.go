@@ -344,7 +344,8 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 // syntaxHint explains the most common reasons an amount string is rejected.
 func syntaxHint(s string) string {
 	switch {
-	case strings.ContainsAny(s, "eE") && !strings.ContainsAny(strings.ToLower(s), "nif"):
+	case strings.ContainsAny(s, "eE") && strings.ContainsAny(s, "0123456789") && strings.Trim(s, "0123456789.+-eE") == "":
+		// a number written with an exponent ("1e3"), not a word with an e in it ("true")
 		return ": exponent notation is not allowed"
 	case strings.EqualFold(strings.TrimLeft(s, "+-"), "nan") || strings.HasPrefix(strings.ToLower(strings.TrimLeft(s, "+-")), "inf"):
 		return ": NaN and Infinity are not amounts"

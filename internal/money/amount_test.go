@@ -97,6 +97,8 @@ func TestParseAmountInvalid(t *testing.T) {
 		{"1\u00a0000", "whitespace"},
 		{"$10", "not a plain decimal"},
 		{"10USD", "not a plain decimal"},
+		{"true", `amount "true" is not a plain decimal string (digits, optional '.', no exponent)`}, // a JSON true: no exponent hint
+		{"1e", "exponent"},
 		{"\x00", "not a plain decimal"},
 		// 21 integer digits
 		{"100000000000000000000", `amount "100000000000000000000" exceeds NUMERIC(38,18): at most 20 integer digits, got 21`},

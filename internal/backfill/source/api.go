@@ -328,6 +328,11 @@ func (a *API) Next(ctx context.Context) (Record, error) {
 		r.Err = fmt.Errorf("item %s is not a JSON object", r.Pos)
 		return r, nil
 	}
+	if k, dup := jsonlimit.DuplicateKey(item); dup {
+		// Decoded, the last of the two would win silently ("amount" twice: the second amount).
+		r.Err = fmt.Errorf("item %s: duplicate key %s: each key may appear once", r.Pos, strconv.Quote(k))
+		return r, nil
+	}
 	for k, v := range obj {
 		var s string
 		if json.Unmarshal(v, &s) == nil {

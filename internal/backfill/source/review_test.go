@@ -167,4 +167,16 @@ func TestAPISecondReview(t *testing.T) {
 	if err := CheckAPIURL("htp://h/x?api_key=SECRET456"); err == nil || strings.Contains(err.Error(), "SECRET456") {
 		t.Errorf("not http: %v", err)
 	}
+
+	// An item with a key twice is a rejected row (review of 2026-12-02: the second amount was
+	// posted, silently).
+	srv, _ = pagedServer(t, map[string]string{"": `{"entries":[{"amount":"1","amount":"1000","reference_id":"d1"},{"reference_id":"ok"}]}`})
+	a, err = OpenAPI(context.Background(), APIOptions{URL: srv.URL}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = readAll(t, a)
+	if len(recs) != 2 || recs[0].Err == nil || !strings.Contains(recs[0].Err.Error(), `duplicate key "amount"`) || recs[1].Err != nil {
+		t.Errorf("an item with a key twice: %+v", recs)
+	}
 }

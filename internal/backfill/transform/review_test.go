@@ -32,6 +32,9 @@ func TestRowsPostgreSQLCannotStore(t *testing.T) {
 		{map[string]string{"metadata": deep}, FieldMetadata, "nested 40 levels"},
 		{map[string]string{"metadata": `{"a":1e999999}`}, FieldMetadata, "exponent"},
 		{map[string]string{"metadata": `{"a":` + strings.Repeat("9", 70) + `}`}, FieldMetadata, "characters"},
+		// Decoded, the last of two would be kept silently (review of 2026-12-02).
+		{map[string]string{"metadata": `{"a":1,"a":2}`}, FieldMetadata, `duplicate key "a"`},
+		{map[string]string{"metadata": `{"a":{"b":1,"\u0062":2}}`}, FieldMetadata, `duplicate key "a.b"`},
 	}
 	for _, c := range cases {
 		f := seedRow()

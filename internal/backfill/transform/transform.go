@@ -643,7 +643,9 @@ func (t *Transformer) metadata(rec source.Record) (map[string]any, *ledger.Error
 	if raw := strings.TrimSpace(t.get(rec, FieldMetadata)); raw != "" {
 		dec := json.NewDecoder(strings.NewReader(raw))
 		dec.UseNumber()
-		if err := dec.Decode(&meta); err != nil || dec.More() || meta == nil {
+		if err := dec.Decode(&meta); err != nil && !errors.As(err, new(*json.UnmarshalTypeError)) {
+			return nil, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata %s is not valid JSON: %v", quote(raw), err)
+		} else if err != nil || dec.More() || meta == nil {
 			return nil, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata %s is not a JSON object", quote(raw))
 		}
 		if err := checkJSON([]byte(raw), meta); err != nil {
@@ -684,6 +686,9 @@ func checkJSON(raw []byte, v any) error {
 	}
 	if d := jsonlimit.Depth(raw); d > jsonlimit.MaxDepth {
 		return fmt.Errorf("nested %d levels deep: at most %d are allowed", d, jsonlimit.MaxDepth)
+	}
+	if k, dup := jsonlimit.DuplicateKey(raw); dup {
+		return fmt.Errorf("duplicate key %q: each key may appear once", k)
 	}
 	var walk func(v any) error
 	walk = func(v any) error {
