@@ -38,8 +38,8 @@ func accessSamples(keyID string) map[string]accessSample {
 		"createAccount": {"/v1/ledgers/MASTER/accounts", func(i int) any {
 			return map[string]any{"id": fmt.Sprintf("acct-%d", i), "currency_code": "USD", "asset_type": "fiat"}
 		}, 201},
-		"listAccounts":  {"/v1/ledgers/MASTER/accounts", nil, 200},
-		"getAccount":    {"/v1/ledgers/MASTER/accounts/SCB-1-USD", nil, 200},
+		"listAccounts": {"/v1/ledgers/MASTER/accounts", nil, 200},
+		"getAccount":   {"/v1/ledgers/MASTER/accounts/SCB-1-USD", nil, 200},
 		// 204: the matrix's accounts key has no read, which an account's balances need
 		"updateAccount": {"/v1/ledgers/MASTER/accounts/issuance", func(i int) any { return map[string]any{"status": "active", "reason": "matrix"} }, 204},
 		"postEntry":     {"/v1/ledgers/MASTER/entries", func(i int) any { return entry(fmt.Sprintf("e-%d", i), "SCB-1-USD", "SCB-2-USD", "1.00") }, 201},
@@ -782,6 +782,21 @@ func TestIssuingMoneyNeedsTheIssueScope(t *testing.T) {
 	if r := e.as(issuer, "POST", "/v1/ledgers/L/entries", entry("fund", "issuance", "alice", "50.00")); r.status != http.StatusOK ||
 		r.get("entry", "id") != created.get("entry", "id") {
 		t.Errorf("issuer's replay: %d %s", r.status, r.raw)
+	}
+
+	// An account made unlimited is known as such within the key refresh interval (the test
+	// server's: newEnv's Config), as a revoked key is refused within it.
+	e.mustStatus(e.do("PATCH", "/v1/ledgers/L/accounts/line", map[string]any{"overdraft_limit": "unlimited", "reason": "now an issuance account"}), http.StatusOK)
+	deadline := time.Now().Add(5 * time.Second)
+	for n := 0; ; n++ {
+		r := e.as(teller, "POST", "/v1/ledgers/L/entries", entry(fmt.Sprintf("late-%d", n), "line", "bob", "0.01"))
+		if r.status == http.StatusForbidden {
+			break
+		}
+		if r.status != http.StatusCreated || time.Now().After(deadline) {
+			t.Fatalf("a post key on an account made unlimited: %d %s", r.status, r.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 
 	bank := "SCB-1"

@@ -127,42 +127,48 @@ func (s *Server) getAccount(w http.ResponseWriter, r *http.Request) error {
 // checkDebits refuses what a key may not debit, before anything is written (a batch is refused
 // whole):
 //   - without the issue scope (admin has it), an account with an unlimited overdraft: debiting
-//     an issuance account creates money (docs/security.md, "Scopes");
+//     an issuance account creates money (docs/security.md, "Scopes"). Known per ledger from
+//     issuanceAccounts, read at most once per key refresh interval, so that a posting pays no
+//     look-up of its own;
 //   - for a member bank's key, any account that is not one of its bank's: such a key moves money
 //     only out of its own accounts. An account that does not exist is refused the same way (the
 //     key learns nothing about other banks' accounts).
-//
-// A key with issue and no bank needs no look-up, so an admin's or an issuer's postings pay no
-// extra round trip.
 func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.EntryInput) error {
 	k := keyOf(r)
 	bank := k.Bank()
-	if bank == "" && k.Has(auth.ScopeIssue) {
-		return nil
-	}
-	ids := make([]string, 0, len(entries))
-	for _, e := range entries {
-		ids = append(ids, e.DebitAccountID)
-	}
-	accounts, err := ledger.DebitAccounts(r.Context(), s.pool, ledgerID, ids)
-	if err != nil {
-		return err
-	}
 	at := func(i int, field string, err *ledger.Error) error {
 		if len(entries) > 1 {
 			return err.WithDetails(map[string]any{"index": i, "field": field})
 		}
 		return err.WithDetails(map[string]any{"field": field})
 	}
-	for i, e := range entries {
-		a, ok := accounts[e.DebitAccountID]
-		if bank != "" && (!ok || a.Bank != bank) {
-			return at(i, "debit_account_id", forbidden("a member bank's key moves money only out of its own bank's accounts (%s): debit_account_id %s is not one",
-				bank, clip(e.DebitAccountID)))
+	if bank != "" {
+		ids := make([]string, 0, len(entries))
+		for _, e := range entries {
+			ids = append(ids, e.DebitAccountID)
 		}
-		if a.Unlimited && !k.Has(auth.ScopeIssue) {
-			return at(i, "debit_account_id", forbidden("debit_account_id %s has an unlimited overdraft: debiting it creates money, which needs the issue scope",
-				clip(e.DebitAccountID)))
+		banks, err := ledger.AccountBanks(r.Context(), s.pool, ledgerID, ids)
+		if err != nil {
+			return err
+		}
+		for i, e := range entries {
+			if b, ok := banks[e.DebitAccountID]; !ok || b != bank {
+				return at(i, "debit_account_id", forbidden("a member bank's key moves money only out of its own bank's accounts (%s): debit_account_id %s is not one",
+					bank, clip(e.DebitAccountID)))
+			}
+		}
+	}
+	// After the bank's check: a member bank's key learns nothing of other banks' accounts.
+	if !k.Has(auth.ScopeIssue) {
+		unlimited, err := s.issuance.of(r.Context(), ledgerID)
+		if err != nil {
+			return err
+		}
+		for i, e := range entries {
+			if unlimited[e.DebitAccountID] {
+				return at(i, "debit_account_id", forbidden("debit_account_id %s has an unlimited overdraft: debiting it creates money, which needs the issue scope",
+					clip(e.DebitAccountID)))
+			}
 		}
 	}
 	if bank == "" {

@@ -10,6 +10,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -172,6 +173,8 @@ type Server struct {
 	// ledgers caches ids of ledgers known to exist (ledgers are never deleted), so that a
 	// posting to a made-up ledger id is refused before it creates a group-commit queue.
 	ledgers sync.Map
+	// issuance knows each ledger's accounts with an unlimited overdraft (checkDebits).
+	issuance *issuanceAccounts
 
 	tasks     []task
 	draining  atomic.Bool    // set when shutdown starts: /readyz answers 503
@@ -210,7 +213,7 @@ func NewServer(d Deps, cfg Config) (*Server, error) {
 	}
 	pool := d.Pool
 	s := &Server{cfg: cfg, pool: pool, log: cfg.Logger, metrics: newMetrics(pool), slots: make(chan struct{}, cfg.MaxInFlight),
-		perKey: map[string]int{}, stopKeys: func() {}}
+		perKey: map[string]int{}, stopKeys: func() {}, issuance: newIssuanceAccounts(pool, cmp.Or(cfg.KeyRefresh, auth.DefaultRefresh))}
 	if s.keys = d.Keys; s.keys == nil {
 		// The keys are loaded before the first request and then kept current by a refresher
 		// that runs until Close, whether the server runs through Serve or only its Handler is

@@ -316,29 +316,19 @@ func AccountBanks(ctx context.Context, db DBTX, ledgerID string, ids []string) (
 	return out, nil
 }
 
-// DebitAccount is what the API checks of an entry's debit account before posting: its member
-// bank ("" for none) and whether its overdraft is unlimited (debiting it creates money).
-type DebitAccount struct {
-	Bank      string
-	Unlimited bool
-}
-
-// DebitAccounts returns, for the accounts of ids that exist in ledgerID, their bank and whether
-// their overdraft is unlimited (one query).
-func DebitAccounts(ctx context.Context, db DBTX, ledgerID string, ids []string) (map[string]DebitAccount, error) {
-	rows, err := db.Query(ctx, `SELECT id, coalesce(bank_id, ''), overdraft_limit IS NULL FROM bank_accounts WHERE ledger_id = $1 AND id = ANY($2)`,
-		ledgerID, ids)
+// UnlimitedAccounts returns the ids of ledgerID's accounts with an unlimited overdraft
+// (issuance accounts): few, found by a partial index (migration 022).
+func UnlimitedAccounts(ctx context.Context, db DBTX, ledgerID string) (map[string]bool, error) {
+	rows, err := db.Query(ctx, `SELECT id FROM bank_accounts WHERE ledger_id = $1 AND overdraft_limit IS NULL`, ledgerID)
 	if err != nil {
 		return nil, FromDB(err)
 	}
-	out := make(map[string]DebitAccount, len(ids))
+	out := map[string]bool{}
 	var id string
-	var a DebitAccount
-	_, err = pgx.ForEachRow(rows, []any{&id, &a.Bank, &a.Unlimited}, func() error {
-		out[id] = a
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+		out[id] = true
 		return nil
-	})
-	if err != nil {
+	}); err != nil {
 		return nil, FromDB(err)
 	}
 	return out, nil
