@@ -98,12 +98,15 @@ RETURN p_scb ->> 'debit_account_id' = p_o.debit_account_id AND p_scb ->> 'credit
 REVOKE ALL ON FUNCTION dl_same_but_amount(jsonb, ledger_entries) FROM PUBLIC;
 
 -- Whether the SCB of discrepancy p_d, resolved with a correction that was not sent to it (a waived
--- delivery, dl_outbox_waive), has come back to the state before the difference, as its last read
--- list says: for amount_mismatch its copy has our amount again, for missing_on_dbis it no longer
--- lists the entry we adopted, for missing_on_scb and delivery_failed it lists the entry we
--- reversed. Then the correction is the one difference left, and sending it (a requeue) makes the
--- two ledgers alike: reconcile_findings reports it as missing_on_scb. (An SCB that moved to a
--- third state is a new finding about the discrepancy's own reference instead.)
+-- delivery, dl_outbox_waive), has come back to the state before the difference, as its copies
+-- read by the runs say (every run asks the SCB about these references again:
+-- reconcile_reread_keys): for missing_on_dbis it no longer lists the entry we adopted; for the
+-- other kinds it lists our entry as we hold it (the discrepancy's dbis: amount, accounts,
+-- currency, asset type): the amount it had agreed to change is ours again, or the entry we
+-- reversed is there after all. Then the correction is the one difference left, and sending it (a
+-- requeue) makes the two ledgers alike: reconcile_findings reports it as missing_on_scb. An SCB
+-- that moved to a third state (another amount, other accounts) is not lapsed: the run finds a new
+-- discrepancy about the original reference instead, with both values.
 CREATE OR REPLACE FUNCTION dl_correction_lapsed(p_d reconciliation_discrepancies) RETURNS boolean
 LANGUAGE sql STABLE
 RETURN CASE WHEN p_d.kind = 'missing_on_dbis' THEN NOT EXISTS (
@@ -112,8 +115,9 @@ RETURN CASE WHEN p_d.kind = 'missing_on_dbis' THEN NOT EXISTS (
     ELSE EXISTS (
         SELECT 1 FROM reconciliation_scb_entries s
          WHERE s.ledger_id = p_d.ledger_id AND s.scb_id = p_d.scb_id AND s.reference_id = p_d.reference_id AND s.gone_run_id IS NULL
-           AND (p_d.kind IN ('missing_on_scb', 'delivery_failed')
-                OR dl_scb_amount(jsonb_build_object('amount', s.amount)) = dl_scb_amount(p_d.dbis))) END;
+           AND dl_scb_amount(jsonb_build_object('amount', s.amount)) = dl_scb_amount(p_d.dbis)
+           AND s.debit_account_id = p_d.dbis ->> 'debit_account_id' AND s.credit_account_id = p_d.dbis ->> 'credit_account_id'
+           AND s.currency_code = p_d.dbis ->> 'currency_code' AND s.asset_type = p_d.dbis ->> 'asset_type') END;
 REVOKE ALL ON FUNCTION dl_correction_lapsed(reconciliation_discrepancies) FROM PUBLIC;
 
 -- Whether discrepancy p_d is about a correction's waived delivery that has lapsed (its dbis names

@@ -172,7 +172,8 @@ REVOKE ALL ON FUNCTION reconcile_forget_scb(bigint, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION reconcile_forget_scb(bigint, text, text) TO dualledger_worker;
 
 -- Entries of the run's SCB worth asking about again (GET /v1/entries/{reference_id}): those not
--- FINAL there when last read (oldest read first), and those with a live discrepancy, at most p_limit.
+-- FINAL there when last read (oldest read first), those with a live discrepancy, and those a
+-- waived correction rests on, at most p_limit.
 CREATE OR REPLACE FUNCTION reconcile_reread_keys(p_run bigint, p_limit integer)
 RETURNS TABLE (ledger_id text, reference_id text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -207,6 +208,17 @@ BEGIN
                    CASE WHEN r.resolved THEN 3 WHEN r.rn <= greatest(p_limit / 2, 1) THEN 0 ELSE 2 END AS pri,
                    r.rn::numeric AS ord
               FROM ranked r WHERE r.rn <= p_limit
+            UNION ALL
+            -- The references of corrections not sent to this SCB (waived deliveries), however old:
+            -- whether the SCB still holds what each waiver rests on is decided on a fresh copy
+            -- (dl_correction_lapsed); a stale one reported a lapse the SCB had undone, and its
+            -- requeue booked the correction twice there (review of 2026-12-02). Corrections are few.
+            (SELECT d.ledger_id, d.reference_id, 0, 0::numeric FROM reconciliation_discrepancies d
+               JOIN dual_ledger_outbox o ON o.ledger_id = d.ledger_id AND o.reference_id = d.correction_reference_id
+                                        AND o.scb_id = d.scb_id
+              WHERE d.scb_id = v_run.scb_id AND d.resolution = 'correct' AND o.status = 'FAILED' AND o.acknowledged_at IS NOT NULL
+                AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
+              LIMIT p_limit)
             UNION ALL
             (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
               WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run

@@ -799,6 +799,21 @@ func TestIssuingMoneyNeedsTheIssueScope(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	// Made-up ledgers keep no set (second review of 2026-12-02: the holds route grew the
+	// server's memory with each new ledger id).
+	anyLedger := e.newKey(auth.Spec{Name: "teller of any ledger", Scopes: []string{auth.ScopePost}})
+	for i := range 20 {
+		if r := e.as(anyLedger, "POST", fmt.Sprintf("/v1/ledgers/NOPE%d/holds", i), entry("h", "alice", "bob", "1.00")); r.status != http.StatusNotFound {
+			t.Fatalf("a hold on a made-up ledger: %d %s", r.status, r.raw)
+		}
+	}
+	e.srv.issuance.mu.Lock()
+	kept := len(e.srv.issuance.ledgers)
+	e.srv.issuance.mu.Unlock()
+	if kept != 1 {
+		t.Errorf("the server keeps unlimited-account sets of %d ledgers, want 1 (L)", kept)
+	}
+
 	bank := "SCB-1"
 	e.mustStatus(e.do("POST", "/v1/banks", map[string]any{"id": bank, "name": "Bank One"}), http.StatusCreated)
 	if _, err := (auth.Spec{Name: "scb", Scopes: []string{auth.ScopePost, auth.ScopeIssue}, BankID: &bank}).Validate(); err == nil {

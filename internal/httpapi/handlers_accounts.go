@@ -160,6 +160,11 @@ func (s *Server) checkDebits(r *http.Request, ledgerID string, entries []ledger.
 	}
 	// After the bank's check: a member bank's key learns nothing of other banks' accounts.
 	if !k.Has(auth.ScopeIssue) {
+		// Only a ledger that exists gets a set kept for it: made-up ledger ids must not grow the
+		// server's memory (review of 2026-12-02: the holds route checks debits first).
+		if err := s.checkLedger(r.Context(), ledgerID); err != nil {
+			return err
+		}
 		unlimited, err := s.issuance.of(r.Context(), ledgerID)
 		if err != nil {
 			return err

@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -605,5 +606,71 @@ func TestWaivedCorrectionsAreWatched(t *testing.T) {
 	// ours: fund 100 + amt 10 - its correction 1 + lost 4 - its reversal 4 + ghost 50 - its reversal 50
 	if balance != "109" {
 		t.Errorf("SCB-1-USD holds %s here, want 109.00", balance)
+	}
+}
+
+// TestLapsedWaiversOnFreshCopies (the second review of 2026-12-02): whether a waiver lapsed is
+// decided on a copy every run reads again, incremental runs too: an SCB that reverted and then
+// came back to the agreed amount is no longer reported, and a requeue is refused again (before,
+// a stale copy kept the lapse and the requeue booked the correction twice at the SCB). An SCB
+// that lists a reversed entry with another amount (a third state) is no lapse either: the run
+// reports that entry's amount_mismatch instead.
+func TestLapsedWaiversOnFreshCopies(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "fund", "100.00")
+	e.post("SCB-1", "amt", "10.00")
+	e.deliver(3)
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "amt", Amount: strp("9.00")})
+	var lost ledger.Result
+	e.failDeliveries([]string{"SCB-1"}, func() { lost = e.post("SCB-1", "lost", "4.00") })
+	e.reconcile(reconcile.Options{Full: true})
+	ds := byRef(e.discrepancies(reconcile.Filter{}))
+	amt, err := e.resolve(ds["amt"].ID, reconcile.Resolution{Kind: "correct", Reason: "agreed at 9.00", Correction: &reconcile.Correction{Reverse: true, Amount: "1.00"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.resolve(ds["lost"].ID, reconcile.Resolution{Kind: "correct", Reason: "never delivered", Correction: &reconcile.Correction{Reverse: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := func(ref string) []reconcile.Discrepancy {
+		t.Helper()
+		var out []reconcile.Discrepancy
+		for _, x := range e.discrepancies(reconcile.Filter{}) {
+			if x.ReferenceID == ref {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	amtFix := reconcile.CorrectionReference(amt.ID)
+	e.reconcile(reconcile.Options{})
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "amt", Amount: strp("10.00")})
+	e.reconcile(reconcile.Options{})
+	lapsed := live(amtFix)
+	if len(lapsed) != 1 || lapsed[0].Kind != "missing_on_scb" {
+		t.Fatalf("after SCB-1 booked 10.00 again, an incremental run: %+v", lapsed)
+	}
+	// Back at the agreed 9.00: incremental runs, which do not list an altered entry again, must
+	// see it all the same.
+	e.tamper("SCB-1", sim.Tamper{Action: "alter", LedgerID: "MASTER", ReferenceID: "amt", Amount: strp("9.00")})
+	e.reconcile(reconcile.Options{})
+	if l := live(amtFix); len(l) != 0 {
+		t.Errorf("SCB-1 holds the agreed 9.00 again, yet an incremental run reports %+v", l)
+	}
+	if _, err := e.resolve(lapsed[0].ID, reconcile.Resolution{Kind: "requeue", Reason: "per the runbook"}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable {
+		t.Errorf("a requeue of the correction SCB-1 holds the state of again: %v, want refused", err)
+	}
+
+	// A third state: SCB-1 lists the reversed entry, with another amount.
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "lost", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-1-USD", Amount: "400.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: lost.EntryID, BlockHash: lost.BlockHash, TimestampUTC: lost.TimestampUTC}})
+	e.reconcile(reconcile.Options{Full: true})
+	if l := live(reconcile.CorrectionReference(rev.ID)); len(l) != 0 {
+		t.Errorf("SCB-1 lists lost at 400.00: its reversal reported as a lapsed waiver %+v", l)
+	}
+	if l := live("lost"); len(l) == 0 || !slices.ContainsFunc(l, func(x reconcile.Discrepancy) bool { return x.Kind == "amount_mismatch" }) {
+		t.Errorf("SCB-1 lists lost at 400.00: findings %+v, want its amount_mismatch", l)
 	}
 }
