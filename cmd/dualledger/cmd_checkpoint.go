@@ -119,7 +119,7 @@ func verifyAgainstSCBs(ctx context.Context, a *app, pool *pgxpool.Pool, ledgerID
 			}
 			continue
 		}
-		rep, err := integrity.VerifyAgainstSCB(ctx, pool, b.ID, l, 1000)
+		rep, err := integrity.VerifyAgainstSCB(ctx, pool, b.ID, integrity.AskingAgain(l), 1000)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, nil, nil, &exitError{code: exitInfra, err: err}

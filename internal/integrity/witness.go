@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -132,4 +133,19 @@ func (rep *WitnessReport) compare(ctx context.Context, db Querier, entries []scb
 	rep.Compared += int64(matched)
 	rep.Unmatched += int64(len(entries) - matched)
 	return nil
+}
+
+// AskingAgain returns l asking its SCB again after a retryable failure (a 429, a 5xx, a timeout:
+// scb.Ask), within one budget of scb.AskBudget for the whole read: one busy moment of an SCB
+// must not leave it unread (the review of 2026-12-02 saw verify-chain --against-scbs give up on
+// an SCB for one 503, where reconciliation asked again).
+func AskingAgain(l Lister) Lister { return &askingLister{l: l, budget: scb.AskBudget} }
+
+type askingLister struct {
+	l      Lister
+	budget time.Duration
+}
+
+func (a *askingLister) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	return scb.Ask(ctx, &a.budget, func() (scb.Page, error) { return a.l.List(ctx, since, limit) })
 }

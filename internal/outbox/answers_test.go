@@ -132,8 +132,14 @@ func TestPollEntryIDMustNotChange(t *testing.T) {
 	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"FINAL"}`))
 	waitFor(t, "the row FINALIZED", 10*time.Second, func() bool { return f.count(Finalized, "SCB-1") == 1 })
 	as := f.attempts(r.ID)
-	if got := kinds(as); got[0] != "deliver/accepted" || got[len(got)-1] != "poll/final" {
+	// Not necessarily the last attempt: with PollEvery at 20 ms a poll slower than that (the race
+	// detector on a loaded machine) overlaps the next one, and its stale answer (B again) may be
+	// recorded after the final one; it changes nothing (the row is FINALIZED, checked below).
+	if got := kinds(as); got[0] != "deliver/accepted" || !slices.Contains(got, "poll/final") {
 		t.Errorf("attempts %v", got)
+	}
+	if got := f.rows("SCB-1")[0]; got.Status != Finalized || deref2(got.ScbEntryID) != "A" {
+		t.Errorf("row after FINAL for A: %s, scb_entry_id %q", got.Status, deref2(got.ScbEntryID))
 	}
 	var entryID, status *string
 	if err := f.db.Pool.QueryRow(context.Background(), `SELECT scb_entry_id, scb_status FROM dual_ledger_outbox_attempts

@@ -164,7 +164,7 @@ func Reconcile(ctx context.Context, pool *pgxpool.Pool, client SCB, opts Options
 		opts.Actor, opts.SCBID, opts.LedgerID, opts.Full).Scan(&runID, &cursor); err != nil {
 		return Run{}, ledger.FromDB(err)
 	}
-	r := &runner{conn: conn.Conn(), client: client, opts: opts, id: runID, listWait: scbWaitBudget, rereadWait: scbWaitBudget}
+	r := &runner{conn: conn.Conn(), client: client, opts: opts, id: runID, listWait: scb.AskBudget, rereadWait: scb.AskBudget}
 	if cursor != nil {
 		r.cursor = *cursor
 	}
@@ -188,7 +188,7 @@ type runner struct {
 	opts   Options
 	id     int64
 	cursor string
-	// what is left of the run's time to wait for a busy SCB (askSCB): the list is read by a
+	// what is left of the run's time to wait for a busy SCB (scb.Ask): the list is read by a
 	// goroutine of its own while the rereads wait in the run's, so each has its budget
 	listWait, rereadWait time.Duration
 }
@@ -209,7 +209,7 @@ func (r *runner) read(ctx context.Context) error {
 		defer close(pages)
 		cursor := r.cursor
 		for {
-			page, err := askSCB(fctx, &r.listWait, func() (scb.Page, error) { return r.client.List(fctx, cursor, r.opts.PageSize) })
+			page, err := scb.Ask(fctx, &r.listWait, func() (scb.Page, error) { return r.client.List(fctx, cursor, r.opts.PageSize) })
 			select {
 			case pages <- fetched{page: page, after: cursor, err: err}:
 			case <-fctx.Done():
@@ -262,7 +262,7 @@ func (r *runner) reread(ctx context.Context) error {
 	}
 	var batch []scb.EntryView
 	for _, k := range keys {
-		res, err := askSCB(ctx, &r.rereadWait, func() (scb.Response, error) { return r.client.GetInLedger(ctx, k.ledger, k.ref) })
+		res, err := scb.Ask(ctx, &r.rereadWait, func() (scb.Response, error) { return r.client.GetInLedger(ctx, k.ledger, k.ref) })
 		switch {
 		case errors.Is(err, scb.ErrNotFound):
 			if _, err := r.conn.Exec(ctx, `SELECT reconcile_forget_scb($1, $2, $3)`, r.id, k.ledger, k.ref); err != nil {
@@ -286,53 +286,6 @@ func (r *runner) reread(ctx context.Context) error {
 		return r.store(ctx, batch, "", true)
 	}
 	return nil
-}
-
-// SCB questions that fail retryably (429, 5xx, a timeout, a dropped connection, an answer that
-// could not be read) are asked again, up to scbTries times in all, after the SCB's Retry-After
-// (at most maxSCBWait) or a backoff that doubles from firstSCBWait: a run asks up to a thousand
-// questions one by one, and one busy moment of the SCB failed it whole (the review of 2026-12-02:
-// at a 2 % rate of 429s, five runs in a row failed, and the cursor never moved).
-// A run spends at most scbWaitBudget on failed questions and the waits after them, for its list
-// and again for its rereads: an SCB that stays unwell fails the run in minutes instead of holding
-// the SCB's lock (and the schedule's other SCBs behind it) for hours.
-const (
-	scbTries      = 4
-	firstSCBWait  = 500 * time.Millisecond
-	maxSCBWait    = 30 * time.Second
-	scbWaitBudget = 2 * time.Minute
-)
-
-// askSCB asks the SCB with ask, again after a retryable failure as above; budget is what is left
-// of the run's time for retries, and each failed question and the wait after it are taken from it.
-func askSCB[T any](ctx context.Context, budget *time.Duration, ask func() (T, error)) (T, error) {
-	wait := firstSCBWait
-	for try := 1; ; try++ {
-		start := time.Now()
-		v, err := ask()
-		if err == nil || try == scbTries || !scb.IsRetryable(err) {
-			return v, err
-		}
-		d := wait
-		var de *scb.DeliveryError
-		if errors.As(err, &de) && de.RetryAfter > 0 {
-			d = min(de.RetryAfter, maxSCBWait)
-		}
-		// The failed question's own time counts too (a timeout takes the SCB's whole timeout).
-		spent := time.Since(start) + d
-		if spent > *budget {
-			return v, err
-		}
-		*budget -= spent
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return v, err
-		case <-t.C:
-		}
-		wait *= 2
-	}
 }
 
 // attributable refuses a list page with an entry that names no ledger or no reference: it cannot
