@@ -270,16 +270,7 @@ func TestRunRecordsFailedWhenItsLockConnectionBreaks(t *testing.T) {
 	d := setup(t)
 	ctx := context.Background()
 	killer := d.Conn(t)
-	open := func(_ context.Context, after string) (source.Reader, error) {
-		start := 0
-		if after != "" {
-			start, _ = strconv.Atoi(after)
-		}
-		return &funcSource{n: 600, i: start, row: func(i int) map[string]string {
-			return map[string]string{"debit_account_id": "issuance", "credit_account_id": "a", "amount": "1.00", "currency_code": "USD",
-				"transaction_type": "t", "reference_id": fmt.Sprintf("R-%05d", i)}
-		}}, nil
-	}
+	open := transfers(600, "R")
 	mk := func() backfill.Config {
 		return backfill.Config{SourceType: "csv", SourceID: "broken", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 4, MaxRetries: 0,
 			SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
@@ -291,18 +282,8 @@ func TestRunRecordsFailedWhenItsLockConnectionBreaks(t *testing.T) {
 		if killed > 0 {
 			return
 		}
-		if err := killer.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&killed); err != nil {
-			t.Error(err)
-		}
 		// The sessions are gone before the audit uses one of them.
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			var n int
-			if err := killer.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&n); err != nil || n == 0 {
-				break
-			}
-		}
+		killed = endBackfillSessions(t, ctx, killer)
 	})
 	_, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "broken", "MASTER"), cfg)
 	if killed == 0 || err == nil {
@@ -337,16 +318,7 @@ func TestResumedRunAuditsTheWholeSource(t *testing.T) {
 	d := setup(t)
 	ctx := context.Background()
 	killer := d.Conn(t)
-	open := func(_ context.Context, after string) (source.Reader, error) {
-		start := 0
-		if after != "" {
-			start, _ = strconv.Atoi(after)
-		}
-		return &funcSource{n: 200, i: start, row: func(i int) map[string]string {
-			return map[string]string{"debit_account_id": "issuance", "credit_account_id": "a", "amount": "1.00", "currency_code": "USD",
-				"transaction_type": "t", "reference_id": fmt.Sprintf("F-%05d", i)}
-		}}, nil
-	}
+	open := transfers(200, "F")
 	mk := func() backfill.Config {
 		return backfill.Config{SourceType: "csv", SourceID: "final", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 100, MaxRetries: 0,
 			SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
@@ -355,17 +327,7 @@ func TestResumedRunAuditsTheWholeSource(t *testing.T) {
 	cfg := mk()
 	backfill.SetBeforeFinalAudit(&cfg, func() {
 		// The run "dies" here: its sessions end, as a kill -9 of the process ends them.
-		if _, err := killer.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-			WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`); err != nil {
-			t.Error(err)
-		}
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			var n int
-			if err := killer.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&n); err != nil || n == 0 {
-				break
-			}
-		}
+		endBackfillSessions(t, ctx, killer)
 	})
 	if _, err := backfill.Run(ctx, d.Pool, open, transform.New(nil, "csv", "final", "MASTER"), cfg); err == nil {
 		t.Fatal("the test did not break the run before its final audit")
@@ -388,4 +350,38 @@ func TestResumedRunAuditsTheWholeSource(t *testing.T) {
 	if out.Checkpoint.Status != backfill.StatusFailed || len(out.BalanceProblems) == 0 || !strings.Contains(strings.Join(out.BalanceProblems, "; "), "MASTER/a") {
 		t.Fatalf("the resumed run: %s, problems %v, err %v; want FAILED naming MASTER/a", out.Checkpoint.Status, out.BalanceProblems, err)
 	}
+}
+
+// transfers opens a source of n rows, issuance -> a, 1.00 each, references prefix-00000...,
+// resumable after a position.
+func transfers(n int, prefix string) backfill.Opener {
+	return func(_ context.Context, after string) (source.Reader, error) {
+		start := 0
+		if after != "" {
+			start, _ = strconv.Atoi(after)
+		}
+		return &funcSource{n: n, i: start, row: func(i int) map[string]string {
+			return map[string]string{"debit_account_id": "issuance", "credit_account_id": "a", "amount": "1.00", "currency_code": "USD",
+				"transaction_type": "t", "reference_id": fmt.Sprintf("%s-%05d", prefix, i)}
+		}}, nil
+	}
+}
+
+// endBackfillSessions ends every session of a backfill run in the test's database, as a kill -9
+// of its process would, and waits until they are gone; it returns how many it ended.
+func endBackfillSessions(t *testing.T, ctx context.Context, killer *pgx.Conn) int {
+	t.Helper()
+	var killed int
+	if err := killer.QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&killed); err != nil {
+		t.Error(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var n int
+		if err := killer.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name LIKE 'dualledger backfill pid=%' AND datname = current_database()`).Scan(&n); err != nil || n == 0 {
+			break
+		}
+	}
+	return killed
 }
