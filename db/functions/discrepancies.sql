@@ -97,6 +97,21 @@ RETURN p_scb ->> 'debit_account_id' = p_o.debit_account_id AND p_scb ->> 'credit
        AND p_scb ->> 'currency_code' = p_o.currency_code AND p_scb ->> 'asset_type' = p_o.asset_type;
 REVOKE ALL ON FUNCTION dl_same_but_amount(jsonb, ledger_entries) FROM PUBLIC;
 
+-- The discrepancies of SCB p_scb_id (of ledger p_ledger_id, or of all when NULL) resolved with a
+-- correction that was not sent to that SCB, with the correction's outbox row there: FAILED and
+-- acknowledged (a waived delivery, dl_outbox_waive). One definition for the run's rereads
+-- (reconcile_reread_keys) and its findings (reconcile_findings' lapsed waivers).
+CREATE OR REPLACE FUNCTION dl_waived_corrections(p_scb_id text, p_ledger_id text)
+RETURNS TABLE (d reconciliation_discrepancies, outbox_id bigint)
+LANGUAGE sql STABLE
+AS $$
+    SELECT d, o.id FROM reconciliation_discrepancies d
+      JOIN dual_ledger_outbox o ON o.ledger_id = d.ledger_id AND o.reference_id = d.correction_reference_id AND o.scb_id = d.scb_id
+     WHERE d.scb_id = p_scb_id AND d.resolution = 'correct' AND (p_ledger_id IS NULL OR d.ledger_id = p_ledger_id)
+       AND o.status = 'FAILED' AND o.acknowledged_at IS NOT NULL
+$$;
+REVOKE ALL ON FUNCTION dl_waived_corrections(text, text) FROM PUBLIC;
+
 -- Whether the SCB of discrepancy p_d, resolved with a correction that was not sent to it (a waived
 -- delivery, dl_outbox_waive), has come back to the state before the difference, as its copies
 -- read by the runs say (every run asks the SCB about these references again:

@@ -213,12 +213,8 @@ BEGIN
             -- whether the SCB still holds what each waiver rests on is decided on a fresh copy
             -- (dl_correction_lapsed); a stale one reported a lapse the SCB had undone, and its
             -- requeue booked the correction twice there (review of 2026-12-02). Corrections are few.
-            (SELECT d.ledger_id, d.reference_id, 0, 0::numeric FROM reconciliation_discrepancies d
-               JOIN dual_ledger_outbox o ON o.ledger_id = d.ledger_id AND o.reference_id = d.correction_reference_id
-                                        AND o.scb_id = d.scb_id
-              WHERE d.scb_id = v_run.scb_id AND d.resolution = 'correct' AND o.status = 'FAILED' AND o.acknowledged_at IS NOT NULL
-                AND (v_run.ledger_filter IS NULL OR d.ledger_id = v_run.ledger_filter)
-              LIMIT p_limit)
+            (SELECT (w.d).ledger_id, (w.d).reference_id, 0, 0::numeric
+               FROM dl_waived_corrections(v_run.scb_id, v_run.ledger_filter) w LIMIT p_limit)
             UNION ALL
             (SELECT s.ledger_id, s.reference_id, 1, extract(epoch FROM s.read_at) FROM reconciliation_scb_entries s
               WHERE s.scb_id = v_run.scb_id AND s.status IS DISTINCT FROM 'FINAL' AND s.read_run_id <> p_run
@@ -266,12 +262,11 @@ LANGUAGE sql STABLE SET search_path = public, pg_temp AS $$
 -- missing_on_scb of its own, compared by every run whatever changed (keys): the resolved
 -- discrepancy it rests on may have been cleared long ago. Corrections are few.
 WITH lapsed AS MATERIALIZED (
-    SELECT DISTINCT ON (o.ledger_id, o.id) o.ledger_id, o.reference_id, o.id AS outbox_id, d.id AS discrepancy_id
-      FROM reconciliation_discrepancies d
-      JOIN dual_ledger_outbox o ON o.ledger_id = d.ledger_id AND o.reference_id = d.correction_reference_id AND o.scb_id = d.scb_id
-     WHERE d.scb_id = p_scb_id AND d.resolution = 'correct' AND (p_ledger_id IS NULL OR d.ledger_id = p_ledger_id)
-       AND o.status = 'FAILED' AND o.acknowledged_at IS NOT NULL AND dl_correction_lapsed(d)
-     ORDER BY o.ledger_id, o.id, d.id),
+    SELECT DISTINCT ON ((w.d).ledger_id, w.outbox_id) (w.d).ledger_id, (w.d).correction_reference_id AS reference_id, w.outbox_id,
+           (w.d).id AS discrepancy_id
+      FROM dl_waived_corrections(p_scb_id, p_ledger_id) w
+     WHERE dl_correction_lapsed(w.d)
+     ORDER BY (w.d).ledger_id, w.outbox_id, (w.d).id),
 keys AS MATERIALIZED (
     SELECT c.ledger_id, c.reference_id FROM reconcile_candidates(p_scb_id, p_ledger_id, p_run, p_since) c WHERE p_since IS NOT NULL
     UNION SELECT l.ledger_id, l.reference_id FROM lapsed l WHERE p_since IS NOT NULL),

@@ -271,11 +271,7 @@ func TestRunRecordsFailedWhenItsLockConnectionBreaks(t *testing.T) {
 	ctx := context.Background()
 	killer := d.Conn(t)
 	open := transfers(600, "R")
-	mk := func() backfill.Config {
-		return backfill.Config{SourceType: "csv", SourceID: "broken", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 4, MaxRetries: 0,
-			SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
-			Logger: slog.New(slog.DiscardHandler)}
-	}
+	mk := func() backfill.Config { return auditedConfig(t, "broken", 4) }
 	cfg := mk()
 	killed := 0
 	backfill.SetBeforeAudit(&cfg, func() {
@@ -319,11 +315,7 @@ func TestResumedRunAuditsTheWholeSource(t *testing.T) {
 	ctx := context.Background()
 	killer := d.Conn(t)
 	open := transfers(200, "F")
-	mk := func() backfill.Config {
-		return backfill.Config{SourceType: "csv", SourceID: "final", Ledger: "MASTER", BatchSize: 50, CheckpointInterval: 100, MaxRetries: 0,
-			SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
-			Logger: slog.New(slog.DiscardHandler)}
-	}
+	mk := func() backfill.Config { return auditedConfig(t, "final", 100) }
 	cfg := mk()
 	backfill.SetBeforeFinalAudit(&cfg, func() {
 		// The run "dies" here: its sessions end, as a kill -9 of the process ends them.
@@ -384,4 +376,12 @@ func endBackfillSessions(t *testing.T, ctx context.Context, killer *pgx.Conn) in
 		}
 	}
 	return killed
+}
+
+// auditedConfig is the configuration of the fault tests that break a run around its audits:
+// source csv/sourceID into MASTER, batches of 50, balances validated every interval batches.
+func auditedConfig(t *testing.T, sourceID string, interval int) backfill.Config {
+	return backfill.Config{SourceType: "csv", SourceID: sourceID, Ledger: "MASTER", BatchSize: 50, CheckpointInterval: interval, MaxRetries: 0,
+		SkipDuplicates: true, ValidateBalances: true, MaxErrors: -1, ErrorsPath: filepath.Join(t.TempDir(), "e.jsonl"),
+		Logger: slog.New(slog.DiscardHandler)}
 }
