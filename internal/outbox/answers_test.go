@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"dualledger/internal/scb"
 )
@@ -28,12 +30,20 @@ type scriptedSCB struct {
 	mu sync.Mutex
 	// post and get answer POST /v1/entries and GET /v1/entries/{ref}: status code and body.
 	post, get func() (int, string)
+	// onGet, when set, runs first for every GET, with the reference.
+	onGet func(ref string)
 }
 
 func startScripted(t *testing.T) *scriptedSCB {
 	t.Helper()
 	s := &scriptedSCB{}
 	s.ts = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		onGet := s.onGet
+		s.mu.Unlock()
+		if r.Method == http.MethodGet && onGet != nil {
+			onGet(strings.TrimPrefix(r.URL.Path, "/v1/entries/"))
+		}
 		s.mu.Lock()
 		f := s.get
 		if r.Method == http.MethodPost {
@@ -132,10 +142,10 @@ func TestPollEntryIDMustNotChange(t *testing.T) {
 	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"FINAL"}`))
 	waitFor(t, "the row FINALIZED", 10*time.Second, func() bool { return f.count(Finalized, "SCB-1") == 1 })
 	as := f.attempts(r.ID)
-	// Not necessarily the last attempt: with PollEvery at 20 ms a poll slower than that (the race
-	// detector on a loaded machine) overlaps the next one, and its stale answer (B again) may be
-	// recorded after the final one; it changes nothing (the row is FINALIZED, checked below).
-	if got := kinds(as); got[0] != "deliver/accepted" || !slices.Contains(got, "poll/final") {
+	// The last attempt even with PollEvery at 20 ms and polls slower than that (the race detector
+	// on a loaded machine): the worker never polls a row twice at once, so no stale answer can be
+	// recorded after the final one (TestSlowPollsDoNotOverlap).
+	if got := kinds(as); got[0] != "deliver/accepted" || got[len(got)-1] != "poll/final" {
 		t.Errorf("attempts %v", got)
 	}
 	if got := f.rows("SCB-1")[0]; got.Status != Finalized || deref2(got.ScbEntryID) != "A" {
@@ -330,5 +340,57 @@ func TestRetryNowIsAnOperatorAct(t *testing.T) {
 	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM operator_actions WHERE action = 'outbox.retry_now' AND actor = 'cli:alice'
 		AND before -> 'ids' @> to_jsonb($1::bigint)`, claimed[0].ID).Scan(&acts); err != nil || acts != 1 {
 		t.Errorf("operator log: %d acts naming row %d, %v", acts, claimed[0].ID, err)
+	}
+}
+
+// TestSlowPollsDoNotOverlap: an SCB that answers polls slower than PollEvery (here 15 times
+// slower) is never asked about one row twice at once by a worker: the rows claimed again while
+// their poll is in flight are dropped from the claim (and counted), and the answers are recorded
+// in the order they were asked.
+func TestSlowPollsDoNotOverlap(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	s := startScripted(t)
+	var (
+		mu               sync.Mutex
+		inFlight         = map[string]int{}
+		maxInFlight, got int
+	)
+	slowGet := func(ref string) {
+		mu.Lock()
+		inFlight[ref]++
+		maxInFlight = max(maxInFlight, inFlight[ref])
+		got++
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond)
+		mu.Lock()
+		inFlight[ref]--
+		mu.Unlock()
+	}
+	s.script(answer(201, `{"scb_entry_id":"A","status":"ACCEPTED"}`), nil)
+	s.mu.Lock()
+	s.onGet = slowGet
+	s.mu.Unlock()
+	f.settle(3, "slow", "SCB-1", "SCB-2")
+	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"ACCEPTED"}`))
+	cfg := testConfig("w-slow")
+	cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	f.startWorker(cfg, newResolver(map[string]SCB{"SCB-1": s.client(t, "SCB-1")}).resolve)
+	waitFor(t, "polls", 10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return got >= 9 })
+	if v := testutil.ToFloat64(cfg.Metrics.pollsSkipped.WithLabelValues("SCB-1")); v == 0 {
+		t.Errorf("no claim of a row in flight counted: the test did not make polls overlap")
+	}
+	// The SCB finalises; the answers recorded for each row end with the final one.
+	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"FINAL"}`))
+	waitFor(t, "the rows FINALIZED", 10*time.Second, func() bool { return f.count(Finalized, "SCB-1") == 3 })
+	mu.Lock()
+	defer mu.Unlock()
+	if maxInFlight != 1 {
+		t.Errorf("the SCB was asked about one row %d times at once", maxInFlight)
+	}
+	for _, r := range f.rows("SCB-1") {
+		if k := kinds(f.attempts(r.ID)); k[len(k)-1] != "poll/final" {
+			t.Errorf("row %d: attempts %v, want poll/final last", r.ID, k)
+		}
 	}
 }

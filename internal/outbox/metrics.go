@@ -18,6 +18,7 @@ type Metrics struct {
 	deliverySecs *prometheus.HistogramVec
 	reapedRows   prometheus.Counter
 	unconfigured *prometheus.GaugeVec
+	pollsSkipped *prometheus.CounterVec
 }
 
 // NewMetrics registers the worker's metrics on reg.
@@ -49,8 +50,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dualledger_outbox_unconfigured_scb",
 			Help: "1 for an SCB that has rows to deliver but no API URL/key configured in this worker.",
 		}, []string{"scb"}),
+		pollsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dualledger_outbox_polls_skipped_total",
+			Help: "Rows claimed for a poll while this worker's previous poll of them was still in flight (the SCB answers polls slower than --poll-every); not asked again.",
+		}, []string{"scb"}),
 	}
-	reg.MustRegister(m.attempts, m.responses, m.callSeconds, m.deliverySecs, m.reapedRows, m.unconfigured)
+	reg.MustRegister(m.attempts, m.responses, m.callSeconds, m.deliverySecs, m.reapedRows, m.unconfigured, m.pollsSkipped)
 	return m
 }
 
@@ -67,6 +72,13 @@ func (m *Metrics) attempt(scbID, kind, outcome string, code int, took time.Durat
 		m.responses.WithLabelValues(scbID, c).Inc()
 	}
 	m.callSeconds.WithLabelValues(scbID, kind).Observe(took.Seconds())
+}
+
+func (m *Metrics) pollSkipped(scbID string) {
+	if m == nil {
+		return
+	}
+	m.pollsSkipped.WithLabelValues(scbID).Inc()
 }
 
 func (m *Metrics) finalized(scbID string, since time.Duration) {

@@ -80,6 +80,7 @@ type Worker struct {
 	mu       sync.Mutex
 	slots    map[string]chan struct{} // per SCB
 	held     map[rowKey]Row           // rows in PROCESSING that we hold
+	polling  map[rowKey]struct{}      // rows whose poll is in flight in this worker
 	warned   map[string]bool          // unconfigured SCBs already logged
 	next     map[string]string        // per SCB and kind of claim: the ledger the next round starts with
 	wakeup   chan struct{}
@@ -98,7 +99,7 @@ func (r Row) key() rowKey { return rowKey{r.LedgerID, r.ID} }
 func NewWorker(store *Store, resolve Resolver, cfg Config) *Worker {
 	cfg.defaults()
 	return &Worker{store: store, resolve: resolve, cfg: cfg, slots: map[string]chan struct{}{},
-		held: map[rowKey]Row{}, warned: map[string]bool{}, next: map[string]string{}, wakeup: make(chan struct{}, 1)}
+		held: map[rowKey]Row{}, polling: map[rowKey]struct{}{}, warned: map[string]bool{}, next: map[string]string{}, wakeup: make(chan struct{}, 1)}
 }
 
 // Run delivers until ctx ends, then stops claiming, gives in-flight deliveries Grace to finish,
@@ -274,10 +275,44 @@ func (w *Worker) claimAndDeliver(ctx, dctx context.Context, log *slog.Logger, id
 	}, func(r Row) { w.deliver(dctx, log, client, r) })
 }
 
+// claimAndPoll polls the SENT/ACKED rows whose next poll is due. A claim moves a row's next poll
+// PollEvery ahead, but a poll of a slow SCB can take longer than that (up to the SCB's timeout),
+// and the row is then claimed again while its first poll is in flight. This worker never asks an
+// SCB about a row twice at once: such a row is dropped from the claim (its slot given back), and
+// the poll in flight answers for it. Without this, an SCB answering slowly was asked about each
+// row up to timeout/PollEvery times at once, just when it struggled, and a stale answer could be
+// recorded after a newer one.
 func (w *Worker) claimAndPoll(ctx, dctx context.Context, log *slog.Logger, id string, ledgers []string, client SCB) (int, error) {
 	return w.dispatch(ctx, id, "poll", ledgers, func(ctx context.Context, ledgerID string, n int) ([]Row, error) {
-		return w.store.ClaimForPoll(ctx, id, ledgerID, w.cfg.PollEvery, n)
-	}, func(r Row) { w.poll(dctx, log, client, r) })
+		rows, err := w.store.ClaimForPoll(ctx, id, ledgerID, w.cfg.PollEvery, n)
+		return w.startPolls(rows), err
+	}, func(r Row) {
+		defer w.endPoll(r)
+		w.poll(dctx, log, client, r)
+	})
+}
+
+// startPolls returns the rows of a claim that this worker is not polling already, and marks them
+// as being polled.
+func (w *Worker) startPolls(rows []Row) []Row {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	fresh := rows[:0]
+	for _, r := range rows {
+		if _, busy := w.polling[r.key()]; busy {
+			w.cfg.Metrics.pollSkipped(r.ScbID)
+			continue
+		}
+		w.polling[r.key()] = struct{}{}
+		fresh = append(fresh, r)
+	}
+	return fresh
+}
+
+func (w *Worker) endPoll(r Row) {
+	w.mu.Lock()
+	delete(w.polling, r.key())
+	w.mu.Unlock()
 }
 
 // dispatch claims as many rows as the SCB has free slots, one claim per ledger with due rows
