@@ -175,12 +175,15 @@ RETURN coalesce(CASE p_kind
     END, false);
 REVOKE ALL ON FUNCTION dl_correction_matches(text, jsonb, ledger_entries, ledger_entries) FROM PUBLIC;
 
--- The one correction dl_correction_matches accepts for discrepancy p_d about our entry p_o, as
--- the command that posts it, for a refusal to name; or why there is none.
+-- The one correction dl_correction_matches accepts for discrepancy p_d about our entry p_o, for a
+-- refusal to name, in both the command's flags and the API's request fields (the HTTP API and
+-- `discrepancies resolve` share this message); or why there is none.
 CREATE OR REPLACE FUNCTION dl_correction_wanted(p_d reconciliation_discrepancies, p_o ledger_entries) RETURNS text
 LANGUAGE sql STABLE
 RETURN CASE p_d.kind
-    WHEN 'missing_on_dbis' THEN format('the SCB''s entry: --debit %s --credit %s --amount %s --currency %s --asset-type %s',
+    WHEN 'missing_on_dbis' THEN format('the SCB''s entry: debit %s, credit %s, amount %s %s %s (command: --debit %s --credit %s --amount %s --currency %s --asset-type %s; API: "correction": {"entry": {"debit_account_id", "credit_account_id", "amount", "currency_code", "asset_type", "transaction_type"}})',
+                                       p_d.scb ->> 'debit_account_id', p_d.scb ->> 'credit_account_id', p_d.scb ->> 'amount',
+                                       p_d.scb ->> 'currency_code', p_d.scb ->> 'asset_type',
                                        p_d.scb ->> 'debit_account_id', p_d.scb ->> 'credit_account_id', p_d.scb ->> 'amount',
                                        p_d.scb ->> 'currency_code', p_d.scb ->> 'asset_type')
     WHEN 'amount_mismatch' THEN CASE
@@ -188,12 +191,17 @@ RETURN CASE p_d.kind
                                                         coalesce(p_d.scb ->> 'amount', 'null'))
         WHEN NOT coalesce(dl_same_but_amount(p_d.scb, p_o), false) THEN
             'none: the SCB''s copy differs in its accounts, currency or asset type as well (a field_mismatch); its operator fixes their copy, or resolve it explained'
-        WHEN dl_scb_amount(p_d.scb) < p_o.amount THEN format('the difference between our %s and the SCB''s %s: --reverse --amount %s',
-                                                             trim_scale(p_o.amount), p_d.scb ->> 'amount', trim_scale(p_o.amount - dl_scb_amount(p_d.scb)))
-        ELSE format('the difference between our %s and the SCB''s %s: --debit %s --credit %s --amount %s --currency %s --asset-type %s',
-                    trim_scale(p_o.amount), p_d.scb ->> 'amount', p_o.debit_account_id, p_o.credit_account_id,
-                    trim_scale(dl_scb_amount(p_d.scb) - p_o.amount), p_o.currency_code, p_o.asset_type) END
-    ELSE format('the full reversal of %s, which the SCB does not hold: --reverse (to correct it by another amount, redeliver it and post an ordinary entry, which reaches both)',
+        WHEN dl_scb_amount(p_d.scb) < p_o.amount THEN format('the difference between our %s and the SCB''s %s: a reversal of our entry by %s (command: --reverse --amount %s; API: "correction": {"reverse": true, "amount": "%s"})',
+                                                             dl_amount_text(p_o.amount, p_o.currency_code), p_d.scb ->> 'amount',
+                                                             dl_amount_text(p_o.amount - dl_scb_amount(p_d.scb), p_o.currency_code),
+                                                             dl_amount_text(p_o.amount - dl_scb_amount(p_d.scb), p_o.currency_code),
+                                                             dl_amount_text(p_o.amount - dl_scb_amount(p_d.scb), p_o.currency_code))
+        ELSE format('the difference between our %s and the SCB''s %s: debit %s, credit %s, amount %s %s %s (command: --debit %s --credit %s --amount %s --currency %s --asset-type %s; API: "correction": {"entry": {"debit_account_id", "credit_account_id", "amount", "currency_code", "asset_type", "transaction_type"}})',
+                    dl_amount_text(p_o.amount, p_o.currency_code), p_d.scb ->> 'amount', p_o.debit_account_id, p_o.credit_account_id,
+                    dl_amount_text(dl_scb_amount(p_d.scb) - p_o.amount, p_o.currency_code), p_o.currency_code, p_o.asset_type,
+                    p_o.debit_account_id, p_o.credit_account_id,
+                    dl_amount_text(dl_scb_amount(p_d.scb) - p_o.amount, p_o.currency_code), p_o.currency_code, p_o.asset_type) END
+    ELSE format('the full reversal of %s, which the SCB does not hold (command: --reverse; API: "correction": {"reverse": true}); to correct it by another amount, redeliver it and post an ordinary entry, which reaches both',
                 p_d.reference_id) END;
 REVOKE ALL ON FUNCTION dl_correction_wanted(reconciliation_discrepancies, ledger_entries) FROM PUBLIC;
 

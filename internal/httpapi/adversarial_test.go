@@ -1329,8 +1329,8 @@ func (w *advWorker) batch(atomicBatch bool) {
 		case "not_applied":
 			det, _ := res["error"].(map[string]any)
 			dd, _ := det["details"].(map[string]any)
-			if num(dd["rejected_entry"]) != int64(firstBad+1) || str(dd["rejected_result"]) != slots[firstBad].code {
-				a.failf(catContent, "%s entry %d: not_applied details %v, want rejected_entry %d (%s)", op, i, dd, firstBad+1, slots[firstBad].code)
+			if num(dd["rejected_entry"]) != int64(firstBad+1) || num(dd["rejected_index"]) != int64(firstBad) || str(dd["rejected_result"]) != slots[firstBad].code {
+				a.failf(catContent, "%s entry %d: not_applied details %v, want rejected_entry %d, rejected_index %d (%s)", op, i, dd, firstBad+1, firstBad, slots[firstBad].code)
 			}
 			a.reject(op, s.p)
 		case "reference_conflict":

@@ -49,6 +49,12 @@ func TestBatchNonAtomic(t *testing.T) {
 	if id0, id4 := r.get("results", "0", "entry", "id"), r.get("results", "4", "entry", "id"); id0 != id4 {
 		t.Errorf("in-batch replay has entry %v, original %v", id4, id0)
 	}
+	// Positions in details: batch_entry counts from 1 (as messages do), batch_index is the index
+	// of the result it names in this array.
+	if r.get("results", "6", "error", "details", "batch_entry") != 1.0 || r.get("results", "6", "error", "details", "batch_index") != 0.0 ||
+		r.get("results", "6", "error", "details", "existing_entry_id") != r.get("results", "0", "entry", "id") {
+		t.Errorf("in-batch conflict: %v", r.get("results", "6"))
+	}
 	if r.str("results", "2", "error", "code") != "insufficient_funds" || r.str("results", "2", "error", "details", "account_id") != "alice" {
 		t.Errorf("insufficient_funds result: %v", r.get("results", "2"))
 	}
@@ -79,6 +85,9 @@ func TestBatchAtomic(t *testing.T) {
 	// details.index is the 0-based array index.
 	if msg := r.str("error", "message"); !strings.Contains(msg, "entry 2 was rejected") || !strings.Contains(r.str("results", "0", "error", "message"), "entry 2 of this atomic batch") {
 		t.Errorf("positions: %q / %q", msg, r.str("results", "0", "error", "message"))
+	}
+	if r.get("results", "0", "error", "details", "rejected_entry") != 2.0 || r.get("results", "2", "error", "details", "rejected_index") != 1.0 {
+		t.Errorf("not_applied positions: %v / %v", r.get("results", "0"), r.get("results", "2"))
 	}
 	if r.get("applied") != false || r.get("atomic") != true {
 		t.Errorf("summary: %s", r.raw)

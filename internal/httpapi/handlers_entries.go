@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"dualledger/internal/ledger"
@@ -107,6 +110,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) error {
 			}
 		default:
 			body := errorBodyOf(bankSafe(r, res.Err()))
+			body.Details = withBatchIndexes(body.Details)
 			br.Error = &body
 			resp.Rejected++
 			if firstRejected < 0 && res.Code != ledger.CodeNotApplied {
@@ -200,4 +204,35 @@ func (s *Server) listBankEntries(w http.ResponseWriter, r *http.Request, bank st
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// withBatchIndexes gives the 1-based batch positions that the posting function puts in a
+// result's details (rejected_entry of not_applied, batch_entry of a reference used twice in the
+// batch) their 0-based twins, rejected_index and batch_index: the index of the result they name
+// in this answer's results array, as every other position of the HTTP API is
+// (docs/error-codes.md, "Positions").
+func withBatchIndexes(details json.RawMessage) json.RawMessage {
+	if !bytes.Contains(details, []byte(`_entry"`)) {
+		return details
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(details, &m); err != nil {
+		return details
+	}
+	changed := false
+	for from, to := range map[string]string{"rejected_entry": "rejected_index", "batch_entry": "batch_index"} {
+		var pos int
+		if raw, ok := m[from]; ok && json.Unmarshal(raw, &pos) == nil && pos >= 1 {
+			m[to] = json.RawMessage(strconv.Itoa(pos - 1))
+			changed = true
+		}
+	}
+	if !changed {
+		return details
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return details
+	}
+	return out
 }

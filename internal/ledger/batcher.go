@@ -1,8 +1,12 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -316,8 +320,7 @@ func (p *Poster) run(ledgerID string, lq *ledgerQueue, batch []*postRequest) {
 			r.done <- postReply{err: err}
 			continue
 		}
-		res := results[i]
-		res.Index = 0
+		res := asOwnResult(results[i], r.entry.ReferenceID)
 		r.done <- postReply{res: res}
 	}
 }
@@ -343,4 +346,32 @@ func postEach(ctx context.Context, db *pgxpool.Pool, ledgerID string, entries []
 		out[i].Index = i
 	}
 	return out, nil
+}
+
+// asOwnResult turns one entry's result in a group-commit batch into the answer to its own single
+// posting. The batch is the flusher's, not the caller's: a reference used by another caller's
+// entry earlier in the same batch is answered as if that entry had committed first (it commits
+// with this batch), without the batch position, which means nothing to this caller ("entry 3 of
+// this batch" named another client's request).
+func asOwnResult(res Result, ref string) Result {
+	res.Index = 0
+	if res.Code != CodeReferenceConflict || !bytes.Contains(res.Details, []byte(`"batch_entry"`)) {
+		return res
+	}
+	var d struct {
+		ExistingEntryID int64    `json:"existing_entry_id"`
+		Fields          []string `json:"fields"`
+	}
+	if err := json.Unmarshal(res.Details, &d); err != nil || d.ExistingEntryID == 0 {
+		return res
+	}
+	// The reference quoted as the database's to_jsonb quotes it (no HTML escaping).
+	var q bytes.Buffer
+	enc := json.NewEncoder(&q)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(ref)
+	res.Message = fmt.Sprintf("reference_id %s was already used for entry %d with a different %s",
+		bytes.TrimSpace(q.Bytes()), d.ExistingEntryID, strings.Join(d.Fields, ", "))
+	res.Details, _ = json.Marshal(map[string]any{"reference_id": ref, "existing_entry_id": d.ExistingEntryID, "fields": d.Fields})
+	return res
 }

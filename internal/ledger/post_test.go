@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/pg/pgtest"
@@ -283,6 +286,56 @@ func TestAtomicBatchInBatchConflict(t *testing.T) {
 	}
 	if !strings.Contains(res[0].Message, "entry 2") || !strings.Contains(res[0].Message, "reference_conflict") {
 		t.Errorf("not_applied message %q", res[0].Message)
+	}
+}
+
+// TestGroupCommitConflictIsTheCallersOwn: two single postings with one reference and different
+// amounts that group commit puts into one batch. The second is a reference conflict with the
+// first, answered as a conflict with a committed entry: no "entry 1 of this batch" (the flusher's
+// batch, another client's request) and no batch_entry in its details.
+func TestGroupCommitConflictIsTheCallersOwn(t *testing.T) {
+	d, L := setupLedger(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	var sizes []int
+	poster := ledger.NewPoster(d.Pool, ledger.PosterConfig{MaxBatch: 2, MaxDelay: 2 * time.Second,
+		Observe: func(_ string, size int, _ time.Duration, _ error) { mu.Lock(); sizes = append(sizes, size); mu.Unlock() }})
+	defer poster.Close()
+	var wg sync.WaitGroup
+	res := make([]ledger.Result, 2)
+	for i, amt := range []string{"1.00", "2.00"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := poster.Post(ctx, L, entry("alice", "bob", amt, "USD", "gc-dup<&>"))
+			if err != nil {
+				t.Error(err)
+			}
+			res[i] = r
+		}()
+	}
+	wg.Wait()
+	if !slices.Equal(sizes, []int{2}) {
+		t.Fatalf("batches %v: the two postings were not one group commit", sizes)
+	}
+	created, conflict := res[0], res[1]
+	if created.Code != ledger.CodeCreated {
+		created, conflict = conflict, created
+	}
+	if created.Code != ledger.CodeCreated || conflict.Code != ledger.CodeReferenceConflict {
+		t.Fatalf("results %s, %s", res[0].Code, res[1].Code)
+	}
+	want := fmt.Sprintf(`reference_id "gc-dup<&>" was already used for entry %d with a different amount`, created.EntryID)
+	if conflict.Message != want || conflict.Index != 0 {
+		t.Errorf("message %q (index %d), want %q", conflict.Message, conflict.Index, want)
+	}
+	var det map[string]any
+	if err := json.Unmarshal(conflict.Details, &det); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := det["batch_entry"]; ok || det["existing_entry_id"] != float64(created.EntryID) || det["reference_id"] != "gc-dup<&>" ||
+		fmt.Sprint(det["fields"]) != "[amount]" {
+		t.Errorf("details %s", conflict.Details)
 	}
 }
 

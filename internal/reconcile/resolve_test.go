@@ -91,7 +91,11 @@ func TestResolutions(t *testing.T) {
 	// before corrections stopped being sent to the SCB that holds them) would leave us at 0.00
 	// and the SCB at 11.00, and is refused. Resolving again is refused and posts nothing.
 	entries := e.count(`SELECT count(*) FROM ledger_entries`)
-	if _, err := e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true}}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable {
+	// The refusal names the one correction accepted for the command and for the API, with the
+	// amounts as the ledger shows them (1.00, not 1).
+	if _, err := e.resolve(ds["r2"].ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true}}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable ||
+		!strings.Contains(err.Error(), "our 10.00 and the SCB's 11.00: debit issuance, credit SCB-1-USD, amount 1.00 USD fiat") ||
+		!strings.Contains(err.Error(), "--amount 1.00 --currency USD") || !strings.Contains(err.Error(), `API: "correction": {"entry": {"debit_account_id"`) {
 		t.Errorf("a full reversal for an SCB that holds more: %v", err)
 	}
 	diff := ledger.EntryInput{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "1.00", CurrencyCode: "USD",
