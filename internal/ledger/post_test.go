@@ -299,7 +299,11 @@ func TestGroupCommitConflictIsTheCallersOwn(t *testing.T) {
 	var mu sync.Mutex
 	var sizes []int
 	poster := ledger.NewPoster(d.Pool, ledger.PosterConfig{MaxBatch: 2, MaxDelay: 2 * time.Second,
-		Observe: func(_ string, size int, _ time.Duration, _ error) { mu.Lock(); sizes = append(sizes, size); mu.Unlock() }})
+		Observe: func(_ string, size int, _ time.Duration, _ error) {
+			mu.Lock()
+			sizes = append(sizes, size)
+			mu.Unlock()
+		}})
 	defer poster.Close()
 	var wg sync.WaitGroup
 	res := make([]ledger.Result, 2)
