@@ -31,6 +31,9 @@ const (
 	FieldTimestampUTC    = "timestamp_utc"
 	FieldFxRate          = "fx_rate"
 	FieldMetadata        = "metadata"
+	// FieldReversesEntryID is not imported: a row that names a reversed entry is refused unless
+	// the mapping turns the column off ("-"), which imports the row as an ordinary entry.
+	FieldReversesEntryID = "reverses_entry_id"
 )
 
 // Fields lists the canonical fields in a fixed order.
@@ -51,6 +54,7 @@ var defaultColumns = map[string][]string{
 	FieldTimestampUTC:    {"timestampUtc", "timestamp_utc"},
 	FieldFxRate:          {"fxRate", "fx_rate"},
 	FieldMetadata:        {"metadata"},
+	FieldReversesEntryID: {"reversesEntryId", "reverses_entry_id"},
 }
 
 // Mapping is the mapping file (YAML or JSON). Every part is optional.
@@ -170,7 +174,7 @@ func ParseMapping(b []byte, isJSON bool) (*Mapping, error) {
 
 func (m *Mapping) check() error {
 	for f := range m.Columns {
-		if !slices.Contains(Fields, f) {
+		if !slices.Contains(Fields, f) && f != FieldReversesEntryID {
 			return fmt.Errorf("columns: %q is not a field (one of %s)", f, strings.Join(Fields, ", "))
 		}
 		if strings.TrimSpace(m.Columns[f]) == "" {

@@ -2,6 +2,7 @@ package transform
 
 import (
 	"errors"
+	"maps"
 	"strings"
 	"testing"
 
@@ -188,5 +189,44 @@ func TestSecondReview(t *testing.T) {
 	f["fxRate"] = "1\x00"
 	if _, rej := New(off, "csv", "s1", "MASTER").Transform(rec("1", f)); rej != nil {
 		t.Errorf("a NUL in a column turned off: %v", rej)
+	}
+}
+
+// TestReversalLinksAreNotDropped: a row that reverses an entry of its source (another
+// dualledger's items carry reverses_entry_id) is refused, naming the field and the way out: the
+// link names the entry's id in the source, and dropping it silently imported the reversal as an
+// ordinary entry, after which the reversed entry could be reversed again in full. Turning the
+// column off in the mapping imports such rows as ordinary entries, knowingly.
+func TestReversalLinksAreNotDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name, source string
+		fields       map[string]string
+	}{
+		{"another dualledger's item", "api", map[string]string{"reverses_entry_id": "19"}},
+		{"a CSV column in the seed's spelling", "csv", map[string]string{"reversesEntryId": "7"}},
+	} {
+		f := seedRow()
+		maps.Copy(f, tc.fields)
+		_, rej := New(nil, tc.source, "s1", "MASTER").Transform(rec("1", f))
+		if rej == nil || rej.Code != ledger.CodeInvalidRequest || !strings.Contains(string(rej.Details), `"field":"reverses_entry_id"`) ||
+			!strings.Contains(rej.Message, "reverses_entry_id: \"-\"") {
+			t.Errorf("%s: %v, want the row refused", tc.name, rej)
+		}
+		off := &Mapping{Columns: map[string]string{FieldReversesEntryID: "-"}}
+		row, rej := New(off, tc.source, "s1", "MASTER").Transform(rec("1", f))
+		if rej != nil || row.Entry.ReversesEntryID != nil || strings.Contains(string(row.Entry.Metadata), "source_columns") {
+			t.Errorf("%s with the link turned off: %+v %v", tc.name, row.Entry, rej)
+		}
+	}
+	// An empty cell or a JSON null is no link.
+	for _, v := range []string{"", " "} {
+		f := seedRow()
+		f["reverses_entry_id"] = v
+		if _, rej := New(nil, "csv", "s1", "MASTER").Transform(rec("1", f)); rej != nil {
+			t.Errorf("reverses_entry_id %q: %v", v, rej)
+		}
+	}
+	if _, err := ParseMapping([]byte(`columns: {reverses_entry_id: old_id}`), false); err != nil {
+		t.Errorf("a mapping naming the reversal column: %v", err)
 	}
 }

@@ -76,7 +76,7 @@ func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
 			t.thousands += "."
 		}
 	}
-	for _, f := range Fields {
+	for _, f := range append(slices.Clone(Fields), FieldReversesEntryID) {
 		if c, ok := t.m.Columns[f]; ok {
 			if c != "-" {
 				t.columnOf[f] = []string{c}
@@ -219,6 +219,16 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 	}
 	if err := t.storable(rec); err != nil {
 		return Row{}, err
+	}
+	// A reversal names the entry it reverses by that entry's id in the source, which is not its
+	// id here (the import draws new ids), and the posting function checks a reversal against the
+	// entry it names. Dropping the link silently imported a reversal as an ordinary entry, which
+	// left the reversed entry open to being reversed again in full; the operator decides instead.
+	if v := strings.TrimSpace(t.get(rec, FieldReversesEntryID)); v != "" {
+		return Row{}, reject(ledger.CodeInvalidRequest, FieldReversesEntryID,
+			"the row reverses entry %s of its source, and an import cannot carry that link over (the entry has another id here): "+
+				"turn the link off in the mapping (columns: {reverses_entry_id: \"-\"}) to import reversals as ordinary entries, "+
+				"or post this reversal with POST /v1/ledgers/{ledger_id}/entries naming the entry's id here", quote(v))
 	}
 	var row Row
 	row.LedgerID = t.get(rec, FieldLedgerID)
