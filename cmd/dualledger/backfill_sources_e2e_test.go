@@ -238,3 +238,85 @@ func TestBackfillFromSCB(t *testing.T) {
 		t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
 	}
 }
+
+// TestBackfillFromSCBSkipsOurOwnDeliveries: an SCB's history holds the entries DBIS delivered to
+// it, as the delivery carried them: without metadata or fx_rate. Such an entry (the SCB names it
+// by our entry id) is a duplicate, skipped by the run, the dry run and verify alike; before, each
+// was a reference_conflict (every settlement, whose metadata names the node). A copy that differs
+// in a field the delivery carries (the amount) is still a conflict, and so is a copy that names
+// another entry id.
+func TestBackfillFromSCBSkipsOurOwnDeliveries(t *testing.T) {
+	s := startSim(t, "SCB-1", "scb-key-1", sim.Faults{})
+	ctx := context.Background()
+	client, err := scb.NewClient(scb.Config{ID: "SCB-1", BaseURL: s.http.URL, APIKey: "scb-key-1", Timeout: 5 * time.Second}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := backfillLedger(t, 0)
+	if _, err := ledger.RegisterBank(ctx, d.Pool, "system:test", "SCB-1", "SCB one"); err != nil {
+		t.Fatal(err)
+	}
+	bank := "SCB-1"
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-1-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
+		t.Fatal(err)
+	}
+	fx := "1.25"
+	ours := []ledger.EntryInput{
+		{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "10.00", CurrencyCode: "USD", AssetType: "fiat",
+			TransactionType: "GSS_SETTLEMENT", ReferenceID: "OWN-meta", Metadata: json.RawMessage(`{"node_id":"n1"}`)},
+		{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "20.00", CurrencyCode: "USD", AssetType: "fiat",
+			TransactionType: "fx", ReferenceID: "OWN-fx", FxRate: &fx},
+		{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "30.00", CurrencyCode: "USD", AssetType: "fiat",
+			TransactionType: "GSS_SETTLEMENT", ReferenceID: "OWN-altered", Metadata: json.RawMessage(`{"node_id":"n1"}`)},
+		{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "40.00", CurrencyCode: "USD", AssetType: "fiat",
+			TransactionType: "GSS_SETTLEMENT", ReferenceID: "OWN-other-id", Metadata: json.RawMessage(`{"node_id":"n1"}`)},
+	}
+	res, err := ledger.PostBatch(ctx, d.Pool, "MASTER", ours, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Code != ledger.CodeCreated {
+			t.Fatalf("entry %d: %+v", i, r)
+		}
+		// What the worker sends (docs/design.md §5), altered for two of them.
+		e := scb.Entry{ReferenceID: ours[i].ReferenceID, LedgerID: "MASTER", DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD",
+			Amount: ours[i].Amount, CurrencyCode: "USD", AssetType: "fiat", TransactionType: ours[i].TransactionType,
+			DBISEntryID: r.EntryID, BlockHash: r.BlockHash, TimestampUTC: r.TimestampUTC}
+		switch ours[i].ReferenceID {
+		case "OWN-altered":
+			e.Amount = "31.00"
+		case "OWN-other-id":
+			e.DBISEntryID = r.EntryID + 1000
+		}
+		if _, err := client.Post(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"SCB_SCB_1_API_URL=" + s.http.URL, "SCB_SCB_1_API_KEY=scb-key-1"}
+	dir := t.TempDir()
+	args := []string{"backfill", "run", "--source-type", "scb", "--source", "SCB-1", "--source-id", "scb1-own"}
+	out, errOut, code := cliEnv(t, d.ConnStr, env, append(args, "--dry-run", "--errors", filepath.Join(dir, "dry.jsonl"))...)
+	if code != 1 || !strings.Contains(out, "2 would be rejected") {
+		t.Errorf("dry run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	out, errOut, code = cliEnv(t, d.ConnStr, env, append(args, "--errors", filepath.Join(dir, "e.jsonl"))...)
+	if code != 0 {
+		t.Fatalf("scb run: exit %d\n%s\n%s", code, out, errOut)
+	}
+	cp, err := backfill.GetCheckpoint(ctx, d.Pool, "scb", "scb1-own")
+	if err != nil || cp.Status != backfill.StatusCompleted || cp.TotalSuccessful != 0 || cp.TotalSkipped != 2 || cp.TotalFailed != 2 {
+		t.Fatalf("checkpoint %+v %v", cp, err)
+	}
+	report, err := os.ReadFile(filepath.Join(dir, "e.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(report), `"code":"reference_conflict"`); n != 2 || !strings.Contains(string(report), "OWN-altered") ||
+		!strings.Contains(string(report), "OWN-other-id") {
+		t.Errorf("report:\n%s", report)
+	}
+	if out, errOut, code := cliEnv(t, d.ConnStr, env, "backfill", "verify", "--source-type", "scb", "--source", "SCB-1", "--source-id", "scb1-own"); code != 0 {
+		t.Errorf("verify: exit %d\n%s\n%s", code, out, errOut)
+	}
+}

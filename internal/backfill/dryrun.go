@@ -292,7 +292,8 @@ func checkReferences(ctx context.Context, conn *pgx.Conn, l string, rows []pendi
 		}
 		ref := refs[i]
 		switch {
-		case entryID != nil && len(ledgerDiff) == 0, entryID == nil && firstPos != nil && len(fileDiff) == 0:
+		case entryID != nil && len(ledgerDiff) == 0, entryID == nil && firstPos != nil && len(fileDiff) == 0,
+			entryID != nil && transform.OwnDelivery(rows[i].row, *entryID, ledgerDiff):
 			out[i].duplicate = true
 		case entryID != nil:
 			out[i].conflict = fmt.Sprintf("reference_id %s was already used for entry %d with a different %s",

@@ -951,9 +951,9 @@ func (r *runner) commitBatch(ctx context.Context, tx pgx.Tx, sb splitBatch, post
 				rg.LastSeq = max(rg.LastSeq, res.Seq)
 				rg.Created++
 				touched[l] = append(touched[l], p.row.Entry.DebitAccountID, p.row.Entry.CreditAccountID)
-			case res.Code == ledger.CodeReplayed && r.cfg.SkipDuplicates:
+			case (res.Code == ledger.CodeReplayed || ownDelivery(p.row, res)) && r.cfg.SkipDuplicates:
 				skipped++
-			case res.Code == ledger.CodeReplayed:
+			case res.Code == ledger.CodeReplayed || ownDelivery(p.row, res):
 				failed++
 				rl := r.line(p.rec, p.row, ledger.CodeReplayed,
 					fmt.Sprintf("reference_id %q is already in ledger %s with the same content (entry seq %d); --skip-duplicates=false refuses it", p.row.Entry.ReferenceID, l, res.Seq), nil)
@@ -1228,4 +1228,20 @@ func AuditAccounts(ctx context.Context, db ledger.DBTX, ledgerID string, ids []s
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// ownDelivery reports whether res, a row's result, is a reference conflict with the entry that
+// DBIS delivered to the SCB whose history the row comes from: the SCB's copy lacks the fields
+// the delivery does not carry (metadata, fx_rate, the reversal's link), so it never equals our
+// entry, and every settlement (whose metadata names the node) came back as a conflict. It is a
+// duplicate, skipped like one (transform.OwnDelivery says when).
+func ownDelivery(row transform.Row, res ledger.Result) bool {
+	if res.Code != ledger.CodeReferenceConflict || row.OwnEntryID == 0 {
+		return false
+	}
+	var d struct {
+		ExistingEntryID int64    `json:"existing_entry_id"`
+		Fields          []string `json:"fields"`
+	}
+	return json.Unmarshal(res.Details, &d) == nil && transform.OwnDelivery(row, d.ExistingEntryID, d.Fields)
 }

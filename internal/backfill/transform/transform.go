@@ -26,12 +26,36 @@ type Row struct {
 	// Time is the row's business time (nil: the source gave none, the entry takes the time of
 	// posting).
 	Time *time.Time
+	// OwnEntryID, for an SCB's history (source type scb), is the dbis_entry_id the SCB lists
+	// with the entry: DBIS's id of an entry that DBIS delivered to the SCB (0: none). Such an
+	// entry is already ours; the SCB holds only the fields it was sent (OwnDelivery).
+	OwnEntryID int64
+}
+
+// UnsentFields are the fields of an entry that its delivery to an SCB does not carry (docs/design.md
+// §5): an SCB's copy of our entry lacks them.
+var UnsentFields = []string{FieldMetadata, FieldFxRate, FieldReversesEntryID}
+
+// OwnDelivery reports whether a row of an SCB's history whose reference the ledger holds as
+// entry existingID, differing from it in diff, is that entry as DBIS delivered it: the SCB names
+// it as DBIS's entry existingID, and they differ only in fields the delivery does not carry.
+func OwnDelivery(row Row, existingID int64, diff []string) bool {
+	if row.OwnEntryID == 0 || row.OwnEntryID != existingID {
+		return false
+	}
+	for _, f := range diff {
+		if !slices.Contains(UnsentFields, f) {
+			return false
+		}
+	}
+	return true
 }
 
 // Transformer applies a mapping to rows of one source.
 type Transformer struct {
 	m             Mapping
 	sourceKey     string // what makes a generated reference id belong to this source
+	sourceType    string
 	defaultLedger string
 	defaultValid  bool // defaultLedger is a well-formed ledger id (checked once, not per row)
 	loc           *time.Location
@@ -46,7 +70,7 @@ type Transformer struct {
 // New returns a Transformer for the rows of source sourceType/sourceID; rows that name no
 // ledger go to defaultLedger (--ledger). m may be nil (the seed's columns, no maps).
 func New(m *Mapping, sourceType, sourceID, defaultLedger string) *Transformer {
-	t := &Transformer{sourceKey: sourceType + "/" + sourceID, defaultLedger: defaultLedger, loc: time.UTC,
+	t := &Transformer{sourceKey: sourceType + "/" + sourceID, sourceType: sourceType, defaultLedger: defaultLedger, loc: time.UTC,
 		columnOf: map[string][]string{}, mapped: map[string]bool{}, off: map[string]bool{}, dotted: map[string]bool{}}
 	if m != nil {
 		t.m = *m
@@ -328,6 +352,11 @@ func (t *Transformer) Transform(rec source.Record) (Row, *ledger.Error) {
 			return Row{}, reject(ledger.CodeInvalidRequest, FieldMetadata, "metadata: %v: PostgreSQL cannot store it", jerr)
 		}
 		e.Metadata = b
+	}
+	if t.sourceType == "scb" {
+		if id, perr := strconv.ParseInt(strings.TrimSpace(rec.Fields["dbis_entry_id"]), 10, 64); perr == nil && id > 0 {
+			row.OwnEntryID = id
+		}
 	}
 	// Values the mapping supplies (its accounts and transaction_types maps, a default account or
 	// type) are not source cells and did not pass storable.
