@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -125,6 +126,24 @@ var sumHistoryExceptions = map[string]struct{ firstCommit, first, lastCommit, la
 	},
 }
 
+// renumberedHistory are the migration numbers whose file name in db/migrations.sum changed
+// after it was first committed: the holds branch (f5edf36) kept 012 and 013 free with placeholder
+// files while the backfill and reconciliation branches took those numbers, and the merge
+// replaced the placeholders. No database outside development ran them. Nothing else may be
+// listed here: a migration's number names it for good (a renamed file gets past the checksums,
+// which the database records by name, and an upgraded database then differs from a fresh one).
+var renumberedHistory = map[string][]string{
+	"012": {"012_placeholder.sql", "012_backfill_checkpoints.sql"},
+	"013": {"013_placeholder.sql", "013_reconciliation.sql"},
+}
+
+// migrationNumber is the version part of a migration's file name ("022" of
+// "022_unlimited_accounts_index.sql").
+func migrationNumber(name string) string {
+	num, _, _ := strings.Cut(name, "_")
+	return num
+}
+
 // git runs git in the test's directory (db/) with messages in English.
 func git(args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
@@ -175,14 +194,20 @@ func TestMigrationSumsMatchHistory(t *testing.T) {
 	}
 	type first struct{ commit, sum string }
 	firsts := map[string]first{}
+	names := map[string][]string{} // migration number -> its file names, in the order first seen
 	for _, c := range commits {
 		b, err := git("show", c+":"+prefix+sumFile)
 		if err != nil {
 			t.Fatal(err)
 		}
-		sums, _, err := parseSums(sumFile+" at "+c[:12], []byte(b))
+		sums, order, err := parseSums(sumFile+" at "+c[:12], []byte(b))
 		if err != nil {
 			t.Fatal(err)
+		}
+		for _, name := range order {
+			if num := migrationNumber(name); !slices.Contains(names[num], name) {
+				names[num] = append(names[num], name)
+			}
 		}
 		for name, sum := range sums {
 			if _, seen := firsts[name]; !seen {
@@ -219,6 +244,26 @@ func TestMigrationSumsMatchHistory(t *testing.T) {
 	for name := range sumHistoryExceptions {
 		if _, ok := recorded[name]; !ok {
 			t.Errorf("sumHistoryExceptions names %s, which has no line in db/%s", name, sumFile)
+		}
+	}
+	// A migration keeps its number and its name: a renamed (or removed) file was applied under its
+	// old name, and the database would take the new one for a migration it never ran.
+	now := map[string]string{}
+	for _, name := range order {
+		now[migrationNumber(name)] = name
+	}
+	for num, seen := range names {
+		if allowed := renumberedHistory[num]; len(allowed) > 0 && len(seen) == len(allowed) &&
+			!slices.ContainsFunc(seen, func(n string) bool { return !slices.Contains(allowed, n) }) && slices.Contains(allowed, now[num]) {
+			continue
+		}
+		switch {
+		case now[num] == "":
+			t.Errorf("migration %s (%s) was committed and is gone from db/%s: migrations are never removed", num, seen[0], sumFile)
+		case len(seen) > 1:
+			t.Errorf("migration %s was committed as %s and is now %s: a migration is never renamed (databases recorded it "+
+				"under its first name); restore the name and put a change in a new migration", num, strings.Join(slices.DeleteFunc(slices.Clone(seen),
+				func(n string) bool { return n == now[num] }), ", "), now[num])
 		}
 	}
 }

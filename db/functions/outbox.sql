@@ -397,6 +397,7 @@ DECLARE
     v_scb    text := nullif(p_scb_id, '');
     v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
     v_ids    bigint[];
+    v_waived reconciliation_discrepancies;
 BEGIN
     IF p_actor IS NULL OR p_actor !~ '^(key|cli|worker|system):.' OR length(p_actor) > 200 OR p_actor ~ '[[:cntrl:]]' THEN
         RAISE EXCEPTION 'actor % is not valid: key:<api key id>, cli:<user>, worker:<id> or system:<what>', coalesce(quote_literal(p_actor), 'NULL')
@@ -407,6 +408,21 @@ BEGIN
     END IF;
     IF v_id < 0 OR (v_id > 0 AND v_scb IS NOT NULL) THEN
         RAISE EXCEPTION 'requeue one row by id, or all FAILED rows (optionally of one SCB)' USING ERRCODE = 'DL009';
+    END IF;
+    -- A correction's delivery waived for the SCB it corrects (discrepancy_resolve, correct) is the
+    -- difference that SCB already holds: sent, it would be booked there twice, and no run would
+    -- notice (the discrepancy stays resolved, the correction matches). It is sent only once the
+    -- SCB is back to the state before the difference, as a run read it (dl_correction_lapsed).
+    IF v_id > 0 THEN
+        SELECT (w.d).* INTO v_waived
+          FROM dual_ledger_outbox o CROSS JOIN LATERAL dl_waived_corrections(o.scb_id, o.ledger_id) w
+         WHERE o.id = v_id AND (v_ledger IS NULL OR o.ledger_id = v_ledger) AND w.outbox_id = o.id AND NOT dl_correction_lapsed(w.d)
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'outbox row % is the correction of discrepancy % (%), not sent to % because % holds that state already: sent, it would be booked there twice. It is sent only when a reconciliation run finds % back at the state before the difference (the waiver lapses: a missing_on_scb finding, resolved requeue); if % changed its copy, run dualledger reconcile scb --scb % first',
+                            v_id, v_waived.id, v_waived.kind, v_waived.scb_id, v_waived.scb_id, v_waived.scb_id, v_waived.scb_id, v_waived.scb_id
+                USING ERRCODE = 'DL121';
+        END IF;
     END IF;
     WITH requeued AS (
         UPDATE dual_ledger_outbox o

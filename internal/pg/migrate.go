@@ -272,6 +272,12 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 	if err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
+	// The database's record of what it applied is checked before anything more is applied: a
+	// binary whose applied migrations differ (an edited or renamed file) would otherwise apply the
+	// pending ones on top and refuse only afterwards, leaving a database neither binary made.
+	if err := CheckChecksums(ctx, conn, versioned); err != nil {
+		return err
+	}
 	for i := int(start); i < len(versioned); i++ {
 		if versioned[i].Before == nil {
 			continue
@@ -438,17 +444,36 @@ func CheckChecksums(ctx context.Context, conn *pgx.Conn, migrations []Migration)
 	if err != nil {
 		return fmt.Errorf("read migration checksums: %w", err)
 	}
+	byNumber := map[string]string{} // "022" -> this binary's file of migration 022
 	for _, m := range migrations {
 		if m.Repeatable {
 			continue
 		}
+		byNumber[migrationNumber(m.Name)] = m.Name
 		if sum, ok := applied[m.Name]; ok && sum != checksum(m) {
 			return fmt.Errorf("migration %s was applied with other content than this binary's: the database's schema "+
 				"is not the one the code expects. Migrations are immutable once applied (db/migrations.sum); for a "+
 				"development database, recreate it (or its data dir)", m.Name)
 		}
 	}
+	// A migration is named by its number: a file renamed (or replaced) under the same number
+	// would pass the check above as a new name, and be taken as applied without ever running.
+	for name := range applied {
+		if ours, ok := byNumber[migrationNumber(name)]; ok && ours != name {
+			return fmt.Errorf("the database applied migration %s as %s, but this binary's migration %s is %s: a migration "+
+				"was renamed or replaced after it was applied, and the schema is not the one the code expects. Migrations "+
+				"are immutable once applied (db/migrations.sum); for a development database, recreate it (or its data dir)",
+				migrationNumber(name), name, migrationNumber(name), ours)
+		}
+	}
 	return nil
+}
+
+// migrationNumber is the version part of a migration's file name ("022" of
+// "022_unlimited_accounts_index.sql").
+func migrationNumber(name string) string {
+	num, _, _ := strings.Cut(name, "_")
+	return num
 }
 
 // readChecksums returns name -> sha256 of table, empty when the table does not exist.

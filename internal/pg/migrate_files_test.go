@@ -587,3 +587,42 @@ func TestMigrateAppliesChangedFunctionAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateRefusesChangedHistoryFirst: a binary whose applied migrations differ from what the
+// database recorded (a file renamed under its number, or edited) is refused before anything more
+// is applied. A renamed file once passed as a new name: the database took it for applied without
+// running it, and an upgraded database differed from a fresh one; an edited one was refused only
+// after the pending migrations had been applied on top (the schema review of 2026-12-02).
+func TestMigrateRefusesChangedHistoryFirst(t *testing.T) {
+	ctx := context.Background()
+	d := pgtest.NewEmpty(t)
+	conn := d.Conn(t)
+	if err := pg.Migrate(ctx, conn, load(t, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	pending := map[string]string{"migrations/" + items + ".sql": "CREATE TABLE dltest_items (x integer);\n"}
+	last := len(load(t, nil)) - 1 - repeatables(load(t, nil)) // the last applied migration
+	for name, change := range map[string]func(*pg.Migration){
+		"renamed": func(m *pg.Migration) { m.Name = strings.Replace(m.Name, "_", "_renamed_", 1) },
+		"edited":  func(m *pg.Migration) { m.SQL += "\n-- edited\n" },
+	} {
+		migs := load(t, pending)
+		change(&migs[last])
+		_, err := migrateLogged(t, conn, migs)
+		want := "renamed or replaced"
+		if name == "edited" {
+			want = "applied with other content"
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT to_regclass('dltest_items') IS NOT NULL`).Scan(&exists); err != nil || exists {
+			t.Errorf("%s: the pending migration was applied before the refusal: %v %v", name, exists, err)
+		}
+	}
+	// The files as they were apply the pending one.
+	if applied, err := migrateLogged(t, conn, load(t, pending)); err != nil || !slices.Contains(applied, items+".sql") {
+		t.Fatalf("migrate the unchanged files: %v %v", applied, err)
+	}
+}

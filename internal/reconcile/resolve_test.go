@@ -2,10 +2,14 @@ package reconcile_test
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"dualledger/internal/ledger"
 	"dualledger/internal/reconcile"
@@ -294,8 +298,8 @@ func TestCorrectionsOfEntriesTheSCBDoesNotHold(t *testing.T) {
 	entries := e.count(`SELECT count(*) FROM ledger_entries`)
 	for _, tc := range []struct{ ref, amount, want string }{
 		{"r5", "", "with another status"},
-		{"r8", "4.00", "the full reversal of r8, which the SCB does not hold: --reverse"},
-		{"r1", "4.00", "the full reversal of r1, which the SCB does not hold: --reverse"},
+		{"r8", "4.00", "the full reversal of r8, which the SCB does not hold (command: --reverse; API: \"correction\": {\"reverse\": true})"},
+		{"r1", "4.00", "the full reversal of r1, which the SCB does not hold (command: --reverse; API: \"correction\": {\"reverse\": true})"},
 	} {
 		_, err := e.resolve(ds[tc.ref].ID, reverse(tc.amount))
 		if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), tc.want) {
@@ -535,6 +539,20 @@ func TestWaivedCorrectionsAreWatched(t *testing.T) {
 	e.reconcile(reconcile.Options{})
 	if found := corrections(""); len(found) != 0 {
 		t.Fatalf("findings about corrections SCB-1 holds the state of: %+v", found)
+	}
+
+	// Nor may an operator send them by requeueing their rows: SCB-1 would book each difference
+	// twice, and no run would notice (the discrepancies stay resolved, the corrections match).
+	for _, d := range waivedFor {
+		_, err := e.pool.Exec(e.ctx, `SELECT outbox_requeue('cli:test', 'MASTER', $1, NULL, false, 'undo')`, *d.ResolutionOutboxID)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "DL121" || !strings.Contains(pe.Message, "booked there twice") {
+			t.Errorf("requeue of the waived correction of %s: %v, want DL121", d.ReferenceID, err)
+		}
+		if n := e.count(fmt.Sprintf(`SELECT count(*) FROM dual_ledger_outbox WHERE id = %d AND status = 'FAILED' AND acknowledged_at IS NOT NULL`,
+			*d.ResolutionOutboxID)); n != 1 {
+			t.Errorf("the waived row of %s changed", d.ReferenceID)
+		}
 	}
 
 	// SCB-1 changes its mind on all three.
