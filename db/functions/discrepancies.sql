@@ -171,7 +171,9 @@ RETURN coalesce(CASE p_kind
             AND p_c.credit_account_id = p_o.credit_account_id AND p_c.amount = dl_scb_amount(p_scb) - p_o.amount
         END
     WHEN 'missing_on_scb' THEN p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount
-    WHEN 'delivery_failed' THEN p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount
+    -- (a delivery that failed on our side only, say a timeout after the SCB committed it, left
+    -- the SCB holding our entry: the run saw its copy, and the reversal would have to reach it)
+    WHEN 'delivery_failed' THEN p_scb IS NULL AND p_c.reverses_entry_id = p_o.id AND p_c.amount = p_o.amount
     END, false);
 REVOKE ALL ON FUNCTION dl_correction_matches(text, jsonb, ledger_entries, ledger_entries) FROM PUBLIC;
 
@@ -201,6 +203,11 @@ RETURN CASE p_d.kind
                     dl_amount_text(dl_scb_amount(p_d.scb) - p_o.amount, p_o.currency_code), p_o.currency_code, p_o.asset_type,
                     p_o.debit_account_id, p_o.credit_account_id,
                     dl_amount_text(dl_scb_amount(p_d.scb) - p_o.amount, p_o.currency_code), p_o.currency_code, p_o.asset_type) END
+    WHEN 'delivery_failed' THEN CASE WHEN p_d.scb IS NOT NULL
+        THEN format('none: %s holds %s although our delivery failed (it failed on our side, after the SCB had booked it: the run read its copy, status %s): resolve it requeue, which sends it again and is answered as a replay; a reversal, if one is wanted, is then an ordinary entry that reaches both',
+                    p_d.scb_id, p_d.reference_id, coalesce(p_d.scb ->> 'status', 'unknown'))
+        ELSE format('the full reversal of %s, which the SCB does not hold (command: --reverse; API: "correction": {"reverse": true}); to correct it by another amount, redeliver it and post an ordinary entry, which reaches both',
+                    p_d.reference_id) END
     ELSE format('the full reversal of %s, which the SCB does not hold (command: --reverse; API: "correction": {"reverse": true}); to correct it by another amount, redeliver it and post an ordinary entry, which reaches both',
                 p_d.reference_id) END;
 REVOKE ALL ON FUNCTION dl_correction_wanted(reconciliation_discrepancies, ledger_entries) FROM PUBLIC;

@@ -696,3 +696,50 @@ func TestLapsedWaiversOnFreshCopies(t *testing.T) {
 		t.Errorf("SCB-1 lists lost at 400.00: findings %+v, want its amount_mismatch", l)
 	}
 }
+
+// TestFailedDeliveryTheSCBHolds: a delivery that failed on our side only (the SCB booked it, its
+// answer was lost until the budget was spent) is a delivery_failed finding whose SCB copy is our
+// entry. Its reversal, which would not be sent to that SCB, is refused: the SCB would keep the
+// movement we reversed. requeue sends it again, answered as a replay.
+func TestFailedDeliveryTheSCBHolds(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "fund", "100.00")
+	e.deliver(2)
+	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{DropAfterCommitRate: ptr(1.0)}); err != nil {
+		t.Fatal(err)
+	}
+	e.post("SCB-1", "held", "4.00")
+	e.deliver(1)
+	if _, err := e.sims["SCB-1"].SetFaults(sim.FaultsUpdate{Reset: true}); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.outboxStatus("held", "SCB-1"); s != "FAILED" {
+		t.Fatalf("a delivery whose answers were all lost: %s", s)
+	}
+	e.reconcile(reconcile.Options{Full: true})
+	d := byRef(e.discrepancies(reconcile.Filter{}))["held"]
+	if d.Kind != "delivery_failed" || len(d.SCB) == 0 || string(d.SCB) == "null" {
+		t.Fatalf("finding: %+v", d)
+	}
+	entries := e.count(`SELECT count(*) FROM ledger_entries`)
+	_, err := e.resolve(d.ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true}})
+	if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), "SCB-1 holds held although our delivery failed") ||
+		!strings.Contains(err.Error(), "requeue") {
+		t.Fatalf("reverse a failed delivery the SCB holds: %v", err)
+	}
+	if n := e.count(`SELECT count(*) FROM ledger_entries`); n != entries {
+		t.Errorf("the refused correction posted %d entries", n-entries)
+	}
+	if _, err := e.resolve(d.ID, reconcile.Resolution{Kind: "requeue", Reason: "SCB-1 booked it"}); err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(1)
+	if s := e.outboxStatus("held", "SCB-1"); s != "FINALIZED" {
+		var why string
+		_ = e.pool.QueryRow(e.ctx, `SELECT coalesce(failure_reason, '') FROM dual_ledger_outbox WHERE reference_id = 'held'`).Scan(&why)
+		t.Errorf("after the requeue: %s (%v)", s, why)
+	}
+	if st := e.sims["SCB-1"].Stats(false); st.DuplicatePosts != 0 {
+		t.Errorf("the SCB booked it twice: %+v", st)
+	}
+}
