@@ -713,3 +713,33 @@ func TestFinalizedAfterTheReadIsNoStatusMismatch(t *testing.T) {
 		t.Errorf("a copy read before our row was FINALIZED: %d status_mismatch findings, want 0", n)
 	}
 }
+
+// TestFinalThereWhilePolledHere (review of 2026-12-02): the SCB says FINAL, our row stays SENT
+// (its polls fail: another scb_entry_id, say) and every poll moves the row's updated_at. The
+// finding waits for the grace from the row's last step (sent, acknowledged), not from its last
+// poll: before, such a row was never reported.
+func TestFinalThereWhilePolledHere(t *testing.T) {
+	e := newEnvWith(t, func(c *sim.Config) { c.FinalAfter = time.Hour }, "SCB-1")
+	e.post("SCB-1", "r6", "10.00")
+	e.send()
+	if s := e.outboxStatus("r6", "SCB-1"); s != "SENT" && s != "ACKED" {
+		t.Fatalf("row %s, want SENT or ACKED", s)
+	}
+	run := e.reconcile(reconcile.Options{Full: true})
+	// The copy the run read says FINAL; the row was sent 10 minutes ago and polled just now.
+	e.exec(`UPDATE reconciliation_scb_entries SET status = 'FINAL' WHERE reference_id = 'r6'`)
+	e.exec(`UPDATE dual_ledger_outbox SET sent_at = now() - interval '10 minutes' WHERE reference_id = 'r6'`)
+	if n := e.count(`SELECT count(*) FROM dual_ledger_outbox WHERE reference_id = 'r6' AND updated_at > now() - interval '1 minute'`); n != 1 {
+		t.Fatalf("the row's updated_at is not recent: %d", n)
+	}
+	found := func(grace string) int {
+		t.Helper()
+		return e.count(`SELECT count(*) FROM reconcile_findings('SCB-1', NULL, $2::interval, $1, NULL) WHERE kind = 'status_mismatch'`, run.ID, grace)
+	}
+	if n := found("5 minutes"); n != 1 {
+		t.Errorf("FINAL at the SCB, our row SENT for 10 minutes and polled since: %d status_mismatch findings, want 1", n)
+	}
+	if n := found("15 minutes"); n != 0 {
+		t.Errorf("within the grace: %d status_mismatch findings, want 0", n)
+	}
+}
