@@ -342,7 +342,9 @@ func newOutboxListCmd(a *app) *cobra.Command {
 		Short: "List outbox rows (e.g. --status FAILED), with attempts, the next attempt and the last error",
 		Long: `Lists outbox rows, oldest first (FAILED: the latest attempt first). NEXT ATTEMPT is when a
 QUEUED row is due ("due", or "in 4m10s" while it waits for its backoff or an SCB's Retry-After; by
-the database's clock): outbox retry-now makes waiting rows due once their SCB is back. A --ledger
+the database's clock): outbox retry-now makes waiting rows due once their SCB is back. For a SENT
+or ACKED row it is when the worker next asks the SCB whether the entry is FINAL ("poll in 1m30s":
+every --poll-every, longer after failed polls, at most the backoff cap). A --ledger
 or --scb that names no ledger or registered bank is an error, not an empty list.`,
 		Example: `  dualledger outbox list --status FAILED --scb SCB-1
   dualledger outbox list --status QUEUED --ledger MASTER --limit 20`,
@@ -405,15 +407,21 @@ or --scb that names no ledger or registered bank is an error, not an empty list.
 const maxListLimit = 10000
 
 // nextAttempt says when a QUEUED row is due: "due", or "in 4m10s" while it waits (its backoff, an
-// SCB's Retry-After). Other statuses have no next attempt.
+// SCB's Retry-After); for a SENT or ACKED row, when it is next polled ("poll due", "poll in 2m").
+// Other statuses have no next attempt.
 func nextAttempt(r outbox.ListedRow) string {
-	if r.Status != outbox.Queued {
+	in, prefix := r.NextAttemptIn, ""
+	switch {
+	case r.Status == outbox.Queued:
+	case (r.Status == outbox.Sent || r.Status == outbox.Acked) && r.NextPollIn != nil:
+		in, prefix = *r.NextPollIn, "poll "
+	default:
 		return "-"
 	}
-	if r.NextAttemptIn <= 0 {
-		return "due"
+	if in <= 0 {
+		return prefix + "due"
 	}
-	return "in " + time.Duration(r.NextAttemptIn*float64(time.Second)).Round(time.Second).String()
+	return prefix + "in " + time.Duration(in*float64(time.Second)).Round(time.Second).String()
 }
 
 // checkFilters refuses a --ledger or --scb that names no ledger or registered bank (exit 1,
@@ -530,12 +538,14 @@ func newOutboxRetryNowCmd(a *app) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "retry-now (--id N | --all [--scb ID]) [--ledger L] [--reason TEXT]",
-		Short: "Make QUEUED rows that wait for their next attempt (backoff, an SCB's Retry-After) due now",
+		Short: "Make rows that wait for their next attempt or poll (backoff, an SCB's Retry-After) due now",
 		Long: `A QUEUED row waits until its next_attempt_at: the worker's backoff after a retryable error, or
-the time an SCB asked for with Retry-After (up to 24 hours). Once the cause is gone (the SCB is back
-from its outage), this makes them due now: the status and the attempt budget do not change, and the
+the time an SCB asked for with Retry-After (up to 24 hours). A SENT or ACKED row whose polls failed
+waits for its next poll the same way (next_poll_at). Once the cause is gone (the SCB is back from
+its outage), this makes them due now: the status and the attempt budget do not change, and the
 act goes into the operator log (with --reason). Runs as the schema's owner. FAILED rows are
-outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbox.md.`,
+outbox requeue's; rows being delivered, and SENT/ACKED rows polled on schedule, are left alone.
+docs/runbooks/stuck-outbox.md.`,
 		Example: `  dualledger outbox retry-now --all --scb SCB-1 --reason "SCB-1 back from its maintenance window"
   dualledger outbox retry-now --id 42`,
 		Args: cobra.NoArgs,
@@ -558,13 +568,13 @@ outbox requeue's; rows being delivered are left alone. docs/runbooks/stuck-outbo
 				fmt.Fprintf(a.out, "%d row(s) due now\n", n)
 			}
 			if n == 0 && id != 0 {
-				return findings("there is no QUEUED outbox row %d waiting for its next attempt (see dualledger outbox list --status QUEUED)", id)
+				return findings("there is no outbox row %d waiting for its next attempt (QUEUED) or, after failed polls, for its next poll (SENT, ACKED): see dualledger outbox list", id)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().Int64Var(&id, "id", 0, "the outbox row")
-	cmd.Flags().BoolVar(&all, "all", false, "every QUEUED row waiting for its next attempt")
+	cmd.Flags().BoolVar(&all, "all", false, "every row waiting for its next attempt (QUEUED) or, after failed polls, its next poll (SENT, ACKED)")
 	cmd.Flags().StringVar(&scbID, "scb", "", "with --all: only this SCB's rows")
 	cmd.Flags().StringVar(&ledgerID, "ledger", "", "only this ledger's rows (with --id: the row's ledger)")
 	cmd.Flags().StringVar(&reason, "reason", "", "why (recorded in the operator log)")

@@ -458,10 +458,12 @@ REVOKE ALL ON FUNCTION outbox_requeue(text, text, bigint, text, boolean, text) F
 
 -- QUEUED rows that wait for their next attempt (the backoff, or an SCB's Retry-After, which may
 -- push it up to 24 hours: docs/state-machine.md) made due now, once the cause is gone (the SCB is
--- back). The status does not change and the attempt budget stays; one 'outbox.retry_now' row in
--- the operator log names the rows and when the last of them was due. One row by id, or every
--- waiting row (optionally of one SCB, of one ledger). Returns how many. EXECUTE for nobody but the
--- owner, like outbox_requeue.
+-- back); so are SENT and ACKED rows whose next poll waits after failed polls (the same backoff and
+-- Retry-After: one maintenance page could park every row polled during it for a day). The status
+-- does not change and the attempt budget stays; one 'outbox.retry_now' row in the operator log
+-- names the rows and when the last of them was due. One row by id, or every waiting row
+-- (optionally of one SCB, of one ledger). Returns how many. EXECUTE for nobody but the owner, like
+-- outbox_requeue.
 CREATE OR REPLACE FUNCTION outbox_retry_now(p_actor text, p_ledger_id text, p_id bigint, p_scb_id text, p_reason text)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
@@ -477,9 +479,11 @@ BEGIN
     IF v_id < 0 OR (v_id > 0 AND v_scb IS NOT NULL) THEN
         RAISE EXCEPTION 'retry one row by id, or every waiting row (optionally of one SCB)' USING ERRCODE = 'DL009';
     END IF;
-    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}'), max(w.next_attempt_at) INTO v_ids, v_latest
-      FROM (SELECT o.id, o.next_attempt_at FROM dual_ledger_outbox o
-             WHERE o.status = 'QUEUED' AND o.next_attempt_at > now()
+    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}'), max(w.due) INTO v_ids, v_latest
+      FROM (SELECT o.id, CASE WHEN o.status = 'QUEUED' THEN o.next_attempt_at ELSE o.next_poll_at END AS due
+              FROM dual_ledger_outbox o
+             WHERE (o.status = 'QUEUED' AND o.next_attempt_at > now()
+                    OR o.status IN ('SENT', 'ACKED') AND o.poll_failures > 0 AND o.next_poll_at > now())
                AND (v_ledger IS NULL OR o.ledger_id = v_ledger)
                AND (v_id = 0 OR o.id = v_id)
                AND (v_scb IS NULL OR o.scb_id = v_scb)
@@ -487,8 +491,10 @@ BEGIN
     IF cardinality(v_ids) = 0 THEN
         RETURN 0;
     END IF;
-    UPDATE dual_ledger_outbox o SET next_attempt_at = now()
-     WHERE o.id = ANY (v_ids) AND o.status = 'QUEUED' AND (v_ledger IS NULL OR o.ledger_id = v_ledger);
+    UPDATE dual_ledger_outbox o
+       SET next_attempt_at = CASE WHEN o.status = 'QUEUED' THEN now() ELSE o.next_attempt_at END,
+           next_poll_at = CASE WHEN o.status IN ('SENT', 'ACKED') THEN now() ELSE o.next_poll_at END
+     WHERE o.id = ANY (v_ids) AND o.status IN ('QUEUED', 'SENT', 'ACKED') AND (v_ledger IS NULL OR o.ledger_id = v_ledger);
     PERFORM record_operator_action(
         p_actor, 'outbox.retry_now',
         CASE WHEN v_id > 0 THEN 'outbox/' || v_id ELSE 'outbox/QUEUED' || coalesce('/' || v_scb, '') END,

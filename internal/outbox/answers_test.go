@@ -32,6 +32,8 @@ type scriptedSCB struct {
 	post, get func() (int, string)
 	// onGet, when set, runs first for every GET, with the reference.
 	onGet func(ref string)
+	// getRetryAfter, when set, is the Retry-After header of every GET's answer.
+	getRetryAfter string
 }
 
 func startScripted(t *testing.T) *scriptedSCB {
@@ -48,6 +50,8 @@ func startScripted(t *testing.T) *scriptedSCB {
 		f := s.get
 		if r.Method == http.MethodPost {
 			f = s.post
+		} else if s.getRetryAfter != "" {
+			w.Header().Set("Retry-After", s.getRetryAfter)
 		}
 		s.mu.Unlock()
 		code, body := http.StatusServiceUnavailable, `{"error":{"code":"unavailable","message":"not scripted"}}`
@@ -392,5 +396,55 @@ func TestSlowPollsDoNotOverlap(t *testing.T) {
 		if k := kinds(f.attempts(r.ID)); k[len(k)-1] != "poll/final" {
 			t.Errorf("row %d: attempts %v, want poll/final last", r.ID, k)
 		}
+	}
+}
+
+// TestRetryNowReleasesParkedPolls: an SCB answering a poll 503 with "Retry-After: 86400" (a
+// maintenance page) parks the row's next poll for a day, as it asked; outbox list shows when, and
+// outbox retry-now makes the poll due once the SCB is back (it once moved QUEUED rows only, and
+// nothing could release a parked SENT row). A SENT row polled on schedule is left alone.
+func TestRetryNowReleasesParkedPolls(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	s := startScripted(t)
+	s.script(answer(201, `{"scb_entry_id":"A","status":"ACCEPTED"}`), answer(503, `{"error":{"code":"maintenance","message":"back tomorrow"}}`))
+	s.mu.Lock()
+	s.getRetryAfter = "86400"
+	s.mu.Unlock()
+	f.settle(1, "park", "SCB-1", "SCB-2")
+	r := f.startWorker(testConfig("w-park"), newResolver(map[string]SCB{"SCB-1": s.client(t, "SCB-1")}).resolve)
+	waitFor(t, "a failed poll", 10*time.Second, func() bool {
+		return slices.Contains(kinds(f.attempts(f.rows("SCB-1")[0].ID)), "poll/poll_error")
+	})
+	r.stop(t)
+	ctx := context.Background()
+	list := func() ListedRow {
+		t.Helper()
+		rows, err := f.store.List(ctx, ListFilter{ScbID: "SCB-1", Limit: 10})
+		if err != nil || len(rows) != 1 || rows[0].NextPollIn == nil {
+			t.Fatalf("list: %+v %v", rows, err)
+		}
+		return rows[0]
+	}
+	if in := *list().NextPollIn; in < 80000 {
+		t.Fatalf("next poll in %.0f s after Retry-After: 86400", in)
+	}
+	owner := NewStore(f.db.Pool)
+	if n, err := owner.RetryNow(ctx, RequeueRequest{Actor: "cli:test", AllFailed: true, ScbID: "SCB-1", Reason: "SCB-1 is back"}); err != nil || n != 1 {
+		t.Fatalf("retry-now: %d %v", n, err)
+	}
+	if in := *list().NextPollIn; in > 1 {
+		t.Errorf("next poll in %.0f s after retry-now", in)
+	}
+	// The SCB answers again: the row is polled to FINAL.
+	s.mu.Lock()
+	s.getRetryAfter = ""
+	s.mu.Unlock()
+	s.script(nil, answer(200, `{"scb_entry_id":"A","status":"FINAL"}`))
+	f.startWorker(testConfig("w-park2"), newResolver(map[string]SCB{"SCB-1": s.client(t, "SCB-1")}).resolve)
+	waitFor(t, "the row FINALIZED", 10*time.Second, func() bool { return f.count(Finalized, "SCB-1") == 1 })
+	// Nothing waits any more.
+	if n, err := owner.RetryNow(ctx, RequeueRequest{Actor: "cli:test", AllFailed: true, ScbID: "SCB-1"}); err != nil || n != 0 {
+		t.Errorf("retry-now with nothing parked: %d %v", n, err)
 	}
 }

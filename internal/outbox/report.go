@@ -159,7 +159,11 @@ type ListedRow struct {
 	// NextAttemptIn is next_attempt_at minus the database's now() in seconds (negative: overdue),
 	// so that a client with a skewed clock still tells a row in backoff from a due one. It
 	// matters for QUEUED rows only.
-	NextAttemptIn float64    `json:"next_attempt_in_seconds"`
+	NextAttemptIn float64 `json:"next_attempt_in_seconds"`
+	// NextPollIn is, for a SENT or ACKED row, next_poll_at minus the database's now() in seconds
+	// (negative: due): when the worker next asks the SCB whether it is FINAL (nil otherwise).
+	NextPollAt    *time.Time `json:"next_poll_at"`
+	NextPollIn    *float64   `json:"next_poll_in_seconds"`
 	LastAttemptAt *time.Time `json:"last_attempt_at"`
 	CreatedAt     time.Time  `json:"created_at"`
 	LockedBy      *string    `json:"locked_by"`
@@ -183,6 +187,8 @@ func (s *Store) List(ctx context.Context, f ListFilter) ([]ListedRow, error) {
 	rows, err := s.db.Query(ctx, `
 		SELECT id, ledger_id, reference_id, entry_seq, scb_id, status, attempts, requeue_count, last_status_code,
 		       last_error, failure_reason, next_attempt_at, extract(epoch FROM next_attempt_at - now())::float8,
+		       CASE WHEN status IN ('SENT', 'ACKED') THEN next_poll_at END,
+		       CASE WHEN status IN ('SENT', 'ACKED') THEN extract(epoch FROM next_poll_at - now())::float8 END,
 		       last_attempt_at, created_at, locked_by, acknowledged_at, acknowledged_by, acknowledged_reason
 		  FROM dual_ledger_outbox
 		 WHERE ($1 = '' OR status = $1) AND ($2 = '' OR scb_id = $2) AND ($3 = '' OR ledger_id = $3)
@@ -194,7 +200,7 @@ func (s *Store) List(ctx context.Context, f ListFilter) ([]ListedRow, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ListedRow, error) {
 		var x ListedRow
 		err := r.Scan(&x.ID, &x.LedgerID, &x.ReferenceID, &x.EntrySeq, &x.ScbID, &x.Status, &x.Attempts, &x.RequeueCount,
-			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.NextAttemptIn, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy,
+			&x.LastStatus, &x.LastError, &x.FailureReason, &x.NextAttemptAt, &x.NextAttemptIn, &x.NextPollAt, &x.NextPollIn, &x.LastAttemptAt, &x.CreatedAt, &x.LockedBy,
 			&x.AcknowledgedAt, &x.AcknowledgedBy, &x.AcknowledgedReason)
 		return x, err
 	})
