@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"time"
 
@@ -77,6 +79,10 @@ Run it on a schedule (cron, a systemd timer), e.g. after every audit.`,
 				return usage("--out is required")
 			}
 			if err := integrity.GenerateKey(out); err != nil {
+				if errors.Is(err, fs.ErrExist) {
+					// The operator's argument, not the infrastructure: a key is never overwritten.
+					return usage("%s or %s.pub exists: a key is never overwritten (move it away, or choose another --out)", out, out)
+				}
 				return &exitError{code: exitInfra, err: err}
 			}
 			fmt.Fprintf(a.out, "private key %s, public key %s.pub\n", out, out)

@@ -121,6 +121,9 @@ only; docs/reconciliation.md.`,
 				return err
 			}
 			defer release()
+			if err := checkFilters(ctx, pool, "", scbID); err != nil {
+				return err // a typo must not read as "no runs"
+			}
 			runs, err := reconcile.LastRuns(ctx, pool, scbID, limit)
 			if err != nil {
 				return err
@@ -306,6 +309,9 @@ func newDiscrepanciesListCmd(a *app) *cobra.Command {
 				return err
 			}
 			defer release()
+			if err := checkFilters(cmd.Context(), pool, f.LedgerID, f.SCBID); err != nil {
+				return err // a typo must not read as "no discrepancies"
+			}
 			ds, err := reconcile.List(cmd.Context(), pool, f)
 			if err != nil {
 				return err

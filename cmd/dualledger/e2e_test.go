@@ -401,7 +401,9 @@ func TestWrongAPIKeyFailsThenRequeue(t *testing.T) {
 	// A typo in --scb or --ledger is an error that requeues nothing, not "0 row(s) requeued".
 	for _, args := range [][]string{{"outbox", "requeue", "--all-failed", "--scb", "SCB1"},
 		{"outbox", "requeue", "--all-failed", "--ledger", "NOPE"}, {"outbox", "retry-now", "--all", "--scb", "SCB1"},
-		{"outbox", "list", "--status", "FAILED", "--ledger", "NOPE"}} {
+		{"outbox", "list", "--status", "FAILED", "--ledger", "NOPE"},
+		// and in the reconciliation's reading commands, where a typo read as "no discrepancies"
+		{"discrepancies", "list", "--scb", "SCB1"}, {"discrepancies", "list", "--ledger", "NOPE"}, {"reconcile", "runs", "--scb", "SCB1"}} {
 		if _, stderr, code := cli(t, e.db.ConnStr, args...); code != 1 || !strings.Contains(stderr, "unknown_") {
 			t.Errorf("%v: exit %d, %s; want 1 and unknown_bank or unknown_ledger", args, code, stderr)
 		}

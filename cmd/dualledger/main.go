@@ -17,7 +17,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
@@ -117,6 +119,14 @@ func run(ctx context.Context, args []string, environ []string, stdout, stderr io
 			"code": exitCodeNames[code], "message": err.Error(), "details": map[string]int{"exit_code": code}}})
 	default:
 		fmt.Fprintln(stderr, "dualledger:", err)
+	}
+	// A login without the rights a command needs (a read-only or service login for an
+	// administrative command) gets PostgreSQL's "permission denied"; say what to do about it.
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == pgerrcode.InsufficientPrivilege {
+		fmt.Fprintln(stderr, "dualledger: this command needs a login with more rights than DATABASE_URL's: administrative commands "+
+			"(keys, accounts, outbox repairs, reconciliation resolutions, migrate) run as the schema owner's login "+
+			"(deploy/systemd/README.md, docs/security.md)")
 	}
 	// The operator at the console may see what an API client may not: the cause of an
 	// internal or unavailable error.

@@ -95,6 +95,7 @@ RETURN CASE
          AND p::timestamptz >= '1900-01-01T00:00:00Z' AND p::timestamptz < '10000-01-01T00:00:00Z'
     THEN p::timestamptz
 END;
+REVOKE ALL ON FUNCTION dl_parse_timestamp(text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------------------------
 -- Messages (each called only for a rejection).
