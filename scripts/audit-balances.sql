@@ -33,6 +33,7 @@
 --   hold_chain               each ledger's hold events: hash = sha256(previous_hash || ledger_hold_event_canonical(event)), previous_hash = hash of seq-1, seq gapless from 1, hold head at the last event
 --   hold_states              each hold's events match its state (created, then at most one of captured/voided/expired); a captured hold's entry moves the captured amount between its accounts
 --   function_definitions     every function of the schema (body, settings, privileges) is as the last dualledger migrate left it
+--   table_privileges         nobody but the tables' owner may write the ledger's tables directly (no INSERT, UPDATE, DELETE, TRUNCATE grant), and no trigger on them is disabled
 
 \set ON_ERROR_STOP on
 \set QUIET on
@@ -449,6 +450,45 @@ SELECT format('function %s is owned by %s, not by %s, the owner of the ledger''s
 \echo '== function_definitions: every function of the schema (body, settings, privileges) is as the last dualledger migrate left it'
 SELECT message, details FROM audit_function_definitions ORDER BY n LIMIT :limit;
 
+-- table_privileges (internal/integrity/checks/16_table_privileges.sql)
+CREATE TEMP TABLE audit_table_privileges ON COMMIT DROP AS
+SELECT row_number() OVER () AS n, c.message, c.details FROM (
+-- table_privileges: nobody but the owner of the ledger's tables may write them directly, and no
+-- trigger on them is disabled. Every write goes through a SECURITY DEFINER function (migration
+-- 010 grants SELECT and EXECUTE only), and the guard and chain triggers are what stops even the
+-- owner from changing money by hand; a GRANT of INSERT or UPDATE to a service role, or a
+-- DISABLE TRIGGER, made by hand, let a login move money outside the posting functions, and no
+-- other check saw it until the balances showed it. Checked: table and column privileges
+-- (INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER) and sequence UPDATE (setval) of any
+-- role other than the tables' owner, PUBLIC included. The fix: docs/runbooks/audit-findings.md.
+SELECT format('%s has %s on %s, which only the owner of the ledger''s tables may have: every write goes through the posting, hold and outbox functions',
+              w.grantee, w.privilege, w.object),
+       jsonb_build_object('object', w.object, 'grantee', w.grantee, 'privilege', w.privilege)
+  FROM (
+    SELECT c.oid::regclass::text AS object, a.privilege_type AS privilege,
+           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee
+      FROM pg_class t, pg_class c, aclexplode(c.relacl) a
+     WHERE t.oid = 'ledger_entries'::regclass AND c.relnamespace = t.relnamespace AND a.grantee <> c.relowner
+       AND (c.relkind IN ('r', 'p') AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER')
+            OR c.relkind = 'S' AND a.privilege_type = 'UPDATE')
+    UNION ALL
+    SELECT format('%s (column %s)', c.oid::regclass, att.attname), a.privilege_type,
+           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END
+      FROM pg_class t, pg_class c, pg_attribute att, aclexplode(att.attacl) a
+     WHERE t.oid = 'ledger_entries'::regclass AND c.relnamespace = t.relnamespace AND att.attrelid = c.oid
+       AND a.grantee <> c.relowner AND a.privilege_type IN ('INSERT', 'UPDATE', 'REFERENCES')) w
+UNION ALL
+SELECT format('trigger %s on %s is disabled (pg_trigger.tgenabled = %s): the table''s guard no longer runs',
+              g.tgname, g.tgrelid::regclass, quote_literal(g.tgenabled::text)),
+       jsonb_build_object('trigger', g.tgname, 'table', g.tgrelid::regclass::text, 'tgenabled', g.tgenabled::text)
+  FROM pg_class t, pg_class c, pg_trigger g
+ WHERE t.oid = 'ledger_entries'::regclass AND c.relnamespace = t.relnamespace AND g.tgrelid = c.oid
+   AND NOT g.tgisinternal AND g.tgenabled <> 'O'
+ ORDER BY 1
+) AS c(message, details);
+\echo '== table_privileges: nobody but the tables'' owner may write the ledger''s tables directly (no INSERT, UPDATE, DELETE, TRUNCATE grant), and no trigger on them is disabled'
+SELECT message, details FROM audit_table_privileges ORDER BY n LIMIT :limit;
+
 CREATE TEMP TABLE audit_summary ON COMMIT DROP AS
 SELECT * FROM (VALUES
     (1, 'account_rules', (SELECT count(*) FROM audit_account_rules)),
@@ -464,7 +504,8 @@ SELECT * FROM (VALUES
     (11, 'operator_log', (SELECT count(*) FROM audit_operator_log)),
     (12, 'hold_chain', (SELECT count(*) FROM audit_hold_chain)),
     (13, 'hold_states', (SELECT count(*) FROM audit_hold_states)),
-    (14, 'function_definitions', (SELECT count(*) FROM audit_function_definitions))
+    (14, 'function_definitions', (SELECT count(*) FROM audit_function_definitions)),
+    (15, 'table_privileges', (SELECT count(*) FROM audit_table_privileges))
 ) AS s(ord, check_name, findings);
 
 \echo '== summary'

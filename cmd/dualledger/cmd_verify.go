@@ -200,6 +200,7 @@ func newAuditCmd(a *app) *cobra.Command {
   hold_chain              the hold events' hash chain, seq and hold head, recomputed in SQL
   hold_states             each hold's events match its state; a capture's entry matches the hold
   function_definitions    every function (body, settings, privileges) is as the last migrate left it
+  table_privileges        no direct write grant on the ledger's tables; no trigger on them disabled
 
 scripts/audit-balances.sql and scripts/verify-column-names.sql run the same checks with psql.
 Each check prints ok, FAIL with its first findings (--limit), or skip with the reason.`,

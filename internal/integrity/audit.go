@@ -38,6 +38,7 @@ const (
 	CheckHoldChain            = "hold_chain"
 	CheckHoldStates           = "hold_states"
 	CheckFunctionDefinitions  = "function_definitions"
+	CheckTablePrivileges      = "table_privileges"
 )
 
 // DefaultFindingLimit is how many findings a check lists by default (it always counts them all).
@@ -115,6 +116,7 @@ func auditChecks() []auditCheck {
 		{CheckHoldChain, "each ledger's hold events: hash = sha256(previous_hash || ledger_hold_event_canonical(event)), previous_hash = hash of seq-1, seq gapless from 1, hold head at the last event", "13_hold_chain.sql"},
 		{CheckHoldStates, "each hold's events match its state (created, then at most one of captured/voided/expired); a captured hold's entry moves the captured amount between its accounts", "14_hold_states.sql"},
 		{CheckFunctionDefinitions, "every function of the schema (body, settings, privileges) is as the last dualledger migrate left it", "15_function_definitions.sql"},
+		{CheckTablePrivileges, "nobody but the tables' owner may write the ledger's tables directly (no INSERT, UPDATE, DELETE, TRUNCATE grant), and no trigger on them is disabled", "16_table_privileges.sql"},
 	}
 }
 

@@ -40,7 +40,7 @@ func TestAuditClean(t *testing.T) {
 		integrity.CheckDuplicateReferences, integrity.CheckEntryAccounts, integrity.CheckBalancesMatchEntries,
 		integrity.CheckZeroSum, integrity.CheckGaplessSeq, integrity.CheckLedgerHead, integrity.CheckHashChain,
 		integrity.CheckBalanceAfter, integrity.CheckOperatorLog, integrity.CheckHoldChain, integrity.CheckHoldStates,
-		integrity.CheckFunctionDefinitions}
+		integrity.CheckFunctionDefinitions, integrity.CheckTablePrivileges}
 	if !slices.Equal(names, want) {
 		t.Fatalf("checks %v, want %v", names, want)
 	}
@@ -245,5 +245,63 @@ func TestAuditOperatorLog(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAuditTablePrivileges: a write privilege on the ledger's tables granted by hand (to a
+// service role, on a column, to PUBLIC), a sequence's setval, and a disabled trigger are
+// findings; before, a login given UPDATE on bank_accounts could set balances, and no check saw it
+// until the balances did (the schema review of 2026-12-02). Revoked and re-enabled, the check
+// passes.
+func TestAuditTablePrivileges(t *testing.T) {
+	d := pgtest.New(t)
+	ctx := context.Background()
+	createLedger(t, d.Pool, "MASTER")
+	tamper := []string{
+		`GRANT INSERT, UPDATE ON bank_accounts TO dualledger_api`,
+		`GRANT UPDATE (balance) ON bank_accounts TO dualledger_worker`,
+		`GRANT DELETE ON ledger_entries TO PUBLIC`,
+		`GRANT UPDATE ON SEQUENCE ledger_entries_id_seq TO dualledger_api`,
+		`ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_chain_check`,
+	}
+	for _, q := range tamper {
+		if _, err := d.Pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c integrity.CheckResult
+	for _, x := range r.Checks {
+		if x.Name == integrity.CheckTablePrivileges {
+			c = x
+		}
+	}
+	var msgs []string
+	for _, f := range c.Findings {
+		msgs = append(msgs, f.Message)
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{"dualledger_api has INSERT on bank_accounts", "dualledger_api has UPDATE on bank_accounts",
+		"dualledger_worker has UPDATE on bank_accounts (column balance)", "PUBLIC has DELETE on ledger_entries",
+		"dualledger_api has UPDATE on ledger_entries_id_seq", "trigger ledger_entries_chain_check on ledger_entries is disabled"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no finding %q in:\n%s", want, all)
+		}
+	}
+	if c.Status != integrity.StatusFail || c.Total != 6 || r.OK {
+		t.Errorf("table_privileges: status %s, %d findings, audit ok %v:\n%s", c.Status, c.Total, r.OK, all)
+	}
+	for _, q := range []string{`REVOKE INSERT, UPDATE ON bank_accounts FROM dualledger_api`, `REVOKE UPDATE (balance) ON bank_accounts FROM dualledger_worker`,
+		`REVOKE DELETE ON ledger_entries FROM PUBLIC`, `REVOKE UPDATE ON SEQUENCE ledger_entries_id_seq FROM dualledger_api`,
+		`ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_chain_check`} {
+		if _, err := d.Pool.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if r, err := integrity.Audit(ctx, d.Pool, integrity.AuditOptions{}); err != nil || !r.OK {
+		t.Errorf("after the repair: %v\n%s", err, describe(r))
 	}
 }

@@ -49,7 +49,8 @@ func (e *ServiceRoleError) Error() string {
 // pg_execute_server_program, pg_write_server_files, pg_read_server_files (a COPY TO PROGRAM or
 // into the data directory runs code as the server) or pg_signal_backend (it ends other sessions,
 // the worker's among them); acting as the owner of the ledger schema, of the database, or of any
-// table, sequence, function or type in the schema; and CREATE in the schema or in the database.
+// table, sequence, function or type in the schema; CREATE in the schema or in the database; and
+// a write privilege on a table of the schema (granted by hand: 010 grants none).
 // CREATE is refused because of search_path: an object of its own in the schema (an overload of a
 // function the owner's functions call, such as to_jsonb(text)) or a schema named after another
 // role ("$user" comes first in a default search_path) would run its code with that role's
@@ -73,6 +74,7 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		dbCreate   []string
 		owners     []string
 		params     []string
+		writes     []string
 	)
 	err := db.QueryRow(ctx, `
 		WITH sch AS (
@@ -105,11 +107,16 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		                   FROM objowners o WHERE pg_has_role(session_user, o.owner, 'MEMBER')), '{}'),
 		       coalesce((SELECT array_agg(DISTINCT pa.parname ORDER BY pa.parname)
 		                   FROM pg_parameter_acl pa CROSS JOIN LATERAL aclexplode(pa.paracl) a
-		                  WHERE a.grantee = 0 OR a.grantee IN (SELECT oid FROM reach)), '{}')
+		                  WHERE a.grantee = 0 OR a.grantee IN (SELECT oid FROM reach)), '{}'),
+		       coalesce((SELECT array_agg(DISTINCT c.oid::regclass::text ORDER BY c.oid::regclass::text)
+		                   FROM pg_class c, sch, reach x
+		                  WHERE c.relnamespace = sch.oid AND c.relkind IN ('r', 'p')
+		                    AND (has_table_privilege(x.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+		                         OR has_any_column_privilege(x.oid, c.oid, 'INSERT, UPDATE, REFERENCES'))), '{}')
 		  FROM pg_roles r, sch, pg_database d, names
 		 WHERE r.rolname = session_user AND d.datname = current_database()`).
 		Scan(&login, &super, &supers, &createrole, &replicate, &predefined, &schema, &nspOwner, &ownsNsp,
-			&dbName, &dbOwner, &ownsDB, &nspCreate, &dbCreate, &owners, &params)
+			&dbName, &dbOwner, &ownsDB, &nspCreate, &dbCreate, &owners, &params, &writes)
 	if err != nil {
 		return fmt.Errorf("check the database login role: %w", err)
 	}
@@ -152,6 +159,14 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		// command as the server's OS user; session_replication_role = replica silences every
 		// guard and logging trigger of the schema.
 		reasons = append(reasons, fmt.Sprintf("it holds privileges on server parameters (%s: GRANT ... ON PARAMETER)", strings.Join(params, ", ")))
+	}
+	if len(writes) > 0 && len(owners) == 0 {
+		// Every write goes through the SECURITY DEFINER functions (migration 010 grants no
+		// INSERT, UPDATE or DELETE); a grant made by hand lets the service move money around
+		// them, and the audit's table_privileges check reports it too.
+		reasons = append(reasons, fmt.Sprintf("it may write tables of schema %s directly (%s: INSERT, UPDATE, DELETE, TRUNCATE, "+
+			"REFERENCES or TRIGGER granted by hand; REVOKE them: every write goes through the posting and outbox functions)",
+			schema, strings.Join(writes, ", ")))
 	}
 	if len(reasons) > 0 {
 		return &ServiceRoleError{Login: login, Reasons: reasons}

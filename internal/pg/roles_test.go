@@ -111,6 +111,15 @@ func TestCheckServiceRole(t *testing.T) {
 	exec("GRANT pg_write_all_data TO " + userOf(t, writer))
 	refused("a member of pg_write_all_data", poolOn(t, writer, "dualledger_worker"), "pg_write_all_data")
 
+	// A write privilege granted by hand, on a table or on a column: the login could set balances
+	// around the posting function (the schema review of 2026-12-02).
+	for _, grant := range []string{"INSERT, UPDATE ON bank_accounts", "UPDATE (balance) ON bank_accounts", "TRIGGER ON ledger_entries"} {
+		l := d.LoginRole(t, "dualledger_api")
+		exec("GRANT " + grant + " TO " + userOf(t, l))
+		t.Cleanup(func() { _, _ = admin.Exec(ctx, "REVOKE "+grant+" FROM "+userOf(t, l)) })
+		refused("a login with "+grant, poolOn(t, l, "dualledger_api"), "may write tables of schema public directly")
+	}
+
 	creator := d.LoginRole(t, "dualledger_api")
 	exec("GRANT CREATE ON SCHEMA public TO " + userOf(t, creator))
 	refused("a login that may CREATE in the schema", poolOn(t, creator, "dualledger_api"), "may CREATE in schema public")
