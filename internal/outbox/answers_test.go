@@ -448,3 +448,38 @@ func TestRetryNowReleasesParkedPolls(t *testing.T) {
 		t.Errorf("retry-now with nothing parked: %d %v", n, err)
 	}
 }
+
+// TestStalePollFailureNotRecorded: a poll claimed before an operator delivered the row again
+// (redelivery: another attempt, and the SCB's new entry id to come) answers about a delivery
+// that no longer stands; its failure is not recorded against the new one (it read as an
+// scb_entry_id mismatch with the entry the SCB had just accepted afresh).
+func TestStalePollFailureNotRecorded(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "SCB-1", "SCB-2")
+	s := startScripted(t)
+	s.script(answer(201, `{"scb_entry_id":"A","status":"ACCEPTED"}`), answer(200, `{"scb_entry_id":"A","status":"ACCEPTED"}`))
+	f.settle(1, "stale", "SCB-1", "SCB-2")
+	r := f.startWorker(testConfig("w-stale"), newResolver(map[string]SCB{"SCB-1": s.client(t, "SCB-1")}).resolve)
+	waitFor(t, "the row SENT", 10*time.Second, func() bool { return f.count(Sent, "SCB-1") == 1 })
+	r.stop(t)
+	ctx := context.Background()
+	id := f.rows("SCB-1")[0].ID
+	if _, err := f.db.Pool.Exec(ctx, `UPDATE dual_ledger_outbox SET next_poll_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := f.store.ClaimForPoll(ctx, "SCB-1", "MASTER", time.Minute, 1)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim for poll: %v %v", claimed, err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, `SELECT outbox_redeliver('cli:test', 'MASTER', $1, 'the SCB lost it')`, id); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.attempts(id))
+	res := Result{Kind: "poll", Started: time.Now(), Outcome: "scb_entry_id_mismatch", Error: "200 from SCB-1: FINAL B, but it accepted the entry as A", Delay: time.Second}
+	if err := f.store.RecordPollError(ctx, claimed[0], "w-stale", res); !errors.Is(err, ErrStalePoll) {
+		t.Fatalf("a poll claimed before the redelivery: %v, want ErrStalePoll", err)
+	}
+	if after := len(f.attempts(id)); after != before {
+		t.Errorf("the stale poll was recorded: %d attempts, was %d", after, before)
+	}
+}

@@ -304,10 +304,27 @@ func (s *Store) Advance(ctx context.Context, row Row, worker string, r Result) (
 	return changed, nil
 }
 
+// ErrStalePoll: a failed poll's answer was not recorded, because the row was delivered again
+// after the poll was claimed.
+var ErrStalePoll = errors.New("the row was delivered again since this poll was claimed: its answer is not recorded")
+
 // RecordPollError notes a failed poll on the row (the row stays SENT/ACKED) and when to ask
 // again: r.Delay from now on the database's clock (the caller's backoff, at least the SCB's
 // Retry-After). The attempt is recorded.
 func (s *Store) RecordPollError(ctx context.Context, row Row, worker string, r Result) error {
+	// A poll answers about the row as it was claimed. If the row was delivered again since (an
+	// operator's redelivery: another attempt, another scb_entry_id to come), the failure is about
+	// a delivery that no longer stands, and recorded it read as a false alarm against the new one
+	// (an scb_entry_id "mismatch" with the entry the SCB accepted afresh).
+	var attempts int
+	var scbEntryID string
+	if err := s.db.QueryRow(ctx, `SELECT attempts, coalesce(scb_entry_id, '') FROM dual_ledger_outbox WHERE ledger_id = $1 AND id = $2`,
+		row.LedgerID, row.ID).Scan(&attempts, &scbEntryID); err != nil {
+		return fmt.Errorf("read outbox row %d before recording its poll: %w", row.ID, err)
+	}
+	if attempts != row.Attempts || scbEntryID != row.ScbEntryID {
+		return ErrStalePoll
+	}
 	var changed bool
 	if err := s.db.QueryRow(ctx, `SELECT outbox_record_poll_error($1, $2, $3, $4, $5, $6, $7, $8)`,
 		row.LedgerID, row.ID, worker, r.StatusCode, r.Error, max(r.Delay, 0), r.Outcome, sinceOrZero(r.Started)).Scan(&changed); err != nil {

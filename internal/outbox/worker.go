@@ -525,9 +525,7 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 		res.Delay = max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, retryAfter))
 		fctx, cancel := w.recordContext(ctx)
 		defer cancel()
-		if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
-			log.Error("outbox: record poll error", "row", r.ID, "err", err)
-		}
+		w.recordPollError(fctx, log, r, res)
 		return
 	}
 	res.StatusCode, res.ScbEntryID, res.ScbStatus = resp.StatusCode, resp.SCBEntryID, resp.Status
@@ -577,6 +575,17 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 	}
 }
 
+// recordPollError records a failed poll, unless the row was delivered again since it was claimed.
+func (w *Worker) recordPollError(ctx context.Context, log *slog.Logger, r Row, res Result) {
+	switch err := w.store.RecordPollError(ctx, r, w.cfg.WorkerID, res); {
+	case errors.Is(err, ErrStalePoll):
+		log.Info("outbox: a poll's failure not recorded: the row was delivered again since the poll was claimed",
+			"scb", r.ScbID, "row", r.ID, "outcome", res.Outcome)
+	case err != nil:
+		log.Error("outbox: record poll error", "row", r.ID, "err", err)
+	}
+}
+
 // pollAnswerRefused records a poll answer that cannot be applied as a failed poll (with backoff).
 func (w *Worker) pollAnswerRefused(ctx context.Context, log *slog.Logger, r Row, res Result, took time.Duration, outcome, why string) {
 	res.Outcome, res.Error = outcome, why
@@ -585,9 +594,7 @@ func (w *Worker) pollAnswerRefused(ctx context.Context, log *slog.Logger, r Row,
 	res.Delay = max(w.cfg.PollEvery, w.cfg.Backoff.Delay(r.PollFailures+1, 0))
 	fctx, cancel := w.recordContext(ctx)
 	defer cancel()
-	if err := w.store.RecordPollError(fctx, r, w.cfg.WorkerID, res); err != nil {
-		log.Error("outbox: record poll error", "row", r.ID, "err", err)
-	}
+	w.recordPollError(fctx, log, r, res)
 }
 
 func (w *Worker) reapLoop(ctx context.Context, log *slog.Logger) {
