@@ -330,12 +330,16 @@ hits AS (
              -- row whose polls keep failing, say on another scb_entry_id, was never reported)
              OR (j.t_status = 'FINAL' AND j.outbox_status NOT IN ('FINALIZED', 'FAILED')
                  AND coalesce(CASE WHEN j.outbox_status IN ('SENT', 'ACKED') THEN greatest(j.sent_at, j.acked_at) END, j.updated_at)
-                     <= now() - p_grace)))
+                     <= now() - p_grace)
+             -- a status outside the contract (REVERSED, say): the worker cannot move the row by it
+             -- and keeps failing its polls; it is the SCB's word on our entry all the same
+             OR coalesce(j.t_status, '') NOT IN ('ACCEPTED', 'POSTED', 'FINAL')))
       ) AS k(kind, fields, hit)
      WHERE (j.outbox_id IS NULL OR j.t_reference IS NULL OR j.outbox_status = 'FAILED' OR j.amount_differs
             OR cardinality(j.t_others) > 0
             OR cardinality(j.differing) > 0 OR j.block_hash IS DISTINCT FROM lower(j.t_hash)
-            OR j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL' OR j.t_status = 'FINAL' AND j.outbox_status <> 'FINALIZED')
+            OR j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL' OR j.t_status = 'FINAL' AND j.outbox_status <> 'FINALIZED'
+            OR coalesce(j.t_status, '') NOT IN ('ACCEPTED', 'POSTED', 'FINAL'))
        AND k.hit)
 SELECT h.kind, coalesce(h.ledger_id, h.t_ledger), coalesce(h.reference_id, h.t_reference), h.seq, h.outbox_id, h.fields,
        CASE WHEN h.outbox_id IS NOT NULL THEN jsonb_build_object(

@@ -398,11 +398,11 @@ func (s *busySCB) List(ctx context.Context, since string, limit int) (scb.Page, 
 	return s.Client.List(ctx, since, limit)
 }
 
-func (s *busySCB) GetInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
+func (s *busySCB) ReadInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
 	if err := s.busy(); err != nil {
 		return scb.Response{}, err
 	}
-	return s.Client.GetInLedger(ctx, ledgerID, referenceID)
+	return s.Client.ReadInLedger(ctx, ledgerID, referenceID)
 }
 
 // TestTransientSCBErrorsAreAskedAgain: an SCB that is busy now and then (429 with Retry-After)
@@ -611,8 +611,8 @@ func (s *renumbered) List(ctx context.Context, since string, limit int) (scb.Pag
 	return p, nil
 }
 
-func (s *renumbered) GetInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
-	res, err := s.Client.GetInLedger(ctx, ledgerID, referenceID)
+func (s *renumbered) ReadInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
+	res, err := s.Client.ReadInLedger(ctx, ledgerID, referenceID)
 	if err == nil && referenceID == s.ref && res.Entry != nil {
 		e := *res.Entry
 		e.SCBEntryID = s.id
@@ -741,5 +741,54 @@ func TestFinalThereWhilePolledHere(t *testing.T) {
 	}
 	if n := found("15 minutes"); n != 0 {
 		t.Errorf("within the grace: %d status_mismatch findings, want 0", n)
+	}
+}
+
+// offContract is an SCB that gives entry ref a status outside the contract (REVERSED), in its
+// list and in its answers about the entry.
+type offContract struct {
+	*scb.Client
+	ref string
+}
+
+func (s *offContract) List(ctx context.Context, since string, limit int) (scb.Page, error) {
+	p, err := s.Client.List(ctx, since, limit)
+	for i := range p.Entries {
+		if p.Entries[i].ReferenceID == s.ref {
+			p.Entries[i].Status = "REVERSED"
+		}
+	}
+	return p, err
+}
+
+func (s *offContract) ReadInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error) {
+	res, err := s.Client.ReadInLedger(ctx, ledgerID, referenceID)
+	if err == nil && referenceID == s.ref && res.Entry != nil {
+		e := *res.Entry
+		e.Status = "REVERSED"
+		res.Entry, res.Status = &e, "REVERSED"
+	}
+	return res, err
+}
+
+// TestOffContractStatusIsAFinding (review of 2026-12-02): an SCB that calls our entry REVERSED, a
+// status outside ACCEPTED, POSTED and FINAL, is reported (status_mismatch, its status shown),
+// by full and incremental runs alike; before, full runs stored it and said nothing, and every
+// incremental run failed on the one entry, for the whole SCB.
+func TestOffContractStatusIsAFinding(t *testing.T) {
+	e := newEnv(t, "SCB-1")
+	e.post("SCB-1", "ok", "10.00")
+	e.post("SCB-1", "odd", "10.00")
+	e.deliver(3)
+	client := &offContract{Client: e.clients["SCB-1"], ref: "odd"}
+	for i, full := range []bool{true, false, false} {
+		run, err := reconcile.Reconcile(e.ctx, e.pool, client, reconcile.Options{Actor: "cli:test", SCBID: "SCB-1", Grace: 0, Full: full})
+		if err != nil || run.Status != "ok" {
+			t.Fatalf("run %d (full %v): %+v %v", i, full, run, err)
+		}
+		ds := e.discrepancies(reconcile.Filter{})
+		if len(ds) != 1 || ds[0].ReferenceID != "odd" || ds[0].Kind != reconcile.KindStatusMismatch || field(t, ds[0].SCB, "status") != "REVERSED" {
+			t.Errorf("run %d (full %v): %+v", i, full, ds)
+		}
 	}
 }

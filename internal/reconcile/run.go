@@ -47,7 +47,9 @@ func Kinds() []string {
 // SCB is what a run needs of a member bank's API (*scb.Client).
 type SCB interface {
 	List(ctx context.Context, since string, limit int) (scb.Page, error)
-	GetInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error)
+	// ReadInLedger reads one entry's copy; a status outside the contract is returned, not refused
+	// (scb.Client.ReadInLedger).
+	ReadInLedger(ctx context.Context, ledgerID, referenceID string) (scb.Response, error)
 }
 
 // Options of one run.
@@ -262,7 +264,7 @@ func (r *runner) reread(ctx context.Context) error {
 	}
 	var batch []scb.EntryView
 	for _, k := range keys {
-		res, err := scb.Ask(ctx, &r.rereadWait, func() (scb.Response, error) { return r.client.GetInLedger(ctx, k.ledger, k.ref) })
+		res, err := scb.Ask(ctx, &r.rereadWait, func() (scb.Response, error) { return r.client.ReadInLedger(ctx, k.ledger, k.ref) })
 		switch {
 		case errors.Is(err, scb.ErrNotFound):
 			if _, err := r.conn.Exec(ctx, `SELECT reconcile_forget_scb($1, $2, $3)`, r.id, k.ledger, k.ref); err != nil {

@@ -482,3 +482,19 @@ func TestUnreadableListNamesTheEntry(t *testing.T) {
 		}
 	}
 }
+
+// TestReadInLedgerReturnsAnyStatus: the worker's GetInLedger refuses a status outside the
+// contract (it moves a row by the status); reconciliation's ReadInLedger returns the copy as the
+// SCB gave it, to report it.
+func TestReadInLedgerReturnsAnyStatus(t *testing.T) {
+	ts := httptest.NewServer(fixed(200, `{"scb_entry_id":"7","status":"REVERSED","ledger_id":"L","reference_id":"r"}`))
+	defer ts.Close()
+	c := newTestClient(t, ts.URL, time.Second)
+	if _, err := c.GetInLedger(context.Background(), "L", "r"); err == nil || !strings.Contains(err.Error(), `unknown status "REVERSED"`) {
+		t.Errorf("GetInLedger: %v, want the unknown status refused", err)
+	}
+	res, err := c.ReadInLedger(context.Background(), "L", "r")
+	if err != nil || res.Status != "REVERSED" || res.Entry == nil || res.Entry.Status != "REVERSED" || res.SCBEntryID != "7" {
+		t.Errorf("ReadInLedger: %+v %v", res, err)
+	}
+}
