@@ -210,7 +210,7 @@ Each check prints ok, FAIL with its first findings (--limit), or skip with the r
 				return usage("--limit must be at least 1")
 			}
 			ctx := cmd.Context()
-			pool, release, err := a.open(ctx, openOptions{maxConns: 2})
+			pool, release, err := a.open(ctx, openOptions{maxConns: 2, asItIs: true})
 			if err != nil {
 				return err
 			}

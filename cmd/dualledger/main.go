@@ -238,6 +238,9 @@ type openOptions struct {
 	mayCreate bool
 	// api marks serve's pool: its statements are bounded too (serviceBounds).
 	api bool
+	// asItIs marks audit: in embedded mode it migrates as every command does, but leaves a
+	// function changed by hand as it is, so that the audit reports it (pg.MigrateKeepingChanges).
+	asItIs bool
 }
 
 // serviceBounds bounds a service's session: never idle inside a transaction for more than a
@@ -304,7 +307,7 @@ func (a *app) open(ctx context.Context, o openOptions) (*pgxpool.Pool, func(), e
 	if err != nil {
 		return nil, nil, &exitError{code: exitInfra, err: err}
 	}
-	if err := a.ensureSchema(ctx, pool, url == "", o.role); err != nil {
+	if err := a.ensureSchema(ctx, pool, url == "", o.asItIs, o.role); err != nil {
 		release()
 		return nil, nil, err
 	}
@@ -384,7 +387,7 @@ func (a *app) checkServiceRole(ctx context.Context, pool *pgxpool.Pool) error {
 // ensureSchema migrates (embedded) or checks that every migration is applied and unchanged
 // (DATABASE_URL). The check runs in the login role, or as role when the login role may SET ROLE
 // to it: a login role that is a NOINHERIT member of its service role has no privilege of its own.
-func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool, role string) error {
+func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate, keepChanges bool, role string) error {
 	migs, err := pg.LoadMigrations(db.FS())
 	if err != nil {
 		return err
@@ -397,7 +400,11 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate bool
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if migrate {
-		err := pg.Migrate(ctx, conn, migs, a.migrateLog)
+		run := pg.Migrate
+		if keepChanges {
+			run = pg.MigrateKeepingChanges
+		}
+		err := run(ctx, conn, migs, a.migrateLog)
 		if err != nil {
 			return &exitError{code: exitInfra, err: err}
 		}

@@ -236,6 +236,20 @@ func split(migrations []Migration) (versioned, repeatable []Migration, err error
 // naming them and the fix. An after check runs in the migration's transaction: offending rows roll
 // it back, with a *CheckError too. logf (may be nil) is told about each file it applies.
 func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf func(format string, args ...any)) (err error) {
+	return runMigrate(ctx, conn, migrations, logf, true)
+}
+
+// MigrateKeepingChanges is Migrate for a command that must see the schema as it is: when the
+// migrations and function files are all applied, a function changed by hand since the last
+// migrate is left as it is (Migrate would apply its file again), so that the embedded-mode
+// `audit`, which migrates before it checks like every command, reports it (function_definitions)
+// instead of repairing the evidence away. A pending migration or a changed file is applied as
+// Migrate applies it.
+func MigrateKeepingChanges(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf func(format string, args ...any)) error {
+	return runMigrate(ctx, conn, migrations, logf, false)
+}
+
+func runMigrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf func(format string, args ...any), repair bool) (err error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
@@ -246,7 +260,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 	// Nothing to do is known without the lock: every embedded-mode command migrates first, and
 	// any login may take an advisory lock, so a session holding this key would otherwise stall
 	// every command of the operator (the security review of 2026-12-02), revoking a key included.
-	if current, err := upToDate(ctx, conn, versioned, repeatable); err != nil {
+	if current, err := upToDate(ctx, conn, versioned, repeatable, repair); err != nil {
 		return err
 	} else if current {
 		return nil
@@ -307,7 +321,7 @@ func Migrate(ctx context.Context, conn *pgx.Conn, migrations []Migration, logf f
 // upToDate reports whether every versioned migration is applied with the checksum of its file,
 // and every repeatable file with its own: then Migrate has nothing to do. Read without the lock:
 // a migration committing meanwhile is seen as not done yet, and the caller then takes the lock.
-func upToDate(ctx context.Context, conn *pgx.Conn, versioned, repeatable []Migration) (bool, error) {
+func upToDate(ctx context.Context, conn *pgx.Conn, versioned, repeatable []Migration, drift bool) (bool, error) {
 	states, err := Status(ctx, conn, append(append([]Migration{}, versioned...), repeatable...))
 	if err != nil {
 		return false, err
@@ -327,6 +341,9 @@ func upToDate(ctx context.Context, conn *pgx.Conn, versioned, repeatable []Migra
 		}
 	}
 	// A function changed by hand since the last migrate: Migrate applies its file again.
+	if !drift {
+		return true, nil
+	}
 	drifted, err := driftedFunctions(ctx, conn)
 	if err != nil {
 		return false, err

@@ -626,3 +626,42 @@ func TestMigrateRefusesChangedHistoryFirst(t *testing.T) {
 		t.Fatalf("migrate the unchanged files: %v %v", applied, err)
 	}
 }
+
+// TestMigrateKeepingChangesLeavesEvidence: the embedded-mode audit migrates first, as every
+// command does; with MigrateKeepingChanges a function changed by hand stays as it is, so that
+// the audit reports it (it once applied the file again first: `audit` said ok and the evidence
+// the runbook keeps was gone). Migrate then repairs it.
+func TestMigrateKeepingChangesLeavesEvidence(t *testing.T) {
+	ctx := context.Background()
+	d := pgtest.NewEmpty(t)
+	conn := d.Conn(t)
+	migs := load(t, nil)
+	if err := pg.Migrate(ctx, conn, migs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `GRANT EXECUTE ON FUNCTION outbox_requeue(text, text, bigint, text, boolean, text) TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	drift := func() []string {
+		t.Helper()
+		var out []string
+		if err := conn.QueryRow(ctx, `SELECT coalesce(array_agg(coalesce(c.signature, d.signature) ORDER BY 1), '{}')
+			FROM dl_function_digests() c
+			FULL JOIN dualledger_function_digests d USING (signature) WHERE c.digest IS DISTINCT FROM d.digest`).Scan(&out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if err := pg.MigrateKeepingChanges(ctx, conn, migs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := drift(); len(got) != 1 || !strings.HasPrefix(got[0], "public.outbox_requeue(") {
+		t.Fatalf("after MigrateKeepingChanges: %q, want the changed function left for the audit", got)
+	}
+	if err := pg.Migrate(ctx, conn, migs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := drift(); len(got) != 0 {
+		t.Errorf("after Migrate: %q, want none", got)
+	}
+}
