@@ -434,6 +434,15 @@ func (a *app) ensureSchema(ctx context.Context, pool *pgxpool.Pool, migrate, kee
 	if err := pg.CheckChecksums(ctx, conn, migs); err != nil {
 		return &exitError{code: exitInfra, err: err}
 	}
+	// A function changed by hand (its body, settings or grants) is the audit's finding and the
+	// next migrate's repair; a command that does not migrate says so loudly rather than run on it
+	// without a word (it does not refuse: a stray GRANT must not stop the postings).
+	if drifted, err := pg.DriftedFunctions(ctx, conn); err != nil {
+		a.logger.Warn("could not compare the schema's functions with the last migrate", "err", err)
+	} else if len(drifted) > 0 {
+		a.logger.Error("functions changed by hand since the last dualledger migrate: run dualledger audit (function_definitions) and keep its output, "+
+			"then dualledger migrate, as the schema owner (docs/runbooks/audit-findings.md)", "functions", strings.Join(drifted, ", "))
+	}
 	return nil
 }
 

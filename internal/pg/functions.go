@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -99,6 +100,22 @@ func applyRepeatable(ctx context.Context, conn *pgx.Conn, files []Migration, all
 		}
 	}
 	return nil
+}
+
+// DriftedFunctions is driftedFunctions for a caller outside the migration (a service starting
+// against a database it does not migrate): the names of the functions changed by hand since the
+// last migrate.
+func DriftedFunctions(ctx context.Context, conn *pgx.Conn) ([]string, error) {
+	drifted, err := driftedFunctions(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(drifted))
+	for n := range drifted {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // driftedFunctions names the functions whose definition or privileges differ from what the last
