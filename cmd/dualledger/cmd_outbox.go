@@ -482,7 +482,7 @@ and id: with --id it names the row's ledger, so the look-up touches that ledger 
 			n, err := store.RequeueRows(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID, ID: id, AllFailed: allFailed,
 				ScbID: scbID, IncludeConflicts: includeConflicts, Reason: reason})
 			if err != nil {
-				return err
+				return rejection(err) // exit 1 for a refusal (resolution_not_applicable), 3 for a failure
 			}
 			var skipped, acknowledged int64
 			if allFailed && !includeConflicts {
@@ -558,7 +558,7 @@ docs/runbooks/stuck-outbox.md.`,
 			n, err := outbox.NewStore(pool).RetryNow(cmd.Context(), outbox.RequeueRequest{Actor: a.cliActor(), LedgerID: ledgerID,
 				ID: id, ScbID: scbID, Reason: reason})
 			if err != nil {
-				return err
+				return rejection(err)
 			}
 			if a.jsonOut {
 				if err := a.printJSON(map[string]int64{"due_now": n}); err != nil {

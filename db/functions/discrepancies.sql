@@ -203,7 +203,13 @@ RETURN CASE p_d.kind
                     dl_amount_text(dl_scb_amount(p_d.scb) - p_o.amount, p_o.currency_code), p_o.currency_code, p_o.asset_type,
                     p_o.debit_account_id, p_o.credit_account_id,
                     dl_amount_text(dl_scb_amount(p_d.scb) - p_o.amount, p_o.currency_code), p_o.currency_code, p_o.asset_type) END
-    WHEN 'delivery_failed' THEN CASE WHEN p_d.scb IS NOT NULL
+    WHEN 'delivery_failed' THEN CASE
+        -- The SCB holds another entry under our reference (it answered 409): a requeue would get
+        -- 409 again. The difference is the companion finding's to correct.
+        WHEN p_d.scb IS NOT NULL AND NOT (coalesce(dl_same_but_amount(p_d.scb, p_o), false) AND dl_scb_amount(p_d.scb) = p_o.amount)
+        THEN format('none: %s holds another entry under %s (its copy differs from ours; a delivery refused with 409): a requeue would be refused again. Correct the difference through the amount_mismatch or field_mismatch discrepancy about %s (dualledger discrepancies list --scb %s), then resolve this one explained',
+                    p_d.scb_id, p_d.reference_id, p_d.reference_id, p_d.scb_id)
+        WHEN p_d.scb IS NOT NULL
         THEN format('none: %s holds %s although our delivery failed (it failed on our side, after the SCB had booked it: the run read its copy, status %s): resolve it requeue, which sends it again and is answered as a replay; a reversal, if one is wanted, is then an ordinary entry that reaches both',
                     p_d.scb_id, p_d.reference_id, coalesce(p_d.scb ->> 'status', 'unknown'))
         ELSE format('the full reversal of %s, which the SCB does not hold (command: --reverse; API: "correction": {"reverse": true}); to correct it by another amount, redeliver it and post an ordinary entry, which reaches both',

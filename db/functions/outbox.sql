@@ -473,14 +473,19 @@ DECLARE
     v_scb    text := nullif(p_scb_id, '');
     v_reason text := nullif(btrim(coalesce(p_reason, '')), '');
     v_ids    bigint[];
+    v_polls  bigint[];
     v_latest timestamptz;
+    v_poll   timestamptz;
 BEGIN
     PERFORM dl_begin_act(p_actor, v_reason);  -- the actor and the reason, as every operator act checks them
     IF v_id < 0 OR (v_id > 0 AND v_scb IS NOT NULL) THEN
         RAISE EXCEPTION 'retry one row by id, or every waiting row (optionally of one SCB)' USING ERRCODE = 'DL009';
     END IF;
-    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}'), max(w.due) INTO v_ids, v_latest
-      FROM (SELECT o.id, CASE WHEN o.status = 'QUEUED' THEN o.next_attempt_at ELSE o.next_poll_at END AS due
+    SELECT coalesce(array_agg(w.id ORDER BY w.id) FILTER (WHERE w.status = 'QUEUED'), '{}'),
+           coalesce(array_agg(w.id ORDER BY w.id) FILTER (WHERE w.status <> 'QUEUED'), '{}'),
+           max(w.next_attempt_at) FILTER (WHERE w.status = 'QUEUED'), max(w.next_poll_at) FILTER (WHERE w.status <> 'QUEUED')
+      INTO v_ids, v_polls, v_latest, v_poll
+      FROM (SELECT o.id, o.status, o.next_attempt_at, o.next_poll_at
               FROM dual_ledger_outbox o
              WHERE (o.status = 'QUEUED' AND o.next_attempt_at > now()
                     OR o.status IN ('SENT', 'ACKED') AND o.poll_failures > 0 AND o.next_poll_at > now())
@@ -488,21 +493,24 @@ BEGIN
                AND (v_id = 0 OR o.id = v_id)
                AND (v_scb IS NULL OR o.scb_id = v_scb)
                FOR UPDATE) w;
-    IF cardinality(v_ids) = 0 THEN
+    IF cardinality(v_ids) + cardinality(v_polls) = 0 THEN
         RETURN 0;
     END IF;
-    UPDATE dual_ledger_outbox o
-       SET next_attempt_at = CASE WHEN o.status = 'QUEUED' THEN now() ELSE o.next_attempt_at END,
-           next_poll_at = CASE WHEN o.status IN ('SENT', 'ACKED') THEN now() ELSE o.next_poll_at END
-     WHERE o.id = ANY (v_ids) AND o.status IN ('QUEUED', 'SENT', 'ACKED') AND (v_ledger IS NULL OR o.ledger_id = v_ledger);
+    UPDATE dual_ledger_outbox o SET next_attempt_at = now()
+     WHERE o.id = ANY (v_ids) AND o.status = 'QUEUED' AND (v_ledger IS NULL OR o.ledger_id = v_ledger);
+    UPDATE dual_ledger_outbox o SET next_poll_at = now()
+     WHERE o.id = ANY (v_polls) AND o.status IN ('SENT', 'ACKED') AND (v_ledger IS NULL OR o.ledger_id = v_ledger);
+    -- The log says which rows had their next attempt moved (QUEUED) and which their next poll
+    -- (SENT/ACKED after failed polls), with when the last of each was due.
     PERFORM record_operator_action(
         p_actor, 'outbox.retry_now',
-        CASE WHEN v_id > 0 THEN 'outbox/' || v_id ELSE 'outbox/QUEUED' || coalesce('/' || v_scb, '') END,
-        jsonb_build_object('status', 'QUEUED', 'ids', to_jsonb(v_ids), 'scb_id', v_scb, 'ledger_id', v_ledger,
-                           'latest_next_attempt_at', v_latest),
-        jsonb_build_object('status', 'QUEUED', 'due', 'now', 'rows', cardinality(v_ids)),
+        CASE WHEN v_id > 0 THEN 'outbox/' || v_id ELSE 'outbox/waiting' || coalesce('/' || v_scb, '') END,
+        jsonb_build_object('queued_ids', to_jsonb(v_ids), 'latest_next_attempt_at', v_latest,
+                           'polled_ids', to_jsonb(v_polls), 'latest_next_poll_at', v_poll,
+                           'scb_id', v_scb, 'ledger_id', v_ledger),
+        jsonb_build_object('due', 'now', 'queued', cardinality(v_ids), 'polled', cardinality(v_polls)),
         v_reason);
-    RETURN cardinality(v_ids);
+    RETURN cardinality(v_ids) + cardinality(v_polls);
 END $$;
 REVOKE ALL ON FUNCTION outbox_retry_now(text, text, bigint, text, text) FROM PUBLIC;
 

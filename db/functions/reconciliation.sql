@@ -250,8 +250,8 @@ REVOKE ALL ON FUNCTION reconcile_candidates(text, text, bigint, timestamptz) FRO
 -- p_since is NULL (a full comparison), else only reconcile_candidates(p_run, p_since). A delivery
 -- not made yet (QUEUED, PROCESSING) younger than p_grace is not yet expected at the SCB, one the
 -- SCB answered after this run began reading is left to the next run (missing_on_scb); a row that
--- has not moved for p_grace (SENT/ACKED: since it was sent or acknowledged, whatever its polls) is
--- expected FINALIZED here when the SCB says FINAL (status_mismatch). A
+-- has not moved for p_grace, or whose polls fail since the SCB's copy was read FINAL, is expected
+-- FINALIZED here when the SCB says FINAL (status_mismatch). A
 -- correction's waived delivery is expected at the SCB once the SCB is back to the state before
 -- the difference it corrected (lapsed: missing_on_scb, dbis.waived_for_discrepancy).
 DROP FUNCTION IF EXISTS reconcile_findings(text, text, interval);
@@ -274,7 +274,7 @@ keys AS MATERIALIZED (
 run AS (SELECT r.started_at FROM reconciliation_runs r WHERE r.id = p_run),
 ours AS (
     SELECT o.ledger_id, o.reference_id, o.id AS outbox_id, o.status AS outbox_status, o.created_at, o.updated_at, o.sent_at,
-           o.acked_at, o.failure_reason, o.acknowledged_at, l.discrepancy_id AS waived_for, e.seq, e.id AS entry_id, e.debit_account_id,
+           o.acked_at, o.last_polled_at, o.poll_failures, o.failure_reason, o.acknowledged_at, l.discrepancy_id AS waived_for, e.seq, e.id AS entry_id, e.debit_account_id,
            e.credit_account_id, e.amount, e.currency_code, e.asset_type, e.transaction_type, e.timestamp_utc,
            encode(e.block_hash, 'hex') AS block_hash
       FROM dual_ledger_outbox o
@@ -326,11 +326,15 @@ hits AS (
           -- SCB going back on it (the next run rereads a copy that is not FINAL).
           ('status_mismatch', '{status}'::text[], j.t_reference IS NOT NULL AND j.outbox_id IS NOT NULL AND (
                 (j.outbox_status = 'FINALIZED' AND j.t_status IS DISTINCT FROM 'FINAL' AND j.updated_at < j.t_read_at)
-             -- (the time of a SENT/ACKED row's last step, not updated_at, which every poll moves: a
-             -- row whose polls keep failing, say on another scb_entry_id, was never reported)
+             -- A row not moved for the grace (updated_at: a row nobody polls), or a SENT/ACKED row
+             -- whose polls fail since the SCB's copy was read FINAL (every poll moves updated_at,
+             -- so a row whose polls kept failing, on another scb_entry_id or a 404 from the
+             -- single read, was never reported). A row merely waiting for its next scheduled poll
+             -- is neither: its poll will see FINAL.
              OR (j.t_status = 'FINAL' AND j.outbox_status NOT IN ('FINALIZED', 'FAILED')
-                 AND coalesce(CASE WHEN j.outbox_status IN ('SENT', 'ACKED') THEN greatest(j.sent_at, j.acked_at) END, j.updated_at)
-                     <= now() - p_grace)
+                 AND (j.updated_at <= now() - p_grace
+                      OR j.outbox_status IN ('SENT', 'ACKED') AND greatest(j.sent_at, j.acked_at) <= now() - p_grace
+                         AND j.poll_failures > 0 AND j.last_polled_at > j.t_read_at))
              -- a status outside the contract (REVERSED, say): the worker cannot move the row by it
              -- and keeps failing its polls; it is the SCB's word on our entry all the same
              OR coalesce(j.t_status, '') NOT IN ('ACCEPTED', 'POSTED', 'FINAL')))

@@ -75,6 +75,11 @@ var constraintCodes = map[string]struct{ code, msg string }{
 	// Lowering a limit below the overdraft in use (or reserved by holds).
 	"bank_accounts_available_balance_within_overdraft": {CodeInvalidRequest, "overdraft_limit is below the overdraft the account already uses (its available balance, holds deducted, is under minus the new limit): bring the balance up first, or set a limit at least that large"},
 	"ledger_entries_unique_ledger_reference":           {CodeReferenceConflict, "reference_id already used in this ledger"},
+	// An entry's id or seq taken twice is not the client's reference: the ledger's sequence or head
+	// was changed by hand (a setval the audit reports, table_privileges). Answered as 23505 it read
+	// as a reference_conflict on every new reference.
+	"ledger_entries_pkey":             {CodeInternal, "internal error"},
+	"ledger_entries_id_ledger_id_key": {CodeInternal, "internal error"},
 	// dl_begin_act: the key an administrative act runs on behalf of was revoked or expired after
 	// the request was authenticated (another process revoked it within the keyring's refresh).
 	"dl_begin_act_active_key": {CodeUnauthenticated, "the API key is unknown, revoked or expired"},

@@ -150,3 +150,20 @@ func TestFromDBConnectionLost(t *testing.T) {
 		t.Errorf("an unknown error: %v, want internal", got)
 	}
 }
+
+// TestFromDBEntryKeyTakenTwice: a unique violation on an entry's own keys (its seq, its id) is
+// the server's fault (a sequence set back by hand), not the client's reference: internal, with
+// the cause kept for the log; the reference's own constraint stays reference_conflict.
+func TestFromDBEntryKeyTakenTwice(t *testing.T) {
+	for name, want := range map[string]string{
+		"ledger_entries_pkey":                    ledger.CodeInternal,
+		"ledger_entries_id_ledger_id_key":        ledger.CodeInternal,
+		"ledger_entries_unique_ledger_reference": ledger.CodeReferenceConflict,
+	} {
+		err := ledger.FromDB(&pgconn.PgError{Code: "23505", Severity: "ERROR", Message: "duplicate key value violates unique constraint", ConstraintName: name})
+		var pe *pgconn.PgError
+		if ledger.CodeOf(err) != want || !errors.As(err, &pe) {
+			t.Errorf("%s: %v (code %s), want %s with the cause kept", name, err, ledger.CodeOf(err), want)
+		}
+	}
+}

@@ -342,7 +342,7 @@ func TestRetryNowIsAnOperatorAct(t *testing.T) {
 	}
 	var acts int
 	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM operator_actions WHERE action = 'outbox.retry_now' AND actor = 'cli:alice'
-		AND before -> 'ids' @> to_jsonb($1::bigint)`, claimed[0].ID).Scan(&acts); err != nil || acts != 1 {
+		AND before -> 'queued_ids' @> to_jsonb($1::bigint)`, claimed[0].ID).Scan(&acts); err != nil || acts != 1 {
 		t.Errorf("operator log: %d acts naming row %d, %v", acts, claimed[0].ID, err)
 	}
 }
@@ -435,6 +435,13 @@ func TestRetryNowReleasesParkedPolls(t *testing.T) {
 	}
 	if in := *list().NextPollIn; in > 1 {
 		t.Errorf("next poll in %.0f s after retry-now", in)
+	}
+	// The operator log says it was a poll that was made due, not a QUEUED row's attempt.
+	var acts int
+	if err := f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM operator_actions WHERE action = 'outbox.retry_now'
+		AND before -> 'polled_ids' @> to_jsonb($1::bigint) AND before -> 'queued_ids' = '[]' AND after ->> 'polled' = '1'`,
+		list().ID).Scan(&acts); err != nil || acts != 1 {
+		t.Errorf("operator log: %d acts naming the polled row, %v", acts, err)
 	}
 	// The SCB answers again: the row is polled to FINAL.
 	s.mu.Lock()

@@ -435,9 +435,9 @@ func (s *Store) Requeue(ctx context.Context, operator string, id int64, allFaile
 	return s.RequeueRows(ctx, RequeueRequest{Actor: operator, ID: id, AllFailed: allFailed, ScbID: scbID, IncludeConflicts: includeConflicts})
 }
 
-// RetryNow makes QUEUED rows that wait for their next attempt due now (outbox_retry_now): one
-// by q.ID, or every waiting row (q.ScbID, q.LedgerID narrow it). AllFailed and IncludeConflicts
-// are not used.
+// RetryNow makes QUEUED rows that wait for their next attempt, and SENT/ACKED rows that wait for
+// their next poll after failed polls, due now (outbox_retry_now): one by q.ID, or every waiting
+// row (q.ScbID, q.LedgerID narrow it). AllFailed and IncludeConflicts are not used.
 func (s *Store) RetryNow(ctx context.Context, q RequeueRequest) (int64, error) {
 	if q.ID != 0 && q.ScbID != "" {
 		return 0, errors.New("retry now: an SCB selects among all waiting rows, not with an id")
@@ -445,7 +445,7 @@ func (s *Store) RetryNow(ctx context.Context, q RequeueRequest) (int64, error) {
 	var n int64
 	if err := s.db.QueryRow(ctx, `SELECT outbox_retry_now($1, $2, $3, $4, $5)`,
 		q.Actor, q.LedgerID, q.ID, q.ScbID, q.Reason).Scan(&n); err != nil {
-		return 0, fmt.Errorf("retry now: %w", err)
+		return 0, fmt.Errorf("retry now: %w", ledger.FromDB(err))
 	}
 	return n, nil
 }
@@ -467,7 +467,9 @@ func (s *Store) RequeueRows(ctx context.Context, q RequeueRequest) (int64, error
 	var n int64
 	if err := s.db.QueryRow(ctx, `SELECT outbox_requeue($1, $2, $3, $4, $5, $6)`,
 		q.Actor, q.LedgerID, q.ID, q.ScbID, q.IncludeConflicts, q.Reason).Scan(&n); err != nil {
-		return 0, fmt.Errorf("requeue: %w", err)
+		// A refusal (DL121: a waived correction) is a rule saying no, with its code, not a failure
+		// of the database.
+		return 0, fmt.Errorf("requeue: %w", ledger.FromDB(err))
 	}
 	return n, nil
 }

@@ -110,9 +110,12 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		                  WHERE a.grantee = 0 OR a.grantee IN (SELECT oid FROM reach)), '{}'),
 		       coalesce((SELECT array_agg(DISTINCT c.oid::regclass::text ORDER BY c.oid::regclass::text)
 		                   FROM pg_class c, sch, reach x
-		                  WHERE c.relnamespace = sch.oid AND c.relkind IN ('r', 'p')
-		                    AND (has_table_privilege(x.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
-		                         OR has_any_column_privilege(x.oid, c.oid, 'INSERT, UPDATE, REFERENCES'))), '{}')
+		                  WHERE c.relnamespace = sch.oid
+		                    AND (c.relkind IN ('r', 'p')
+		                         AND (has_table_privilege(x.oid, c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+		                              OR has_any_column_privilege(x.oid, c.oid, 'INSERT, UPDATE, REFERENCES'))
+		                         -- setval on the entries' id sequence makes every posting collide
+		                         OR c.relkind = 'S' AND has_sequence_privilege(x.oid, c.oid, 'UPDATE'))), '{}')
 		  FROM pg_roles r, sch, pg_database d, names
 		 WHERE r.rolname = session_user AND d.datname = current_database()`).
 		Scan(&login, &super, &supers, &createrole, &replicate, &predefined, &schema, &nspOwner, &ownsNsp,
@@ -165,7 +168,7 @@ func CheckServiceRole(ctx context.Context, db Querier) error {
 		// INSERT, UPDATE or DELETE); a grant made by hand lets the service move money around
 		// them, and the audit's table_privileges check reports it too.
 		reasons = append(reasons, fmt.Sprintf("it may write tables of schema %s directly (%s: INSERT, UPDATE, DELETE, TRUNCATE, "+
-			"REFERENCES or TRIGGER granted by hand; REVOKE them: every write goes through the posting and outbox functions)",
+			"REFERENCES or TRIGGER, or a sequence's UPDATE, granted by hand; REVOKE them: every write goes through the posting and outbox functions)",
 			schema, strings.Join(writes, ", ")))
 	}
 	if len(reasons) > 0 {

@@ -113,7 +113,8 @@ func TestCheckServiceRole(t *testing.T) {
 
 	// A write privilege granted by hand, on a table or on a column: the login could set balances
 	// around the posting function (the schema review of 2026-12-02).
-	for _, grant := range []string{"INSERT, UPDATE ON bank_accounts", "UPDATE (balance) ON bank_accounts", "TRIGGER ON ledger_entries"} {
+	for _, grant := range []string{"INSERT, UPDATE ON bank_accounts", "UPDATE (balance) ON bank_accounts", "TRIGGER ON ledger_entries",
+		"UPDATE ON SEQUENCE ledger_entries_id_seq"} {
 		l := d.LoginRole(t, "dualledger_api")
 		exec("GRANT " + grant + " TO " + userOf(t, l))
 		t.Cleanup(func() { _, _ = admin.Exec(ctx, "REVOKE "+grant+" FROM "+userOf(t, l)) })

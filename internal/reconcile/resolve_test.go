@@ -742,4 +742,27 @@ func TestFailedDeliveryTheSCBHolds(t *testing.T) {
 	if st := e.sims["SCB-1"].Stats(false); st.DuplicatePosts != 0 {
 		t.Errorf("the SCB booked it twice: %+v", st)
 	}
+
+	// The SCB holds another entry under our reference (its answer was 409): a requeue would be
+	// refused again, so the refusal points at the companion finding instead (the second review).
+	e.tamper("SCB-1", sim.Tamper{Action: "invent", Entry: &scb.Entry{ReferenceID: "other", LedgerID: "MASTER", DebitAccountID: "issuance",
+		CreditAccountID: "SCB-1-USD", Amount: "9.00", CurrencyCode: "USD", AssetType: "fiat", TransactionType: "funding",
+		DBISEntryID: 999, BlockHash: strings.Repeat("ab", 32), TimestampUTC: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}})
+	e.post("SCB-1", "other", "3.00")
+	e.deliver(1)
+	if s := e.outboxStatus("other", "SCB-1"); s != "FAILED" {
+		t.Fatalf("a delivery the SCB holds another entry for: %s", s)
+	}
+	e.reconcile(reconcile.Options{Full: true})
+	var failed reconcile.Discrepancy
+	for _, x := range e.discrepancies(reconcile.Filter{Kind: "delivery_failed"}) {
+		if x.ReferenceID == "other" {
+			failed = x
+		}
+	}
+	_, err = e.resolve(failed.ID, reconcile.Resolution{Kind: "correct", Reason: "x", Correction: &reconcile.Correction{Reverse: true}})
+	if ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable || !strings.Contains(err.Error(), "holds another entry under other") ||
+		!strings.Contains(err.Error(), "amount_mismatch or field_mismatch") {
+		t.Errorf("reverse a delivery refused with 409: %v", err)
+	}
 }

@@ -717,7 +717,9 @@ func TestFinalizedAfterTheReadIsNoStatusMismatch(t *testing.T) {
 // TestFinalThereWhilePolledHere (review of 2026-12-02): the SCB says FINAL, our row stays SENT
 // (its polls fail: another scb_entry_id, say) and every poll moves the row's updated_at. The
 // finding waits for the grace from the row's last step (sent, acknowledged), not from its last
-// poll: before, such a row was never reported.
+// poll: before, such a row was never reported. A row merely waiting for its next scheduled poll
+// (none failed, none since the copy was read) is not reported: its poll will see FINAL (the
+// second review: a batch finalised at a cut-off was reported whole).
 func TestFinalThereWhilePolledHere(t *testing.T) {
 	e := newEnvWith(t, func(c *sim.Config) { c.FinalAfter = time.Hour }, "SCB-1")
 	e.post("SCB-1", "r6", "10.00")
@@ -728,7 +730,8 @@ func TestFinalThereWhilePolledHere(t *testing.T) {
 	run := e.reconcile(reconcile.Options{Full: true})
 	// The copy the run read says FINAL; the row was sent 10 minutes ago and polled just now.
 	e.exec(`UPDATE reconciliation_scb_entries SET status = 'FINAL' WHERE reference_id = 'r6'`)
-	e.exec(`UPDATE dual_ledger_outbox SET sent_at = now() - interval '10 minutes' WHERE reference_id = 'r6'`)
+	e.exec(`UPDATE dual_ledger_outbox SET sent_at = now() - interval '10 minutes', last_polled_at = now() - interval '1 hour'
+		WHERE reference_id = 'r6'`)
 	if n := e.count(`SELECT count(*) FROM dual_ledger_outbox WHERE reference_id = 'r6' AND updated_at > now() - interval '1 minute'`); n != 1 {
 		t.Fatalf("the row's updated_at is not recent: %d", n)
 	}
@@ -736,6 +739,11 @@ func TestFinalThereWhilePolledHere(t *testing.T) {
 		t.Helper()
 		return e.count(`SELECT count(*) FROM reconcile_findings('SCB-1', NULL, $2::interval, $1, NULL) WHERE kind = 'status_mismatch'`, run.ID, grace)
 	}
+	if n := found("5 minutes"); n != 0 {
+		t.Errorf("a row waiting for its next scheduled poll: %d status_mismatch findings, want 0", n)
+	}
+	// Its polls since the read failed.
+	e.exec(`UPDATE dual_ledger_outbox SET poll_failures = 3, last_polled_at = now() WHERE reference_id = 'r6'`)
 	if n := found("5 minutes"); n != 1 {
 		t.Errorf("FINAL at the SCB, our row SENT for 10 minutes and polled since: %d status_mismatch findings, want 1", n)
 	}
