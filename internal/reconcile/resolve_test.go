@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"dualledger/internal/ledger"
+	"dualledger/internal/outbox"
 	"dualledger/internal/reconcile"
 	"dualledger/internal/scb"
 	"dualledger/internal/scb/sim"
@@ -548,6 +549,11 @@ func TestWaivedCorrectionsAreWatched(t *testing.T) {
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "DL121" || !strings.Contains(pe.Message, "booked there twice") {
 			t.Errorf("requeue of the waived correction of %s: %v, want DL121", d.ReferenceID, err)
+		}
+		// Through the store, as the CLI calls it: a rule's answer (exit 1), not a database failure.
+		if _, err := outbox.NewStore(e.pool).RequeueRows(e.ctx, outbox.RequeueRequest{Actor: "cli:test", LedgerID: "MASTER",
+			ID: *d.ResolutionOutboxID, Reason: "undo"}); ledger.CodeOf(err) != ledger.CodeResolutionNotApplicable {
+			t.Errorf("RequeueRows of the waived correction of %s: %v (code %s), want resolution_not_applicable", d.ReferenceID, err, ledger.CodeOf(err))
 		}
 		if n := e.count(fmt.Sprintf(`SELECT count(*) FROM dual_ledger_outbox WHERE id = %d AND status = 'FAILED' AND acknowledged_at IS NOT NULL`,
 			*d.ResolutionOutboxID)); n != 1 {
