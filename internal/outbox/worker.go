@@ -513,11 +513,9 @@ func (w *Worker) poll(ctx context.Context, log *slog.Logger, client SCB, r Row) 
 			}
 		}
 		w.cfg.Metrics.attempt(r.ScbID, "poll", res.Outcome, res.StatusCode, took)
-		// Failed polls back off like deliveries (and honour Retry-After), so an SCB outage is
-		// not polled for every SENT row every PollEvery. A poll's Retry-After is honoured up to
-		// the backoff cap only (5 minutes by default), not the day a delivery's may take: one
-		// maintenance page with "Retry-After: 86400" parked every row polled during it for a
-		// day, where no command could make it due (retry-now is for QUEUED rows).
+		// Failed polls back off like deliveries (and honour Retry-After, up to a day), so an SCB
+		// outage is not polled for every SENT row every PollEvery. `outbox retry-now` makes such
+		// a parked poll due once the SCB is back.
 		var retryAfter time.Duration
 		if de != nil {
 			retryAfter = de.RetryAfter
