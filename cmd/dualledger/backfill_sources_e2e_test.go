@@ -192,6 +192,21 @@ func TestBackfillSourcesGiveTheSameLedger(t *testing.T) {
 	}
 }
 
+// scbBackfillLedger is backfillLedger's MASTER with member bank SCB-1 and its account SCB-1-USD.
+func scbBackfillLedger(t *testing.T) *pgtest.DB {
+	t.Helper()
+	ctx := context.Background()
+	d := backfillLedger(t, 0)
+	if _, err := ledger.RegisterBank(ctx, d.Pool, "system:test", "SCB-1", "SCB one"); err != nil {
+		t.Fatal(err)
+	}
+	bank := "SCB-1"
+	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-1-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // TestBackfillFromSCB: scenario 4, an SCB's history imported from the simulator's
 // GET /v1/entries; the entries get their outbox rows like any posting and verify passes.
 func TestBackfillFromSCB(t *testing.T) {
@@ -209,14 +224,7 @@ func TestBackfillFromSCB(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := backfillLedger(t, 0)
-	if _, err := ledger.RegisterBank(ctx, d.Pool, "system:test", "SCB-1", "SCB one"); err != nil {
-		t.Fatal(err)
-	}
-	bank := "SCB-1"
-	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-1-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
-		t.Fatal(err)
-	}
+	d := scbBackfillLedger(t)
 	env := []string{"SCB_SCB_1_API_URL=" + s.http.URL, "SCB_SCB_1_API_KEY=scb-key-1"}
 	out, errOut, code := cliEnv(t, d.ConnStr, env, "backfill", "run", "--source-type", "scb", "--source", "SCB-1", "--source-id", "scb1-history",
 		"--errors", filepath.Join(t.TempDir(), "s.jsonl"), "--batch-size", "50")
@@ -252,14 +260,7 @@ func TestBackfillFromSCBSkipsOurOwnDeliveries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := backfillLedger(t, 0)
-	if _, err := ledger.RegisterBank(ctx, d.Pool, "system:test", "SCB-1", "SCB one"); err != nil {
-		t.Fatal(err)
-	}
-	bank := "SCB-1"
-	if _, err := ledger.CreateAccount(ctx, d.Pool, "system:test", "MASTER", ledger.AccountInput{ID: "SCB-1-USD", CurrencyCode: "USD", AssetType: "fiat", BankID: &bank}); err != nil {
-		t.Fatal(err)
-	}
+	d := scbBackfillLedger(t)
 	fx := "1.25"
 	ours := []ledger.EntryInput{
 		{DebitAccountID: "issuance", CreditAccountID: "SCB-1-USD", Amount: "10.00", CurrencyCode: "USD", AssetType: "fiat",
